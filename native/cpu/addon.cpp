@@ -1,0 +1,115 @@
+// N-API binding of the CPU kernels: each export takes typed arrays (or null) and sizes, in the kernel's own
+// argument order (kernels.h), and runs synchronously on the calling thread plus the kernel thread pool.
+#include <napi.h>
+#include "kernels.h"
+#include "threadpool.h"
+
+using namespace aha;
+
+namespace {
+template <class T = float> T* ptr(const Napi::Value& v) {
+  if (v.IsNull() || v.IsUndefined()) return nullptr;
+  if (!v.IsTypedArray()) {
+    Napi::TypeError::New(v.Env(), "expected a typed array").ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  auto ta = v.As<Napi::TypedArray>();
+  return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+}
+long L(const Napi::Value& v) { return (long)v.As<Napi::Number>().Int64Value(); }
+float F(const Napi::Value& v) { return v.As<Napi::Number>().FloatValue(); }
+bool Bo(const Napi::Value& v) { return v.ToBoolean().Value(); }
+
+#define FN(name) Napi::Value name##_js(const Napi::CallbackInfo& a)
+
+FN(gemm) {
+  gemm(ptr(a[0]), ptr(a[1]), ptr<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
+       L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]));
+  return a.Env().Undefined();
+}
+FN(rms_norm_forward) {
+  rms_norm_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7]));
+  return a.Env().Undefined();
+}
+FN(rms_norm_backward) {
+  rms_norm_backward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr(a[4]), ptr(a[5]), L(a[6]), L(a[7]), F(a[8]));
+  return a.Env().Undefined();
+}
+FN(rope_forward) {
+  rope_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]));
+  return a.Env().Undefined();
+}
+FN(glu_forward) {
+  glu_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), L(a[3]), (int)L(a[4]));
+  return a.Env().Undefined();
+}
+FN(glu_backward) {
+  glu_backward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr(a[4]), L(a[5]), (int)L(a[6]));
+  return a.Env().Undefined();
+}
+FN(embedding_forward) {
+  embedding_forward(ptr(a[0]), ptr<int32_t>(a[1]), ptr<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]));
+  return a.Env().Undefined();
+}
+FN(embedding_backward) {
+  embedding_backward(ptr(a[0]), ptr(a[1]), ptr<int32_t>(a[2]), L(a[3]), L(a[4]));
+  return a.Env().Undefined();
+}
+FN(binary) {
+  binary(ptr(a[0]), ptr(a[1]), ptr(a[2]), L(a[3]), L(a[4]), (int)L(a[5]));
+  return a.Env().Undefined();
+}
+FN(scale) {
+  scale(ptr(a[0]), ptr(a[1]), F(a[2]), L(a[3]));
+  return a.Env().Undefined();
+}
+FN(sum_rows) {
+  sum_rows(ptr(a[0]), ptr(a[1]), L(a[2]), L(a[3]), Bo(a[4]));
+  return a.Env().Undefined();
+}
+FN(copy2d) {
+  copy2d(ptr(a[0]), ptr(a[1]), L(a[2]), L(a[3]), L(a[4]), L(a[5]), Bo(a[6]));
+  return a.Env().Undefined();
+}
+FN(adamw) {
+  adamw(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), L(a[4]), F(a[5]), F(a[6]), F(a[7]), F(a[8]), F(a[9]), L(a[10]));
+  return a.Env().Undefined();
+}
+FN(sum_squares) { return Napi::Number::New(a.Env(), sum_squares(ptr(a[0]), L(a[1]))); }
+FN(attention_forward) {
+  attention_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr(a[4]), ptr<int32_t>(a[5]), L(a[6]), L(a[7]), L(a[8]),
+                    L(a[9]), L(a[10]), L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]));
+  return a.Env().Undefined();
+}
+FN(attention_backward) {
+  attention_backward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr(a[4]), ptr(a[5]), ptr(a[6]), ptr(a[7]), ptr(a[8]),
+                     ptr<int32_t>(a[9]), L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), L(a[17]), F(a[18]));
+  return a.Env().Undefined();
+}
+FN(lm_logp_forward) {
+  lm_logp_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr<void>(a[4]), (int)L(a[5]), ptr<int32_t>(a[6]), L(a[7]),
+                  L(a[8]), L(a[9]), F(a[10]), F(a[11]));
+  return a.Env().Undefined();
+}
+FN(lm_logp_backward) {
+  lm_logp_backward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr(a[4]), ptr<void>(a[5]), (int)L(a[6]), ptr<int32_t>(a[7]),
+                   L(a[8]), L(a[9]), L(a[10]), F(a[11]), F(a[12]));
+  return a.Env().Undefined();
+}
+FN(grpo_loss) {
+  return Napi::Number::New(a.Env(), grpo_loss(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr(a[4]), ptr(a[5]), L(a[6]),
+                                              F(a[7]), F(a[8]), F(a[9]), F(a[10]), F(a[11])));
+}
+FN(num_threads) { return Napi::Number::New(a.Env(), ThreadPool::get().size()); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+#define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
+  REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
+  REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
+  REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward);
+  REG(grpo_loss); REG(num_threads);
+  return exports;
+}
+}  // namespace
+
+NODE_API_MODULE(aha_cpu, Init)

@@ -1,0 +1,93 @@
+// CPU kernels of the aha engine. Argument order as in llm.c: outputs, saved state, inputs, weights, sizes.
+// Activations are float32; weight operands (gemm B, embedding tables, lm-head) may be bf16 or f16 and are
+// converted inside the kernels. Names match the TS op table (src/engine/ops) and the CUDA kernels.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+
+namespace aha {
+
+enum DType : int { F32 = 0, BF16 = 1, F16 = 2, I32 = 3 };
+
+inline float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; std::memcpy(&f, &u, 4); return f; }
+inline float f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;
+  if (exp == 0) {
+    if (mant == 0) u = sign;
+    else { exp = 127 - 15 + 1; while (!(mant & 0x400)) { mant <<= 1; exp--; } mant &= 0x3ff; u = sign | (exp << 23) | (mant << 13); }
+  } else if (exp == 31) u = sign | 0x7f800000 | (mant << 13);
+  else u = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  float f; std::memcpy(&f, &u, 4); return f;
+}
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u; std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
+  return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+// element i of a buffer of dtype dt as float
+inline float load_as_f32(const void* p, int dt, long i) {
+  switch (dt) {
+    case BF16: return bf16_to_f32(((const uint16_t*)p)[i]);
+    case F16: return f16_to_f32(((const uint16_t*)p)[i]);
+    case I32: return (float)((const int32_t*)p)[i];
+    default: return ((const float*)p)[i];
+  }
+}
+// convert n elements starting at element i0 into dst
+void convert_row(float* dst, const void* src, int dt, long i0, long n);
+
+// C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b]; op = transpose when trans*. A f32, B f32/bf16/f16, C f32.
+// Row-major; lda/ldb/ldc are the row strides of the stored matrices; stride* the batch strides (0 = broadcast).
+void gemm(float* C, const float* A, const void* B, int dtB, long batch, long M, long N, long K,
+          bool transA, bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC,
+          float alpha, float beta);
+
+}  // namespace aha
+
+namespace aha {
+// y[N,C] = x * rstd * (w + offset); rstd[N] saved. offset = 1 for Gemma's (1 + w) norms.
+void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, long N, long C, float eps, float offset);
+// dx[N,C] (+)= ..., dw[C] += sum_n dy * xhat (dw may be null)
+void rms_norm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd, const float* w,
+                       long N, long C, float offset);
+// rotate_half rotary on rows: x [N, H, D], cos/sin [N, rot/2]; dims >= rot pass through. inverse = backward.
+void rope_forward(float* y, const float* x, const float* cos, const float* sin, long N, long H, long D, long rot, bool inverse);
+// out = act(g) * u, act: 0 = silu, 1 = gelu (tanh approximation)
+void glu_forward(float* out, const float* g, const float* u, long n, int act);
+void glu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, long n, int act);
+// out[n, :] = table[ids[n], :]
+void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V);
+// dtable[ids[n], :] += dout[n, :]
+void embedding_backward(float* dtable, const float* dout, const int32_t* ids, long N, long C);
+// out[i] = a[i] op b[i % nb]; op: 0 add, 1 sub, 2 mul
+void binary(float* out, const float* a, const float* b, long n, long nb, int op);
+// out[i] = a[i] * s
+void scale(float* out, const float* a, float s, long n);
+// out[j] (+)= sum_r x[r * C + j]
+void sum_rows(float* out, const float* x, long R, long C, bool accumulate);
+// dst[dOff + r*dStride + c] (+)= src[sOff + r*sStride + c] for r < rows, c < width
+void copy2d(float* dst, const float* src, long rows, long width, long dStride, long sStride, bool accumulate);
+// AdamW step on n parameters (bias-corrected, decoupled weight decay)
+void adamw(float* p, float* m, float* v, const float* g, long n, float lr, float b1, float b2, float eps, float wd, long step);
+double sum_squares(const float* x, long n);
+// causal GQA attention. q/o [B,T,Hq,D], k/v [B,*,Hkv,D] with batch stride kvStrideB and S valid keys;
+// keyMask [B, S] (1 = attend; may be null); query i sits at key index i + (S - T); window > 0 limits to
+// (i+S-T) - j < window; softcap > 0 applies cap*tanh(s/cap). lse [B,Hq,T] saved for backward.
+void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
+                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap);
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
+                        const float* q, const float* k, const float* v, const int32_t* keyMask,
+                        long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap);
+// Fused lm-head + log-softmax + gather, in chunks of rows so [N, V] never exists.
+// z = softcap(h W^T) * invTemp; logp[n] = z[y] - lse(z); entropy[n] = -sum p log p (may be null).
+void lm_logp_forward(float* logp, float* lse, float* entropy, const float* h, const void* W, int dtW,
+                     const int32_t* targets, long N, long C, long V, float invTemp, float softcap);
+// dh[N,C] += sum_v dz W, dz = dlogp (1[v=y] - p) (* softcap'), dW[V,C] += dz^T h (may be null)
+void lm_logp_backward(float* dh, float* dW, const float* dlogp, const float* lse, const float* h, const void* W, int dtW,
+                      const int32_t* targets, long N, long C, long V, float invTemp, float softcap);
+// GRPO per-token loss: loss = sum_i w_i * l_i, l_i = -min(c1 A, c2 A) + beta * k3; dlogp_i = gout * w_i * dl_i/dlogp.
+// Returns the loss; writes dlogp when non-null.
+double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
+                 long n, float epsLow, float epsHigh, float delta, float beta, float gout);
+}  // namespace aha

@@ -1,0 +1,203 @@
+// Small CPU kernels: norms, rotary, gated activations, embedding, elementwise, copies, AdamW, GRPO token loss.
+// Rows are split across the thread pool where the work is large enough to pay for it.
+#include "kernels.h"
+#include "threadpool.h"
+#include <algorithm>
+#include <cmath>
+
+namespace aha {
+
+namespace {
+// run fn(i0, i1) over [0, n) in chunks of at least `grain`
+template <class F> void chunked(long n, long grain, F fn) {
+  long chunks = std::max(1L, std::min((n + grain - 1) / grain, 64L));
+  if (chunks == 1) { fn(0L, n); return; }
+  long per = (n + chunks - 1) / chunks;
+  parallel_for(chunks, [&](long c) { long a = c * per, b = std::min(n, a + per); if (a < b) fn(a, b); });
+}
+}  // namespace
+
+void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, long N, long C, float eps, float offset) {
+  chunked(N, std::max(1L, 16384 / std::max(1L, C)), [&](long a, long b) {
+    for (long n = a; n < b; n++) {
+      const float* xr = x + n * C;
+      double ss = 0;
+      for (long c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
+      float r = 1.0f / std::sqrt((float)(ss / C) + eps);
+      if (rstd) rstd[n] = r;
+      float* yr = y + n * C;
+      for (long c = 0; c < C; c++) yr[c] = xr[c] * r * (w ? (w[c] + offset) : 1.0f);
+    }
+  });
+}
+
+void rms_norm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd, const float* w,
+                       long N, long C, float offset) {
+  if (dx) {
+    chunked(N, std::max(1L, 16384 / std::max(1L, C)), [&](long a, long b) {
+      for (long n = a; n < b; n++) {
+        const float *xr = x + n * C, *dyr = dy + n * C;
+        float r = rstd[n];
+        double dot = 0;
+        for (long c = 0; c < C; c++) dot += (double)dyr[c] * (w ? (w[c] + offset) : 1.0f) * xr[c] * r;
+        float m = (float)(dot / C);
+        float* dxr = dx + n * C;
+        for (long c = 0; c < C; c++) dxr[c] += r * (dyr[c] * (w ? (w[c] + offset) : 1.0f) - xr[c] * r * m);
+      }
+    });
+  }
+  if (dw) {
+    chunked(C, 64, [&](long a, long b) {
+      for (long n = 0; n < N; n++) {
+        const float *xr = x + n * C, *dyr = dy + n * C;
+        float r = rstd[n];
+        for (long c = a; c < b; c++) dw[c] += dyr[c] * xr[c] * r;
+      }
+    });
+  }
+}
+
+void rope_forward(float* y, const float* x, const float* cs, const float* sn, long N, long H, long D, long rot, bool inverse) {
+  long half = rot / 2;
+  chunked(N, 64, [&](long a, long b) {
+    for (long n = a; n < b; n++) {
+      const float *c = cs + n * half, *s = sn + n * half;
+      for (long h = 0; h < H; h++) {
+        const float* xr = x + (n * H + h) * D;
+        float* yr = y + (n * H + h) * D;
+        for (long i = 0; i < half; i++) {
+          float x1 = xr[i], x2 = xr[i + half], si = inverse ? -s[i] : s[i];
+          yr[i] = x1 * c[i] - x2 * si;
+          yr[i + half] = x2 * c[i] + x1 * si;
+        }
+        if (y != x) for (long i = rot; i < D; i++) yr[i] = xr[i];
+      }
+    }
+  });
+}
+
+namespace {
+constexpr float GELU_K = 0.7978845608028654f;  // sqrt(2/pi)
+inline float act_f(float g, int act) {
+  if (act == 0) return g / (1.0f + std::exp(-g));
+  float t = std::tanh(GELU_K * (g + 0.044715f * g * g * g));
+  return 0.5f * g * (1.0f + t);
+}
+inline float act_df(float g, int act) {
+  if (act == 0) { float s = 1.0f / (1.0f + std::exp(-g)); return s * (1.0f + g * (1.0f - s)); }
+  float inner = GELU_K * (g + 0.044715f * g * g * g), t = std::tanh(inner);
+  return 0.5f * (1.0f + t) + 0.5f * g * (1.0f - t * t) * GELU_K * (1.0f + 3.0f * 0.044715f * g * g);
+}
+}  // namespace
+
+void glu_forward(float* out, const float* g, const float* u, long n, int act) {
+  chunked(n, 1 << 14, [&](long a, long b) { for (long i = a; i < b; i++) out[i] = act_f(g[i], act) * u[i]; });
+}
+
+void glu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, long n, int act) {
+  chunked(n, 1 << 14, [&](long a, long b) {
+    for (long i = a; i < b; i++) {
+      if (dg) dg[i] += dout[i] * u[i] * act_df(g[i], act);
+      if (du) du[i] += dout[i] * act_f(g[i], act);
+    }
+  });
+}
+
+void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V) {
+  chunked(N, 16, [&](long a, long b) {
+    for (long n = a; n < b; n++) {
+      long id = ids[n];
+      if (id < 0 || id >= V) { std::fill(out + n * C, out + (n + 1) * C, NAN); continue; }
+      convert_row(out + n * C, table, dt, id * C, C);
+    }
+  });
+}
+
+void embedding_backward(float* dtable, const float* dout, const int32_t* ids, long N, long C) {
+  // split over columns so that repeated ids never race
+  chunked(C, 64, [&](long a, long b) {
+    for (long n = 0; n < N; n++) {
+      float* d = dtable + (long)ids[n] * C;
+      const float* s = dout + n * C;
+      for (long c = a; c < b; c++) d[c] += s[c];
+    }
+  });
+}
+
+void binary(float* out, const float* a, const float* b, long n, long nb, int op) {
+  chunked(n, 1 << 15, [&](long s, long e) {
+    for (long i = s; i < e; i++) {
+      float bv = b[nb == n ? i : i % nb];
+      out[i] = op == 0 ? a[i] + bv : op == 1 ? a[i] - bv : a[i] * bv;
+    }
+  });
+}
+
+void scale(float* out, const float* a, float s, long n) {
+  chunked(n, 1 << 15, [&](long x, long y) { for (long i = x; i < y; i++) out[i] = a[i] * s; });
+}
+
+void sum_rows(float* out, const float* x, long R, long C, bool accumulate) {
+  chunked(C, 256, [&](long a, long b) {
+    for (long c = a; c < b; c++) {
+      double s = 0;
+      for (long r = 0; r < R; r++) s += x[r * C + c];
+      out[c] = accumulate ? out[c] + (float)s : (float)s;
+    }
+  });
+}
+
+void copy2d(float* dst, const float* src, long rows, long width, long dStride, long sStride, bool accumulate) {
+  chunked(rows, std::max(1L, 8192 / std::max(1L, width)), [&](long a, long b) {
+    for (long r = a; r < b; r++) {
+      float* d = dst + r * dStride;
+      const float* s = src + r * sStride;
+      if (accumulate) for (long c = 0; c < width; c++) d[c] += s[c];
+      else std::memcpy(d, s, width * 4);
+    }
+  });
+}
+
+void adamw(float* p, float* m, float* v, const float* g, long n, float lr, float b1, float b2, float eps, float wd, long step) {
+  float bc1 = 1.0f - std::pow(b1, (float)step), bc2 = 1.0f - std::pow(b2, (float)step);
+  chunked(n, 1 << 14, [&](long a, long b) {
+    for (long i = a; i < b; i++) {
+      p[i] -= lr * wd * p[i];
+      m[i] = b1 * m[i] + (1 - b1) * g[i];
+      v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+      p[i] -= lr * (m[i] / bc1) / (std::sqrt(v[i] / bc2) + eps);
+    }
+  });
+}
+
+double sum_squares(const float* x, long n) {
+  double s = 0;
+  for (long i = 0; i < n; i++) s += (double)x[i] * x[i];
+  return s;
+}
+
+double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
+                 long n, float epsLow, float epsHigh, float delta, float beta, float gout) {
+  double total = 0;
+  for (long i = 0; i < n; i++) {
+    if (w[i] == 0.f) { if (dlogp) dlogp[i] = 0.f; continue; }
+    double r = std::exp((double)logp[i] - old[i]), A = adv[i];
+    double c1 = (delta > 0 && r > delta) ? delta : r;
+    double c2 = std::min(std::max(r, 1.0 - epsLow), 1.0 + epsHigh);
+    double l1 = c1 * A, l2 = c2 * A;
+    double l = -std::min(l1, l2), d;
+    double d1 = (delta > 0 && r > delta) ? 0.0 : r * A;
+    double d2 = (r >= 1.0 - epsLow && r <= 1.0 + epsHigh) ? r * A : 0.0;
+    d = -(l1 < l2 ? d1 : l2 < l1 ? d2 : 0.5 * (d1 + d2));
+    if (beta != 0.f) {
+      double x = (double)ref[i] - logp[i];
+      l += beta * (std::exp(x) - x - 1.0);
+      d += beta * (1.0 - std::exp(x));
+    }
+    total += w[i] * l;
+    if (dlogp) dlogp[i] = (float)(gout * w[i] * d);
+  }
+  return total;
+}
+
+}  // namespace aha

@@ -1,0 +1,94 @@
+// Reverse-mode autograd over GradNodes recorded by ops. Gradients of leaves (requiresGrad, no node) accumulate
+// into `.grad`; intermediate gradients are freed as soon as they have been propagated.
+import { Tensor, type GradNode } from "./tensor.ts";
+import { add } from "./ops/elementwise.ts";
+
+let enabled = true;
+
+export function isGradEnabled(): boolean {
+  return enabled;
+}
+
+/** Run fn with recording off (inference, generation, reference log-probs). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = enabled;
+  enabled = false;
+  try {
+    return fn();
+  } finally {
+    enabled = prev;
+  }
+}
+
+/** Record `out` as made by `op` from `inputs` when any input needs a gradient. */
+export function record(out: Tensor, op: string, inputs: Tensor[], backward: GradNode["backward"]): Tensor {
+  if (enabled && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.node = { op, inputs, backward };
+  }
+  return out;
+}
+
+/** Backpropagate from `root` (a scalar unless `grad` is given). */
+export function backward(root: Tensor, grad?: Tensor): void {
+  if (!root.requiresGrad) throw new Error("backward(): the tensor does not require a gradient");
+  // topological order
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  const stack: [Tensor, boolean][] = [[root, false]];
+  while (stack.length) {
+    const [t, done] = stack.pop()!;
+    if (done) { order.push(t); continue; }
+    if (seen.has(t)) continue;
+    seen.add(t);
+    stack.push([t, true]);
+    if (t.node) for (const i of t.node.inputs) if (i.requiresGrad && !seen.has(i)) stack.push([i, false]);
+  }
+  const grads = new Map<Tensor, Tensor>();
+  const g0 = grad ?? fill1(root);
+  grads.set(root, g0);
+  for (let idx = order.length - 1; idx >= 0; idx--) {
+    const t = order[idx];
+    const g = grads.get(t);
+    if (!g) continue;
+    grads.delete(t);
+    if (!t.node) {
+      // leaf parameter
+      if (t.grad) {
+        const s = add(t.grad, g);
+        t.grad.dispose();
+        t.grad = s.keep();
+        if (g !== grad) g.dispose();
+      } else {
+        t.grad = g === grad ? copyOf(g) : g.keep();
+      }
+      continue;
+    }
+    const ins = t.node.backward(g);
+    if (g !== grad) g.dispose();
+    t.node.inputs.forEach((inp, i) => {
+      const gi = ins[i];
+      if (!gi || !inp.requiresGrad) { if (gi) gi.dispose(); return; }
+      const prev = grads.get(inp);
+      if (prev) {
+        const s = add(prev, gi);
+        prev.dispose();
+        gi.dispose();
+        grads.set(inp, s);
+      } else grads.set(inp, gi);
+    });
+  }
+}
+
+function fill1(t: Tensor): Tensor {
+  const g = new Tensor(t.shape, "f32", t.backend.alloc("f32", t.numel), t.backend);
+  const ones = new Float32Array(t.numel).fill(1);
+  t.backend.write(g.buf, ones);
+  return g;
+}
+
+function copyOf(t: Tensor): Tensor {
+  const c = new Tensor(t.shape, t.dtype, t.backend.alloc(t.dtype, t.numel), t.backend);
+  t.backend.k.copy2d(c.buf, t.buf, 1, t.numel, 0, 0, false);
+  return c.keep();
+}

@@ -1,0 +1,60 @@
+// The backend interface every device implements (CPU native addon today; CUDA behind the same methods), and the
+// registry. A backend owns buffers (opaque handles) and runs named kernels on them; it never knows about models.
+// No silent fallback: a kernel a backend lacks is an error naming the op and the device.
+import type { CpuAddon } from "./native.ts";
+import type { DType, HostArray } from "./dtype.ts";
+
+/** An opaque device buffer handle (a typed array on the CPU, a device pointer object on CUDA). */
+export type Buf = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** Kernel table: same names and argument order as native/cpu/kernels.h; buffers are the backend's handles. */
+export type Kernels = { [K in keyof CpuAddon]: (...args: any[]) => any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export type Device = "cpu" | "cuda";
+
+export interface MemoryReport {
+  /** bytes currently allocated through this backend */
+  allocated: number;
+  /** high-water mark since the last resetPeak() */
+  peak: number;
+  /** live buffer count */
+  buffers: number;
+}
+
+export interface Backend {
+  readonly device: Device;
+  /** a zero-filled buffer of numel elements */
+  alloc(dtype: DType, numel: number): Buf;
+  free(buf: Buf, dtype: DType, numel: number): void;
+  /** a buffer that aliases `numel` elements of `buf` from element `offset` (no copy, not owned) */
+  view(buf: Buf, dtype: DType, offset: number, numel: number): Buf;
+  write(buf: Buf, data: HostArray): void;
+  read(buf: Buf, dtype: DType, numel: number): HostArray;
+  supports(op: string, dtype: DType): boolean;
+  synchronize(): void;
+  memory(): MemoryReport;
+  resetPeak(): void;
+  readonly k: Kernels;
+}
+
+const backends = new Map<Device, Backend>();
+let defaultDevice: Device = "cpu";
+
+export function registerBackend(b: Backend): void {
+  backends.set(b.device, b);
+}
+
+export function getBackend(device: Device = defaultDevice): Backend {
+  const b = backends.get(device);
+  if (!b) throw new Error(`aha: backend '${device}' is not available`);
+  return b;
+}
+
+export function setDefaultDevice(d: Device): void {
+  getBackend(d);
+  defaultDevice = d;
+}
+
+export function defaultBackend(): Backend {
+  return getBackend(defaultDevice);
+}

@@ -1,0 +1,6 @@
+// Public engine API.
+export * from "./tensor.ts";
+export * from "./ops/index.ts";
+export { backward, noGrad, isGradEnabled, record } from "./autograd.ts";
+export { getBackend, setDefaultDevice, defaultBackend, registerBackend, type Backend, type Device } from "./backend.ts";
+export type { DType } from "./dtype.ts";

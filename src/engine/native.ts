@@ -1,0 +1,51 @@
+// Loads the native CPU addon built at install (native/build/Release/aha_cpu.node) and types its exports.
+// Every function runs synchronously; argument order follows native/cpu/kernels.h.
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+
+type F32 = Float32Array;
+type Any = Float32Array | Uint16Array | Int32Array;
+type I32 = Int32Array;
+
+export interface CpuAddon {
+  gemm(C: F32, A: F32, B: Any, dtB: number, batch: number, M: number, N: number, K: number, transA: boolean, transB: boolean,
+    lda: number, ldb: number, ldc: number, strideA: number, strideB: number, strideC: number, alpha: number, beta: number): void;
+  rms_norm_forward(y: F32, rstd: F32 | null, x: F32, w: F32 | null, N: number, C: number, eps: number, offset: number): void;
+  rms_norm_backward(dx: F32 | null, dw: F32 | null, dy: F32, x: F32, rstd: F32, w: F32 | null, N: number, C: number, offset: number): void;
+  rope_forward(y: F32, x: F32, cos: F32, sin: F32, N: number, H: number, D: number, rot: number, inverse: boolean): void;
+  glu_forward(out: F32, g: F32, u: F32, n: number, act: number): void;
+  glu_backward(dg: F32 | null, du: F32 | null, dout: F32, g: F32, u: F32, n: number, act: number): void;
+  embedding_forward(out: F32, ids: I32, table: Any, dt: number, N: number, C: number, V: number): void;
+  embedding_backward(dtable: F32, dout: F32, ids: I32, N: number, C: number): void;
+  binary(out: F32, a: F32, b: F32, n: number, nb: number, op: number): void;
+  scale(out: F32, a: F32, s: number, n: number): void;
+  sum_rows(out: F32, x: F32, R: number, C: number, accumulate: boolean): void;
+  copy2d(dst: F32, src: F32, rows: number, width: number, dStride: number, sStride: number, accumulate: boolean): void;
+  adamw(p: F32, m: F32, v: F32, g: F32, n: number, lr: number, b1: number, b2: number, eps: number, wd: number, step: number): void;
+  sum_squares(x: F32, n: number): number;
+  attention_forward(o: F32, lse: F32 | null, q: F32, k: F32, v: F32, keyMask: I32 | null, B: number, T: number, S: number,
+    Hq: number, Hkv: number, D: number, kvStrideB: number, scale: number, window: number, softcap: number): void;
+  attention_backward(dq: F32, dk: F32, dv: F32, dout: F32, o: F32, lse: F32, q: F32, k: F32, v: F32, keyMask: I32 | null,
+    B: number, T: number, S: number, Hq: number, Hkv: number, D: number, scale: number, window: number, softcap: number): void;
+  lm_logp_forward(logp: F32, lse: F32, entropy: F32 | null, h: F32, W: Any, dtW: number, targets: I32, N: number, C: number,
+    V: number, invTemp: number, softcap: number): void;
+  lm_logp_backward(dh: F32, dW: F32 | null, dlogp: F32, lse: F32, h: F32, W: Any, dtW: number, targets: I32, N: number,
+    C: number, V: number, invTemp: number, softcap: number): void;
+  grpo_loss(dlogp: F32 | null, logp: F32, old: F32, ref: F32, adv: F32, w: F32, n: number, epsLow: number, epsHigh: number,
+    delta: number, beta: number, gout: number): number;
+  num_threads(): number;
+}
+
+let addon: CpuAddon | null = null;
+
+export function cpuAddon(): CpuAddon {
+  if (addon) return addon;
+  const root = fileURLToPath(new URL("../../", import.meta.url));
+  const path = join(root, "native", "build", "Release", "aha_cpu.node");
+  if (!existsSync(path))
+    throw new Error(`aha: native CPU backend not built (${path} missing). Run \`npm install\` or \`npm run build:native\`.`);
+  addon = createRequire(import.meta.url)(path) as CpuAddon;
+  return addon;
+}

@@ -1,0 +1,37 @@
+// Causal grouped-query attention over [B, T, H, D] tensors, with key padding mask, sliding window, soft-capping
+// and a KV cache (keys/values in a larger buffer with S valid positions). Never builds the T × S matrix.
+import { Tensor } from "../tensor.ts";
+import { record } from "../autograd.ts";
+import { assertF32, like } from "./util.ts";
+
+export interface AttentionOpts {
+  B: number; T: number; Hq: number; Hkv: number; D: number;
+  /** valid key positions (T without a cache; past + T with one) */
+  S?: number;
+  /** elements between batch rows of k/v (default S * Hkv * D; the cache capacity stride with a cache) */
+  kvStrideB?: number;
+  scale: number;
+  /** 0 = no window; else query p sees keys j with p - j < window */
+  window?: number;
+  softcap?: number;
+  /** [B, S] i32, 1 = real token */
+  keyMask?: Tensor | null;
+}
+
+export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts): Tensor {
+  assertF32("attention", q, k, v);
+  const S = o.S ?? o.T;
+  const kvStrideB = o.kvStrideB ?? S * o.Hkv * o.D;
+  if (q.numel !== o.B * o.T * o.Hq * o.D) throw new Error(`attention: q [${q.shape}] is not [${o.B},${o.T},${o.Hq},${o.D}]`);
+  if (o.Hq % o.Hkv !== 0) throw new Error(`attention: ${o.Hq} query heads not a multiple of ${o.Hkv} kv heads`);
+  const out = like(q), lse = like(q, [o.B, o.Hq, o.T]);
+  const kk = q.backend.k;
+  const mask = o.keyMask?.buf ?? null;
+  kk.attention_forward(out.buf, lse.buf, q.buf, k.buf, v.buf, mask, o.B, o.T, S, o.Hq, o.Hkv, o.D, kvStrideB, o.scale, o.window ?? 0, o.softcap ?? 0);
+  return record(out, "attention", [q, k, v], (g) => {
+    if (kvStrideB !== S * o.Hkv * o.D) throw new Error("attention backward through a KV cache is not supported");
+    const dq = like(q), dk = like(k), dv = like(v);
+    kk.attention_backward(dq.buf, dk.buf, dv.buf, g.buf, out.buf, lse.buf, q.buf, k.buf, v.buf, mask, o.B, o.T, S, o.Hq, o.Hkv, o.D, o.scale, o.window ?? 0, o.softcap ?? 0);
+    return [dq, dk, dv];
+  });
+}

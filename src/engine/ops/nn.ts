@@ -1,0 +1,70 @@
+// Neural-network ops of the llama family: RMSNorm, rotary embeddings, gated MLP activations, embedding gather.
+import { Tensor } from "../tensor.ts";
+import { record } from "../autograd.ts";
+import { assertF32, dtypeCode, like } from "./util.ts";
+
+/** RMSNorm over the last dim: x * rsqrt(mean(x²) + eps) * (w + offset). offset 1 = Gemma's (1 + w). */
+export function rmsNorm(x: Tensor, w: Tensor | null, eps: number, offset = 0): Tensor {
+  assertF32("rmsNorm", x, ...(w ? [w] : []));
+  const C = x.shape[x.shape.length - 1], N = x.numel / C;
+  if (w && w.numel !== C) throw new Error(`rmsNorm: ${w.describe()} for ${C} features`);
+  const out = like(x), rstd = like(x, [N]); // rstd [N]
+  const k = x.backend.k;
+  k.rms_norm_forward(out.buf, rstd.buf, x.buf, w?.buf ?? null, N, C, eps, offset);
+  const inputs = w ? [x, w] : [x];
+  return record(out, "rms_norm", inputs, (g) => {
+    const dx = x.requiresGrad ? like(x) : null;
+    const dw = w && w.requiresGrad ? like(w) : null;
+    k.rms_norm_backward(dx?.buf ?? null, dw?.buf ?? null, g.buf, x.buf, rstd.buf, w?.buf ?? null, N, C, offset);
+    return w ? [dx, dw] : [dx];
+  });
+}
+
+/**
+ * Rotary embedding (HF rotate_half convention) on x [N, H, D] (or [B, T, H, D]) with per-row tables
+ * cos/sin [N, rot/2]; dims >= rot pass through (partial rotary).
+ */
+export function rope(x: Tensor, cos: Tensor, sin: Tensor, rot: number): Tensor {
+  assertF32("rope", x, cos, sin);
+  const D = x.shape[x.shape.length - 1], H = x.shape[x.shape.length - 2], N = x.numel / (H * D);
+  if (cos.numel !== N * (rot / 2)) throw new Error(`rope: cos table [${cos.shape}] for ${N} rows of rot ${rot}`);
+  const out = like(x);
+  const k = x.backend.k;
+  k.rope_forward(out.buf, x.buf, cos.buf, sin.buf, N, H, D, rot, false);
+  return record(out, "rope", [x], (g) => {
+    const dx = like(x);
+    k.rope_forward(dx.buf, g.buf, cos.buf, sin.buf, N, H, D, rot, true);
+    return [dx];
+  });
+}
+
+export type GluAct = "silu" | "gelu_tanh";
+
+/** act(g) * u, elementwise (SwiGLU with silu, GeGLU with tanh-GELU). */
+export function glu(g: Tensor, u: Tensor, act: GluAct): Tensor {
+  assertF32("glu", g, u);
+  if (g.numel !== u.numel) throw new Error(`glu: gate [${g.shape}] and up [${u.shape}] differ`);
+  const a = act === "silu" ? 0 : 1;
+  const out = like(g);
+  const k = g.backend.k;
+  k.glu_forward(out.buf, g.buf, u.buf, g.numel, a);
+  return record(out, "glu", [g, u], (d) => {
+    const dg = g.requiresGrad ? like(g) : null, du = u.requiresGrad ? like(u) : null;
+    k.glu_backward(dg?.buf ?? null, du?.buf ?? null, d.buf, g.buf, u.buf, g.numel, a);
+    return [dg, du];
+  });
+}
+
+/** table[ids] → [N, C]; table [V, C] may be bf16/f16; ids i32 [N]. */
+export function embedding(ids: Tensor, table: Tensor): Tensor {
+  if (ids.dtype !== "i32") throw new Error(`embedding: ids must be i32, got ${ids.dtype}`);
+  const [V, C] = table.shape, N = ids.numel;
+  const out = like(table, [N, C]);
+  const k = table.backend.k;
+  k.embedding_forward(out.buf, ids.buf, table.buf, dtypeCode(table.dtype), N, C, V);
+  return record(out, "embedding", [table], (g) => {
+    const dt = like(table);
+    k.embedding_backward(dt.buf, g.buf, ids.buf, N, C);
+    return [dt];
+  });
+}

@@ -1,0 +1,170 @@
+// Tensor: shape, dtype, a backend buffer, and autograd links. Memory: tensors created inside `scope(fn)` are
+// disposed when fn returns, except what it returns or what is `keep()`-ed; long-lived tensors (weights, LoRA,
+// optimiser state) are created outside scopes or kept, and freed by dispose().
+import { defaultBackend, getBackend, type Backend, type Buf, type Device } from "./backend.ts";
+import { DTYPE_BYTES, type DType, type HostArray } from "./dtype.ts";
+import { registerCpuBackend } from "./cpu.ts";
+
+registerCpuBackend();
+
+/** A node of the autograd graph: the op that made a tensor, its inputs and how to map the output gradient back. */
+export interface GradNode {
+  op: string;
+  inputs: Tensor[];
+  /** returns one gradient per input (null where the input needs none); must not keep `g` */
+  backward(g: Tensor): (Tensor | null)[];
+}
+
+const scopes: Set<Tensor>[] = [];
+
+export class Tensor {
+  readonly numel: number;
+  requiresGrad = false;
+  grad: Tensor | null = null;
+  node: GradNode | null = null;
+  /** set for named parameters, used in error messages */
+  name?: string;
+  private disposed = false;
+
+  constructor(
+    readonly shape: number[],
+    readonly dtype: DType,
+    readonly buf: Buf,
+    readonly backend: Backend,
+    /** false for views that alias another tensor's buffer */
+    readonly owner = true,
+  ) {
+    this.numel = shape.reduce((a, b) => a * b, 1);
+    const s = scopes[scopes.length - 1];
+    if (s) s.add(this);
+  }
+
+  get device(): Device {
+    return this.backend.device;
+  }
+  get bytes(): number {
+    return this.numel * DTYPE_BYTES[this.dtype];
+  }
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** Host copy of the data (f32 as Float32Array, bf16/f16 as raw Uint16Array words, i32 as Int32Array). */
+  data(): HostArray {
+    this.check();
+    return this.backend.read(this.buf, this.dtype, this.numel);
+  }
+  /** Host copy as Float32Array (only for f32 tensors). */
+  f32(): Float32Array {
+    if (this.dtype !== "f32") throw new Error(`tensor ${this.describe()} is ${this.dtype}, not f32`);
+    return this.data() as Float32Array;
+  }
+  item(): number {
+    if (this.numel !== 1) throw new Error(`item() on a tensor of shape [${this.shape}]`);
+    return this.data()[0];
+  }
+
+  /** Exclude from the enclosing scope's cleanup. */
+  keep(): this {
+    for (const s of scopes) s.delete(this);
+    return this;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.owner) this.backend.free(this.buf, this.dtype, this.numel);
+    this.node = null;
+    if (this.grad) { this.grad.dispose(); this.grad = null; }
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  check(): void {
+    if (this.disposed) throw new Error(`use of disposed tensor ${this.describe()}`);
+  }
+  describe(): string {
+    return `${this.name ?? "tensor"}[${this.shape.join(",")}] ${this.dtype}`;
+  }
+}
+
+/** A new zero-filled tensor. */
+export function zeros(shape: number[], dtype: DType = "f32", backend: Backend = defaultBackend()): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return new Tensor(shape, dtype, backend.alloc(dtype, n), backend);
+}
+
+/** A tensor holding a copy of host data. */
+export function fromHost(data: HostArray | number[], shape: number[], dtype?: DType, backend: Backend = defaultBackend()): Tensor {
+  const dt: DType = dtype ?? (data instanceof Int32Array ? "i32" : data instanceof Uint16Array ? "bf16" : "f32");
+  const arr: HostArray = Array.isArray(data) ? (dt === "i32" ? Int32Array.from(data) : Float32Array.from(data)) : data;
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (arr.length !== n) throw new Error(`fromHost: ${arr.length} values for shape [${shape}]`);
+  const t = zeros(shape, dt, backend);
+  backend.write(t.buf, arr);
+  return t;
+}
+
+/** A tensor sharing `src`'s buffer with another shape (same numel, no copy). */
+export function viewAs(src: Tensor, shape: number[]): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n !== src.numel) throw new Error(`reshape [${src.shape}] -> [${shape}]: sizes differ`);
+  return new Tensor(shape, src.dtype, src.buf, src.backend, false);
+}
+
+/** Rows [r0, r0 + rows) of a tensor whose first dimension is rows (no copy). */
+export function rowsView(src: Tensor, r0: number, rows: number): Tensor {
+  const rowSize = src.numel / src.shape[0];
+  const buf = src.backend.view(src.buf, src.dtype, r0 * rowSize, rows * rowSize);
+  return new Tensor([rows, ...src.shape.slice(1)], src.dtype, buf, src.backend, false);
+}
+
+/** Run fn; dispose every tensor it created except those in its result (a Tensor, array or object of Tensors). */
+export function scope<T>(fn: () => T): T {
+  const s = new Set<Tensor>();
+  scopes.push(s);
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    scopes.pop();
+  }
+  const keepSet = new Set<Tensor>();
+  collect(result, keepSet);
+  const parent = scopes[scopes.length - 1];
+  for (const t of s) {
+    if (keepSet.has(t)) { if (parent) parent.add(t); continue; }
+    t.dispose();
+  }
+  return result;
+}
+
+/** Async variant of scope. */
+export async function scopeAsync<T>(fn: () => Promise<T>): Promise<T> {
+  const s = new Set<Tensor>();
+  scopes.push(s);
+  let result: T;
+  try {
+    result = await fn();
+  } finally {
+    const i = scopes.lastIndexOf(s);
+    if (i >= 0) scopes.splice(i, 1);
+  }
+  const keepSet = new Set<Tensor>();
+  collect(result, keepSet);
+  for (const t of s) if (!keepSet.has(t)) t.dispose();
+  return result;
+}
+
+function collect(v: unknown, out: Set<Tensor>, depth = 0): void {
+  if (depth > 4 || v == null) return;
+  if (v instanceof Tensor) { out.add(v); return; }
+  if (Array.isArray(v)) { for (const x of v) collect(x, out, depth + 1); return; }
+  if (typeof v === "object" && !(ArrayBuffer.isView(v))) for (const x of Object.values(v as object)) collect(x, out, depth + 1);
+}
+
+/** Memory report of a backend (bytes allocated, peak, live buffers). */
+export function memory(device?: Device) {
+  return getBackend(device).memory();
+}

@@ -1,0 +1,69 @@
+// Key/value cache for generation: per layer, keys and values [B, capacity, Hkv, D], the first `length`
+// positions valid, plus the key padding mask [B, capacity] (1 = real token). Sequences can be dropped
+// (compaction) when they finish, so they stop costing compute.
+import { zeros, type Tensor } from "../engine/index.ts";
+import type { ModelConfig } from "./config.ts";
+
+export class KVCache {
+  readonly k: Tensor[] = [];
+  readonly v: Tensor[] = [];
+  /** [B, capacity] host mask; copied to the device per forward */
+  mask: Int32Array;
+  length = 0;
+
+  constructor(readonly cfg: ModelConfig, public batch: number, readonly capacity: number) {
+    for (let l = 0; l < cfg.layers; l++) {
+      this.k.push(zeros([batch, capacity, cfg.kvHeads, cfg.headDim]).keep());
+      this.v.push(zeros([batch, capacity, cfg.kvHeads, cfg.headDim]).keep());
+    }
+    this.mask = new Int32Array(batch * capacity);
+  }
+
+  /** elements between batch rows */
+  get strideB(): number {
+    return this.capacity * this.cfg.kvHeads * this.cfg.headDim;
+  }
+
+  /** Bytes a cache of this shape takes. */
+  static bytes(cfg: ModelConfig, batch: number, capacity: number): number {
+    return 2 * cfg.layers * batch * capacity * cfg.kvHeads * cfg.headDim * 4;
+  }
+
+  /** Write [B, T, Hkv, D] keys/values of layer l at positions [length, length + T). */
+  write(l: number, k: Tensor, v: Tensor, T: number): void {
+    if (this.length + T > this.capacity) throw new Error(`KV cache full: ${this.length} + ${T} > ${this.capacity}`);
+    const row = this.cfg.kvHeads * this.cfg.headDim;
+    const be = this.k[l].backend;
+    for (const [dst, src] of [[this.k[l], k], [this.v[l], v]] as const) {
+      // rows = B, each row copies T * row contiguous elements
+      be.k.copy2d(be.view(dst.buf, "f32", this.length * row, dst.numel - this.length * row), src.buf, this.batch, T * row, this.strideB, T * row, false);
+    }
+  }
+
+  /**
+   * Keep only batch rows `keep` (in that order; indices may repeat, e.g. to fan a prefilled prompt out to n
+   * completions). Returns a new cache; this one is disposed.
+   */
+  select(keep: number[]): KVCache {
+    const out = new KVCache(this.cfg, keep.length, this.capacity);
+    out.length = this.length;
+    const be = this.k[0].backend;
+    const used = this.length * this.cfg.kvHeads * this.cfg.headDim;
+    for (let l = 0; l < this.cfg.layers; l++) {
+      for (const [dst, src] of [[out.k[l], this.k[l]], [out.v[l], this.v[l]]] as const) {
+        keep.forEach((b, i) => {
+          be.k.copy2d(be.view(dst.buf, "f32", i * this.strideB, this.strideB), be.view(src.buf, "f32", b * this.strideB, this.strideB), 1, used, 0, 0, false);
+        });
+      }
+    }
+    keep.forEach((b, i) => out.mask.set(this.mask.subarray(b * this.capacity, (b + 1) * this.capacity), i * this.capacity));
+    this.dispose();
+    return out;
+  }
+
+  dispose(): void {
+    for (const t of [...this.k, ...this.v]) t.dispose();
+    this.k.length = 0;
+    this.v.length = 0;
+  }
+}

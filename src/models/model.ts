@@ -1,0 +1,277 @@
+// One model definition for the llama family (llama, qwen2, qwen3, mistral, gemma3 text, phi3): the config flags
+// select QKV bias, QK-norm, Gemma's (1 + w) sandwich norms and embedding scale, fused Phi-3 projections, partial
+// rotary, per-layer rope and sliding windows. LoRA is applied on the fly; `withoutAdapter` gives the base model
+// (the GRPO reference) from the same weights.
+import { fromHost, linear, add, scale, rmsNorm, rope, glu, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, mul,
+  type Tensor, type TokenLogprobs } from "../engine/index.ts";
+import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
+import { WeightStore } from "./weights.ts";
+import { LoraAdapter, type LoraConfig } from "./lora.ts";
+import { ropeFrequencies, ropeTables } from "./rope.ts";
+import type { KVCache } from "./kvcache.ts";
+
+interface Layer {
+  ln1: Tensor;
+  ln2: Tensor;
+  /** gemma: post-attention and post-feedforward norms (ln2 is then the pre-feedforward norm) */
+  postAttn?: Tensor;
+  postFf?: Tensor;
+  qNorm?: Tensor;
+  kNorm?: Tensor;
+  /** module name → weight [out, in] (and bias [out]) */
+  linears: Map<string, { W: Tensor; b?: Tensor }>;
+}
+
+export interface ForwardOpts {
+  /** [B*T] positions; default from the attention mask (cumsum - 1, clamped at 0) or 0..T-1 after the cache */
+  positions?: Int32Array;
+  /** [B, S] key mask, S = cache length + T (or T); 1 = real token */
+  attentionMask?: Int32Array;
+  cache?: KVCache;
+}
+
+export interface LoadOpts {
+  /** keep bf16/f16 weights as stored (default) or convert everything to f32 */
+  dtype?: "auto" | "f32";
+  adapter?: string;
+}
+
+export class CausalLM {
+  readonly layers: Layer[] = [];
+  embed!: Tensor;
+  finalNorm!: Tensor;
+  lmHead!: Tensor;
+  adapter: LoraAdapter | null = null;
+  /** LoRA dropout probability in training; 0 in inference */
+  dropout = 0;
+  dropoutRng: () => number = Math.random;
+
+  private constructor(readonly config: ModelConfig) {}
+
+  static load(dir: string, opts: LoadOpts = {}): CausalLM {
+    const cfg = readModelConfig(dir);
+    const m = new CausalLM(cfg);
+    const ws = new WeightStore(dir);
+    const keep16 = opts.dtype !== "f32";
+    const { hidden: C, headDim: D, heads: Hq, kvHeads: Hkv, intermediate: I, vocabSize: V } = cfg;
+    m.embed = ws.load("model.embed_tokens.weight", [V, C], keep16);
+    m.finalNorm = ws.load("model.norm.weight", [C], false);
+    if (cfg.tieEmbeddings || !ws.has("lm_head.weight")) {
+      if (!cfg.tieEmbeddings) throw new Error(`${dir}: tensor 'lm_head.weight' is missing and tie_word_embeddings is false`);
+      m.lmHead = m.embed;
+    } else m.lmHead = ws.load("lm_head.weight", [V, C], keep16);
+    for (let l = 0; l < cfg.layers; l++) {
+      const p = `model.layers.${l}`;
+      const lin = new Map<string, { W: Tensor; b?: Tensor }>();
+      const addLin = (name: string, out: number, inF: number, bias: boolean) => {
+        const full = `${p}.${name}`;
+        lin.set(full, { W: ws.load(`${full}.weight`, [out, inF], keep16), b: bias ? ws.load(`${full}.bias`, [out], false) : undefined });
+      };
+      if (cfg.fused) addLin("self_attn.qkv_proj", (Hq + 2 * Hkv) * D, C, cfg.attentionBias);
+      else {
+        addLin("self_attn.q_proj", Hq * D, C, cfg.attentionBias);
+        addLin("self_attn.k_proj", Hkv * D, C, cfg.attentionBias);
+        addLin("self_attn.v_proj", Hkv * D, C, cfg.attentionBias);
+      }
+      addLin("self_attn.o_proj", C, Hq * D, cfg.attentionOutBias);
+      if (cfg.fused) addLin("mlp.gate_up_proj", 2 * I, C, cfg.mlpBias);
+      else {
+        addLin("mlp.gate_proj", I, C, cfg.mlpBias);
+        addLin("mlp.up_proj", I, C, cfg.mlpBias);
+      }
+      addLin("mlp.down_proj", C, I, cfg.mlpBias);
+      const layer: Layer = {
+        ln1: ws.load(`${p}.input_layernorm.weight`, [C], false),
+        ln2: ws.load(cfg.sandwichNorms ? `${p}.pre_feedforward_layernorm.weight` : `${p}.post_attention_layernorm.weight`, [C], false),
+        linears: lin,
+      };
+      if (cfg.sandwichNorms) {
+        layer.postAttn = ws.load(`${p}.post_attention_layernorm.weight`, [C], false);
+        layer.postFf = ws.load(`${p}.post_feedforward_layernorm.weight`, [C], false);
+      }
+      if (cfg.qkNorm) {
+        layer.qNorm = ws.load(`${p}.self_attn.q_norm.weight`, [D], false);
+        layer.kNorm = ws.load(`${p}.self_attn.k_norm.weight`, [D], false);
+      }
+      m.layers.push(layer);
+    }
+    if (opts.adapter) m.adapter = LoraAdapter.load(opts.adapter, m.linearShapes());
+    return m;
+  }
+
+  /** Every linear module: name → [in, out]. */
+  linearShapes(): Map<string, [number, number]> {
+    const out = new Map<string, [number, number]>();
+    for (const l of this.layers) for (const [name, { W }] of l.linears) out.set(name, [W.shape[1], W.shape[0]]);
+    return out;
+  }
+
+  /** Attach a fresh LoRA adapter (PEFT init) and return it. */
+  addAdapter(config: LoraConfig, rng: () => number): LoraAdapter {
+    this.adapter?.dispose();
+    this.adapter = LoraAdapter.create(config, this.linearShapes(), rng);
+    return this.adapter;
+  }
+
+  /** Run fn with the adapter switched off (reference model), restoring it afterwards. */
+  withoutAdapter<T>(fn: () => T): T {
+    if (!this.adapter) return fn();
+    const prev = this.adapter.enabled;
+    this.adapter.enabled = false;
+    try {
+      return fn();
+    } finally {
+      this.adapter.enabled = prev;
+    }
+  }
+
+  private proj(x: Tensor, layer: Layer, name: string): Tensor {
+    const { W, b } = layer.linears.get(name)!;
+    let y = linear(x, W);
+    if (b) y = add(y, b);
+    const lora = this.adapter?.get(name);
+    if (lora) {
+      let xin = x;
+      if (this.dropout > 0) {
+        const keepP = 1 - this.dropout;
+        const m = new Float32Array(x.numel).map(() => (this.dropoutRng() < keepP ? 1 / keepP : 0));
+        xin = mul(x, fromHost(m, x.shape));
+      }
+      const low = linear(linear(xin, lora.A), lora.B);
+      y = add(y, scale(low, this.adapter!.scale));
+    }
+    return y;
+  }
+
+  /**
+   * Hidden states after the final norm, [B*T, C], for token ids [B*T] (row-major [B, T]).
+   * With a cache, keys/values are appended to it and attention covers the cached positions.
+   */
+  forward(ids: Int32Array, B: number, T: number, opts: ForwardOpts = {}): Tensor {
+    const cfg = this.config;
+    const { hidden: C, headDim: D, heads: Hq, kvHeads: Hkv, intermediate: I } = cfg;
+    const N = B * T;
+    if (ids.length !== N) throw new Error(`forward: ${ids.length} ids for B=${B}, T=${T}`);
+    const cache = opts.cache;
+    const past = cache?.length ?? 0;
+    const S = past + T;
+    let mask = opts.attentionMask;
+    if (cache) {
+      // the cache keeps the mask of everything written so far
+      for (let b = 0; b < B; b++)
+        for (let t = 0; t < T; t++) cache.mask[b * cache.capacity + past + t] = mask ? mask[b * S + past + t] : 1;
+    }
+    const positions = opts.positions ?? defaultPositions(B, T, past, mask, cache);
+    let maxPos = 0;
+    for (const p of positions) if (p > maxPos) maxPos = p;
+    const keyMaskHost = cache ? cacheMask(cache, B, S) : mask;
+    const keyMask = keyMaskHost ? fromHost(keyMaskHost, [B, S], "i32") : null;
+
+    const tables = new Map<RopeParams, { cos: Tensor; sin: Tensor }>();
+    const tablesFor = (p: RopeParams) => {
+      let t = tables.get(p);
+      if (!t) {
+        const f = ropeFrequencies(p, cfg.rotaryDim, cfg.maxPositions, maxPos + 1);
+        const { cos, sin } = ropeTables(f, positions);
+        t = { cos: fromHost(cos, [N, cfg.rotaryDim / 2]), sin: fromHost(sin, [N, cfg.rotaryDim / 2]) };
+        tables.set(p, t);
+      }
+      return t;
+    };
+
+    let x = embedding(fromHost(ids, [N], "i32"), this.embed);
+    if (cfg.embedScale !== 1) x = scale(x, cfg.embedScale);
+    for (let l = 0; l < cfg.layers; l++) {
+      const L = this.layers[l];
+      const p = `model.layers.${l}`;
+      const h = rmsNorm(x, L.ln1, cfg.eps, cfg.normOffset);
+      let q: Tensor, k: Tensor, v: Tensor;
+      if (cfg.fused) {
+        const qkv = this.proj(h, L, `${p}.self_attn.qkv_proj`);
+        q = sliceCols(qkv, 0, Hq * D);
+        k = sliceCols(qkv, Hq * D, Hkv * D);
+        v = sliceCols(qkv, (Hq + Hkv) * D, Hkv * D);
+      } else {
+        q = this.proj(h, L, `${p}.self_attn.q_proj`);
+        k = this.proj(h, L, `${p}.self_attn.k_proj`);
+        v = this.proj(h, L, `${p}.self_attn.v_proj`);
+      }
+      if (L.qNorm) {
+        q = rmsNorm(reshape(q, [N * Hq, D]), L.qNorm, cfg.eps, cfg.normOffset);
+        k = rmsNorm(reshape(k, [N * Hkv, D]), L.kNorm!, cfg.eps, cfg.normOffset);
+      }
+      const { cos, sin } = tablesFor(cfg.ropeByLayer[l]);
+      q = rope(reshape(q, [N, Hq, D]), cos, sin, cfg.rotaryDim);
+      k = rope(reshape(k, [N, Hkv, D]), cos, sin, cfg.rotaryDim);
+      v = reshape(v, [N, Hkv, D]);
+      const aOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: cfg.windowByLayer[l], softcap: cfg.attnSoftcap, keyMask };
+      let a: Tensor;
+      if (cache) {
+        cache.write(l, k, v, T);
+        a = attention(q, cache.k[l], cache.v[l], { ...aOpts, S, kvStrideB: cache.strideB });
+      } else a = attention(q, k, v, aOpts);
+      let o = this.proj(reshape(a, [N, Hq * D]), L, `${p}.self_attn.o_proj`);
+      if (L.postAttn) o = rmsNorm(o, L.postAttn, cfg.eps, cfg.normOffset);
+      x = add(x, o);
+      const h2 = rmsNorm(x, L.ln2, cfg.eps, cfg.normOffset);
+      let g: Tensor, u: Tensor;
+      if (cfg.fused) {
+        const gu = this.proj(h2, L, `${p}.mlp.gate_up_proj`);
+        g = sliceCols(gu, 0, I);
+        u = sliceCols(gu, I, I);
+      } else {
+        g = this.proj(h2, L, `${p}.mlp.gate_proj`);
+        u = this.proj(h2, L, `${p}.mlp.up_proj`);
+      }
+      let m = this.proj(glu(g, u, cfg.act), L, `${p}.mlp.down_proj`);
+      if (L.postFf) m = rmsNorm(m, L.postFf, cfg.eps, cfg.normOffset);
+      x = add(x, m);
+    }
+    if (cache) cache.length += T;
+    return rmsNorm(x, this.finalNorm, cfg.eps, cfg.normOffset);
+  }
+
+  /** Full logits [N, V] for hidden states [N, C] (soft-capped if the model says so). */
+  logits(h: Tensor): Tensor {
+    let z = matmul(h, this.lmHead, { transB: true });
+    const cap = this.config.finalSoftcap;
+    if (cap > 0) {
+      const d = z.f32().map((v) => cap * Math.tanh(v / cap));
+      z = fromHost(d, z.shape);
+    }
+    return z;
+  }
+
+  /** log p(targets) under softmax(logits / temperature), fused and chunked; targets i32 [N]. */
+  tokenLogprobs(h: Tensor, targets: Int32Array, temperature = 1): TokenLogprobs {
+    return tokenLogprobs(h, this.lmHead, fromHost(targets, [targets.length], "i32"), temperature, this.config.finalSoftcap);
+  }
+
+  /** Trainable parameters (the adapter's). */
+  parameters(): Tensor[] {
+    return this.adapter?.parameters() ?? [];
+  }
+}
+
+function defaultPositions(B: number, T: number, past: number, mask: Int32Array | undefined, cache?: KVCache): Int32Array {
+  const pos = new Int32Array(B * T);
+  const S = past + T;
+  for (let b = 0; b < B; b++) {
+    if (!mask && !cache) { for (let t = 0; t < T; t++) pos[b * T + t] = t; continue; }
+    // position = number of real tokens before this one (cumsum(mask) - 1, clamped at 0)
+    let count = 0;
+    for (let j = 0; j < S; j++) {
+      const m = cache ? cache.mask[b * cache.capacity + j] : mask![b * S + j];
+      if (j >= past) pos[b * T + (j - past)] = Math.max(0, count + m - 1);
+      count += m;
+    }
+  }
+  return pos;
+}
+
+function cacheMask(cache: KVCache, B: number, S: number): Int32Array {
+  const out = new Int32Array(B * S);
+  for (let b = 0; b < B; b++) out.set(cache.mask.subarray(b * cache.capacity, b * cache.capacity + S), b * S);
+  return out;
+}
+
