@@ -1,0 +1,99 @@
+// The GRPO-family loss on a batch of completions: per-token log-probs from the model (fused lm-head, logits / τ),
+// the clipped ratio objective with optional two-sided delta and k3 KL (engine op `grpoLoss`), and the
+// normalisation of each loss type, expressed as per-token weights:
+//   grpo    mean over sequences of (masked token sum / that sequence's tokens)
+//   bnpo    masked token sum / tokens in this batch
+//   dr_grpo masked token sum / (sequences × max_completion_length)
+//   dapo    masked token sum / completion tokens in the whole accumulated batch
+import { embedding, fromHost, grpoLoss, type Tensor } from "../engine/index.ts";
+import type { CausalLM } from "../models/model.ts";
+
+export type LossType = "grpo" | "bnpo" | "dr_grpo" | "dapo";
+
+export interface LossParams {
+  lossType: LossType;
+  epsilon: number;
+  epsilonHigh: number;
+  /** two-sided clipping bound (0 or undefined = off) */
+  delta?: number;
+  beta: number;
+  temperature: number;
+  maxCompletionLength: number;
+  /** dapo: completion tokens in the whole accumulated batch (default: this batch's) */
+  numItemsInBatch?: number;
+}
+
+/** Per-token weights [B*T] that turn a masked token sum into the loss type's normalised loss. */
+export function lossWeights(mask: Float32Array, B: number, T: number, p: Pick<LossParams, "lossType" | "maxCompletionLength" | "numItemsInBatch">): Float32Array {
+  const w = new Float32Array(B * T);
+  let total = 0;
+  for (const m of mask) total += m;
+  for (let b = 0; b < B; b++) {
+    let row = 0;
+    for (let t = 0; t < T; t++) row += mask[b * T + t];
+    let denom: number;
+    switch (p.lossType) {
+      case "grpo": denom = Math.max(row, 1) * B; break;
+      case "bnpo": denom = Math.max(total, 1); break;
+      case "dr_grpo": denom = B * p.maxCompletionLength; break;
+      case "dapo": denom = Math.max(p.numItemsInBatch ?? total, 1); break;
+    }
+    for (let t = 0; t < T; t++) w[b * T + t] = mask[b * T + t] / denom;
+  }
+  return w;
+}
+
+export interface CompletionBatch {
+  /** [B, P] prompt ids (left-padded where promptMask is 0) */
+  promptIds: Int32Array;
+  promptMask?: Int32Array;
+  /** [B, T] completion ids */
+  completionIds: Int32Array;
+  /** [B, T] 1 for tokens that count (0 after EOS, or for masked truncated completions) */
+  completionMask: Float32Array;
+  B: number;
+  P: number;
+  T: number;
+}
+
+/**
+ * Per-token log-probs [B*T] of the completion tokens (and their entropies) under the model as it is now
+ * (adapter on unless called inside model.withoutAdapter).
+ */
+export function completionLogprobs(model: CausalLM, batch: CompletionBatch, temperature: number): { logp: Tensor; entropy: Tensor } {
+  const { B, P, T } = batch;
+  const L = P + T;
+  const ids = new Int32Array(B * L), mask = new Int32Array(B * L);
+  for (let b = 0; b < B; b++) {
+    ids.set(batch.promptIds.subarray(b * P, (b + 1) * P), b * L);
+    ids.set(batch.completionIds.subarray(b * T, (b + 1) * T), b * L + P);
+    for (let j = 0; j < P; j++) mask[b * L + j] = batch.promptMask ? batch.promptMask[b * P + j] : 1;
+    for (let j = 0; j < T; j++) mask[b * L + P + j] = 1;
+  }
+  const h = model.forward(ids, B, L, { attentionMask: mask });
+  // hidden states at positions P-1 .. L-2 predict the completion tokens
+  const rows = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) rows[b * T + t] = b * L + P - 1 + t;
+  const hSel = embedding(fromHost(rows, [B * T], "i32"), h); // row gather, scatter-add backward
+  return model.tokenLogprobs(hSel, batch.completionIds, temperature);
+}
+
+
+export interface LossResult {
+  loss: Tensor;
+  logp: Tensor;
+  entropy: Tensor;
+}
+
+/** The loss for one batch (a scalar tensor with its autograd graph), given old and reference log-probs [B*T]. */
+export function batchLoss(model: CausalLM, batch: CompletionBatch, old: Float32Array, ref: Float32Array | null, advantages: Float32Array, p: LossParams): LossResult {
+  const { B, T } = batch;
+  const { logp, entropy } = completionLogprobs(model, batch, p.temperature);
+  const adv = new Float32Array(B * T);
+  for (let b = 0; b < B; b++) adv.fill(advantages[b], b * T, (b + 1) * T);
+  const w = lossWeights(batch.completionMask, B, T, p);
+  const loss = grpoLoss(logp, fromHost(old, [B * T]), fromHost(ref ?? old, [B * T]), fromHost(adv, [B * T]), fromHost(w, [B * T]), {
+    epsilonLow: p.epsilon, epsilonHigh: p.epsilonHigh, delta: p.delta ?? 0, beta: ref ? p.beta : 0,
+  });
+  return { loss, logp, entropy };
+}
