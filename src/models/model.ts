@@ -247,8 +247,30 @@ export class CausalLM {
     return tokenLogprobs(h, this.lmHead, fromHost(targets, [targets.length], "i32"), temperature, this.config.finalSoftcap);
   }
 
-  /** Trainable parameters (the adapter's). */
+  /** Full fine-tuning: every weight becomes trainable (weights must be f32: load with dtype "f32"). */
+  trainAll(): void {
+    for (const t of this.allWeights()) {
+      if (t.dtype !== "f32") throw new Error(`full fine-tuning needs f32 weights; ${t.describe()} is ${t.dtype} (load with dtype: "f32")`);
+      t.requiresGrad = true;
+    }
+    this.fullTraining = true;
+  }
+
+  private fullTraining = false;
+
+  /** Every base weight, each once (tied embeddings counted once). */
+  allWeights(): Tensor[] {
+    const out = new Set<Tensor>([this.embed, this.finalNorm, this.lmHead]);
+    for (const l of this.layers) {
+      for (const t of [l.ln1, l.ln2, l.postAttn, l.postFf, l.qNorm, l.kNorm]) if (t) out.add(t);
+      for (const { W, b } of l.linears.values()) { out.add(W); if (b) out.add(b); }
+    }
+    return [...out];
+  }
+
+  /** Trainable parameters: every weight under full fine-tuning, else the adapter's. */
   parameters(): Tensor[] {
+    if (this.fullTraining) return this.allWeights();
     return this.adapter?.parameters() ?? [];
   }
 }
