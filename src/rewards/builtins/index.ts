@@ -1,0 +1,7 @@
+// Built-in reward functions.
+export { correctness, intAnswer, strictFormat, softFormat, xmlCount, xmlCountScore, gsm8k, STRICT_FORMAT, SOFT_FORMAT } from "./gsm8k.ts";
+export { numericProximity, type NumericProximityOptions } from "./numeric.ts";
+export { regexReward, type RegexRewardOptions } from "./regex.ts";
+export { lengthPenalty, type LengthPenaltyOptions } from "./length.ts";
+export { fromVerifier, type Verifier, type VerifierRewardOptions } from "./verifier.ts";
+export { extractXmlAnswer, parseNumber, numbersEqual } from "./extract.ts";

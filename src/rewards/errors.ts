@@ -1,0 +1,57 @@
+// Reward problems: what went wrong, in which reward function, on which sample — never a silent zero.
+// Is: the problem record, its message, and RewardError (thrown in onError "stop" mode).
+import type { Message } from "../tokenize/index.ts";
+
+export type RewardProblemKind = "threw" | "timeout" | "not_an_array" | "wrong_length" | "not_a_number";
+
+export interface RewardProblem {
+  /** Name of the reward function. */
+  reward: string;
+  kind: RewardProblemKind;
+  /** Sample index in the batch; null when the whole call failed (every sample is affected). */
+  index: number | null;
+  /** Excerpts of the offending sample (of sample 0 when index is null). */
+  prompt: string;
+  completion: string;
+  /** The offending returned value (for not_a_number / not_an_array / wrong_length). */
+  value?: unknown;
+  /** Full message: reward, problem, sample and excerpts. */
+  message: string;
+}
+
+export class RewardError extends Error {
+  constructor(readonly problem: RewardProblem, readonly problems: RewardProblem[] = [problem]) {
+    super(problem.message);
+    this.name = "RewardError";
+  }
+}
+
+/** Start…end of a long text, on one line. */
+export function excerpt(text: string, max = 160): string {
+  const flat = text.replace(/\n/g, "\\n");
+  if (flat.length <= max) return flat;
+  const half = Math.floor((max - 5) / 2);
+  return `${flat.slice(0, half)} … ${flat.slice(flat.length - half)}`;
+}
+
+export function promptText(p: string | Message[] | undefined): string {
+  if (p === undefined) return "";
+  if (typeof p === "string") return p;
+  return p.map((m) => `${m.role}: ${typeof m.content === "string" ? m.content : JSON.stringify(m.content)}`).join(" | ");
+}
+
+export function makeProblem(
+  reward: string,
+  kind: RewardProblemKind,
+  detail: string,
+  index: number | null,
+  prompt: string | Message[] | undefined,
+  completion: string | undefined,
+  value?: unknown,
+): RewardProblem {
+  const p = excerpt(promptText(prompt));
+  const c = excerpt(completion ?? "");
+  const where = index === null ? "on the whole batch" : `on sample ${index}`;
+  const message = `reward "${reward}" ${detail} ${where}${index === null ? " (sample 0 shown)" : ""}\n  prompt: "${p}"\n  completion: "${c}"`;
+  return { reward, kind, index, prompt: p, completion: c, ...(value !== undefined ? { value } : {}), message };
+}

@@ -1,0 +1,30 @@
+// Reward metrics with TRL's names: rewards/<name>/mean and rewards/<name>/std per function (nulls ignored),
+// reward and reward_std for the weighted total (NaN entries ignored).
+// Is: plain statistics over one batch. Is not: logging. std is TRL's nanstd (sample std, Bessel-corrected): NaN with
+// fewer than two values, as is the mean with none.
+
+export function meanStd(values: readonly (number | null)[]): { mean: number; std: number; count: number } {
+  const xs = values.filter((v): v is number => v !== null && !Number.isNaN(v));
+  const count = xs.length;
+  if (count === 0) return { mean: NaN, std: NaN, count };
+  const mean = xs.reduce((a, b) => a + b, 0) / count;
+  if (count < 2) return { mean, std: NaN, count };
+  const variance = xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (count - 1);
+  return { mean, std: Math.sqrt(variance), count };
+}
+
+/** Metrics for a RewardResult-like object. */
+export function rewardMetrics(result: { names: string[]; perFunc: (number | null)[][]; total?: number[] }): Record<string, number> {
+  const out: Record<string, number> = {};
+  result.names.forEach((name, f) => {
+    const s = meanStd(result.perFunc[f]!);
+    out[`rewards/${name}/mean`] = s.mean;
+    out[`rewards/${name}/std`] = s.std;
+  });
+  if (result.total) {
+    const s = meanStd(result.total);
+    out.reward = s.mean;
+    out.reward_std = s.std;
+  }
+  return out;
+}

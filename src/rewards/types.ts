@@ -1,0 +1,41 @@
+// The reward contract (TRL's): a function gets the batch — prompts, completions, completion ids and every other
+// dataset column as a list — and returns one number per completion, or null where it does not apply.
+// Is: types only. Is not: the runner (compute.ts) or any reward.
+import type { Message } from "../tokenize/index.ts";
+
+/** Everything a reward function sees for a batch of N completions; every list has length N. */
+export interface RewardArgs {
+  /** The prompt of each completion as the dataset gave it: a string, or the messages (system prompt applied). */
+  prompts: (string | Message[])[];
+  /** The generated text (decoded without special tokens). */
+  completions: string[];
+  /** The generated token ids (EOS excluded). */
+  completionIds: number[][];
+  /** Every other dataset column, one value per completion (e.g. `answer`). */
+  [column: string]: unknown[];
+}
+
+/** One reward per completion; null = this function does not apply to that sample (ignored in the weighted sum). */
+export type RewardValues = (number | null)[];
+
+export type RewardFunc = (args: RewardArgs) => RewardValues | Promise<RewardValues>;
+
+/** A reward function with the name used in metrics (`rewards/<name>/mean`) and error messages. */
+export interface NamedReward {
+  name: string;
+  fn: RewardFunc;
+}
+
+/** Either form is accepted; a plain function is named by its `.name` (const arrow functions have one). */
+export type RewardInput = RewardFunc | NamedReward;
+
+export function isNamedReward(r: unknown): r is NamedReward {
+  return typeof r === "object" && r !== null && typeof (r as NamedReward).fn === "function" && typeof (r as NamedReward).name === "string";
+}
+
+/** Normalise to {name, fn}; unnamed functions get `reward_<index>`. */
+export function toNamedReward(r: RewardInput, index = 0): NamedReward {
+  if (isNamedReward(r)) return r;
+  if (typeof r === "function") return { name: r.name && r.name !== "default" ? r.name : `reward_${index}`, fn: r };
+  throw new TypeError(`reward function #${index} is neither a function nor {name, fn}: ${String(r)}`);
+}
