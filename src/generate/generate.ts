@@ -1,0 +1,141 @@
+// Batched generation over token ids with a KV cache, on the same model object the trainer updates (LoRA applied
+// on the fly; `useAdapter: false` samples the base model). Each prompt is prefilled once; its cache rows are then
+// fanned out to its n completions. Finished sequences are dropped from the batch (cache compaction) so they stop
+// costing compute. Prompts are processed in chunks sized from a KV-cache memory budget.
+// Deterministic for a given seed: every completion draws from its own stream, seeded by (seed, prompt, index).
+import { noGrad, scope, fromHost, embedding, type Tensor } from "../engine/index.ts";
+import { KVCache } from "../models/kvcache.ts";
+import type { CausalLM } from "../models/model.ts";
+import { mixSeed, Xoshiro } from "./rng.ts";
+import { sampleRow, type SamplingParams } from "./sampler.ts";
+
+export interface GenerateOptions extends SamplingParams {
+  /** completions per prompt (default 1) */
+  n?: number;
+  /** new tokens per completion (default 64) */
+  maxTokens?: number;
+  /** token ids that end a completion (included in its ids; finish reason "stop") */
+  stopTokenIds?: number[];
+  /** called after each decode step with (completion index, new token); return true to stop that completion
+   *  (the text layer uses this for stop strings) */
+  onToken?: (completion: number, token: number) => boolean | void;
+  seed?: number;
+  /** bytes of KV cache to allow at once (default 1 GiB); decides how many prompts run together */
+  memoryBudget?: number;
+  /** sample from the model with its adapter (default true) or the base model */
+  useAdapter?: boolean;
+  /** include the per-token log-probs (default true) */
+  logprobs?: boolean;
+}
+
+export interface Completion {
+  /** index of its prompt */
+  prompt: number;
+  /** 0 … n-1 within its prompt */
+  index: number;
+  tokenIds: number[];
+  finishReason: "stop" | "length";
+  /** log-prob of each sampled token under the distribution it was sampled from */
+  logprobs: number[];
+}
+
+/** Generate n completions for each token-id prompt. Output order: prompt-major, then completion index. */
+export function generate(model: CausalLM, prompts: number[][], opts: GenerateOptions = {}): Completion[] {
+  const run = () => generateAll(model, prompts, opts);
+  return opts.useAdapter === false ? model.withoutAdapter(run) : run();
+}
+
+function generateAll(model: CausalLM, prompts: number[][], opts: GenerateOptions): Completion[] {
+  const n = opts.n ?? 1, maxTokens = opts.maxTokens ?? 64;
+  const out: Completion[] = [];
+  if (prompts.length === 0) return out;
+  for (const [i, p] of prompts.entries()) if (p.length === 0) throw new Error(`generate: prompt ${i} is empty`);
+  const budget = opts.memoryBudget ?? 2 ** 30;
+  const maxP = Math.max(...prompts.map((p) => p.length));
+  const perSeq = KVCache.bytes(model.config, 1, maxP + maxTokens);
+  const promptsPerChunk = Math.max(1, Math.floor(budget / (perSeq * n)));
+  for (let c = 0; c < prompts.length; c += promptsPerChunk) {
+    const chunk = prompts.slice(c, c + promptsPerChunk);
+    out.push(...generateChunk(model, chunk, c, n, maxTokens, opts));
+  }
+  return out;
+}
+
+interface Live {
+  completion: Completion;
+  rng: Xoshiro;
+  seen: number[];
+  /** global completion number (prompt * n + index), for onToken */
+  id: number;
+}
+
+function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: number, maxTokens: number, opts: GenerateOptions): Completion[] {
+  const V = model.config.vocabSize;
+  const P = Math.max(...prompts.map((p) => p.length));
+  const Bp = prompts.length;
+  const stop = new Set(opts.stopTokenIds ?? []);
+  const wantLogprobs = opts.logprobs !== false;
+  const params: SamplingParams = { ...opts, temperature: opts.temperature ?? 1 };
+
+  // prefill each prompt once, left-padded to P
+  const ids = new Int32Array(Bp * P), mask = new Int32Array(Bp * P);
+  prompts.forEach((p, b) => {
+    ids.set(p, b * P + (P - p.length));
+    mask.fill(1, b * P + (P - p.length), (b + 1) * P);
+  });
+  let cache = new KVCache(model.config, Bp, P + maxTokens);
+  let lastLogits = noGrad(() => scope(() => lastRowLogits(model, model.forward(ids, Bp, P, { attentionMask: mask, cache }), Bp, P)));
+
+  // fan out: row b of the prompt batch → n completion rows
+  const live: Live[] = [];
+  const rows: number[] = [];
+  const results: Completion[] = [];
+  for (let b = 0; b < Bp; b++) {
+    for (let i = 0; i < n; i++) {
+      const completion: Completion = { prompt: offset + b, index: i, tokenIds: [], finishReason: "length", logprobs: [] };
+      results.push(completion);
+      live.push({ completion, rng: new Xoshiro(mixSeed(opts.seed ?? 0, offset + b, i)), seen: [...prompts[b]], id: (offset + b) * n + i });
+      rows.push(b);
+    }
+  }
+  cache = cache.select(rows);
+  let logitRows = rows; // which row of lastLogits each live sequence reads
+
+  let active = live;
+  for (let step = 0; step < maxTokens && active.length > 0; step++) {
+    const next: number[] = [];
+    const stillActive: Live[] = [];
+    const keep: number[] = [];
+    active.forEach((s, r) => {
+      const row = lastLogits.subarray(logitRows[r] * V, (logitRows[r] + 1) * V);
+      const d = sampleRow(row, params, s.rng.next(), params.repetitionPenalty && params.repetitionPenalty !== 1 ? s.seen : []);
+      s.completion.tokenIds.push(d.token);
+      if (wantLogprobs) s.completion.logprobs.push(d.logprob);
+      s.seen.push(d.token);
+      let done = stop.has(d.token);
+      if (opts.onToken && opts.onToken(s.id, d.token)) done = true;
+      if (done) s.completion.finishReason = "stop";
+      else if (s.completion.tokenIds.length < maxTokens) {
+        stillActive.push(s);
+        keep.push(r);
+        next.push(d.token);
+      }
+    });
+    if (stillActive.length === 0) break;
+    if (keep.length !== active.length) cache = cache.select(keep);
+    active = stillActive;
+    const B = active.length;
+    const stepIds = Int32Array.from(next);
+    lastLogits = noGrad(() => scope(() => lastRowLogits(model, model.forward(stepIds, B, 1, { cache }), B, 1)));
+    logitRows = active.map((_, r) => r);
+  }
+  cache.dispose();
+  return results;
+}
+
+/** Logits [B, V] of the last position of each row of hidden [B*T, C]. */
+function lastRowLogits(model: CausalLM, h: Tensor, B: number, T: number): Float32Array {
+  const rows = Int32Array.from({ length: B }, (_, b) => b * T + T - 1);
+  const last = T === 1 ? h : embedding(fromHost(rows, [B], "i32"), h);
+  return model.logits(last).f32();
+}
