@@ -65,10 +65,19 @@ export function exportGguf(srcDir: string, weights: WeightSet, outPath: string, 
     const shape = weights.shape(hf);
     add(g, shape, () => transformTensor(arch, cfg, g, shape, weights.get(hf), { skipPermute: opts.skipQkPermute }));
   }
+  // llama.cpp sets token attributes on "</s>", "<unk>", "<s>", "<|endoftext|>" when general.name contains phi3/phi-3
+  // and aborts (std::out_of_range) if the vocab lacks one; keep such names away from that branch
+  let name = opts.name ?? basename(srcDir);
+  const phiTokens = ["</s>", "<unk>", "<s>", "<|endoftext|>"];
+  if (/phi-?3/i.test(name) && !phiTokens.every((t) => vocab.tokens.includes(t))) {
+    const renamed = name.replace(/phi(-?)3/gi, "phi$1_3");
+    vocab.warnings.push(`general.name '${name}' renamed to '${renamed}': llama.cpp's Phi-3 vocab rule needs tokens ${phiTokens.join(" ")}`);
+    name = renamed;
+  }
   const kvs: GgufKV[] = [
     ["general.architecture", { type: "string", value: arch }],
     ["general.type", { type: "string", value: "model" }],
-    ["general.name", { type: "string", value: opts.name ?? basename(srcDir) }],
+    ["general.name", { type: "string", value: name }],
     ["general.file_type", { type: "u32", value: FILE_TYPE[type] }],
     ["general.quantization_version", { type: "u32", value: 2 }], // the converter always writes it
     ...archKVs(arch, cfg),

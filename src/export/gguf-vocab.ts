@@ -54,6 +54,8 @@ export interface VocabResult {
   stopTokens: string[];
   chatTemplate?: string;
   warnings: string[];
+  /** token strings by id (padded) */
+  tokens: string[];
 }
 
 /** Build the tokenizer keys for a model folder whose embedding has `nVocab` rows. */
@@ -126,5 +128,5 @@ export function vocabKVs(dir: string, arch: GgufArch, cfg: HfConfig, nVocab: num
   const stops = new Set<string>();
   if (eos !== undefined) stops.add(tokens[eos]);
   for (const t of ["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"]) if (byContent.has(t) && types[byContent.get(t)!] === TT.CONTROL) stops.add(t);
-  return { kvs, stopTokens: [...stops], chatTemplate, warnings };
+  return { kvs, stopTokens: [...stops], chatTemplate, warnings, tokens };
 }
