@@ -1,0 +1,7 @@
+// `npm run bench [-- gemm|generate]`: the CPU benchmarks, each printing figures beside a baseline of the same run.
+import { benchGemm } from "./gemm.ts";
+import { benchGenerate } from "./generate.ts";
+
+const which = process.argv[2];
+if (!which || which === "gemm") benchGemm();
+if (!which || which === "generate") benchGenerate();

@@ -1,0 +1,125 @@
+// Autograd: every op's backward agrees with central finite differences of a float64-accumulated objective
+// L = Σ out ⊙ R (R random), in float32 with a tight relative tolerance.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fromHost, backward, scope, sum, mul, add, sub, scale, matmul, rmsNorm, rope, glu, embedding, attention, tokenLogprobs, grpoLoss, sliceCols, reshape, type Tensor } from "../src/engine/index.ts";
+import { Xoshiro } from "../src/generate/rng.ts";
+
+const rng = new Xoshiro(7);
+const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => {
+  const u = Math.max(rng.next(), 1e-12), v = rng.next();
+  return s * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+});
+
+/**
+ * Check d(Σ f(inputs) ⊙ R)/d(input) for each input against finite differences.
+ * inputs: host arrays with shapes; f builds the output from tensors.
+ */
+function gradcheck(name: string, inputs: { data: Float32Array; shape: number[] }[], f: (ts: Tensor[]) => Tensor, tol = 2e-3, eps = 1e-3) {
+  let R: Float32Array | null = null;
+  const objective = (datas: Float32Array[]): number => scope(() => {
+    const out = f(datas.map((d, i) => fromHost(d, inputs[i].shape))).f32();
+    R ??= randn(out.length);
+    let s = 0;
+    for (let i = 0; i < out.length; i++) s += out[i] * R[i];
+    return s;
+  });
+  objective(inputs.map((x) => x.data));
+  const analytic = scope(() => {
+    const ts = inputs.map((x) => { const t = fromHost(x.data, x.shape); t.requiresGrad = true; return t; });
+    const out = f(ts);
+    const loss = sum(mul(out, fromHost(R!, out.shape)));
+    backward(loss);
+    return ts.map((t) => t.grad!.f32());
+  });
+  inputs.forEach((x, k) => {
+    let num2 = 0, den2 = 0;
+    for (let i = 0; i < x.data.length; i++) {
+      const plus = inputs.map((y) => Float32Array.from(y.data)), minus = inputs.map((y) => Float32Array.from(y.data));
+      plus[k][i] += eps;
+      minus[k][i] -= eps;
+      const g = (objective(plus) - objective(minus)) / (2 * eps);
+      num2 += (g - analytic[k][i]) ** 2;
+      den2 += g * g;
+    }
+    const rel = Math.sqrt(num2) / Math.max(Math.sqrt(den2), 1e-12);
+    assert.ok(rel < tol, `${name}: input ${k} relative gradient error ${rel.toExponential(2)}`);
+  });
+}
+
+test("elementwise ops: add, sub, mul (with trailing broadcast), scale, reshape, sliceCols", () => {
+  const a = { data: randn(12), shape: [3, 4] }, b = { data: randn(4), shape: [4] }, c = { data: randn(12), shape: [3, 4] };
+  gradcheck("add", [a, b], ([x, y]) => add(x, y));
+  gradcheck("sub", [a, c], ([x, y]) => sub(x, y));
+  gradcheck("mul broadcast", [a, b], ([x, y]) => mul(x, y));
+  gradcheck("scale", [a], ([x]) => scale(x, -1.7));
+  gradcheck("reshape+sliceCols", [a], ([x]) => sliceCols(reshape(x, [2, 6]), 2, 3));
+});
+
+test("matmul: plain, transposed operands, batched with a broadcast weight", () => {
+  for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]]) {
+    const A = { data: randn(15), shape: tA ? [5, 3] : [3, 5] }, B = { data: randn(20), shape: tB ? [4, 5] : [5, 4] };
+    gradcheck(`matmul tA=${tA} tB=${tB}`, [A, B], ([x, y]) => matmul(x, y, { transA: tA, transB: tB }));
+  }
+  gradcheck("batched, broadcast B", [{ data: randn(2 * 3 * 5), shape: [2, 3, 5] }, { data: randn(20), shape: [4, 5] }], ([x, y]) => matmul(x, y, { transB: true }));
+  gradcheck("batched", [{ data: randn(2 * 3 * 5), shape: [2, 3, 5] }, { data: randn(2 * 5 * 4), shape: [2, 5, 4] }], ([x, y]) => matmul(x, y));
+});
+
+test("matmul forward matches a direct product on sizes that cross the GEMM's blocks", () => {
+  const M = 131, N = 270, K = 300;
+  const A = randn(M * K), B = randn(K * N);
+  const got = scope(() => matmul(fromHost(A, [M, K]), fromHost(B, [K, N])).f32());
+  let worst = 0;
+  for (let i = 0; i < M; i += 7) for (let j = 0; j < N; j += 5) {
+    let s = 0;
+    for (let k = 0; k < K; k++) s += A[i * K + k] * B[k * N + j];
+    worst = Math.max(worst, Math.abs(s - got[i * N + j]));
+  }
+  assert.ok(worst < 1e-3, `max error ${worst}`);
+});
+
+test("rmsNorm (plain and Gemma offset), rope (full and partial), glu (silu, gelu_tanh)", () => {
+  const x = { data: randn(3 * 8), shape: [3, 8] }, w = { data: randn(8), shape: [8] };
+  gradcheck("rmsNorm", [x, w], ([a, b]) => rmsNorm(a, b, 1e-6));
+  gradcheck("rmsNorm offset", [x, w], ([a, b]) => rmsNorm(a, b, 1e-6, 1));
+  const N = 3, H = 2, D = 8;
+  for (const rot of [8, 4]) {
+    const ang = randn(N * rot / 2);
+    gradcheck(`rope rot=${rot}`, [{ data: randn(N * H * D), shape: [N, H, D] }], ([a]) =>
+      rope(a, fromHost(ang.map(Math.cos), [N, rot / 2]), fromHost(ang.map(Math.sin), [N, rot / 2]), rot));
+  }
+  const g = { data: randn(10), shape: [10] }, u = { data: randn(10), shape: [10] };
+  gradcheck("glu silu", [g, u], ([a, b]) => glu(a, b, "silu"));
+  gradcheck("glu gelu_tanh", [g, u], ([a, b]) => glu(a, b, "gelu_tanh"));
+});
+
+test("embedding gather (repeated ids) and its scatter-add backward", () => {
+  const ids = fromHost(Int32Array.from([2, 0, 2, 4]), [4], "i32").keep();
+  gradcheck("embedding", [{ data: randn(5 * 3), shape: [5, 3] }], ([t]) => embedding(ids, t));
+});
+
+test("attention: GQA, padding mask, sliding window, soft-capping", () => {
+  const B = 2, T = 5, Hq = 4, Hkv = 2, D = 4;
+  const q = { data: randn(B * T * Hq * D), shape: [B, T, Hq, D] };
+  const k = { data: randn(B * T * Hkv * D), shape: [B, T, Hkv, D] };
+  const v = { data: randn(B * T * Hkv * D), shape: [B, T, Hkv, D] };
+  const mask = fromHost(Int32Array.from([1, 1, 1, 1, 1, 0, 0, 1, 1, 1]), [B, T], "i32").keep();
+  for (const extra of [{}, { keyMask: mask }, { window: 2 }, { softcap: 1.5 }, { keyMask: mask, window: 3, softcap: 2 }]) {
+    gradcheck(`attention ${JSON.stringify(Object.keys(extra))}`, [q, k, v], ([a, b, c]) => attention(a, b, c, { B, T, Hq, Hkv, D, scale: 0.5, ...extra }));
+  }
+});
+
+test("fused lm-head log-probs (temperature, soft-cap) and the GRPO token loss", () => {
+  const N = 4, C = 6, V = 9;
+  const targets = fromHost(Int32Array.from([3, 0, 8, 5]), [N], "i32").keep();
+  const h = { data: randn(N * C), shape: [N, C] }, W = { data: randn(V * C), shape: [V, C] };
+  gradcheck("tokenLogprobs", [h, W], ([a, b]) => tokenLogprobs(a, b, targets, 0.7).logp);
+  gradcheck("tokenLogprobs softcap", [h, W], ([a, b]) => tokenLogprobs(a, b, targets, 1, 3).logp);
+  const n = 12;
+  const old = fromHost(randn(n, 0.3), [n]).keep(), ref = fromHost(randn(n, 0.3), [n]).keep();
+  const adv = fromHost(randn(n), [n]).keep(), w = fromHost(Float32Array.from({ length: n }, (_, i) => (i % 5 === 4 ? 0 : 0.1)), [n]).keep();
+  for (const p of [{ delta: 0, beta: 0 }, { delta: 1.2, beta: 0.04 }]) {
+    gradcheck(`grpoLoss ${JSON.stringify(p)}`, [{ data: randn(n, 0.3), shape: [n] }], ([lp]) =>
+      grpoLoss(lp, old, ref, adv, w, { epsilonLow: 0.2, epsilonHigh: 0.28, ...p }));
+  }
+});
