@@ -1,5 +1,5 @@
-// Cache-blocked, multi-threaded float32 GEMM with a 6x16 register micro-kernel (GCC vector extensions, which
-// compile to AVX2/AVX-512 FMA with -march=native). Operands are packed into panels per (MC x KC) and (KC x NC)
+// Cache-blocked, multi-threaded float32 GEMM with a 6 x (2 vectors) register micro-kernel (GCC vector extensions:
+// 6x32 with AVX-512, 6x16 with AVX2, as -march=native allows). Operands are packed into panels per (MC x KC) and (KC x NC)
 // block, converting bf16/f16 weights to float32 while packing, so transposes and dtypes cost one pass each.
 // Each output tile is computed by one thread in a fixed order: results do not depend on the thread count.
 // Not a BLAS: no complex types, no column-major API; just what the engine needs.
@@ -11,25 +11,30 @@
 namespace aha {
 
 namespace {
-constexpr long MR = 6, NR = 16, MC = 96, NC = 256, KC = 256;
-typedef float v8 __attribute__((vector_size(32)));
+#if defined(__AVX512F__)
+constexpr long VW = 16;  // floats per vector register
+#else
+constexpr long VW = 8;
+#endif
+constexpr long MR = 6, NR = 2 * VW, MC = 96, NC = 256, KC = 256;
+typedef float v8 __attribute__((vector_size(VW * 4)));
 
-inline v8 loadv(const float* p) { v8 v; std::memcpy(&v, p, 32); return v; }
-inline void storev(float* p, v8 v) { std::memcpy(p, &v, 32); }
+inline v8 loadv(const float* p) { v8 v; std::memcpy(&v, p, sizeof(v8)); return v; }
+inline void storev(float* p, v8 v) { std::memcpy(p, &v, sizeof(v8)); }
 
 // acc[MR x NR] += Ap[kc x MR] * Bp[kc x NR]
 inline void micro_kernel(long kc, const float* __restrict Ap, const float* __restrict Bp, float* __restrict acc) {
   v8 c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {}, c40 = {}, c41 = {}, c50 = {}, c51 = {};
   for (long k = 0; k < kc; k++) {
-    v8 b0 = loadv(Bp + k * NR), b1 = loadv(Bp + k * NR + 8);
+    v8 b0 = loadv(Bp + k * NR), b1 = loadv(Bp + k * NR + VW);
     const float* a = Ap + k * MR;
     v8 a0 = (v8){} + a[0], a1 = (v8){} + a[1], a2 = (v8){} + a[2], a3 = (v8){} + a[3], a4 = (v8){} + a[4], a5 = (v8){} + a[5];
     c00 += a0 * b0; c01 += a0 * b1; c10 += a1 * b0; c11 += a1 * b1; c20 += a2 * b0; c21 += a2 * b1;
     c30 += a3 * b0; c31 += a3 * b1; c40 += a4 * b0; c41 += a4 * b1; c50 += a5 * b0; c51 += a5 * b1;
   }
-  storev(acc + 0, c00); storev(acc + 8, c01); storev(acc + 16, c10); storev(acc + 24, c11);
-  storev(acc + 32, c20); storev(acc + 40, c21); storev(acc + 48, c30); storev(acc + 56, c31);
-  storev(acc + 64, c40); storev(acc + 72, c41); storev(acc + 80, c50); storev(acc + 88, c51);
+  storev(acc + 0 * VW, c00); storev(acc + 1 * VW, c01); storev(acc + 2 * VW, c10); storev(acc + 3 * VW, c11);
+  storev(acc + 4 * VW, c20); storev(acc + 5 * VW, c21); storev(acc + 6 * VW, c30); storev(acc + 7 * VW, c31);
+  storev(acc + 8 * VW, c40); storev(acc + 9 * VW, c41); storev(acc + 10 * VW, c50); storev(acc + 11 * VW, c51);
 }
 
 // pack A[i0:i0+mc, k0:k0+kc] into panels of MR rows: Ap[p][k][r]
