@@ -21,10 +21,12 @@ export interface LossParams {
   maxCompletionLength: number;
   /** dapo: completion tokens in the whole accumulated batch (default: this batch's) */
   numItemsInBatch?: number;
+  /** grpo / bnpo / dr_grpo: micro-batches accumulated into one step; the loss is divided by it (TRL) */
+  accumulation?: number;
 }
 
 /** Per-token weights [B*T] that turn a masked token sum into the loss type's normalised loss. */
-export function lossWeights(mask: Float32Array, B: number, T: number, p: Pick<LossParams, "lossType" | "maxCompletionLength" | "numItemsInBatch">): Float32Array {
+export function lossWeights(mask: Float32Array, B: number, T: number, p: Pick<LossParams, "lossType" | "maxCompletionLength" | "numItemsInBatch" | "accumulation">): Float32Array {
   const w = new Float32Array(B * T);
   let total = 0;
   for (const m of mask) total += m;
@@ -38,6 +40,7 @@ export function lossWeights(mask: Float32Array, B: number, T: number, p: Pick<Lo
       case "dr_grpo": denom = B * p.maxCompletionLength; break;
       case "dapo": denom = Math.max(p.numItemsInBatch ?? total, 1); break;
     }
+    if (p.lossType !== "dapo") denom *= p.accumulation ?? 1;
     for (let t = 0; t < T; t++) w[b * T + t] = mask[b * T + t] / denom;
   }
   return w;
@@ -85,14 +88,19 @@ export interface LossResult {
   entropy: Tensor;
 }
 
-/** The loss for one batch (a scalar tensor with its autograd graph), given old and reference log-probs [B*T]. */
-export function batchLoss(model: CausalLM, batch: CompletionBatch, old: Float32Array, ref: Float32Array | null, advantages: Float32Array, p: LossParams): LossResult {
+/**
+ * The loss for one batch (a scalar tensor with its autograd graph), given old and reference log-probs [B*T].
+ * old = null: on-policy (one iteration per generation), the ratio is exp(logp - logp.detach()) = 1.
+ * ref = null: no KL term.
+ */
+export function batchLoss(model: CausalLM, batch: CompletionBatch, old: Float32Array | null, ref: Float32Array | null, advantages: Float32Array, p: LossParams): LossResult {
   const { B, T } = batch;
   const { logp, entropy } = completionLogprobs(model, batch, p.temperature);
   const adv = new Float32Array(B * T);
   for (let b = 0; b < B; b++) adv.fill(advantages[b], b * T, (b + 1) * T);
   const w = lossWeights(batch.completionMask, B, T, p);
-  const loss = grpoLoss(logp, fromHost(old, [B * T]), fromHost(ref ?? old, [B * T]), fromHost(adv, [B * T]), fromHost(w, [B * T]), {
+  const oldT = old ? fromHost(old, [B * T]) : logp; // the kernel reads values only: no gradient through old
+  const loss = grpoLoss(logp, oldT, ref ? fromHost(ref, [B * T]) : oldT, fromHost(adv, [B * T]), fromHost(w, [B * T]), {
     epsilonLow: p.epsilon, epsilonHigh: p.epsilonHigh, delta: p.delta ?? 0, beta: ref ? p.beta : 0,
   });
   return { loss, logp, entropy };

@@ -258,6 +258,10 @@ export class CausalLM {
 
   private fullTraining = false;
 
+  get isFullFinetune(): boolean {
+    return this.fullTraining;
+  }
+
   /** Every base weight, each once (tied embeddings counted once). */
   allWeights(): Tensor[] {
     const out = new Set<Tensor>([this.embed, this.finalNorm, this.lmHead]);

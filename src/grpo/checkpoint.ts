@@ -1,0 +1,84 @@
+// Checkpoints: checkpoint-<step>/ holds the trainable weights (a PEFT adapter, or model.safetensors under full
+// fine-tuning), the AdamW moments (optimizer.safetensors) and trainer_state.json (step, data position, seed).
+// The folder is written under a temporary name and renamed, so a crash never leaves a half checkpoint under the
+// real name; save_total_limit prunes the oldest.
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { readSafetensors, writeSafetensors, type StWriteTensor } from "../models/safetensors.ts";
+import type { CausalLM } from "../models/model.ts";
+import { savePeftAdapter } from "../export/peft.ts";
+import type { AdamW } from "./optim.ts";
+
+export interface TrainerState {
+  global_step: number;
+  /** generation rounds done (each feeds num_iterations optimiser steps) */
+  rounds: number;
+  seed: number;
+  num_tokens: number;
+}
+
+/** Save the adapter (PEFT layout) of a model into dir. */
+export function saveAdapter(model: CausalLM, dir: string, baseModel: string): void {
+  const ad = model.adapter;
+  if (!ad) throw new Error("saveAdapter: the model has no LoRA adapter");
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const t of ad.parameters()) tensors.set(t.name!, { shape: t.shape, data: t.f32() });
+  const c = ad.config;
+  savePeftAdapter(dir, { r: c.r, lora_alpha: c.lora_alpha, target_modules: c.target_modules, use_rslora: !!c.use_rslora, lora_dropout: c.lora_dropout ?? 0, base_model_name_or_path: baseModel, task_type: "CAUSAL_LM" }, tensors);
+}
+
+export function saveCheckpoint(outputDir: string, model: CausalLM, opt: AdamW, state: TrainerState, baseModel: string, limit?: number): string {
+  const final = join(outputDir, `checkpoint-${state.global_step}`);
+  const tmp = `${final}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  const params = model.parameters();
+  if (!model.isFullFinetune) saveAdapter(model, tmp, baseModel);
+  else {
+    const w: Record<string, StWriteTensor> = {};
+    for (const t of params) w[t.name!] = { dtype: "F32", shape: t.shape, data: t.f32() };
+    writeSafetensors(join(tmp, "model.safetensors"), w);
+  }
+  const o: Record<string, StWriteTensor> = {};
+  params.forEach((p, i) => {
+    o[`m.${p.name}`] = { dtype: "F32", shape: p.shape, data: opt.m[i].f32() };
+    o[`v.${p.name}`] = { dtype: "F32", shape: p.shape, data: opt.v[i].f32() };
+  });
+  writeSafetensors(join(tmp, "optimizer.safetensors"), o, { format: "pt", step: String(opt.step) });
+  writeFileSync(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2) + "\n");
+  rmSync(final, { recursive: true, force: true });
+  renameSync(tmp, final);
+  if (limit) for (const old of listCheckpoints(outputDir).slice(0, -limit)) rmSync(join(outputDir, `checkpoint-${old}`), { recursive: true, force: true });
+  return final;
+}
+
+/** Steps of the complete checkpoints in a run folder, ascending. */
+export function listCheckpoints(outputDir: string): number[] {
+  if (!existsSync(outputDir)) return [];
+  return readdirSync(outputDir)
+    .map((n) => /^checkpoint-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => !!m && existsSync(join(outputDir, m[0], "trainer_state.json")))
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
+}
+
+/** Restore weights and optimiser state from a checkpoint folder; returns its trainer state. */
+export function loadCheckpoint(dir: string, model: CausalLM, opt: AdamW): TrainerState {
+  const state = JSON.parse(readFileSync(join(dir, "trainer_state.json"), "utf8")) as TrainerState;
+  const params = model.parameters();
+  const weights = !model.isFullFinetune
+    ? readSafetensors(join(dir, "adapter_model.safetensors"))
+    : readSafetensors(join(dir, "model.safetensors"));
+  const optSt = readSafetensors(join(dir, "optimizer.safetensors"));
+  params.forEach((p, i) => {
+    const put = (t: { buf: unknown; backend: { write: (b: unknown, d: Float32Array) => void } }, data: Float32Array, what: string) => {
+      if (data.length !== p.numel) throw new Error(`${dir}: ${what} has ${data.length} values, parameter ${p.name} needs ${p.numel}`);
+      t.backend.write(t.buf, data);
+    };
+    put(p, weights.float32(p.name!), p.name!);
+    put(opt.m[i], optSt.float32(`m.${p.name}`), `m.${p.name}`);
+    put(opt.v[i], optSt.float32(`v.${p.name}`), `v.${p.name}`);
+  });
+  opt.step = Number(optSt.metadata.step ?? state.global_step);
+  return state;
+}

@@ -1,0 +1,199 @@
+// The GRPO training config: TRL's GRPOConfig option names (snake_case in YAML, camelCase in the TS API), each
+// documented once here with its default and trade-off, validated with zod so that every bad field is reported
+// at once with what to change. Defaults follow TRL's current GRPOConfig unless noted.
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+const lora = z.object({
+  /** LoRA rank. Higher = more capacity and memory. Default 16. */
+  r: z.number().int().positive().default(16),
+  /** Scale numerator: updates are scaled by alpha / r. Default 32. */
+  loraAlpha: z.number().positive().default(32),
+  /** Dropout on the LoRA input path while training. Default 0. */
+  loraDropout: z.number().min(0).lt(1).default(0),
+  /** Modules to adapt: names (q_proj, …), a regex string, or "all-linear" (default). */
+  targetModules: z.union([z.array(z.string()).nonempty(), z.string()]).default("all-linear"),
+  /** rsLoRA: scale alpha / √r, steadier at high ranks. Default false. */
+  useRslora: z.boolean().default(false),
+}).strict();
+
+const dataset = z.object({
+  /** A JSONL/JSON/CSV/Parquet file or a Hugging Face dataset folder. */
+  path: z.string().min(1),
+  /** Split to train on (default "train"). */
+  split: z.string().default("train"),
+  /** Split for `aha eval` (default "test"). */
+  evalSplit: z.string().default("test"),
+  /** Built-in preparation: "gsm8k" turns question/answer rows into prompt + numeric answer. */
+  preset: z.string().optional(),
+  /** Use only the first N rows (default all). */
+  limit: z.number().int().positive().optional(),
+}).strict();
+
+export const GRPOConfigSchema = z.object({
+  /** Hugging Face model folder (loaded offline). Required. */
+  model: z.string().min(1),
+  /** "cpu" (default) or "cuda". */
+  device: z.enum(["cpu", "cuda"]).default("cpu"),
+  /** LoRA settings; set `fullFinetune: true` instead to train every weight (f32, much more memory). */
+  lora: lora.default(lora.parse({})),
+  /** Train all weights instead of a LoRA adapter. Default false. */
+  fullFinetune: z.boolean().default(false),
+  /** Start from an existing PEFT adapter folder. */
+  adapter: z.string().optional(),
+  dataset: dataset.optional(),
+  /** System prompt prepended to every conversation. */
+  systemPrompt: z.string().optional(),
+  /** Render prompts with the tokenizer's chat template (default true when it has one). */
+  chatTemplate: z.boolean().optional(),
+
+  /** Peak learning rate. TRL default 1e-6 (for full fine-tuning); LoRA usually wants 1e-5 … 1e-4. */
+  learningRate: z.number().positive().default(1e-6),
+  /** constant, linear or cosine decay after warmup. Default linear (TRL). */
+  lrSchedulerType: z.enum(["constant", "linear", "cosine", "constant_with_warmup"]).default("linear"),
+  /** Fraction of steps spent warming up (used when warmupSteps is 0). Default 0. */
+  warmupRatio: z.number().min(0).max(1).default(0),
+  /** Warm-up steps (overrides warmupRatio). Default 0. */
+  warmupSteps: z.number().int().min(0).default(0),
+  /** AdamW decoupled weight decay. Default 0. */
+  weightDecay: z.number().min(0).default(0),
+  adamBeta1: z.number().min(0).lt(1).default(0.9),
+  adamBeta2: z.number().min(0).lt(1).default(0.999),
+  adamEpsilon: z.number().positive().default(1e-8),
+  /** Gradient clipping by global norm (0 = off). Default 1.0. */
+  maxGradNorm: z.number().min(0).default(1.0),
+
+  /** Completions per micro-batch (TRL counts completions, not prompts). Default 8. */
+  perDeviceTrainBatchSize: z.number().int().positive().default(8),
+  /** Micro-batches per optimiser step. Prompts per step = batch × accumulation / numGenerations. Default 1. */
+  gradientAccumulationSteps: z.number().int().positive().default(1),
+  /** Completions sampled per prompt (the group). More = better advantage estimates, slower. Default 8. */
+  numGenerations: z.number().int().min(2).default(8),
+  /** Prompts longer than this are cut from the left. Default 512. */
+  maxPromptLength: z.number().int().positive().default(512),
+  /** New tokens per completion. Default 256. */
+  maxCompletionLength: z.number().int().positive().default(256),
+  /** Optimisation passes over each generated batch (>1 uses recorded old log-probs and clipping). Default 1. */
+  numIterations: z.number().int().positive().default(1),
+
+  /** KL coefficient against the base model (adapter off). 0 skips the reference pass. Default 0. */
+  beta: z.number().min(0).default(0),
+  /** Lower clip range of the ratio. Default 0.2. */
+  epsilon: z.number().positive().default(0.2),
+  /** Upper clip range (DAPO's clip-higher); default = epsilon. */
+  epsilonHigh: z.number().positive().optional(),
+  /** Two-sided clipping: ratios above delta contribute no gradient (INTELLECT-2). Off by default. */
+  delta: z.number().gt(1).optional(),
+  /** grpo, bnpo, dr_grpo or dapo (TRL's current default). */
+  lossType: z.enum(["grpo", "bnpo", "dr_grpo", "dapo"]).default("dapo"),
+  /** Advantage scaling: by group std (default), batch std, or none (Dr. GRPO). */
+  scaleRewards: z.enum(["group", "batch", "none"]).default("group"),
+  /** Truncated completions (no EOS) get no loss. Default false. */
+  maskTruncatedCompletions: z.boolean().default(false),
+
+  /** Sampling temperature for rollouts (and the log-prob temperature). Default 1. */
+  temperature: z.number().positive().default(1.0),
+  topP: z.number().gt(0).max(1).default(1.0),
+  /** 0 = off. */
+  topK: z.number().int().min(0).default(0),
+  /** 0 = off. */
+  minP: z.number().min(0).max(1).default(0),
+  repetitionPenalty: z.number().positive().default(1.0),
+
+  /** Reward functions: built-in names (gsm8k/correctness, …), "./file.ts#export", or functions (TS API). */
+  rewardFuncs: z.array(z.any()).nonempty(),
+  /** One weight per reward function (default all 1). */
+  rewardWeights: z.array(z.number()).optional(),
+  /** What a reward failure (throw, timeout, NaN) does: skip the sample, or stop the run (default). */
+  rewardErrors: z.enum(["skip", "stop"]).default("stop"),
+  /** Per-call reward timeout in ms. Default 60000. */
+  rewardTimeoutMs: z.number().int().positive().default(60000),
+
+  /** Optimiser steps (overrides numTrainEpochs when > 0). */
+  maxSteps: z.number().int().default(-1),
+  numTrainEpochs: z.number().positive().default(1),
+  /** Log every N steps. Default 1. */
+  loggingSteps: z.number().int().positive().default(1),
+  /** Checkpoint every N steps (0 = only at the end). Default 0. */
+  saveSteps: z.number().int().min(0).default(0),
+  /** Keep at most N checkpoints (oldest deleted). Default all. */
+  saveTotalLimit: z.number().int().positive().optional(),
+  /** Completions per logged step written to completions.jsonl. Default 8. */
+  logCompletions: z.number().int().min(0).default(8),
+  seed: z.number().int().default(42),
+  /** Where metrics, completions and checkpoints go. */
+  outputDir: z.string().default("runs/aha"),
+  /** KV-cache bytes generation may use at once. Default 1 GiB. */
+  generationMemoryBudget: z.number().positive().default(2 ** 30),
+}).strict();
+
+/** Checks across fields, run on whatever parsed (so they are reported together with per-field problems). */
+function crossFieldProblems(c: Record<string, unknown>): [string, string][] {
+  const out: [string, string][] = [];
+  const n = (k: string, d: number) => (typeof c[k] === "number" ? (c[k] as number) : d);
+  const perStep = n("perDeviceTrainBatchSize", 8) * n("gradientAccumulationSteps", 1), G = n("numGenerations", 8);
+  if (G > 0 && perStep % G !== 0)
+    out.push(["perDeviceTrainBatchSize", `per_device_train_batch_size × gradient_accumulation_steps (${perStep}) must be a multiple of num_generations (${G})`]);
+  const w = c.rewardWeights, f = c.rewardFuncs;
+  if (Array.isArray(w) && Array.isArray(f) && w.length !== f.length) out.push(["rewardWeights", `${w.length} weights for ${f.length} reward functions`]);
+  return out;
+}
+
+/** What a TS user writes (defaults optional). */
+export type GRPOConfigInput = z.input<typeof GRPOConfigSchema>;
+/** The validated config with every default filled in. */
+export type GRPOConfig = z.output<typeof GRPOConfigSchema>;
+
+const snake = (k: string) => k.replace(/[A-Z]/g, (m) => `_${m.toLowerCase()}`);
+const camel = (k: string) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
+
+function camelKeys(v: unknown, depth = 0): unknown {
+  if (depth > 1 || !v || typeof v !== "object" || Array.isArray(v)) return v;
+  return Object.fromEntries(Object.entries(v as object).map(([k, x]) => [camel(k), camelKeys(x, depth + 1)]));
+}
+
+export class ConfigError extends Error {
+  constructor(readonly source: string, readonly problems: string[]) {
+    super(`${source}: invalid config:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  }
+}
+
+/** Validate a config object; `yamlNames` reports fields by their snake_case names. */
+export function validateConfig(input: unknown, source = "config", yamlNames = false): GRPOConfig {
+  const r = GRPOConfigSchema.safeParse(input);
+  const name = (p: PropertyKey) => (typeof p === "string" && yamlNames ? snake(p) : String(p));
+  const problems: string[] = [];
+  if (!r.success) {
+    for (const i of r.error.issues) {
+      const path = i.path.map(name).join(".");
+      if (i.code === "unrecognized_keys") for (const k of i.keys) problems.push(`${path ? path + "." : ""}${name(k)}: unknown option`);
+      else problems.push(`${path || "(top level)"}: ${i.message}`);
+    }
+  }
+  const obj = (r.success ? r.data : input) as Record<string, unknown>;
+  if (obj && typeof obj === "object") for (const [k, m] of crossFieldProblems(obj)) problems.push(`${name(k)}: ${m}`);
+  if (problems.length) throw new ConfigError(source, problems);
+  return r.data!;
+}
+
+/** Read a YAML (or JSON) config file; relative paths in it are resolved from the file's folder. */
+export function loadConfigFile(path: string, overrides: Record<string, unknown> = {}): GRPOConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new Error(`${path}: cannot read config (${(e as Error).message})`);
+  }
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new Error(`${path}: a config must be a mapping of option names to values`);
+  const obj = camelKeys({ ...(raw as object), ...overrides }) as Record<string, unknown>;
+  const base = dirname(resolve(path));
+  const rel = (p: unknown) => (typeof p === "string" && !p.startsWith("/") ? resolve(base, p) : p);
+  if (typeof obj.model === "string") obj.model = rel(obj.model);
+  if (typeof obj.adapter === "string") obj.adapter = rel(obj.adapter);
+  if (typeof obj.outputDir === "string") obj.outputDir = rel(obj.outputDir);
+  if (obj.dataset && typeof obj.dataset === "object") (obj.dataset as Record<string, unknown>).path = rel((obj.dataset as Record<string, unknown>).path);
+  if (Array.isArray(obj.rewardFuncs)) obj.rewardFuncs = obj.rewardFuncs.map((f) => (typeof f === "string" && f.startsWith(".") ? rel(f) : f));
+  return validateConfig(obj, path, true);
+}

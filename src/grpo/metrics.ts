@@ -1,0 +1,93 @@
+// Run logging: one JSON object per logged step in <output_dir>/metrics.jsonl (TRL's metric names), sampled
+// completions with their rewards in <output_dir>/completions.jsonl, and the console: a progress bar with the live
+// reward on a terminal, a plain line per step otherwise (CI logs).
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import cliProgress from "cli-progress";
+
+export type Metrics = Record<string, number | null>;
+
+export class RunLog {
+  private bar: cliProgress.SingleBar | null = null;
+  readonly metricsPath: string;
+  readonly completionsPath: string;
+
+  constructor(readonly dir: string, private readonly totalSteps: number, private readonly quiet = false, private readonly out: NodeJS.WriteStream = process.stderr) {
+    mkdirSync(dir, { recursive: true });
+    this.metricsPath = join(dir, "metrics.jsonl");
+    this.completionsPath = join(dir, "completions.jsonl");
+  }
+
+  /** Start fresh, or (resume) keep only what was logged up to `step`. */
+  open(resumeStep = 0): void {
+    for (const p of [this.metricsPath, this.completionsPath]) {
+      if (resumeStep === 0 || !existsSync(p)) { writeFileSync(p, ""); continue; }
+      const kept = readFileSync(p, "utf8").split("\n").filter((l) => l && JSON.parse(l).step <= resumeStep);
+      writeFileSync(p, kept.map((l) => l + "\n").join(""));
+    }
+    if (!this.quiet && this.out.isTTY) {
+      this.bar = new cliProgress.SingleBar({
+        format: "train |{bar}| {value}/{total} steps | reward {reward} | loss {loss} | {step_time}s/step | eta {eta_formatted}",
+        hideCursor: true, stream: this.out,
+      }, cliProgress.Presets.shades_classic);
+      this.bar.start(this.totalSteps, resumeStep, { reward: "-", loss: "-", step_time: "-" });
+    }
+  }
+
+  step(m: Metrics, completions: Record<string, unknown>[]): void {
+    appendFileSync(this.metricsPath, JSON.stringify(m) + "\n");
+    if (completions.length) appendFileSync(this.completionsPath, completions.map((c) => JSON.stringify(c)).join("\n") + "\n");
+    const f = (k: string, d = 3) => (typeof m[k] === "number" ? (m[k] as number).toFixed(d) : "-");
+    if (this.bar) this.bar.update(m.step as number, { reward: f("reward"), loss: f("loss", 4), step_time: f("step_time", 1) });
+    else if (!this.quiet) this.out.write(`step ${m.step}/${this.totalSteps} reward ${f("reward")} (±${f("reward_std")}) loss ${f("loss", 4)} kl ${f("kl", 4)} len ${f("completions/mean_length", 1)} lr ${m.learning_rate?.toExponential(2)} ${f("step_time", 2)}s\n`);
+  }
+
+  /** A progress line for side phases (evaluation, SFT). */
+  note(text: string): void {
+    if (this.quiet) return;
+    if (this.bar) this.bar.stop();
+    this.out.write(text + "\n");
+    if (this.bar) this.bar.start(this.totalSteps, this.bar.getProgress() * this.totalSteps);
+  }
+
+  close(): void {
+    this.bar?.stop();
+    this.bar = null;
+  }
+}
+
+/** Masked statistics of one micro-batch, accumulated over a step. */
+export class TokenStats {
+  tokens = 0;
+  entropy = 0;
+  kl = 0;
+  low = 0;
+  high = 0;
+  region = 0;
+
+  /** logp/old/ref [N], adv per token [N], mask [N] */
+  add(logp: Float32Array, entropy: Float32Array, old: Float32Array | null, ref: Float32Array | null, adv: Float32Array, mask: Float32Array, epsLow: number, epsHigh: number): void {
+    for (let i = 0; i < logp.length; i++) {
+      if (!mask[i]) continue;
+      this.tokens++;
+      this.entropy += entropy[i];
+      if (ref) { const x = ref[i] - logp[i]; this.kl += Math.exp(x) - x - 1; }
+      const r = old ? Math.exp(logp[i] - old[i]) : 1;
+      const lo = r < 1 - epsLow && adv[i] < 0, hi = r > 1 + epsHigh && adv[i] > 0;
+      if (lo) this.low++;
+      if (hi) this.high++;
+      if (lo || hi) this.region++;
+    }
+  }
+
+  metrics(withKl: boolean): Metrics {
+    const d = Math.max(1, this.tokens);
+    return {
+      kl: withKl ? this.kl / d : null,
+      entropy: this.entropy / d,
+      "clip_ratio/low_mean": this.low / d,
+      "clip_ratio/high_mean": this.high / d,
+      "clip_ratio/region_mean": this.region / d,
+    };
+  }
+}

@@ -1,0 +1,247 @@
+// The GRPO trainer: rollouts from the generation engine on the same model object, rewards, group advantages,
+// the GRPO-family loss with gradient accumulation, AdamW with clipping and a schedule, num_iterations > 1 with
+// recorded old log-probs, reference log-probs from the same weights with the adapter off, metrics and checkpoints.
+// One optimiser step = gradient_accumulation_steps micro-batches of per_device_train_batch_size completions;
+// a generation round produces those completions and feeds num_iterations optimiser steps.
+import { join } from "node:path";
+import { backward, noGrad, scope, setDefaultDevice } from "../engine/index.ts";
+import { CausalLM } from "../models/model.ts";
+import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
+import { applyPreset, loadDataset, type Row } from "../data/index.ts";
+import { resolveRewards, rewardMetrics, type NamedReward, type RewardInput } from "../rewards/index.ts";
+import { mixSeed, Xoshiro } from "../generate/rng.ts";
+import { validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
+import { batchLoss, completionLogprobs, type CompletionBatch, type LossParams } from "./loss.ts";
+import { groupAdvantages } from "./advantages.ts";
+import { AdamW, clipGradNorm, scheduledLr } from "./optim.ts";
+import { rollout, sliceBatch, type Rollout } from "./rollout.ts";
+import { RunLog, TokenStats, type Metrics } from "./metrics.ts";
+import { listCheckpoints, loadCheckpoint, saveAdapter, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
+
+export interface TrainerOptions {
+  /** rows to train on instead of config.dataset */
+  rows?: Row[];
+  /** reward functions as objects (the TS API); default: config.rewardFuncs resolved by name/path */
+  rewardFuncs?: RewardInput[];
+  /** a loaded model / tokenizer to use instead of config.model */
+  model?: CausalLM;
+  tokenizer?: Tokenizer;
+  /** continue from the newest checkpoint in output_dir */
+  resume?: boolean;
+  /** no console output */
+  quiet?: boolean;
+  /** stop after this many optimiser steps in this call (for kill/resume tests) */
+  stopAfter?: number;
+}
+
+export class GRPOTrainer {
+  readonly opt: AdamW;
+  state: TrainerState;
+  private log: RunLog | null = null;
+
+  private constructor(
+    readonly config: GRPOConfig,
+    readonly model: CausalLM,
+    readonly tokenizer: Tokenizer,
+    readonly rows: Row[],
+    readonly rewardFuncs: NamedReward[],
+    private readonly opts: TrainerOptions,
+  ) {
+    const params = model.parameters();
+    if (params.length === 0) throw new Error("GRPOTrainer: the model has no trainable parameters");
+    this.opt = new AdamW(params, { lr: config.learningRate, beta1: config.adamBeta1, beta2: config.adamBeta2, eps: config.adamEpsilon, weightDecay: config.weightDecay });
+    this.state = { global_step: 0, rounds: 0, seed: config.seed, num_tokens: 0 };
+  }
+
+  static async create(input: GRPOConfigInput | GRPOConfig, opts: TrainerOptions = {}): Promise<GRPOTrainer> {
+    const cfg = validateConfig(opts.rewardFuncs && !(input as GRPOConfigInput).rewardFuncs ? { ...input, rewardFuncs: opts.rewardFuncs } : input);
+    setDefaultDevice(cfg.device);
+    const model = opts.model ?? CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter });
+    const tok = opts.tokenizer ?? loadTokenizer(cfg.model);
+    const rng = new Xoshiro(mixSeed(cfg.seed, 0x10a));
+    if (cfg.fullFinetune) model.trainAll();
+    else if (!model.adapter) model.addAdapter({ r: cfg.lora.r, lora_alpha: cfg.lora.loraAlpha, target_modules: cfg.lora.targetModules, lora_dropout: cfg.lora.loraDropout, use_rslora: cfg.lora.useRslora }, rng.fn);
+    model.dropout = cfg.fullFinetune ? 0 : cfg.lora.loraDropout;
+    let rows = opts.rows;
+    if (!rows) {
+      if (!cfg.dataset) throw new Error("config: give `dataset` (or pass rows to GRPOTrainer.create)");
+      rows = await loadDataset({ path: cfg.dataset.path, split: cfg.dataset.split });
+      if (cfg.dataset.preset) rows = applyPreset(cfg.dataset.preset, rows, { systemPrompt: undefined });
+      if (cfg.dataset.limit) rows = rows.slice(0, cfg.dataset.limit);
+    }
+    if (rows.length === 0) throw new Error("GRPOTrainer: the dataset is empty");
+    const funcs = (await resolveRewards((opts.rewardFuncs ?? cfg.rewardFuncs) as never)) as NamedReward[];
+    return new GRPOTrainer(cfg, model, tok, rows, funcs, opts);
+  }
+
+  get promptsPerRound(): number {
+    const c = this.config;
+    return (c.perDeviceTrainBatchSize * c.gradientAccumulationSteps) / c.numGenerations;
+  }
+
+  get totalSteps(): number {
+    const c = this.config;
+    if (c.maxSteps > 0) return c.maxSteps;
+    return Math.max(1, Math.ceil((c.numTrainEpochs * this.rows.length) / this.promptsPerRound) * c.numIterations);
+  }
+
+  /** Rows of generation round k: consecutive slices of per-epoch seeded shuffles of the dataset. */
+  roundRows(k: number): Row[] {
+    const n = this.rows.length, per = this.promptsPerRound;
+    const out: Row[] = [];
+    for (let i = 0; i < per; i++) {
+      const pos = k * per + i, epoch = Math.floor(pos / n);
+      out.push(this.rows[epochOrder(n, mixSeed(this.config.seed, epoch))[pos % n]]);
+    }
+    return out;
+  }
+
+  /** Train to the configured number of steps; returns the metrics of every logged step. */
+  async train(): Promise<Metrics[]> {
+    const c = this.config;
+    const total = this.totalSteps;
+    if (c.numIterations > 1 && c.saveSteps % c.numIterations !== 0 && c.saveSteps > 0)
+      throw new Error(`save_steps (${c.saveSteps}) must be a multiple of num_iterations (${c.numIterations}) so checkpoints fall between generation rounds`);
+    if (this.opts.resume) {
+      const last = listCheckpoints(c.outputDir).pop();
+      if (last !== undefined) this.state = loadCheckpoint(join(c.outputDir, `checkpoint-${last}`), this.model, this.opt);
+    }
+    this.log = new RunLog(c.outputDir, total, this.opts.quiet);
+    this.log.open(this.state.global_step);
+    const all: Metrics[] = [];
+    let done = 0;
+    try {
+      while (this.state.global_step < total && (this.opts.stopAfter === undefined || done < this.opts.stopAfter)) {
+        const t0 = performance.now();
+        const ro = await rollout(this.model, this.tokenizer, this.roundRows(this.state.rounds), this.rewardFuncs, c, this.state.rounds);
+        const adv = groupAdvantages(ro.rewards.total, c.numGenerations, c.scaleRewards);
+        const { old, ref } = this.referenceLogprobs(ro.batch);
+        this.state.rounds++;
+        const tokens = ro.promptIds.reduce((a, p) => a + p.length * c.numGenerations, 0) + ro.completionIds.reduce((a, x) => a + x.length, 0);
+        this.state.num_tokens += tokens;
+        for (let it = 0; it < c.numIterations && this.state.global_step < total; it++) {
+          const m = this.optimiserStep(ro, adv.advantages, old, ref, total);
+          this.state.global_step++;
+          done++;
+          const stepTime = (performance.now() - t0) / 1000;
+          const metrics: Metrics = {
+            step: this.state.global_step, ...m, ...rewardMetrics(ro.rewards) as Metrics,
+            reward_std: mean(adv.groupStd), frac_reward_zero_std: adv.fracZeroStd, ...lengthMetrics(ro),
+            num_tokens: this.state.num_tokens, step_time: stepTime,
+          };
+          if (this.state.global_step % c.loggingSteps === 0 || this.state.global_step === total) {
+            this.log.step(metrics, it === 0 ? sampleCompletions(ro, adv.advantages, this.state.global_step, c.logCompletions) : []);
+            all.push(metrics);
+          }
+          if (c.saveSteps > 0 && this.state.global_step % c.saveSteps === 0) saveCheckpoint(c.outputDir, this.model, this.opt, this.state, c.model, c.saveTotalLimit);
+        }
+      }
+      if (this.state.global_step >= total) this.saveFinal();
+    } finally {
+      this.log.close();
+    }
+    return all;
+  }
+
+  /** Write the trained adapter (or weights) to <output_dir>/final. */
+  saveFinal(): string {
+    const dir = join(this.config.outputDir, "final");
+    if (!this.model.isFullFinetune) saveAdapter(this.model, dir, this.config.model);
+    else saveCheckpoint(this.config.outputDir, this.model, this.opt, this.state, this.config.model);
+    return dir;
+  }
+
+  private lossParams(numItems: number): LossParams {
+    const c = this.config;
+    return { lossType: c.lossType, epsilon: c.epsilon, epsilonHigh: c.epsilonHigh ?? c.epsilon, delta: c.delta, beta: c.beta, temperature: c.temperature, maxCompletionLength: c.maxCompletionLength, numItemsInBatch: numItems };
+  }
+
+  /** Old log-probs (only needed when a rollout feeds several updates) and reference log-probs (beta > 0). */
+  private referenceLogprobs(batch: CompletionBatch): { old: Float32Array | null; ref: Float32Array | null } {
+    const c = this.config;
+    const per = c.perDeviceTrainBatchSize;
+    const pass = (base: boolean) => {
+      const out = new Float32Array(batch.B * batch.T);
+      for (let b0 = 0; b0 < batch.B; b0 += per) {
+        const mb = sliceBatch(batch, b0, Math.min(batch.B, b0 + per));
+        const run = () => noGrad(() => scope(() => completionLogprobs(this.model, mb, c.temperature).logp.f32()));
+        out.set(base ? this.model.withoutAdapter(run) : run(), b0 * batch.T);
+      }
+      return out;
+    };
+    const savedDropout = this.model.dropout;
+    this.model.dropout = 0;
+    try {
+      return { old: c.numIterations > 1 ? pass(false) : null, ref: c.beta > 0 ? pass(true) : null };
+    } finally {
+      this.model.dropout = savedDropout;
+    }
+  }
+
+  private optimiserStep(ro: Rollout, advantages: Float32Array, old: Float32Array | null, ref: Float32Array | null, total: number): Metrics {
+    const c = this.config;
+    const batch = ro.batch;
+    const per = c.perDeviceTrainBatchSize, T = batch.T;
+    let numItems = 0;
+    for (const m of batch.completionMask) numItems += m;
+    const params = this.lossParams(numItems);
+    const stats = new TokenStats();
+    let lossSum = 0;
+    const step = this.state.global_step;
+    this.model.dropoutRng = new Xoshiro(mixSeed(c.seed, step, 0xd0)).fn;
+    for (let b0 = 0; b0 < batch.B; b0 += per) {
+      const b1 = Math.min(batch.B, b0 + per);
+      const mb = sliceBatch(batch, b0, b1);
+      const o = old?.subarray(b0 * T, b1 * T) ?? null, r = ref?.subarray(b0 * T, b1 * T) ?? null;
+      // non-dapo losses are means per micro-batch: divide by the accumulation count (as TRL does)
+      const accum = c.lossType === "dapo" ? 1 : Math.ceil(batch.B / per);
+      scope(() => {
+        const { loss, logp, entropy } = batchLoss(this.model, mb, o, r, advantages.subarray(b0, b1), { ...params, accumulation: accum });
+        backward(loss);
+        lossSum += loss.item();
+        const advTok = new Float32Array(mb.B * T);
+        for (let b = 0; b < mb.B; b++) advTok.fill(advantages[b0 + b], b * T, (b + 1) * T);
+        stats.add(logp.f32(), entropy.f32(), o, r, advTok, mb.completionMask, c.epsilon, c.epsilonHigh ?? c.epsilon);
+      });
+    }
+    const gradNorm = clipGradNorm(this.opt.params, c.maxGradNorm);
+    const warmup = c.warmupSteps > 0 ? c.warmupSteps : Math.ceil(c.warmupRatio * total);
+    const lr = scheduledLr(c.learningRate, c.lrSchedulerType, step, total, warmup);
+    this.opt.update(lr);
+    this.opt.zeroGrad();
+    return { loss: lossSum, ...stats.metrics(ref !== null), grad_norm: gradNorm, learning_rate: lr };
+  }
+}
+
+function epochOrder(n: number, seed: number): Int32Array {
+  const rng = new Xoshiro(seed);
+  const idx = Int32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rng.next() * (i + 1));
+    [idx[i], idx[j]] = [idx[j], idx[i]];
+  }
+  return idx;
+}
+
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+
+function lengthMetrics(ro: Rollout): Metrics {
+  const lens = ro.completionIds.map((c) => c.length);
+  return {
+    "completions/mean_length": mean(lens),
+    "completions/min_length": Math.min(...lens),
+    "completions/max_length": Math.max(...lens),
+    "completions/clipped_ratio": ro.truncated.filter(Boolean).length / lens.length,
+  };
+}
+
+function sampleCompletions(ro: Rollout, adv: Float32Array, step: number, n: number): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  const G = ro.texts.length / ro.rows.length;
+  for (let i = 0; i < Math.min(n, ro.texts.length); i++) {
+    const rewards: Record<string, number | null> = {};
+    for (const name of ro.rewards.names) rewards[name] = ro.rewards.byName[name][i];
+    out.push({ step, prompt: ro.prompts[Math.floor(i / G)], completion: ro.texts[i], rewards, reward: ro.rewards.total[i], advantage: adv[i] });
+  }
+  return out;
+}
