@@ -58,7 +58,7 @@ export async function llamaLogits(modelPath: string, rows: number[][], vocab: nu
   const maxT = Math.max(...rows.map((r) => r.length));
   try {
     const ctx = await model.createContext({
-      contextSize: Math.max(256, maxT + 8), batchSize: Math.max(256, maxT + 8), sequences: 1, flashAttention: false,
+      contextSize: Math.max(256, maxT + 8), batchSize: Math.max(256, maxT + 8), sequences: 1, flashAttention: false, threads: 1,
       experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
       ...(lora ? { lora: { adapters: [{ filePath: lora, scale: 1 }] } } : {}),
     } as any);
