@@ -86,7 +86,7 @@ test("config validation names every bad field (snake_case from YAML)", () => {
     assert.ok(msg.includes(p));
     return true;
   });
-  assert.throws(() => validateConfig({ model: "m" }), /rewardFuncs/);
+  assert.throws(() => validateConfig({ model: "m", rewardFuncs: [] }), /rewardFuncs/);
   const ok = validateConfig({ model: "m", rewardFuncs: ["x"] });
   assert.equal(ok.lossType, "dapo");
   assert.equal(ok.scaleRewards, "group");

@@ -2,6 +2,8 @@
 import { Command, Option } from "commander";
 import { runLogits } from "./logits.ts";
 import { runGenerate } from "./generate.ts";
+import { runEval, runSft, runTrain } from "./train.ts";
+import { exportModel } from "../export/index.ts";
 
 const program = new Command();
 program.name("aha").description("GRPO-family reinforcement learning for open LLMs, in TypeScript").showHelpAfterError();
@@ -46,6 +48,58 @@ program.command("generate")
   .option("--stop <text...>", "stop strings")
   .option("--json", "one JSON object per completion: token_ids, text, finish_reason, logprobs")
   .action((o) => runGenerate(o));
+
+program.command("train")
+  .description("GRPO training from a YAML config (TRL option names); with no config, the embedded default run")
+  .argument("[config]", "config.yaml")
+  .option("--resume", "continue from the newest checkpoint in output_dir")
+  .option("--device <d>", "cpu or cuda (overrides the config)")
+  .addOption(new Option("--max-steps <n>", "override max_steps").argParser(int))
+  .option("--output-dir <dir>", "override output_dir")
+  .action(async (config, o) => {
+    if (config) return runTrain(config, o);
+    const { runDefault } = await import("../defaults/run.ts");
+    return runDefault(o);
+  });
+
+program.command("sft")
+  .description("supervised fine-tuning on prompt/completion rows (loss on completion tokens), before GRPO")
+  .argument("<config>", "config.yaml (same option names; completion_column names the target)")
+  .option("--device <d>", "cpu or cuda")
+  .addOption(new Option("--max-steps <n>").argParser(int))
+  .option("--output-dir <dir>")
+  .action((config, o) => runSft(config, o));
+
+program.command("eval")
+  .description("sample one completion per prompt of a split; accuracy and mean reward per function")
+  .argument("<config>", "config.yaml")
+  .option("--adapter <dir>", "adapter to evaluate (default: the config's)")
+  .option("--split <name>", "dataset split (default: dataset.eval_split, test)")
+  .addOption(new Option("--limit <n>", "first N rows").argParser(int))
+  .addOption(new Option("--temperature <t>", "sampling temperature (default: the config's)").argParser(num))
+  .option("--device <d>", "cpu or cuda")
+  .option("--json", "print one JSON object")
+  .action((config, o) => runEval(config, o));
+
+program.command("export")
+  .description("export a model (+ adapter) as a PEFT adapter, a merged HF checkpoint or GGUF")
+  .requiredOption("--model <dir>", "base Hugging Face model folder")
+  .option("--adapter <dir>", "PEFT adapter to export or merge")
+  .addOption(new Option("--format <f>", "output format").choices(["peft", "hf", "gguf"]).makeOptionMandatory())
+  .option("--type <t>", "gguf: f32|f16|bf16|q8_0|q4_0|q4_k_m|q5_k_m|q6_k; hf/peft: f32|f16|bf16")
+  .requiredOption("--out <path>", "output folder (peft, hf) or .gguf file")
+  .option("--overwrite", "replace an existing output")
+  .option("--no-merge", "gguf with --adapter: write the base GGUF plus a GGUF LoRA adapter instead of merging")
+  .action(async (o) => {
+    const bar = process.stderr.isTTY;
+    const res = await exportModel({
+      model: o.model, adapter: o.adapter, format: o.format, type: o.type, out: o.out, overwrite: !!o.overwrite, mergeAdapter: o.merge,
+      onProgress: bar ? (p) => process.stderr.write(`\rexport ${p.phase} ${p.done}/${p.total} ${p.item ?? ""}`.padEnd(80).slice(0, 100)) : undefined,
+    });
+    if (bar) process.stderr.write("\n");
+    for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
+    for (const f of res.files) process.stdout.write(`${f}\n`);
+  });
 
 try {
   await program.parseAsync(process.argv);

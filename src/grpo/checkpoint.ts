@@ -2,7 +2,7 @@
 // fine-tuning), the AdamW moments (optimizer.safetensors) and trainer_state.json (step, data position, seed).
 // The folder is written under a temporary name and renamed, so a crash never leaves a half checkpoint under the
 // real name; save_total_limit prunes the oldest.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readSafetensors, writeSafetensors, type StWriteTensor } from "../models/safetensors.ts";
 import type { CausalLM } from "../models/model.ts";
@@ -81,4 +81,16 @@ export function loadCheckpoint(dir: string, model: CausalLM, opt: AdamW): Traine
   });
   opt.step = Number(optSt.metadata.step ?? state.global_step);
   return state;
+}
+
+/** Save every weight of a fully fine-tuned model as a Hugging Face folder (config and tokenizer files copied). */
+export function saveFullModel(model: CausalLM, dir: string): void {
+  const w: Record<string, StWriteTensor> = {};
+  for (const t of model.allWeights()) if (t.name) w[t.name] = { dtype: "F32", shape: t.shape, data: t.f32() };
+  mkdirSync(dir, { recursive: true });
+  writeSafetensors(join(dir, "model.safetensors"), w);
+  for (const f of ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"]) {
+    const src = join(model.config.dir, f);
+    if (existsSync(src)) copyFileSync(src, join(dir, f));
+  }
 }

@@ -103,7 +103,7 @@ export const GRPOConfigSchema = z.object({
   repetitionPenalty: z.number().positive().default(1.0),
 
   /** Reward functions: built-in names (gsm8k/correctness, …), "./file.ts#export", or functions (TS API). */
-  rewardFuncs: z.array(z.any()).nonempty(),
+  rewardFuncs: z.array(z.any()).nonempty().optional(),
   /** One weight per reward function (default all 1). */
   rewardWeights: z.array(z.number()).optional(),
   /** What a reward failure (throw, timeout, NaN) does: skip the sample, or stop the run (default). */
@@ -123,6 +123,8 @@ export const GRPOConfigSchema = z.object({
   /** Completions per logged step written to completions.jsonl. Default 8. */
   logCompletions: z.number().int().min(0).default(8),
   seed: z.number().int().default(42),
+  /** SFT (`aha sft`): the dataset column holding the target completion. Default "completion". */
+  completionColumn: z.string().default("completion"),
   /** Where metrics, completions and checkpoints go. */
   outputDir: z.string().default("runs/aha"),
   /** KV-cache bytes generation may use at once. Default 1 GiB. */

@@ -16,7 +16,7 @@ import { groupAdvantages } from "./advantages.ts";
 import { AdamW, clipGradNorm, scheduledLr } from "./optim.ts";
 import { rollout, sliceBatch, type Rollout } from "./rollout.ts";
 import { RunLog, TokenStats, type Metrics } from "./metrics.ts";
-import { listCheckpoints, loadCheckpoint, saveAdapter, saveCheckpoint, type TrainerState } from "./checkpoint.ts";
+import { listCheckpoints, loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
 
 export interface TrainerOptions {
   /** rows to train on instead of config.dataset */
@@ -70,7 +70,9 @@ export class GRPOTrainer {
       if (cfg.dataset.limit) rows = rows.slice(0, cfg.dataset.limit);
     }
     if (rows.length === 0) throw new Error("GRPOTrainer: the dataset is empty");
-    const funcs = (await resolveRewards((opts.rewardFuncs ?? cfg.rewardFuncs) as never)) as NamedReward[];
+    const specs = opts.rewardFuncs ?? cfg.rewardFuncs;
+    if (!specs || specs.length === 0) throw new Error("config: reward_funcs is required for GRPO (at least one reward function)");
+    const funcs = (await resolveRewards(specs as never)) as NamedReward[];
     return new GRPOTrainer(cfg, model, tok, rows, funcs, opts);
   }
 
@@ -147,7 +149,7 @@ export class GRPOTrainer {
   saveFinal(): string {
     const dir = join(this.config.outputDir, "final");
     if (!this.model.isFullFinetune) saveAdapter(this.model, dir, this.config.model);
-    else saveCheckpoint(this.config.outputDir, this.model, this.opt, this.state, this.config.model);
+    else saveFullModel(this.model, dir);
     return dir;
   }
 
