@@ -4,10 +4,10 @@
 // llama.cpp bundled with node-llama-cpp 3.22.1 (attn_qkv counts as "attn_v-like"; shape fallbacks Q4_K→Q5_0,
 // Q5_K→Q5_1, Q6_K→Q8_0, then F16).
 // Is not: the IQ/Q2/Q3 mixes, MoE/Falcon/70B special cases (no supported architecture here triggers them).
-import { f32ToBf16, f32ToF16 } from "../models/safetensors.js";
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../models/safetensors.js";
 import { GGML, GGML_BLOCK, type GgmlType, type GgufExportType } from "./gguf-types.js";
-import { quantizeQ4_0, quantizeQ5_0, quantizeQ5_1, quantizeQ8_0 } from "./quant-legacy.js";
-import { quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from "./quant-k.js";
+import * as L from "./quant-legacy.js";
+import * as K from "./quant-k.js";
 
 export interface MixContext {
   /** number of transformer blocks */
@@ -57,13 +57,31 @@ export function encodeGgml(t: GgmlType, x: Float32Array): Uint8Array {
     case GGML.F32: return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
     case GGML.F16: { const h = f32ToF16(x); return new Uint8Array(h.buffer); }
     case GGML.BF16: { const h = f32ToBf16(x); return new Uint8Array(h.buffer); }
-    case GGML.Q8_0: return quantizeQ8_0(x);
-    case GGML.Q4_0: return quantizeQ4_0(x);
-    case GGML.Q5_0: return quantizeQ5_0(x);
-    case GGML.Q5_1: return quantizeQ5_1(x);
-    case GGML.Q4_K: return quantizeQ4_K(x);
-    case GGML.Q5_K: return quantizeQ5_K(x);
-    case GGML.Q6_K: return quantizeQ6_K(x);
+    case GGML.Q8_0: return L.quantizeQ8_0(x);
+    case GGML.Q4_0: return L.quantizeQ4_0(x);
+    case GGML.Q5_0: return L.quantizeQ5_0(x);
+    case GGML.Q5_1: return L.quantizeQ5_1(x);
+    case GGML.Q4_K: return K.quantizeQ4_K(x);
+    case GGML.Q5_K: return K.quantizeQ5_K(x);
+    case GGML.Q6_K: return K.quantizeQ6_K(x);
     default: throw new Error(`no encoder for ggml type ${GGML_BLOCK[t]?.name ?? t}`);
+  }
+}
+
+/** Decode `n` values of ggml type `t` back to float32 (tests and round-trip checks). */
+export function decodeGgml(t: GgmlType, b: Uint8Array, n: number): Float32Array {
+  const copy = b.slice();
+  switch (t) {
+    case GGML.F32: return new Float32Array(copy.buffer, 0, n);
+    case GGML.F16: return f16ToF32(new Uint16Array(copy.buffer, 0, n));
+    case GGML.BF16: return bf16ToF32(new Uint16Array(copy.buffer, 0, n));
+    case GGML.Q8_0: return L.dequantizeQ8_0(b, n);
+    case GGML.Q4_0: return L.dequantizeQ4_0(b, n);
+    case GGML.Q5_0: return L.dequantizeQ5_0(b, n);
+    case GGML.Q5_1: return L.dequantizeQ5_1(b, n);
+    case GGML.Q4_K: return K.dequantizeQ4_K(b, n);
+    case GGML.Q5_K: return K.dequantizeQ5_K(b, n);
+    case GGML.Q6_K: return K.dequantizeQ6_K(b, n);
+    default: throw new Error(`no decoder for ggml type ${GGML_BLOCK[t]?.name ?? t}`);
   }
 }
