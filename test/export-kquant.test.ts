@@ -47,6 +47,7 @@ test("Q4_K / Q5_K / Q6_K GGUFs decode in llama.cpp exactly as our dequantisers s
     exportGguf(dir, rt, rtPath, { type: "f32" });
     const got = await llamaLogits(qPath, rows, 512);
     const d = maxDiff(got, await llamaLogits(rtPath, rows, 512));
+    if (process.env.AHA_EXPORT_VERBOSE) console.log(type, "vs roundtrip", d.max, "vs f32", maxDiff(got, base).max);
     assert.ok(d.max <= 0.2, `${type}: llama.cpp vs TS dequantised weights: max |Δlogit| ${d.max}`);
     const n = maxDiff(got, base);
     assert.ok(n.max <= NOISE[type], `${type}: vs f32: max |Δlogit| ${n.max}`);
