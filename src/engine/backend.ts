@@ -44,8 +44,20 @@ export function registerBackend(b: Backend): void {
   backends.set(b.device, b);
 }
 
+/** Backends registered on first use (CUDA loads its module only when asked for); `why` explains a refusal. */
+const lazy = new Map<Device, { load: () => boolean; why: () => string | undefined }>();
+
+export function registerLazyBackend(device: Device, load: () => boolean, why: () => string | undefined): void {
+  lazy.set(device, { load, why });
+}
+
 export function getBackend(device: Device = defaultDevice): Backend {
-  const b = backends.get(device);
+  let b = backends.get(device);
+  if (!b && lazy.has(device)) {
+    const l = lazy.get(device)!;
+    if (l.load()) b = backends.get(device);
+    else throw new Error(`aha: backend '${device}' is not available: ${l.why() ?? "unknown reason"}`);
+  }
   if (!b) throw new Error(`aha: backend '${device}' is not available`);
   return b;
 }

@@ -1,11 +1,13 @@
 // Tensor: shape, dtype, a backend buffer, and autograd links. Memory: tensors created inside `scope(fn)` are
 // disposed when fn returns, except what it returns or what is `keep()`-ed; long-lived tensors (weights, LoRA,
 // optimiser state) are created outside scopes or kept, and freed by dispose().
-import { defaultBackend, getBackend, type Backend, type Buf, type Device } from "./backend.ts";
+import { defaultBackend, getBackend, registerLazyBackend, type Backend, type Buf, type Device } from "./backend.ts";
 import { DTYPE_BYTES, type DType, type HostArray } from "./dtype.ts";
 import { registerCpuBackend } from "./cpu.ts";
+import { registerCudaBackend, cudaInfo } from "./cuda.ts";
 
 registerCpuBackend();
+registerLazyBackend("cuda", registerCudaBackend, () => cudaInfo().error);
 
 /** A node of the autograd graph: the op that made a tensor, its inputs and how to map the output gradient back. */
 export interface GradNode {

@@ -1,0 +1,116 @@
+// N-API binding of the CUDA backend (aha_cuda.node). Buffers are device addresses passed as JS numbers (exact below
+// 2^53); null/undefined is a null pointer. Kernel exports take the same arguments, in the same order, as the CPU
+// addon (native/cpu/addon.cpp), so src/engine/cuda.ts hands them straight to the ops. Loading never touches the
+// GPU: init() reports whether a device (and cuBLAS) is usable. C++ exceptions become JS errors naming the op.
+#include <napi.h>
+#include "kernels.h"
+#include <stdexcept>
+
+using namespace aha_cuda;
+
+namespace {
+template <class T = float> T* P(const Napi::Value& v) {
+  if (v.IsNull() || v.IsUndefined()) return nullptr;
+  return reinterpret_cast<T*>((uintptr_t)v.As<Napi::Number>().Int64Value());
+}
+long L(const Napi::Value& v) { return (long)v.As<Napi::Number>().Int64Value(); }
+float F(const Napi::Value& v) { return v.As<Napi::Number>().FloatValue(); }
+bool Bo(const Napi::Value& v) { return v.ToBoolean().Value(); }
+void* host_ptr(const Napi::Value& v, size_t* bytes) {
+  auto ta = v.As<Napi::TypedArray>();
+  *bytes = ta.ByteLength();
+  return static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+}
+
+#define FN(name) Napi::Value name##_js(const Napi::CallbackInfo& a)
+#define TRY try {
+#define CATCH(name)                                                                                   \
+  } catch (const std::exception& e) {                                                                 \
+    Napi::Error::New(a.Env(), std::string(#name) + ": " + e.what()).ThrowAsJavaScriptException();     \
+  }                                                                                                   \
+  return a.Env().Undefined();
+#define UNDEF return a.Env().Undefined();
+
+FN(init) {
+  Napi::Object o = Napi::Object::New(a.Env());
+  std::string name, why;
+  size_t mem = 0;
+  int cc = 0;
+  std::string err = init_device(&name, &mem, &cc);
+  o.Set("ok", err.empty());
+  if (!err.empty()) { o.Set("error", err); return o; }
+  bool blas = gemm_ready(&why);
+  o.Set("ok", blas);
+  if (!blas) o.Set("error", "cuBLAS: " + why);
+  o.Set("name", name);
+  o.Set("totalMemory", (double)mem);
+  o.Set("computeCapability", cc);
+  o.Set("sms", num_sms());
+  return o;
+}
+FN(alloc) { TRY size_t n = (size_t)L(a[0]); void* p = raw_alloc(n); zero(p, n); return Napi::Number::New(a.Env(), (double)(uintptr_t)p); CATCH(alloc) }
+FN(free) { TRY raw_free(P<void>(a[0])); UNDEF CATCH(free) }
+FN(write) { TRY size_t n; void* h = host_ptr(a[1], &n); upload(P<void>(a[0]), h, n); UNDEF CATCH(write) }
+FN(read) { TRY size_t n; void* h = host_ptr(a[1], &n); download(h, P<void>(a[0]), n); UNDEF CATCH(read) }
+FN(synchronize) { TRY synchronize(); UNDEF CATCH(synchronize) }
+FN(memory) {
+  double m[5];
+  memory_report(m);
+  Napi::Object o = Napi::Object::New(a.Env());
+  o.Set("allocated", m[0]); o.Set("peak", m[1]); o.Set("buffers", m[2]); o.Set("reserved", m[3]); o.Set("peakReserved", m[4]);
+  return o;
+}
+FN(reset_peak) { reset_peak(); UNDEF }
+FN(empty_cache) { TRY empty_cache(); UNDEF CATCH(empty_cache) }
+FN(set_gemm_mode) { set_gemm_mode((int)L(a[0])); UNDEF }
+FN(num_threads) { return Napi::Number::New(a.Env(), num_sms()); }
+
+FN(gemm) { TRY
+  gemm(P(a[0]), P<void>(a[1]), F32, P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
+       L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]));
+  UNDEF CATCH(gemm) }
+FN(rms_norm_forward) { TRY rms_norm_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7])); UNDEF CATCH(rms_norm_forward) }
+FN(rms_norm_backward) { TRY rms_norm_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), L(a[7]), F(a[8])); UNDEF CATCH(rms_norm_backward) }
+FN(rope_forward) { TRY rope_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8])); UNDEF CATCH(rope_forward) }
+FN(glu_forward) { TRY glu_forward(P(a[0]), P(a[1]), P(a[2]), L(a[3]), (int)L(a[4])); UNDEF CATCH(glu_forward) }
+FN(glu_backward) { TRY glu_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), L(a[5]), (int)L(a[6])); UNDEF CATCH(glu_backward) }
+FN(embedding_forward) { TRY embedding_forward(P(a[0]), P<int32_t>(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6])); UNDEF CATCH(embedding_forward) }
+FN(embedding_backward) { TRY embedding_backward(P(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4])); UNDEF CATCH(embedding_backward) }
+FN(binary) { TRY binary(P(a[0]), P(a[1]), P(a[2]), L(a[3]), L(a[4]), (int)L(a[5])); UNDEF CATCH(binary) }
+FN(scale) { TRY scale(P(a[0]), P(a[1]), F(a[2]), L(a[3])); UNDEF CATCH(scale) }
+FN(sum_rows) { TRY sum_rows(P(a[0]), P(a[1]), L(a[2]), L(a[3]), Bo(a[4])); UNDEF CATCH(sum_rows) }
+FN(copy2d) { TRY copy2d(P(a[0]), P(a[1]), L(a[2]), L(a[3]), L(a[4]), L(a[5]), Bo(a[6])); UNDEF CATCH(copy2d) }
+FN(adamw) { TRY adamw(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), F(a[5]), F(a[6]), F(a[7]), F(a[8]), F(a[9]), L(a[10])); UNDEF CATCH(adamw) }
+FN(sum_squares) { TRY return Napi::Number::New(a.Env(), sum_squares(P(a[0]), L(a[1]))); CATCH(sum_squares) }
+FN(attention_forward) { TRY
+  attention_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P<int32_t>(a[5]), L(a[6]), L(a[7]), L(a[8]), L(a[9]), L(a[10]),
+                    L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]));
+  UNDEF CATCH(attention_forward) }
+FN(attention_backward) { TRY
+  attention_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), P(a[6]), P(a[7]), P(a[8]), P<int32_t>(a[9]), L(a[10]),
+                     L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), L(a[17]), F(a[18]));
+  UNDEF CATCH(attention_backward) }
+FN(lm_logp_forward) { TRY
+  lm_logp_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P<void>(a[4]), (int)L(a[5]), P<int32_t>(a[6]), L(a[7]), L(a[8]), L(a[9]), F(a[10]), F(a[11]));
+  UNDEF CATCH(lm_logp_forward) }
+FN(lm_logp_backward) { TRY
+  lm_logp_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P<void>(a[5]), (int)L(a[6]), P<int32_t>(a[7]), L(a[8]), L(a[9]), L(a[10]),
+                   F(a[11]), F(a[12]));
+  UNDEF CATCH(lm_logp_backward) }
+FN(grpo_loss) { TRY
+  return Napi::Number::New(a.Env(), grpo_loss(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), F(a[7]), F(a[8]), F(a[9]),
+                                              F(a[10]), F(a[11])));
+  CATCH(grpo_loss) }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+#define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
+  REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
+  REG(set_gemm_mode); REG(num_threads);
+  REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
+  REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
+  REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);
+  return exports;
+}
+}  // namespace
+
+NODE_API_MODULE(aha_cuda, Init)

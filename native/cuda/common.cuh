@@ -1,0 +1,69 @@
+// Shared pieces of the CUDA kernels: dtype loads (f32/bf16/f16 storage, f32 compute), the stream every kernel
+// runs on, scratch allocation from the caching allocator, launch helpers and error reporting.
+// Not a framework: each .cu file holds one op family as op_forward/op_backward pairs, like native/cpu.
+#pragma once
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <stdexcept>
+#include <algorithm>
+#include "kernels.h"
+
+namespace aha_cuda {
+
+// element i of a buffer of dtype dt as float
+__device__ __forceinline__ float load_f(const void* p, int dt, long i) {
+  if (dt == BF16) return __bfloat162float(((const __nv_bfloat16*)p)[i]);
+  if (dt == F16) return __half2float(((const __half*)p)[i]);
+  if (dt == I32) return (float)((const int32_t*)p)[i];
+  return ((const float*)p)[i];
+}
+
+// the one stream all kernels, copies and GEMMs run on (created by init)
+cudaStream_t stream();
+// CUDA error → C++ exception (turned into a JS error by the binding)
+void check(cudaError_t e, const char* what);
+#define CK(x) ::aha_cuda::check((x), #x)
+inline void check_launch(const char* name) { check(cudaGetLastError(), name); }
+
+// scratch from the caching allocator (stream-ordered reuse, counted in the memory report)
+void* scratch_alloc(size_t bytes);
+void scratch_free(void* p);
+struct Scratch {
+  void* p = nullptr;
+  explicit Scratch(size_t bytes) { p = bytes ? scratch_alloc(bytes) : nullptr; }
+  ~Scratch() { if (p) scratch_free(p); }
+  Scratch(const Scratch&) = delete;
+  template <class T> T* as() const { return (T*)p; }
+};
+
+inline unsigned blocks_for(long n, int threads, long cap = 65535L * 32) {
+  long b = (n + threads - 1) / threads;
+  if (b < 1) b = 1;
+  return (unsigned)(b > cap ? cap : b);
+}
+
+// warp reductions
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// block reduction (blockDim.x a multiple of 32, <= 1024); every thread gets the result
+__device__ __forceinline__ float block_sum(float v, float* sh /* [32] */) {
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) sh[w] = v;
+  __syncthreads();
+  float r = lane < nw ? sh[lane] : 0.f;
+  return warp_sum(r);
+}
+
+}  // namespace aha_cuda

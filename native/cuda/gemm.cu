@@ -1,0 +1,128 @@
+// GEMM through cuBLAS (cublasGemmStridedBatchedEx, f32 accumulation), loaded at run time with dlopen so that the
+// module builds with no cuBLAS headers or libraries and loads with no GPU. The few prototypes and enum values used
+// are declared here by hand (values as in cublas_api.h / library_types.h of CUDA 12-13).
+// Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ, so cuBLAS gets (B, A) swapped.
+// Operand dtypes: f32×f32 runs in f32 (mode 2: TF32 tensor cores). f32 activations × bf16/f16 weights convert the
+// activations to the weight's 16-bit type (mode 0, default: tensor cores, what bf16 training does) or the weight
+// to f32 (mode 1, exact: matches the CPU backend to f32 rounding).
+#include "common.cuh"
+#include <dlfcn.h>
+#include <vector>
+
+namespace aha_cuda {
+
+namespace {
+typedef void* cublasHandle_t;
+typedef int cublasStatus_t;
+enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 };
+enum { R_32F = 0, R_16F = 2, R_16BF = 14 };                      // cudaDataType
+enum { COMPUTE_32F = 68, COMPUTE_32F_FAST_TF32 = 77 };           // cublasComputeType_t
+enum { GEMM_DEFAULT = -1 };                                      // cublasGemmAlgo_t
+
+typedef cublasStatus_t (*create_t)(cublasHandle_t*);
+typedef cublasStatus_t (*set_stream_t)(cublasHandle_t, cudaStream_t);
+typedef cublasStatus_t (*set_workspace_t)(cublasHandle_t, void*, size_t);
+typedef cublasStatus_t (*gemm_sb_t)(cublasHandle_t, int, int, int, int, int, const void*, const void*, int, int, long long,
+                                    const void*, int, int, long long, const void*, void*, int, int, long long, int, int, int);
+
+struct Blas {
+  bool tried = false, ok = false;
+  std::string why;
+  cublasHandle_t h = nullptr;
+  gemm_sb_t gemm_sb = nullptr;
+  void* workspace = nullptr;
+} blas;
+int g_mode = 0;
+
+void load_blas() {
+  blas.tried = true;
+  std::vector<std::string> names;
+  if (const char* e = getenv("AHA_CUBLAS")) names.push_back(e);
+  const char* dirs[] = {"", "/usr/local/cuda/lib64/", "/usr/local/cuda/targets/x86_64-linux/lib/", "/usr/lib/x86_64-linux-gnu/",
+                        "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib/",
+                        "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cublas/lib/"};
+  for (const char* d : dirs)
+    for (const char* f : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"}) names.push_back(std::string(d) + f);
+  void* lib = nullptr;
+  for (auto& n : names) {
+    // load libcublasLt from the same folder first so that the dependency resolves without LD_LIBRARY_PATH
+    std::string dir = n.substr(0, n.rfind('/') + 1), ver = n.substr(n.find(".so"));
+    if (!dir.empty()) dlopen((dir + "libcublasLt" + ver).c_str(), RTLD_NOW | RTLD_GLOBAL);
+    if ((lib = dlopen(n.c_str(), RTLD_NOW | RTLD_GLOBAL))) break;
+  }
+  if (!lib) { blas.why = "libcublas.so not found (set AHA_CUBLAS to its path)"; return; }
+  auto create = (create_t)dlsym(lib, "cublasCreate_v2");
+  auto set_stream = (set_stream_t)dlsym(lib, "cublasSetStream_v2");
+  auto set_ws = (set_workspace_t)dlsym(lib, "cublasSetWorkspace_v2");
+  blas.gemm_sb = (gemm_sb_t)dlsym(lib, "cublasGemmStridedBatchedEx");
+  if (!create || !set_stream || !blas.gemm_sb) { blas.why = "libcublas lacks cublasGemmStridedBatchedEx"; return; }
+  if (int s = create(&blas.h)) { blas.why = "cublasCreate failed with status " + std::to_string(s); return; }
+  set_stream(blas.h, stream());
+  if (set_ws) {
+    size_t ws = 32u << 20;
+    if (cudaMalloc(&blas.workspace, ws) == cudaSuccess) set_ws(blas.h, blas.workspace, ws);
+  }
+  blas.ok = true;
+}
+
+__global__ void convert_kernel(void* dst, int dtD, const void* src, int dtS, long n) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    float x = load_f(src, dtS, i);
+    if (dtD == BF16) ((__nv_bfloat16*)dst)[i] = __float2bfloat16(x);
+    else if (dtD == F16) ((__half*)dst)[i] = __float2half(x);
+    else ((float*)dst)[i] = x;
+  }
+}
+
+int cuda_type(int dt) { return dt == BF16 ? R_16BF : dt == F16 ? R_16F : R_32F; }
+int bytes_of(int dt) { return dt == F32 || dt == I32 ? 4 : 2; }
+// elements spanned by a strided batch of stored row-major matrices (rows × cols, row stride ld)
+long extent(long batch, long rows, long cols, long ld, long stride) { return (batch - 1) * stride + (rows - 1) * ld + cols; }
+}  // namespace
+
+void set_gemm_mode(int mode) { g_mode = mode; }
+int gemm_mode() { return g_mode; }
+
+bool gemm_ready(std::string* why) {
+  if (!blas.tried) load_blas();
+  if (!blas.ok && why) *why = blas.why;
+  return blas.ok;
+}
+
+void convert(void* dst, int dtDst, const void* src, int dtSrc, long n) {
+  if (n <= 0) return;
+  convert_kernel<<<blocks_for(n, 256, 8192), 256, 0, stream()>>>(dst, dtDst, src, dtSrc, n);
+  check_launch("convert");
+}
+
+void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
+          bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta) {
+  std::string why;
+  if (!gemm_ready(&why)) throw std::runtime_error("aha cuda gemm: " + why);
+  if (M == 0 || N == 0 || batch == 0) return;
+  if (K == 0) { if (beta == 0.f) { for (long b = 0; b < batch; b++) CK(cudaMemset2DAsync(C + b * strideC, ldc * 4, 0, N * 4, M, stream())); } return; }
+  // decide operand types: both 16-bit (same type), or both f32
+  Scratch sa(0), sb(0);
+  const void *pa = A, *pb = B;
+  int ta = dtA, tb = dtB;
+  long eA = extent(strideA ? batch : 1, transA ? K : M, transA ? M : K, lda, strideA);
+  long eB = extent(strideB ? batch : 1, transB ? N : K, transB ? K : N, ldb, strideB);
+  if (ta != tb) {
+    int target = (g_mode == 0 && ta == F32) ? tb : (g_mode == 0 && tb == F32) ? ta : F32;
+    if (ta != target) { Scratch t((size_t)eA * bytes_of(target)); convert(t.p, target, A, ta, eA); std::swap(sa.p, t.p); pa = sa.p; ta = target; }
+    if (tb != target) { Scratch t((size_t)eB * bytes_of(target)); convert(t.p, target, B, tb, eB); std::swap(sb.p, t.p); pb = sb.p; tb = target; }
+  } else if (ta != F32 && g_mode == 1) {
+    { Scratch t((size_t)eA * 4); convert(t.p, F32, A, ta, eA); std::swap(sa.p, t.p); pa = sa.p; ta = F32; }
+    { Scratch t((size_t)eB * 4); convert(t.p, F32, B, tb, eB); std::swap(sb.p, t.p); pb = sb.p; tb = F32; }
+  }
+  int compute = (ta == F32 && g_mode == 2) ? COMPUTE_32F_FAST_TF32 : COMPUTE_32F;
+  // column-major: C' (N × M, ld ldc) = op(B)' (N × K) · op(A)' (K × M)
+  int st = blas.gemm_sb(blas.h, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N, (int)N, (int)M, (int)K,
+                        &alpha, pb, cuda_type(tb), (int)ldb, (long long)strideB, pa, cuda_type(ta), (int)lda, (long long)strideA,
+                        &beta, C, R_32F, (int)ldc, (long long)strideC, (int)batch, compute, GEMM_DEFAULT);
+  if (st != 0)
+    throw std::runtime_error("aha cuda gemm: cublasGemmStridedBatchedEx status " + std::to_string(st) + " (M=" + std::to_string(M) +
+                             " N=" + std::to_string(N) + " K=" + std::to_string(K) + " batch=" + std::to_string(batch) + ")");
+}
+
+}  // namespace aha_cuda

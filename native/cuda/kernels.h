@@ -1,0 +1,59 @@
+// Host entry points of the CUDA kernels, argument order as native/cpu/kernels.h (outputs, saved state, inputs,
+// weights, sizes); every pointer is a device pointer and every call is enqueued on the backend's one stream.
+// Included by the N-API binding (host compiler) and by the .cu files (through common.cuh).
+#pragma once
+#include <cstdint>
+#include <cstddef>
+#include <string>
+
+namespace aha_cuda {
+
+enum DType : int { F32 = 0, BF16 = 1, F16 = 2, I32 = 3 };
+
+// device runtime (runtime.cu)
+std::string init_device(std::string* name, size_t* total_mem, int* cc);
+bool ready();
+void* raw_alloc(size_t n);
+void raw_free(void* p);
+void memory_report(double* out /* allocated, peak, buffers, reserved, peak_reserved */);
+void reset_peak();
+void empty_cache();
+int num_sms();
+void upload(void* dst, const void* src, size_t bytes);
+void download(void* dst, const void* src, size_t bytes);
+void zero(void* dst, size_t bytes);
+void synchronize();
+
+void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
+          bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta);
+bool gemm_ready(std::string* why);
+void set_gemm_mode(int mode);  // 0 = 16-bit operands with f32 accumulate (fast), 1 = f32 operands (exact), 2 = tf32
+int gemm_mode();
+void convert(void* dst, int dtDst, const void* src, int dtSrc, long n);
+
+void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, long N, long C, float eps, float offset);
+void rms_norm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd, const float* w, long N, long C, float offset);
+void rope_forward(float* y, const float* x, const float* cs, const float* sn, long N, long H, long D, long rot, bool inverse);
+void glu_forward(float* out, const float* g, const float* u, long n, int act);
+void glu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, long n, int act);
+void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V);
+void embedding_backward(float* dtable, const float* dout, const int32_t* ids, long N, long C);
+void binary(float* out, const float* a, const float* b, long n, long nb, int op);
+void scale(float* out, const float* a, float s, long n);
+void sum_rows(float* out, const float* x, long R, long C, bool accumulate);
+void copy2d(float* dst, const float* src, long rows, long width, long dStride, long sStride, bool accumulate);
+void adamw(float* p, float* m, float* v, const float* g, long n, float lr, float b1, float b2, float eps, float wd, long step);
+double sum_squares(const float* x, long n);
+double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
+                 long n, float epsLow, float epsHigh, float delta, float beta, float gout);
+void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
+                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap);
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
+                        const float* q, const float* k, const float* v, const int32_t* keyMask,
+                        long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap);
+void lm_logp_forward(float* logp, float* lse, float* entropy, const float* h, const void* W, int dtW,
+                     const int32_t* targets, long N, long C, long V, float invTemp, float softcap);
+void lm_logp_backward(float* dh, float* dW, const float* dlogp, const float* lse, const float* h, const void* W, int dtW,
+                      const int32_t* targets, long N, long C, long V, float invTemp, float softcap);
+
+}  // namespace aha_cuda

@@ -1,0 +1,135 @@
+// Device runtime of the CUDA backend: device discovery (never fails at load: no GPU is a reported state),
+// the single stream, and a caching allocator. The allocator keeps freed blocks by size and hands them back
+// stream-ordered (every kernel runs on one stream, so reuse after free is safe without events). When
+// cudaMalloc fails it releases the cache and tries once more. Report: bytes in live blocks, their peak,
+// live buffers, bytes reserved from the driver and the reserve's peak.
+#include "common.cuh"
+#include <map>
+#include <unordered_map>
+#include <mutex>
+
+namespace aha_cuda {
+
+namespace {
+cudaStream_t g_stream = nullptr;
+int g_sms = 0;
+bool g_ready = false;
+std::string g_error = "CUDA backend not initialised";
+
+struct Pool {
+  std::multimap<size_t, void*> free_blocks;   // size → pointer
+  std::unordered_map<void*, size_t> live;      // pointer → block size
+  size_t allocated = 0, peak = 0, reserved = 0, peak_reserved = 0;
+  long buffers = 0;
+} pool;
+
+size_t round_size(size_t n) {
+  if (n < (1u << 20)) return ((n + 511) / 512) * 512;          // small: 512 B granules
+  return ((n + (1u << 20) - 1) >> 20) << 20;                   // large: 1 MiB granules
+}
+}  // namespace
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("aha cuda: ") + what + ": " + cudaGetErrorString(e));
+}
+
+cudaStream_t stream() { return g_stream; }
+int num_sms() { return g_sms; }
+
+// Returns "" on success, else why the backend cannot run (no device, old driver, ...).
+std::string init_device(std::string* name, size_t* total_mem, int* cc) {
+  if (g_ready) { cudaDeviceProp p; cudaGetDeviceProperties(&p, 0); *name = p.name; *total_mem = p.totalGlobalMem; *cc = p.major * 10 + p.minor; return ""; }
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    cudaGetLastError();
+    g_error = std::string("no CUDA device (") + (e != cudaSuccess ? cudaGetErrorString(e) : "device count is 0") + ")";
+    return g_error;
+  }
+  const char* env = getenv("AHA_CUDA_DEVICE");
+  int dev = env ? atoi(env) : 0;
+  if ((e = cudaSetDevice(dev)) != cudaSuccess) { g_error = std::string("cudaSetDevice: ") + cudaGetErrorString(e); return g_error; }
+  cudaDeviceProp p;
+  cudaGetDeviceProperties(&p, dev);
+  if (p.major < 8) { g_error = std::string("device ") + p.name + " is older than sm_80"; return g_error; }
+  if ((e = cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking)) != cudaSuccess) { g_error = std::string("stream: ") + cudaGetErrorString(e); return g_error; }
+  g_sms = p.multiProcessorCount;
+  *name = p.name; *total_mem = p.totalGlobalMem; *cc = p.major * 10 + p.minor;
+  g_ready = true;
+  g_error = "";
+  return "";
+}
+bool ready() { return g_ready; }
+const std::string& last_error() { return g_error; }
+
+static void release_cache() {
+  CK(cudaStreamSynchronize(g_stream));
+  for (auto& kv : pool.free_blocks) { cudaFree(kv.second); pool.reserved -= kv.first; }
+  pool.free_blocks.clear();
+}
+
+// a block of at least n bytes (not zeroed)
+void* raw_alloc(size_t n) {
+  if (!g_ready) throw std::runtime_error("aha cuda: " + g_error);
+  size_t sz = round_size(n ? n : 1);
+  void* p = nullptr;
+  auto it = pool.free_blocks.lower_bound(sz);
+  // accept a cached block at most 1/8 (or 1 MiB for small ones) larger than asked
+  if (it != pool.free_blocks.end() && it->first <= sz + std::max(sz / 8, (size_t)(sz < (1u << 20) ? 0 : (1u << 20)))) {
+    sz = it->first; p = it->second; pool.free_blocks.erase(it);
+  } else {
+    cudaError_t e = cudaMalloc(&p, sz);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      release_cache();
+      e = cudaMalloc(&p, sz);
+      if (e != cudaSuccess) {
+        cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        throw std::runtime_error("aha cuda: out of memory allocating " + std::to_string(sz) + " bytes (" +
+                                 std::to_string(pool.allocated) + " allocated by aha, " + std::to_string(fr) + " free of " + std::to_string(tot) + ")");
+      }
+    }
+    pool.reserved += sz;
+    if (pool.reserved > pool.peak_reserved) pool.peak_reserved = pool.reserved;
+  }
+  pool.live[p] = sz;
+  pool.allocated += sz;
+  pool.buffers++;
+  if (pool.allocated > pool.peak) pool.peak = pool.allocated;
+  return p;
+}
+
+void raw_free(void* p) {
+  if (!p) return;
+  auto it = pool.live.find(p);
+  if (it == pool.live.end()) throw std::runtime_error("aha cuda: free of a pointer the allocator does not own");
+  pool.allocated -= it->second;
+  pool.buffers--;
+  pool.free_blocks.emplace(it->second, p);
+  pool.live.erase(it);
+}
+
+void upload(void* dst, const void* src, size_t bytes) {
+  if (bytes) CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream));  // pageable: returns once staged
+}
+void download(void* dst, const void* src, size_t bytes) {
+  if (!bytes) return;
+  CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream));
+  CK(cudaStreamSynchronize(g_stream));
+}
+void zero(void* dst, size_t bytes) { if (bytes) CK(cudaMemsetAsync(dst, 0, bytes, g_stream)); }
+void synchronize() { if (g_ready) CK(cudaStreamSynchronize(g_stream)); }
+
+void* scratch_alloc(size_t bytes) { return raw_alloc(bytes); }
+void scratch_free(void* p) { raw_free(p); }
+
+void memory_report(double* out /* allocated, peak, buffers, reserved, peak_reserved */) {
+  out[0] = (double)pool.allocated; out[1] = (double)pool.peak; out[2] = (double)pool.buffers;
+  out[3] = (double)pool.reserved; out[4] = (double)pool.peak_reserved;
+}
+void reset_peak() { pool.peak = pool.allocated; pool.peak_reserved = pool.reserved; }
+void empty_cache() { if (g_ready) release_cache(); }
+
+}  // namespace aha_cuda

@@ -1,0 +1,134 @@
+// The CUDA backend: buffers are device addresses (JS numbers) owned by the caching allocator in native/cuda, and
+// `k` is the native module itself, whose kernel exports take the CPU addon's arguments in the same order.
+// Registered only when aha_cuda.node loads and init() finds a device and cuBLAS; there is no fallback to the CPU:
+// an op the module lacks is an error naming it. Reads synchronise the stream; writes are enqueued on it.
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { registerBackend, type Backend, type Buf, type Kernels, type MemoryReport } from "./backend.ts";
+import { DTYPE_BYTES, hostArray, type DType, type HostArray } from "./dtype.ts";
+
+/** What init() of the native module says about the device. */
+export interface CudaInfo {
+  ok: boolean;
+  error?: string;
+  name?: string;
+  totalMemory?: number;
+  computeCapability?: number;
+  sms?: number;
+}
+
+/** Memory report of the CUDA backend: the Backend fields plus what the allocator holds from the driver. */
+export interface CudaMemoryReport extends MemoryReport {
+  /** bytes held from cudaMalloc (live blocks and the cache) */
+  reserved: number;
+  peakReserved: number;
+}
+
+interface CudaAddon extends Kernels {
+  init(): CudaInfo;
+  alloc(bytes: number): number;
+  free(ptr: number): void;
+  write(ptr: number, data: HostArray): void;
+  read(ptr: number, out: HostArray): void;
+  synchronize(): void;
+  memory(): CudaMemoryReport;
+  reset_peak(): void;
+  empty_cache(): void;
+  set_gemm_mode(mode: number): void;
+}
+
+/** GEMM operand precision for 16-bit weights: "bf16" (tensor cores, activations rounded; default), "exact" (f32). */
+export type GemmMode = "bf16" | "exact" | "tf32";
+const GEMM_MODES: Record<GemmMode, number> = { bf16: 0, exact: 1, tf32: 2 };
+
+let addon: CudaAddon | null = null;
+let info: CudaInfo | null = null;
+
+function addonPath(): string {
+  const root = fileURLToPath(new URL("../../", import.meta.url));
+  return process.env.AHA_CUDA_ADDON ?? join(root, "native", "build", "Release", "aha_cuda.node");
+}
+
+/** Load the module and ask it for a device (once). Never throws: the reason is in `error`. */
+export function cudaInfo(): CudaInfo {
+  if (info) return info;
+  const path = addonPath();
+  if (!existsSync(path)) return (info = { ok: false, error: `CUDA backend not built (${path} missing; needs nvcc at install)` });
+  try {
+    addon = createRequire(import.meta.url)(path) as CudaAddon;
+    info = addon.init();
+  } catch (e) {
+    info = { ok: false, error: `cannot load ${path}: ${(e as Error).message}` };
+  }
+  return info;
+}
+
+export function cudaAvailable(): boolean {
+  return cudaInfo().ok;
+}
+
+class CudaBackend implements Backend {
+  readonly device = "cuda" as const;
+  readonly k: Kernels;
+  constructor(private readonly m: CudaAddon) {
+    this.k = m;
+    const mode = process.env.AHA_CUDA_GEMM as GemmMode | undefined;
+    if (mode) this.setGemmMode(mode);
+  }
+  alloc(dtype: DType, numel: number): Buf {
+    return this.m.alloc(numel * DTYPE_BYTES[dtype]);
+  }
+  free(buf: Buf, _dtype: DType, _numel: number): void {
+    this.m.free(buf as number);
+  }
+  view(buf: Buf, dtype: DType, offset: number, _numel: number): Buf {
+    return (buf as number) + offset * DTYPE_BYTES[dtype];
+  }
+  write(buf: Buf, data: HostArray): void {
+    this.m.write(buf as number, data);
+  }
+  read(buf: Buf, dtype: DType, numel: number): HostArray {
+    const out = hostArray(dtype, numel);
+    this.m.read(buf as number, out);
+    return out;
+  }
+  supports(op: string, dtype: DType): boolean {
+    return op in this.m && (dtype !== "i32" || op === "embedding_forward");
+  }
+  synchronize(): void {
+    this.m.synchronize();
+  }
+  memory(): CudaMemoryReport {
+    return this.m.memory();
+  }
+  resetPeak(): void {
+    this.m.reset_peak();
+  }
+  /** Give cached, unused blocks back to the driver. */
+  emptyCache(): void {
+    this.m.empty_cache();
+  }
+  setGemmMode(mode: GemmMode): void {
+    if (!(mode in GEMM_MODES)) throw new Error(`AHA_CUDA_GEMM / setGemmMode: '${mode}' is not one of ${Object.keys(GEMM_MODES).join(", ")}`);
+    this.m.set_gemm_mode(GEMM_MODES[mode]);
+  }
+}
+
+let backend: CudaBackend | null = null;
+
+/** Register the CUDA backend if a device is usable; returns whether it is (see cudaInfo().error for why not). */
+export function registerCudaBackend(): boolean {
+  if (backend) return true;
+  if (!cudaInfo().ok) return false;
+  backend = new CudaBackend(addon!);
+  registerBackend(backend);
+  return true;
+}
+
+/** The registered CUDA backend (throws with the reason when there is none). */
+export function cudaBackend(): CudaBackend {
+  if (!registerCudaBackend()) throw new Error(`aha: CUDA backend unavailable: ${cudaInfo().error}`);
+  return backend!;
+}

@@ -1,0 +1,213 @@
+// CUDA kernels against the CPU kernels, op by op, forward and backward, on random inputs: each case runs the same
+// kernel of both addons with the same arguments and compares max |cuda - cpu| / max |cpu|. Tolerance 1e-4 in f32
+// (GEMMs in "exact" mode); bf16 tensor-core GEMMs round the f32 activations to bf16 (8 mantissa bits, relative
+// error 2^-9 per operand), so those are held to 2e-2 of the output scale. Skips when there is no CUDA device.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { cpuAddon } from "../src/engine/native.ts";
+import { cudaBackend } from "../src/engine/cuda.ts";
+import { f32ToBf16, f32ToF16 } from "../src/models/safetensors.ts";
+import type { HostArray } from "../src/engine/dtype.ts";
+import { cudaSkip } from "./devices.ts";
+
+const skip = cudaSkip();
+const cpu = cpuAddon() as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+let seed = 12345;
+const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rand() + rand() + rand() - 1.5) * 2 * s);
+const randi = (n: number, hi: number) => Int32Array.from({ length: n }, () => Math.floor(rand() * hi));
+
+/** Arguments are host arrays (copied to the GPU for the CUDA call), numbers, booleans or null. */
+type Arg = HostArray | number | boolean | null;
+
+function both(op: string, args: Arg[], outs: number[], tol = 1e-4, label = op): (number | undefined)[] {
+  const be = cudaBackend();
+  const cpuArgs = args.map((a) => (ArrayBuffer.isView(a) ? (a as HostArray).slice() : a));
+  const rc = cpu[op](...cpuArgs);
+  const dev = args.map((a) => {
+    if (!ArrayBuffer.isView(a)) return a;
+    const h = a as HostArray;
+    const p = be.alloc(h instanceof Float32Array ? "f32" : h instanceof Int32Array ? "i32" : "bf16", h.length);
+    be.write(p, h);
+    return p;
+  });
+  const rg = (be.k as any)[op](...dev); // eslint-disable-line @typescript-eslint/no-explicit-any
+  for (const i of outs) {
+    const want = cpuArgs[i] as Float32Array;
+    const got = be.read(dev[i], "f32", want.length) as Float32Array;
+    let scale = 0, err = 0;
+    for (let j = 0; j < want.length; j++) {
+      const w = want[j], g = got[j];
+      if (Number.isNaN(w) || w === -Infinity) { assert.ok(Object.is(w, g) || (Number.isNaN(w) && Number.isNaN(g)), `${label}: out ${i}[${j}] ${g} vs ${w}`); continue; }
+      scale = Math.max(scale, Math.abs(w));
+      err = Math.max(err, Math.abs(w - g));
+    }
+    const rel = err / Math.max(scale, 1e-20);
+    assert.ok(rel <= tol, `${label}: output ${i} max error ${err} over scale ${scale} (${rel.toExponential(2)} > ${tol})`);
+  }
+  dev.forEach((p, i) => { if (ArrayBuffer.isView(args[i])) be.free(p, "f32", 0); });
+  if (typeof rc === "number") {
+    assert.ok(Math.abs(rc - rg) <= tol * Math.max(1, Math.abs(rc)), `${label}: value ${rg} vs ${rc}`);
+    return [rc, rg];
+  }
+  return [];
+}
+
+test("cuda: gemm f32, all transposes, batched, broadcast, strided, alpha/beta", { skip }, () => {
+  cudaBackend().setGemmMode("exact");
+  for (const [tA, tB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+    const batch = 3, M = 37, N = 29, K = 53, pad = 3;
+    const aR = tA ? K : M, aC = tA ? M : K, bR = tB ? N : K, bC = tB ? K : N;
+    const lda = aC + pad, ldb = bC + pad, ldc = N + pad;
+    const A = randn(batch * aR * lda), B = randn(batch * bR * ldb), C = randn(batch * M * ldc);
+    both("gemm", [C, A, B, 0, batch, M, N, K, tA, tB, lda, ldb, ldc, aR * lda, bR * ldb, M * ldc, 0.7, 0.3], [0], 1e-4, `gemm tA=${tA} tB=${tB}`);
+    both("gemm", [C, A, B, 0, batch, M, N, K, tA, tB, lda, ldb, ldc, aR * lda, 0, M * ldc, 1, 0], [0], 1e-4, `gemm broadcast B tA=${tA} tB=${tB}`);
+  }
+});
+
+test("cuda: gemm with bf16/f16 weights (exact and bf16 tensor-core modes)", { skip }, () => {
+  const be = cudaBackend();
+  const M = 64, N = 96, K = 128;
+  const A = randn(M * K), W = randn(N * K, 0.05);
+  for (const [dt, words] of [[1, f32ToBf16(W)], [2, f32ToF16(W)]] as const) {
+    for (const mode of ["exact", "bf16"] as const) {
+      be.setGemmMode(mode);
+      const tol = mode === "exact" ? 1e-4 : 2e-2;
+      both("gemm", [new Float32Array(M * N), A, words, dt, 1, M, N, K, false, true, K, K, N, 0, 0, 0, 1, 0], [0], tol, `gemm x·Wᵀ dt=${dt} ${mode}`);
+      both("gemm", [new Float32Array(M * K), randn(M * N), words, dt, 1, M, K, N, false, false, N, K, K, 0, 0, 0, 1, 0], [0], tol, `gemm g·W dt=${dt} ${mode}`);
+    }
+  }
+  be.setGemmMode("exact");
+});
+
+test("cuda: rms_norm forward/backward", { skip }, () => {
+  for (const [N, C, offset, withW] of [[33, 64, 0, true], [7, 896, 1, true], [19, 16, 0, false]] as const) {
+    const x = randn(N * C), w = withW ? randn(C) : null, dy = randn(N * C);
+    both("rms_norm_forward", [new Float32Array(N * C), new Float32Array(N), x, w, N, C, 1e-6, offset], [0, 1]);
+    const rstd = new Float32Array(N);
+    cpu.rms_norm_forward(new Float32Array(N * C), rstd, x, w, N, C, 1e-6, offset);
+    both("rms_norm_backward", [randn(N * C), withW ? randn(C) : null, dy, x, rstd, w, N, C, offset], withW ? [0, 1] : [0]);
+  }
+});
+
+test("cuda: rope forward and inverse, full and partial rotary", { skip }, () => {
+  for (const [N, H, D, rot] of [[21, 4, 64, 64], [9, 3, 96, 32]] as const) {
+    const x = randn(N * H * D), cs = randn(N * rot / 2), sn = randn(N * rot / 2);
+    for (const inv of [false, true]) both("rope_forward", [new Float32Array(N * H * D), x, cs, sn, N, H, D, rot, inv], [0], 1e-4, `rope inverse=${inv}`);
+  }
+});
+
+test("cuda: glu forward/backward (silu, gelu_tanh)", { skip }, () => {
+  const n = 10007;
+  for (const act of [0, 1]) {
+    const g = randn(n, 3), u = randn(n);
+    both("glu_forward", [new Float32Array(n), g, u, n, act], [0]);
+    both("glu_backward", [randn(n), randn(n), randn(n), g, u, n, act], [0, 1]);
+  }
+});
+
+test("cuda: embedding forward (f32/bf16/f16, bad ids → NaN) and backward (repeated ids)", { skip }, () => {
+  const V = 50, C = 24, N = 40;
+  const table = randn(V * C), ids = randi(N, V);
+  ids[3] = V + 2;
+  both("embedding_forward", [new Float32Array(N * C), ids, table, 0, N, C, V], [0]);
+  both("embedding_forward", [new Float32Array(N * C), ids, f32ToBf16(table), 1, N, C, V], [0]);
+  both("embedding_forward", [new Float32Array(N * C), ids, f32ToF16(table), 2, N, C, V], [0]);
+  const ok = randi(N, 7);
+  both("embedding_backward", [randn(V * C), randn(N * C), ok, N, C], [0]);
+});
+
+test("cuda: binary, scale, sum_rows, copy2d", { skip }, () => {
+  const n = 6000, nb = 40;
+  for (const op of [0, 1, 2]) {
+    both("binary", [new Float32Array(n), randn(n), randn(n), n, n, op], [0]);
+    both("binary", [new Float32Array(n), randn(n), randn(nb), n, nb, op], [0], 1e-4, `binary broadcast op=${op}`);
+  }
+  both("scale", [new Float32Array(n), randn(n), -0.37, n], [0]);
+  for (const acc of [false, true]) {
+    both("sum_rows", [randn(nb), randn(n), n / nb, nb, acc], [0], 1e-4, `sum_rows acc=${acc}`);
+    both("sum_rows", [randn(1), randn(n), n, 1, acc], [0], 1e-4, `sum all acc=${acc}`);
+    both("copy2d", [randn(20 * 50), randn(20 * 40), 20, 30, 50, 40, acc], [0], 1e-4, `copy2d acc=${acc}`);
+  }
+});
+
+test("cuda: adamw, sum_squares, grpo_loss (clip, delta, beta)", { skip }, () => {
+  const n = 5000;
+  both("adamw", [randn(n), randn(n, 0.1), Float32Array.from(randn(n), (x) => x * x), randn(n), n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3], [0, 1, 2]);
+  both("sum_squares", [randn(n), n], []);
+  const logp = randn(n, 0.5), old = randn(n, 0.5), ref = randn(n, 0.5), adv = randn(n), w = Float32Array.from(randn(n), (x) => (x > -0.3 ? 0.01 : 0));
+  for (const [delta, beta] of [[0, 0], [1.5, 0.04]]) {
+    both("grpo_loss", [new Float32Array(n), logp, old, ref, adv, w, n, 0.2, 0.28, delta, beta, 0.5], [0], 1e-4, `grpo_loss delta=${delta} beta=${beta}`);
+    both("grpo_loss", [null, logp, old, ref, adv, w, n, 0.2, 0.28, delta, beta, 1], [], 1e-4, `grpo_loss value delta=${delta}`);
+  }
+});
+
+test("cuda: attention forward/backward (GQA, left padding, window, softcap, head dims 16..256)", { skip }, () => {
+  const cases = [
+    { B: 2, T: 37, Hq: 4, Hkv: 2, D: 16, window: 0, softcap: 0 },
+    { B: 2, T: 70, Hq: 6, Hkv: 2, D: 64, window: 9, softcap: 0 },
+    { B: 1, T: 50, Hq: 2, Hkv: 1, D: 80, window: 0, softcap: 30 },
+    { B: 1, T: 45, Hq: 4, Hkv: 4, D: 128, window: 0, softcap: 0 },
+    { B: 1, T: 33, Hq: 2, Hkv: 1, D: 256, window: 16, softcap: 50 },
+  ];
+  for (const c of cases) {
+    const { B, T, Hq, Hkv, D, window, softcap } = c;
+    const S = T, scale = 1 / Math.sqrt(D);
+    const q = randn(B * T * Hq * D), k = randn(B * S * Hkv * D), v = randn(B * S * Hkv * D), dout = randn(B * T * Hq * D);
+    const mask = new Int32Array(B * S).fill(1);
+    for (let j = 0; j < 5; j++) mask[(B - 1) * S + j] = 0; // left padding of the last row: its first queries see nothing
+    const label = `attention D=${D} window=${window} softcap=${softcap}`;
+    both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap], [0, 1], 1e-4, label);
+    const o = new Float32Array(B * T * Hq * D), lse = new Float32Array(B * Hq * T);
+    cpu.attention_forward(o, lse, q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap);
+    const n = B * T * Hq * D, m = B * S * Hkv * D;
+    both("attention_backward", [new Float32Array(n), new Float32Array(m), new Float32Array(m), dout, o, lse, q, k, v, mask, B, T, S, Hq, Hkv, D, scale, window, softcap], [0, 1, 2], 1e-4, `${label} backward`);
+  }
+  // KV cache: T new queries over S valid keys in a buffer of capacity cap (batch stride cap * Hkv * D)
+  const B = 3, T = 4, S = 29, cap = 40, Hq = 4, Hkv = 2, D = 64;
+  const q = randn(B * T * Hq * D), k = randn(B * cap * Hkv * D), v = randn(B * cap * Hkv * D);
+  const mask = Int32Array.from({ length: B * S }, (_, i) => (i % S < 3 && i >= S ? 0 : 1));
+  both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, k, v, mask, B, T, S, Hq, Hkv, D, cap * Hkv * D, 0.125, 0, 0], [0, 1], 1e-4, "attention with KV cache stride");
+});
+
+test("cuda: lm_logp forward/backward (f32 with dW and softcap; bf16 weights; several chunks)", { skip }, () => {
+  const be = cudaBackend();
+  be.setGemmMode("exact");
+  {
+    const N = 50, C = 32, V = 300;
+    const h = randn(N * C), W = randn(V * C, 0.3), y = randi(N, V), g = randn(N);
+    for (const cap of [0, 5]) {
+      both("lm_logp_forward", [new Float32Array(N), new Float32Array(N), new Float32Array(N), h, W, 0, y, N, C, V, 1 / 0.7, cap], [0, 1, 2], 1e-4, `lm_logp softcap=${cap}`);
+      const lse = new Float32Array(N);
+      cpu.lm_logp_forward(new Float32Array(N), lse, null, h, W, 0, y, N, C, V, 1 / 0.7, cap);
+      both("lm_logp_backward", [randn(N * C), randn(V * C), g, lse, h, W, 0, y, N, C, V, 1 / 0.7, cap], [0, 1], 1e-4, `lm_logp backward softcap=${cap}`);
+    }
+  }
+  const N = 2000, C = 32, V = 70000; // 2^27 / V = 1917 rows per chunk → two chunks
+  const h = randn(N * C), W = randn(V * C, 0.3), y = randi(N, V), g = randn(N);
+  const Wb = f32ToBf16(W);
+  const lse = new Float32Array(N);
+  cpu.lm_logp_forward(new Float32Array(N), lse, null, h, Wb, 1, y, N, C, V, 1, 0);
+  for (const mode of ["exact", "bf16"] as const) {
+    be.setGemmMode(mode);
+    const tol = mode === "exact" ? 1e-4 : 2e-2;
+    both("lm_logp_forward", [new Float32Array(N), new Float32Array(N), new Float32Array(N), h, Wb, 1, y, N, C, V, 1, 0], [0, 1, 2], tol, `lm_logp bf16 W ${mode}`);
+    both("lm_logp_backward", [new Float32Array(N * C), null, g, lse, h, Wb, 1, y, N, C, V, 1, 0], [0], tol, `lm_logp backward bf16 W ${mode}`);
+  }
+  be.setGemmMode("exact");
+});
+
+test("cuda: allocator reuses freed blocks and reports memory", { skip }, () => {
+  const be = cudaBackend();
+  const before = be.memory();
+  const p = be.alloc("f32", 1 << 20);
+  const mid = be.memory();
+  assert.equal(mid.buffers, before.buffers + 1);
+  assert.ok(mid.allocated >= before.allocated + 4 * (1 << 20));
+  be.free(p, "f32", 1 << 20);
+  const q = be.alloc("f32", 1 << 20);
+  assert.equal(q, p, "a freed block of the same size is handed out again");
+  assert.deepEqual(Array.from(be.read(q, "f32", 4)), [0, 0, 0, 0], "alloc returns zeroed memory");
+  be.free(q, "f32", 1 << 20);
+  assert.equal(be.memory().allocated, before.allocated);
+});
