@@ -1,0 +1,164 @@
+// GPU benchmark: a GRPO train step and KV-cache decode on a random-weight model of Qwen2.5-0.5B shape (bf16 weights,
+// tied embeddings, QKV bias), LoRA r=16 on every linear layer, 8 prompts × 8 generations of 128 prompt + 256
+// completion tokens, in micro-batches (gradient accumulation); then the same work by PyTorch + transformers + peft
+// (bench/torch_baseline.py, same folder of weights) in the same run, printed side by side. Decode is teacher-forced
+// (forward + lm-head logits per token, no sampling) and shown beside the memory-bandwidth bound.
+//   node --import tsx bench/gpu-grpo.ts [--micro 8] [--steps 3] [--no-torch] [--dir /tmp/aha-bench-qwen05] [--layers 24]
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { writeSafetensors, type StWriteTensor } from "../src/models/safetensors.ts";
+import { CausalLM } from "../src/models/model.ts";
+import { KVCache } from "../src/models/kvcache.ts";
+import { backward, embedding, fromHost, noGrad, scope, setDefaultDevice, type Tensor } from "../src/engine/index.ts";
+import { cudaBackend, cudaInfo } from "../src/engine/cuda.ts";
+import { batchLoss, type CompletionBatch } from "../src/grpo/loss.ts";
+import { AdamW } from "../src/grpo/optim.ts";
+
+const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
+const DIR = arg("dir", "/tmp/aha-bench-qwen05");
+const MICRO = Number(arg("micro", "8")), STEPS = Number(arg("steps", "3")), LAYERS = Number(arg("layers", "24"));
+const PROMPTS = 8, GENS = 8, P = 128, T = 256, NSEQ = PROMPTS * GENS;
+const C = 896, I = 4864, HQ = 14, HKV = 2, D = 64, V = 151936;
+
+function makeModel(dir: string): void {
+  if (existsSync(join(dir, "model.safetensors"))) return;
+  mkdirSync(dir, { recursive: true });
+  const config = {
+    architectures: ["Qwen2ForCausalLM"], model_type: "qwen2", hidden_size: C, intermediate_size: I, num_hidden_layers: LAYERS,
+    num_attention_heads: HQ, num_key_value_heads: HKV, vocab_size: V, max_position_embeddings: 32768, rms_norm_eps: 1e-6,
+    rope_theta: 1000000.0, tie_word_embeddings: true, hidden_act: "silu", dtype: "bfloat16", use_sliding_window: false,
+    sliding_window: 32768, max_window_layers: LAYERS, attention_dropout: 0.0, bos_token_id: 151643, eos_token_id: 151643,
+  };
+  writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
+  // a pool of random bf16 words (normal, std 0.02), tiled into every tensor from random offsets
+  const pool = new Uint16Array(1 << 24);
+  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  for (let i = 0; i < pool.length; i++) { f[0] = 0.02 * Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random()); pool[i] = u[0] >>> 16; }
+  const rnd = (n: number) => { const out = new Uint16Array(n); for (let o = 0; o < n;) { const s = Math.floor(Math.random() * (pool.length / 2)); const k = Math.min(n - o, pool.length - s); out.set(pool.subarray(s, s + k), o); o += k; } return out; };
+  const ones = (n: number) => new Uint16Array(n).fill(0x3f80);
+  const t: Record<string, StWriteTensor> = {};
+  const put = (name: string, shape: number[], data: Uint16Array) => { t[name] = { dtype: "BF16", shape, data }; };
+  put("model.embed_tokens.weight", [V, C], rnd(V * C));
+  put("model.norm.weight", [C], ones(C));
+  for (let l = 0; l < LAYERS; l++) {
+    const p = `model.layers.${l}`;
+    put(`${p}.input_layernorm.weight`, [C], ones(C));
+    put(`${p}.post_attention_layernorm.weight`, [C], ones(C));
+    for (const [n, out] of [["q", HQ * D], ["k", HKV * D], ["v", HKV * D]] as const) {
+      put(`${p}.self_attn.${n}_proj.weight`, [out, C], rnd(out * C));
+      put(`${p}.self_attn.${n}_proj.bias`, [out], rnd(out));
+    }
+    put(`${p}.self_attn.o_proj.weight`, [C, HQ * D], rnd(C * HQ * D));
+    put(`${p}.mlp.gate_proj.weight`, [I, C], rnd(I * C));
+    put(`${p}.mlp.up_proj.weight`, [I, C], rnd(I * C));
+    put(`${p}.mlp.down_proj.weight`, [C, I], rnd(C * I));
+  }
+  writeSafetensors(join(dir, "model.safetensors"), t);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const GB = 1024 ** 3;
+
+function main(): void {
+  const info = cudaInfo();
+  if (!info.ok) { console.error(`no CUDA: ${info.error}`); process.exit(1); }
+  console.log(`device: ${info.name}, ${(info.totalMemory! / GB).toFixed(0)} GiB, ${info.sms} SMs`);
+  let t0 = performance.now();
+  makeModel(DIR);
+  console.log(`random model folder ${DIR} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  setDefaultDevice("cuda");
+  const be = cudaBackend();
+  t0 = performance.now();
+  const model = CausalLM.load(DIR);
+  let rs = 1;
+  const rng = () => ((rs = (rs * 16807) % 2147483647) / 2147483647);
+  model.addAdapter({ r: 16, lora_alpha: 32, target_modules: "all-linear" }, rng);
+  const params = model.parameters();
+  const opt = new AdamW(params, { lr: 1e-5 });
+  be.synchronize();
+  console.log(`loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s; LoRA params ${params.reduce((a, p) => a + p.numel, 0)}; weights+LoRA+Adam ${(be.memory().allocated / GB).toFixed(2)} GiB`);
+
+  // the batch: random prompt and completion ids, full completion masks, random advantages
+  const ids = (n: number) => Int32Array.from({ length: n }, () => Math.floor(rng() * (V - 1000)));
+  const promptIds = ids(NSEQ * P), completionIds = ids(NSEQ * T);
+  const adv = Float32Array.from({ length: NSEQ }, () => rng() * 2 - 1);
+  const lossParams = { lossType: "grpo" as const, epsilon: 0.2, epsilonHigh: 0.2, beta: 0, temperature: 1, maxCompletionLength: T };
+  const micro = (m: number): [CompletionBatch, Float32Array, Float32Array] => {
+    const s = m * MICRO;
+    return [{ promptIds: promptIds.subarray(s * P, (s + MICRO) * P), completionIds: completionIds.subarray(s * T, (s + MICRO) * T),
+      completionMask: new Float32Array(MICRO * T).fill(1), B: MICRO, P, T }, new Float32Array(MICRO * T).fill(-Math.log(V)), adv.subarray(s, s + MICRO)];
+  };
+  const times: number[] = [];
+  let peak = 0, peakReserved = 0, lastLoss = 0;
+  for (let step = 0; step < STEPS; step++) {
+    be.synchronize();
+    be.resetPeak();
+    const ts = performance.now();
+    for (let m = 0; m < NSEQ / MICRO; m++) {
+      const [b, old, a] = micro(m);
+      lastLoss = scope(() => { const { loss } = batchLoss(model, b, old, null, a, lossParams); backward(loss); return loss.item(); });
+    }
+    opt.update();
+    opt.zeroGrad();
+    be.synchronize();
+    const dt = performance.now() - ts;
+    const mem = be.memory();
+    peak = Math.max(peak, mem.peak); peakReserved = Math.max(peakReserved, mem.peakReserved);
+    console.log(`aha step ${step}: ${(dt / 1000).toFixed(3)} s, loss ${lastLoss.toFixed(4)}, peak ${(mem.peak / GB).toFixed(2)} GiB (reserved ${(mem.peakReserved / GB).toFixed(2)})`);
+    if (step > 0 || STEPS === 1) times.push(dt);
+  }
+  const stepS = median(times) / 1000;
+
+  // decode: prefill 128 tokens for 64 sequences, then 256 single-token steps through the KV cache
+  be.emptyCache();
+  const cache = new KVCache(model.config, NSEQ, P + T);
+  const tp = performance.now();
+  noGrad(() => scope(() => { model.logits(rowsLast(model.forward(promptIds, NSEQ, P, { cache }), NSEQ, P)); }));
+  be.synchronize();
+  const prefillS = (performance.now() - tp) / 1000;
+  const td = performance.now();
+  for (let t = 0; t < T; t++) {
+    const step = completionIds.filter((_, i) => i % T === t);
+    noGrad(() => scope(() => { model.logits(model.forward(step, NSEQ, 1, { cache })); }));
+  }
+  be.synchronize();
+  const decodeS = (performance.now() - td) / 1000;
+  cache.dispose();
+  const decodeTps = (NSEQ * T) / decodeS;
+  // bound: every weight read once per step (bf16) + the KV cache read at its mean length (f32 in aha, bf16 in torch)
+  const bw = /H200/.test(info.name!) ? 4.8e12 : /H100/.test(info.name!) ? 3.35e12 : NaN;
+  const weightBytes = 2 * (V * C + LAYERS * (C * (HQ + 2 * HKV) * D + HQ * D * C + 3 * C * I));
+  const kvBytes = (f: number) => 2 * LAYERS * NSEQ * (P + T / 2) * HKV * D * f;
+  const bound = (f: number) => NSEQ / ((weightBytes + kvBytes(f)) / bw);
+  const aha = { step_s: stepS, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, loss: lastLoss };
+  console.log("AHA " + JSON.stringify(aha));
+
+  let torch: Record<string, number> | null = null;
+  if (!process.argv.includes("--no-torch")) {
+    model.adapter?.dispose();
+    const script = fileURLToPath(new URL("./torch_baseline.py", import.meta.url));
+    const out = execFileSync(process.env.PYTHON ?? "python3", [script, "--dir", DIR, "--micro", String(MICRO), "--steps", String(STEPS)],
+      { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, PYTHONUNBUFFERED: "1" } });
+    process.stdout.write(out);
+    const line = out.split("\n").find((l) => l.startsWith("TORCH "));
+    if (line) torch = JSON.parse(line.slice(6));
+  }
+  const row = (name: string, a: number, b: number | undefined, unit: string, lowerBetter: boolean) =>
+    console.log(`| ${name} | ${a.toFixed(3)} ${unit} | ${b === undefined ? "—" : `${b.toFixed(3)} ${unit}`} | ${b === undefined ? "—" : lowerBetter ? `${(a / b).toFixed(2)}×` : `${(a / b).toFixed(2)}×`} |`);
+  console.log(`\n${info.name}, Qwen2.5-0.5B shape (${LAYERS} layers), LoRA r=16 all-linear, ${PROMPTS}×${GENS} sequences of ${P}+${T} tokens, micro-batch ${MICRO}`);
+  console.log("| metric | aha | torch+transformers+peft | aha / torch |\n| --- | --- | --- | --- |");
+  row("train step", aha.step_s, torch?.step_s, "s", true);
+  row("peak memory (allocated)", aha.peak_gib, torch?.peak_gib, "GiB", true);
+  row("peak memory (reserved)", aha.peak_reserved_gib, torch?.peak_reserved_gib, "GiB", true);
+  row("decode (teacher-forced) ", aha.decode_tok_s, torch?.decode_tok_s, "tok/s", false);
+  console.log(`decode bound at ${(bw / 1e12).toFixed(2)} TB/s: ${bound(4).toFixed(0)} tok/s with an f32 KV cache, ${bound(2).toFixed(0)} with bf16; aha reaches ${(100 * decodeTps / bound(4)).toFixed(1)}% of its bound`);
+}
+
+/** the last row of each sequence of hidden states [B*T, C] (what decoding needs the logits of) */
+function rowsLast(h: Tensor, B: number, T: number): Tensor {
+  return embedding(fromHost(Int32Array.from({ length: B }, (_, b) => b * T + T - 1), [B], "i32"), h);
+}
+
+main();

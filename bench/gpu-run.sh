@@ -1,0 +1,21 @@
+#!/bin/bash
+# One device call: CUDA op parity, fixture models on CUDA, then the GRPO/decode benchmark against PyTorch.
+# Run from the repository root on the GPU machine after `source .device/use-node.sh`, with carry
+# [".device", ".devnm", ".fixtures", "native/build-dev"] (Node, tsx, fixtures and the addons built with
+# `AHA_PORTABLE=1 npx cmake-js compile --directory native --out native/build-dev`). Logs go to $OUT.
+#   bash bench/gpu-run.sh [ops] [models] [bench]   (default: all three)
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+what=${*:-ops models bench}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+ln -sfn .devnm/node_modules node_modules
+mkdir -p native/build/Release && cp native/build-dev/Release/*.node native/build/Release/
+export AHA_FIXTURES=$PWD/.fixtures
+export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cublas/lib
+node --import tsx -e 'import("./src/engine/cuda.ts").then(m => console.log("cudaInfo", JSON.stringify(m.cudaInfo())))'
+for w in $what; do
+  case $w in
+    ops) timeout ${OPS_TIMEOUT:-150} node --import tsx --test --test-reporter=spec test/cuda-ops.test.ts 2>&1 | tee "$OUT/ops.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
+    models) timeout ${MODELS_TIMEOUT:-150} node --import tsx --test --test-reporter=spec test/cuda-models.test.ts 2>&1 | tee "$OUT/models.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
+    bench) timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts $BENCH_ARGS 2>&1 | tee "$OUT/bench.log" ;;
+  esac
+done
