@@ -8,7 +8,7 @@ import { backward, noGrad, scope, setDefaultDevice } from "../engine/index.ts";
 import { CausalLM } from "../models/model.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
-import { resolveRewards, rewardMetrics, type NamedReward, type RewardInput } from "../rewards/index.ts";
+import { resolveRewards, rewardMetrics, type NamedReward, type RewardSpec } from "../rewards/index.ts";
 import { mixSeed, Xoshiro } from "../generate/rng.ts";
 import { validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
 import { batchLoss, completionLogprobs, type CompletionBatch, type LossParams } from "./loss.ts";
@@ -21,8 +21,8 @@ import { listCheckpoints, loadCheckpoint, saveAdapter, saveCheckpoint, saveFullM
 export interface TrainerOptions {
   /** rows to train on instead of config.dataset */
   rows?: Row[];
-  /** reward functions as objects (the TS API); default: config.rewardFuncs resolved by name/path */
-  rewardFuncs?: RewardInput[];
+  /** reward functions: objects or functions (the TS API), built-in names or "./file.ts#export"; default config.rewardFuncs */
+  rewardFuncs?: RewardSpec[];
   /** a loaded model / tokenizer to use instead of config.model */
   model?: CausalLM;
   tokenizer?: Tokenizer;
