@@ -103,3 +103,24 @@ test("exportModel hf: single file f32 equals the merge; tied lm_head omitted; ov
   await exportModel({ model: dir, format: "hf", out, overwrite: true });
   assert.ok(readdirSync(tmp).every((n) => !n.includes(".tmp-") && !n.includes(".old-")));
 });
+
+// With the engine: the merged checkpoint, loaded by our own loader, gives the logits of base + adapter (≤ 1e-4 in f32).
+import { CausalLM } from "../src/models/model.ts";
+import { noGrad, scope } from "../src/engine/index.ts";
+for (const dir of fixtureModels()) {
+  const name = basename(dir);
+  test(`${name}: merged HF checkpoint's logits (aha forward) = base + adapter logits`, async () => {
+    const out = join(tmp, `${name}-merged-hf`);
+    await exportModel({ model: dir, adapter: join(dir, "adapter"), format: "hf", type: "f32", out });
+    const ref = readSafetensors(join(dir, "reference.safetensors"));
+    const [B, T] = ref.info("input_ids").shape;
+    const ids = ref.int32("input_ids"), mask = ref.int32("attention_mask"), pos = ref.int32("position_ids");
+    const run = (m: CausalLM) => noGrad(() => scope(() => m.logits(m.forward(ids, B, T, { attentionMask: mask, positions: pos })).f32()));
+    const merged = run(CausalLM.load(out));
+    const withAdapter = run(CausalLM.load(dir, { adapter: join(dir, "adapter") }));
+    const V = merged.length / (B * T);
+    let worst = 0;
+    for (let i = 0; i < B * T; i++) if (mask[i]) for (let v = 0; v < V; v++) worst = Math.max(worst, Math.abs(merged[i * V + v] - withAdapter[i * V + v]));
+    assert.ok(worst <= 1e-4, `${name}: max |Δlogit| ${worst}`);
+  });
+}
