@@ -7,7 +7,7 @@
 import { ggufArchOf, ggufTensorName, permuteQK, qkPermuteHeads, textConfig } from "./gguf-arch.js";
 import { GGML } from "./gguf-types.js";
 import { writeGguf, type GgufKV, type GgufTensorPlan } from "./gguf-writer.js";
-import { loadPeftAdapter, loraModules, peftScaling, type PeftAdapter } from "./peft.js";
+import { loadPeftAdapter, loraModules, peftScaling, type PeftAdapter } from "../models/peft.ts";
 import { readHfConfig } from "./gguf-model.js";
 
 export interface GgufLoraOptions {

@@ -10,10 +10,10 @@ import { exportGgufLora } from "./gguf-lora.js";
 import { GGUF_EXPORT_TYPES, type GgufExportType } from "./gguf-types.js";
 import { saveHfCheckpoint, type HfDtype } from "./hf-checkpoint.js";
 import { modelfileText } from "./modelfile.js";
-import { loadPeftAdapter, savePeftAdapter } from "./peft.js";
+import { loadPeftAdapter, savePeftAdapter } from "../models/peft.ts";
 import { loadHfWeights, mergeLora, type WeightSet } from "./weights.js";
 
-export { savePeftAdapter, loadPeftAdapter, peftScaling, type PeftAdapter, type PeftLoraConfig, type LoraTensor } from "./peft.js";
+export { savePeftAdapter, loadPeftAdapter, peftScaling, type PeftAdapter, type PeftLoraConfig, type LoraTensor } from "../models/peft.ts";
 export { mergeLora, loadHfWeights, loraDelta, type WeightSet } from "./weights.js";
 export { saveHfCheckpoint, type SaveHfOptions, type HfDtype } from "./hf-checkpoint.js";
 export { exportGguf, type GgufExportOptions, type GgufExportResult } from "./gguf-model.js";

@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readSafetensors, type SafetensorsFile, type StDType } from "../models/safetensors.js";
-import { loadPeftAdapter, loraModules, peftScaling, type PeftAdapter } from "./peft.js";
+import { loadPeftAdapter, loraModules, peftScaling, type PeftAdapter } from "../models/peft.ts";
 
 /** Named tensors of an HF-layout model, float32 on demand. */
 export interface WeightSet {

@@ -6,7 +6,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameS
 import { join } from "node:path";
 import { readSafetensors, writeSafetensors, type StWriteTensor } from "../models/safetensors.ts";
 import type { CausalLM } from "../models/model.ts";
-import { savePeftAdapter } from "../export/peft.ts";
+import { savePeftAdapter } from "../models/peft.ts";
 import type { AdamW } from "./optim.ts";
 
 export interface TrainerState {

@@ -1,9 +1,8 @@
 // LoRA adapters applied on the fly (never merged into the base): y = x Wᵀ + s · (drop(x) Aᵀ) Bᵀ, with
 // s = alpha / r (or alpha / √r with rsLoRA). Loads PEFT adapter folders (any target_modules, incl. Phi-3's fused
 // qkv_proj / gate_up_proj) and creates fresh ones with PEFT's init (A Kaiming-uniform, B zero).
-import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { readSafetensors } from "./safetensors.ts";
+import { loadPeftAdapter, loraModules, peftScaling } from "./peft.ts";
 import { fromHost, zeros, type Tensor } from "../engine/index.ts";
 
 export interface LoraConfig {
@@ -20,6 +19,8 @@ export interface LoraPair {
   A: Tensor;
   /** [out, r] */
   B: Tensor;
+  /** alpha / r for this module (rank_pattern / alpha_pattern may differ per module) */
+  scale: number;
 }
 
 /** True when PEFT would wrap the module `name` (e.g. model.layers.0.self_attn.q_proj) for these targets. */
@@ -65,42 +66,46 @@ export class LoraAdapter {
       A.name = LoraAdapter.peftKey(name, "A");
       B.name = LoraAdapter.peftKey(name, "B");
       A.requiresGrad = B.requiresGrad = true;
-      ad.modules.set(name, { A, B });
+      ad.modules.set(name, { A, B, scale: ad.scale });
     }
     if (ad.modules.size === 0) throw new Error(`LoRA: target_modules ${JSON.stringify(config.target_modules)} matched no module`);
     return ad;
   }
 
-  /** Load a PEFT adapter folder; `shapes` ({module: [in, out]}) validates every pair. */
+  /** Load a PEFT adapter folder (models/peft.ts reads it); `shapes` ({module: [in, out]}) validates every pair. */
   static load(dir: string, shapes: Map<string, [number, number]>): LoraAdapter {
-    const cfgPath = join(dir, "adapter_config.json");
-    if (!existsSync(cfgPath)) throw new Error(`${dir}: adapter_config.json not found`);
-    const raw = JSON.parse(readFileSync(cfgPath, "utf8"));
-    for (const k of ["r", "lora_alpha", "target_modules"]) if (raw[k] === undefined) throw new Error(`${cfgPath}: field '${k}' is missing`);
-    if (raw.peft_type && raw.peft_type !== "LORA") throw new Error(`${cfgPath}: peft_type '${raw.peft_type}' is not LORA`);
-    if (raw.use_dora) throw new Error(`${cfgPath}: DoRA adapters are not supported`);
-    const ad = new LoraAdapter({ r: raw.r, lora_alpha: raw.lora_alpha, target_modules: raw.target_modules, lora_dropout: raw.lora_dropout ?? 0, use_rslora: !!raw.use_rslora });
-    const st = readSafetensors(join(dir, "adapter_model.safetensors"));
-    for (const key of st.tensors.keys()) {
-      const m = /^base_model\.model\.(.+)\.lora_([AB])(?:\.default)?\.weight$/.exec(key);
-      if (!m) continue;
-      const [, module, which] = m;
-      const shp = shapes.get(module);
-      if (!shp) throw new Error(`${st.path}: tensor '${key}' targets '${module}', which the model does not have`);
-      const [inF, outF] = shp;
-      const expect = which === "A" ? [raw.r, inF] : [outF, raw.r];
-      const info = st.info(key);
-      if (info.shape.length !== 2 || info.shape[0] !== expect[0] || info.shape[1] !== expect[1])
-        throw new Error(`${st.path}: tensor '${key}' has shape [${info.shape}], expected [${expect}]`);
-      const t = fromHost(st.float32(key), expect).keep();
-      t.name = LoraAdapter.peftKey(module, which as "A" | "B");
-      t.requiresGrad = true;
-      const pair = ad.modules.get(module) ?? ({} as LoraPair);
-      pair[which as "A" | "B"] = t;
-      ad.modules.set(module, pair);
+    const { config, tensors } = loadPeftAdapter(dir);
+    const where = join(dir, "adapter_model.safetensors");
+    for (const k of ["r", "lora_alpha", "target_modules"] as const)
+      if (config[k] === undefined) throw new Error(`${join(dir, "adapter_config.json")}: field '${k}' is missing`);
+    if (config.use_dora) throw new Error(`${join(dir, "adapter_config.json")}: DoRA adapters are not supported`);
+    const ad = new LoraAdapter({ r: config.r, lora_alpha: config.lora_alpha, target_modules: config.target_modules, lora_dropout: config.lora_dropout ?? 0, use_rslora: !!config.use_rslora });
+    let modules: ReturnType<typeof loraModules>;
+    try {
+      modules = loraModules({ config, tensors });
+    } catch (e) {
+      throw new Error(`${where}: ${(e as Error).message}`);
     }
-    for (const [m, p] of ad.modules) if (!p.A || !p.B) throw new Error(`${st.path}: module '${m}' has only one of lora_A / lora_B`);
-    if (ad.modules.size === 0) throw new Error(`${st.path}: no LoRA tensors found`);
+    for (const [module, pair] of modules) {
+      const shp = shapes.get(module);
+      if (!shp) throw new Error(`${where}: LoRA module '${module}' targets a module the model does not have`);
+      const [inF, outF] = shp;
+      const check = (which: "A" | "B", t: { shape: number[] }, want: number[]) => {
+        if (t.shape.length !== 2 || t.shape[0] !== want[0] || t.shape[1] !== want[1])
+          throw new Error(`${where}: tensor '${LoraAdapter.peftKey(module, which)}' has shape [${t.shape}], expected [${want}]`);
+      };
+      const r = pair.A.shape[0];
+      check("A", pair.A, [r, inF]);
+      check("B", pair.B, [outF, r]);
+      const mk = (which: "A" | "B", t: { shape: number[]; data: Float32Array }) => {
+        const x = fromHost(t.data, t.shape).keep();
+        x.name = LoraAdapter.peftKey(module, which);
+        x.requiresGrad = true;
+        return x;
+      };
+      ad.modules.set(module, { A: mk("A", pair.A), B: mk("B", pair.B), scale: peftScaling(config, module) });
+    }
+    if (ad.modules.size === 0) throw new Error(`${where}: no LoRA tensors found`);
     return ad;
   }
 

@@ -138,7 +138,7 @@ export class CausalLM {
         xin = mul(x, fromHost(m, x.shape));
       }
       const low = linear(linear(xin, lora.A), lora.B);
-      y = add(y, scale(low, this.adapter!.scale));
+      y = add(y, scale(low, lora.scale));
     }
     return y;
   }

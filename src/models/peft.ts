@@ -7,7 +7,7 @@
 // Hand-written: PEFT is Python; its format is a JSON file and a safetensors file.
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { f32ToBf16, f32ToF16, readSafetensors, serializeSafetensors, writeFileAtomic, type StWriteTensor } from "../models/safetensors.js";
+import { f32ToBf16, f32ToF16, readSafetensors, serializeSafetensors, writeFileAtomic, type StWriteTensor } from "./safetensors.ts";
 
 /** LoRA hyper-parameters, with PEFT's key names. Unset fields get PEFT's defaults. */
 export interface PeftLoraConfig {
@@ -105,7 +105,7 @@ export function loraModules(adapter: PeftAdapter): Map<string, { A: LoraTensor; 
   for (const [mod, e] of out) {
     if (!e.A || !e.B) throw new Error(`LoRA module ${mod}: lora_${e.A ? "B" : "A"}.weight is missing`);
     if (e.A.shape.length !== 2 || e.B.shape.length !== 2 || e.A.shape[0] !== e.B.shape[1])
-      throw new Error(`LoRA module ${mod}: lora_A [${e.A.shape}] and lora_B [${e.B.shape}] do not share a rank (want A [r, in], B [out, r])`);
+      throw new Error(`LoRA tensors '${PEFT_PREFIX}${mod}.lora_A.weight' (shape [${e.A.shape}]) and '${PEFT_PREFIX}${mod}.lora_B.weight' (shape [${e.B.shape}]) do not share a rank (want A [r, in], B [out, r])`);
   }
   return out as Map<string, { A: LoraTensor; B: LoraTensor }>;
 }
