@@ -16,6 +16,7 @@ import { groupAdvantages } from "./advantages.ts";
 import { AdamW, clipGradNorm, scheduledLr } from "./optim.ts";
 import { rollout, sliceBatch, type Rollout } from "./rollout.ts";
 import { RunLog, TokenStats, type Metrics } from "./metrics.ts";
+import { plotMetrics } from "./plot.ts";
 import { listCheckpoints, loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
 
 export interface TrainerOptions {
@@ -138,7 +139,10 @@ export class GRPOTrainer {
           if (c.saveSteps > 0 && this.state.global_step % c.saveSteps === 0) saveCheckpoint(c.outputDir, this.model, this.opt, this.state, c.model, c.saveTotalLimit);
         }
       }
-      if (this.state.global_step >= total) this.saveFinal();
+      if (this.state.global_step >= total) {
+        this.saveFinal();
+        plotMetrics(this.log.metricsPath, join(c.outputDir, "reward.svg"), { keys: ["reward", ...this.rewardFuncs.map((f) => `rewards/${f.name}/mean`)], title: `reward per step (${c.model.split("/").pop()})` });
+      }
     } finally {
       this.log.close();
     }
