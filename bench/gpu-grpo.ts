@@ -94,6 +94,7 @@ function main(): void {
   let peak = 0, peakReserved = 0, lastLoss = 0;
   for (let step = 0; step < STEPS; step++) {
     be.synchronize();
+    be.profile();
     be.resetPeak();
     const ts = performance.now();
     for (let m = 0; m < NSEQ / MICRO; m++) {
@@ -109,6 +110,7 @@ function main(): void {
     console.log(`aha step ${step}: ${(dt / 1000).toFixed(3)} s, loss ${lastLoss.toFixed(4)}, peak ${(mem.peak / GB).toFixed(2)} GiB (reserved ${(mem.peakReserved / GB).toFixed(2)})`);
     if (step > 0 || STEPS === 1) times.push(dt);
   }
+  printProfile("train step", be.profile(), median(times));
   const stepS = median(times) / 1000;
 
   // decode: prefill 128 tokens for 64 sequences, then 256 single-token steps through the KV cache
@@ -125,6 +127,7 @@ function main(): void {
   }
   be.synchronize();
   const decodeS = (performance.now() - td) / 1000;
+  printProfile("prefill + decode", be.profile(), decodeS * 1000);
   cache.dispose();
   const decodeTps = (NSEQ * T) / decodeS;
   // bound: every weight read once per step (bf16) + the KV cache read at its mean length (f32 in aha, bf16 in torch)
@@ -154,6 +157,15 @@ function main(): void {
   row("peak memory (reserved)", aha.peak_reserved_gib, torch?.peak_reserved_gib, "GiB", true);
   row("decode (teacher-forced) ", aha.decode_tok_s, torch?.decode_tok_s, "tok/s", false);
   console.log(`decode bound at ${(bw / 1e12).toFixed(2)} TB/s: ${bound(4).toFixed(0)} tok/s with an f32 KV cache, ${bound(2).toFixed(0)} with bf16; aha reaches ${(100 * decodeTps / bound(4)).toFixed(1)}% of its bound`);
+}
+
+/** GPU time by op (AHA_CUDA_PROFILE=1), beside the wall time of what was profiled */
+function printProfile(what: string, p: Record<string, [number, number]>, wallMs: number): void {
+  const rows = Object.entries(p).sort((a, b) => b[1][0] - a[1][0]);
+  if (!rows.length) return;
+  const total = rows.reduce((a, r) => a + r[1][0], 0);
+  console.log(`GPU time by op, ${what} (last one): ${total.toFixed(1)} ms busy of ${wallMs.toFixed(1)} ms wall`);
+  for (const [name, [ms, n]] of rows.slice(0, 14)) console.log(`  ${name.padEnd(20)} ${ms.toFixed(1).padStart(8)} ms ${String(n).padStart(7)} calls`);
 }
 
 /** the last row of each sequence of hidden states [B*T, C] (what decoding needs the logits of) */

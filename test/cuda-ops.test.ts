@@ -127,6 +127,7 @@ test("cuda: binary, scale, sum_rows, copy2d", { skip }, () => {
   for (const acc of [false, true]) {
     both("sum_rows", [randn(nb), randn(n), n / nb, nb, acc], [0], 1e-4, `sum_rows acc=${acc}`);
     both("sum_rows", [randn(1), randn(n), n, 1, acc], [0], 1e-4, `sum all acc=${acc}`);
+    both("sum_rows", [randn(n / 2), randn(n), 2, n / 2, acc], [0], 1e-4, `sum_rows few rows acc=${acc}`);
     both("copy2d", [randn(20 * 50), randn(20 * 40), 20, 30, 50, 40, acc], [0], 1e-4, `copy2d acc=${acc}`);
   }
 });

@@ -23,7 +23,12 @@ void* host_ptr(const Napi::Value& v, size_t* bytes) {
 }
 
 #define FN(name) Napi::Value name##_js(const Napi::CallbackInfo& a)
-#define TRY try {
+struct ProfScope {
+  const char* name; void* tok;
+  explicit ProfScope(const char* n) : name(n), tok(prof_begin()) {}
+  ~ProfScope() { prof_end(name, tok); }
+};
+#define TRY(name) ProfScope prof_(#name); try {
 #define CATCH(name)                                                                                   \
   } catch (const std::exception& e) {                                                                 \
     Napi::Error::New(a.Env(), std::string(#name) + ": " + e.what()).ThrowAsJavaScriptException();     \
@@ -48,11 +53,11 @@ FN(init) {
   o.Set("sms", num_sms());
   return o;
 }
-FN(alloc) { TRY size_t n = (size_t)L(a[0]); void* p = raw_alloc(n); zero(p, n); return Napi::Number::New(a.Env(), (double)(uintptr_t)p); CATCH(alloc) }
-FN(free) { TRY raw_free(P<void>(a[0])); UNDEF CATCH(free) }
-FN(write) { TRY size_t n; void* h = host_ptr(a[1], &n); upload(P<void>(a[0]), h, n); UNDEF CATCH(write) }
-FN(read) { TRY size_t n; void* h = host_ptr(a[1], &n); download(h, P<void>(a[0]), n); UNDEF CATCH(read) }
-FN(synchronize) { TRY synchronize(); UNDEF CATCH(synchronize) }
+FN(alloc) { TRY(alloc) size_t n = (size_t)L(a[0]); void* p = raw_alloc(n); zero(p, n); return Napi::Number::New(a.Env(), (double)(uintptr_t)p); CATCH(alloc) }
+FN(free) { TRY(free) raw_free(P<void>(a[0])); UNDEF CATCH(free) }
+FN(write) { TRY(write) size_t n; void* h = host_ptr(a[1], &n); upload(P<void>(a[0]), h, n); UNDEF CATCH(write) }
+FN(read) { TRY(read) size_t n; void* h = host_ptr(a[1], &n); download(h, P<void>(a[0]), n); UNDEF CATCH(read) }
+FN(synchronize) { TRY(synchronize) synchronize(); UNDEF CATCH(synchronize) }
 FN(memory) {
   double m[5];
   memory_report(m);
@@ -61,43 +66,50 @@ FN(memory) {
   return o;
 }
 FN(reset_peak) { reset_peak(); UNDEF }
-FN(empty_cache) { TRY empty_cache(); UNDEF CATCH(empty_cache) }
+FN(empty_cache) { TRY(empty_cache) empty_cache(); UNDEF CATCH(empty_cache) }
 FN(set_gemm_mode) { set_gemm_mode((int)L(a[0])); UNDEF }
+FN(profile) {
+  std::string names[64]; double ms[64]; long counts[64]; int n = 0;
+  prof_report(names, ms, counts, &n, 64);
+  Napi::Object o = Napi::Object::New(a.Env());
+  for (int i = 0; i < n; i++) { Napi::Array v = Napi::Array::New(a.Env(), 2); v.Set(0u, ms[i]); v.Set(1u, (double)counts[i]); o.Set(names[i], v); }
+  return o;
+}
 FN(num_threads) { return Napi::Number::New(a.Env(), num_sms()); }
 
-FN(gemm) { TRY
+FN(gemm) { TRY(gemm)
   gemm(P(a[0]), P<void>(a[1]), F32, P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
        L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]));
   UNDEF CATCH(gemm) }
-FN(rms_norm_forward) { TRY rms_norm_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7])); UNDEF CATCH(rms_norm_forward) }
-FN(rms_norm_backward) { TRY rms_norm_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), L(a[7]), F(a[8])); UNDEF CATCH(rms_norm_backward) }
-FN(rope_forward) { TRY rope_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8])); UNDEF CATCH(rope_forward) }
-FN(glu_forward) { TRY glu_forward(P(a[0]), P(a[1]), P(a[2]), L(a[3]), (int)L(a[4])); UNDEF CATCH(glu_forward) }
-FN(glu_backward) { TRY glu_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), L(a[5]), (int)L(a[6])); UNDEF CATCH(glu_backward) }
-FN(embedding_forward) { TRY embedding_forward(P(a[0]), P<int32_t>(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6])); UNDEF CATCH(embedding_forward) }
-FN(embedding_backward) { TRY embedding_backward(P(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4])); UNDEF CATCH(embedding_backward) }
-FN(binary) { TRY binary(P(a[0]), P(a[1]), P(a[2]), L(a[3]), L(a[4]), (int)L(a[5])); UNDEF CATCH(binary) }
-FN(scale) { TRY scale(P(a[0]), P(a[1]), F(a[2]), L(a[3])); UNDEF CATCH(scale) }
-FN(sum_rows) { TRY sum_rows(P(a[0]), P(a[1]), L(a[2]), L(a[3]), Bo(a[4])); UNDEF CATCH(sum_rows) }
-FN(copy2d) { TRY copy2d(P(a[0]), P(a[1]), L(a[2]), L(a[3]), L(a[4]), L(a[5]), Bo(a[6])); UNDEF CATCH(copy2d) }
-FN(adamw) { TRY adamw(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), F(a[5]), F(a[6]), F(a[7]), F(a[8]), F(a[9]), L(a[10])); UNDEF CATCH(adamw) }
-FN(sum_squares) { TRY return Napi::Number::New(a.Env(), sum_squares(P(a[0]), L(a[1]))); CATCH(sum_squares) }
-FN(attention_forward) { TRY
+FN(rms_norm_forward) { TRY(rms_norm_forward) rms_norm_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7])); UNDEF CATCH(rms_norm_forward) }
+FN(rms_norm_backward) { TRY(rms_norm_backward) rms_norm_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), L(a[7]), F(a[8])); UNDEF CATCH(rms_norm_backward) }
+FN(rope_forward) { TRY(rope_forward) rope_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8])); UNDEF CATCH(rope_forward) }
+FN(glu_forward) { TRY(glu_forward) glu_forward(P(a[0]), P(a[1]), P(a[2]), L(a[3]), (int)L(a[4])); UNDEF CATCH(glu_forward) }
+FN(glu_backward) { TRY(glu_backward) glu_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), L(a[5]), (int)L(a[6])); UNDEF CATCH(glu_backward) }
+FN(embedding_forward) { TRY(embedding_forward) embedding_forward(P(a[0]), P<int32_t>(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6])); UNDEF CATCH(embedding_forward) }
+FN(embedding_backward) { TRY(embedding_backward) embedding_backward(P(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4])); UNDEF CATCH(embedding_backward) }
+FN(binary) { TRY(binary) binary(P(a[0]), P(a[1]), P(a[2]), L(a[3]), L(a[4]), (int)L(a[5])); UNDEF CATCH(binary) }
+FN(scale) { TRY(scale) scale(P(a[0]), P(a[1]), F(a[2]), L(a[3])); UNDEF CATCH(scale) }
+FN(sum_rows) { TRY(sum_rows) sum_rows(P(a[0]), P(a[1]), L(a[2]), L(a[3]), Bo(a[4])); UNDEF CATCH(sum_rows) }
+FN(copy2d) { TRY(copy2d) copy2d(P(a[0]), P(a[1]), L(a[2]), L(a[3]), L(a[4]), L(a[5]), Bo(a[6])); UNDEF CATCH(copy2d) }
+FN(adamw) { TRY(adamw) adamw(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), F(a[5]), F(a[6]), F(a[7]), F(a[8]), F(a[9]), L(a[10])); UNDEF CATCH(adamw) }
+FN(sum_squares) { TRY(sum_squares) return Napi::Number::New(a.Env(), sum_squares(P(a[0]), L(a[1]))); CATCH(sum_squares) }
+FN(attention_forward) { TRY(attention_forward)
   attention_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P<int32_t>(a[5]), L(a[6]), L(a[7]), L(a[8]), L(a[9]), L(a[10]),
                     L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]));
   UNDEF CATCH(attention_forward) }
-FN(attention_backward) { TRY
+FN(attention_backward) { TRY(attention_backward)
   attention_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), P(a[6]), P(a[7]), P(a[8]), P<int32_t>(a[9]), L(a[10]),
                      L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), L(a[17]), F(a[18]));
   UNDEF CATCH(attention_backward) }
-FN(lm_logp_forward) { TRY
+FN(lm_logp_forward) { TRY(lm_logp_forward)
   lm_logp_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P<void>(a[4]), (int)L(a[5]), P<int32_t>(a[6]), L(a[7]), L(a[8]), L(a[9]), F(a[10]), F(a[11]));
   UNDEF CATCH(lm_logp_forward) }
-FN(lm_logp_backward) { TRY
+FN(lm_logp_backward) { TRY(lm_logp_backward)
   lm_logp_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P<void>(a[5]), (int)L(a[6]), P<int32_t>(a[7]), L(a[8]), L(a[9]), L(a[10]),
                    F(a[11]), F(a[12]));
   UNDEF CATCH(lm_logp_backward) }
-FN(grpo_loss) { TRY
+FN(grpo_loss) { TRY(grpo_loss)
   return Napi::Number::New(a.Env(), grpo_loss(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), F(a[7]), F(a[8]), F(a[9]),
                                               F(a[10]), F(a[11])));
   CATCH(grpo_loss) }
@@ -105,7 +117,7 @@ FN(grpo_loss) { TRY
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
   REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
-  REG(set_gemm_mode); REG(num_threads);
+  REG(set_gemm_mode); REG(num_threads); REG(profile);
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);

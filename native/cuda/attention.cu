@@ -2,9 +2,9 @@
 // tiles of 32 pass through shared memory and an online softmax keeps a running max and sum per query row.
 // Forward: a block = 16 query rows of one (batch, head); each warp owns 4 rows; lane = key within the tile for
 // scores, lane = head dims for the output. Saves lse [B, Hq, T] (-inf for rows that see no key; their output is 0).
-// Backward (FlashAttention-2 order): a block = 32 keys of one (batch, kv head); it walks the query heads of its
-// group and the query tiles that can see those keys, recomputing P from lse; dK, dV stay in registers and are
-// added to the outputs at the end; dQ goes out through f32 atomics. Mask: causal with S - T cached positions in
+// Backward (FlashAttention-2 order): a block = 32 keys of one (batch, query head); it walks the query tiles that
+// can see those keys, recomputing P from lse; dK, dV stay in registers and are added to the kv head's outputs at
+// the end (f32 atomics: the query heads of a group share them); dQ goes out through f32 atomics. Mask: causal with S - T cached positions in
 // front, key padding mask [B, S], sliding window, tanh soft-capping. Head dims up to 256.
 #include "common.cuh"
 
@@ -121,7 +121,7 @@ __global__ void __launch_bounds__(THREADS) attention_backward_kernel(float* dq, 
   float* dss = ps + BQ * (BK + 1);       // [BQ][BK + 1]
   float* ls = dss + BQ * (BK + 1);       // [BQ]
   float* dis = ls + BQ;                  // [BQ]
-  const long b = blockIdx.z, hk = blockIdx.y, j0 = (long)blockIdx.x * BK, G = Hq / Hkv, off = S - T;
+  const long b = blockIdx.z, h = blockIdx.y, hk = h / (Hq / Hkv), j0 = (long)blockIdx.x * BK, off = S - T;
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
   const int32_t* km = keyMask ? keyMask + b * S : nullptr;
   for (int idx = tid; idx < BK * DP; idx += THREADS) {
@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(THREADS) attention_backward_kernel(float* dq, 
   // query rows that can see a key of this tile: i + off >= j0, and with a window i + off - (j0 + BK - 1) < window
   long ibeg = max(0L, j0 - off), iend = T;
   if (window > 0) iend = min(T, j0 + BK - 1 + window - off);
-  for (long h = hk * G; h < (hk + 1) * G; h++) {
+  {
     for (long i0 = (ibeg / BQ) * BQ; i0 < iend; i0 += BQ) {
       __syncthreads();
       for (int idx = tid; idx < BQ * DP; idx += THREADS) {
@@ -216,8 +216,8 @@ __global__ void __launch_bounds__(THREADS) attention_backward_kernel(float* dq, 
     long j = j0 + jj;
     if (j < S && d < D) {
       long at = ((b * S + j) * Hkv + hk) * D + d;
-      dk[at] += dK[e];
-      dv[at] += dV[e];
+      atomicAdd(dk + at, dK[e]);
+      atomicAdd(dv + at, dV[e]);
     }
   }
 }
@@ -241,7 +241,7 @@ void launch_backward(float* dq, float* dk, float* dv, const float* dout, const f
   static bool attr = false;
   size_t sm = bwd_smem<NDL>();
   if (!attr) { CK(cudaFuncSetAttribute(attention_backward_kernel<NDL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm)); attr = true; }
-  dim3 grid((unsigned)((S + BK - 1) / BK), (unsigned)Hkv, (unsigned)B);
+  dim3 grid((unsigned)((S + BK - 1) / BK), (unsigned)Hq, (unsigned)B);
   attention_backward_kernel<NDL><<<grid, THREADS, sm, stream()>>>(dq, dk, dv, dout, lse, di, q, k, v, km, T, S, Hq, Hkv, D, scale, window, softcap);
   check_launch("attention_backward");
 }

@@ -23,6 +23,11 @@ void upload(void* dst, const void* src, size_t bytes);
 void download(void* dst, const void* src, size_t bytes);
 void zero(void* dst, size_t bytes);
 void synchronize();
+// per-op GPU time (AHA_CUDA_PROFILE=1): events around each binding call, summed by op name
+void* prof_begin();
+void prof_end(const char* name, void* token);
+// fills names/ms/counts; clears the totals
+void prof_report(std::string* names, double* ms, long* counts, int* n, int cap);
 
 void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
           bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta);

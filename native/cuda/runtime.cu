@@ -7,6 +7,7 @@
 #include <map>
 #include <unordered_map>
 #include <mutex>
+#include <vector>
 
 namespace aha_cuda {
 
@@ -121,6 +122,49 @@ void download(void* dst, const void* src, size_t bytes) {
 }
 void zero(void* dst, size_t bytes) { if (bytes) CK(cudaMemsetAsync(dst, 0, bytes, g_stream)); }
 void synchronize() { if (g_ready) CK(cudaStreamSynchronize(g_stream)); }
+
+namespace {
+bool g_prof = getenv("AHA_CUDA_PROFILE") != nullptr;
+struct Ev { const char* name; cudaEvent_t a, b; };
+std::vector<Ev> g_evs;
+std::map<std::string, std::pair<double, long>> g_prof_acc;
+void prof_flush() {
+  if (g_evs.empty()) return;
+  cudaStreamSynchronize(g_stream);
+  for (auto& e : g_evs) {
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e.a, e.b);
+    auto& x = g_prof_acc[e.name];
+    x.first += ms; x.second++;
+    cudaEventDestroy(e.a); cudaEventDestroy(e.b);
+  }
+  g_evs.clear();
+}
+}  // namespace
+void* prof_begin() {
+  if (!g_prof || !g_ready) return nullptr;
+  cudaEvent_t a;
+  cudaEventCreate(&a);
+  cudaEventRecord(a, g_stream);
+  return (void*)a;
+}
+void prof_end(const char* name, void* token) {
+  if (!token) return;
+  cudaEvent_t b;
+  cudaEventCreate(&b);
+  cudaEventRecord(b, g_stream);
+  g_evs.push_back({name, (cudaEvent_t)token, b});
+  if (g_evs.size() >= 8192) prof_flush();
+}
+void prof_report(std::string* names, double* ms, long* counts, int* n, int cap) {
+  prof_flush();
+  *n = 0;
+  for (auto& kv : g_prof_acc) {
+    if (*n >= cap) break;
+    names[*n] = kv.first; ms[*n] = kv.second.first; counts[*n] = kv.second.second; (*n)++;
+  }
+  g_prof_acc.clear();
+}
 
 void* scratch_alloc(size_t bytes) { return raw_alloc(bytes); }
 void scratch_free(void* p) { raw_free(p); }

@@ -37,6 +37,7 @@ interface CudaAddon extends Kernels {
   reset_peak(): void;
   empty_cache(): void;
   set_gemm_mode(mode: number): void;
+  profile(): Record<string, [number, number]>;
 }
 
 /** GEMM operand precision for 16-bit weights: "bf16" (tensor cores, activations rounded; default), "exact" (f32). */
@@ -109,6 +110,10 @@ class CudaBackend implements Backend {
   /** Give cached, unused blocks back to the driver. */
   emptyCache(): void {
     this.m.empty_cache();
+  }
+  /** GPU milliseconds and calls per op since the last call (only with AHA_CUDA_PROFILE=1; else empty). */
+  profile(): Record<string, [number, number]> {
+    return this.m.profile();
   }
   setGemmMode(mode: GemmMode): void {
     if (!(mode in GEMM_MODES)) throw new Error(`AHA_CUDA_GEMM / setGemmMode: '${mode}' is not one of ${Object.keys(GEMM_MODES).join(", ")}`);
