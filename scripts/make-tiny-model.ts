@@ -156,7 +156,7 @@ const train = arithDataset("train", steps * B, seed);
 const t0 = Date.now();
 let ema = 0;
 for (let step = 0; step < steps; step++) {
-  const cur = scheduledLr(lr, "cosine", step, steps, warmup);
+  const cur = scheduledLr(lr, "constant_with_warmup", step, steps, warmup);
   const loss = scope(() => {
     const l = sftLoss(train.slice(step * B, (step + 1) * B));
     backward(l);

@@ -85,7 +85,7 @@ export function checkRoundTrip(files: TokenizerFiles, texts: string[]): number {
   const letter = new Set(Object.entries(vocab).filter(([t]) => /^[A-Za-z]$/.test(t)).map(([, i]) => i));
   let longest = 0;
   for (const t of texts) {
-    const ids = tok.encode(t, { add_special_tokens: false }).ids;
+    const ids: number[] = tok.encode(t, { add_special_tokens: false }).ids;
     const back = tok.decode(ids, { skip_special_tokens: false });
     if (back !== t) throw new Error(`tokenizer round trip failed:\n${JSON.stringify(t)}\n→ ${JSON.stringify(back)}`);
     if (ids.includes(vocab[UNK])) throw new Error(`<unk> in ${JSON.stringify(t)}`);

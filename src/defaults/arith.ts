@@ -3,8 +3,9 @@
 // in two steps) with their numeric answer and the SFT target in the GSM8K recipe's format:
 //   <think>\n23 + 18 = 41\n</think>\n<answer>\n41\n</answer>\n
 // and the prompt format (one user turn in ChatML, no system prompt). Train and held-out splits are disjoint by
-// their arithmetic, not just their wording: a problem belongs to the held-out split when a hash of (kind, numbers)
-// falls in the held-out fifth, so no held-out calculation is ever seen in training, whatever the seed.
+// question text: a question belongs to the held-out split when its hash falls in the held-out fifth, so no held-out
+// question is ever seen in training, whatever the seeds. The arithmetic facts themselves (a small table: sums up
+// to 50, differences of numbers up to 50, products up to 5 × 10) do recur across splits, as in GSM8K.
 // Is not: a tokenizer or a reward (GSM8K correctness/format rewards score these completions as they are).
 import { mixSeed, Xoshiro } from "../generate/rng.ts";
 import type { Message } from "../tokenize/index.ts";
@@ -36,8 +37,8 @@ export function formatTarget(steps: string[], answer: string): string {
   return `<think>\n${steps.join("\n")}\n</think>\n<answer>\n${answer}\n</answer>\n`;
 }
 
-/** One problem drawn with rng; the split is decided by `splitOf` on its numbers, not here. */
-function draw(rng: () => number): ArithProblem & { key: number[] } {
+/** One problem drawn with rng; the split is decided by `splitOf` on its text, not here. */
+function draw(rng: () => number): ArithProblem {
   const int = (lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
   const pick = <T>(xs: T[]): T => xs[Math.floor(rng() * xs.length)];
   const [name, he] = pick(PEOPLE);
@@ -47,56 +48,58 @@ function draw(rng: () => number): ArithProblem & { key: number[] } {
   const box = pick(CONTAINERS);
   const u = rng();
   if (u < 0.3) {
-    const a = int(2, 60), b = int(2, 60);
+    const a = int(2, 30), b = int(2, 20);
     const q = pick([
       `${name} has ${a} ${obj} and finds ${b} more. How many ${obj} does ${he} have now?`,
       `${name} had ${a} ${obj}. ${cap(he)} bought ${b} more. How many ${obj} does ${he} have now?`,
       `There are ${a} ${obj} in a ${box}. ${name} puts in ${b} more. How many ${obj} are in the ${box} now?`,
       `${name} has ${a} ${obj} and ${name2} has ${b} ${obj}. How many ${obj} do they have together?`,
     ]);
-    return { question: q, answer: String(a + b), target: formatTarget([`${a} + ${b} = ${a + b}`], String(a + b)), kind: "add", key: [0, a, b] };
+    return { question: q, answer: String(a + b), target: formatTarget([`${a} + ${b} = ${a + b}`], String(a + b)), kind: "add" };
   }
   if (u < 0.6) {
-    const a = int(10, 99), b = int(1, a - 1);
+    const a = int(10, 50), b = int(1, Math.min(20, a - 1));
     const q = pick([
       `${name} has ${a} ${obj} and gives ${b} to ${name2}. How many ${obj} does ${he} have left?`,
       `${name} had ${a} ${obj}. ${cap(he)} lost ${b} of them. How many ${obj} does ${he} have left?`,
       `There are ${a} ${obj} in a ${box}. ${name} takes out ${b}. How many ${obj} are left in the ${box}?`,
     ]);
-    return { question: q, answer: String(a - b), target: formatTarget([`${a} - ${b} = ${a - b}`], String(a - b)), kind: "sub", key: [1, a, b] };
+    return { question: q, answer: String(a - b), target: formatTarget([`${a} - ${b} = ${a - b}`], String(a - b)), kind: "sub" };
   }
   if (u < 0.8) {
-    const a = int(2, 9), b = int(2, 12);
+    const a = int(2, 5), b = int(2, 10);
     const q = pick([
       `${name} has ${a} bags with ${b} ${obj} in each bag. How many ${obj} does ${he} have in all?`,
       `${name} buys ${a} boxes of ${obj}. Each box holds ${b} ${obj}. How many ${obj} did ${he} buy?`,
     ]);
-    return { question: q, answer: String(a * b), target: formatTarget([`${a} * ${b} = ${a * b}`], String(a * b)), kind: "mul", key: [2, a, b] };
+    return { question: q, answer: String(a * b), target: formatTarget([`${a} * ${b} = ${a * b}`], String(a * b)), kind: "mul" };
   }
-  const a = int(2, 50), b = int(2, 50), c = int(1, a + b - 1);
+  const a = int(2, 20), b = int(2, 20), c = int(1, Math.min(20, a + b - 1));
   const s = a + b, r = s - c;
   const q = pick([
     `${name} has ${a} ${obj}. ${cap(he)} finds ${b} more and then gives ${c} to ${name2}. How many ${obj} does ${he} have now?`,
     `There are ${a} ${obj} in a ${box}. ${name} puts in ${b} more and then takes out ${c}. How many ${obj} are in the ${box} now?`,
   ]);
-  return { question: q, answer: String(r), target: formatTarget([`${a} + ${b} = ${s}`, `${s} - ${c} = ${r}`], String(r)), kind: "add_sub", key: [3, a, b, c] };
+  return { question: q, answer: String(r), target: formatTarget([`${a} + ${b} = ${s}`, `${s} - ${c} = ${r}`], String(r)), kind: "add_sub" };
 }
 
-/** Which split a calculation belongs to: held-out ("test") for one hash bucket in five. */
-export function splitOf(key: number[]): ArithSplit {
-  return mixSeed(0x61726974, ...key) % 5 === 0 ? "test" : "train";
+/** Which split a question belongs to: held-out ("test") for one hash bucket (FNV-1a) in five. */
+export function splitOf(question: string): ArithSplit {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < question.length; i++) h = Math.imul(h ^ question.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % 5 === 0 ? "test" : "train";
 }
 
 /**
  * n problems of a split, drawn with a stream seeded by (seed, split). Deterministic; train and test never share a
- * calculation (see splitOf), so any two seeds give disjoint train and held-out sets.
+ * question (see splitOf), so any two seeds give disjoint train and held-out sets.
  */
 export function arithDataset(split: ArithSplit, n: number, seed = 0): ArithProblem[] {
   const rng = new Xoshiro(mixSeed(seed, split === "train" ? 1 : 2)).fn;
   const out: ArithProblem[] = [];
   while (out.length < n) {
-    const { key, ...p } = draw(rng);
-    if (splitOf(key) === split) out.push(p);
+    const p = draw(rng);
+    if (splitOf(p.question) === split) out.push(p);
   }
   return out;
 }
