@@ -23,8 +23,8 @@ export interface MemoryReport {
 
 export interface Backend {
   readonly device: Device;
-  /** a zero-filled buffer of numel elements */
-  alloc(dtype: DType, numel: number): Buf;
+  /** a buffer of numel elements, zero-filled unless zero is false (then its contents are undefined) */
+  alloc(dtype: DType, numel: number, zero?: boolean): Buf;
   free(buf: Buf, dtype: DType, numel: number): void;
   /** a buffer that aliases `numel` elements of `buf` from element `offset` (no copy, not owned) */
   view(buf: Buf, dtype: DType, offset: number, numel: number): Buf;

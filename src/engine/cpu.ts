@@ -10,7 +10,7 @@ class CpuBackend implements Backend {
   private peak = 0;
   private buffers = 0;
 
-  alloc(dtype: DType, numel: number): Buf {
+  alloc(dtype: DType, numel: number, _zero = true): Buf {
     const a = hostArray(dtype, numel);
     this.allocated += numel * DTYPE_BYTES[dtype];
     this.buffers++;

@@ -28,7 +28,7 @@ export interface CudaMemoryReport extends MemoryReport {
 
 interface CudaAddon extends Kernels {
   init(): CudaInfo;
-  alloc(bytes: number): number;
+  alloc(bytes: number, zero?: boolean): number;
   free(ptr: number): void;
   write(ptr: number, data: HostArray): void;
   read(ptr: number, out: HostArray): void;
@@ -78,8 +78,8 @@ class CudaBackend implements Backend {
     const mode = process.env.AHA_CUDA_GEMM as GemmMode | undefined;
     if (mode) this.setGemmMode(mode);
   }
-  alloc(dtype: DType, numel: number): Buf {
-    return this.m.alloc(numel * DTYPE_BYTES[dtype]);
+  alloc(dtype: DType, numel: number, zero = true): Buf {
+    return this.m.alloc(numel * DTYPE_BYTES[dtype], zero);
   }
   free(buf: Buf, _dtype: DType, _numel: number): void {
     this.m.free(buf as number);

@@ -97,13 +97,19 @@ export function zeros(shape: number[], dtype: DType = "f32", backend: Backend = 
   return new Tensor(shape, dtype, backend.alloc(dtype, n), backend);
 }
 
+/** A new tensor whose contents are undefined (for outputs a kernel writes in full). */
+export function empty(shape: number[], dtype: DType = "f32", backend: Backend = defaultBackend()): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return new Tensor(shape, dtype, backend.alloc(dtype, n, false), backend);
+}
+
 /** A tensor holding a copy of host data. */
 export function fromHost(data: HostArray | number[], shape: number[], dtype?: DType, backend: Backend = defaultBackend()): Tensor {
   const dt: DType = dtype ?? (data instanceof Int32Array ? "i32" : data instanceof Uint16Array ? "bf16" : "f32");
   const arr: HostArray = Array.isArray(data) ? (dt === "i32" ? Int32Array.from(data) : Float32Array.from(data)) : data;
   const n = shape.reduce((a, b) => a * b, 1);
   if (arr.length !== n) throw new Error(`fromHost: ${arr.length} values for shape [${shape}]`);
-  const t = zeros(shape, dt, backend);
+  const t = empty(shape, dt, backend);
   backend.write(t.buf, arr);
   return t;
 }

@@ -2,7 +2,7 @@
 // and a KV cache (keys/values in a larger buffer with S valid positions). Never builds the T × S matrix.
 import { Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
-import { assertF32, like } from "./util.ts";
+import { assertF32, like, likeZero } from "./util.ts";
 
 export interface AttentionOpts {
   B: number; T: number; Hq: number; Hkv: number; D: number;
@@ -30,7 +30,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts): Te
   kk.attention_forward(out.buf, lse.buf, q.buf, k.buf, v.buf, mask, o.B, o.T, S, o.Hq, o.Hkv, o.D, kvStrideB, o.scale, o.window ?? 0, o.softcap ?? 0);
   return record(out, "attention", [q, k, v], (g) => {
     if (kvStrideB !== S * o.Hkv * o.D) throw new Error("attention backward through a KV cache is not supported");
-    const dq = like(q), dk = like(k), dv = like(v);
+    const dq = likeZero(q), dk = likeZero(k), dv = likeZero(v);
     kk.attention_backward(dq.buf, dk.buf, dv.buf, g.buf, out.buf, lse.buf, q.buf, k.buf, v.buf, mask, o.B, o.T, S, o.Hq, o.Hkv, o.D, o.scale, o.window ?? 0, o.softcap ?? 0);
     return [dq, dk, dv];
   });

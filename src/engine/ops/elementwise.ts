@@ -2,7 +2,7 @@
 // dimensions), scale, sum, reshape, column slices and copies. Backward of a broadcast operand sums over the repeats.
 import { Tensor, viewAs } from "../tensor.ts";
 import { record } from "../autograd.ts";
-import { assertF32, like, sameBackend } from "./util.ts";
+import { assertF32, like, likeZero, sameBackend } from "./util.ts";
 
 const OPS = { add: 0, sub: 1, mul: 2 } as const;
 
@@ -82,7 +82,7 @@ export function sliceCols(a: Tensor, c0: number, width: number): Tensor {
   const k = a.backend.k;
   k.copy2d(out.buf, a.backend.view(a.buf, "f32", c0, a.numel - c0), N, width, width, C, false);
   return record(out, "sliceCols", [a], (g) => {
-    const ga = like(a);
+    const ga = likeZero(a);
     k.copy2d(a.backend.view(ga.buf, "f32", c0, a.numel - c0), g.buf, N, width, C, width, false);
     return [ga];
   });

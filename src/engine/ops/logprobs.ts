@@ -2,7 +2,7 @@
 // the [tokens × vocab] logits never exist whole; and the GRPO per-token loss over those log-probs.
 import { Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
-import { assertF32, dtypeCode, like } from "./util.ts";
+import { assertF32, dtypeCode, like, likeZero } from "./util.ts";
 
 export interface TokenLogprobs {
   /** [N] log p(target) under softmax(softcap(h Wᵀ) / temperature) */
@@ -21,9 +21,10 @@ export function tokenLogprobs(h: Tensor, W: Tensor, targets: Tensor, temperature
   const k = h.backend.k, inv = 1 / temperature;
   k.lm_logp_forward(logp.buf, lse.buf, entropy.buf, h.buf, W.buf, dtypeCode(W.dtype), targets.buf, N, C, V, inv, softcap);
   record(logp, "lm_logp", [h, W], (g) => {
-    const dh = h.requiresGrad ? like(h) : null;
-    const dW = W.requiresGrad ? like(W) : null;
-    k.lm_logp_backward(dh?.buf ?? like(h).buf, dW?.buf ?? null, g.buf, lse.buf, h.buf, W.buf, dtypeCode(W.dtype), targets.buf, N, C, V, inv, softcap);
+    const dh = likeZero(h); // written even when h needs no gradient (scratch)
+    const dW = W.requiresGrad ? likeZero(W) : null;
+    k.lm_logp_backward(dh.buf, dW?.buf ?? null, g.buf, lse.buf, h.buf, W.buf, dtypeCode(W.dtype), targets.buf, N, C, V, inv, softcap);
+    if (!h.requiresGrad) { dh.dispose(); return [null, dW]; }
     return [dh, dW];
   });
   return { logp, entropy };

@@ -1,7 +1,7 @@
 // Neural-network ops of the llama family: RMSNorm, rotary embeddings, gated MLP activations, embedding gather.
 import { Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
-import { assertF32, dtypeCode, like } from "./util.ts";
+import { assertF32, dtypeCode, like, likeZero } from "./util.ts";
 
 /** RMSNorm over the last dim: x * rsqrt(mean(x²) + eps) * (w + offset). offset 1 = Gemma's (1 + w). */
 export function rmsNorm(x: Tensor, w: Tensor | null, eps: number, offset = 0): Tensor {
@@ -13,8 +13,8 @@ export function rmsNorm(x: Tensor, w: Tensor | null, eps: number, offset = 0): T
   k.rms_norm_forward(out.buf, rstd.buf, x.buf, w?.buf ?? null, N, C, eps, offset);
   const inputs = w ? [x, w] : [x];
   return record(out, "rms_norm", inputs, (g) => {
-    const dx = x.requiresGrad ? like(x) : null;
-    const dw = w && w.requiresGrad ? like(w) : null;
+    const dx = x.requiresGrad ? likeZero(x) : null;
+    const dw = w && w.requiresGrad ? likeZero(w) : null;
     k.rms_norm_backward(dx?.buf ?? null, dw?.buf ?? null, g.buf, x.buf, rstd.buf, w?.buf ?? null, N, C, offset);
     return w ? [dx, dw] : [dx];
   });
@@ -49,7 +49,7 @@ export function glu(g: Tensor, u: Tensor, act: GluAct): Tensor {
   const k = g.backend.k;
   k.glu_forward(out.buf, g.buf, u.buf, g.numel, a);
   return record(out, "glu", [g, u], (d) => {
-    const dg = g.requiresGrad ? like(g) : null, du = u.requiresGrad ? like(u) : null;
+    const dg = g.requiresGrad ? likeZero(g) : null, du = u.requiresGrad ? likeZero(u) : null;
     k.glu_backward(dg?.buf ?? null, du?.buf ?? null, d.buf, g.buf, u.buf, g.numel, a);
     return [dg, du];
   });
@@ -63,7 +63,7 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
   const k = table.backend.k;
   k.embedding_forward(out.buf, ids.buf, table.buf, dtypeCode(table.dtype), N, C, V);
   return record(out, "embedding", [table], (g) => {
-    const dt = like(table);
+    const dt = likeZero(table, table.shape, "f32");
     k.embedding_backward(dt.buf, g.buf, ids.buf, N, C);
     return [dt];
   });

@@ -1,8 +1,14 @@
 // Helpers shared by the op files: output allocation on the inputs' backend, and argument checks.
-import { Tensor, zeros } from "../tensor.ts";
+import { Tensor, empty, zeros } from "../tensor.ts";
 import type { DType } from "../dtype.ts";
 
+/** An uninitialised output on t's backend, for kernels that write every element. */
 export function like(t: Tensor, shape: number[] = t.shape, dtype: DType = "f32"): Tensor {
+  return empty(shape, dtype, t.backend);
+}
+
+/** A zero-filled output on t's backend, for kernels that accumulate (+=) into it. */
+export function likeZero(t: Tensor, shape: number[] = t.shape, dtype: DType = "f32"): Tensor {
   return zeros(shape, dtype, t.backend);
 }
 
