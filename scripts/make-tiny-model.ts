@@ -13,7 +13,7 @@ import { CausalLM } from "../src/models/model.ts";
 import { writeSafetensors, type StWriteTensor } from "../src/models/safetensors.ts";
 import { AdamW, clipGradNorm, scheduledLr } from "../src/grpo/optim.ts";
 import { loadTokenizer, type Tokenizer } from "../src/tokenize/index.ts";
-import { mixSeed, Xoshiro } from "../src/generate/rng.ts";
+import { mixSeed, Xoshiro } from "../src/engine/rng.ts";
 import { arithDataset, arithMessages, type ArithProblem } from "../src/defaults/arith.ts";
 import { evaluateArith } from "../src/defaults/eval.ts";
 import { buildTokenizer, checkRoundTrip, corpusTexts } from "./tiny-tokenizer.ts";

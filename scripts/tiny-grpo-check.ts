@@ -13,7 +13,7 @@ import { AdamW, clipGradNorm, scheduledLr } from "../src/grpo/optim.ts";
 import { batchLoss, type CompletionBatch, type LossType } from "../src/grpo/loss.ts";
 import { loadTokenizer } from "../src/tokenize/index.ts";
 import { generate } from "../src/generate/generate.ts";
-import { mixSeed, Xoshiro } from "../src/generate/rng.ts";
+import { mixSeed, Xoshiro } from "../src/engine/rng.ts";
 import { arithDataset } from "../src/defaults/arith.ts";
 import { evaluateArith, isCorrect, promptIds } from "../src/defaults/eval.ts";
 import { STRICT_FORMAT } from "../src/rewards/builtins/gsm8k.ts";

@@ -2,8 +2,8 @@
 // L = Σ out ⊙ R (R random), in float32 with a tight relative tolerance.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fromHost, backward, scope, sum, mul, add, sub, scale, matmul, rmsNorm, rope, glu, embedding, attention, tokenLogprobs, grpoLoss, sliceCols, reshape, type Tensor } from "../src/engine/index.ts";
-import { Xoshiro } from "../src/generate/rng.ts";
+import { fromHost, backward, scope, sum, mul, add, sub, scale, matmul, rmsNorm, rope, glu, embedding, attention, tokenLogprobs, grpoLoss, sliceCols, reshape, loraLinear, checkpoint, type Tensor } from "../src/engine/index.ts";
+import { Xoshiro } from "../src/engine/rng.ts";
 
 const rng = new Xoshiro(7);
 const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => {
@@ -122,4 +122,39 @@ test("fused lm-head log-probs (temperature, soft-cap) and the GRPO token loss", 
     gradcheck(`grpoLoss ${JSON.stringify(p)}`, [{ data: randn(n, 0.3), shape: [n] }], ([lp]) =>
       grpoLoss(lp, old, ref, adv, w, { epsilonLow: 0.2, epsilonHigh: 0.28, ...p }));
   }
+});
+
+test("fused linear + LoRA (with bias and a dropout mask) and its hand-written backward", () => {
+  const N = 5, inF = 6, outF = 4, r = 2;
+  const x = { data: randn(N * inF), shape: [N, inF] }, W = { data: randn(outF * inF), shape: [outF, inF] };
+  const b = { data: randn(outF), shape: [outF] }, A = { data: randn(r * inF), shape: [r, inF] }, B = { data: randn(outF * r), shape: [outF, r] };
+  gradcheck("loraLinear", [x, W, b, A, B], ([xx, ww, bb, aa, b2]) => loraLinear(xx, ww, bb, { A: aa, B: b2, scale: 1.5 }));
+  const mask = fromHost(Float32Array.from({ length: N * inF }, (_, i) => (i % 3 === 0 ? 0 : 1.5)), [N, inF]).keep();
+  gradcheck("loraLinear dropout", [x, W, A, B], ([xx, ww, aa, b2]) => loraLinear(xx, ww, null, { A: aa, B: b2, scale: 0.5, mask }));
+  // same values as the unfused composition
+  const got = scope(() => loraLinear(fromHost(x.data, x.shape), fromHost(W.data, W.shape), fromHost(b.data, b.shape), { A: fromHost(A.data, A.shape), B: fromHost(B.data, B.shape), scale: 1.5 }).f32());
+  const want = scope(() => {
+    const xx = fromHost(x.data, x.shape);
+    const base = add(matmul(xx, fromHost(W.data, W.shape), { transB: true }), fromHost(b.data, b.shape));
+    const low = matmul(matmul(xx, fromHost(A.data, A.shape), { transB: true }), fromHost(B.data, B.shape), { transB: true });
+    return add(base, scale(low, 1.5)).f32();
+  });
+  got.forEach((v, i) => assert.ok(Math.abs(v - want[i]) < 1e-5));
+});
+
+test("checkpoint: recomputed backward equals the plain backward, parameters included", () => {
+  const w = fromHost(randn(6), [6]).keep();
+  w.requiresGrad = true;
+  const block = (t: Tensor) => glu(rmsNorm(t, w, 1e-6), t, "silu");
+  gradcheck("checkpoint", [{ data: randn(18), shape: [3, 6] }], ([t]) => checkpoint(block, t));
+  const x = randn(18), R = fromHost(randn(18), [3, 6]).keep();
+  const grads = (useCk: boolean) => scope(() => {
+    w.grad?.dispose(); w.grad = null;
+    const t = fromHost(x, [3, 6]);
+    t.requiresGrad = true;
+    backward(sum(mul(useCk ? checkpoint(block, t) : block(t), R)));
+    return [t.grad!.f32(), w.grad!.f32()];
+  });
+  const [a, b] = [grads(false), grads(true)];
+  a.forEach((g, k) => g.forEach((v, i) => assert.ok(Math.abs(v - b[k][i]) < 1e-6, `grad ${k}[${i}]`)));
 });

@@ -11,7 +11,7 @@ import { KVCache } from "../src/models/kvcache.ts";
 import { noGrad, scope } from "../src/engine/index.ts";
 import { generate } from "../src/generate/generate.ts";
 import { filteredLogits, sampleRow, softmax, applyTopK, applyTopP, applyMinP, applyTemperature, applyRepetitionPenalty, type SamplingParams } from "../src/generate/sampler.ts";
-import { Xoshiro } from "../src/generate/rng.ts";
+import { Xoshiro } from "../src/engine/rng.ts";
 
 for (const dir of fixtureModels()) {
   const name = basename(dir);

@@ -7,7 +7,7 @@
 // question is ever seen in training, whatever the seeds. The arithmetic facts themselves (a small table: sums up
 // to 50, differences of numbers up to 50, products up to 5 × 10) do recur across splits, as in GSM8K.
 // Is not: a tokenizer or a reward (GSM8K correctness/format rewards score these completions as they are).
-import { mixSeed, Xoshiro } from "../generate/rng.ts";
+import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import type { Message } from "../tokenize/index.ts";
 
 export type ArithSplit = "train" | "test";

@@ -6,7 +6,7 @@
 import { noGrad, scope, fromHost, embedding, type Tensor } from "../engine/index.ts";
 import { KVCache } from "../models/kvcache.ts";
 import type { CausalLM } from "../models/model.ts";
-import { mixSeed, Xoshiro } from "./rng.ts";
+import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { sampleRow, type SamplingParams } from "./sampler.ts";
 
 export interface GenerateOptions extends SamplingParams {

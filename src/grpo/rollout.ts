@@ -4,7 +4,7 @@
 import type { CausalLM } from "../models/model.ts";
 import type { Tokenizer, Message } from "../tokenize/index.ts";
 import { generate } from "../generate/generate.ts";
-import { mixSeed } from "../generate/rng.ts";
+import { mixSeed } from "../engine/rng.ts";
 import { rowPrompt, type Row } from "../data/index.ts";
 import { computeRewards, type NamedReward, type RewardResult } from "../rewards/index.ts";
 import type { GRPOConfig } from "./config.ts";

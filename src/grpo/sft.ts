@@ -5,7 +5,7 @@ import { backward, fromHost, scope, sum, scale, mul } from "../engine/index.ts";
 import type { CausalLM } from "../models/model.ts";
 import type { Tokenizer } from "../tokenize/index.ts";
 import type { Row } from "../data/index.ts";
-import { mixSeed, Xoshiro } from "../generate/rng.ts";
+import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import type { GRPOConfig } from "./config.ts";
 import { completionLogprobs } from "./loss.ts";
 import { encodeRow } from "./rollout.ts";

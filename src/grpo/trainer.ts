@@ -9,7 +9,7 @@ import { CausalLM } from "../models/model.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
 import { resolveRewards, rewardMetrics, type NamedReward, type RewardSpec } from "../rewards/index.ts";
-import { mixSeed, Xoshiro } from "../generate/rng.ts";
+import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
 import { batchLoss, completionLogprobs, type CompletionBatch, type LossParams } from "./loss.ts";
 import { groupAdvantages } from "./advantages.ts";
@@ -63,6 +63,7 @@ export class GRPOTrainer {
     if (cfg.fullFinetune) model.trainAll();
     else if (!model.adapter) model.addAdapter({ r: cfg.lora.r, lora_alpha: cfg.lora.loraAlpha, target_modules: cfg.lora.targetModules, lora_dropout: cfg.lora.loraDropout, use_rslora: cfg.lora.useRslora }, rng.fn);
     model.dropout = cfg.fullFinetune ? 0 : cfg.lora.loraDropout;
+    model.gradientCheckpointing = cfg.gradientCheckpointing;
     let rows = opts.rows;
     if (!rows) {
       if (!cfg.dataset) throw new Error("config: give `dataset` (or pass rows to GRPOTrainer.create)");

@@ -2,8 +2,9 @@
 // select QKV bias, QK-norm, Gemma's (1 + w) sandwich norms and embedding scale, fused Phi-3 projections, partial
 // rotary, per-layer rope and sliding windows. LoRA is applied on the fly; `withoutAdapter` gives the base model
 // (the GRPO reference) from the same weights.
-import { fromHost, linear, add, scale, rmsNorm, rope, glu, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, mul,
-  type Tensor, type TokenLogprobs } from "../engine/index.ts";
+import { fromHost, add, scale, rmsNorm, rope, glu, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, checkpoint,
+  isGradEnabled, type Tensor, type TokenLogprobs } from "../engine/index.ts";
+import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
 import { WeightStore } from "./weights.ts";
 import { LoraAdapter, type LoraConfig } from "./lora.ts";
@@ -42,8 +43,10 @@ export class CausalLM {
   finalNorm!: Tensor;
   lmHead!: Tensor;
   adapter: LoraAdapter | null = null;
-  /** LoRA dropout probability in training; 0 in inference */
+  /** LoRA dropout probability in training (applied only while recording gradients) */
   dropout = 0;
+  /** recompute each layer in the backward pass instead of keeping its activations */
+  gradientCheckpointing = false;
   dropoutRng: () => number = Math.random;
 
   private constructor(readonly config: ModelConfig) {}
@@ -125,22 +128,28 @@ export class CausalLM {
     }
   }
 
-  private proj(x: Tensor, layer: Layer, name: string): Tensor {
+  /** x Wᵀ + b (+ the LoRA branch, with a dropout mask drawn from `seed` while training). */
+  private proj(x: Tensor, layer: Layer, name: string, seed: number): Tensor {
     const { W, b } = layer.linears.get(name)!;
-    let y = linear(x, W);
-    if (b) y = add(y, b);
     const lora = this.adapter?.get(name);
-    if (lora) {
-      let xin = x;
-      if (this.dropout > 0) {
-        const keepP = 1 - this.dropout;
-        const m = new Float32Array(x.numel).map(() => (this.dropoutRng() < keepP ? 1 / keepP : 0));
-        xin = mul(x, fromHost(m, x.shape));
-      }
-      const low = linear(linear(xin, lora.A), lora.B);
-      y = add(y, scale(low, lora.scale));
+    let mask: Tensor | null = null;
+    if (lora && this.dropout > 0 && isGradEnabled()) {
+      const keepP = 1 - this.dropout, rng = new Xoshiro(seed);
+      mask = fromHost(new Float32Array(x.numel).map(() => (rng.next() < keepP ? 1 / keepP : 0)), x.shape);
     }
-    return y;
+    return loraLinear(x, W, b ?? null, lora ? { A: lora.A, B: lora.B, scale: lora.scale, mask } : null);
+  }
+
+  /** Trainable tensors read by layer l (for gradient checkpointing). */
+  private layerParameters(l: number): Tensor[] {
+    const L = this.layers[l];
+    if (this.fullTraining) return [L.ln1, L.ln2, L.postAttn, L.postFf, L.qNorm, L.kNorm, ...[...L.linears.values()].flatMap(({ W, b }) => (b ? [W, b] : [W]))].filter((t): t is Tensor => !!t);
+    const out: Tensor[] = [];
+    for (const name of L.linears.keys()) {
+      const pair = this.adapter?.get(name);
+      if (pair) out.push(pair.A, pair.B);
+    }
+    return out;
   }
 
   /**
@@ -181,51 +190,58 @@ export class CausalLM {
 
     let x = embedding(fromHost(ids, [N], "i32"), this.embed);
     if (cfg.embedScale !== 1) x = scale(x, cfg.embedScale);
+    const forwardSeed = this.dropout > 0 ? Math.floor(this.dropoutRng() * 2 ** 32) : 0;
     for (let l = 0; l < cfg.layers; l++) {
       const L = this.layers[l];
       const p = `model.layers.${l}`;
-      const h = rmsNorm(x, L.ln1, cfg.eps, cfg.normOffset);
-      let q: Tensor, k: Tensor, v: Tensor;
-      if (cfg.fused) {
-        const qkv = this.proj(h, L, `${p}.self_attn.qkv_proj`);
-        q = sliceCols(qkv, 0, Hq * D);
-        k = sliceCols(qkv, Hq * D, Hkv * D);
-        v = sliceCols(qkv, (Hq + Hkv) * D, Hkv * D);
-      } else {
-        q = this.proj(h, L, `${p}.self_attn.q_proj`);
-        k = this.proj(h, L, `${p}.self_attn.k_proj`);
-        v = this.proj(h, L, `${p}.self_attn.v_proj`);
-      }
-      if (L.qNorm) {
-        q = rmsNorm(reshape(q, [N * Hq, D]), L.qNorm, cfg.eps, cfg.normOffset);
-        k = rmsNorm(reshape(k, [N * Hkv, D]), L.kNorm!, cfg.eps, cfg.normOffset);
-      }
       const { cos, sin } = tablesFor(cfg.ropeByLayer[l]);
-      q = rope(reshape(q, [N, Hq, D]), cos, sin, cfg.rotaryDim);
-      k = rope(reshape(k, [N, Hkv, D]), cos, sin, cfg.rotaryDim);
-      v = reshape(v, [N, Hkv, D]);
-      const aOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: cfg.windowByLayer[l], softcap: cfg.attnSoftcap, keyMask };
-      let a: Tensor;
-      if (cache) {
-        cache.write(l, k, v, T);
-        a = attention(q, cache.k[l], cache.v[l], { ...aOpts, S, kvStrideB: cache.strideB });
-      } else a = attention(q, k, v, aOpts);
-      let o = this.proj(reshape(a, [N, Hq * D]), L, `${p}.self_attn.o_proj`);
-      if (L.postAttn) o = rmsNorm(o, L.postAttn, cfg.eps, cfg.normOffset);
-      x = add(x, o);
-      const h2 = rmsNorm(x, L.ln2, cfg.eps, cfg.normOffset);
-      let g: Tensor, u: Tensor;
-      if (cfg.fused) {
-        const gu = this.proj(h2, L, `${p}.mlp.gate_up_proj`);
-        g = sliceCols(gu, 0, I);
-        u = sliceCols(gu, I, I);
-      } else {
-        g = this.proj(h2, L, `${p}.mlp.gate_proj`);
-        u = this.proj(h2, L, `${p}.mlp.up_proj`);
-      }
-      let m = this.proj(glu(g, u, cfg.act), L, `${p}.mlp.down_proj`);
-      if (L.postFf) m = rmsNorm(m, L.postFf, cfg.eps, cfg.normOffset);
-      x = add(x, m);
+      const block = (xin: Tensor): Tensor => {
+        let module = 0;
+        const proj = (h: Tensor, name: string) => this.proj(h, L, `${p}.${name}`, mixSeed(forwardSeed, l, module++));
+        let x = xin;
+        const h = rmsNorm(x, L.ln1, cfg.eps, cfg.normOffset);
+        let q: Tensor, k: Tensor, v: Tensor;
+        if (cfg.fused) {
+          const qkv = proj(h, "self_attn.qkv_proj");
+          q = sliceCols(qkv, 0, Hq * D);
+          k = sliceCols(qkv, Hq * D, Hkv * D);
+          v = sliceCols(qkv, (Hq + Hkv) * D, Hkv * D);
+        } else {
+          q = proj(h, "self_attn.q_proj");
+          k = proj(h, "self_attn.k_proj");
+          v = proj(h, "self_attn.v_proj");
+        }
+        if (L.qNorm) {
+          q = rmsNorm(reshape(q, [N * Hq, D]), L.qNorm, cfg.eps, cfg.normOffset);
+          k = rmsNorm(reshape(k, [N * Hkv, D]), L.kNorm!, cfg.eps, cfg.normOffset);
+        }
+        q = rope(reshape(q, [N, Hq, D]), cos, sin, cfg.rotaryDim);
+        k = rope(reshape(k, [N, Hkv, D]), cos, sin, cfg.rotaryDim);
+        v = reshape(v, [N, Hkv, D]);
+        const aOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: cfg.windowByLayer[l], softcap: cfg.attnSoftcap, keyMask };
+        let a: Tensor;
+        if (cache) {
+          cache.write(l, k, v, T);
+          a = attention(q, cache.k[l], cache.v[l], { ...aOpts, S, kvStrideB: cache.strideB });
+        } else a = attention(q, k, v, aOpts);
+        let o = proj(reshape(a, [N, Hq * D]), "self_attn.o_proj");
+        if (L.postAttn) o = rmsNorm(o, L.postAttn, cfg.eps, cfg.normOffset);
+        x = add(x, o);
+        const h2 = rmsNorm(x, L.ln2, cfg.eps, cfg.normOffset);
+        let g: Tensor, u: Tensor;
+        if (cfg.fused) {
+          const gu = proj(h2, "mlp.gate_up_proj");
+          g = sliceCols(gu, 0, I);
+          u = sliceCols(gu, I, I);
+        } else {
+          g = proj(h2, "mlp.gate_proj");
+          u = proj(h2, "mlp.up_proj");
+        }
+        let m = proj(glu(g, u, cfg.act), "mlp.down_proj");
+        if (L.postFf) m = rmsNorm(m, L.postFf, cfg.eps, cfg.normOffset);
+        return add(x, m);
+      };
+      x = this.gradientCheckpointing && !cache ? checkpoint(block, x, this.layerParameters(l)) : block(x);
     }
     if (cache) cache.length += T;
     return rmsNorm(x, this.finalNorm, cfg.eps, cfg.normOffset);

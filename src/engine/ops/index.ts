@@ -4,3 +4,4 @@ export { matmul, linear, type MatmulOpts } from "./matmul.ts";
 export { rmsNorm, rope, glu, embedding, type GluAct } from "./nn.ts";
 export { attention, type AttentionOpts } from "./attention.ts";
 export { tokenLogprobs, grpoLoss, type TokenLogprobs, type GrpoLossParams } from "./logprobs.ts";
+export { loraLinear, type LoraBranch } from "./lora-linear.ts";

@@ -1,0 +1,89 @@
+// Fused linear + LoRA: y = x Wᵀ + b + s · (drop(x) Aᵀ) Bᵀ in one output buffer, with a hand-written backward, so a
+// projection keeps only y [N, out] and t = drop(x) Aᵀ [N, r] alive instead of four [N, out] intermediates.
+//   backward (u = dy B [N, r]):  dx = dy W + s · (u A) ⊙ mask,   dA = s · uᵀ drop(x),   dB = s · dyᵀ t
+//   (dW = dyᵀ x and db = Σ dy when the base weights are trained).
+// W may be bf16/f16 (converted in the GEMM); everything else is f32.
+import { Tensor } from "../tensor.ts";
+import { record } from "../autograd.ts";
+import { assertF32, dtypeCode, like, likeZero, sameBackend } from "./util.ts";
+
+export interface LoraBranch {
+  /** [r, in] */
+  A: Tensor;
+  /** [out, r] */
+  B: Tensor;
+  scale: number;
+  /** [N, in] dropout multipliers (0 or 1/(1-p)) for the LoRA input, or null */
+  mask?: Tensor | null;
+}
+
+/** x [N, in] → [N, out]. */
+export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: LoraBranch | null): Tensor {
+  assertF32("loraLinear", x);
+  sameBackend("loraLinear", x, W);
+  const inF = x.shape[x.shape.length - 1], N = x.numel / inF, outF = W.shape[0];
+  if (W.shape[1] !== inF) throw new Error(`linear: input has ${inF} features, ${W.describe()} expects ${W.shape[1]}`);
+  const k = x.backend.k, dtW = dtypeCode(W.dtype);
+  const y = like(x, [...x.shape.slice(0, -1), outF]);
+  k.gemm(y.buf, x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0);
+  if (bias) k.binary(y.buf, y.buf, bias.buf, N * outF, outF, 0);
+  let xd: Tensor | null = null, t: Tensor | null = null, r = 0;
+  if (lora) {
+    r = lora.A.shape[0];
+    if (lora.A.shape[1] !== inF || lora.B.shape[0] !== outF || lora.B.shape[1] !== r)
+      throw new Error(`loraLinear: A [${lora.A.shape}] / B [${lora.B.shape}] do not fit [${inF} → ${outF}]`);
+    xd = x;
+    if (lora.mask) { xd = like(x); k.binary(xd.buf, x.buf, lora.mask.buf, x.numel, x.numel, 2); }
+    t = like(x, [N, r]);
+    k.gemm(t.buf, xd.buf, lora.A.buf, 0, 1, N, r, inF, false, true, inF, inF, r, 0, 0, 0, 1, 0);
+    k.gemm(y.buf, t.buf, lora.B.buf, 0, 1, N, outF, r, false, true, r, r, outF, 0, 0, 0, lora.scale, 1);
+  }
+  const inputs = [x, W, ...(bias ? [bias] : []), ...(lora ? [lora.A, lora.B] : [])];
+  return record(y, "lora_linear", inputs, (dy) => {
+    const grads: (Tensor | null)[] = inputs.map(() => null);
+    let u: Tensor | null = null;
+    if (lora && (x.requiresGrad || lora.A.requiresGrad)) {
+      u = like(x, [N, r]); // dy B
+      k.gemm(u.buf, dy.buf, lora.B.buf, 0, 1, N, r, outF, false, false, outF, r, r, 0, 0, 0, 1, 0);
+    }
+    if (x.requiresGrad) {
+      const dx = like(x);
+      k.gemm(dx.buf, dy.buf, W.buf, dtW, 1, N, inF, outF, false, false, outF, inF, inF, 0, 0, 0, 1, 0);
+      if (lora && u) {
+        if (lora.mask) {
+          const tmp = like(x);
+          k.gemm(tmp.buf, u.buf, lora.A.buf, 0, 1, N, inF, r, false, false, r, inF, inF, 0, 0, 0, lora.scale, 0);
+          k.binary(tmp.buf, tmp.buf, lora.mask.buf, x.numel, x.numel, 2);
+          k.binary(dx.buf, dx.buf, tmp.buf, x.numel, x.numel, 0);
+          tmp.dispose();
+        } else k.gemm(dx.buf, u.buf, lora.A.buf, 0, 1, N, inF, r, false, false, r, inF, inF, 0, 0, 0, lora.scale, 1);
+      }
+      grads[0] = dx;
+    }
+    if (W.requiresGrad) {
+      if (W.dtype !== "f32") throw new Error(`linear backward: ${W.describe()} needs a gradient but is ${W.dtype}`);
+      const dW = like(W);
+      k.gemm(dW.buf, dy.buf, x.buf, 0, 1, outF, inF, N, true, false, outF, inF, inF, 0, 0, 0, 1, 0);
+      grads[1] = dW;
+    }
+    let i = 2;
+    if (bias) {
+      if (bias.requiresGrad) { const db = likeZero(bias); k.sum_rows(db.buf, dy.buf, N, outF, false); grads[i] = db; }
+      i++;
+    }
+    if (lora) {
+      if (lora.A.requiresGrad && u) {
+        const dA = like(lora.A);
+        k.gemm(dA.buf, u.buf, xd!.buf, 0, 1, r, inF, N, true, false, r, inF, inF, 0, 0, 0, lora.scale, 0);
+        grads[i] = dA;
+      }
+      if (lora.B.requiresGrad) {
+        const dB = like(lora.B);
+        k.gemm(dB.buf, dy.buf, t!.buf, 0, 1, outF, r, N, true, false, outF, r, r, 0, 0, 0, lora.scale, 0);
+        grads[i + 1] = dB;
+      }
+    }
+    u?.dispose();
+    return grads;
+  });
+}
