@@ -3,7 +3,8 @@
 // completion tokens, in micro-batches (gradient accumulation); then the same work by PyTorch + transformers + peft
 // (bench/torch_baseline.py, same folder of weights) in the same run, printed side by side. Decode is teacher-forced
 // (forward + lm-head logits per token, no sampling) and shown beside the memory-bandwidth bound.
-//   node --import tsx bench/gpu-grpo.ts [--micro 8] [--steps 3] [--no-torch] [--dir /tmp/aha-bench-qwen05] [--layers 24]
+// Also times real rollouts through generate() (sampling on the host) for 8 prompts × 8 completions.
+//   node --import tsx bench/gpu-grpo.ts [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 64] [--no-torch] [--dir …] [--layers 24]
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
@@ -15,10 +16,12 @@ import { backward, embedding, fromHost, noGrad, scope, setDefaultDevice, type Te
 import { cudaBackend, cudaInfo } from "../src/engine/cuda.ts";
 import { batchLoss, type CompletionBatch } from "../src/grpo/loss.ts";
 import { AdamW } from "../src/grpo/optim.ts";
+import { generate } from "../src/generate/generate.ts";
 
 const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
 const DIR = arg("dir", "/tmp/aha-bench-qwen05");
 const MICRO = Number(arg("micro", "8")), STEPS = Number(arg("steps", "3")), LAYERS = Number(arg("layers", "24"));
+const CKPT = arg("ckpt", "1") === "1", GEN_TOKENS = Number(arg("gen-tokens", "64"));
 const PROMPTS = 8, GENS = 8, P = 128, T = 256, NSEQ = PROMPTS * GENS;
 const C = 896, I = 4864, HQ = 14, HKV = 2, D = 64, V = 151936;
 
@@ -75,6 +78,8 @@ function main(): void {
   let rs = 1;
   const rng = () => ((rs = (rs * 16807) % 2147483647) / 2147483647);
   model.addAdapter({ r: 16, lora_alpha: 32, target_modules: "all-linear" }, rng);
+  model.gradientCheckpointing = CKPT;
+  console.log(`gradient checkpointing: ${CKPT ? "on" : "off"}`);
   const params = model.parameters();
   const opt = new AdamW(params, { lr: 1e-5 });
   be.synchronize();
@@ -130,12 +135,20 @@ function main(): void {
   printProfile("prefill + decode", be.profile(), decodeS * 1000);
   cache.dispose();
   const decodeTps = (NSEQ * T) / decodeS;
+  // real rollouts: generate() with sampling (temperature 1) for 8 prompts × 8 completions
+  const promptList = Array.from({ length: PROMPTS }, (_, b) => Array.from(promptIds.subarray(b * GENS * P, b * GENS * P + P)));
+  const tg = performance.now();
+  const gen = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false });
+  be.synchronize();
+  const genS = (performance.now() - tg) / 1000;
+  const genTps = gen.reduce((a, c) => a + c.tokenIds.length, 0) / genS;
+  console.log(`generate ${PROMPTS}×${GENS}×${GEN_TOKENS} (sampling on the host): ${genS.toFixed(2)} s, ${genTps.toFixed(0)} tok/s`);
   // bound: every weight read once per step (bf16) + the KV cache read at its mean length (f32 in aha, bf16 in torch)
   const bw = /H200/.test(info.name!) ? 4.8e12 : /H100/.test(info.name!) ? 3.35e12 : NaN;
   const weightBytes = 2 * (V * C + LAYERS * (C * (HQ + 2 * HKV) * D + HQ * D * C + 3 * C * I));
   const kvBytes = (f: number) => 2 * LAYERS * NSEQ * (P + T / 2) * HKV * D * f;
   const bound = (f: number) => NSEQ / ((weightBytes + kvBytes(f)) / bw);
-  const aha = { step_s: stepS, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, loss: lastLoss };
+  const aha = { step_s: stepS, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, generate_tok_s: genTps, checkpointing: CKPT, loss: lastLoss };
   console.log("AHA " + JSON.stringify(aha));
 
   let torch: Record<string, number> | null = null;
