@@ -10,6 +10,7 @@ import { loadTokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
 import { resolveRewards, type NamedReward } from "../rewards/index.ts";
 import { setDefaultDevice } from "../engine/index.ts";
+import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { saveAdapter, saveFullModel } from "../grpo/checkpoint.ts";
 
 export interface TrainArgs {
@@ -71,7 +72,7 @@ export async function runSft(configPath: string, a: TrainArgs): Promise<void> {
   setDefaultDevice(cfg.device);
   const model = CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter });
   if (cfg.fullFinetune) model.trainAll();
-  else if (!model.adapter) model.addAdapter({ r: cfg.lora.r, lora_alpha: cfg.lora.loraAlpha, target_modules: cfg.lora.targetModules, use_rslora: cfg.lora.useRslora }, Math.random);
+  else if (!model.adapter) model.addAdapter({ r: cfg.lora.r, lora_alpha: cfg.lora.loraAlpha, target_modules: cfg.lora.targetModules, use_rslora: cfg.lora.useRslora }, new Xoshiro(mixSeed(cfg.seed, 0x10a)).fn);
   const tok = loadTokenizer(cfg.model);
   let rows = await splitRows(cfg, cfg.dataset!.split);
   if (cfg.dataset?.limit) rows = rows.slice(0, cfg.dataset.limit);
