@@ -198,6 +198,50 @@ test("cuda: lm_logp forward/backward (f32 with dW and softcap; bf16 weights; sev
   be.setGemmMode("exact");
 });
 
+test("cuda: sample_rows equals the CPU kernel (greedy, temperature, top-k, top-p, min-p; V up to 262144; several launches)", { skip }, (t) => {
+  const be = cudaBackend();
+  // both kernels compute p = f32(exp((x − max) / T)) in double and sum in double, so tokens agree exactly except
+  // where u·S falls within ~1e-16 of a cumulative boundary (allowed once per case, never seen in practice)
+  const run = (logits: Float32Array, u: Float32Array, B: number, V: number, args: number[]) => {
+    const ct = new Int32Array(B), cl = new Float32Array(B);
+    cpu.sample_rows(ct, cl, logits, u, B, V, ...args);
+    const dl = be.alloc("f32", B * V, false), du = be.alloc("f32", B, false), dt = be.alloc("i32", B, false), dp = be.alloc("f32", B, false);
+    be.write(dl, logits); be.write(du, u);
+    (be.k as any).sample_rows(dt, dp, dl, du, B, V, ...args); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const gt = be.read(dt, "i32", B) as Int32Array, gl = be.read(dp, "f32", B) as Float32Array;
+    for (const p of [dl, du, dt, dp]) be.free(p, "f32", 0);
+    return { ct, cl, gt, gl };
+  };
+  const PARAMS = [[0, 0, 1, 0], [1, 0, 1, 0], [0.7, 50, 1, 0], [1, 1, 1, 0], [1, 0, 0.9, 0], [0.8, 0, 0.5, 0], [1, 0, 1, 0.05],
+    [0.9, 40, 0.95, 0.02], [1.2, 1000, 0.99, 0.001]];
+  // V = 262144 with 260 rows: 2^26 / V = 256 rows per launch → two launches
+  for (const [V, B] of [[8, 64], [1000, 64], [151936, 64], [262144, 260]]) {
+    const logits = randn(B * V, 3), u = Float32Array.from({ length: B }, rand);
+    for (const args of (V === 262144 ? [PARAMS[0], PARAMS[7]] : PARAMS)) {
+      const { ct, cl, gt, gl } = run(logits, u, B, V, args);
+      let mismatches = 0;
+      for (let b = 0; b < B; b++) {
+        if (gt[b] !== ct[b]) { mismatches++; continue; }
+        assert.ok(Math.abs(gl[b] - cl[b]) <= 1e-5 * Math.max(1, Math.abs(cl[b])), `sample_rows V=${V} [${args}] row ${b}: logprob ${gl[b]} vs ${cl[b]}`);
+      }
+      assert.ok(mismatches <= 1, `sample_rows V=${V} [${args}]: ${mismatches} of ${B} tokens differ`);
+    }
+  }
+  // time per call at the Qwen2.5 shape (B = 64, V = 151936)
+  const B = 64, V = 151936;
+  const dl = be.alloc("f32", B * V, false), du = be.alloc("f32", B, false), dt = be.alloc("i32", B, false), dp = be.alloc("f32", B, false);
+  be.write(dl, randn(B * V, 3)); be.write(du, Float32Array.from({ length: B }, rand));
+  for (const args of [[1, 0, 1, 0], [1, 0, 0.95, 0], [0.9, 50, 0.95, 0.02]]) {
+    (be.k as any).sample_rows(dt, dp, dl, du, B, V, ...args); // eslint-disable-line @typescript-eslint/no-explicit-any
+    be.synchronize();
+    const t0 = performance.now(), reps = 20;
+    for (let i = 0; i < reps; i++) (be.k as any).sample_rows(dt, dp, dl, du, B, V, ...args); // eslint-disable-line @typescript-eslint/no-explicit-any
+    be.synchronize();
+    t.diagnostic(`sample_rows B=${B} V=${V} [T, topK, topP, minP] = [${args}]: ${((performance.now() - t0) / reps).toFixed(3)} ms/call`);
+  }
+  for (const p of [dl, du, dt, dp]) be.free(p, "f32", 0);
+});
+
 test("cuda: allocator reuses freed blocks and reports memory", { skip }, () => {
   const be = cudaBackend();
   const before = be.memory();

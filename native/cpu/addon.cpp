@@ -100,6 +100,10 @@ FN(grpo_loss) {
   return Napi::Number::New(a.Env(), grpo_loss(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr(a[4]), ptr(a[5]), L(a[6]),
                                               F(a[7]), F(a[8]), F(a[9]), F(a[10]), F(a[11])));
 }
+FN(sample_rows) {
+  sample_rows(ptr<int32_t>(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), L(a[4]), L(a[5]), F(a[6]), L(a[7]), F(a[8]), F(a[9]));
+  return a.Env().Undefined();
+}
 FN(num_threads) { return Napi::Number::New(a.Env(), ThreadPool::get().size()); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -107,7 +111,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward);
-  REG(grpo_loss); REG(num_threads);
+  REG(grpo_loss); REG(sample_rows); REG(num_threads);
   return exports;
 }
 }  // namespace

@@ -90,4 +90,9 @@ void lm_logp_backward(float* dh, float* dW, const float* dlogp, const float* lse
 // Returns the loss; writes dlogp when non-null.
 double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
                  long n, float epsLow, float epsHigh, float delta, float beta, float gout);
+// One token per row of logits [B, V] with uniforms [B] in [0, 1): temperature (0 = greedy), then top-k (0 = off),
+// top-p (1 = off), min-p (0 = off) as one threshold on p; inverse-CDF draw in index order (sample.cpp).
+// tokens [B], logprobs [B] = log-prob of the token under the filtered distribution (greedy: raw log-softmax).
+void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const float* uniforms, long B, long V,
+                 float temperature, long topK, float topP, float minP);
 }  // namespace aha

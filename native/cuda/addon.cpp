@@ -113,6 +113,9 @@ FN(grpo_loss) { TRY(grpo_loss)
   return Napi::Number::New(a.Env(), grpo_loss(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), F(a[7]), F(a[8]), F(a[9]),
                                               F(a[10]), F(a[11])));
   CATCH(grpo_loss) }
+FN(sample_rows) { TRY(sample_rows)
+  sample_rows(P<int32_t>(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), L(a[7]), F(a[8]), F(a[9]));
+  UNDEF CATCH(sample_rows) }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
@@ -121,6 +124,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);
+  REG(sample_rows);
   return exports;
 }
 }  // namespace

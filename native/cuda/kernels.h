@@ -60,5 +60,7 @@ void lm_logp_forward(float* logp, float* lse, float* entropy, const float* h, co
                      const int32_t* targets, long N, long C, long V, float invTemp, float softcap);
 void lm_logp_backward(float* dh, float* dW, const float* dlogp, const float* lse, const float* h, const void* W, int dtW,
                       const int32_t* targets, long N, long C, long V, float invTemp, float softcap);
+void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const float* uniforms, long B, long V,
+                 float temperature, long topK, float topP, float minP);
 
 }  // namespace aha_cuda

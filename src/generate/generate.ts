@@ -3,11 +3,13 @@
 // fanned out to its n completions. Finished sequences are dropped from the batch (cache compaction) so they stop
 // costing compute. Prompts are processed in chunks sized from a KV-cache memory budget.
 // Deterministic for a given seed: every completion draws from its own stream, seeded by (seed, prompt, index).
-import { noGrad, scope, fromHost, embedding, type Tensor } from "../engine/index.ts";
+// Sampling runs on the logits' device (sampleTokens: B ids and log-probs come back, not [B, V] logits) unless a
+// repetition penalty needs each row's history; then the logits come to the host and src/generate/sampler.ts draws.
+import { noGrad, scope, fromHost, embedding, sampleTokens, type Tensor } from "../engine/index.ts";
 import { KVCache } from "../models/kvcache.ts";
 import type { CausalLM } from "../models/model.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
-import { sampleRow, type SamplingParams } from "./sampler.ts";
+import { sampleRow, type Draw, type SamplingParams } from "./sampler.ts";
 
 export interface GenerateOptions extends SamplingParams {
   /** completions per prompt (default 1) */
@@ -76,6 +78,7 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
   const stop = new Set(opts.stopTokenIds ?? []);
   const wantLogprobs = opts.logprobs !== false;
   const params: SamplingParams = { ...opts, temperature: opts.temperature ?? 1 };
+  const onHost = !!params.repetitionPenalty && params.repetitionPenalty !== 1; // penalty needs the history
 
   // prefill each prompt once, left-padded to P
   const ids = new Int32Array(Bp * P), mask = new Int32Array(Bp * P);
@@ -84,7 +87,7 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
     mask.fill(1, b * P + (P - p.length), (b + 1) * P);
   });
   let cache = new KVCache(model.config, Bp, P + maxTokens);
-  let lastLogits = noGrad(() => scope(() => lastRowLogits(model, model.forward(ids, Bp, P, { attentionMask: mask, cache }), Bp, P)));
+  let lastLogits = noGrad(() => scope(() => lastRowLogits(model, model.forward(ids, Bp, P, { attentionMask: mask, cache }), Bp, P))); // [Bp, V]
 
   // fan out: row b of the prompt batch → n completion rows
   const live: Live[] = [];
@@ -106,9 +109,10 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
     const next: number[] = [];
     const stillActive: Live[] = [];
     const keep: number[] = [];
+    const draws = drawTokens(lastLogits, logitRows, active, params, onHost, V);
+    lastLogits.dispose();
     active.forEach((s, r) => {
-      const row = lastLogits.subarray(logitRows[r] * V, (logitRows[r] + 1) * V);
-      const d = sampleRow(row, params, s.rng.next(), params.repetitionPenalty && params.repetitionPenalty !== 1 ? s.seen : []);
+      const d = draws[r];
       s.completion.tokenIds.push(d.token);
       if (wantLogprobs) s.completion.logprobs.push(d.logprob);
       s.seen.push(d.token);
@@ -129,13 +133,30 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
     lastLogits = noGrad(() => scope(() => lastRowLogits(model, model.forward(stepIds, B, 1, { cache }), B, 1)));
     logitRows = active.map((_, r) => r);
   }
+  lastLogits.dispose();
   cache.dispose();
   return results;
 }
 
-/** Logits [B, V] of the last position of each row of hidden [B*T, C]. */
-function lastRowLogits(model: CausalLM, h: Tensor, B: number, T: number): Float32Array {
+/** One draw per live sequence s (row logitRows[r] of logits [*, V]), its uniform from its own stream. */
+function drawTokens(logits: Tensor, logitRows: number[], active: Live[], params: SamplingParams, onHost: boolean, V: number): Draw[] {
+  const u = active.map((s) => s.rng.next());
+  if (onHost) {
+    const z = logits.f32();
+    return active.map((s, r) => sampleRow(z.subarray(logitRows[r] * V, (logitRows[r] + 1) * V), params, u[r], s.seen));
+  }
+  // the kernel takes f32 uniforms; a draw that rounds up to 1 takes the last kept token, as sampleRow does
+  const identity = logitRows.length === logits.shape[0] && logitRows.every((row, r) => row === r);
+  const { tokens, logprobs } = noGrad(() => scope(() => {
+    const rows = identity ? logits : embedding(fromHost(Int32Array.from(logitRows), [logitRows.length], "i32", logits.backend), logits);
+    return sampleTokens(rows, Float32Array.from(u), params);
+  }));
+  return Array.from(tokens, (token, r) => ({ token, logprob: logprobs[r] }));
+}
+
+/** Logits [B, V] of the last position of each row of hidden [B*T, C], left on the device. */
+function lastRowLogits(model: CausalLM, h: Tensor, B: number, T: number): Tensor {
   const rows = Int32Array.from({ length: B }, (_, b) => b * T + T - 1);
   const last = T === 1 ? h : embedding(fromHost(rows, [B], "i32"), h);
-  return model.logits(last).f32();
+  return model.logits(last);
 }

@@ -1,0 +1,184 @@
+// sample_rows on the GPU: one block (1024 threads) per row of logits [B, V], so generation reads back B token ids
+// and B log-probs instead of [B, V] logits. Same contract as the CPU reference (native/cpu/sample.cpp):
+// p = exp((x − max) / temperature) rounded to f32 (computed once in double into a scratch row, so the CPU and
+// the GPU see the same p), top-k / top-p thresholds by a 30-step binary search over the f32 bit patterns of p
+// (each step one block-wide count or mass reduction over the row; no sort), min-p as minP · pmax, then an
+// inverse-CDF draw in index order: a block pass sums the kept mass per warp-sized chunk of the row, the chunk
+// holding u·S is found, and its warp scans it 32 tokens at a time. Masses are accumulated in double.
+// Cost: 3 passes over the row without top-k / top-p, about 31 more for each of them (L2-resident rows).
+// Simplified: one block per row (B ≤ 2^31); a radix histogram would cut the 30 search passes to 3.
+#include "common.cuh"
+#include <climits>
+
+namespace aha_cuda {
+
+namespace {
+constexpr int kThreads = 1024;
+constexpr unsigned kFull = 0xffffffffu;
+
+template <class T> __device__ __forceinline__ T warp_sum_t(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
+  return v;
+}
+// block sum; every thread gets the same value (the butterfly adds the same pairs in every lane)
+template <class T> __device__ __forceinline__ T block_sum_t(T v, T* sh /* [32] */) {
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warp_sum_t(v);
+  __syncthreads();
+  if (lane == 0) sh[w] = v;
+  __syncthreads();
+  return warp_sum_t(lane < nw ? sh[lane] : T(0));
+}
+// (value, index) argmax, lowest index on ties
+__device__ __forceinline__ void arg_better(float& m, long long& i, float m2, long long i2) {
+  if (m2 > m || (m2 == m && i2 < i)) { m = m2; i = i2; }
+}
+__device__ __forceinline__ void warp_argmax(float& m, long long& i) {
+  for (int o = 16; o > 0; o >>= 1) arg_better(m, i, __shfl_xor_sync(kFull, m, o), __shfl_xor_sync(kFull, i, o));
+}
+__device__ __forceinline__ long long block_argmax(float m, long long i, float* shm, long long* shi) {
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  warp_argmax(m, i);
+  __syncthreads();
+  if (lane == 0) { shm[w] = m; shi[w] = i; }
+  __syncthreads();
+  m = lane < nw ? shm[lane] : -INFINITY;
+  i = lane < nw ? shi[lane] : LLONG_MAX;
+  warp_argmax(m, i);
+  return i;
+}
+
+__global__ void __launch_bounds__(kThreads) sample_rows_kernel(int32_t* tokens, float* logprobs, float* pbuf,
+                                                                const float* logits, const float* uniforms, long V,
+                                                                float temperature, long topK, float topP, float minP) {
+  __shared__ double shd[32], wsum[32];
+  __shared__ long long shl[32], wlast[32];
+  __shared__ float shf[32];
+  __shared__ int shc[32];
+  __shared__ int selW;
+  __shared__ double selBase, selS;
+  __shared__ long long selTok;
+  const long r = blockIdx.x;
+  const float* x = logits + r * V;  // [V]
+  float* p = pbuf + r * V;          // [V] scratch
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, nw = blockDim.x >> 5;
+  const long stride = blockDim.x;
+
+  // argmax of the raw logits (lowest index on ties; NaN never wins)
+  float m = -INFINITY;
+  long long bi = LLONG_MAX;
+  for (long v = tid; v < V; v += stride) {
+    float xv = x[v];
+    if (xv > m || (xv == m && v < bi)) { m = xv; bi = v; }
+  }
+  bi = block_argmax(m, bi, shf, shl);
+  if (bi >= V) bi = 0;
+  const double mx = x[bi];
+
+  if (!(temperature > 0)) {  // greedy: log-softmax of the raw logits at the argmax
+    double s = 0;
+    for (long v = tid; v < V; v += stride) s += exp((double)x[v] - mx);
+    s = block_sum_t(s, shd);
+    if (tid == 0) { tokens[r] = (int32_t)bi; logprobs[r] = (float)((double)x[bi] - mx - log(s)); }
+    return;
+  }
+
+  const double T = temperature;
+  for (long v = tid; v < V; v += stride) p[v] = (float)exp(((double)x[v] - mx) / T);  // p[bi] = 1
+  __syncthreads();  // the draw below reads p in warp chunks, not in this thread's stride
+  float tk = 0.f, tp = 0.f;
+  if (topK > 0 && topK < V) {  // the largest τ with count(p ≥ τ) ≥ k
+    unsigned bits = 0;
+    for (int b = 29; b >= 0; b--) {
+      const unsigned cand = bits | (1u << b);
+      const float t = __uint_as_float(cand);
+      int c = 0;
+      for (long v = tid; v < V; v += stride) c += p[v] >= t;
+      if (block_sum_t(c, shc) >= topK) bits = cand;
+    }
+    tk = __uint_as_float(bits);
+  }
+  if (topP < 1.f) {  // the largest τ with mass(p ≥ max(τ, τ_k)) ≥ topP · mass(p ≥ τ_k)
+    double tot = 0;
+    for (long v = tid; v < V; v += stride) { float q = p[v]; if (q >= tk) tot += q; }
+    const double target = (double)topP * block_sum_t(tot, shd);
+    unsigned bits = 0;
+    for (int b = 29; b >= 0; b--) {
+      const unsigned cand = bits | (1u << b);
+      const float t = fmaxf(__uint_as_float(cand), tk);
+      double s = 0;
+      for (long v = tid; v < V; v += stride) { float q = p[v]; if (q >= t) s += q; }
+      if (block_sum_t(s, shd) >= target) bits = cand;
+    }
+    tp = __uint_as_float(bits);
+  }
+  const float tau = fminf(fmaxf(fmaxf(tk, tp), minP), 1.f);  // minP · pmax with pmax = 1; the top token always kept
+
+  // kept mass and last kept index per warp chunk [v0, v1)
+  const long chunk = (V + nw - 1) / nw, v0 = w * chunk, v1 = v0 + chunk < V ? v0 + chunk : V;
+  double s = 0;
+  long long last = -1;
+  for (long v = v0 + lane; v < v1; v += 32) {
+    float q = p[v];
+    if (q >= tau && q > 0) { s += q; last = v; }
+  }
+  s = warp_sum_t(s);
+  for (int o = 16; o > 0; o >>= 1) last = max(last, __shfl_xor_sync(kFull, last, o));
+  if (lane == 0) { wsum[w] = s; wlast[w] = last; }
+  __syncthreads();
+  if (tid == 0) {
+    double S = 0;
+    long long lastAll = bi;
+    for (int i = 0; i < nw; i++) { S += wsum[i]; if (wlast[i] >= 0) lastAll = wlast[i]; }
+    const double target = (double)uniforms[r] * S;
+    double base = 0;
+    int sel = -1;
+    for (int i = 0; i < nw; i++) {
+      if (target < base + wsum[i]) { sel = i; break; }
+      base += wsum[i];
+    }
+    selW = sel; selBase = base; selS = S; selTok = lastAll;  // lastAll: rounding put u·S past the kept mass
+  }
+  __syncthreads();
+  if (w == selW) {  // this warp's chunk holds u·S: scan it 32 tokens at a time
+    const double target = (double)uniforms[r] * selS;
+    long long tok = wlast[w];
+    double run = selBase;
+    for (long s0 = v0; s0 < v1; s0 += 32) {
+      const long v = s0 + lane;
+      const float q = v < v1 ? p[v] : 0.f;
+      double a = q >= tau && q > 0 ? (double)q : 0.0;
+      for (int o = 1; o < 32; o <<= 1) {
+        double n = __shfl_up_sync(kFull, a, o);
+        if (lane >= o) a += n;
+      }
+      const unsigned hit = __ballot_sync(kFull, target < run + a);
+      if (hit) { tok = s0 + __ffs(hit) - 1; break; }
+      run += __shfl_sync(kFull, a, 31);
+    }
+    if (lane == 0) selTok = tok;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    const long long tok = selTok;
+    tokens[r] = (int32_t)tok;
+    logprobs[r] = (float)(log((double)p[tok]) - log(selS));
+  }
+}
+}  // namespace
+
+void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const float* uniforms, long B, long V,
+                 float temperature, long topK, float topP, float minP) {
+  if (B == 0 || V == 0) return;
+  long R = (1L << 26) / V;  // rows per launch: at most 256 MiB of scratch p
+  R = R < 1 ? 1 : R > B ? B : R;
+  Scratch p(temperature > 0 ? (size_t)R * V * 4 : 0);
+  for (long r0 = 0; r0 < B; r0 += R) {
+    const long rows = std::min(R, B - r0);
+    sample_rows_kernel<<<(unsigned)rows, kThreads, 0, stream()>>>(tokens + r0, logprobs + r0, p.as<float>(), logits + r0 * V,
+                                                                  uniforms + r0, V, temperature, topK, topP, minP);
+    check_launch("sample_rows");
+  }
+}
+
+}  // namespace aha_cuda

@@ -1,0 +1,43 @@
+// Token sampling on the logits' device: one token and its log-prob per row of logits [B, V], reading back 2B
+// numbers instead of B·V (kernel sample_rows, native/cpu/sample.cpp and native/cuda/sample.cu). Not differentiable,
+// no repetition penalty (that needs each row's history; src/generate/sampler.ts does it on the host).
+// Filters as src/generate/sampler.ts (temperature → top-k → top-p → min-p, Hugging Face's order), applied as one
+// threshold on the probabilities; it differs from the JS sampler only on exact ties at a threshold (all kept here)
+// and by rounding the probabilities to f32.
+import { Tensor, empty, fromHost } from "../tensor.ts";
+import { assertF32 } from "./util.ts";
+
+export interface SampleParams {
+  /** 0 = greedy (argmax, lowest index on ties; log-prob under softmax of the raw logits). Default 1. */
+  temperature?: number;
+  /** keep the k most likely tokens; 0 or ≥ V = off */
+  topK?: number;
+  /** keep the smallest most-likely set with mass ≥ topP; 1 = off */
+  topP?: number;
+  /** drop tokens with probability < minP · the top probability; 0 = off */
+  minP?: number;
+}
+
+export interface SampledTokens {
+  /** [B] drawn token ids */
+  tokens: Int32Array;
+  /** [B] log-prob of each token under the filtered distribution it was drawn from */
+  logprobs: Float32Array;
+}
+
+/** Draw one token per row of logits [B, V] (f32), row b with uniform uniforms[b] ∈ [0, 1) (inverse CDF in index order). */
+export function sampleTokens(logits: Tensor, uniforms: Float32Array, p: SampleParams = {}): SampledTokens {
+  assertF32("sampleTokens", logits);
+  const V = logits.shape[logits.shape.length - 1], B = logits.numel / V;
+  if (uniforms.length !== B) throw new Error(`sampleTokens: ${uniforms.length} uniforms for ${B} rows of [${logits.shape}]`);
+  if (B === 0) return { tokens: new Int32Array(0), logprobs: new Float32Array(0) };
+  const be = logits.backend;
+  const u = fromHost(uniforms, [B], "f32", be), tok = empty([B], "i32", be), lp = empty([B], "f32", be);
+  try {
+    const topK = p.topK !== undefined && p.topK > 0 && p.topK < V ? Math.floor(p.topK) : 0;
+    be.k.sample_rows(tok.buf, lp.buf, logits.buf, u.buf, B, V, p.temperature ?? 1, topK, p.topP ?? 1, p.minP ?? 0);
+    return { tokens: tok.data() as Int32Array, logprobs: lp.f32() };
+  } finally {
+    u.dispose(); tok.dispose(); lp.dispose();
+  }
+}
