@@ -3,7 +3,7 @@
 // completion tokens, in micro-batches (gradient accumulation); then the same work by PyTorch + transformers + peft
 // (bench/torch_baseline.py, same folder of weights) in the same run, printed side by side. Decode is teacher-forced
 // (forward + lm-head logits per token, no sampling) and shown beside the memory-bandwidth bound.
-// Also times real rollouts through generate() (sampling on the host) for 8 prompts × 8 completions.
+// Also times real rollouts through generate() (sampling on the device unless repetition_penalty) for 8 prompts × 8 completions.
 //   node --import tsx bench/gpu-grpo.ts [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 64] [--no-torch] [--dir …] [--layers 24]
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -142,7 +142,7 @@ function main(): void {
   be.synchronize();
   const genS = (performance.now() - tg) / 1000;
   const genTps = gen.reduce((a, c) => a + c.tokenIds.length, 0) / genS;
-  console.log(`generate ${PROMPTS}×${GENS}×${GEN_TOKENS} (sampling on the host): ${genS.toFixed(2)} s, ${genTps.toFixed(0)} tok/s`);
+  console.log(`generate ${PROMPTS}×${GENS}×${GEN_TOKENS} (sampling on the device unless repetition_penalty): ${genS.toFixed(2)} s, ${genTps.toFixed(0)} tok/s`);
   // bound: every weight read once per step (bf16) + the KV cache read at its mean length (f32 in aha, bf16 in torch)
   const bw = /H200/.test(info.name!) ? 4.8e12 : /H100/.test(info.name!) ? 3.35e12 : NaN;
   const weightBytes = 2 * (V * C + LAYERS * (C * (HQ + 2 * HKV) * D + HQ * D * C + 3 * C * I));
