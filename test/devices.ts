@@ -11,3 +11,13 @@ export function availableDevices(): Device[] {
 export function cudaSkip(): false | string {
   return cudaAvailable() ? false : `no CUDA: ${cudaInfo().error}`;
 }
+
+/** Make `d` the device new tensors (and models loaded next) live on; CUDA GEMMs in exact f32 for parity tests. */
+export async function useDevice(d: Device): Promise<void> {
+  const { setDefaultDevice } = await import("../src/engine/index.ts");
+  if (d === "cuda") {
+    const { cudaBackend } = await import("../src/engine/cuda.ts");
+    cudaBackend().setGemmMode("exact");
+  }
+  setDefaultDevice(d);
+}

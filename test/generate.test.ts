@@ -12,15 +12,21 @@ import { noGrad, scope } from "../src/engine/index.ts";
 import { generate } from "../src/generate/generate.ts";
 import { filteredLogits, sampleRow, softmax, applyTopK, applyTopP, applyMinP, applyTemperature, applyRepetitionPenalty, type SamplingParams } from "../src/generate/sampler.ts";
 import { Xoshiro } from "../src/engine/rng.ts";
+import { availableDevices, useDevice } from "./devices.ts";
 
-for (const dir of fixtureModels()) {
-  const name = basename(dir);
-  const model = CausalLM.load(dir);
-  const V = model.config.vocabSize;
+for (const device of availableDevices()) for (const dir of fixtureModels()) {
+  const name = `${device} ${basename(dir)}`;
+  let loaded: CausalLM | undefined;
+  const load = async () => {
+    await useDevice(device);
+    loaded ??= CausalLM.load(dir);
+    return { model: loaded, V: loaded.config.vocabSize };
+  };
 
   for (const f of ["reference.safetensors", "reference_long.safetensors"]) {
     if (!existsSync(join(dir, f))) continue;
-    test(`${name}: temperature 0 reproduces greedy_ids of ${f}`, () => {
+    test(`${name}: temperature 0 reproduces greedy_ids of ${f}`, async () => {
+    const { model, V } = await load();
       const ref = readSafetensors(join(dir, f));
       if (!ref.has("greedy_ids")) return;
       const want = Array.from(ref.int32("greedy_ids"));
@@ -30,7 +36,8 @@ for (const dir of fixtureModels()) {
     });
   }
 
-  test(`${name}: cached decode logits equal a full forward at every step`, () => {
+  test(`${name}: cached decode logits equal a full forward at every step`, async () => {
+    const { model, V } = await load();
     const prompt = [5, 17, 99, 3, 250, 41, 7];
     const steps = 6;
     const seq = [...prompt];
@@ -52,7 +59,8 @@ for (const dir of fixtureModels()) {
     assert.ok(worst <= 1e-4, `max |Δlogit| ${worst}`);
   });
 
-  test(`${name}: n completions equal n separate calls; padding changes nothing`, () => {
+  test(`${name}: n completions equal n separate calls; padding changes nothing`, async () => {
+    const { model, V } = await load();
     const prompts = [[11, 12, 13, 14, 15, 16, 17, 18], [200, 201], [7, 300, 301, 302, 9]];
     const opts = { temperature: 0, maxTokens: 8 };
     const batched = generate(model, prompts, { ...opts, n: 3 });
@@ -67,7 +75,8 @@ for (const dir of fixtureModels()) {
     }
   });
 
-  test(`${name}: sampling is deterministic per seed, stop tokens end completions, logprobs match a re-score`, () => {
+  test(`${name}: sampling is deterministic per seed, stop tokens end completions, logprobs match a re-score`, async () => {
+    const { model, V } = await load();
     const prompts = [[1, 2, 3, 4], [9, 8, 7]];
     const o = { temperature: 1, topP: 0.95, maxTokens: 10, n: 4, seed: 1234 };
     const a = generate(model, prompts, o), b = generate(model, prompts, o);

@@ -1,6 +1,6 @@
 // GRPO loss parity: for every fixture model with reference_grpo.safetensors, each loss type (and its two-sided
 // delta variant) matches transformers/TRL's loss, and the gradient of every LoRA parameter matches
-// (‖a − b‖ / ‖b‖ ≤ 1e-4). Conventions are read from reference_grpo.json.
+// (‖a − b‖ / ‖b‖ ≤ 1e-4), on every available device. Conventions are read from reference_grpo.json.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
@@ -10,6 +10,7 @@ import { readSafetensors } from "../src/models/safetensors.ts";
 import { CausalLM } from "../src/models/model.ts";
 import { backward, scope } from "../src/engine/index.ts";
 import { batchLoss, lossWeights, type LossType } from "../src/grpo/loss.ts";
+import { availableDevices, useDevice } from "./devices.ts";
 
 function relErr(a: Float32Array, b: Float32Array): number {
   let num = 0, den = 0;
@@ -17,8 +18,8 @@ function relErr(a: Float32Array, b: Float32Array): number {
   return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
 }
 
-for (const dir of fixtureModels()) {
-  const name = basename(dir);
+for (const device of availableDevices()) for (const dir of fixtureModels()) {
+  const name = `${device} ${basename(dir)}`;
   const stPath = join(dir, "reference_grpo.safetensors");
   if (!existsSync(stPath)) continue;
   const conv = JSON.parse(readFileSync(join(dir, "reference_grpo.json"), "utf8"));
@@ -28,7 +29,8 @@ for (const dir of fixtureModels()) {
   for (const c of cases) for (const ckpt of [false, true]) {
     // with gradient checkpointing only for the plain grpo case: it must not change a single gradient
     if (ckpt && c !== "grpo") continue;
-    test(`${name}: GRPO loss and LoRA gradients, ${c}${ckpt ? " (gradient checkpointing)" : ""}`, () => {
+    test(`${name}: GRPO loss and LoRA gradients, ${c}${ckpt ? " (gradient checkpointing)" : ""}`, async () => {
+      await useDevice(device);
       const model = CausalLM.load(dir, { adapter: join(dir, "adapter") });
       model.gradientCheckpointing = ckpt;
       const [B, P] = ref.info("prompt_ids").shape;

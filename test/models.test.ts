@@ -1,5 +1,6 @@
 // Fixture parity: every tiny model under $AHA_FIXTURES/tiny-models reproduces transformers' logits (base and
-// with its PEFT adapter), the long-context cases and greedy tokens.
+// with its PEFT adapter), the long-context cases and greedy tokens, on every available device (CPU; CUDA where a
+// GPU is, with exact f32 GEMMs).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -8,6 +9,7 @@ import { fixtureModels } from "./fixtures.ts";
 import { readSafetensors } from "../src/models/safetensors.ts";
 import { CausalLM } from "../src/models/model.ts";
 import { scope, noGrad } from "../src/engine/index.ts";
+import { availableDevices, useDevice } from "./devices.ts";
 
 /** max |a - b| over positions where mask is 1; a, b [B, T, V] */
 function maxMaskedDiff(a: Float32Array, b: Float32Array, mask: Int32Array, V: number): number {
@@ -42,12 +44,13 @@ export function greedy(model: CausalLM, prompt: Int32Array, n: number): number[]
 const models = fixtureModels();
 test("fixture models are present", () => assert.ok(models.length > 0, "no models under $AHA_FIXTURES/tiny-models"));
 
-for (const dir of models) {
-  const name = basename(dir);
+for (const device of availableDevices()) for (const dir of models) {
+  const name = `${device} ${basename(dir)}`;
   for (const refName of ["reference.safetensors", "reference_long.safetensors"]) {
     const refPath = join(dir, refName);
     if (!existsSync(refPath)) continue;
-    test(`${name}: ${refName} logits and greedy tokens`, () => {
+    test(`${name}: ${refName} logits and greedy tokens`, async () => {
+      await useDevice(device);
       const ref = readSafetensors(refPath);
       const model = CausalLM.load(dir);
       const [B, T] = ref.info("input_ids").shape;
@@ -63,7 +66,8 @@ for (const dir of models) {
   }
   const loraRef = join(dir, "reference_lora.safetensors");
   if (existsSync(loraRef) && existsSync(join(dir, "adapter"))) {
-    test(`${name}: logits with the PEFT adapter`, () => {
+    test(`${name}: logits with the PEFT adapter`, async () => {
+      await useDevice(device);
       const base = readSafetensors(join(dir, "reference.safetensors"));
       const ref = readSafetensors(loraRef);
       const model = CausalLM.load(dir, { adapter: join(dir, "adapter") });
