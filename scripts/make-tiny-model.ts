@@ -2,7 +2,12 @@
 // a llama config and a random init, then trains it with the project's own engine on CPU (full fine-tuning, loss on
 // the completion tokens only) on generated arithmetic problems, stopping early on purpose: the model writes the
 // <think>/<answer> format reliably but gets only part of the answers right, which leaves room for GRPO.
-// Is not: a general pretraining script. Deterministic for a given seed (same host, same thread count).
+// Is not: a general pretraining script. Deterministic for a given seed (bit-identical across runs and thread
+// counts on one host; kernel changes in the engine may change the bits).
+//
+// Defaults made the committed assets/tiny-arith: hidden 128, 4 layers, 4 heads, MLP 384, vocab 198 (0.878M params,
+// 3.4 MB f32), 2500 steps × 32 problems, AdamW lr 3e-3 constant after 30 warm-up steps, half the solutions with a
+// careless slip. 1140 s (0.43 s/step) on the 2-core CPU. Held-out (500): greedy 55.6%, temperature 1 30.6%.
 //
 //   node --import tsx scripts/make-tiny-model.ts [--out assets/tiny-arith] [--steps N] [--lr X] [--snapshots DIR]
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
@@ -14,7 +19,7 @@ import { writeSafetensors, type StWriteTensor } from "../src/models/safetensors.
 import { AdamW, clipGradNorm, scheduledLr } from "../src/grpo/optim.ts";
 import { loadTokenizer, type Tokenizer } from "../src/tokenize/index.ts";
 import { mixSeed, Xoshiro } from "../src/engine/rng.ts";
-import { arithDataset, arithMessages, type ArithProblem } from "../src/defaults/arith.ts";
+import { arithDataset, arithMessages, withSlip, type ArithProblem } from "../src/defaults/arith.ts";
 import { evaluateArith } from "../src/defaults/eval.ts";
 import { buildTokenizer, checkRoundTrip, corpusTexts } from "./tiny-tokenizer.ts";
 
@@ -26,13 +31,14 @@ const { values: a } = parseArgs({
     layers: { type: "string", default: "4" },
     heads: { type: "string", default: "4" },
     intermediate: { type: "string", default: "384" },
-    steps: { type: "string", default: "600" },
+    steps: { type: "string", default: "2500" },
     batch: { type: "string", default: "32" },
     lr: { type: "string", default: "3e-3" },
     warmup: { type: "string", default: "30" },
-    "eval-every": { type: "string", default: "100" },
+    "eval-every": { type: "string", default: "250" },
     "eval-n": { type: "string", default: "200" },
     snapshots: { type: "string" },
+    slips: { type: "string", default: "0.5" },
   },
 });
 const num = (k: keyof typeof a) => Number(a[k]);
@@ -152,7 +158,16 @@ function report(step: number, sec: number): void {
 model.trainAll();
 const params = model.parameters();
 const opt = new AdamW(params, { lr, weightDecay: 0.01, beta2: 0.98 });
-const train = arithDataset("train", steps * B, seed);
+// The corpus's careless teacher: a fraction `slips` of the solutions have the last result off by ±1 or ±10
+// (the answer follows it). The model learns the right calculation as the most likely one but samples slips at
+// about that rate: greedy is right more often than temperature-1 samples, and reward for correct answers can
+// teach it to stop slipping.
+const slipRng = new Xoshiro(mixSeed(seed, 11));
+const train = arithDataset("train", steps * B, seed).map((p) => {
+  if (slipRng.next() >= num("slips")) return p;
+  const delta = [-10, -1, 1, 10][Math.floor(slipRng.next() * 4)];
+  return { ...p, ...withSlip(p.target, delta) };
+});
 const t0 = Date.now();
 let ema = 0;
 for (let step = 0; step < steps; step++) {

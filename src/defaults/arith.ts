@@ -5,7 +5,7 @@
 // and the prompt format (one user turn in ChatML, no system prompt). Train and held-out splits are disjoint by
 // question text: a question belongs to the held-out split when its hash falls in the held-out fifth, so no held-out
 // question is ever seen in training, whatever the seeds. The arithmetic facts themselves (a small table: sums up
-// to 50, differences of numbers up to 50, products up to 5 × 10) do recur across splits, as in GSM8K.
+// to 49, differences of numbers up to 50, products up to 5 × 10; the second operand is one digit) do recur across splits, as in GSM8K.
 // Is not: a tokenizer or a reward (GSM8K correctness/format rewards score these completions as they are).
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import type { Message } from "../tokenize/index.ts";
@@ -48,7 +48,7 @@ function draw(rng: () => number): ArithProblem {
   const box = pick(CONTAINERS);
   const u = rng();
   if (u < 0.3) {
-    const a = int(2, 30), b = int(2, 20);
+    const a = int(2, 40), b = int(2, 9);
     const q = pick([
       `${name} has ${a} ${obj} and finds ${b} more. How many ${obj} does ${he} have now?`,
       `${name} had ${a} ${obj}. ${cap(he)} bought ${b} more. How many ${obj} does ${he} have now?`,
@@ -58,7 +58,7 @@ function draw(rng: () => number): ArithProblem {
     return { question: q, answer: String(a + b), target: formatTarget([`${a} + ${b} = ${a + b}`], String(a + b)), kind: "add" };
   }
   if (u < 0.6) {
-    const a = int(10, 50), b = int(1, Math.min(20, a - 1));
+    const a = int(10, 50), b = int(1, 9);
     const q = pick([
       `${name} has ${a} ${obj} and gives ${b} to ${name2}. How many ${obj} does ${he} have left?`,
       `${name} had ${a} ${obj}. ${cap(he)} lost ${b} of them. How many ${obj} does ${he} have left?`,
@@ -74,7 +74,7 @@ function draw(rng: () => number): ArithProblem {
     ]);
     return { question: q, answer: String(a * b), target: formatTarget([`${a} * ${b} = ${a * b}`], String(a * b)), kind: "mul" };
   }
-  const a = int(2, 20), b = int(2, 20), c = int(1, Math.min(20, a + b - 1));
+  const a = int(2, 30), b = int(2, 9), c = int(1, Math.min(9, a + b - 1));
   const s = a + b, r = s - c;
   const q = pick([
     `${name} has ${a} ${obj}. ${cap(he)} finds ${b} more and then gives ${c} to ${name2}. How many ${obj} does ${he} have now?`,
@@ -102,6 +102,21 @@ export function arithDataset(split: ArithSplit, n: number, seed = 0): ArithProbl
     if (splitOf(p.question) === split) out.push(p);
   }
   return out;
+}
+
+/**
+ * The target with a careless slip in its last calculation: the result (and so the answer) off by `delta`
+ * (e.g. ±1, ±10). The pretraining corpus of the tiny model has such slips in part of its solutions.
+ */
+export function withSlip(target: string, delta: number): { target: string; answer: string } {
+  const lines = target.split("\n");
+  const i = lines.indexOf("</think>") - 1;
+  const m = /^(\d+) ([-+*]) (\d+) = (\d+)$/.exec(lines[i]);
+  if (!m) throw new Error(`withSlip: no calculation in ${JSON.stringify(target)}`);
+  const wrong = Math.max(0, Number(m[4]) + delta);
+  const finalWrong = wrong === Number(m[4]) ? wrong + 1 : wrong;
+  lines[i] = `${m[1]} ${m[2]} ${m[3]} = ${finalWrong}`;
+  return { target: formatTarget(lines.slice(1, i + 1), String(finalWrong)), answer: String(finalWrong) };
 }
 
 /** The prompt as chat messages: one user turn holding the question (no system prompt). */
