@@ -5,6 +5,14 @@
 // held-out accuracy (greedy and temperature 1).
 // Is not: the trainer (src/grpo/trainer.ts): no config, checkpoints, metrics files, accumulation or KL reference.
 //
+// Measured on the 2-core CPU with assets/tiny-arith, seed 0, 8 prompts × 8 completions, dapo, eps 0.2/0.28, beta 0,
+// constant lr, held-out 200 problems (T=1: 4 samples each):
+//   full fine-tuning, lr 3e-4 (--lora 0): 0.84 s/step; T=1 31.9% → 46.9% (50 steps) → 53.9% (100) → 64.4% (300)
+//     → 73.0% (527 steps, 8.1 min); greedy 55.5% → 89.5%.
+//   LoRA r16 α32 all-linear, lr 1e-3: 0.89 s/step; T=1 31.9% → 46.0% (50) → 51.6% (100) → 57.0% (200)
+//     → 60.3% (245 steps, 4.1 min); greedy 55.5% → 78.5%.
+//   full fine-tuning at lr 1e-3 diverges (accuracy falls to a few %).
+//
 //   node --import tsx scripts/tiny-grpo-check.ts [--model assets/tiny-arith] [--steps 150] [--lr 1e-3] [--lora 16|0]
 import { parseArgs } from "node:util";
 import { backward, noGrad, scope } from "../src/engine/index.ts";
