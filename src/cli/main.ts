@@ -59,7 +59,7 @@ program.command("train")
   .action(async (config, o) => {
     if (config) return runTrain(config, o);
     const { runDefault } = await import("../defaults/run.ts");
-    return runDefault(o);
+    await runDefault(o);
   });
 
 program.command("sft")
