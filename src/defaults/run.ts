@@ -73,7 +73,7 @@ export async function runDefault(a: DefaultRunArgs = {}): Promise<{ before: Eval
   const minutes = (Date.now() - t0) / 60000;
   const lift = (after.accuracy - before.accuracy) * 100;
   out.write(`aha: held-out accuracy ${(before.accuracy * 100).toFixed(1)}% → ${(after.accuracy * 100).toFixed(1)}% (${lift >= 0 ? "+" : ""}${lift.toFixed(1)} points) in ${minutes.toFixed(1)} min; ` +
-    `reward curve ${join(cfg.outputDir, "reward.svg")}, adapter ${join(cfg.outputDir, "final")}\n`);
+    `reward curve ${join(cfg.outputDir, "reward.svg")}, trained model ${join(cfg.outputDir, "final")}\n`);
   const sample = after.samples[0];
   if (sample) out.write(`example completion after training:\n${sample.completion}\n`);
   writeFileSync(join(cfg.outputDir, "summary.json"), JSON.stringify({ before: before.accuracy, after: after.accuracy, greedy_before: greedyBefore, greedy_after: greedyAfter, minutes, heldOut: HELD_OUT, steps: cfg.maxSteps, before_rewards: before.meanReward, after_rewards: after.meanReward }, null, 2) + "\n");
