@@ -43,6 +43,9 @@ export const HELD_OUT = 500;
 
 export interface DefaultRunArgs {
   maxSteps?: number;
+  /** held-out problems to evaluate (default HELD_OUT) */
+  heldOut?: number;
+  quiet?: boolean;
   outputDir?: string;
   resume?: boolean;
 }
@@ -57,9 +60,10 @@ export async function runDefault(a: DefaultRunArgs = {}): Promise<{ before: Eval
   const cfg = validateConfig({ ...DEFAULT_CONFIG, ...(a.maxSteps ? { maxSteps: a.maxSteps } : {}), ...(a.outputDir ? { outputDir: a.outputDir } : {}) });
   const seed = cfg.seed;
   const rows = arithRows("train", 20000, seed);
-  const heldOut = arithRows("test", HELD_OUT, seed + 1);
-  const trainer = await GRPOTrainer.create(cfg, { rows, resume: a.resume });
-  const out = process.stderr;
+  const nHeld = a.heldOut ?? HELD_OUT;
+  const heldOut = arithRows("test", nHeld, seed + 1);
+  const trainer = await GRPOTrainer.create(cfg, { rows, resume: a.resume, quiet: a.quiet });
+  const out = a.quiet ? { write: (_: string) => true } : process.stderr;
   out.write(`aha: default run — GRPO on the built-in ${DEFAULT_MODEL.split("/").pop()} model (${trainer.model.allWeights().reduce((s, t) => s + t.numel, 0).toLocaleString()} parameters), arithmetic word problems, ${cfg.maxSteps} steps of ${trainer.promptsPerRound} prompts × ${cfg.numGenerations} completions, CPU\n`);
   const evalOpts = { temperature: 1, seed: seed + 17 };
   const greedy = async () => (await evaluate(trainer.model, trainer.tokenizer, heldOut, trainer.rewardFuncs, cfg, { temperature: 0 })).accuracy;
@@ -76,6 +80,6 @@ export async function runDefault(a: DefaultRunArgs = {}): Promise<{ before: Eval
     `reward curve ${join(cfg.outputDir, "reward.svg")}, trained model ${join(cfg.outputDir, "final")}\n`);
   const sample = after.samples[0];
   if (sample) out.write(`example completion after training:\n${sample.completion}\n`);
-  writeFileSync(join(cfg.outputDir, "summary.json"), JSON.stringify({ before: before.accuracy, after: after.accuracy, greedy_before: greedyBefore, greedy_after: greedyAfter, minutes, heldOut: HELD_OUT, steps: cfg.maxSteps, before_rewards: before.meanReward, after_rewards: after.meanReward }, null, 2) + "\n");
+  writeFileSync(join(cfg.outputDir, "summary.json"), JSON.stringify({ before: before.accuracy, after: after.accuracy, greedy_before: greedyBefore, greedy_after: greedyAfter, minutes, heldOut: nHeld, steps: cfg.maxSteps, before_rewards: before.meanReward, after_rewards: after.meanReward }, null, 2) + "\n");
   return { before, after, minutes };
 }
