@@ -97,3 +97,15 @@ test("a reward that throws stops the run and names the function and the sample",
   const t = await GRPOTrainer.create({ ...base, maxSteps: 1, perDeviceTrainBatchSize: 8, outputDir: join(tmp, "boom") } as never, { rows, rewardFuncs: [boom], quiet: true });
   await assert.rejects(t.train(), (e: Error) => e.message.includes("boom") && e.message.includes("kaput") && e.message.includes("question"));
 });
+
+test("save_steps writes checkpoints; save_total_limit keeps only the newest", async () => {
+  const out = join(tmp, "ckpts");
+  const t = await trainer({ maxSteps: 3, perDeviceTrainBatchSize: 8, saveSteps: 1, saveTotalLimit: 2 }, out);
+  await t.train();
+  const { readdirSync } = await import("node:fs");
+  const left = readdirSync(out).filter((n) => n.startsWith("checkpoint-")).sort();
+  assert.deepEqual(left, ["checkpoint-2", "checkpoint-3"]);
+  for (const f of ["adapter_model.safetensors", "adapter_config.json", "optimizer.safetensors", "trainer_state.json"])
+    assert.ok(existsSync(join(out, "checkpoint-3", f)), f);
+  assert.ok(!readdirSync(out).some((n) => n.includes(".tmp-")), "no temporary folders left");
+});
