@@ -82,3 +82,48 @@ for (const device of availableDevices()) for (const dir of models) {
     });
   }
 }
+
+// The older config form most Hub checkpoints carry (top-level rope_theta / rope_scaling, gemma3's
+// rope_local_base_freq and sliding_window_pattern) must load to the very same model.
+import { cpSync, mkdtempSync, readFileSync as readText, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+
+function toOldConfig(cfg: Record<string, any>): Record<string, any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const { rope_parameters: rp, layer_types: lt, ...rest } = cfg;
+  const old: Record<string, any> = { ...rest }; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const scaling = (p: Record<string, unknown>) => {
+    const { rope_theta: _t, partial_rotary_factor: _p, ...s } = p;
+    return s.rope_type && s.rope_type !== "default" ? s : undefined;
+  };
+  if (rp?.full_attention) {
+    old.rope_theta = rp.full_attention.rope_theta;
+    old.rope_local_base_freq = rp.sliding_attention.rope_theta;
+    old.rope_scaling = scaling(rp.full_attention) ?? null;
+    // layer_types [sliding…, full] every k-th layer → the older sliding_window_pattern k
+    const k = (lt as string[]).indexOf("full_attention") + 1;
+    old.sliding_window_pattern = k;
+  } else if (rp) {
+    old.rope_theta = rp.rope_theta;
+    old.rope_scaling = scaling(rp) ?? null;
+    if (lt) old.layer_types = lt;
+  }
+  return old;
+}
+
+for (const dir of models) {
+  test(`${basename(dir)}: the older config form (rope_theta / rope_scaling) loads the same model`, () => {
+    const tmp = mkdtempSync(join(tmpdir(), "aha-oldcfg-"));
+    try {
+      cpSync(dir, tmp, { recursive: true });
+      const cfg = JSON.parse(readText(join(dir, "config.json"), "utf8"));
+      writeFileSync(join(tmp, "config.json"), JSON.stringify(toOldConfig(cfg)));
+      const ref = readSafetensors(join(dir, "reference_long.safetensors"));
+      const [B, T] = ref.info("input_ids").shape;
+      const args = [ref.int32("input_ids"), ref.int32("attention_mask"), ref.int32("position_ids"), B, T] as const;
+      const a = logitsFor(CausalLM.load(dir), ...args), b = logitsFor(CausalLM.load(tmp), ...args);
+      assert.deepEqual(b, a);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+}
