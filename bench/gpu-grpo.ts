@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { writeSafetensors, type StWriteTensor } from "../src/models/safetensors.ts";
 import { CausalLM } from "../src/models/model.ts";
 import { KVCache } from "../src/models/kvcache.ts";
-import { backward, embedding, fromHost, noGrad, scope, setDefaultDevice, type Tensor } from "../src/engine/index.ts";
+import { backward, embedding, fromHost, memoryByCategory, noGrad, scope, setDefaultDevice, type Tensor } from "../src/engine/index.ts";
 import { cudaBackend, cudaInfo } from "../src/engine/cuda.ts";
 import { batchLoss, type CompletionBatch } from "../src/grpo/loss.ts";
 import { AdamW } from "../src/grpo/optim.ts";
@@ -116,6 +116,8 @@ function main(): void {
     if (step > 0 || STEPS === 1) times.push(dt);
   }
   printProfile("train step", be.profile(), median(times));
+  const cats = memoryByCategory("cuda");
+  console.log("peak by category (GiB): " + Object.entries(cats).map(([c, b]) => `${c} ${(b.peak / GB).toFixed(2)}`).join(", "));
   const stepS = median(times) / 1000;
 
   // decode: prefill 128 tokens for 64 sequences, then 256 single-token steps through the KV cache

@@ -74,3 +74,34 @@ test("a training step does not leak: allocated bytes return to the same level af
   assert.equal(step(), first);
   assert.equal(step(), first);
 });
+
+import { memoryByCategory } from "../src/engine/index.ts";
+import { AdamW } from "../src/grpo/optim.ts";
+import { KVCache } from "../src/models/kvcache.ts";
+
+test("memory report by category: weights, LoRA, optimiser, gradients, KV cache, activations", () => {
+  const dir = fixtureModels()[0];
+  const before = memoryByCategory();
+  const model = CausalLM.load(dir, { adapter: join(dir, "adapter") });
+  const opt = new AdamW(model.parameters(), { lr: 1e-3 });
+  const cache = new KVCache(model.config, 2, 16);
+  const now = memoryByCategory();
+  const delta = (c: keyof typeof now) => now[c].now - before[c].now;
+  const bytes = (ts: { bytes: number }[]) => ts.reduce((a, t) => a + t.bytes, 0);
+  assert.equal(delta("weights"), bytes(model.allWeights()));
+  assert.equal(delta("lora"), bytes(model.parameters()));
+  assert.equal(delta("optimizer"), 2 * bytes(model.parameters()));
+  assert.equal(delta("kv_cache"), KVCache.bytes(model.config, 2, 16));
+  // a backward leaves one gradient per LoRA parameter; the step's activations are gone after its scope
+  const B = 2, P = 3, T = 4;
+  const batch = { promptIds: Int32Array.from({ length: B * P }, (_, i) => i + 3), completionIds: Int32Array.from({ length: B * T }, (_, i) => i + 9), completionMask: new Float32Array(B * T).fill(1), B, P, T };
+  scope(() => backward(batchLoss(model, batch, null, null, Float32Array.from([1, -1]), { lossType: "grpo", epsilon: 0.2, epsilonHigh: 0.2, beta: 0, temperature: 1, maxCompletionLength: T }).loss));
+  const after = memoryByCategory();
+  assert.equal(after.gradients.now - before.gradients.now, bytes(model.parameters()));
+  assert.equal(after.activations.now, now.activations.now);
+  assert.ok(after.activations.peak > now.activations.now, "the step's activations show in the peak");
+  opt.zeroGrad();
+  assert.equal(memoryByCategory().gradients.now, before.gradients.now);
+  cache.dispose();
+  opt.dispose();
+});

@@ -57,10 +57,10 @@ export function backward(root: Tensor, grad?: Tensor): void {
       if (t.grad) {
         const s = add(t.grad, g);
         t.grad.dispose();
-        t.grad = s.keep();
+        t.grad = s.setCategory("gradients").keep();
         if (g !== grad) g.dispose();
       } else {
-        t.grad = g === grad ? copyOf(g) : g.keep();
+        t.grad = (g === grad ? copyOf(g) : g.keep()).setCategory("gradients");
       }
       continue;
     }

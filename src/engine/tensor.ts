@@ -19,6 +19,31 @@ export interface GradNode {
 
 const scopes: Set<Tensor>[] = [];
 
+/** What a buffer is for, in memory reports. */
+export type MemoryCategory = "weights" | "lora" | "optimizer" | "gradients" | "kv_cache" | "activations";
+const CATEGORIES: MemoryCategory[] = ["weights", "lora", "optimizer", "gradients", "kv_cache", "activations"];
+
+interface CategoryBytes { now: number; peak: number }
+const byCategory = new Map<Device, Map<MemoryCategory, CategoryBytes>>();
+
+function account(device: Device, cat: MemoryCategory, delta: number): void {
+  let m = byCategory.get(device);
+  if (!m) { m = new Map(CATEGORIES.map((c) => [c, { now: 0, peak: 0 }])); byCategory.set(device, m); }
+  const e = m.get(cat)!;
+  e.now += delta;
+  if (e.now > e.peak) e.peak = e.now;
+}
+
+/** Bytes held now and at peak (since resetMemoryPeaks) per category, for tensors that own their buffers. */
+export function memoryByCategory(device: Device = defaultBackend().device): Record<MemoryCategory, CategoryBytes> {
+  const m = byCategory.get(device);
+  return Object.fromEntries(CATEGORIES.map((c) => [c, { ...(m?.get(c) ?? { now: 0, peak: 0 }) }])) as Record<MemoryCategory, CategoryBytes>;
+}
+
+export function resetMemoryPeaks(device: Device = defaultBackend().device): void {
+  for (const e of byCategory.get(device)?.values() ?? []) e.peak = e.now;
+}
+
 export class Tensor {
   readonly numel: number;
   requiresGrad = false;
@@ -27,6 +52,7 @@ export class Tensor {
   /** set for named parameters, used in error messages */
   name?: string;
   private disposed = false;
+  private cat: MemoryCategory = "activations";
 
   constructor(
     readonly shape: number[],
@@ -39,6 +65,20 @@ export class Tensor {
     this.numel = shape.reduce((a, b) => a * b, 1);
     const s = scopes[scopes.length - 1];
     if (s) s.add(this);
+    if (owner) account(backend.device, this.cat, this.bytes);
+  }
+
+  get category(): MemoryCategory {
+    return this.cat;
+  }
+  /** File this tensor's bytes under another category of the memory report. */
+  setCategory(c: MemoryCategory): this {
+    if (this.owner && !this.disposed && c !== this.cat) {
+      account(this.backend.device, this.cat, -this.bytes);
+      account(this.backend.device, c, this.bytes);
+    }
+    this.cat = c;
+    return this;
   }
 
   get device(): Device {
@@ -75,7 +115,10 @@ export class Tensor {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    if (this.owner) this.backend.free(this.buf, this.dtype, this.numel);
+    if (this.owner) {
+      this.backend.free(this.buf, this.dtype, this.numel);
+      account(this.backend.device, this.cat, -this.bytes);
+    }
     this.node = null;
     if (this.grad) { this.grad.dispose(); this.grad = null; }
   }

@@ -17,8 +17,8 @@ export class AdamW {
   step = 0;
 
   constructor(readonly params: Tensor[], readonly opts: AdamWOpts) {
-    this.m = params.map((p) => zeros(p.shape, "f32", p.backend).keep());
-    this.v = params.map((p) => zeros(p.shape, "f32", p.backend).keep());
+    this.m = params.map((p) => zeros(p.shape, "f32", p.backend).setCategory("optimizer").keep());
+    this.v = params.map((p) => zeros(p.shape, "f32", p.backend).setCategory("optimizer").keep());
   }
 
   /** One update with learning rate lr (defaults to opts.lr); parameters without a gradient are skipped. */

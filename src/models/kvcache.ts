@@ -13,8 +13,8 @@ export class KVCache {
 
   constructor(readonly cfg: ModelConfig, public batch: number, readonly capacity: number) {
     for (let l = 0; l < cfg.layers; l++) {
-      this.k.push(zeros([batch, capacity, cfg.kvHeads, cfg.headDim]).keep());
-      this.v.push(zeros([batch, capacity, cfg.kvHeads, cfg.headDim]).keep());
+      this.k.push(zeros([batch, capacity, cfg.kvHeads, cfg.headDim]).setCategory("kv_cache").keep());
+      this.v.push(zeros([batch, capacity, cfg.kvHeads, cfg.headDim]).setCategory("kv_cache").keep());
     }
     this.mask = new Int32Array(batch * capacity);
   }

@@ -61,8 +61,8 @@ export class LoraAdapter {
       if (!matchesTarget(name, config.target_modules)) continue;
       const bound = 1 / Math.sqrt(inF); // kaiming_uniform with a = √5: gain √(2/6) · √(3/in) = 1/√in
       const a = new Float32Array(config.r * inF).map(() => (rng() * 2 - 1) * bound);
-      const A = fromHost(a, [config.r, inF]).keep();
-      const B = zeros([outF, config.r]).keep();
+      const A = fromHost(a, [config.r, inF]).setCategory("lora").keep();
+      const B = zeros([outF, config.r]).setCategory("lora").keep();
       A.name = LoraAdapter.peftKey(name, "A");
       B.name = LoraAdapter.peftKey(name, "B");
       A.requiresGrad = B.requiresGrad = true;
@@ -98,7 +98,7 @@ export class LoraAdapter {
       check("A", pair.A, [r, inF]);
       check("B", pair.B, [outF, r]);
       const mk = (which: "A" | "B", t: { shape: number[]; data: Float32Array }) => {
-        const x = fromHost(t.data, t.shape).keep();
+        const x = fromHost(t.data, t.shape).setCategory("lora").keep();
         x.name = LoraAdapter.peftKey(module, which);
         x.requiresGrad = true;
         return x;

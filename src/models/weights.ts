@@ -68,6 +68,6 @@ export class WeightStore {
       t = fromHost(f.float32(name), shape, "f32");
     }
     t.name = name;
-    return t.keep();
+    return t.setCategory("weights").keep();
   }
 }
