@@ -1,9 +1,8 @@
 // Matrix products. matmul(a, b): a [..., M, K] (f32), b [K, N] or [..., K, N] (b may be a bf16/f16 weight);
-// transA / transB read the stored operand transposed. linear(x, W) = x W^T for W [out, in] as HF stores it.
+// transA / transB read the stored operand transposed. (x Wᵀ for HF's [out, in] weights, with LoRA: lora-linear.ts.)
 import { Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import { assertF32, dtypeCode, like, sameBackend } from "./util.ts";
-import { reshape } from "./elementwise.ts";
 
 export interface MatmulOpts {
   transA?: boolean;
@@ -51,14 +50,4 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOpts = {}): Tensor {
     }
     return [ga, gb];
   });
-}
-
-/** x [..., in] · W[out, in]^T → [..., out] */
-export function linear(x: Tensor, W: Tensor): Tensor {
-  const inF = x.shape[x.shape.length - 1];
-  const rows = x.numel / inF;
-  if (W.shape[1] !== inF) throw new Error(`linear: input has ${inF} features, ${W.describe()} expects ${W.shape[1]}`);
-  const x2 = x.shape.length === 2 ? x : reshape(x, [rows, inF]);
-  const y = matmul(x2, W, { transB: true });
-  return x.shape.length === 2 ? y : reshape(y, [...x.shape.slice(0, -1), W.shape[0]]);
 }
