@@ -2,6 +2,8 @@
 // the group mean, divided by the group's std (scale_rewards "group"), the whole batch's std ("batch"), or not
 // at all ("none"); std is torch.std's unbiased estimate, plus 1e-4. Skipped samples (NaN rewards) are left out
 // of the statistics and get advantage 0.
+import { meanStd } from "../rewards/index.ts";
+
 export type ScaleRewards = "group" | "batch" | "none";
 
 export interface Advantages {
@@ -12,13 +14,10 @@ export interface Advantages {
   fracZeroStd: number;
 }
 
-function meanStd(xs: number[]): [number, number] {
-  const v = xs.filter((x) => !Number.isNaN(x));
-  if (v.length === 0) return [NaN, NaN];
-  const m = v.reduce((a, b) => a + b, 0) / v.length;
-  if (v.length < 2) return [m, 0];
-  const s = Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1));
-  return [m, s];
+/** [mean, unbiased std] ignoring NaN; a single value has std 0 (no spread), none gives NaN. */
+function groupStats(xs: number[]): [number, number] {
+  const s = meanStd(xs);
+  return [s.mean, s.count === 1 ? 0 : s.std];
 }
 
 export function groupAdvantages(rewards: ArrayLike<number>, groupSize: number, scale: ScaleRewards): Advantages {
@@ -27,10 +26,10 @@ export function groupAdvantages(rewards: ArrayLike<number>, groupSize: number, s
   const adv = new Float32Array(n);
   const groupStd: number[] = [];
   let zero = 0;
-  const [, batchStd] = meanStd(Array.from(rewards));
+  const [, batchStd] = groupStats(Array.from(rewards));
   for (let g = 0; g < n / groupSize; g++) {
     const r = Array.from({ length: groupSize }, (_, i) => rewards[g * groupSize + i]);
-    const [m, s] = meanStd(r);
+    const [m, s] = groupStats(r);
     groupStd.push(Number.isNaN(s) ? 0 : s);
     if (!(s > 0)) zero++;
     const denom = scale === "group" ? s + 1e-4 : scale === "batch" ? batchStd + 1e-4 : 1;

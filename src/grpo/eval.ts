@@ -4,9 +4,10 @@
 import type { CausalLM } from "../models/model.ts";
 import type { Tokenizer } from "../tokenize/index.ts";
 import type { Row } from "../data/index.ts";
-import { computeRewards, type NamedReward } from "../rewards/index.ts";
+import { computeRewards, meanStd, type NamedReward } from "../rewards/index.ts";
+import { rowsToColumns } from "../data/index.ts";
 import { generate } from "../generate/generate.ts";
-import { encodeRow } from "./rollout.ts";
+import { encodeRow, stopIds, withoutStop } from "./rollout.ts";
 import type { GRPOConfig } from "./config.ts";
 
 export interface EvalResult {
@@ -28,23 +29,19 @@ export interface EvalOptions {
 
 export async function evaluate(model: CausalLM, tok: Tokenizer, rows: Row[], funcs: NamedReward[], cfg: GRPOConfig, o: EvalOptions = {}): Promise<EvalResult> {
   const enc = rows.map((r) => encodeRow(tok, r, cfg));
-  const eos = [...new Set([...tok.eosTokenIds, ...model.config.eosTokenIds])];
+  const eos = stopIds(model, tok);
   const temperature = o.temperature ?? cfg.temperature;
   const out = generate(model, enc.map((e) => e.ids), {
     n: 1, maxTokens: o.maxTokens ?? cfg.maxCompletionLength, temperature, topP: cfg.topP, topK: cfg.topK, minP: cfg.minP,
     stopTokenIds: eos, seed: o.seed ?? cfg.seed + 7919, memoryBudget: cfg.generationMemoryBudget, logprobs: false,
   });
-  const texts = out.map((c) => tok.decode(c.finishReason === "stop" ? c.tokenIds.slice(0, -1) : c.tokenIds, { skipSpecialTokens: true }));
-  const columns: Record<string, unknown[]> = {};
-  for (const key of new Set(rows.flatMap((r) => Object.keys(r)))) if (key !== "prompt") columns[key] = rows.map((r) => r[key]);
-  const res = await computeRewards(funcs, cfg.rewardWeights, { ...columns, prompts: enc.map((e) => e.prompt), completions: texts, completionIds: out.map((c) => c.tokenIds) }, { timeoutMs: cfg.rewardTimeoutMs, onError: "skip" });
+  const bare = out.map(withoutStop);
+  const texts = bare.map((ids) => tok.decode(ids, { skipSpecialTokens: true }));
+  const res = await computeRewards(funcs, cfg.rewardWeights, { ...rowsToColumns(rows), prompts: enc.map((e) => e.prompt), completions: texts, completionIds: bare }, { timeoutMs: cfg.rewardTimeoutMs, onError: "skip" });
   const accName = res.names.find((n) => /correct/.test(n)) ?? res.names[0];
   const acc = res.byName[accName];
   const meanReward: Record<string, number> = {};
-  for (const n of res.names) {
-    const v = res.byName[n].filter((x): x is number => typeof x === "number" && !Number.isNaN(x));
-    meanReward[n] = v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
-  }
+  for (const n of res.names) meanReward[n] = meanStd(res.byName[n]).mean;
   return {
     n: rows.length,
     accuracy: acc.filter((x) => typeof x === "number" && x > 0).length / rows.length,

@@ -5,7 +5,7 @@ import type { CausalLM } from "../models/model.ts";
 import type { Tokenizer, Message } from "../tokenize/index.ts";
 import { generate } from "../generate/generate.ts";
 import { mixSeed } from "../engine/rng.ts";
-import { rowPrompt, type Row } from "../data/index.ts";
+import { rowPrompt, rowsToColumns, type Row } from "../data/index.ts";
 import { computeRewards, type NamedReward, type RewardResult } from "../rewards/index.ts";
 import type { GRPOConfig } from "./config.ts";
 import type { CompletionBatch } from "./loss.ts";
@@ -36,10 +36,20 @@ export function encodeRow(tok: Tokenizer, row: Row, cfg: Pick<GRPOConfig, "syste
   return { prompt, ids };
 }
 
+/** Token ids that end a completion: the tokenizer's EOS ids and the model config's. */
+export function stopIds(model: CausalLM, tok: Tokenizer): number[] {
+  return [...new Set([...tok.eosTokenIds, ...model.config.eosTokenIds])];
+}
+
+/** A completion's ids as rewards see them: without the EOS token that stopped it. */
+export function withoutStop(c: { tokenIds: number[]; finishReason: "stop" | "length" }): number[] {
+  return c.finishReason === "stop" ? c.tokenIds.slice(0, -1) : c.tokenIds;
+}
+
 export async function rollout(model: CausalLM, tok: Tokenizer, rows: Row[], rewardFuncs: NamedReward[], cfg: GRPOConfig, step: number): Promise<Rollout> {
   const G = cfg.numGenerations;
   const enc = rows.map((r) => encodeRow(tok, r, cfg));
-  const eos = [...new Set([...tok.eosTokenIds, ...model.config.eosTokenIds])];
+  const eos = stopIds(model, tok);
   const out = generate(model, enc.map((e) => e.ids), {
     n: G, maxTokens: cfg.maxCompletionLength, temperature: cfg.temperature, topP: cfg.topP, topK: cfg.topK, minP: cfg.minP,
     repetitionPenalty: cfg.repetitionPenalty, stopTokenIds: eos, seed: mixSeed(cfg.seed, step), memoryBudget: cfg.generationMemoryBudget,
@@ -48,14 +58,10 @@ export async function rollout(model: CausalLM, tok: Tokenizer, rows: Row[], rewa
   const completionIds = out.map((c) => c.tokenIds);
   const truncated = out.map((c) => c.finishReason === "length");
   // rewards see the text and ids without the EOS token
-  const bare = completionIds.map((ids, i) => (truncated[i] ? ids : ids.slice(0, -1)));
+  const bare = out.map(withoutStop);
   const texts = bare.map((ids) => tok.decode(ids, { skipSpecialTokens: true }));
   const N = out.length;
-  const columns: Record<string, unknown[]> = {};
-  for (const key of new Set(rows.flatMap((r) => Object.keys(r)))) {
-    if (key === "prompt") continue;
-    columns[key] = out.map((c) => rows[c.prompt][key]);
-  }
+  const columns = rowsToColumns(out.map((c) => rows[c.prompt]));
   const rewards = await computeRewards(rewardFuncs, cfg.rewardWeights, {
     ...columns, prompts: out.map((c) => enc[c.prompt].prompt), completions: texts, completionIds: bare,
   }, { timeoutMs: cfg.rewardTimeoutMs, onError: cfg.rewardErrors });
