@@ -1,16 +1,14 @@
 // `aha train [CONFIG]`, `aha sft CONFIG` and `aha eval CONFIG`: the GRPO run, the supervised warm-up and the
 // evaluation, from a YAML config (TRL option names). `aha train` with no config runs the embedded default.
 import { join } from "node:path";
-import { loadConfigFile, type GRPOConfig } from "../grpo/config.ts";
-import { GRPOTrainer } from "../grpo/trainer.ts";
+import { loadConfigFile } from "../grpo/config.ts";
+import { configRows, GRPOTrainer, loadForTraining, prepareForTraining } from "../grpo/trainer.ts";
 import { evaluate } from "../grpo/eval.ts";
 import { sft } from "../grpo/sft.ts";
 import { CausalLM } from "../models/model.ts";
 import { loadTokenizer } from "../tokenize/index.ts";
-import { applyPreset, loadDataset, type Row } from "../data/index.ts";
 import { resolveRewards, type NamedReward } from "../rewards/index.ts";
 import { setDefaultDevice } from "../engine/index.ts";
-import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { saveAdapter, saveFullModel } from "../grpo/checkpoint.ts";
 
 export interface TrainArgs {
@@ -36,13 +34,6 @@ export async function runTrain(configPath: string, a: TrainArgs): Promise<void> 
   process.stderr.write(`aha: done; adapter in ${join(cfg.outputDir, "final")}, metrics in ${join(cfg.outputDir, "metrics.jsonl")}\n`);
 }
 
-async function splitRows(cfg: GRPOConfig, split: string): Promise<Row[]> {
-  if (!cfg.dataset) throw new Error("config: `dataset` is required here");
-  let rows = await loadDataset({ path: cfg.dataset.path, split });
-  if (cfg.dataset.preset) rows = applyPreset(cfg.dataset.preset, rows, {});
-  return rows;
-}
-
 export interface EvalArgs {
   adapter?: string;
   split?: string;
@@ -57,8 +48,7 @@ export async function runEval(configPath: string, a: EvalArgs): Promise<void> {
   setDefaultDevice(cfg.device);
   const model = CausalLM.load(cfg.model, { adapter: a.adapter ?? cfg.adapter });
   const tok = loadTokenizer(cfg.model);
-  let rows = await splitRows(cfg, a.split ?? cfg.dataset?.evalSplit ?? "test");
-  if (a.limit) rows = rows.slice(0, a.limit);
+  const rows = await configRows(cfg, a.split ?? cfg.dataset?.evalSplit ?? "test", a.limit);
   if (!cfg.rewardFuncs) throw new Error(`${configPath}: reward_funcs is required for eval`);
   const funcs = (await resolveRewards(cfg.rewardFuncs as never)) as NamedReward[];
   const r = await evaluate(model, tok, rows, funcs, cfg, { temperature: a.temperature });
@@ -70,12 +60,9 @@ export async function runEval(configPath: string, a: EvalArgs): Promise<void> {
 export async function runSft(configPath: string, a: TrainArgs): Promise<void> {
   const cfg = loadConfigFile(configPath, overrides(a));
   setDefaultDevice(cfg.device);
-  const model = CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter });
-  if (cfg.fullFinetune) model.trainAll();
-  else if (!model.adapter) model.addAdapter({ r: cfg.lora.r, lora_alpha: cfg.lora.loraAlpha, target_modules: cfg.lora.targetModules, use_rslora: cfg.lora.useRslora }, new Xoshiro(mixSeed(cfg.seed, 0x10a)).fn);
+  const model = prepareForTraining(loadForTraining(cfg), cfg);
   const tok = loadTokenizer(cfg.model);
-  let rows = await splitRows(cfg, cfg.dataset!.split);
-  if (cfg.dataset?.limit) rows = rows.slice(0, cfg.dataset.limit);
+  const rows = await configRows(cfg);
   const res = sft(model, tok, rows, cfg, (s, total, loss) => { if (s % cfg.loggingSteps === 0 || s === total) process.stderr.write(`sft step ${s}/${total} loss ${loss.toFixed(4)}\n`); });
   const out = join(cfg.outputDir, "sft");
   if (cfg.fullFinetune) saveFullModel(model, out);

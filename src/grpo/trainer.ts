@@ -57,20 +57,9 @@ export class GRPOTrainer {
   static async create(input: GRPOConfigInput | GRPOConfig, opts: TrainerOptions = {}): Promise<GRPOTrainer> {
     const cfg = validateConfig(opts.rewardFuncs && !(input as GRPOConfigInput).rewardFuncs ? { ...input, rewardFuncs: opts.rewardFuncs } : input);
     setDefaultDevice(cfg.device);
-    const model = opts.model ?? CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter });
+    const model = prepareForTraining(opts.model ?? loadForTraining(cfg), cfg);
     const tok = opts.tokenizer ?? loadTokenizer(cfg.model);
-    const rng = new Xoshiro(mixSeed(cfg.seed, 0x10a));
-    if (cfg.fullFinetune) model.trainAll();
-    else if (!model.adapter) model.addAdapter({ r: cfg.lora.r, lora_alpha: cfg.lora.loraAlpha, target_modules: cfg.lora.targetModules, lora_dropout: cfg.lora.loraDropout, use_rslora: cfg.lora.useRslora }, rng.fn);
-    model.dropout = cfg.fullFinetune ? 0 : cfg.lora.loraDropout;
-    model.gradientCheckpointing = cfg.gradientCheckpointing;
-    let rows = opts.rows;
-    if (!rows) {
-      if (!cfg.dataset) throw new Error("config: give `dataset` (or pass rows to GRPOTrainer.create)");
-      rows = await loadDataset({ path: cfg.dataset.path, split: cfg.dataset.split });
-      if (cfg.dataset.preset) rows = applyPreset(cfg.dataset.preset, rows, { systemPrompt: undefined });
-      if (cfg.dataset.limit) rows = rows.slice(0, cfg.dataset.limit);
-    }
+    const rows = opts.rows ?? (await configRows(cfg));
     if (rows.length === 0) throw new Error("GRPOTrainer: the dataset is empty");
     const specs = opts.rewardFuncs ?? cfg.rewardFuncs;
     if (!specs || specs.length === 0) throw new Error("config: reward_funcs is required for GRPO (at least one reward function)");
@@ -218,6 +207,31 @@ export class GRPOTrainer {
     this.opt.zeroGrad();
     return { loss: lossSum, ...stats.metrics(ref !== null), grad_norm: gradNorm, learning_rate: lr };
   }
+}
+
+/** Load config.model for training: f32 weights under full fine-tuning, else as stored; the config's adapter if any. */
+export function loadForTraining(cfg: GRPOConfig): CausalLM {
+  return CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter });
+}
+
+/** Make a model trainable as the config says: every weight, or a LoRA adapter (a fresh one, PEFT init, if it has none). */
+export function prepareForTraining(model: CausalLM, cfg: GRPOConfig): CausalLM {
+  if (cfg.fullFinetune) model.trainAll();
+  else if (!model.adapter) {
+    const { r, loraAlpha, targetModules, loraDropout, useRslora } = cfg.lora;
+    model.addAdapter({ r, lora_alpha: loraAlpha, target_modules: targetModules, lora_dropout: loraDropout, use_rslora: useRslora }, new Xoshiro(mixSeed(cfg.seed, 0x10a)).fn);
+  }
+  model.dropout = cfg.fullFinetune ? 0 : cfg.lora.loraDropout;
+  model.gradientCheckpointing = cfg.gradientCheckpointing;
+  return model;
+}
+
+/** The rows of a split of config.dataset (default its train split), prepared by its preset and cut to its limit. */
+export async function configRows(cfg: GRPOConfig, split?: string, limit = cfg.dataset?.limit): Promise<Row[]> {
+  if (!cfg.dataset) throw new Error("config: `dataset` is required (or pass rows to GRPOTrainer.create)");
+  let rows = await loadDataset({ path: cfg.dataset.path, split: split ?? cfg.dataset.split });
+  if (cfg.dataset.preset) rows = applyPreset(cfg.dataset.preset, rows, {});
+  return limit ? rows.slice(0, limit) : rows;
 }
 
 function epochOrder(n: number, seed: number): Int32Array {
