@@ -1,10 +1,10 @@
-// GPU benchmark: a GRPO train step and KV-cache decode on a random-weight model of Qwen2.5-0.5B shape (bf16 weights,
+// GPU benchmark: a GRPO train step and KV-cache decode on a random-weight model of Qwen2.5-0.5B or -1.5B shape (bf16 weights,
 // tied embeddings, QKV bias), LoRA r=16 on every linear layer, 8 prompts × 8 generations of 128 prompt + 256
 // completion tokens, in micro-batches (gradient accumulation); then the same work by PyTorch + transformers + peft
 // (bench/torch_baseline.py, same folder of weights) in the same run, printed side by side. Decode is teacher-forced
 // (forward + lm-head logits per token, no sampling) and shown beside the memory-bandwidth bound.
 // Also times real rollouts through generate() (sampling on the device unless repetition_penalty) for 8 prompts × 8 completions.
-//   node --import tsx bench/gpu-grpo.ts [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 64] [--no-torch] [--dir …] [--layers 24]
+//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 64] [--no-torch] [--dir …] [--layers 24]
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
@@ -19,11 +19,17 @@ import { AdamW } from "../src/grpo/optim.ts";
 import { generate } from "../src/generate/generate.ts";
 
 const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
-const DIR = arg("dir", "/tmp/aha-bench-qwen05");
-const MICRO = Number(arg("micro", "8")), STEPS = Number(arg("steps", "3")), LAYERS = Number(arg("layers", "24"));
+// Qwen2.5 shapes: hidden, intermediate, query heads, kv heads, head dim, layers (vocabulary 151,936, tied embeddings)
+const SHAPES = { "0.5b": [896, 4864, 14, 2, 64, 24], "1.5b": [1536, 8960, 12, 2, 128, 28] } as const;
+const SHAPE = arg("shape", "0.5b") as keyof typeof SHAPES;
+if (!SHAPES[SHAPE]) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(", ")}`);
+const [C, I, HQ, HKV, D, LAYERS_DEFAULT] = SHAPES[SHAPE];
+const LAYERS = Number(arg("layers", String(LAYERS_DEFAULT)));
+const DIR = arg("dir", `/tmp/aha-bench-qwen-${SHAPE}-${LAYERS}`);
+const MICRO = Number(arg("micro", "8")), STEPS = Number(arg("steps", "3"));
 const CKPT = arg("ckpt", "1") === "1", GEN_TOKENS = Number(arg("gen-tokens", "64"));
 const PROMPTS = 8, GENS = 8, P = 128, T = 256, NSEQ = PROMPTS * GENS;
-const C = 896, I = 4864, HQ = 14, HKV = 2, D = 64, V = 151936;
+const V = 151936;
 
 function makeModel(dir: string): void {
   if (existsSync(join(dir, "model.safetensors"))) return;
@@ -165,7 +171,7 @@ function main(): void {
   }
   const row = (name: string, a: number, b: number | undefined, unit: string, lowerBetter: boolean) =>
     console.log(`| ${name} | ${a.toFixed(3)} ${unit} | ${b === undefined ? "—" : `${b.toFixed(3)} ${unit}`} | ${b === undefined ? "—" : lowerBetter ? `${(a / b).toFixed(2)}×` : `${(a / b).toFixed(2)}×`} |`);
-  console.log(`\n${info.name}, Qwen2.5-0.5B shape (${LAYERS} layers), LoRA r=16 all-linear, ${PROMPTS}×${GENS} sequences of ${P}+${T} tokens, micro-batch ${MICRO}`);
+  console.log(`\n${info.name}, Qwen2.5-${SHAPE.toUpperCase()} shape (${LAYERS} layers), LoRA r=16 all-linear, ${PROMPTS}×${GENS} sequences of ${P}+${T} tokens, micro-batch ${MICRO}`);
   console.log("| metric | aha | torch+transformers+peft | aha / torch |\n| --- | --- | --- | --- |");
   row("train step", aha.step_s, torch?.step_s, "s", true);
   row("peak memory (allocated)", aha.peak_gib, torch?.peak_gib, "GiB", true);

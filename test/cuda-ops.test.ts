@@ -20,7 +20,8 @@ const randi = (n: number, hi: number) => Int32Array.from({ length: n }, () => Ma
 /** Arguments are host arrays (copied to the GPU for the CUDA call), numbers, booleans or null. */
 type Arg = HostArray | number | boolean | null;
 
-function both(op: string, args: Arg[], outs: number[], tol = 1e-4, label = op): (number | undefined)[] {
+/** minRel > 0: the worst output must also differ by at least that much (shows a rounding path really ran). */
+function both(op: string, args: Arg[], outs: number[], tol = 1e-4, label = op, minRel = 0): (number | undefined)[] {
   const be = cudaBackend();
   const cpuArgs = args.map((a) => (ArrayBuffer.isView(a) ? (a as HostArray).slice() : a));
   const rc = cpu[op](...cpuArgs);
@@ -32,6 +33,7 @@ function both(op: string, args: Arg[], outs: number[], tol = 1e-4, label = op): 
     return p;
   });
   const rg = (be.k as any)[op](...dev); // eslint-disable-line @typescript-eslint/no-explicit-any
+  let worst = 0;
   for (const i of outs) {
     const want = cpuArgs[i] as Float32Array;
     const got = be.read(dev[i], "f32", want.length) as Float32Array;
@@ -44,7 +46,9 @@ function both(op: string, args: Arg[], outs: number[], tol = 1e-4, label = op): 
     }
     const rel = err / Math.max(scale, 1e-20);
     assert.ok(rel <= tol, `${label}: output ${i} max error ${err} over scale ${scale} (${rel.toExponential(2)} > ${tol})`);
+    worst = Math.max(worst, rel);
   }
+  assert.ok(worst >= minRel, `${label}: worst error ${worst.toExponential(2)} < ${minRel}: the bf16 path did not run`);
   dev.forEach((p, i) => { if (ArrayBuffer.isView(args[i])) be.free(p, "f32", 0); });
   if (typeof rc === "number") {
     assert.ok(Math.abs(rc - rg) <= tol * Math.max(1, Math.abs(rc)), `${label}: value ${rg} vs ${rc}`);
@@ -169,6 +173,46 @@ test("cuda: attention forward/backward (GQA, left padding, window, softcap, head
   const q = randn(B * T * Hq * D), k = randn(B * cap * Hkv * D), v = randn(B * cap * Hkv * D);
   const mask = Int32Array.from({ length: B * S }, (_, i) => (i % S < 3 && i >= S ? 0 : 1));
   both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, k, v, mask, B, T, S, Hq, Hkv, D, cap * Hkv * D, 0.125, 0, 0], [0, 1], 1e-4, "attention with KV cache stride");
+  // decode (T = 1, its own kernel): more keys than one pass of its warps, padding, window, softcap, odd head dims
+  for (const [S1, D1, window, softcap] of [[1, 64, 0, 0], [300, 64, 0, 0], [700, 128, 0, 0], [611, 36, 100, 0], [290, 80, 0, 30], [333, 256, 64, 50]]) {
+    const B1 = 3, cap1 = S1 + 5, Hq1 = 6, Hkv1 = 2;
+    const q1 = randn(B1 * Hq1 * D1), k1 = randn(B1 * cap1 * Hkv1 * D1, 2), v1 = randn(B1 * cap1 * Hkv1 * D1);
+    const mask1 = Int32Array.from({ length: B1 * S1 }, (_, i) => (i >= S1 && i % S1 < 7 ? 0 : 1)); // left padding on rows 1, 2
+    if (S1 === 1) mask1[2] = 0; // a row that sees no key: output 0, lse -inf
+    both("attention_forward", [new Float32Array(B1 * Hq1 * D1), new Float32Array(B1 * Hq1), q1, k1, v1, mask1, B1, 1, S1, Hq1, Hkv1, D1, cap1 * Hkv1 * D1,
+      1 / Math.sqrt(D1), window, softcap], [0, 1], 1e-4, `attention decode S=${S1} D=${D1} window=${window} softcap=${softcap}`);
+  }
+});
+
+test("cuda: attention on tensor cores (bf16 Q, K, V, P; f32 accumulation) for head dims 64, 96, 128", { skip }, () => {
+  // bf16 rounds each of Q, K, V, P, dO, dS to 8 mantissa bits (relative 2^-9 ≈ 2e-3); sums of such products over
+  // keys stay within a few 1e-3 of the output scale, so 2e-2 bounds them with margin, and an error above 1e-5 shows
+  // the rounding (tensor-core) path ran rather than the f32 kernels.
+  cudaBackend().setGemmMode("bf16");
+  const cases = [
+    { B: 2, T: 150, Hq: 4, Hkv: 2, D: 64, window: 0, softcap: 0 },
+    { B: 1, T: 130, Hq: 6, Hkv: 2, D: 128, window: 40, softcap: 0 },
+    { B: 2, T: 70, Hq: 3, Hkv: 1, D: 96, window: 0, softcap: 30 },
+  ];
+  for (const { B, T, Hq, Hkv, D, window, softcap } of cases) {
+    const S = T, scale = 1 / Math.sqrt(D);
+    const q = randn(B * T * Hq * D), k = randn(B * S * Hkv * D), v = randn(B * S * Hkv * D), dout = randn(B * T * Hq * D);
+    const mask = new Int32Array(B * S).fill(1);
+    for (let j = 0; j < 9; j++) mask[(B - 1) * S + j] = 0; // left padding of the last row
+    const label = `tensor-core attention D=${D} window=${window} softcap=${softcap}`;
+    both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap, true],
+      [0, 1], 2e-2, label, 1e-5);
+    const o = new Float32Array(B * T * Hq * D), lse = new Float32Array(B * Hq * T);
+    cpu.attention_forward(o, lse, q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap);
+    const n = B * T * Hq * D, m = B * S * Hkv * D;
+    both("attention_backward", [new Float32Array(n), new Float32Array(m), new Float32Array(m), dout, o, lse, q, k, v, mask, B, T, S, Hq, Hkv, D, scale, window, softcap, true],
+      [0, 1, 2], 2e-2, `${label} backward`, 1e-5);
+  }
+  // the exact GEMM mode keeps attention exact too
+  cudaBackend().setGemmMode("exact");
+  const B = 1, T = 70, Hq = 2, Hkv = 1, D = 64, q = randn(T * Hq * D), k = randn(T * D), v = randn(T * D);
+  both("attention_forward", [new Float32Array(T * Hq * D), new Float32Array(Hq * T), q, k, v, null, B, T, T, Hq, Hkv, D, T * D, 0.125, 0, 0, true], [0, 1], 1e-4, "attention lowp in exact mode");
+  cudaBackend().setGemmMode("bf16");
 });
 
 test("cuda: lm_logp forward/backward (f32 with dW and softcap; bf16 weights; several chunks)", { skip }, () => {

@@ -6,6 +6,7 @@
 // can see those keys, recomputing P from lse; dK, dV stay in registers and are added to the kv head's outputs at
 // the end (f32 atomics: the query heads of a group share them); dQ goes out through f32 atomics. Mask: causal with S - T cached positions in
 // front, key padding mask [B, S], sliding window, tanh soft-capping. Head dims up to 256.
+// Decode (T = 1, one new token per sequence) has its own kernel that spreads the keys over 8 warps.
 #include "common.cuh"
 
 namespace aha_cuda {
@@ -93,6 +94,84 @@ __global__ void __launch_bounds__(THREADS) attention_forward_kernel(float* o, fl
     }
     if (lse && lane == 0) lse[(b * Hq + h) * T + i] = l[rr] > 0.f ? m[rr] + logf(l[rr]) : -INFINITY;
   }
+}
+
+// Decode (T = 1): a block = one (head, batch) query row; each warp takes 32 keys at a time (lane = key for the
+// score, so the K loads of a warp are independent), keeps its own online softmax, and the warps' partial results
+// are merged through shared memory at the end. The query sits at position S - 1 and sees every earlier key.
+constexpr int DEC_WARPS = 8;
+template <int NDL>
+__global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel(float* o, float* lse, const float* q, const float* k, const float* v,
+    const int32_t* keyMask, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap) {
+  constexpr int DP = 32 * NDL;
+  __shared__ float qs[DP];
+  __shared__ float wm[DEC_WARPS], wl[DEC_WARPS];
+  __shared__ float wacc[DEC_WARPS][DP];
+  const long h = blockIdx.x, b = blockIdx.y, hk = h / (Hq / Hkv), row = b * Hq + h;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int32_t* km = keyMask ? keyMask + b * S : nullptr;
+  for (int d = threadIdx.x; d < DP; d += blockDim.x) qs[d] = d < D ? q[row * D + d] * scale : 0.f;
+  __syncthreads();
+  const long rs = Hkv * D;  // floats between consecutive keys of one kv head
+  const float* kb = k + b * kvStrideB + hk * D;
+  const float* vb = v + b * kvStrideB + hk * D;
+  const bool vec = (D & 3) == 0;
+  float m = -INFINITY, l = 0.f, acc[NDL];
+#pragma unroll
+  for (int e = 0; e < NDL; e++) acc[e] = 0.f;
+  const long jbeg = window > 0 ? max(0L, S - window) : 0;
+  for (long j0 = jbeg + (long)w * 32; j0 < S; j0 += DEC_WARPS * 32) {
+    const long j = j0 + lane;
+    const bool ok = j < S && (!km || km[j] != 0);
+    float s = -INFINITY;
+    if (ok) {
+      const float* kr = kb + j * rs;
+      float a = 0.f;
+      if (vec) {
+        for (int d = 0; d < D; d += 4) {
+          float4 kv = *(const float4*)(kr + d);
+          a += qs[d] * kv.x + qs[d + 1] * kv.y + qs[d + 2] * kv.z + qs[d + 3] * kv.w;
+        }
+      } else {
+        for (int d = 0; d < D; d++) a += qs[d] * kr[d];
+      }
+      s = softcap > 0 ? softcap * tanhf(a / softcap) : a;
+    }
+    const float mnew = fmaxf(m, warp_max(s));
+    if (mnew == -INFINITY) continue;  // warp-uniform: no visible key in this group yet
+    const float p = ok ? __expf(s - mnew) : 0.f, corr = __expf(m - mnew);
+    l = l * corr + warp_sum(p);
+    m = mnew;
+#pragma unroll
+    for (int e = 0; e < NDL; e++) acc[e] *= corr;
+    const int nk = (int)min(32L, S - j0);
+#pragma unroll 4
+    for (int jj = 0; jj < nk; jj++) {
+      const float pj = __shfl_sync(0xffffffffu, p, jj);
+      const float* vr = vb + (j0 + jj) * rs;
+#pragma unroll
+      for (int e = 0; e < NDL; e++) {
+        const int d = lane + 32 * e;
+        if (d < D) acc[e] += pj * vr[d];
+      }
+    }
+  }
+  if (lane == 0) { wm[w] = m; wl[w] = l; }
+#pragma unroll
+  for (int e = 0; e < NDL; e++) wacc[w][lane + 32 * e] = acc[e];
+  __syncthreads();
+  float M = -INFINITY;
+  for (int x = 0; x < DEC_WARPS; x++) M = fmaxf(M, wm[x]);
+  float L = 0.f;
+  if (M != -INFINITY)
+    for (int x = 0; x < DEC_WARPS; x++) if (wm[x] != -INFINITY) L += wl[x] * __expf(wm[x] - M);
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float a = 0.f;
+    if (L > 0.f)
+      for (int x = 0; x < DEC_WARPS; x++) if (wm[x] != -INFINITY) a += wacc[x][d] * __expf(wm[x] - M);
+    o[row * D + d] = L > 0.f ? a / L : 0.f;
+  }
+  if (lse && threadIdx.x == 0) lse[row] = L > 0.f ? M + logf(L) : -INFINITY;
 }
 
 // Di = sum_d dout * o, one warp per (b, t, h) row; stored as [B, Hq, T]
@@ -228,6 +307,12 @@ template <int NDL> size_t bwd_smem() { return sizeof(float) * (2 * BK * (32 * ND
 template <int NDL>
 void launch_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* km, long B, long T, long S,
                     long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap) {
+  if (T == 1) {
+    attention_decode_kernel<NDL><<<dim3((unsigned)Hq, (unsigned)B), DEC_WARPS * 32, 0, stream()>>>(o, lse, q, k, v, km, S, Hq, Hkv, D,
+                                                                                              kvStrideB, scale, window, softcap);
+    check_launch("attention_decode");
+    return;
+  }
   static bool attr = false;
   size_t sm = fwd_smem<NDL>();
   if (!attr) { CK(cudaFuncSetAttribute(attention_forward_kernel<NDL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm)); attr = true; }
@@ -256,19 +341,23 @@ void launch_backward(float* dq, float* dk, float* dv, const float* dout, const f
   else throw std::runtime_error("aha cuda attention: head dim " + std::to_string(D) + " > 256 is not supported");
 
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
-                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap) {
+                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, bool lowp) {
   if (B * T * Hq == 0) return;
+  if (lowp && T > 1 && gemm_mode() == 0 &&
+      attention_tc_forward(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap)) return;
   AHA_DISPATCH_D(D, (launch_forward<N_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap)));
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
                         const float* q, const float* k, const float* v, const int32_t* keyMask,
-                        long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap) {
+                        long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap, bool lowp) {
   if (B * T * Hq == 0) return;
   Scratch di((size_t)B * Hq * T * 4);
   long rows = B * T * Hq;
   attention_di_kernel<<<blocks_for(rows * 32, 256, 1L << 30), 256, 0, stream()>>>(di.as<float>(), dout, o, B, T, Hq, D);
   check_launch("attention_di");
+  if (lowp && gemm_mode() == 0 &&
+      attention_tc_backward(dq, dk, dv, dout, lse, di.as<float>(), q, k, v, keyMask, B, T, S, Hq, Hkv, D, scale, window, softcap)) return;
   AHA_DISPATCH_D(D, (launch_backward<N_>(dq, dk, dv, dout, lse, di.as<float>(), q, k, v, keyMask, B, T, S, Hq, Hkv, D, scale, window, softcap)));
 }
 

@@ -52,10 +52,18 @@ double sum_squares(const float* x, long n);
 double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
                  long n, float epsLow, float epsHigh, float delta, float beta, float gout);
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
-                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap);
+                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
+                       bool lowp = false);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
                         const float* q, const float* k, const float* v, const int32_t* keyMask,
-                        long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap);
+                        long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap, bool lowp = false);
+// lowp: bf16 tensor cores (attention_tc.cu) when the GEMM mode is the default one and the head dim allows; these two
+// return false when they cannot run (the caller then runs the f32 kernels)
+bool attention_tc_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
+                          long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap);
+bool attention_tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q,
+                           const float* k, const float* v, const int32_t* keyMask, long B, long T, long S, long Hq, long Hkv, long D,
+                           float scale, long window, float softcap);
 void lm_logp_forward(float* logp, float* lse, float* entropy, const float* h, const void* W, int dtW,
                      const int32_t* targets, long N, long C, long V, float invTemp, float softcap);
 void lm_logp_backward(float* dh, float* dW, const float* dlogp, const float* lse, const float* h, const void* W, int dtW,

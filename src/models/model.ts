@@ -218,7 +218,8 @@ export class CausalLM {
         q = rope(reshape(q, [N, Hq, D]), cos, sin, cfg.rotaryDim);
         k = rope(reshape(k, [N, Hkv, D]), cos, sin, cfg.rotaryDim);
         v = reshape(v, [N, Hkv, D]);
-        const aOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: cfg.windowByLayer[l], softcap: cfg.attnSoftcap, keyMask };
+        const aOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: cfg.windowByLayer[l], softcap: cfg.attnSoftcap, keyMask,
+          lowPrecision: this.embed.dtype !== "f32" };
         let a: Tensor;
         if (cache) {
           cache.write(l, k, v, T);

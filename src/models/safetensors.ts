@@ -2,7 +2,7 @@
 // Written by hand: the format is an 8-byte length, a JSON header and a flat buffer, and no maintained npm reader
 // validates the header the way the Rust reference does (tiling, sizes, trailing bytes) with errors naming the file.
 // Reads whole files into memory (weights are needed whole anyway); views are copied into aligned typed arrays.
-import { openSync, readSync, closeSync, fstatSync, writeFileSync, renameSync, mkdirSync } from "node:fs";
+import { openSync, readSync, closeSync, fstatSync, writeSync, renameSync, mkdirSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 
 export type StDType = "F32" | "F16" | "BF16" | "I32" | "I64" | "U8" | "I8" | "F64" | "BOOL" | "I16" | "U16" | "U32" | "U64";
@@ -233,8 +233,8 @@ export interface StWriteTensor {
   data: ArrayBufferView;
 }
 
-/** Serialise tensors (sorted by alignment then name, header padded to 8 bytes) with {"format":"pt"} metadata. */
-export function serializeSafetensors(tensors: Record<string, StWriteTensor>, metadata: Record<string, string> = { format: "pt" }): Buffer {
+/** Header and data pieces of a safetensors file (tensors sorted by alignment then name, header padded to 8 bytes). */
+function safetensorsParts(tensors: Record<string, StWriteTensor>, metadata: Record<string, string>): Uint8Array[] {
   const names = Object.keys(tensors).sort((a, b) => (ELEM_BYTES[tensors[b].dtype] - ELEM_BYTES[tensors[a].dtype]) || (a < b ? -1 : a > b ? 1 : 0));
   const header: Record<string, unknown> = { __metadata__: metadata };
   let off = 0;
@@ -249,26 +249,39 @@ export function serializeSafetensors(tensors: Record<string, StWriteTensor>, met
   let hjson = JSON.stringify(header);
   while ((Buffer.byteLength(hjson) % 8) !== 0) hjson += " ";
   const hb = Buffer.from(hjson, "utf8");
-  const out = Buffer.alloc(8 + hb.length + off);
-  out.writeBigUInt64LE(BigInt(hb.length), 0);
-  hb.copy(out, 8);
-  let pos = 8 + hb.length;
-  for (const name of names) {
-    const d = tensors[name].data;
-    Buffer.from(d.buffer, d.byteOffset, d.byteLength).copy(out, pos);
-    pos += d.byteLength;
-  }
-  return out;
+  const head = Buffer.alloc(8 + hb.length);
+  head.writeBigUInt64LE(BigInt(hb.length), 0);
+  hb.copy(head, 8);
+  return [head, ...names.map((n) => { const d = tensors[n].data; return new Uint8Array(d.buffer, d.byteOffset, d.byteLength); })];
 }
 
-/** Write atomically: to `<path>.tmp-<pid>` then rename, so a crash never leaves a partial file under the real name. */
-export function writeFileAtomic(path: string, data: Buffer | string): void {
+/** Serialise tensors with {"format":"pt"} metadata into one buffer (small files: adapters, tests). */
+export function serializeSafetensors(tensors: Record<string, StWriteTensor>, metadata: Record<string, string> = { format: "pt" }): Buffer {
+  return Buffer.concat(safetensorsParts(tensors, metadata));
+}
+
+/**
+ * Write atomically: to `<path>.tmp-<pid>` then rename, so a crash never leaves a partial file under the real name.
+ * Pieces are written in slices of at most 1 GiB (one write call takes at most 2 GiB), so files of any size work.
+ */
+export function writeFileAtomic(path: string, data: Buffer | string | Uint8Array[]): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
+  const parts = typeof data === "string" ? [Buffer.from(data, "utf8")] : Array.isArray(data) ? data : [data];
+  const fd = openSync(tmp, "w");
+  try {
+    for (const p of parts)
+      for (let o = 0; o < p.byteLength;) o += writeSync(fd, p, o, Math.min(p.byteLength - o, 1 << 30));
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
   renameSync(tmp, path);
 }
 
-export function writeSafetensors(path: string, tensors: Record<string, StWriteTensor>, metadata?: Record<string, string>): void {
-  writeFileAtomic(path, serializeSafetensors(tensors, metadata));
+/** Write a safetensors file of any size, atomically, without first joining it into one buffer. */
+export function writeSafetensors(path: string, tensors: Record<string, StWriteTensor>, metadata: Record<string, string> = { format: "pt" }): void {
+  writeFileAtomic(path, safetensorsParts(tensors, metadata));
 }

@@ -16,6 +16,11 @@ export interface AttentionOpts {
   softcap?: number;
   /** [B, S] i32, 1 = real token */
   keyMask?: Tensor | null;
+  /**
+   * Allow 16-bit tensor-core arithmetic (CUDA: bf16 Q, K, V, P with f32 accumulation, as bf16 training does) where
+   * the backend has it; set for models with 16-bit weights. The CPU backend is always f32.
+   */
+  lowPrecision?: boolean;
 }
 
 export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts): Tensor {
@@ -27,11 +32,11 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts): Te
   const out = like(q), lse = like(q, [o.B, o.Hq, o.T]);
   const kk = q.backend.k;
   const mask = o.keyMask?.buf ?? null;
-  kk.attention_forward(out.buf, lse.buf, q.buf, k.buf, v.buf, mask, o.B, o.T, S, o.Hq, o.Hkv, o.D, kvStrideB, o.scale, o.window ?? 0, o.softcap ?? 0);
+  kk.attention_forward(out.buf, lse.buf, q.buf, k.buf, v.buf, mask, o.B, o.T, S, o.Hq, o.Hkv, o.D, kvStrideB, o.scale, o.window ?? 0, o.softcap ?? 0, !!o.lowPrecision);
   return record(out, "attention", [q, k, v], (g) => {
     if (kvStrideB !== S * o.Hkv * o.D) throw new Error("attention backward through a KV cache is not supported");
     const dq = likeZero(q), dk = likeZero(k), dv = likeZero(v);
-    kk.attention_backward(dq.buf, dk.buf, dv.buf, g.buf, out.buf, lse.buf, q.buf, k.buf, v.buf, mask, o.B, o.T, S, o.Hq, o.Hkv, o.D, o.scale, o.window ?? 0, o.softcap ?? 0);
+    kk.attention_backward(dq.buf, dk.buf, dv.buf, g.buf, out.buf, lse.buf, q.buf, k.buf, v.buf, mask, o.B, o.T, S, o.Hq, o.Hkv, o.D, o.scale, o.window ?? 0, o.softcap ?? 0, !!o.lowPrecision);
     return [dq, dk, dv];
   });
 }

@@ -1,0 +1,319 @@
+// Tensor-core flash attention (bf16 WMMA 16×16×16, f32 accumulation) for training and prefill of models whose
+// weights are 16-bit: the same op as attention.cu (causal GQA, key padding mask, sliding window, soft-capping, lse
+// out) with Q, K, V, P, dO and dS rounded to bf16 in shared memory, as bf16 training does. The f32 kernels in
+// attention.cu stay the exact path (f32 models, tests at 1e-4, decode, head dims other than 64/96/128).
+// Why by hand: no maintained CUDA attention library can be loaded at run time without Python (flash-attn and
+// cuDNN's frontend are C++ template/header stacks we would have to vendor and build against a fixed CUDA).
+// Forward: a block = 64 query rows of one (batch, head), 4 warps × 16 rows; per 64-key tile S = Q Kᵀ, online softmax
+// by lane pairs (lane = row × half of the tile), O (f32, in shared memory) += P V.
+// Backward (FlashAttention-2 order): a block = 64 keys of one (batch, query head); per 64-query tile it recomputes
+// S and dP = dO Vᵀ, forms P and dS, accumulates dV += Pᵀ dO and dK += dSᵀ Q in registers (warp = 16 keys) and adds
+// dQ = dS K to global memory with f32 atomics; dK and dV go out with atomics at the end (query heads of a group share them).
+#include "common.cuh"
+#include <mma.h>
+
+namespace aha_cuda {
+
+namespace {
+using namespace nvcuda;
+using bf16 = __nv_bfloat16;
+constexpr int TQ = 64, TK = 64, TW = 4, TT = TW * 32;  // query rows per tile, keys per tile, warps, threads
+constexpr int SP = TK + 4;                             // f32 row pitch of score tiles
+constexpr int PP = TK + 8;                             // bf16 row pitch of P / dS tiles
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
+using FragAt = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major>;
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;
+using FragBt = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+__device__ __forceinline__ bool tc_allowed(long i, long j, long T, long S, long off, long window, const int32_t* km) {
+  if (i >= T || j >= S || j > i + off) return false;
+  if (window > 0 && i + off - j >= window) return false;
+  return !km || km[j] != 0;
+}
+
+// rows × D floats (row r at src + r * stride, rows ≥ valid are zero) → bf16 [rows][D + 8] in shared memory
+template <int D>
+__device__ __forceinline__ void load_tile(bf16* dst, const float* src, long stride, long valid, int rows) {
+  constexpr int V4 = D / 4;
+  for (int idx = threadIdx.x; idx < rows * V4; idx += blockDim.x) {
+    const int r = idx / V4, c = (idx % V4) * 4;
+    const float4 x = r < valid ? *(const float4*)(src + r * stride + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+    __nv_bfloat162* d2 = (__nv_bfloat162*)(dst + r * (D + 8) + c);
+    d2[0] = __floats2bfloat162_rn(x.x, x.y);
+    d2[1] = __floats2bfloat162_rn(x.z, x.w);
+  }
+}
+
+template <int D> constexpr size_t fwd_bytes() { return 2 * (3 * 64 * (D + 8)) + 4 * (TW * 16 * SP) + 2 * (TW * 16 * PP) + 4 * (TW * 16 * (D + 4)); }
+template <int D> constexpr size_t bwd_bytes() { return 2 * (4 * 64 * (D + 8)) + 2 * (2 * TQ * PP) + 4 * (TW * 2 * 16 * SP) + 4 * (2 * TQ); }
+
+template <int D>
+__global__ void __launch_bounds__(TT) tc_forward_kernel(float* o, float* lse, const float* q, const float* k, const float* v,
+    const int32_t* keyMask, long T, long S, long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap) {
+  constexpr int DK = D + 8, DO = D + 4;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* Qs = (bf16*)smem;                 // [TQ][DK]
+  bf16* Ks = Qs + TQ * DK;                // [TK][DK]
+  bf16* Vs = Ks + TK * DK;                // [TK][DK]
+  float* Ss = (float*)(Vs + TK * DK);     // [TW][16][SP] scores
+  bf16* Ps = (bf16*)(Ss + TW * 16 * SP);  // [TW][16][PP] probabilities
+  float* Os = (float*)(Ps + TW * 16 * PP);  // [TW][16][DO] output accumulators
+  const long b = blockIdx.z, h = blockIdx.y, hk = h / (Hq / Hkv), i0 = (long)blockIdx.x * TQ, off = S - T;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const int32_t* km = keyMask ? keyMask + b * S : nullptr;
+  float* Sw = Ss + w * 16 * SP;
+  bf16* Pw = Ps + w * 16 * PP;
+  float* Ow = Os + w * 16 * DO;
+  load_tile<D>(Qs, q + ((b * T + i0) * Hq + h) * D, Hq * D, T - i0, TQ);
+  for (int idx = lane; idx < 16 * DO; idx += 32) Ow[idx] = 0.f;
+  // softmax: lane pair (2r, 2r + 1) owns row r of the warp's 16, each lane half of the tile's keys and of D
+  const int r = lane >> 1, half = lane & 1, c0 = half * (TK / 2), d0 = half * (D / 2);
+  const long i = i0 + w * 16 + r;
+  float m = -INFINITY, l = 0.f;
+  const long jend = min(S, i0 + TQ + off), jbeg = window > 0 ? max(0L, i0 + off - window + 1) : 0;
+  const float* kb = k + b * kvStrideB + hk * D;
+  const float* vb = v + b * kvStrideB + hk * D;
+  for (long j0 = (jbeg / TK) * TK; j0 < jend; j0 += TK) {
+    __syncthreads();  // every warp is done with the previous K/V tile
+    load_tile<D>(Ks, kb + j0 * Hkv * D, Hkv * D, S - j0, TK);
+    load_tile<D>(Vs, vb + j0 * Hkv * D, Hkv * D, S - j0, TK);
+    __syncthreads();
+#pragma unroll
+    for (int n = 0; n < TK / 16; n++) {  // S_w = Q_w Kᵀ
+      FragC acc;
+      wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) {
+        FragA a;
+        FragBt bk;
+        wmma::load_matrix_sync(a, Qs + (w * 16) * DK + kk * 16, DK);
+        wmma::load_matrix_sync(bk, Ks + (n * 16) * DK + kk * 16, DK);
+        wmma::mma_sync(acc, a, bk, acc);
+      }
+      wmma::store_matrix_sync(Sw + n * 16, acc, SP, wmma::mem_row_major);
+    }
+    __syncwarp();
+    float sv[TK / 2], mx = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < TK / 2; c++) {
+      float s = Sw[r * SP + c0 + c] * scale;
+      if (softcap > 0) s = softcap * tanhf(s / softcap);
+      sv[c] = tc_allowed(i, j0 + c0 + c, T, S, off, window, km) ? s : -INFINITY;
+      mx = fmaxf(mx, sv[c]);
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    const float mnew = fmaxf(m, mx), corr = mnew == -INFINITY ? 1.f : __expf(m - mnew);
+    float sum = 0.f;
+#pragma unroll
+    for (int c = 0; c < TK / 2; c++) {
+      const float p = sv[c] == -INFINITY ? 0.f : __expf(sv[c] - mnew);
+      Pw[r * PP + c0 + c] = __float2bfloat16(p);
+      sum += p;
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    l = l * corr + sum;
+    m = mnew;
+    for (int d = d0; d < d0 + D / 2; d++) Ow[r * DO + d] *= corr;
+    __syncwarp();
+#pragma unroll
+    for (int dn = 0; dn < D / 16; dn++) {  // O_w += P_w V
+      FragC acc;
+      wmma::load_matrix_sync(acc, Ow + dn * 16, DO, wmma::mem_row_major);
+#pragma unroll
+      for (int kk = 0; kk < TK / 16; kk++) {
+        FragA a;
+        FragB bv;
+        wmma::load_matrix_sync(a, Pw + kk * 16, PP);
+        wmma::load_matrix_sync(bv, Vs + (kk * 16) * DK + dn * 16, DK);
+        wmma::mma_sync(acc, a, bv, acc);
+      }
+      wmma::store_matrix_sync(Ow + dn * 16, acc, DO, wmma::mem_row_major);
+    }
+    __syncwarp();
+  }
+  if (i < T) {
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    for (int d = d0; d < d0 + D / 2; d++) o[((b * T + i) * Hq + h) * D + d] = Ow[r * DO + d] * inv;
+    if (lse && half == 0) lse[(b * Hq + h) * T + i] = l > 0.f ? m + logf(l) : -INFINITY;
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(TT) tc_backward_kernel(float* dq, float* dk, float* dv, const float* dout, const float* lse,
+    const float* di, const float* q, const float* k, const float* v, const int32_t* keyMask, long T, long S, long Hq, long Hkv,
+    float scale, long window, float softcap) {
+  constexpr int DK = D + 8, DO = D + 4;
+  static_assert(16 * DO <= 2 * 16 * SP, "dQ staging must fit in a warp's score tiles");
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* Ks = (bf16*)smem;                  // [TK][DK]
+  bf16* Vs = Ks + TK * DK;                 // [TK][DK]
+  bf16* Qs = Vs + TK * DK;                 // [TQ][DK]
+  bf16* dOs = Qs + TQ * DK;                // [TQ][DK]
+  bf16* Ps = dOs + TQ * DK;                // [TQ][PP] rows = queries, columns = keys
+  bf16* dSs = Ps + TQ * PP;                // [TQ][PP]
+  float* Ws = (float*)(dSs + TQ * PP);     // [TW][2][16][SP] S and dP of each warp; then its dQ staging [16][DO]
+  float* Ls = Ws + TW * 2 * 16 * SP;       // [TQ]
+  float* Dis = Ls + TQ;                    // [TQ]
+  const long b = blockIdx.z, h = blockIdx.y, hk = h / (Hq / Hkv), j0 = (long)blockIdx.x * TK, off = S - T;
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const int32_t* km = keyMask ? keyMask + b * S : nullptr;
+  load_tile<D>(Ks, k + ((b * S + j0) * Hkv + hk) * D, Hkv * D, S - j0, TK);
+  load_tile<D>(Vs, v + ((b * S + j0) * Hkv + hk) * D, Hkv * D, S - j0, TK);
+  FragC dKf[D / 16], dVf[D / 16];  // keys w*16 .. w*16+15 of this block
+#pragma unroll
+  for (int dn = 0; dn < D / 16; dn++) { wmma::fill_fragment(dKf[dn], 0.f); wmma::fill_fragment(dVf[dn], 0.f); }
+  float* Sw = Ws + w * 2 * 16 * SP;
+  float* dPw = Sw + 16 * SP;
+  const int r = lane >> 1, half = lane & 1, c0 = half * (TK / 2);
+  const long ibeg = max(0L, j0 - off);
+  long iend = T;
+  if (window > 0) iend = min(T, j0 + TK - 1 + window - off);
+  for (long i0 = (ibeg / TQ) * TQ; i0 < iend; i0 += TQ) {
+    __syncthreads();  // the previous query tile is fully used
+    load_tile<D>(Qs, q + ((b * T + i0) * Hq + h) * D, Hq * D, T - i0, TQ);
+    load_tile<D>(dOs, dout + ((b * T + i0) * Hq + h) * D, Hq * D, T - i0, TQ);
+    for (int t = tid; t < TQ; t += TT) {
+      const long i = i0 + t;
+      Ls[t] = i < T ? lse[(b * Hq + h) * T + i] : -INFINITY;
+      Dis[t] = i < T ? di[(b * Hq + h) * T + i] : 0.f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int n = 0; n < TK / 16; n++) {  // S = Q Kᵀ and dP = dO Vᵀ for the warp's 16 query rows
+      FragC s, p;
+      wmma::fill_fragment(s, 0.f);
+      wmma::fill_fragment(p, 0.f);
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) {
+        FragA a;
+        FragBt bt;
+        wmma::load_matrix_sync(a, Qs + (w * 16) * DK + kk * 16, DK);
+        wmma::load_matrix_sync(bt, Ks + (n * 16) * DK + kk * 16, DK);
+        wmma::mma_sync(s, a, bt, s);
+        wmma::load_matrix_sync(a, dOs + (w * 16) * DK + kk * 16, DK);
+        wmma::load_matrix_sync(bt, Vs + (n * 16) * DK + kk * 16, DK);
+        wmma::mma_sync(p, a, bt, p);
+      }
+      wmma::store_matrix_sync(Sw + n * 16, s, SP, wmma::mem_row_major);
+      wmma::store_matrix_sync(dPw + n * 16, p, SP, wmma::mem_row_major);
+    }
+    __syncwarp();
+    {
+      const int qr = w * 16 + r;
+      const long i = i0 + qr;
+      const float L = Ls[qr], Di = Dis[qr];
+#pragma unroll 8
+      for (int c = 0; c < TK / 2; c++) {
+        float p = 0.f, ds = 0.f;
+        if (L != -INFINITY && tc_allowed(i, j0 + c0 + c, T, S, off, window, km)) {
+          const float raw = Sw[r * SP + c0 + c] * scale;
+          float sc = raw, dcap = 1.f;
+          if (softcap > 0) { const float t = tanhf(raw / softcap); sc = softcap * t; dcap = 1.f - t * t; }
+          p = __expf(sc - L);
+          ds = p * (dPw[r * SP + c0 + c] - Di) * dcap * scale;
+        }
+        Ps[qr * PP + c0 + c] = __float2bfloat16(p);
+        dSs[qr * PP + c0 + c] = __float2bfloat16(ds);
+      }
+    }
+    __syncthreads();  // all 64 rows of P and dS are in place
+#pragma unroll
+    for (int kk = 0; kk < TQ / 16; kk++) {  // dV += Pᵀ dO, dK += dSᵀ Q over this tile's queries
+      FragAt pa, sa;
+      wmma::load_matrix_sync(pa, Ps + (kk * 16) * PP + w * 16, PP);
+      wmma::load_matrix_sync(sa, dSs + (kk * 16) * PP + w * 16, PP);
+#pragma unroll
+      for (int dn = 0; dn < D / 16; dn++) {
+        FragB ob, qb;
+        wmma::load_matrix_sync(ob, dOs + (kk * 16) * DK + dn * 16, DK);
+        wmma::mma_sync(dVf[dn], pa, ob, dVf[dn]);
+        wmma::load_matrix_sync(qb, Qs + (kk * 16) * DK + dn * 16, DK);
+        wmma::mma_sync(dKf[dn], sa, qb, dKf[dn]);
+      }
+    }
+    float* dQw = Sw;  // this warp's S/dP are consumed: stage dQ rows w*16.. there
+#pragma unroll
+    for (int dn = 0; dn < D / 16; dn++) {  // dQ = dS K
+      FragC acc;
+      wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+      for (int kk = 0; kk < TK / 16; kk++) {
+        FragA a;
+        FragB kb;
+        wmma::load_matrix_sync(a, dSs + (w * 16) * PP + kk * 16, PP);
+        wmma::load_matrix_sync(kb, Ks + (kk * 16) * DK + dn * 16, DK);
+        wmma::mma_sync(acc, a, kb, acc);
+      }
+      wmma::store_matrix_sync(dQw + dn * 16, acc, DO, wmma::mem_row_major);
+    }
+    __syncwarp();
+    for (int idx = lane; idx < 16 * D; idx += 32) {
+      const int rr = idx / D, d = idx % D;
+      const long i = i0 + w * 16 + rr;
+      const float a = dQw[rr * DO + d];
+      if (i < T && a != 0.f) atomicAdd(dq + ((b * T + i) * Hq + h) * D + d, a);
+    }
+  }
+  __syncthreads();  // all tiles done: the shared memory is free for staging dK and dV
+  float* st = (float*)smem + w * 16 * DO;
+#pragma unroll
+  for (int which = 0; which < 2; which++) {
+#pragma unroll
+    for (int dn = 0; dn < D / 16; dn++) wmma::store_matrix_sync(st + dn * 16, which ? dVf[dn] : dKf[dn], DO, wmma::mem_row_major);
+    __syncwarp();
+    float* dst = which ? dv : dk;
+    for (int idx = lane; idx < 16 * D; idx += 32) {
+      const int rr = idx / D, d = idx % D;
+      const long j = j0 + w * 16 + rr;
+      if (j < S) atomicAdd(dst + ((b * S + j) * Hkv + hk) * D + d, st[rr * DO + d]);
+    }
+    __syncwarp();
+  }
+}
+
+bool aligned16(const void* p) { return ((uintptr_t)p & 15) == 0; }
+}  // namespace
+
+bool attention_tc_supported(long D) { return D == 64 || D == 96 || D == 128; }
+
+#define AHA_TC_D(D, CALL)                      \
+  if ((D) == 64) { constexpr int D_ = 64; CALL; }  \
+  else if ((D) == 96) { constexpr int D_ = 96; CALL; } \
+  else { constexpr int D_ = 128; CALL; }
+
+template <int D>
+static void tc_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* km, long B, long T, long S,
+                       long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap) {
+  static bool attr = false;
+  if (!attr) { CK(cudaFuncSetAttribute(tc_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fwd_bytes<D>())); attr = true; }
+  dim3 grid((unsigned)((T + TQ - 1) / TQ), (unsigned)Hq, (unsigned)B);
+  tc_forward_kernel<D><<<grid, TT, fwd_bytes<D>(), stream()>>>(o, lse, q, k, v, km, T, S, Hq, Hkv, kvStrideB, scale, window, softcap);
+  check_launch("attention_forward (tensor cores)");
+}
+template <int D>
+static void tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q, const float* k,
+                        const float* v, const int32_t* km, long B, long T, long S, long Hq, long Hkv, float scale, long window, float softcap) {
+  static bool attr = false;
+  if (!attr) { CK(cudaFuncSetAttribute(tc_backward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bwd_bytes<D>())); attr = true; }
+  dim3 grid((unsigned)((S + TK - 1) / TK), (unsigned)Hq, (unsigned)B);
+  tc_backward_kernel<D><<<grid, TT, bwd_bytes<D>(), stream()>>>(dq, dk, dv, dout, lse, di, q, k, v, km, T, S, Hq, Hkv, scale, window, softcap);
+  check_launch("attention_backward (tensor cores)");
+}
+
+// true when the tensor-core path ran (head dim 64/96/128, 16-byte aligned rows); false: the caller runs the f32 kernels
+bool attention_tc_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
+                          long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap) {
+  if (!attention_tc_supported(D) || !aligned16(q) || !aligned16(k) || !aligned16(v) || kvStrideB % 4) return false;
+  AHA_TC_D(D, (tc_forward<D_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, kvStrideB, scale, window, softcap)));
+  return true;
+}
+bool attention_tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q,
+                           const float* k, const float* v, const int32_t* keyMask, long B, long T, long S, long Hq, long Hkv, long D,
+                           float scale, long window, float softcap) {
+  if (!attention_tc_supported(D) || !aligned16(q) || !aligned16(k) || !aligned16(v) || !aligned16(dout)) return false;
+  AHA_TC_D(D, (tc_backward<D_>(dq, dk, dv, dout, lse, di, q, k, v, keyMask, B, T, S, Hq, Hkv, scale, window, softcap)));
+  return true;
+}
+
+}  // namespace aha_cuda
