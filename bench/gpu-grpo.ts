@@ -91,6 +91,8 @@ function main(): void {
   be.synchronize();
   console.log(`loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s; LoRA params ${params.reduce((a, p) => a + p.numel, 0)}; weights+LoRA+Adam ${(be.memory().allocated / GB).toFixed(2)} GiB`);
 
+  hostCosts(be);
+
   // the batch: random prompt and completion ids, full completion masks, random advantages
   const ids = (n: number) => Int32Array.from({ length: n }, () => Math.floor(rng() * (V - 1000)));
   const promptIds = ids(NSEQ * P), completionIds = ids(NSEQ * T);
@@ -178,6 +180,27 @@ function main(): void {
   row("peak memory (reserved)", aha.peak_reserved_gib, torch?.peak_reserved_gib, "GiB", true);
   row("decode (teacher-forced) ", aha.decode_tok_s, torch?.decode_tok_s, "tok/s", false);
   console.log(`decode bound at ${(bw / 1e12).toFixed(2)} TB/s: ${bound(4).toFixed(0)} tok/s with an f32 KV cache, ${bound(2).toFixed(0)} with bf16; aha reaches ${(100 * decodeTps / bound(4)).toFixed(1)}% of its bound`);
+}
+
+/** Host cost of one call (µs, 2,000 calls then a synchronize) for the call kinds a decode step is made of. */
+function hostCosts(be: ReturnType<typeof cudaBackend>): void {
+  const n = 2000, k = be.k;
+  const a = be.alloc("f32", 64 * 64), b = be.alloc("bf16", 64 * 64), c = be.alloc("f32", 64 * 64), small = new Int32Array(64);
+  const time = (what: string, f: () => void) => {
+    be.synchronize();
+    const t = performance.now();
+    for (let i = 0; i < n; i++) f();
+    be.synchronize();
+    return `${what} ${((1000 * (performance.now() - t)) / n).toFixed(1)} µs`;
+  };
+  console.log("host cost per call: " + [
+    time("kernel (binary 4096)", () => k.binary(c, a, a, 4096, 4096, 0)),
+    time("gemm 64×64×64 f32×bf16", () => k.gemm(c, a, b, 1, 1, 64, 64, 64, false, true, 64, 64, 64, 0, 0, 0, 1, 0)),
+    time("gemm 64×64×64 f32", () => k.gemm(c, a, a, 0, 1, 64, 64, 64, false, true, 64, 64, 64, 0, 0, 0, 1, 0)),
+    time("alloc+free", () => be.free(be.alloc("f32", 4096, false), "f32", 4096)),
+    time("upload 256 B", () => be.write(c, small)),
+  ].join(", "));
+  for (const p of [a, b, c]) be.free(p, "f32", 0);
 }
 
 /** GPU time by op (AHA_CUDA_PROFILE=1), beside the wall time of what was profiled */

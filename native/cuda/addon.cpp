@@ -79,7 +79,7 @@ FN(num_threads) { return Napi::Number::New(a.Env(), num_sms()); }
 
 FN(gemm) { TRY(gemm)
   gemm(P(a[0]), P<void>(a[1]), F32, P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
-       L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]));
+       L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]), a.Length() > 18 && a[18].ToBoolean().Value());
   UNDEF CATCH(gemm) }
 FN(rms_norm_forward) { TRY(rms_norm_forward) rms_norm_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7])); UNDEF CATCH(rms_norm_forward) }
 FN(rms_norm_backward) { TRY(rms_norm_backward) rms_norm_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), L(a[7]), F(a[8])); UNDEF CATCH(rms_norm_backward) }

@@ -4,7 +4,8 @@
 // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ, so cuBLAS gets (B, A) swapped.
 // Operand dtypes: f32×f32 runs in f32 (mode 2: TF32 tensor cores). f32 activations × bf16/f16 weights convert the
 // activations to the weight's 16-bit type (mode 0, default: tensor cores, what bf16 training does) or the weight
-// to f32 (mode 1, exact: matches the CPU backend to f32 rounding).
+// to f32 (mode 1, exact: matches the CPU backend to f32 rounding). A call may ask for speed over exactness (`fast`:
+// the LoRA GEMMs of a model with 16-bit weights): f32 × f32 then runs on TF32 tensor cores in mode 0.
 #include "common.cuh"
 #include <dlfcn.h>
 #include <vector>
@@ -97,7 +98,7 @@ void convert(void* dst, int dtDst, const void* src, int dtSrc, long n) {
 }
 
 void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
-          bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta) {
+          bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta, bool fast) {
   std::string why;
   if (!gemm_ready(&why)) throw std::runtime_error("aha cuda gemm: " + why);
   if (M == 0 || N == 0 || batch == 0) return;
@@ -116,7 +117,7 @@ void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, 
     { Scratch t((size_t)eA * 4); convert(t.p, F32, A, ta, eA); std::swap(sa.p, t.p); pa = sa.p; ta = F32; }
     { Scratch t((size_t)eB * 4); convert(t.p, F32, B, tb, eB); std::swap(sb.p, t.p); pb = sb.p; tb = F32; }
   }
-  int compute = (ta == F32 && g_mode == 2) ? COMPUTE_32F_FAST_TF32 : COMPUTE_32F;
+  int compute = (ta == F32 && (g_mode == 2 || (g_mode == 0 && fast))) ? COMPUTE_32F_FAST_TF32 : COMPUTE_32F;
   // column-major: C' (N × M, ld ldc) = op(B)' (N × K) · op(A)' (K × M)
   int st = blas.gemm_sb(blas.h, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N, (int)N, (int)M, (int)K,
                         &alpha, pb, cuda_type(tb), (int)ldb, (long long)strideB, pa, cuda_type(ta), (int)lda, (long long)strideA,

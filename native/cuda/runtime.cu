@@ -5,6 +5,8 @@
 // live buffers, bytes reserved from the driver and the reserve's peak.
 #include "common.cuh"
 #include <map>
+#include <deque>
+#include <cstring>
 #include <unordered_map>
 #include <mutex>
 #include <vector>
@@ -112,8 +114,51 @@ void raw_free(void* p) {
   pool.live.erase(it);
 }
 
+// Uploads go through a pinned ring buffer so they are truly asynchronous: a copy from pageable memory makes the
+// driver wait for the stream, which would drain the GPU's queue at every upload (ids, masks, rope tables) and leave
+// it idle while the host enqueues the next kernels. Each copy records an event; a slot is reused only after the
+// copy that last used it has run. Uploads larger than a quarter of the ring take the plain (synchronising) path.
+namespace {
+struct Staging {
+  char* base = nullptr;
+  size_t cap = 0;
+  bool tried = false;
+  unsigned long long head = 0;                                      // monotonic byte counter
+  std::deque<std::pair<unsigned long long, cudaEvent_t>> inflight;  // (monotonic start of a copy, its event), oldest first
+  std::vector<cudaEvent_t> spare;
+} stg;
+}  // namespace
+
 void upload(void* dst, const void* src, size_t bytes) {
-  if (bytes) CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream));  // pageable: returns once staged
+  if (!bytes) return;
+  if (!stg.tried) {
+    stg.tried = true;
+    const size_t cap = 32u << 20;
+    if (cudaHostAlloc((void**)&stg.base, cap, cudaHostAllocDefault) == cudaSuccess) stg.cap = cap;
+    else { cudaGetLastError(); stg.base = nullptr; }
+  }
+  if (!stg.cap || bytes > stg.cap / 4) { CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream)); return; }
+  const size_t n = (bytes + 255) & ~(size_t)255;
+  unsigned long long start = stg.head;
+  size_t pos = (size_t)(start % stg.cap);
+  if (pos + n > stg.cap) { start += stg.cap - pos; pos = 0; }  // a copy never wraps
+  // [start, start + n) overwrites what the previous lap held at [start - cap, start + n - cap): copies that began
+  // before start + n - cap must be done (they complete in stream order, so waiting for the newest of them is enough)
+  cudaEvent_t wait = nullptr;
+  while (!stg.inflight.empty() && (stg.inflight.front().first + stg.cap < start + n || stg.inflight.size() >= 1024)) {
+    if (wait) stg.spare.push_back(wait);
+    wait = stg.inflight.front().second;
+    stg.inflight.pop_front();
+  }
+  if (wait) { CK(cudaEventSynchronize(wait)); stg.spare.push_back(wait); }
+  memcpy(stg.base + pos, src, bytes);
+  CK(cudaMemcpyAsync(dst, stg.base + pos, bytes, cudaMemcpyHostToDevice, g_stream));
+  cudaEvent_t ev;
+  if (stg.spare.empty()) CK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  else { ev = stg.spare.back(); stg.spare.pop_back(); }
+  CK(cudaEventRecord(ev, g_stream));
+  stg.inflight.emplace_back(start, ev);
+  stg.head = start + n;
 }
 void download(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;

@@ -176,14 +176,17 @@ export class CausalLM {
     const keyMaskHost = cache ? cacheMask(cache, B, S) : mask;
     const keyMask = keyMaskHost ? fromHost(keyMaskHost, [B, S], "i32") : null;
 
-    const tables = new Map<RopeParams, { cos: Tensor; sin: Tensor }>();
+    // one cos/sin table pair per distinct rope setting (every layer has its own RopeParams object; Gemma 3 has two
+    // settings), so a forward computes and uploads each table once, not once per layer
+    const tables = new Map<string, { cos: Tensor; sin: Tensor }>();
     const tablesFor = (p: RopeParams) => {
-      let t = tables.get(p);
+      const key = JSON.stringify(p);
+      let t = tables.get(key);
       if (!t) {
         const f = ropeFrequencies(p, cfg.rotaryDim, cfg.maxPositions, maxPos + 1);
         const { cos, sin } = ropeTables(f, positions);
         t = { cos: fromHost(cos, [N, cfg.rotaryDim / 2]), sin: fromHost(sin, [N, cfg.rotaryDim / 2]) };
-        tables.set(p, t);
+        tables.set(key, t);
       }
       return t;
     };

@@ -2,7 +2,8 @@
 // projection keeps only y [N, out] and t = drop(x) Aᵀ [N, r] alive instead of four [N, out] intermediates.
 //   backward (u = dy B [N, r]):  dx = dy W + s · (u A) ⊙ mask,   dA = s · uᵀ drop(x),   dB = s · dyᵀ t
 //   (dW = dyᵀ x and db = Σ dy when the base weights are trained).
-// W may be bf16/f16 (converted in the GEMM); everything else is f32.
+// W may be bf16/f16 (converted in the GEMM); everything else is f32. With 16-bit W the LoRA GEMMs are marked `fast`
+// (CUDA runs them on TF32 tensor cores, 10-bit mantissa, like the bf16 base GEMM they add to; the CPU ignores it).
 import { Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
 import { assertF32, dtypeCode, like, likeZero, sameBackend } from "./util.ts";
@@ -24,6 +25,8 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
   const inF = x.shape[x.shape.length - 1], N = x.numel / inF, outF = W.shape[0];
   if (W.shape[1] !== inF) throw new Error(`linear: input has ${inF} features, ${W.describe()} expects ${W.shape[1]}`);
   const k = x.backend.k, dtW = dtypeCode(W.dtype);
+  // the LoRA GEMMs of a model with 16-bit weights may use faster, less exact arithmetic (CUDA: TF32 tensor cores)
+  const fast = W.dtype !== "f32";
   const y = like(x, [...x.shape.slice(0, -1), outF]);
   k.gemm(y.buf, x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0);
   if (bias) k.binary(y.buf, y.buf, bias.buf, N * outF, outF, 0);
@@ -35,8 +38,8 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
     xd = x;
     if (lora.mask) { xd = like(x); k.binary(xd.buf, x.buf, lora.mask.buf, x.numel, x.numel, 2); }
     t = like(x, [N, r]);
-    k.gemm(t.buf, xd.buf, lora.A.buf, 0, 1, N, r, inF, false, true, inF, inF, r, 0, 0, 0, 1, 0);
-    k.gemm(y.buf, t.buf, lora.B.buf, 0, 1, N, outF, r, false, true, r, r, outF, 0, 0, 0, lora.scale, 1);
+    k.gemm(t.buf, xd.buf, lora.A.buf, 0, 1, N, r, inF, false, true, inF, inF, r, 0, 0, 0, 1, 0, fast);
+    k.gemm(y.buf, t.buf, lora.B.buf, 0, 1, N, outF, r, false, true, r, r, outF, 0, 0, 0, lora.scale, 1, fast);
   }
   const inputs = [x, W, ...(bias ? [bias] : []), ...(lora ? [lora.A, lora.B] : [])];
   return record(y, "lora_linear", inputs, (dy) => {
@@ -44,7 +47,7 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
     let u: Tensor | null = null;
     if (lora && (x.requiresGrad || lora.A.requiresGrad)) {
       u = like(x, [N, r]); // dy B
-      k.gemm(u.buf, dy.buf, lora.B.buf, 0, 1, N, r, outF, false, false, outF, r, r, 0, 0, 0, 1, 0);
+      k.gemm(u.buf, dy.buf, lora.B.buf, 0, 1, N, r, outF, false, false, outF, r, r, 0, 0, 0, 1, 0, fast);
     }
     if (x.requiresGrad) {
       const dx = like(x);
@@ -52,11 +55,11 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
       if (lora && u) {
         if (lora.mask) {
           const tmp = like(x);
-          k.gemm(tmp.buf, u.buf, lora.A.buf, 0, 1, N, inF, r, false, false, r, inF, inF, 0, 0, 0, lora.scale, 0);
+          k.gemm(tmp.buf, u.buf, lora.A.buf, 0, 1, N, inF, r, false, false, r, inF, inF, 0, 0, 0, lora.scale, 0, fast);
           k.binary(tmp.buf, tmp.buf, lora.mask.buf, x.numel, x.numel, 2);
           k.binary(dx.buf, dx.buf, tmp.buf, x.numel, x.numel, 0);
           tmp.dispose();
-        } else k.gemm(dx.buf, u.buf, lora.A.buf, 0, 1, N, inF, r, false, false, r, inF, inF, 0, 0, 0, lora.scale, 1);
+        } else k.gemm(dx.buf, u.buf, lora.A.buf, 0, 1, N, inF, r, false, false, r, inF, inF, 0, 0, 0, lora.scale, 1, fast);
       }
       grads[0] = dx;
     }
@@ -74,12 +77,12 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
     if (lora) {
       if (lora.A.requiresGrad && u) {
         const dA = like(lora.A);
-        k.gemm(dA.buf, u.buf, xd!.buf, 0, 1, r, inF, N, true, false, r, inF, inF, 0, 0, 0, lora.scale, 0);
+        k.gemm(dA.buf, u.buf, xd!.buf, 0, 1, r, inF, N, true, false, r, inF, inF, 0, 0, 0, lora.scale, 0, fast);
         grads[i] = dA;
       }
       if (lora.B.requiresGrad) {
         const dB = like(lora.B);
-        k.gemm(dB.buf, dy.buf, t!.buf, 0, 1, outF, r, N, true, false, outF, r, r, 0, 0, 0, lora.scale, 0);
+        k.gemm(dB.buf, dy.buf, t!.buf, 0, 1, outF, r, N, true, false, outF, r, r, 0, 0, 0, lora.scale, 0, fast);
         grads[i + 1] = dB;
       }
     }

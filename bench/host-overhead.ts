@@ -1,0 +1,76 @@
+// Host-side cost of a GRPO train step and of a decode step, with every kernel replaced by a no-op: what the
+// JavaScript engine (autograd, scopes, allocation bookkeeping, host-side tables and masks) costs per step before any
+// device work. On a GPU the step cannot be faster than this plus the native launch costs, so it shows when a step
+// is host-bound. Runs on any machine (no GPU needed): a random Qwen2.5-0.5B-like model (24 layers, 14/2 heads of 64,
+// small MLP and vocabulary: the op sequence and token counts are those of the real shape, the weights stay small).
+//   node --import tsx bench/host-overhead.ts [--micro 8] [--steps 3]
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { writeRandomModel } from "./random-model.ts";
+import { CausalLM } from "../src/models/model.ts";
+import { KVCache } from "../src/models/kvcache.ts";
+import { backward, noGrad, registerBackend, scope, setDefaultDevice, type Backend } from "../src/engine/index.ts";
+import { hostArray, type DType } from "../src/engine/dtype.ts";
+import { batchLoss } from "../src/grpo/loss.ts";
+import { AdamW } from "../src/grpo/optim.ts";
+
+const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
+const MICRO = Number(arg("micro", "8")), STEPS = Number(arg("steps", "3"));
+const NSEQ = 64, P = 128, T = 256;
+
+// a backend whose kernels do nothing: buffers are numbers, reads return zeros
+let calls = 0, next = 1;
+const noop: Backend = {
+  device: "cuda",
+  alloc: () => next++,
+  free: () => {},
+  view: (b: number) => b,
+  write: () => { calls++; },
+  read: (_b: number, dtype: DType, n: number) => hostArray(dtype, n),
+  supports: () => true,
+  synchronize: () => {},
+  memory: () => ({ allocated: 0, peak: 0, buffers: 0 }),
+  resetPeak: () => {},
+  k: new Proxy({}, { get: () => () => { calls++; return 0; } }) as Backend["k"],
+};
+
+const dir = mkdtempSync(join(tmpdir(), "aha-host-"));
+try {
+  writeRandomModel(dir, { model_type: "qwen2", hidden_size: 896, num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2,
+    intermediate_size: 64, vocab_size: 1024, tie_word_embeddings: true });
+  registerBackend(noop);
+  setDefaultDevice("cuda");
+  const model = CausalLM.load(dir);
+  model.addAdapter({ r: 16, lora_alpha: 32, target_modules: "all-linear" }, Math.random);
+  model.gradientCheckpointing = true;
+  const opt = new AdamW(model.parameters(), { lr: 1e-5 });
+  const ids = (n: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919) % 1000);
+  const promptIds = ids(NSEQ * P), completionIds = ids(NSEQ * T);
+  const lossParams = { lossType: "grpo" as const, epsilon: 0.2, epsilonHigh: 0.2, beta: 0, temperature: 1, maxCompletionLength: T };
+  for (let step = 0; step < STEPS; step++) {
+    calls = 0;
+    const t0 = performance.now();
+    for (let m = 0; m < NSEQ / MICRO; m++) {
+      const s = m * MICRO;
+      scope(() => {
+        const { loss } = batchLoss(model, { promptIds: promptIds.subarray(s * P, (s + MICRO) * P), completionIds: completionIds.subarray(s * T, (s + MICRO) * T),
+          completionMask: new Float32Array(MICRO * T).fill(1), B: MICRO, P, T }, new Float32Array(MICRO * T), null, new Float32Array(MICRO).fill(0.5), lossParams);
+        backward(loss);
+      });
+    }
+    opt.update();
+    opt.zeroGrad();
+    const ms = performance.now() - t0;
+    console.log(`train step (64 × (128 + 256), micro-batch ${MICRO}): host ${ms.toFixed(1)} ms, ${calls} kernel calls + writes, ${(1000 * ms / calls).toFixed(2)} µs each`);
+  }
+  const cache = new KVCache(model.config, NSEQ, P + T);
+  noGrad(() => scope(() => { model.forward(promptIds, NSEQ, P, { cache }); }));
+  calls = 0;
+  const t0 = performance.now();
+  for (let t = 0; t < 64; t++) noGrad(() => scope(() => { model.logits(model.forward(completionIds.subarray(t * NSEQ, (t + 1) * NSEQ), NSEQ, 1, { cache })); }));
+  const ms = (performance.now() - t0) / 64;
+  console.log(`decode step (64 sequences): host ${ms.toFixed(2)} ms, ${(calls / 64).toFixed(0)} kernel calls + writes per step, ${(1000 * ms / (calls / 64)).toFixed(2)} µs each`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
