@@ -4,7 +4,7 @@
 // (bench/torch_baseline.py, same folder of weights) in the same run, printed side by side. Decode is teacher-forced
 // (forward + lm-head logits per token, no sampling) and shown beside the memory-bandwidth bound.
 // Also times real rollouts through generate() (sampling on the device unless repetition_penalty) for 8 prompts × 8 completions.
-//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 64] [--no-torch] [--dir …] [--layers 24]
+//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 64] [--no-torch] [--dir …] [--layers 24] [--host-costs-only]
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
@@ -92,6 +92,7 @@ function main(): void {
   console.log(`loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s; LoRA params ${params.reduce((a, p) => a + p.numel, 0)}; weights+LoRA+Adam ${(be.memory().allocated / GB).toFixed(2)} GiB`);
 
   hostCosts(be);
+  if (process.argv.includes("--host-costs-only")) return;
 
   // the batch: random prompt and completion ids, full completion masks, random advantages
   const ids = (n: number) => Int32Array.from({ length: n }, () => Math.floor(rng() * (V - 1000)));
