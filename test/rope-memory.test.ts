@@ -105,3 +105,29 @@ test("memory report by category: weights, LoRA, optimiser, gradients, KV cache, 
   cache.dispose();
   opt.dispose();
 });
+
+import { defaultBackend, noGrad } from "../src/engine/index.ts";
+import { readModelConfig } from "../src/models/config.ts";
+
+test("a forward uploads each distinct rope table once, not once per layer (host work and syncs per step)", () => {
+  for (const dir of fixtureModels()) {
+    const model = CausalLM.load(dir);
+    const cfg = readModelConfig(dir);
+    const distinct = new Set(cfg.ropeByLayer.map((p) => JSON.stringify(p))).size;
+    const be = defaultBackend();
+    const cache = new KVCache(model.config, 2, 16);
+    const ids = Int32Array.from({ length: 2 * 4 }, (_, i) => (i * 11) % 50 + 3);
+    noGrad(() => scope(() => { model.forward(ids, 2, 4, { cache }); }));
+    const write = be.write;
+    let writes = 0;
+    be.write = (buf, data) => { writes++; return write.call(be, buf, data); };
+    try {
+      noGrad(() => scope(() => { model.logits(model.forward(ids.subarray(0, 2), 2, 1, { cache })); }));
+    } finally {
+      be.write = write;
+      cache.dispose();
+    }
+    // ids, the key mask and a cos/sin pair per distinct rope setting; none of it scales with the layer count
+    assert.equal(writes, 2 + 2 * distinct, `${dir}: ${writes} uploads for a decode step of ${cfg.layers} layers, ${distinct} rope setting(s)`);
+  }
+});
