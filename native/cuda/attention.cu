@@ -14,12 +14,6 @@ namespace aha_cuda {
 namespace {
 constexpr int BQ = 16, BK = 32, WARPS = 4, RPW = BQ / WARPS, THREADS = WARPS * 32;
 
-__device__ __forceinline__ bool allowed(long i, long j, long T, long S, long off, long window, const int32_t* km) {
-  if (i >= T || j >= S || j > i + off) return false;
-  if (window > 0 && i + off - j >= window) return false;
-  return !km || km[j] != 0;
-}
-
 template <int NDL>
 __global__ void __launch_bounds__(THREADS) attention_forward_kernel(float* o, float* lse, const float* q, const float* k, const float* v,
     const int32_t* keyMask, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap) {
@@ -65,7 +59,7 @@ __global__ void __launch_bounds__(THREADS) attention_forward_kernel(float* o, fl
 #pragma unroll
     for (int rr = 0; rr < RPW; rr++) {
       const long i = i0 + w * RPW + rr;
-      bool ok = allowed(i, j, T, S, off, window, km);
+      bool ok = attention_visible(i, j, T, S, off, window, km);
       float sv = ok ? (softcap > 0 ? softcap * tanhf(s[rr] / softcap) : s[rr]) : -INFINITY;
       float mnew = fmaxf(m[rr], warp_max(sv));
       if (mnew == -INFINITY) continue;  // warp-uniform
@@ -251,7 +245,7 @@ __global__ void __launch_bounds__(THREADS) attention_backward_kernel(float* dq, 
           const int r = w * RPW + rr;
           const long i = i0 + r;
           float L = ls[r], p = 0.f, ds = 0.f;
-          if (L != -INFINITY && allowed(i, j, T, S, off, window, km)) {
+          if (L != -INFINITY && attention_visible(i, j, T, S, off, window, km)) {
             float raw = s[rr] * scale, sc = raw, dcap = 1.f;
             if (softcap > 0) { float t = tanhf(raw / softcap); sc = softcap * t; dcap = 1.f - t * t; }
             p = __expf(sc - L);

@@ -26,12 +26,6 @@ using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;
 using FragBt = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;
 using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 
-__device__ __forceinline__ bool tc_allowed(long i, long j, long T, long S, long off, long window, const int32_t* km) {
-  if (i >= T || j >= S || j > i + off) return false;
-  if (window > 0 && i + off - j >= window) return false;
-  return !km || km[j] != 0;
-}
-
 // rows × D floats (row r at src + r * stride, rows ≥ valid are zero) → bf16 [rows][D + 8] in shared memory
 template <int D>
 __device__ __forceinline__ void load_tile(bf16* dst, const float* src, long stride, long valid, int rows) {
@@ -99,7 +93,7 @@ __global__ void __launch_bounds__(TT) tc_forward_kernel(float* o, float* lse, co
     for (int c = 0; c < TK / 2; c++) {
       float s = Sw[r * SP + c0 + c] * scale;
       if (softcap > 0) s = softcap * tanhf(s / softcap);
-      sv[c] = tc_allowed(i, j0 + c0 + c, T, S, off, window, km) ? s : -INFINITY;
+      sv[c] = attention_visible(i, j0 + c0 + c, T, S, off, window, km) ? s : -INFINITY;
       mx = fmaxf(mx, sv[c]);
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
@@ -206,7 +200,7 @@ __global__ void __launch_bounds__(TT) tc_backward_kernel(float* dq, float* dk, f
 #pragma unroll 8
       for (int c = 0; c < TK / 2; c++) {
         float p = 0.f, ds = 0.f;
-        if (L != -INFINITY && tc_allowed(i, j0 + c0 + c, T, S, off, window, km)) {
+        if (L != -INFINITY && attention_visible(i, j0 + c0 + c, T, S, off, window, km)) {
           const float raw = Sw[r * SP + c0 + c] * scale;
           float sc = raw, dcap = 1.f;
           if (softcap > 0) { const float t = tanhf(raw / softcap); sc = softcap * t; dcap = 1.f - t * t; }

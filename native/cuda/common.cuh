@@ -46,6 +46,14 @@ inline unsigned blocks_for(long n, int threads, long cap = 65535L * 32) {
   return (unsigned)(b > cap ? cap : b);
 }
 
+// attention visibility: query row i (of T new rows, S - T = off cached positions before them) sees key j when it is
+// causal, inside the sliding window (0 = none) and not padding (km = the row's [S] key mask, 1 = real token)
+__device__ __forceinline__ bool attention_visible(long i, long j, long T, long S, long off, long window, const int32_t* km) {
+  if (i >= T || j >= S || j > i + off) return false;
+  if (window > 0 && i + off - j >= window) return false;
+  return !km || km[j] != 0;
+}
+
 // warp reductions
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
