@@ -3,9 +3,10 @@
 // Is not: a reader (tests use @huggingface/gguf) nor a converter (gguf-model.ts decides names, types and values).
 // Hand-written: @huggingface/gguf can serialise a header but not tensor data, and no npm package writes whole GGUF
 // files; the format is a few dozen lines.
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import { ggmlNbytes, type GgmlType } from "./gguf-types.js";
+import { writeAll } from "../models/safetensors.js";
 
 /** A metadata value with its GGUF type (llama.cpp reads each key with an exact-type getter, §3.1). */
 export type GgufValue =
@@ -143,8 +144,3 @@ export function writeGguf(path: string, kvs: GgufKV[], tensors: GgufTensorPlan[]
   return pos;
 }
 
-function writeAll(fd: number, b: Uint8Array): number {
-  let off = 0;
-  while (off < b.byteLength) off += writeSync(fd, b, off, b.byteLength - off);
-  return b.byteLength;
-}

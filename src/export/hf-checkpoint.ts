@@ -5,9 +5,9 @@
 // comes last, so a reader never sees an index whose shards are missing.
 // Is not: a quantised (bnb/GPTQ) checkpoint writer; lm_head is dropped when the config ties it, as save_pretrained does.
 // Hand-written: the safetensors npm writers buffer whole files (Node buffers stop at 4 GiB) or lack the index.
-import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import { f32ToBf16, f32ToF16, writeFileAtomic, type StDType } from "../models/safetensors.js";
+import { f32ToBf16, f32ToF16, writeAll, writeFileAtomic, type StDType } from "../models/safetensors.js";
 import type { WeightSet } from "./weights.js";
 
 export type HfDtype = "f32" | "f16" | "bf16";
@@ -76,10 +76,6 @@ function writeShard(path: string, names: string[], shapes: Map<string, number[]>
   renameSync(tmp, path);
 }
 
-function writeAll(fd: number, b: Uint8Array): void {
-  let off = 0;
-  while (off < b.byteLength) off += writeSync(fd, b, off, b.byteLength - off);
-}
 
 /** Plan shards the way transformers does: in tensor order, a new shard when the next tensor would overflow. */
 export function planShards(names: string[], bytes: (n: string) => number, maxShardBytes: number): string[][] {

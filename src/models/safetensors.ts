@@ -260,9 +260,15 @@ export function serializeSafetensors(tensors: Record<string, StWriteTensor>, met
   return Buffer.concat(safetensorsParts(tensors, metadata));
 }
 
+/** Write all of `b` at the file's position, in slices of at most 1 GiB (one write call takes at most 2 GiB); returns its length. */
+export function writeAll(fd: number, b: Uint8Array): number {
+  for (let o = 0; o < b.byteLength;) o += writeSync(fd, b, o, Math.min(b.byteLength - o, 1 << 30));
+  return b.byteLength;
+}
+
 /**
  * Write atomically: to `<path>.tmp-<pid>` then rename, so a crash never leaves a partial file under the real name.
- * Pieces are written in slices of at most 1 GiB (one write call takes at most 2 GiB), so files of any size work.
+ * Pieces go through writeAll, so files of any size work.
  */
 export function writeFileAtomic(path: string, data: Buffer | string | Uint8Array[]): void {
   mkdirSync(dirname(path), { recursive: true });
@@ -270,8 +276,7 @@ export function writeFileAtomic(path: string, data: Buffer | string | Uint8Array
   const parts = typeof data === "string" ? [Buffer.from(data, "utf8")] : Array.isArray(data) ? data : [data];
   const fd = openSync(tmp, "w");
   try {
-    for (const p of parts)
-      for (let o = 0; o < p.byteLength;) o += writeSync(fd, p, o, Math.min(p.byteLength - o, 1 << 30));
+    for (const p of parts) writeAll(fd, p);
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
