@@ -18,21 +18,24 @@ import { AdamW } from "../src/grpo/optim.ts";
 const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
 const MICRO = Number(arg("micro", "8")), STEPS = Number(arg("steps", "3"));
 const NSEQ = 64, P = 128, T = 256;
+const histogram = (steps: number) => [...byName].sort((a, b) => b[1] - a[1]).map(([n, c]) => `${n} ${+(c / steps).toFixed(1)}`).join(", ");
 
 // a backend whose kernels do nothing: buffers are numbers, reads return zeros
 let calls = 0, next = 1;
+const byName = new Map<string, number>(); // kernel name → calls since the last reset
+const count = (name: string) => { calls++; byName.set(name, (byName.get(name) ?? 0) + 1); };
 const noop: Backend = {
   device: "cuda",
   alloc: () => next++,
   free: () => {},
   view: (b: number) => b,
-  write: () => { calls++; },
+  write: () => count("write"),
   read: (_b: number, dtype: DType, n: number) => hostArray(dtype, n),
   supports: () => true,
   synchronize: () => {},
   memory: () => ({ allocated: 0, peak: 0, buffers: 0 }),
   resetPeak: () => {},
-  k: new Proxy({}, { get: () => () => { calls++; return 0; } }) as Backend["k"],
+  k: new Proxy({}, { get: (_t, name) => () => { count(String(name)); return 0; } }) as Backend["k"],
 };
 
 const dir = mkdtempSync(join(tmpdir(), "aha-host-"));
@@ -50,6 +53,7 @@ try {
   const lossParams = { lossType: "grpo" as const, epsilon: 0.2, epsilonHigh: 0.2, beta: 0, temperature: 1, maxCompletionLength: T };
   for (let step = 0; step < STEPS; step++) {
     calls = 0;
+    byName.clear();
     const t0 = performance.now();
     for (let m = 0; m < NSEQ / MICRO; m++) {
       const s = m * MICRO;
@@ -64,13 +68,16 @@ try {
     const ms = performance.now() - t0;
     console.log(`train step (64 × (128 + 256), micro-batch ${MICRO}): host ${ms.toFixed(1)} ms, ${calls} kernel calls + writes, ${(1000 * ms / calls).toFixed(2)} µs each`);
   }
+  console.log(`  per train step: ${histogram(1)}`);
   const cache = new KVCache(model.config, NSEQ, P + T);
   noGrad(() => scope(() => { model.forward(promptIds, NSEQ, P, { cache }); }));
   calls = 0;
+  byName.clear();
   const t0 = performance.now();
   for (let t = 0; t < 64; t++) noGrad(() => scope(() => { model.logits(model.forward(completionIds.subarray(t * NSEQ, (t + 1) * NSEQ), NSEQ, 1, { cache })); }));
   const ms = (performance.now() - t0) / 64;
   console.log(`decode step (64 sequences): host ${ms.toFixed(2)} ms, ${(calls / 64).toFixed(0)} kernel calls + writes per step, ${(1000 * ms / (calls / 64)).toFixed(2)} µs each`);
+  console.log(`  per decode step: ${histogram(64)}`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

@@ -89,21 +89,32 @@ test("memory report by category: weights, LoRA, optimiser, gradients, KV cache, 
   const delta = (c: keyof typeof now) => now[c].now - before[c].now;
   const bytes = (ts: { bytes: number }[]) => ts.reduce((a, t) => a + t.bytes, 0);
   assert.equal(delta("weights"), bytes(model.allWeights()));
-  assert.equal(delta("lora"), bytes(model.parameters()));
-  assert.equal(delta("optimizer"), 2 * bytes(model.parameters()));
+  // the adapter is one flat buffer: its tensors plus at most 255 bytes of alignment padding each
+  const lora = model.adapter!.bytes, nParams = model.parameters().length;
+  assert.equal(delta("lora"), lora);
+  assert.ok(lora >= bytes(model.parameters()) && lora < bytes(model.parameters()) + 256 * nParams, `adapter storage ${lora} bytes`);
+  assert.equal(delta("optimizer"), 2 * lora);
   assert.equal(delta("kv_cache"), KVCache.bytes(model.config, 2, 16));
   // a backward leaves one gradient per LoRA parameter; the step's activations are gone after its scope
   const B = 2, P = 3, T = 4;
   const batch = { promptIds: Int32Array.from({ length: B * P }, (_, i) => i + 3), completionIds: Int32Array.from({ length: B * T }, (_, i) => i + 9), completionMask: new Float32Array(B * T).fill(1), B, P, T };
-  scope(() => backward(batchLoss(model, batch, null, null, Float32Array.from([1, -1]), { lossType: "grpo", epsilon: 0.2, epsilonHigh: 0.2, beta: 0, temperature: 1, maxCompletionLength: T }).loss));
+  const step = () => scope(() => backward(batchLoss(model, batch, null, null, Float32Array.from([1, -1]), { lossType: "grpo", epsilon: 0.2, epsilonHigh: 0.2, beta: 0, temperature: 1, maxCompletionLength: T }).loss));
+  step();
   const after = memoryByCategory();
-  assert.equal(after.gradients.now - before.gradients.now, bytes(model.parameters()));
+  // the gradients live in one buffer laid out like the adapter's, kept from step to step (zeroGrad only forgets them)
+  assert.equal(after.gradients.now - before.gradients.now, lora);
   assert.equal(after.activations.now, now.activations.now);
   assert.ok(after.activations.peak > now.activations.now, "the step's activations show in the peak");
   opt.zeroGrad();
-  assert.equal(memoryByCategory().gradients.now, before.gradients.now);
+  assert.ok(model.parameters().every((p) => p.grad === null));
+  step();
+  step(); // a second micro-batch accumulates in place
+  assert.equal(memoryByCategory().gradients.now - before.gradients.now, lora);
   cache.dispose();
   opt.dispose();
+  model.adapter!.dispose();
+  assert.equal(memoryByCategory().lora.now, before.lora.now);
+  assert.equal(memoryByCategory().gradients.now, before.gradients.now);
 });
 
 import { defaultBackend, noGrad } from "../src/engine/index.ts";

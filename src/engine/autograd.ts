@@ -1,6 +1,7 @@
 // Reverse-mode autograd over GradNodes recorded by ops. Gradients of leaves (requiresGrad, no node) accumulate
 // into `.grad`; intermediate gradients are freed as soon as they have been propagated.
 import { Tensor, type GradNode } from "./tensor.ts";
+import type { Buf } from "./backend.ts";
 import { add } from "./ops/elementwise.ts";
 
 let enabled = true;
@@ -54,7 +55,12 @@ export function backward(root: Tensor, grad?: Tensor): void {
     grads.delete(t);
     if (!t.node) {
       // leaf parameter
-      if (t.grad) {
+      if (t.flat) {
+        // flat storage: accumulate in place in its gradient buffer
+        const sink = gradSink(t)!;
+        t.backend.k.copy2d(sink.buf, g.buf, 1, t.numel, 0, 0, sink.beta === 1);
+        if (g !== grad) g.dispose();
+      } else if (t.grad) {
         const s = add(t.grad, g);
         t.grad.dispose();
         t.grad = s.setCategory("gradients").keep();
@@ -78,6 +84,18 @@ export function backward(root: Tensor, grad?: Tensor): void {
       } else grads.set(inp, gi);
     });
   }
+}
+
+/**
+ * Where a backward may write leaf p's gradient itself instead of returning it: for a parameter in flat storage,
+ * its slice of the gradient buffer and the GEMM beta to use (0: the first gradient since zeroGrad, so overwrite;
+ * 1: add). Sets p.grad to that slice. Null for any other tensor (then return the gradient as usual).
+ */
+export function gradSink(p: Tensor): { buf: Buf; beta: 0 | 1 } | null {
+  if (!p.flat || p.node) return null;
+  if (p.grad) return { buf: p.grad.buf, beta: 1 };
+  p.grad = p.flat.params.gradView(p);
+  return { buf: p.grad.buf, beta: 0 };
 }
 
 function fill1(t: Tensor): Tensor {

@@ -5,6 +5,7 @@ import { defaultBackend, getBackend, registerLazyBackend, type Backend, type Buf
 import { DTYPE_BYTES, type DType, type HostArray } from "./dtype.ts";
 import { registerCpuBackend } from "./cpu.ts";
 import { registerCudaBackend, cudaInfo } from "./cuda.ts";
+import type { FlatParams } from "./flat.ts";
 
 registerCpuBackend();
 registerLazyBackend("cuda", registerCudaBackend, () => cudaInfo().error);
@@ -51,6 +52,8 @@ export class Tensor {
   node: GradNode | null = null;
   /** set for named parameters, used in error messages */
   name?: string;
+  /** set for parameters stored in a FlatParams (offset in its buffers) */
+  flat?: { params: FlatParams; offset: number };
   private disposed = false;
   private cat: MemoryCategory = "activations";
 

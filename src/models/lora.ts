@@ -3,7 +3,8 @@
 // qkv_proj / gate_up_proj) and creates fresh ones with PEFT's init (A Kaiming-uniform, B zero).
 import { join } from "node:path";
 import { loadPeftAdapter, loraModules, peftScaling } from "./peft.ts";
-import { fromHost, zeros, type Tensor } from "../engine/index.ts";
+import { defaultBackend, type Tensor } from "../engine/index.ts";
+import { FlatParams, type FlatSpec } from "../engine/flat.ts";
 
 export interface LoraConfig {
   r: number;
@@ -34,6 +35,9 @@ export class LoraAdapter {
   readonly modules = new Map<string, LoraPair>();
   enabled = true;
   readonly scale: number;
+  /** one buffer holding every A and B: all A's in module order, then all B's (so the A's of projections that read
+   *  the same input, q/k/v and gate/up, are adjacent rows of one matrix: see loraGroupInput) */
+  private storage: FlatParams | null = null;
 
   constructor(readonly config: LoraConfig) {
     if (!(config.r > 0)) throw new Error(`LoRA: r must be a positive integer, got ${config.r}`);
@@ -42,6 +46,23 @@ export class LoraAdapter {
 
   get(module: string): LoraPair | undefined {
     return this.enabled ? this.modules.get(module) : undefined;
+  }
+
+  /** Store these pairs ({module: A and B specs}) in one flat buffer, A's first, and register them. */
+  private place(pairs: [string, { A: FlatSpec; B: FlatSpec; scale: number }][]): void {
+    const specs = [...pairs.map(([, p]) => p.A), ...pairs.map(([, p]) => p.B)];
+    this.storage = new FlatParams(defaultBackend(), specs, "lora");
+    const n = pairs.length;
+    pairs.forEach(([name, p], i) => {
+      const A = this.storage!.members[i], B = this.storage!.members[n + i];
+      A.requiresGrad = B.requiresGrad = true;
+      this.modules.set(name, { A, B, scale: p.scale });
+    });
+  }
+
+  /** Bytes of the adapter's storage (its tensors plus the alignment padding between them). */
+  get bytes(): number {
+    return this.storage?.data.bytes ?? 0;
   }
 
   /** Trainable tensors, in a stable order. */
@@ -57,18 +78,16 @@ export class LoraAdapter {
   /** A fresh adapter for these modules ({name: [in, out]}): A ~ kaiming_uniform(a=√5) like PEFT, B = 0. */
   static create(config: LoraConfig, shapes: Map<string, [number, number]>, rng: () => number): LoraAdapter {
     const ad = new LoraAdapter(config);
+    const pairs: [string, { A: FlatSpec; B: FlatSpec; scale: number }][] = [];
     for (const [name, [inF, outF]] of shapes) {
       if (!matchesTarget(name, config.target_modules)) continue;
       const bound = 1 / Math.sqrt(inF); // kaiming_uniform with a = √5: gain √(2/6) · √(3/in) = 1/√in
       const a = new Float32Array(config.r * inF).map(() => (rng() * 2 - 1) * bound);
-      const A = fromHost(a, [config.r, inF]).setCategory("lora").keep();
-      const B = zeros([outF, config.r]).setCategory("lora").keep();
-      A.name = LoraAdapter.peftKey(name, "A");
-      B.name = LoraAdapter.peftKey(name, "B");
-      A.requiresGrad = B.requiresGrad = true;
-      ad.modules.set(name, { A, B, scale: ad.scale });
+      pairs.push([name, { A: { shape: [config.r, inF], name: LoraAdapter.peftKey(name, "A"), data: a },
+        B: { shape: [outF, config.r], name: LoraAdapter.peftKey(name, "B") }, scale: ad.scale }]);
     }
-    if (ad.modules.size === 0) throw new Error(`LoRA: target_modules ${JSON.stringify(config.target_modules)} matched no module`);
+    if (pairs.length === 0) throw new Error(`LoRA: target_modules ${JSON.stringify(config.target_modules)} matched no module`);
+    ad.place(pairs);
     return ad;
   }
 
@@ -86,6 +105,7 @@ export class LoraAdapter {
     } catch (e) {
       throw new Error(`${where}: ${(e as Error).message}`);
     }
+    const pairs: [string, { A: FlatSpec; B: FlatSpec; scale: number }][] = [];
     for (const [module, pair] of modules) {
       const shp = shapes.get(module);
       if (!shp) throw new Error(`${where}: LoRA module '${module}' targets a module the model does not have`);
@@ -97,20 +117,18 @@ export class LoraAdapter {
       const r = pair.A.shape[0];
       check("A", pair.A, [r, inF]);
       check("B", pair.B, [outF, r]);
-      const mk = (which: "A" | "B", t: { shape: number[]; data: Float32Array }) => {
-        const x = fromHost(t.data, t.shape).setCategory("lora").keep();
-        x.name = LoraAdapter.peftKey(module, which);
-        x.requiresGrad = true;
-        return x;
-      };
-      ad.modules.set(module, { A: mk("A", pair.A), B: mk("B", pair.B), scale: peftScaling(config, module) });
+      const spec = (which: "A" | "B", t: { shape: number[]; data: Float32Array }): FlatSpec => ({ shape: t.shape, data: t.data, name: LoraAdapter.peftKey(module, which) });
+      pairs.push([module, { A: spec("A", pair.A), B: spec("B", pair.B), scale: peftScaling(config, module) }]);
     }
-    if (ad.modules.size === 0) throw new Error(`${where}: no LoRA tensors found`);
+    if (pairs.length === 0) throw new Error(`${where}: no LoRA tensors found`);
+    const order = new Map([...shapes.keys()].map((name, i) => [name, i]));
+    ad.place(pairs.sort((a, b) => order.get(a[0])! - order.get(b[0])!)); // the model's module order, whatever the file's
     return ad;
   }
 
   dispose(): void {
-    for (const p of this.modules.values()) { p.A.dispose(); p.B.dispose(); }
+    this.storage?.dispose();
+    this.storage = null;
     this.modules.clear();
   }
 }

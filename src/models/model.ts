@@ -2,7 +2,7 @@
 // select QKV bias, QK-norm, Gemma's (1 + w) sandwich norms and embedding scale, fused Phi-3 projections, partial
 // rotary, per-layer rope and sliding windows. LoRA is applied on the fly; `withoutAdapter` gives the base model
 // (the GRPO reference) from the same weights.
-import { fromHost, add, scale, rmsNorm, rope, glu, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, checkpoint,
+import { fromHost, add, scale, rmsNorm, rope, glu, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraGroupInput, checkpoint,
   isGradEnabled, type Tensor, type TokenLogprobs } from "../engine/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
@@ -140,6 +140,24 @@ export class CausalLM {
     return loraLinear(x, W, b ?? null, lora ? { A: lora.A, B: lora.B, scale: lora.scale, mask } : null);
   }
 
+  /**
+   * Projections of one input (q/k/v, gate/up), in order. Their LoRA A's, adjacent in the adapter's storage, take one
+   * GEMM for all (loraGroupInput) when no dropout mask applies; otherwise, or with the adapter off, one proj each.
+   */
+  private projGroup(x: Tensor, layer: Layer, names: string[], seed: (i: number) => number): Tensor[] {
+    const loras = names.map((n) => this.adapter?.get(n));
+    const noMask = !(this.dropout > 0 && isGradEnabled());
+    const t = noMask && loras.every((l) => l) ? loraGroupInput(x, loras.map((l) => l!.A), layer.linears.get(names[0])!.W.dtype !== "f32") : null;
+    if (!t) return names.map((n, i) => this.proj(x, layer, n, seed(i)));
+    let row = 0;
+    return names.map((n, i) => {
+      const { W, b } = layer.linears.get(n)!, l = loras[i]!;
+      const y = loraLinear(x, W, b ?? null, { A: l.A, B: l.B, scale: l.scale, pre: { t, row } });
+      row += l.A.shape[0];
+      return y;
+    });
+  }
+
   /** Trainable tensors read by layer l (for gradient checkpointing). */
   private layerParameters(l: number): Tensor[] {
     const L = this.layers[l];
@@ -201,6 +219,11 @@ export class CausalLM {
       const block = (xin: Tensor): Tensor => {
         let module = 0;
         const proj = (h: Tensor, name: string) => this.proj(h, L, `${p}.${name}`, mixSeed(forwardSeed, l, module++));
+        const projs = (h: Tensor, names: string[]) => {
+          const m0 = module;
+          module += names.length;
+          return this.projGroup(h, L, names.map((n) => `${p}.${n}`), (i) => mixSeed(forwardSeed, l, m0 + i));
+        };
         let x = xin;
         const h = rmsNorm(x, L.ln1, cfg.eps, cfg.normOffset);
         let q: Tensor, k: Tensor, v: Tensor;
@@ -210,9 +233,7 @@ export class CausalLM {
           k = sliceCols(qkv, Hq * D, Hkv * D);
           v = sliceCols(qkv, (Hq + Hkv) * D, Hkv * D);
         } else {
-          q = proj(h, "self_attn.q_proj");
-          k = proj(h, "self_attn.k_proj");
-          v = proj(h, "self_attn.v_proj");
+          [q, k, v] = projs(h, ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]);
         }
         if (L.qNorm) {
           q = rmsNorm(reshape(q, [N * Hq, D]), L.qNorm, cfg.eps, cfg.normOffset);
@@ -238,8 +259,7 @@ export class CausalLM {
           g = sliceCols(gu, 0, I);
           u = sliceCols(gu, I, I);
         } else {
-          g = proj(h2, "mlp.gate_proj");
-          u = proj(h2, "mlp.up_proj");
+          [g, u] = projs(h2, ["mlp.gate_proj", "mlp.up_proj"]);
         }
         let m = proj(glu(g, u, cfg.act), "mlp.down_proj");
         if (L.postFf) m = rmsNorm(m, L.postFf, cfg.eps, cfg.normOffset);

@@ -1,0 +1,117 @@
+// LoRA adapters live in one flat buffer (src/engine/flat.ts). For every fixture model with an adapter, on every
+// device: two optimiser steps of two micro-batches each (gradients accumulated in place, clipped, AdamW with weight
+// decay) leave the same parameters and gradient norms as the same adapter held in separate tensors, while the
+// optimiser and the norm make one kernel call each instead of one per tensor; and projections that read one input
+// (q/k/v, gate/up) make one A GEMM between them, with the same outputs and gradients.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join, basename } from "node:path";
+import { fixtureModels } from "./fixtures.ts";
+import { availableDevices, useDevice } from "./devices.ts";
+import { CausalLM } from "../src/models/model.ts";
+import { backward, defaultBackend, fromHost, noGrad, scope, type Tensor } from "../src/engine/index.ts";
+import { batchLoss } from "../src/grpo/loss.ts";
+import { AdamW, clipGradNorm } from "../src/grpo/optim.ts";
+
+/** Run fn counting the kernel calls it makes on the default backend, by name. */
+function counting<T>(fn: () => T): [T, Map<string, number>] {
+  const be = defaultBackend() as { k: Record<string, unknown> };
+  const k = be.k, counts = new Map<string, number>();
+  be.k = new Proxy(k, { get: (t, name: string) => { counts.set(name, (counts.get(name) ?? 0) + 1); return t[name]; } });
+  try {
+    return [fn(), counts];
+  } finally {
+    be.k = k;
+  }
+}
+
+/** The same model with its adapter's tensors copied into separate (non-flat) tensors. */
+function separate(m: CausalLM): void {
+  for (const pair of m.adapter!.modules.values()) {
+    const copy = (t: Tensor) => { const c = fromHost(t.f32(), t.shape).setCategory("lora").keep(); c.name = t.name; c.requiresGrad = true; return c; };
+    pair.A = copy(pair.A);
+    pair.B = copy(pair.B);
+  }
+}
+
+/** A's GEMMs a forward saves: per layer, (size − 1) for each group of projections sharing an input, all adapted. */
+function groupSavings(m: CausalLM): number {
+  const names = new Set(m.adapter!.modules.keys());
+  let saved = 0;
+  for (let l = 0; l < m.config.layers; l++)
+    for (const g of [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["mlp.gate_proj", "mlp.up_proj"]])
+      if (g.every((n) => names.has(`model.layers.${l}.${n}`))) saved += g.length - 1;
+  return saved;
+}
+
+const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+
+for (const device of availableDevices()) for (const dir of fixtureModels()) {
+  if (!existsSync(join(dir, "adapter"))) continue;
+  test(`${device} ${basename(dir)}: flat LoRA storage trains like separate tensors, one AdamW and one norm kernel`, async () => {
+    await useDevice(device);
+    const flat = CausalLM.load(dir, { adapter: join(dir, "adapter") });
+    const sep = CausalLM.load(dir, { adapter: join(dir, "adapter") });
+    separate(sep);
+    const B = 2, P = 3, T = 4, V = flat.config.vocabSize;
+    const batch = (s: number) => ({ promptIds: Int32Array.from({ length: B * P }, (_, i) => (i * 7 + s * 5) % V), completionIds: Int32Array.from({ length: B * T }, (_, i) => (i * 11 + s * 3) % V),
+      completionMask: new Float32Array(B * T).fill(1), B, P, T });
+    const lossParams = { lossType: "grpo" as const, epsilon: 0.2, epsilonHigh: 0.2, beta: 0, temperature: 1, maxCompletionLength: T };
+    const run = (m: CausalLM) => {
+      const opt = new AdamW(m.parameters(), { lr: 1e-2, weightDecay: 0.1 });
+      const norms: number[] = [], calls: Map<string, number>[] = [];
+      for (let step = 0; step < 2; step++) {
+        for (let mb = 0; mb < 2; mb++) scope(() => backward(batchLoss(m, batch(2 * step + mb), null, null, Float32Array.from([1, -0.5]), lossParams).loss));
+        const [norm, c] = counting(() => { const n = clipGradNorm(opt.params, 1e-3); opt.update(); return n; });
+        norms.push(norm);
+        calls.push(c);
+        opt.zeroGrad();
+      }
+      opt.dispose();
+      return { norms, calls, params: m.parameters().map((p) => p.f32()) };
+    };
+    const a = run(flat), b = run(sep);
+    const n = flat.parameters().length;
+    for (let s = 0; s < 2; s++) {
+      assert.ok(a.norms[s] > 1e-3, "the clipping applies");
+      assert.ok(Math.abs(a.norms[s] - b.norms[s]) <= 1e-5 * b.norms[s], `step ${s} grad norm ${a.norms[s]} vs ${b.norms[s]}`);
+      assert.equal(a.calls[s].get("adamw"), 1);
+      assert.equal(a.calls[s].get("sum_squares"), 1);
+      assert.equal(b.calls[s].get("adamw"), n);
+      assert.equal(b.calls[s].get("sum_squares"), n);
+    }
+    a.params.forEach((p, i) => assert.ok(maxDiff(p, b.params[i]) <= 1e-5, `${flat.parameters()[i].name}: differs by ${maxDiff(p, b.params[i])}`));
+    assert.ok(maxDiff(a.params[0], flat.parameters()[0].f32()) === 0);
+  });
+
+  test(`${device} ${basename(dir)}: projections sharing an input make one LoRA A GEMM, same outputs and gradients`, async () => {
+    await useDevice(device);
+    const flat = CausalLM.load(dir, { adapter: join(dir, "adapter") });
+    const sep = CausalLM.load(dir, { adapter: join(dir, "adapter") });
+    separate(sep);
+    // B = 0 in a fresh PEFT adapter would hide the branch: make every B non-zero, the same in both models
+    for (const m of [flat, sep]) for (const [name, pair] of m.adapter!.modules) {
+      const h = [...name].reduce((a, c) => (a * 31 + c.charCodeAt(0)) >>> 0, 7);
+      const d = Float32Array.from({ length: pair.B.numel }, (_, i) => Math.sin(h + i) * 0.05);
+      pair.B.backend.write(pair.B.buf, d);
+    }
+    const B = 2, T = 5, V = flat.config.vocabSize;
+    const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 13 + 1) % V);
+    const [hf, cf] = counting(() => noGrad(() => scope(() => flat.forward(ids, B, T).f32())));
+    const [hs, cs] = counting(() => noGrad(() => scope(() => sep.forward(ids, B, T).f32())));
+    assert.ok(maxDiff(hf, hs) <= 1e-5 * Math.max(1, ...hs.map(Math.abs)), `hidden states differ by ${maxDiff(hf, hs)}`);
+    assert.equal(cs.get("gemm")! - cf.get("gemm")!, groupSavings(flat));
+    // gradients of a loss through the grouped projections
+    const grads = (m: CausalLM) => {
+      scope(() => backward(batchLoss(m, { promptIds: ids.subarray(0, B * 2), completionIds: ids.subarray(0, B * 3), completionMask: new Float32Array(B * 3).fill(1), B, P: 2, T: 3 },
+        null, null, Float32Array.from([1, -1]), { lossType: "grpo", epsilon: 0.2, epsilonHigh: 0.2, beta: 0, temperature: 1, maxCompletionLength: 3 }).loss));
+      return m.parameters().map((p) => p.grad!.f32());
+    };
+    const gf = grads(flat), gs = grads(sep);
+    gf.forEach((g, i) => {
+      const scale = Math.max(1e-6, ...gs[i].map(Math.abs));
+      assert.ok(maxDiff(g, gs[i]) <= 1e-4 * scale, `${flat.parameters()[i].name}: gradient differs by ${maxDiff(g, gs[i])} (max ${scale})`);
+    });
+  });
+}
