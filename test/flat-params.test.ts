@@ -115,3 +115,38 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
     });
   });
 }
+
+for (const device of availableDevices()) for (const dir of fixtureModels()) {
+  test(`${device} ${basename(dir)}: full fine-tuning in flat storage trains like separate weights`, async () => {
+    await useDevice(device);
+    const flat = CausalLM.load(dir, { dtype: "f32" });
+    flat.trainAll();
+    const sep = CausalLM.load(dir, { dtype: "f32" });
+    const sepParams = sep.allWeights();
+    for (const t of sepParams) t.requiresGrad = true;
+    assert.ok(flat.parameters().every((p) => p.flat) && sepParams.every((p) => !p.flat));
+    assert.equal(flat.parameters().length, sepParams.length);
+    const B = 2, P = 3, T = 4, V = flat.config.vocabSize;
+    const run = (m: CausalLM, params: Tensor[]) => {
+      const opt = new AdamW(params, { lr: 1e-3, weightDecay: 0.1 });
+      const norms: number[] = [];
+      for (let step = 0; step < 2; step++) {
+        for (let mb = 0; mb < 2; mb++) {
+          const s = 2 * step + mb;
+          const batch = { promptIds: Int32Array.from({ length: B * P }, (_, i) => (i * 7 + s * 5) % V), completionIds: Int32Array.from({ length: B * T }, (_, i) => (i * 11 + s * 3) % V),
+            completionMask: new Float32Array(B * T).fill(1), B, P, T };
+          scope(() => backward(batchLoss(m, batch, null, null, Float32Array.from([1, -0.5]), { lossType: "grpo", epsilon: 0.2, epsilonHigh: 0.2, beta: 0, temperature: 1, maxCompletionLength: T }).loss));
+        }
+        const [norm, c] = counting(() => { const n = clipGradNorm(params, 1e-2); opt.update(); return n; });
+        norms.push(norm);
+        assert.equal(c.get("adamw"), m === flat ? 1 : params.length);
+        opt.zeroGrad();
+      }
+      opt.dispose();
+      return { norms, params: params.map((p) => p.f32()) };
+    };
+    const a = run(flat, flat.parameters()), b = run(sep, sepParams);
+    a.norms.forEach((n, s) => assert.ok(Math.abs(n - b.norms[s]) <= 1e-5 * b.norms[s], `step ${s} grad norm ${n} vs ${b.norms[s]}`));
+    a.params.forEach((p, i) => assert.ok(maxDiff(p, b.params[i]) <= 1e-5, `${flat.parameters()[i].name}: differs by ${maxDiff(p, b.params[i])}`));
+  });
+}

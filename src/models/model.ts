@@ -8,6 +8,7 @@ import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
 import { WeightStore } from "./weights.ts";
 import { LoraAdapter, type LoraConfig } from "./lora.ts";
+import { FlatParams } from "../engine/flat.ts";
 import { ropeFrequencies, ropeTables } from "./rope.ts";
 import type { KVCache } from "./kvcache.ts";
 
@@ -287,14 +288,39 @@ export class CausalLM {
     return tokenLogprobs(h, this.lmHead, fromHost(targets, [targets.length], "i32"), temperature, this.config.finalSoftcap);
   }
 
-  /** Full fine-tuning: every weight becomes trainable (weights must be f32: load with dtype "f32"). */
+  /**
+   * Full fine-tuning: every weight becomes trainable (weights must be f32: load with dtype "f32"). The weights move
+   * into one flat buffer (engine/flat.ts) so that AdamW and the gradient norm are one kernel each; the move copies
+   * on the device, and both copies exist until it ends.
+   */
   trainAll(): void {
-    for (const t of this.allWeights()) {
+    const ws = this.allWeights();
+    for (const t of ws)
       if (t.dtype !== "f32") throw new Error(`full fine-tuning needs f32 weights; ${t.describe()} is ${t.dtype} (load with dtype: "f32")`);
-      t.requiresGrad = true;
+    if (!ws[0].flat) {
+      this.weightStorage = new FlatParams(ws[0].backend, ws.map((t) => ({ shape: t.shape, name: t.name })), "weights");
+      const moved = new Map<Tensor, Tensor>();
+      ws.forEach((t, i) => {
+        const n = this.weightStorage!.members[i];
+        t.backend.k.copy2d(n.buf, t.buf, 1, t.numel, 0, 0, false);
+        moved.set(t, n);
+        t.dispose();
+      });
+      const mv = <T extends Tensor | undefined>(t: T): T => (t ? moved.get(t)! : t) as T;
+      this.embed = mv(this.embed);
+      this.lmHead = mv(this.lmHead);
+      this.finalNorm = mv(this.finalNorm);
+      for (const l of this.layers) {
+        l.ln1 = mv(l.ln1); l.ln2 = mv(l.ln2); l.postAttn = mv(l.postAttn); l.postFf = mv(l.postFf); l.qNorm = mv(l.qNorm); l.kNorm = mv(l.kNorm);
+        for (const [name, { W, b }] of l.linears) l.linears.set(name, { W: mv(W), b: mv(b) });
+      }
     }
+    for (const t of this.allWeights()) t.requiresGrad = true;
     this.fullTraining = true;
   }
+
+  /** the base weights' flat storage under full fine-tuning */
+  private weightStorage: FlatParams | null = null;
 
   private fullTraining = false;
 

@@ -101,13 +101,17 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
     }
     if (W.requiresGrad) {
       if (W.dtype !== "f32") throw new Error(`linear backward: ${W.describe()} needs a gradient but is ${W.dtype}`);
-      const dW = like(W);
-      k.gemm(dW.buf, dy.buf, x.buf, 0, 1, outF, inF, N, true, false, outF, inF, inF, 0, 0, 0, 1, 0);
+      const sink = gradSink(W), dW = sink ? null : like(W);
+      k.gemm(sink?.buf ?? dW!.buf, dy.buf, x.buf, 0, 1, outF, inF, N, true, false, outF, inF, inF, 0, 0, 0, 1, sink?.beta ?? 0);
       grads[1] = dW;
     }
     let i = 2;
     if (bias) {
-      if (bias.requiresGrad) { const db = likeZero(bias); k.sum_rows(db.buf, dy.buf, N, outF, false); grads[i] = db; }
+      if (bias.requiresGrad) {
+        const sink = gradSink(bias), db = sink ? null : likeZero(bias);
+        k.sum_rows(sink?.buf ?? db!.buf, dy.buf, N, outF, sink?.beta === 1);
+        grads[i] = db;
+      }
       i++;
     }
     if (lora) {
