@@ -76,6 +76,11 @@ FN(profile) {
   return o;
 }
 FN(num_threads) { return Napi::Number::New(a.Env(), num_sms()); }
+FN(graph_begin) { TRY(graph_begin) graph_begin(); UNDEF CATCH(graph_begin) }
+FN(graph_end) { TRY(graph_end) return Napi::Number::New(a.Env(), graph_end()); CATCH(graph_end) }
+FN(graph_abort) { TRY(graph_abort) graph_abort(); UNDEF CATCH(graph_abort) }
+FN(graph_launch) { TRY(graph_launch) graph_launch((int)L(a[0])); UNDEF CATCH(graph_launch) }
+FN(graph_destroy) { TRY(graph_destroy) graph_destroy((int)L(a[0])); UNDEF CATCH(graph_destroy) }
 
 FN(gemm) { TRY(gemm)
   gemm(P(a[0]), P<void>(a[1]), F32, P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
@@ -121,6 +126,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
   REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
   REG(set_gemm_mode); REG(num_threads); REG(profile);
+  REG(graph_begin); REG(graph_end); REG(graph_abort); REG(graph_launch); REG(graph_destroy);
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);

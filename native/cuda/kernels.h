@@ -23,6 +23,14 @@ void upload(void* dst, const void* src, size_t bytes);
 void download(void* dst, const void* src, size_t bytes);
 void zero(void* dst, size_t bytes);
 void synchronize();
+// CUDA graphs (runtime.cu): capture what the stream is given between begin and end, replay it with one launch.
+// Buffers allocated while capturing belong to the graph until graph_destroy (see runtime.cu).
+void graph_begin();
+int graph_end();    // the new graph's id
+void graph_abort();  // end a capture that failed on the host side, discarding it
+void graph_launch(int id);
+void graph_destroy(int id);
+bool capturing();
 // per-op GPU time (AHA_CUDA_PROFILE=1): events around each binding call, summed by op name
 void* prof_begin();
 void prof_end(const char* name, void* token);

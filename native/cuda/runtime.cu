@@ -1,5 +1,5 @@
 // Device runtime of the CUDA backend: device discovery (never fails at load: no GPU is a reported state),
-// the single stream, and a caching allocator. The allocator keeps freed blocks by size and hands them back
+// the single stream, a caching allocator and CUDA-graph capture. The allocator keeps freed blocks by size and hands them back
 // stream-ordered (every kernel runs on one stream, so reuse after free is safe without events). When
 // cudaMalloc fails it releases the cache and tries once more. Report: bytes in live blocks, their peak,
 // live buffers, bytes reserved from the driver and the reserve's peak.
@@ -25,6 +25,25 @@ struct Pool {
   size_t allocated = 0, peak = 0, reserved = 0, peak_reserved = 0;
   long buffers = 0;
 } pool;
+
+// A captured graph replays kernels on fixed addresses, so every block allocated while capturing belongs to the
+// graph until it is destroyed: freed during the capture, a block only returns to the capture's own free list (later
+// allocations of the same capture may reuse it: capture is one ordered chain); freed after it, it waits in
+// `released` for graph_destroy. Either way no other tensor gets it while the graph can still write it.
+struct GraphRec {
+  cudaGraphExec_t exec = nullptr;
+  std::unordered_map<void*, size_t> owned;      // every block the capture allocated → size
+  std::multimap<size_t, void*> capture_free;    // blocks freed during the capture (reusable by it)
+  std::vector<void*> released;                  // blocks freed after the capture
+};
+std::unordered_map<int, GraphRec> g_graphs;
+GraphRec* g_capture = nullptr;  // the graph being captured
+int g_next_graph = 1;
+
+GraphRec* owner_of(void* p) {
+  for (auto& kv : g_graphs) if (kv.second.owned.count(p)) return &kv.second;
+  return nullptr;
+}
 
 size_t round_size(size_t n) {
   if (n < (1u << 20)) return ((n + 511) / 512) * 512;          // small: 512 B granules
@@ -66,6 +85,7 @@ bool ready() { return g_ready; }
 const std::string& last_error() { return g_error; }
 
 static void release_cache() {
+  if (g_capture) return;  // no synchronising while capturing
   CK(cudaStreamSynchronize(g_stream));
   for (auto& kv : pool.free_blocks) { cudaFree(kv.second); pool.reserved -= kv.first; }
   pool.free_blocks.clear();
@@ -76,12 +96,24 @@ void* raw_alloc(size_t n) {
   if (!g_ready) throw std::runtime_error("aha cuda: " + g_error);
   size_t sz = round_size(n ? n : 1);
   void* p = nullptr;
+  if (g_capture) {
+    auto c = g_capture->capture_free.lower_bound(sz);
+    if (c != g_capture->capture_free.end() && c->first <= sz + sz / 8) {
+      sz = c->first; p = c->second; g_capture->capture_free.erase(c);
+      pool.live[p] = sz;
+      pool.allocated += sz;
+      pool.buffers++;
+      if (pool.allocated > pool.peak) pool.peak = pool.allocated;
+      return p;
+    }
+  }
   auto it = pool.free_blocks.lower_bound(sz);
   // accept a cached block at most 1/8 (or 1 MiB for small ones) larger than asked
   if (it != pool.free_blocks.end() && it->first <= sz + std::max(sz / 8, (size_t)(sz < (1u << 20) ? 0 : (1u << 20)))) {
     sz = it->first; p = it->second; pool.free_blocks.erase(it);
   } else {
     cudaError_t e = cudaMalloc(&p, sz);
+    if (e != cudaSuccess && g_capture) { cudaGetLastError(); throw std::runtime_error("aha cuda: out of memory while capturing a graph"); }
     if (e != cudaSuccess) {
       cudaGetLastError();
       release_cache();
@@ -101,6 +133,7 @@ void* raw_alloc(size_t n) {
   pool.allocated += sz;
   pool.buffers++;
   if (pool.allocated > pool.peak) pool.peak = pool.allocated;
+  if (g_capture) g_capture->owned[p] = sz;
   return p;
 }
 
@@ -108,10 +141,77 @@ void raw_free(void* p) {
   if (!p) return;
   auto it = pool.live.find(p);
   if (it == pool.live.end()) throw std::runtime_error("aha cuda: free of a pointer the allocator does not own");
-  pool.allocated -= it->second;
+  size_t sz = it->second;
+  pool.allocated -= sz;
   pool.buffers--;
-  pool.free_blocks.emplace(it->second, p);
   pool.live.erase(it);
+  if (g_capture && g_capture->owned.count(p)) { g_capture->capture_free.emplace(sz, p); return; }
+  if (!g_graphs.empty())
+    if (GraphRec* g = owner_of(p)) { g->released.push_back(p); return; }
+  pool.free_blocks.emplace(sz, p);
+}
+
+bool capturing() { return g_capture != nullptr; }
+
+void graph_begin() {
+  if (!g_ready) throw std::runtime_error("aha cuda: " + g_error);
+  if (g_capture) throw std::runtime_error("aha cuda: a graph is already being captured");
+  // relaxed: the allocator may cudaMalloc while capturing (the blocks then belong to the graph)
+  CK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeRelaxed));
+  g_capture = new GraphRec();
+}
+
+// blocks of a discarded or destroyed graph go back to the cache (after the stream has finished with them)
+static void return_blocks(GraphRec& g) {
+  for (auto& kv : g.capture_free) pool.free_blocks.emplace(kv.first, kv.second);
+  for (void* p : g.released) pool.free_blocks.emplace(g.owned[p], p);
+}
+
+int graph_end() {
+  if (!g_capture) throw std::runtime_error("aha cuda: graph_end without graph_begin");
+  GraphRec* rec = g_capture;
+  g_capture = nullptr;
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(g_stream, &graph);
+  if (e == cudaSuccess) e = cudaGraphInstantiate(&rec->exec, graph, 0);
+  if (graph) cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return_blocks(*rec);  // nothing ran: the capture's freed blocks are plain free memory (live ones stay with their tensors)
+    delete rec;
+    throw std::runtime_error(std::string("aha cuda: graph capture failed: ") + cudaGetErrorString(e));
+  }
+  int id = g_next_graph++;
+  g_graphs.emplace(id, std::move(*rec));
+  delete rec;
+  return id;
+}
+
+void graph_abort() {
+  if (!g_capture) return;
+  GraphRec* rec = g_capture;
+  g_capture = nullptr;
+  cudaGraph_t graph = nullptr;
+  cudaStreamEndCapture(g_stream, &graph);
+  if (graph) cudaGraphDestroy(graph);
+  cudaGetLastError();
+  return_blocks(*rec);
+  delete rec;
+}
+
+void graph_launch(int id) {
+  auto it = g_graphs.find(id);
+  if (it == g_graphs.end()) throw std::runtime_error("aha cuda: no graph " + std::to_string(id));
+  CK(cudaGraphLaunch(it->second.exec, g_stream));
+}
+
+void graph_destroy(int id) {
+  auto it = g_graphs.find(id);
+  if (it == g_graphs.end()) return;
+  CK(cudaStreamSynchronize(g_stream));
+  cudaGraphExecDestroy(it->second.exec);
+  return_blocks(it->second);
+  g_graphs.erase(it);  // blocks still held by tensors are ordinary blocks from now on
 }
 
 // Uploads go through a pinned ring buffer so they are truly asynchronous: a copy from pageable memory makes the
@@ -131,6 +231,7 @@ struct Staging {
 
 void upload(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;
+  if (g_capture) throw std::runtime_error("aha cuda: an upload while capturing a graph (its inputs must be written before the launch)");
   if (!stg.tried) {
     stg.tried = true;
     const size_t cap = 32u << 20;
@@ -162,11 +263,15 @@ void upload(void* dst, const void* src, size_t bytes) {
 }
 void download(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;
+  if (g_capture) throw std::runtime_error("aha cuda: a read while capturing a graph");
   CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream));
   CK(cudaStreamSynchronize(g_stream));
 }
 void zero(void* dst, size_t bytes) { if (bytes) CK(cudaMemsetAsync(dst, 0, bytes, g_stream)); }
-void synchronize() { if (g_ready) CK(cudaStreamSynchronize(g_stream)); }
+void synchronize() {
+  if (g_capture) throw std::runtime_error("aha cuda: synchronize while capturing a graph");
+  if (g_ready) CK(cudaStreamSynchronize(g_stream));
+}
 
 namespace {
 bool g_prof = getenv("AHA_CUDA_PROFILE") != nullptr;
@@ -187,7 +292,7 @@ void prof_flush() {
 }
 }  // namespace
 void* prof_begin() {
-  if (!g_prof || !g_ready) return nullptr;
+  if (!g_prof || !g_ready || g_capture) return nullptr;
   cudaEvent_t a;
   cudaEventCreate(&a);
   cudaEventRecord(a, g_stream);

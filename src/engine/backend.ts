@@ -35,6 +35,13 @@ export interface Backend {
   memory(): MemoryReport;
   resetPeak(): void;
   readonly k: Kernels;
+  /**
+   * Graphs, where the device has them (CUDA): run fn once capturing every kernel it enqueues instead of running
+   * them, and return a graph that replays them on the same buffers. fn must not write, read or synchronise.
+   */
+  captureGraph?<T>(fn: () => T): { graph: number; result: T };
+  launchGraph?(graph: number): void;
+  destroyGraph?(graph: number): void;
 }
 
 const backends = new Map<Device, Backend>();

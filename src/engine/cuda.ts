@@ -38,6 +38,11 @@ interface CudaAddon extends Kernels {
   empty_cache(): void;
   set_gemm_mode(mode: number): void;
   profile(): Record<string, [number, number]>;
+  graph_begin(): void;
+  graph_end(): number;
+  graph_abort(): void;
+  graph_launch(id: number): void;
+  graph_destroy(id: number): void;
 }
 
 /** GEMM operand precision for 16-bit weights: "bf16" (tensor cores, activations rounded; default), "exact" (f32). */
@@ -114,6 +119,23 @@ class CudaBackend implements Backend {
   /** GPU milliseconds and calls per op since the last call (only with AHA_CUDA_PROFILE=1; else empty). */
   profile(): Record<string, [number, number]> {
     return this.m.profile();
+  }
+  captureGraph<T>(fn: () => T): { graph: number; result: T } {
+    this.m.graph_begin();
+    let result: T;
+    try {
+      result = fn();
+    } catch (e) {
+      this.m.graph_abort();
+      throw e;
+    }
+    return { graph: this.m.graph_end(), result };
+  }
+  launchGraph(graph: number): void {
+    this.m.graph_launch(graph);
+  }
+  destroyGraph(graph: number): void {
+    this.m.graph_destroy(graph);
   }
   setGemmMode(mode: GemmMode): void {
     if (!(mode in GEMM_MODES)) throw new Error(`AHA_CUDA_GEMM / setGemmMode: '${mode}' is not one of ${Object.keys(GEMM_MODES).join(", ")}`);

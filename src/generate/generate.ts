@@ -10,6 +10,7 @@ import { KVCache } from "../models/kvcache.ts";
 import type { CausalLM } from "../models/model.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { sampleRow, type Draw, type SamplingParams } from "./sampler.ts";
+import { DecodeStep } from "./decode-step.ts";
 
 export interface GenerateOptions extends SamplingParams {
   /** completions per prompt (default 1) */
@@ -28,6 +29,12 @@ export interface GenerateOptions extends SamplingParams {
   useAdapter?: boolean;
   /** include the per-token log-probs (default true) */
   logprobs?: boolean;
+  /**
+   * Decode through a DecodeStep: fixed shapes, captured in a CUDA graph where the backend has graphs (default: the
+   * environment variable AHA_CUDA_GRAPHS=1). Finished sequences then stay in the batch until at most half of it is
+   * live, when the cache is compacted and the step captured again.
+   */
+  decodeGraphs?: boolean;
 }
 
 export interface Completion {
@@ -103,6 +110,10 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
   }
   cache = cache.select(rows);
   let logitRows = rows; // which row of lastLogits each live sequence reads
+  let cacheRow = live.map((_, i) => i); // which cache row each live sequence occupies
+  const graphs = opts.decodeGraphs ?? process.env.AHA_CUDA_GRAPHS === "1";
+  let decode = graphs ? new DecodeStep(model, cache, true) : null;
+  let ownLogits = true; // false while lastLogits is the DecodeStep's output buffer
 
   let active = live;
   for (let step = 0; step < maxTokens && active.length > 0; step++) {
@@ -110,7 +121,7 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
     const stillActive: Live[] = [];
     const keep: number[] = [];
     const draws = drawTokens(lastLogits, logitRows, active, params, onHost, V);
-    lastLogits.dispose();
+    if (ownLogits) lastLogits.dispose();
     active.forEach((s, r) => {
       const d = draws[r];
       s.completion.tokenIds.push(d.token);
@@ -125,15 +136,31 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
         next.push(d.token);
       }
     });
-    if (stillActive.length === 0) break;
-    if (keep.length !== active.length) cache = cache.select(keep);
+    if (stillActive.length === 0) { ownLogits = false; break; }
+    const rowsLeft = keep.map((r) => cacheRow[r]);
+    // compact the cache when sequences finished (with a DecodeStep only once half the batch is done: a new cache
+    // means a new capture)
+    if (keep.length !== active.length && (!decode || keep.length <= cache.batch / 2)) {
+      decode?.dispose();
+      cache = cache.select(rowsLeft);
+      cacheRow = keep.map((_, i) => i);
+      if (decode) decode = new DecodeStep(model, cache, true);
+    } else cacheRow = rowsLeft;
     active = stillActive;
-    const B = active.length;
-    const stepIds = Int32Array.from(next);
-    lastLogits = noGrad(() => scope(() => lastRowLogits(model, model.forward(stepIds, B, 1, { cache }), B, 1)));
-    logitRows = active.map((_, r) => r);
+    if (decode) {
+      const ids = new Int32Array(cache.batch); // rows of finished sequences take token 0; their logits are not read
+      cacheRow.forEach((row, r) => { ids[row] = next[r]; });
+      lastLogits = decode.run(ids);
+      ownLogits = false;
+    } else {
+      const B = active.length, stepIds = Int32Array.from(next);
+      lastLogits = noGrad(() => scope(() => lastRowLogits(model, model.forward(stepIds, B, 1, { cache }), B, 1)));
+      ownLogits = true;
+    }
+    logitRows = cacheRow;
   }
-  lastLogits.dispose();
+  if (ownLogits) lastLogits.dispose();
+  decode?.dispose();
   cache.dispose();
   return results;
 }

@@ -9,7 +9,7 @@ import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts"
 import { WeightStore } from "./weights.ts";
 import { LoraAdapter, type LoraConfig } from "./lora.ts";
 import { FlatParams } from "../engine/flat.ts";
-import { ropeFrequencies, ropeTables } from "./rope.ts";
+import { ropeFrequencies, ropeTables as ropeTablesOf } from "./rope.ts";
 import type { KVCache } from "./kvcache.ts";
 
 interface Layer {
@@ -30,6 +30,18 @@ export interface ForwardOpts {
   /** [B, S] key mask, S = cache length + T (or T); 1 = real token */
   attentionMask?: Int32Array;
   cache?: KVCache;
+}
+
+/** What one forward reads besides the weights, on the device (forward() uploads it; a DecodeStep keeps it in fixed buffers). */
+export interface ForwardInputs {
+  /** [N] i32 token ids */
+  ids: Tensor;
+  /** cos/sin tables [N, rotaryDim/2] of a rope setting */
+  rope(p: RopeParams): { cos: Tensor; sin: Tensor };
+  /** key mask [B, S] i32 (null: none) and the window for attention of layers with this sliding window (0 = none) */
+  keys(window: number): { mask: Tensor | null; window: number };
+  /** key positions attention covers: T without a cache, else the cache's first S */
+  S: number;
 }
 
 export interface LoadOpts {
@@ -177,7 +189,6 @@ export class CausalLM {
    */
   forward(ids: Int32Array, B: number, T: number, opts: ForwardOpts = {}): Tensor {
     const cfg = this.config;
-    const { hidden: C, headDim: D, heads: Hq, kvHeads: Hkv, intermediate: I } = cfg;
     const N = B * T;
     if (ids.length !== N) throw new Error(`forward: ${ids.length} ids for B=${B}, T=${T}`);
     const cache = opts.cache;
@@ -190,33 +201,30 @@ export class CausalLM {
         for (let t = 0; t < T; t++) cache.mask[b * cache.capacity + past + t] = mask ? mask[b * S + past + t] : 1;
     }
     const positions = opts.positions ?? defaultPositions(B, T, past, mask, cache);
-    let maxPos = 0;
-    for (const p of positions) if (p > maxPos) maxPos = p;
     const keyMaskHost = cache ? cacheMask(cache, B, S) : mask;
     const keyMask = keyMaskHost ? fromHost(keyMaskHost, [B, S], "i32") : null;
+    const inputs: ForwardInputs = { ids: fromHost(ids, [N], "i32"), rope: ropeTables(cfg, positions), keys: (window) => ({ mask: keyMask, window }), S };
+    const h = this.forwardWith(inputs, B, T, cache && { cache, write: (l, k, v) => cache.write(l, k, v, T) });
+    if (cache) cache.length += T;
+    return h;
+  }
 
-    // one cos/sin table pair per distinct rope setting (every layer has its own RopeParams object; Gemma 3 has two
-    // settings), so a forward computes and uploads each table once, not once per layer
-    const tables = new Map<string, { cos: Tensor; sin: Tensor }>();
-    const tablesFor = (p: RopeParams) => {
-      const key = JSON.stringify(p);
-      let t = tables.get(key);
-      if (!t) {
-        const f = ropeFrequencies(p, cfg.rotaryDim, cfg.maxPositions, maxPos + 1);
-        const { cos, sin } = ropeTables(f, positions);
-        t = { cos: fromHost(cos, [N, cfg.rotaryDim / 2]), sin: fromHost(sin, [N, cfg.rotaryDim / 2]) };
-        tables.set(key, t);
-      }
-      return t;
-    };
-
-    let x = embedding(fromHost(ids, [N], "i32"), this.embed);
+  /**
+   * The forward on device inputs only (no uploads, reads or host work per layer: a DecodeStep captures it in a
+   * CUDA graph). `kv` appends each layer's keys/values to a cache; attention then reads the cache's first S positions.
+   */
+  forwardWith(inputs: ForwardInputs, B: number, T: number, kv?: { cache: KVCache; write: (l: number, k: Tensor, v: Tensor) => void }): Tensor {
+    const cfg = this.config;
+    const { headDim: D, heads: Hq, kvHeads: Hkv, intermediate: I } = cfg;
+    const N = B * T, S = inputs.S, cache = kv?.cache;
+    let x = embedding(inputs.ids, this.embed);
     if (cfg.embedScale !== 1) x = scale(x, cfg.embedScale);
     const forwardSeed = this.dropout > 0 ? Math.floor(this.dropoutRng() * 2 ** 32) : 0;
     for (let l = 0; l < cfg.layers; l++) {
       const L = this.layers[l];
       const p = `model.layers.${l}`;
-      const { cos, sin } = tablesFor(cfg.ropeByLayer[l]);
+      const { cos, sin } = inputs.rope(cfg.ropeByLayer[l]);
+      const keys = inputs.keys(cfg.windowByLayer[l]);
       const block = (xin: Tensor): Tensor => {
         let module = 0;
         const proj = (h: Tensor, name: string) => this.proj(h, L, `${p}.${name}`, mixSeed(forwardSeed, l, module++));
@@ -243,11 +251,11 @@ export class CausalLM {
         q = rope(reshape(q, [N, Hq, D]), cos, sin, cfg.rotaryDim);
         k = rope(reshape(k, [N, Hkv, D]), cos, sin, cfg.rotaryDim);
         v = reshape(v, [N, Hkv, D]);
-        const aOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: cfg.windowByLayer[l], softcap: cfg.attnSoftcap, keyMask,
+        const aOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: keys.window, softcap: cfg.attnSoftcap, keyMask: keys.mask,
           lowPrecision: this.embed.dtype !== "f32" };
         let a: Tensor;
         if (cache) {
-          cache.write(l, k, v, T);
+          kv.write(l, k, v);
           a = attention(q, cache.k[l], cache.v[l], { ...aOpts, S, kvStrideB: cache.strideB });
         } else a = attention(q, k, v, aOpts);
         let o = proj(reshape(a, [N, Hq * D]), "self_attn.o_proj");
@@ -268,7 +276,6 @@ export class CausalLM {
       };
       x = this.gradientCheckpointing && !cache ? checkpoint(block, x, this.layerParameters(l)) : block(x);
     }
-    if (cache) cache.length += T;
     return rmsNorm(x, this.finalNorm, cfg.eps, cfg.normOffset);
   }
 
@@ -345,7 +352,7 @@ export class CausalLM {
   }
 }
 
-function defaultPositions(B: number, T: number, past: number, mask: Int32Array | undefined, cache?: KVCache): Int32Array {
+export function defaultPositions(B: number, T: number, past: number, mask: Int32Array | undefined, cache?: KVCache): Int32Array {
   const pos = new Int32Array(B * T);
   const S = past + T;
   for (let b = 0; b < B; b++) {
@@ -359,6 +366,31 @@ function defaultPositions(B: number, T: number, past: number, mask: Int32Array |
     }
   }
   return pos;
+}
+
+/**
+ * Rope cos/sin tables [N, rotaryDim/2] for these positions, computed and uploaded once per distinct rope setting
+ * (every layer has its own RopeParams object; Gemma 3 has two settings), not once per layer.
+ */
+function ropeTables(cfg: ModelConfig, positions: Int32Array): ForwardInputs["rope"] {
+  let maxPos = 0;
+  for (const p of positions) if (p > maxPos) maxPos = p;
+  const tables = new Map<string, { cos: Tensor; sin: Tensor }>();
+  return (p: RopeParams) => {
+    const key = JSON.stringify(p);
+    let t = tables.get(key);
+    if (!t) {
+      const { cos, sin } = ropeTablesHost(cfg, p, positions, maxPos);
+      t = { cos: fromHost(cos, [positions.length, cfg.rotaryDim / 2]), sin: fromHost(sin, [positions.length, cfg.rotaryDim / 2]) };
+      tables.set(key, t);
+    }
+    return t;
+  };
+}
+
+/** Host cos/sin tables [positions.length, rotaryDim/2] of one rope setting (maxPos: the largest position, for dynamic scaling). */
+export function ropeTablesHost(cfg: ModelConfig, p: RopeParams, positions: Int32Array, maxPos: number): { cos: Float32Array; sin: Float32Array } {
+  return ropeTablesOf(ropeFrequencies(p, cfg.rotaryDim, cfg.maxPositions, maxPos + 1), positions);
 }
 
 function cacheMask(cache: KVCache, B: number, S: number): Int32Array {

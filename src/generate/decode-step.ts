@@ -1,0 +1,116 @@
+// One decode step (every sequence of a KV cache takes one token) in fixed shapes on fixed buffers, so that on CUDA
+// the whole step (embedding, every layer, final norm, lm head) is captured once in a CUDA graph and then replayed
+// with one launch per token instead of ~750 kernel launches from JavaScript.
+// What changes from step to step lives in device buffers written before the launch: the ids, the rope tables of the
+// new positions, the key masks (the cache's mask, each sliding window applied on the host) and the cache rows the
+// new keys/values go to (KVCache.scatter). Attention covers the cache's whole capacity, unwritten slots masked, so
+// no shape or kernel argument changes. Without graphs (CPU; CUDA with graphs off or refused) the same step runs
+// eagerly, which is how the tests check it against model.forward.
+import { noGrad, scope, empty, type Tensor } from "../engine/index.ts";
+import type { CausalLM } from "../models/model.ts";
+import { defaultPositions, ropeTablesHost, type ForwardInputs } from "../models/model.ts";
+import type { KVCache } from "../models/kvcache.ts";
+import type { RopeParams } from "../models/config.ts";
+
+/** Set once a capture has failed in this process: later steps run eagerly without trying again. */
+let refused: string | null = null;
+
+export class DecodeStep {
+  /** [B] i32 token ids */
+  private readonly ids: Tensor;
+  /** [B] i32 cache row of each new key/value: b · capacity + position */
+  private readonly rows: Tensor;
+  /** per distinct rope setting: cos/sin [B, rotaryDim/2] */
+  private readonly tables = new Map<string, { p: RopeParams; cos: Tensor; sin: Tensor }>();
+  /** per distinct sliding window (0 = none): key mask [B, capacity] i32 */
+  private readonly masks = new Map<number, Tensor>();
+  private graph: number | null = null;
+  /** logits [B, V] of the last step (the graph's output buffer when captured) */
+  private out: Tensor | null = null;
+  /** why a graph was not used (capture refused), for reports */
+  graphError: string | null = null;
+
+  constructor(readonly model: CausalLM, readonly cache: KVCache, private useGraph: boolean) {
+    const cfg = model.config, B = cache.batch, be = cache.k[0].backend;
+    if (cfg.finalSoftcap > 0) this.useGraph = false; // the soft-capped logits take a host round trip
+    if (!be.captureGraph || refused) this.useGraph = false;
+    this.graphError = refused;
+    this.ids = empty([B], "i32", be).keep();
+    this.rows = empty([B], "i32", be).keep();
+    for (const p of cfg.ropeByLayer) {
+      const key = JSON.stringify(p);
+      if (!this.tables.has(key)) this.tables.set(key, { p, cos: empty([B, cfg.rotaryDim / 2], "f32", be).keep(), sin: empty([B, cfg.rotaryDim / 2], "f32", be).keep() });
+    }
+    for (const w of new Set(cfg.windowByLayer)) this.masks.set(w, empty([B, cache.capacity], "i32", be).keep());
+  }
+
+  /** True when steps replay a captured CUDA graph. */
+  get graphed(): boolean {
+    return this.graph !== null;
+  }
+
+  /** Append one token per sequence (ids [B]) and return the logits [B, V] of the new position (valid until the next run). */
+  run(ids: Int32Array): Tensor {
+    const { model, cache } = this, cfg = model.config, B = cache.batch, cap = cache.capacity, past = cache.length;
+    if (ids.length !== B) throw new Error(`DecodeStep: ${ids.length} ids for a batch of ${B}`);
+    if (past >= cap) throw new Error(`KV cache full: ${past} + 1 > ${cap}`);
+    const be = this.ids.backend;
+    for (let b = 0; b < B; b++) cache.mask[b * cap + past] = 1;
+    const positions = defaultPositions(B, 1, past, undefined, cache);
+    let maxPos = 0;
+    for (const p of positions) if (p > maxPos) maxPos = p;
+    be.write(this.ids.buf, ids);
+    be.write(this.rows.buf, Int32Array.from({ length: B }, (_, b) => b * cap + past));
+    for (const t of this.tables.values()) {
+      const { cos, sin } = ropeTablesHost(cfg, t.p, positions, maxPos);
+      be.write(t.cos.buf, cos);
+      be.write(t.sin.buf, sin);
+    }
+    for (const [w, m] of this.masks) {
+      const host = cache.mask.slice(0, B * cap);
+      if (w > 0) for (let b = 0; b < B; b++) host.fill(0, b * cap, b * cap + Math.max(0, past - w + 1));
+      be.write(m.buf, host);
+    }
+    if (this.graph !== null) be.launchGraph!(this.graph);
+    else if (this.useGraph) {
+      try {
+        const { graph, result } = be.captureGraph!(() => this.forward());
+        this.graph = graph;
+        this.out?.dispose();
+        this.out = result;
+        be.launchGraph!(graph); // capturing does not run the step
+      } catch (e) {
+        this.useGraph = false;
+        this.graphError = refused = (e as Error).message;
+        this.eager();
+      }
+    } else this.eager();
+    cache.length = past + 1;
+    return this.out!;
+  }
+
+  private eager(): void {
+    this.out?.dispose();
+    this.out = this.forward();
+  }
+
+  /** The step on the fixed buffers: device work only. */
+  private forward(): Tensor {
+    const { model, cache } = this;
+    const inputs: ForwardInputs = {
+      ids: this.ids,
+      rope: (p) => this.tables.get(JSON.stringify(p))!,
+      keys: (w) => ({ mask: this.masks.get(w)!, window: 0 }),
+      S: cache.capacity,
+    };
+    return noGrad(() => scope(() => model.logits(model.forwardWith(inputs, cache.batch, 1, { cache, write: (l, k, v) => cache.scatter(l, k, v, this.rows) })))).keep();
+  }
+
+  dispose(): void {
+    if (this.graph !== null) this.ids.backend.destroyGraph!(this.graph);
+    this.graph = null;
+    this.out?.dispose();
+    this.out = null;
+    for (const t of [this.ids, this.rows, ...this.masks.values(), ...[...this.tables.values()].flatMap((x) => [x.cos, x.sin])]) t.dispose();
+  }
+}
