@@ -17,6 +17,7 @@ import { cudaBackend, cudaInfo } from "../src/engine/cuda.ts";
 import { batchLoss, type CompletionBatch } from "../src/grpo/loss.ts";
 import { AdamW } from "../src/grpo/optim.ts";
 import { generate } from "../src/generate/generate.ts";
+import { DecodeStep } from "../src/generate/decode-step.ts";
 
 const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
 // Qwen2.5 shapes: hidden, intermediate, query heads, kv heads, head dim, layers (vocabulary 151,936, tied embeddings)
@@ -146,6 +147,21 @@ function main(): void {
   printProfile("prefill + decode", be.profile(), decodeS * 1000);
   cache.dispose();
   const decodeTps = (NSEQ * T) / decodeS;
+  // the same decode through a DecodeStep: fixed buffers, one CUDA graph launch per token step
+  const gcache = new KVCache(model.config, NSEQ, P + T);
+  noGrad(() => scope(() => { model.forward(promptIds, NSEQ, P, { cache: gcache }); }));
+  const dstep = new DecodeStep(model, gcache, true);
+  dstep.run(completionIds.filter((_, i) => i % T === 0)); // the capture
+  be.synchronize();
+  const tgd = performance.now();
+  for (let t = 1; t < T; t++) dstep.run(completionIds.filter((_, i) => i % T === t));
+  be.synchronize();
+  const graphS = (performance.now() - tgd) / 1000;
+  const graphTps = (NSEQ * (T - 1)) / graphS;
+  console.log(`decode through DecodeStep (${dstep.graphed ? "CUDA graph" : `no graph: ${dstep.graphError}`}): ${graphTps.toFixed(0)} tok/s, ${(1000 * graphS / (T - 1)).toFixed(2)} ms per step`);
+  printProfile("graph decode", be.profile(), graphS * 1000);
+  dstep.dispose();
+  gcache.dispose();
   // real rollouts: generate() with sampling (temperature 1) for 8 prompts × 8 completions
   const promptList = Array.from({ length: PROMPTS }, (_, b) => Array.from(promptIds.subarray(b * GENS * P, b * GENS * P + P)));
   const tg = performance.now();
@@ -154,12 +170,20 @@ function main(): void {
   const genS = (performance.now() - tg) / 1000;
   const genTps = gen.reduce((a, c) => a + c.tokenIds.length, 0) / genS;
   console.log(`generate ${PROMPTS}×${GENS}×${GEN_TOKENS} (sampling on the device unless repetition_penalty): ${genS.toFixed(2)} s, ${genTps.toFixed(0)} tok/s`);
+  const tgg = performance.now();
+  const genG = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false, decodeGraphs: true });
+  be.synchronize();
+  const genGS = (performance.now() - tgg) / 1000;
+  const genGTps = genG.reduce((a, c) => a + c.tokenIds.length, 0) / genGS;
+  const same = genG.every((c, i) => c.tokenIds.join() === gen[i].tokenIds.join());
+  console.log(`generate with decodeGraphs: ${genGS.toFixed(2)} s, ${genGTps.toFixed(0)} tok/s; completions ${same ? "identical to" : "DIFFER from"} the run without`);
   // bound: every weight read once per step (bf16) + the KV cache read at its mean length (f32 in aha, bf16 in torch)
   const bw = /H200/.test(info.name!) ? 4.8e12 : /H100/.test(info.name!) ? 3.35e12 : NaN;
   const weightBytes = 2 * (V * C + LAYERS * (C * (HQ + 2 * HKV) * D + HQ * D * C + 3 * C * I));
   const kvBytes = (f: number) => 2 * LAYERS * NSEQ * (P + T / 2) * HKV * D * f;
   const bound = (f: number) => NSEQ / ((weightBytes + kvBytes(f)) / bw);
-  const aha = { step_s: stepS, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, generate_tok_s: genTps, checkpointing: CKPT, loss: lastLoss };
+  const aha = { step_s: stepS, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps,
+    generate_tok_s: genTps, generate_graph_tok_s: genGTps, checkpointing: CKPT, loss: lastLoss };
   console.log("AHA " + JSON.stringify(aha));
 
   let torch: Record<string, number> | null = null;
@@ -180,7 +204,8 @@ function main(): void {
   row("peak memory (allocated)", aha.peak_gib, torch?.peak_gib, "GiB", true);
   row("peak memory (reserved)", aha.peak_reserved_gib, torch?.peak_reserved_gib, "GiB", true);
   row("decode (teacher-forced) ", aha.decode_tok_s, torch?.decode_tok_s, "tok/s", false);
-  console.log(`decode bound at ${(bw / 1e12).toFixed(2)} TB/s: ${bound(4).toFixed(0)} tok/s with an f32 KV cache, ${bound(2).toFixed(0)} with bf16; aha reaches ${(100 * decodeTps / bound(4)).toFixed(1)}% of its bound`);
+  row("decode, CUDA graph per step", aha.decode_graph_tok_s, torch?.decode_tok_s, "tok/s", false);
+  console.log(`decode bound at ${(bw / 1e12).toFixed(2)} TB/s: ${bound(4).toFixed(0)} tok/s with an f32 KV cache, ${bound(2).toFixed(0)} with bf16; aha reaches ${(100 * decodeTps / bound(4)).toFixed(1)}% of its bound (${(100 * graphTps / bound(4)).toFixed(1)}% with graphs)`);
 }
 
 /** Host cost of one call (µs, 2,000 calls then a synchronize) for the call kinds a decode step is made of. */

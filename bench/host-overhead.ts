@@ -1,7 +1,8 @@
 // Host-side cost of a GRPO train step and of a decode step, with every kernel replaced by a no-op: what the
 // JavaScript engine (autograd, scopes, allocation bookkeeping, host-side tables and masks) costs per step before any
 // device work. On a GPU the step cannot be faster than this plus the native launch costs, so it shows when a step
-// is host-bound. Runs on any machine (no GPU needed): a random Qwen2.5-0.5B-like model (24 layers, 14/2 heads of 64,
+// is host-bound. Decode is timed three ways: model.forward, a DecodeStep run eagerly, and a DecodeStep replaying
+// its captured graph (what is left on the host per token step: the uploads and one launch). Runs on any machine (no GPU needed): a random Qwen2.5-0.5B-like model (24 layers, 14/2 heads of 64,
 // small MLP and vocabulary: the op sequence and token counts are those of the real shape, the weights stay small).
 //   node --import tsx bench/host-overhead.ts [--micro 8] [--steps 3]
 import { mkdtempSync, rmSync } from "node:fs";
@@ -14,6 +15,7 @@ import { backward, noGrad, registerBackend, scope, setDefaultDevice, type Backen
 import { hostArray, type DType } from "../src/engine/dtype.ts";
 import { batchLoss } from "../src/grpo/loss.ts";
 import { AdamW } from "../src/grpo/optim.ts";
+import { DecodeStep } from "../src/generate/decode-step.ts";
 
 const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
 const MICRO = Number(arg("micro", "8")), STEPS = Number(arg("steps", "3"));
@@ -35,6 +37,9 @@ const noop: Backend = {
   synchronize: () => {},
   memory: () => ({ allocated: 0, peak: 0, buffers: 0 }),
   resetPeak: () => {},
+  captureGraph: <T>(fn: () => T) => ({ graph: 1, result: fn() }),
+  launchGraph: () => count("graph_launch"),
+  destroyGraph: () => {},
   k: new Proxy({}, { get: (_t, name) => () => { count(String(name)); return 0; } }) as Backend["k"],
 };
 
@@ -78,6 +83,23 @@ try {
   const ms = (performance.now() - t0) / 64;
   console.log(`decode step (64 sequences): host ${ms.toFixed(2)} ms, ${(calls / 64).toFixed(0)} kernel calls + writes per step, ${(1000 * ms / (calls / 64)).toFixed(2)} µs each`);
   console.log(`  per decode step: ${histogram(64)}`);
+  cache.dispose();
+  // the same steps through a DecodeStep: eager (fixed buffers), then replaying a (no-op) captured graph
+  for (const graph of [false, true]) {
+    const c = new KVCache(model.config, NSEQ, P + T);
+    noGrad(() => scope(() => { model.forward(promptIds, NSEQ, P, { cache: c }); }));
+    const step = new DecodeStep(model, c, graph);
+    step.run(completionIds.subarray(0, NSEQ));
+    calls = 0;
+    byName.clear();
+    const t1 = performance.now();
+    for (let t = 1; t < 65; t++) step.run(completionIds.subarray(t * NSEQ, (t + 1) * NSEQ));
+    const ms1 = (performance.now() - t1) / 64;
+    console.log(`decode step through DecodeStep${graph ? ", graph replay" : ", eager"}: host ${ms1.toFixed(2)} ms, ${(calls / 64).toFixed(0)} kernel calls + writes + launches per step`);
+    console.log(`  per decode step: ${histogram(64)}`);
+    step.dispose();
+    c.dispose();
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
