@@ -131,6 +131,13 @@ export const GRPOConfigSchema = z.object({
   outputDir: z.string().default("runs/aha"),
   /** KV-cache bytes generation may use at once. Default 1 GiB. */
   generationMemoryBudget: z.number().positive().default(2 ** 30),
+  /**
+   * Decode rollouts through fixed-shape steps, each captured once in a CUDA graph and replayed (one launch per token
+   * step instead of hundreds); finished sequences stay in the batch until half of it is done. Same completions as
+   * without. Default: on when the environment sets AHA_CUDA_GRAPHS=1 (off until measured on a GPU); no effect on CPU
+   * beyond the fixed shapes.
+   */
+  cudaGraphs: z.boolean().optional(),
 }).strict();
 
 /** Checks across fields, run on whatever parsed (so they are reported together with per-field problems). */
