@@ -51,6 +51,12 @@ test("elementwise ops: add, sub, mul (with trailing broadcast), scale, reshape, 
   const a = { data: randn(12), shape: [3, 4] }, b = { data: randn(4), shape: [4] }, c = { data: randn(12), shape: [3, 4] };
   gradcheck("add", [a, b], ([x, y]) => add(x, y));
   gradcheck("sub", [a, c], ([x, y]) => sub(x, y));
+  // same shapes: the backward hands its gradient buffer on to one input (moveTo) and copies it for the other
+  gradcheck("add, same shapes", [a, c], ([x, y]) => add(x, y));
+  gradcheck("add, same input twice", [a], ([x]) => add(x, x));
+  gradcheck("add, only b needs a gradient", [c], ([y]) => add(fromHost(a.data, a.shape), y));
+  gradcheck("sub of a broadcast", [a, b], ([x, y]) => sub(x, y));
+  gradcheck("reshape chain", [a], ([x]) => reshape(reshape(x, [6, 2]), [2, 3, 2]));
   gradcheck("mul broadcast", [a, b], ([x, y]) => mul(x, y));
   gradcheck("scale", [a], ([x]) => scale(x, -1.7));
   gradcheck("reshape+sliceCols", [a], ([x]) => sliceCols(reshape(x, [2, 6]), 2, 3));

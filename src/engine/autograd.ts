@@ -70,8 +70,8 @@ export function backward(root: Tensor, grad?: Tensor): void {
       }
       continue;
     }
-    const ins = t.node.backward(g);
-    if (g !== grad) g.dispose();
+    const ins = t.node.backward(g, g !== grad); // the caller's gradient is theirs: a backward may not take it over
+    if (g !== grad) g.dispose(); // a no-op when the backward moved g on
     t.node.inputs.forEach((inp, i) => {
       const gi = ins[i];
       if (!gi || !inp.requiresGrad) { if (gi) gi.dispose(); return; }

@@ -14,8 +14,11 @@ registerLazyBackend("cuda", registerCudaBackend, () => cudaInfo().error);
 export interface GradNode {
   op: string;
   inputs: Tensor[];
-  /** returns one gradient per input (null where the input needs none); must not keep `g` */
-  backward(g: Tensor): (Tensor | null)[];
+  /**
+   * Returns one gradient per input (null where the input needs none). Must not keep `g`, but when `owned` is true
+   * it may hand g's buffer on as one input's gradient with g.moveTo(shape) (no copy).
+   */
+  backward(g: Tensor, owned: boolean): (Tensor | null)[];
 }
 
 const scopes: Set<Tensor>[] = [];
@@ -107,6 +110,18 @@ export class Tensor {
   item(): number {
     if (this.numel !== 1) throw new Error(`item() on a tensor of shape [${this.shape}]`);
     return this.data()[0];
+  }
+
+  /** A tensor of `shape` (same element count) that takes this one's buffer over; this one is disposed without freeing it. */
+  moveTo(shape: number[] = this.shape): Tensor {
+    this.check();
+    if (!this.owner) throw new Error(`moveTo: ${this.describe()} does not own its buffer`);
+    if (shape.reduce((a, b) => a * b, 1) !== this.numel) throw new Error(`moveTo [${this.shape}] -> [${shape}]: sizes differ`);
+    const t = new Tensor(shape, this.dtype, this.buf, this.backend).setCategory(this.cat);
+    account(this.backend.device, this.cat, -this.bytes);
+    this.disposed = true;
+    this.node = null;
+    return t;
   }
 
   /** Exclude from the enclosing scope's cleanup. */

@@ -12,22 +12,33 @@ function binaryOp(name: keyof typeof OPS, a: Tensor, b: Tensor): Tensor {
   if (a.numel % b.numel !== 0) throw new Error(`${name}: shape [${b.shape}] does not broadcast over [${a.shape}]`);
   const out = like(a);
   a.backend.k.binary(out.buf, a.buf, b.buf, a.numel, b.numel, OPS[name]);
-  return record(out, name, [a, b], (g) => {
+  return record(out, name, [a, b], (g, owned) => {
     const k = a.backend.k;
     let ga: Tensor | null = null, gb: Tensor | null = null;
+    // add/sub pass g itself on (moved, no copy) as a's gradient, or as b's when only b needs one and has a's shape
     if (a.requiresGrad) {
-      ga = like(a);
-      if (name === "mul") k.binary(ga.buf, g.buf, b.buf, a.numel, b.numel, 2);
-      else k.copy2d(ga.buf, g.buf, 1, a.numel, 0, 0, false);
+      if (name !== "mul" && owned) ga = g.moveTo(a.shape);
+      else {
+        ga = like(a);
+        if (name === "mul") k.binary(ga.buf, g.buf, b.buf, a.numel, b.numel, 2);
+        else k.copy2d(ga.buf, g.buf, 1, a.numel, 0, 0, false);
+      }
     }
     if (b.requiresGrad) {
-      gb = like(b);
-      let src = g;
-      let tmp: Tensor | null = null;
-      if (name === "mul") { tmp = like(a); k.binary(tmp.buf, g.buf, a.buf, a.numel, a.numel, 2); src = tmp; }
-      k.sum_rows(gb.buf, src.buf, a.numel / b.numel, b.numel, false);
-      if (name === "sub") k.scale(gb.buf, gb.buf, -1, b.numel);
-      tmp?.dispose();
+      const gv = name !== "mul" && ga ? ga : g; // g's values, wherever they now live (ga took g's buffer over)
+      if (name === "add" && owned && !ga && b.numel === a.numel) gb = g.moveTo(b.shape);
+      else if (name !== "mul" && b.numel === a.numel) {
+        gb = like(b);
+        if (name === "add") k.copy2d(gb.buf, gv.buf, 1, b.numel, 0, 0, false);
+        else k.scale(gb.buf, gv.buf, -1, b.numel);
+      } else {
+        gb = like(b);
+        let tmp: Tensor | null = null;
+        if (name === "mul") { tmp = like(a); k.binary(tmp.buf, g.buf, a.buf, a.numel, a.numel, 2); }
+        k.sum_rows(gb.buf, (tmp ?? gv).buf, a.numel / b.numel, b.numel, false);
+        if (name === "sub") k.scale(gb.buf, gb.buf, -1, b.numel);
+        tmp?.dispose();
+      }
     }
     return [ga, gb];
   });
@@ -65,7 +76,8 @@ export function sum(a: Tensor): Tensor {
 /** Same data, new shape (no copy forward; the gradient is copied back). */
 export function reshape(a: Tensor, shape: number[]): Tensor {
   const out = viewAs(a, shape);
-  return record(out, "reshape", [a], (g) => {
+  return record(out, "reshape", [a], (g, owned) => {
+    if (owned) return [g.moveTo(a.shape)];
     const ga = like(a);
     a.backend.k.copy2d(ga.buf, g.buf, 1, a.numel, 0, 0, false);
     return [ga];
