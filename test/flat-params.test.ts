@@ -10,7 +10,8 @@ import { join, basename } from "node:path";
 import { fixtureModels } from "./fixtures.ts";
 import { availableDevices, useDevice } from "./devices.ts";
 import { CausalLM } from "../src/models/model.ts";
-import { backward, defaultBackend, fromHost, noGrad, scope, type Tensor } from "../src/engine/index.ts";
+import { add, backward, defaultBackend, fromHost, groupable, loraLinear, loraLinearGroup, mul, noGrad, scope, sum, type Tensor } from "../src/engine/index.ts";
+import { FlatParams } from "../src/engine/flat.ts";
 import { batchLoss } from "../src/grpo/loss.ts";
 import { AdamW, clipGradNorm } from "../src/grpo/optim.ts";
 
@@ -150,3 +151,42 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
     a.params.forEach((p, i) => assert.ok(maxDiff(p, b.params[i]) <= 1e-5, `${flat.parameters()[i].name}: differs by ${maxDiff(p, b.params[i])}`));
   });
 }
+
+test("loraLinearGroup equals one loraLinear per part: all outputs used, one used, accumulation, mixed first/added gradients", () => {
+  const inF = 6, N = 5, rnd = (n: number, s: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 1.7 + s) * 0.5);
+  const outs = [4, 3, 2], r = 2;
+  // the adapter-like storage: A's adjacent (module order), then B's
+  const mk = () => new FlatParams(defaultBackend(), [...outs.map((_, i) => ({ shape: [r, inF], data: rnd(r * inF, i), packed: i > 0 })), ...outs.map((o, i) => ({ shape: [o, r], data: rnd(o * r, 10 + i) }))], "lora");
+  const Ws = outs.map((o, i) => fromHost(rnd(o * inF, 20 + i), [o, inF]));
+  const bs = outs.map((o, i) => fromHost(rnd(o, 30 + i), [o]));
+  const xData = rnd(N * inF, 40), R = outs.map((o, i) => fromHost(rnd(N * o, 50 + i), [N, o]));
+  const run = (grouped: boolean, use: number[], passes: number, pre?: number) => {
+    const f = mk();
+    for (const t of f.members) t.requiresGrad = true;
+    const parts = outs.map((_, i) => ({ W: Ws[i], bias: bs[i], A: f.members[i], B: f.members[outs.length + i], scale: 0.5 + i }));
+    assert.equal(groupable(parts, inF), true);
+    const x = fromHost(xData, [N, inF]);
+    x.requiresGrad = true;
+    // `pre`: part whose A already holds a gradient (so its sink adds while the others start: per-part dA GEMMs)
+    if (pre !== undefined) scope(() => backward(sum(mul(loraLinear(x, Ws[pre], bs[pre], parts[pre]), R[pre]))));
+    for (let p = 0; p < passes; p++) scope(() => {
+      const ys = grouped ? loraLinearGroup(x, parts) : parts.map((q) => loraLinear(x, q.W, q.bias, q));
+      let loss = sum(mul(ys[use[0]], R[use[0]]));
+      for (const i of use.slice(1)) loss = add(loss, sum(mul(ys[i], R[i])));
+      backward(loss);
+      return null;
+    });
+    const out = { x: x.grad!.f32(), params: f.members.map((m) => m.grad?.f32() ?? null) };
+    f.dispose();
+    return out;
+  };
+  for (const [use, passes, pre] of [[[0, 1, 2], 1], [[1], 1], [[0, 2], 2], [[0, 1, 2], 1, 1]] as [number[], number, number?][]) {
+    const a = run(true, use, passes, pre), b = run(false, use, passes, pre);
+    assert.ok(maxDiff(a.x, b.x) <= 1e-5, `x: ${maxDiff(a.x, b.x)}`);
+    a.params.forEach((g, i) => {
+      const h = b.params[i];
+      if (!h) { assert.ok(!g || g.every((v) => v === 0), `param ${i} has a gradient only when grouped`); return; }
+      assert.ok(g && maxDiff(g, h) <= 1e-5, `param ${i} (use ${use}, passes ${passes}, pre ${pre}): ${g && maxDiff(g, h)}`);
+    });
+  }
+});

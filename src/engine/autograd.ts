@@ -30,26 +30,61 @@ export function record(out: Tensor, op: string, inputs: Tensor[], backward: Grad
   return out;
 }
 
+/** Record outputs `outs` as made together by `op` from `inputs` (one backward for all of them: GradNode.multi). */
+export function recordMulti(outs: Tensor[], op: string, inputs: Tensor[], backward: (gs: (Tensor | null)[]) => (Tensor | null)[]): Tensor[] {
+  if (enabled && inputs.some((t) => t.requiresGrad)) {
+    const node: GradNode = { op, inputs, backward: () => { throw new Error(`${op}: multi-output node called as single`); }, multi: { outputs: outs, backward } };
+    for (const o of outs) { o.requiresGrad = true; o.node = node; }
+  }
+  return outs;
+}
+
+/** A graph vertex: a tensor, or a multi-output node standing for all its outputs. */
+type Vertex = Tensor | GradNode;
+const vertexOf = (t: Tensor): Vertex => (t.node?.multi ? t.node : t);
+
 /** Backpropagate from `root` (a scalar unless `grad` is given). */
 export function backward(root: Tensor, grad?: Tensor): void {
   if (!root.requiresGrad) throw new Error("backward(): the tensor does not require a gradient");
-  // topological order
-  const order: Tensor[] = [];
-  const seen = new Set<Tensor>();
-  const stack: [Tensor, boolean][] = [[root, false]];
+  // topological order of vertices (a multi-output node runs once, after every consumer of any of its outputs)
+  const order: Vertex[] = [];
+  const seen = new Set<Vertex>();
+  const stack: [Vertex, boolean][] = [[vertexOf(root), false]];
   while (stack.length) {
-    const [t, done] = stack.pop()!;
-    if (done) { order.push(t); continue; }
-    if (seen.has(t)) continue;
-    seen.add(t);
-    stack.push([t, true]);
-    if (t.node) for (const i of t.node.inputs) if (i.requiresGrad && !seen.has(i)) stack.push([i, false]);
+    const [v, done] = stack.pop()!;
+    if (done) { order.push(v); continue; }
+    if (seen.has(v)) continue;
+    seen.add(v);
+    stack.push([v, true]);
+    const inputs = v instanceof Tensor ? v.node?.inputs ?? [] : v.inputs;
+    for (const i of inputs) if (i.requiresGrad && !seen.has(vertexOf(i))) stack.push([vertexOf(i), false]);
   }
   const grads = new Map<Tensor, Tensor>();
   const g0 = grad ?? fill1(root);
   grads.set(root, g0);
+  const propagate = (inputs: Tensor[], ins: (Tensor | null)[]) => inputs.forEach((inp, i) => {
+    const gi = ins[i];
+    if (!gi || !inp.requiresGrad) { if (gi) gi.dispose(); return; }
+    const prev = grads.get(inp);
+    if (prev) {
+      const s = add(prev, gi);
+      prev.dispose();
+      gi.dispose();
+      grads.set(inp, s);
+    } else grads.set(inp, gi);
+  });
   for (let idx = order.length - 1; idx >= 0; idx--) {
-    const t = order[idx];
+    const v = order[idx];
+    if (!(v instanceof Tensor)) {
+      const outs = v.multi!.outputs, gs = outs.map((o) => grads.get(o) ?? null);
+      for (const o of outs) grads.delete(o);
+      if (gs.every((x) => !x)) continue;
+      const ins = v.multi!.backward(gs);
+      for (const x of gs) if (x && x !== grad) x.dispose();
+      propagate(v.inputs, ins);
+      continue;
+    }
+    const t = v;
     const g = grads.get(t);
     if (!g) continue;
     grads.delete(t);
@@ -72,17 +107,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
     }
     const ins = t.node.backward(g, g !== grad); // the caller's gradient is theirs: a backward may not take it over
     if (g !== grad) g.dispose(); // a no-op when the backward moved g on
-    t.node.inputs.forEach((inp, i) => {
-      const gi = ins[i];
-      if (!gi || !inp.requiresGrad) { if (gi) gi.dispose(); return; }
-      const prev = grads.get(inp);
-      if (prev) {
-        const s = add(prev, gi);
-        prev.dispose();
-        gi.dispose();
-        grads.set(inp, s);
-      } else grads.set(inp, gi);
-    });
+    propagate(t.node.inputs, ins);
   }
 }
 

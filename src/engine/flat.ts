@@ -2,8 +2,9 @@
 // the same way. The optimiser step, the gradient norm and the clipping then run as one kernel each over all of them
 // (instead of one per tensor, each norm a device-to-host sync on CUDA), and an op can accumulate a parameter's
 // gradient in place (a GEMM with beta = 1) instead of allocating a gradient and adding it (autograd.gradSink).
-// Each member starts on a 64-element (256-byte) boundary, the alignment cuBLASLt's fast path wants; the padding
-// stays zero in both buffers, so it adds nothing to norms and AdamW leaves it at zero.
+// Each member starts on a 64-element (256-byte) boundary, the alignment cuBLASLt's fast path wants, unless it is
+// packed right after the previous one (to form one matrix with it); the padding stays zero in both buffers, so it
+// adds nothing to norms and AdamW leaves it at zero.
 import { Tensor } from "./tensor.ts";
 import type { Backend } from "./backend.ts";
 import type { MemoryCategory } from "./tensor.ts";
@@ -15,6 +16,8 @@ export interface FlatSpec {
   name?: string;
   /** initial values (zeros when absent) */
   data?: Float32Array;
+  /** start right after the previous member, without alignment padding (so the two form one matrix) */
+  packed?: boolean;
 }
 
 export class FlatParams {
@@ -29,11 +32,13 @@ export class FlatParams {
 
   constructor(readonly backend: Backend, specs: FlatSpec[], category: MemoryCategory) {
     const offsets: number[] = [];
-    let total = 0;
+    let end = 0; // end of the previous member
     for (const s of specs) {
-      offsets.push(total);
-      total += Math.ceil(s.shape.reduce((a, b) => a * b, 1) / ALIGN) * ALIGN;
+      const start = s.packed ? end : Math.ceil(end / ALIGN) * ALIGN;
+      offsets.push(start);
+      end = start + s.shape.reduce((a, b) => a * b, 1);
     }
+    const total = Math.ceil(end / ALIGN) * ALIGN;
     this.offsets = offsets;
     this.total = total;
     this.data = new Tensor([total], "f32", backend.alloc("f32", total), backend).setCategory(category).keep();

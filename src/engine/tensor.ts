@@ -19,6 +19,11 @@ export interface GradNode {
    * it may hand g's buffer on as one input's gradient with g.moveTo(shape) (no copy).
    */
   backward(g: Tensor, owned: boolean): (Tensor | null)[];
+  /**
+   * Set for a node several outputs share (recordMulti): autograd then calls this once with every output's gradient
+   * (null where an output got none) instead of `backward`. It must not keep them.
+   */
+  multi?: { outputs: Tensor[]; backward(gs: (Tensor | null)[]): (Tensor | null)[] };
 }
 
 const scopes: Set<Tensor>[] = [];

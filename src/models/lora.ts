@@ -50,7 +50,11 @@ export class LoraAdapter {
 
   /** Store these pairs ({module: A and B specs}) in one flat buffer, A's first, and register them. */
   private place(pairs: [string, { A: FlatSpec; B: FlatSpec; scale: number }][]): void {
-    const specs = [...pairs.map(([, p]) => p.A), ...pairs.map(([, p]) => p.B)];
+    // an A follows the previous module's A with no padding when both read the same input (same parent module, same
+    // in-features: q/k/v, gate/up), so that loraLinearGroup sees them as one matrix whatever r · in is
+    const parent = (name: string) => name.slice(0, name.lastIndexOf("."));
+    const As = pairs.map(([name, p], i) => ({ ...p.A, packed: i > 0 && parent(name) === parent(pairs[i - 1][0]) && p.A.shape[1] === pairs[i - 1][1].A.shape[1] }));
+    const specs = [...As, ...pairs.map(([, p]) => p.B)];
     this.storage = new FlatParams(defaultBackend(), specs, "lora");
     const n = pairs.length;
     pairs.forEach(([name, p], i) => {

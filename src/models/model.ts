@@ -2,7 +2,7 @@
 // select QKV bias, QK-norm, Gemma's (1 + w) sandwich norms and embedding scale, fused Phi-3 projections, partial
 // rotary, per-layer rope and sliding windows. LoRA is applied on the fly; `withoutAdapter` gives the base model
 // (the GRPO reference) from the same weights.
-import { fromHost, add, scale, rmsNorm, rope, glu, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraGroupInput, checkpoint,
+import { fromHost, add, scale, rmsNorm, rope, glu, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, groupable, checkpoint,
   isGradEnabled, type Tensor, type TokenLogprobs } from "../engine/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
@@ -154,21 +154,17 @@ export class CausalLM {
   }
 
   /**
-   * Projections of one input (q/k/v, gate/up), in order. Their LoRA A's, adjacent in the adapter's storage, take one
-   * GEMM for all (loraGroupInput) when no dropout mask applies; otherwise, or with the adapter off, one proj each.
+   * Projections of one input (q/k/v, gate/up), in order: one loraLinearGroup when each has a LoRA pair, their A's are
+   * adjacent in the adapter's storage and no dropout mask applies; otherwise (or with the adapter off) one proj each.
    */
   private projGroup(x: Tensor, layer: Layer, names: string[], seed: (i: number) => number): Tensor[] {
     const loras = names.map((n) => this.adapter?.get(n));
     const noMask = !(this.dropout > 0 && isGradEnabled());
-    const t = noMask && loras.every((l) => l) ? loraGroupInput(x, loras.map((l) => l!.A), layer.linears.get(names[0])!.W.dtype !== "f32") : null;
-    if (!t) return names.map((n, i) => this.proj(x, layer, n, seed(i)));
-    let row = 0;
-    return names.map((n, i) => {
-      const { W, b } = layer.linears.get(n)!, l = loras[i]!;
-      const y = loraLinear(x, W, b ?? null, { A: l.A, B: l.B, scale: l.scale, pre: { t, row } });
-      row += l.A.shape[0];
-      return y;
-    });
+    if (noMask && loras.every((l) => l)) {
+      const parts = names.map((n, i) => { const { W, b } = layer.linears.get(n)!, l = loras[i]!; return { W, bias: b ?? null, A: l.A, B: l.B, scale: l.scale }; });
+      if (groupable(parts, x.shape[x.shape.length - 1])) return loraLinearGroup(x, parts);
+    }
+    return names.map((n, i) => this.proj(x, layer, n, seed(i)));
   }
 
   /** Trainable tensors read by layer l (for gradient checkpointing). */

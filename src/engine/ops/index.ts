@@ -4,5 +4,6 @@ export { matmul, type MatmulOpts } from "./matmul.ts";
 export { rmsNorm, rope, glu, embedding, type GluAct } from "./nn.ts";
 export { attention, type AttentionOpts } from "./attention.ts";
 export { tokenLogprobs, grpoLoss, type TokenLogprobs, type GrpoLossParams } from "./logprobs.ts";
-export { loraLinear, loraGroupInput, type LoraBranch } from "./lora-linear.ts";
+export { loraLinear, type LoraBranch } from "./lora-linear.ts";
+export { loraLinearGroup, groupable, type LoraPart } from "./lora-group.ts";
 export { sampleTokens, type SampleParams, type SampledTokens } from "./sample.ts";

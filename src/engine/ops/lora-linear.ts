@@ -6,7 +6,6 @@
 // (CUDA runs them on TF32 tensor cores, 10-bit mantissa, like the bf16 base GEMM they add to; the CPU ignores it).
 import { Tensor } from "../tensor.ts";
 import { gradSink, record } from "../autograd.ts";
-import type { Buf } from "../backend.ts";
 import { assertF32, dtypeCode, like, likeZero, sameBackend } from "./util.ts";
 
 export interface LoraBranch {
@@ -17,30 +16,6 @@ export interface LoraBranch {
   scale: number;
   /** [N, in] dropout multipliers (0 or 1/(1-p)) for the LoRA input, or null */
   mask?: Tensor | null;
-  /** x Aᵀ already computed, transposed, as rows [row, row + r) of t ([Σr, N], from loraGroupInput); no mask then */
-  pre?: { t: Tensor; row: number };
-}
-
-/**
- * For projections that read the same input x [N, in] (q/k/v, gate/up): (x Aᵀ)ᵀ of all their A's at once, [Σr, N],
- * with one GEMM, when the A's are adjacent rows of one flat buffer (a LoRA adapter's storage); else null. Each
- * projection's loraLinear then takes its rows as `pre` instead of its own x Aᵀ GEMM. Not recorded: gradients reach
- * x and A through each projection's own backward, which does not need t.
- */
-export function loraGroupInput(x: Tensor, As: Tensor[], fast: boolean): Tensor | null {
-  const f = As[0].flat;
-  const inF = x.shape[x.shape.length - 1], N = x.numel / inF;
-  if (!f || As.length < 2) return null;
-  let rows = 0;
-  for (const A of As) {
-    if (A.flat?.params !== f.params || A.flat.offset !== f.offset + rows * inF || A.shape[1] !== inF) return null;
-    rows += A.shape[0];
-  }
-  const k = x.backend.k;
-  const t = like(x, [rows, N]);
-  const Ag = x.backend.view(f.params.data.buf, "f32", f.offset, rows * inF);
-  k.gemm(t.buf, Ag, x.buf, 0, 1, rows, N, inF, false, true, inF, inF, N, 0, 0, 0, 1, 0, fast);
-  return t;
 }
 
 /** x [N, in] → [N, out]. */
@@ -55,27 +30,16 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
   const y = like(x, [...x.shape.slice(0, -1), outF]);
   k.gemm(y.buf, x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0);
   if (bias) k.binary(y.buf, y.buf, bias.buf, N * outF, outF, 0);
-  // t = drop(x) Aᵀ: its own [N, r] buffer (tT false, ld r), or rows of a group's [Σr, N] transpose (tT true, ld N)
-  let xd: Tensor | null = null, tBuf: Buf = null, tT = false, ldt = 0, r = 0;
+  let xd: Tensor | null = null, t: Tensor | null = null, r = 0;
   if (lora) {
     r = lora.A.shape[0];
     if (lora.A.shape[1] !== inF || lora.B.shape[0] !== outF || lora.B.shape[1] !== r)
       throw new Error(`loraLinear: A [${lora.A.shape}] / B [${lora.B.shape}] do not fit [${inF} → ${outF}]`);
     xd = x;
-    if (lora.pre) {
-      if (lora.mask) throw new Error("loraLinear: a precomputed x Aᵀ cannot take a dropout mask");
-      if (lora.pre.t.shape[1] !== N || lora.pre.row + r > lora.pre.t.shape[0]) throw new Error(`loraLinear: precomputed t [${lora.pre.t.shape}] does not fit ${N} rows × r ${r} from row ${lora.pre.row}`);
-      tBuf = x.backend.view(lora.pre.t.buf, "f32", lora.pre.row * N, r * N);
-      tT = true;
-      ldt = N;
-    } else {
-      if (lora.mask) { xd = like(x); k.binary(xd.buf, x.buf, lora.mask.buf, x.numel, x.numel, 2); }
-      const t = like(x, [N, r]);
-      k.gemm(t.buf, xd.buf, lora.A.buf, 0, 1, N, r, inF, false, true, inF, inF, r, 0, 0, 0, 1, 0, fast);
-      tBuf = t.buf;
-      ldt = r;
-    }
-    k.gemm(y.buf, tBuf, lora.B.buf, 0, 1, N, outF, r, tT, true, ldt, r, outF, 0, 0, 0, lora.scale, 1, fast);
+    if (lora.mask) { xd = like(x); k.binary(xd.buf, x.buf, lora.mask.buf, x.numel, x.numel, 2); }
+    t = like(x, [N, r]);
+    k.gemm(t.buf, xd.buf, lora.A.buf, 0, 1, N, r, inF, false, true, inF, inF, r, 0, 0, 0, 1, 0, fast);
+    k.gemm(y.buf, t.buf, lora.B.buf, 0, 1, N, outF, r, false, true, r, r, outF, 0, 0, 0, lora.scale, 1, fast);
   }
   const inputs = [x, W, ...(bias ? [bias] : []), ...(lora ? [lora.A, lora.B] : [])];
   return record(y, "lora_linear", inputs, (dy) => {
@@ -123,7 +87,7 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
       }
       if (lora.B.requiresGrad) {
         const sink = gradSink(lora.B), dB = sink ? null : like(lora.B);
-        k.gemm(sink?.buf ?? dB!.buf, dy.buf, tBuf, 0, 1, outF, r, N, true, tT, outF, ldt, r, 0, 0, 0, lora.scale, sink?.beta ?? 0, fast);
+        k.gemm(sink?.buf ?? dB!.buf, dy.buf, t!.buf, 0, 1, outF, r, N, true, false, outF, r, r, 0, 0, 0, lora.scale, sink?.beta ?? 0, fast);
         grads[i + 1] = dB;
       }
     }

@@ -1,0 +1,115 @@
+// Linear + LoRA for projections that read the same input (q/k/v, gate/up): y_i = x W_iᵀ + b_i + s_i · (x A_iᵀ) B_iᵀ,
+// as loraLinear computes each, with the work they share done once. Needs the A's adjacent rows of one flat buffer
+// (a LoRA adapter's storage, A's in module order), so that A_g = [A_1; A_2; …] [Σr, in] is one matrix:
+//   forward:  tᵀ = A_g xᵀ [Σr, N] (one GEMM for all parts), then per part its base GEMM, bias and B GEMM (t_i = rows of tᵀ)
+//   backward: uᵀ_i = s_i B_iᵀ dy_iᵀ (rows of uᵀ [Σr, N]),  dx = Σ dy_i W_i + uᵀᵀ A_g (one GEMM),
+//             dA_g = uᵀ x (one GEMM, into the adapter's gradient buffer),  dB_i = s_i dy_iᵀ t_i
+// One autograd node for all outputs (recordMulti), so x gets one gradient instead of one per part plus the adds.
+// No dropout (each part would need its own masked input): the model uses loraLinear per part then.
+import { Tensor } from "../tensor.ts";
+import { gradSink, recordMulti } from "../autograd.ts";
+import { assertF32, dtypeCode, like, likeZero, sameBackend } from "./util.ts";
+
+export interface LoraPart {
+  /** [out, in] */
+  W: Tensor;
+  bias: Tensor | null;
+  /** [r, in] */
+  A: Tensor;
+  /** [out, r] */
+  B: Tensor;
+  scale: number;
+}
+
+/** True when the parts' A's are adjacent rows of one flat buffer and read `inF` features (loraLinearGroup can run). */
+export function groupable(parts: LoraPart[], inF: number): boolean {
+  const f = parts[0]?.A.flat;
+  if (!f || parts.length < 2) return false;
+  let off = f.offset;
+  for (const p of parts) {
+    if (p.A.flat?.params !== f.params || p.A.flat.offset !== off || p.A.shape[1] !== inF || p.W.shape[1] !== inF) return false;
+    off += p.A.numel;
+  }
+  return true;
+}
+
+/** x [N, in] → one [N, out_i] per part. */
+export function loraLinearGroup(x: Tensor, parts: LoraPart[]): Tensor[] {
+  assertF32("loraLinearGroup", x);
+  const inF = x.shape[x.shape.length - 1], N = x.numel / inF;
+  if (!groupable(parts, inF)) throw new Error("loraLinearGroup: the parts' A's are not adjacent rows of one flat buffer");
+  const be = x.backend, k = be.k;
+  const rs = parts.map((p) => p.A.shape[0]), R = rs.reduce((a, b) => a + b, 0);
+  const row0 = rs.map((_, i) => rs.slice(0, i).reduce((a, b) => a + b, 0)); // first row of each part in tᵀ / uᵀ / A_g
+  const f = parts[0].A.flat!;
+  const Ag = be.view(f.params.data.buf, "f32", f.offset, R * inF); // [Σr, in]
+  const fast = parts.map((p) => p.W.dtype !== "f32");
+  const rows = (t: Tensor, i: number) => be.view(t.buf, "f32", row0[i] * N, rs[i] * N); // part i's rows of a [Σr, N]
+  const tT = like(x, [R, N]);
+  k.gemm(tT.buf, Ag, x.buf, 0, 1, R, N, inF, false, true, inF, inF, N, 0, 0, 0, 1, 0, fast[0]);
+  const ys = parts.map((p, i) => {
+    sameBackend("loraLinearGroup", x, p.W);
+    const outF = p.W.shape[0];
+    if (p.B.shape[0] !== outF || p.B.shape[1] !== rs[i]) throw new Error(`loraLinearGroup: B [${p.B.shape}] does not fit [${inF} → ${outF}], r ${rs[i]}`);
+    const y = like(x, [...x.shape.slice(0, -1), outF]);
+    k.gemm(y.buf, x.buf, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0);
+    if (p.bias) k.binary(y.buf, y.buf, p.bias.buf, N * outF, outF, 0);
+    k.gemm(y.buf, rows(tT, i), p.B.buf, 0, 1, N, outF, rs[i], true, true, N, rs[i], outF, 0, 0, 0, p.scale, 1, fast[i]);
+    return y;
+  });
+  const inputs = [x, ...parts.flatMap((p) => [p.W, ...(p.bias ? [p.bias] : []), p.A, p.B])];
+  return recordMulti(ys, "lora_linear_group", inputs, (gs) => {
+    const grads = new Map<Tensor, Tensor | null>();
+    const needA = parts.some((p) => p.A.requiresGrad);
+    let uT: Tensor | null = null;
+    if (x.requiresGrad || needA) {
+      uT = gs.every((g) => g) ? like(x, [R, N]) : likeZero(x, [R, N]); // rows of parts without a gradient stay zero
+      parts.forEach((p, i) => {
+        if (gs[i]) k.gemm(rows(uT!, i), p.B.buf, gs[i]!.buf, 0, 1, rs[i], N, p.W.shape[0], true, true, rs[i], p.W.shape[0], N, 0, 0, 0, p.scale, 0, fast[i]);
+      });
+    }
+    if (x.requiresGrad) {
+      const dx = like(x);
+      let beta = 0;
+      parts.forEach((p, i) => {
+        if (!gs[i]) return;
+        k.gemm(dx.buf, gs[i]!.buf, p.W.buf, dtypeCode(p.W.dtype), 1, N, inF, p.W.shape[0], false, false, p.W.shape[0], inF, inF, 0, 0, 0, 1, beta);
+        beta = 1;
+      });
+      k.gemm(dx.buf, uT!.buf, Ag, 0, 1, N, inF, R, true, false, N, inF, inF, 0, 0, 0, 1, beta, fast[0]);
+      grads.set(x, dx);
+    }
+    if (needA) {
+      // the A's gradients are adjacent in the adapter's gradient buffer like the A's: one GEMM when they all start
+      // or all accumulate there, else one per part
+      const sinks = parts.map((p) => (p.A.requiresGrad ? gradSink(p.A) : null));
+      if (sinks.every((s) => s && s.beta === sinks[0]!.beta))
+        k.gemm(be.view(f.params.grad.buf, "f32", f.offset, R * inF), uT!.buf, x.buf, 0, 1, R, inF, N, false, false, N, inF, inF, 0, 0, 0, 1, sinks[0]!.beta, fast[0]);
+      else parts.forEach((p, i) => {
+        if (sinks[i]) k.gemm(sinks[i]!.buf, rows(uT!, i), x.buf, 0, 1, rs[i], inF, N, false, false, N, inF, inF, 0, 0, 0, 1, sinks[i]!.beta, fast[i]);
+      });
+    }
+    parts.forEach((p, i) => {
+      const g = gs[i], outF = p.W.shape[0];
+      if (!g) return;
+      if (p.W.requiresGrad) {
+        if (p.W.dtype !== "f32") throw new Error(`linear backward: ${p.W.describe()} needs a gradient but is ${p.W.dtype}`);
+        const sink = gradSink(p.W), dW = sink ? null : like(p.W);
+        k.gemm(sink?.buf ?? dW!.buf, g.buf, x.buf, 0, 1, outF, inF, N, true, false, outF, inF, inF, 0, 0, 0, 1, sink?.beta ?? 0);
+        grads.set(p.W, dW);
+      }
+      if (p.bias?.requiresGrad) {
+        const sink = gradSink(p.bias), db = sink ? null : likeZero(p.bias);
+        k.sum_rows(sink?.buf ?? db!.buf, g.buf, N, outF, sink?.beta === 1);
+        grads.set(p.bias, db);
+      }
+      if (p.B.requiresGrad) {
+        const sink = gradSink(p.B), dB = sink ? null : like(p.B);
+        k.gemm(sink?.buf ?? dB!.buf, g.buf, rows(tT, i), 0, 1, outF, rs[i], N, true, true, outF, N, rs[i], 0, 0, 0, p.scale, sink?.beta ?? 0, fast[i]);
+        grads.set(p.B, dB);
+      }
+    });
+    uT?.dispose();
+    return inputs.map((t) => grads.get(t) ?? null);
+  });
+}
