@@ -43,8 +43,12 @@ export function recordMulti(outs: Tensor[], op: string, inputs: Tensor[], backwa
 type Vertex = Tensor | GradNode;
 const vertexOf = (t: Tensor): Vertex => (t.node?.multi ? t.node : t);
 
-/** Backpropagate from `root` (a scalar unless `grad` is given). */
-export function backward(root: Tensor, grad?: Tensor): void {
+/**
+ * Backpropagate from `root` (a scalar unless `grad` is given). With `gradOwned` the caller hands `grad` over: it
+ * may be moved on or disposed like any internal gradient (checkpoint passes its own gradient so).
+ */
+export function backward(root: Tensor, gradIn?: Tensor, gradOwned = false): void {
+  const grad = gradOwned ? undefined : gradIn; // the gradient that stays the caller's, if any
   if (!root.requiresGrad) throw new Error("backward(): the tensor does not require a gradient");
   // topological order of vertices (a multi-output node runs once, after every consumer of any of its outputs)
   const order: Vertex[] = [];
@@ -60,19 +64,35 @@ export function backward(root: Tensor, grad?: Tensor): void {
     for (const i of inputs) if (i.requiresGrad && !seen.has(vertexOf(i))) stack.push([vertexOf(i), false]);
   }
   const grads = new Map<Tensor, Tensor>();
-  const g0 = grad ?? fill1(root);
+  const g0 = gradIn ?? fill1(root);
   grads.set(root, g0);
-  const propagate = (inputs: Tensor[], ins: (Tensor | null)[]) => inputs.forEach((inp, i) => {
-    const gi = ins[i];
-    if (!gi || !inp.requiresGrad) { if (gi) gi.dispose(); return; }
-    const prev = grads.get(inp);
-    if (prev) {
-      const s = add(prev, gi);
-      prev.dispose();
-      gi.dispose();
-      grads.set(inp, s);
-    } else grads.set(inp, gi);
-  });
+  // a backward may return one tensor as the gradient of several inputs (add: both operands get g); `shared` counts
+  // the holders beyond the first, and a gradient is disposed when its last holder lets it go
+  const shared = new Map<Tensor, number>();
+  const release = (x: Tensor) => {
+    if (x === grad) return; // the caller's
+    const n = shared.get(x) ?? 0;
+    if (n > 0) shared.set(x, n - 1);
+    else { shared.delete(x); x.dispose(); }
+  };
+  const exclusive = (x: Tensor) => x !== grad && !(shared.get(x) ?? 0);
+  const propagate = (inputs: Tensor[], ins: (Tensor | null)[]) => {
+    const uses = new Map<Tensor, number>();
+    inputs.forEach((inp, i) => { const gi = ins[i]; if (gi && inp.requiresGrad) uses.set(gi, (uses.get(gi) ?? 0) + 1); });
+    for (const gi of new Set(ins)) if (gi && !uses.has(gi)) gi.dispose();
+    for (const [gi, n] of uses) if (n > 1) shared.set(gi, (shared.get(gi) ?? 0) + n - 1);
+    inputs.forEach((inp, i) => {
+      const gi = ins[i];
+      if (!gi || !inp.requiresGrad) return;
+      const prev = grads.get(inp);
+      if (prev) {
+        const s = add(prev, gi);
+        release(prev);
+        release(gi);
+        grads.set(inp, s);
+      } else grads.set(inp, gi);
+    });
+  };
   for (let idx = order.length - 1; idx >= 0; idx--) {
     const v = order[idx];
     if (!(v instanceof Tensor)) {
@@ -80,7 +100,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
       for (const o of outs) grads.delete(o);
       if (gs.every((x) => !x)) continue;
       const ins = v.multi!.backward(gs);
-      for (const x of gs) if (x && x !== grad) x.dispose();
+      for (const x of gs) if (x) release(x);
       propagate(v.inputs, ins);
       continue;
     }
@@ -94,19 +114,23 @@ export function backward(root: Tensor, grad?: Tensor): void {
         // flat storage: accumulate in place in its gradient buffer
         const sink = gradSink(t)!;
         t.backend.k.copy2d(sink.buf, g.buf, 1, t.numel, 0, 0, sink.beta === 1);
-        if (g !== grad) g.dispose();
+        release(g);
       } else if (t.grad) {
         const s = add(t.grad, g);
         t.grad.dispose();
         t.grad = s.setCategory("gradients").keep();
-        if (g !== grad) g.dispose();
+        release(g);
+      } else if (exclusive(g)) {
+        t.grad = g.keep().setCategory("gradients");
       } else {
-        t.grad = (g === grad ? copyOf(g) : g.keep()).setCategory("gradients");
+        t.grad = copyOf(g).setCategory("gradients");
+        release(g);
       }
       continue;
     }
-    const ins = t.node.backward(g, g !== grad); // the caller's gradient is theirs: a backward may not take it over
-    if (g !== grad) g.dispose(); // a no-op when the backward moved g on
+    // the caller's gradient, or one another input also holds, may not be taken over by the backward
+    const ins = t.node.backward(g, exclusive(g));
+    release(g); // a no-op when the backward moved g on
     propagate(t.node.inputs, ins);
   }
 }

@@ -8,11 +8,11 @@ import { backward, isGradEnabled, noGrad, record } from "./autograd.ts";
 export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: Tensor[] = []): Tensor {
   if (!isGradEnabled() || !(x.requiresGrad || params.some((p) => p.requiresGrad))) return fn(x);
   const out = noGrad(() => scope(() => fn(x)));
-  return record(out, "checkpoint", [x, ...params], (g) => {
+  return record(out, "checkpoint", [x, ...params], (g, owned) => {
     const dx = scope(() => {
       const xi = viewAs(x, x.shape); // a detached leaf over the same data
       xi.requiresGrad = true;
-      backward(fn(xi), g);
+      backward(fn(xi), g, owned); // an owned g may be handed on inside the recomputed block
       const d = xi.grad;
       xi.grad = null;
       return d;

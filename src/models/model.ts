@@ -2,12 +2,12 @@
 // select QKV bias, QK-norm, Gemma's (1 + w) sandwich norms and embedding scale, fused Phi-3 projections, partial
 // rotary, per-layer rope and sliding windows. LoRA is applied on the fly; `withoutAdapter` gives the base model
 // (the GRPO reference) from the same weights.
-import { fromHost, add, scale, rmsNorm, rope, glu, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, groupable, checkpoint,
+import { fromHost, add, scale, rmsNorm, rope, glu, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, groupable, type LoraPart, checkpoint,
   isGradEnabled, type Tensor, type TokenLogprobs } from "../engine/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
 import { WeightStore } from "./weights.ts";
-import { LoraAdapter, type LoraConfig } from "./lora.ts";
+import { LoraAdapter, type LoraConfig, type LoraPair } from "./lora.ts";
 import { FlatParams } from "../engine/flat.ts";
 import { ropeFrequencies, ropeTables as ropeTablesOf } from "./rope.ts";
 import type { KVCache } from "./kvcache.ts";
@@ -158,14 +158,26 @@ export class CausalLM {
    * adjacent in the adapter's storage and no dropout mask applies; otherwise (or with the adapter off) one proj each.
    */
   private projGroup(x: Tensor, layer: Layer, names: string[], seed: (i: number) => number): Tensor[] {
-    const loras = names.map((n) => this.adapter?.get(n));
-    const noMask = !(this.dropout > 0 && isGradEnabled());
-    if (noMask && loras.every((l) => l)) {
-      const parts = names.map((n, i) => { const { W, b } = layer.linears.get(n)!, l = loras[i]!; return { W, bias: b ?? null, A: l.A, B: l.B, scale: l.scale }; });
-      if (groupable(parts, x.shape[x.shape.length - 1])) return loraLinearGroup(x, parts);
+    const ad = this.adapter;
+    if (ad?.enabled && !(this.dropout > 0 && isGradEnabled())) {
+      // the parts of a group are fixed for an adapter: worked out once (parts null: not groupable), and again only
+      // if a pair's tensors were replaced
+      let cache = this.groupParts.get(ad);
+      if (!cache) this.groupParts.set(ad, (cache = new Map()));
+      let entry = cache.get(names[0]);
+      if (entry?.parts) for (let i = 0; i < entry.parts.length; i++) if (entry.pairs[i].A !== entry.parts[i].A || entry.pairs[i].B !== entry.parts[i].B) { entry = undefined; break; }
+      if (!entry) {
+        const pairs = names.map((n) => ad.get(n));
+        let parts: LoraPart[] | null = pairs.every((l) => l) ? names.map((n, i) => { const { W, b } = layer.linears.get(n)!, l = pairs[i]!; return { W, bias: b ?? null, A: l.A, B: l.B, scale: l.scale }; }) : null;
+        if (parts && !groupable(parts, W0in(layer, names[0]))) parts = null;
+        cache.set(names[0], (entry = { pairs: pairs as LoraPair[], parts }));
+      }
+      const parts = entry.parts;
+      if (parts) return loraLinearGroup(x, parts);
     }
     return names.map((n, i) => this.proj(x, layer, n, seed(i)));
   }
+  private readonly groupParts = new WeakMap<LoraAdapter, Map<string, { pairs: LoraPair[]; parts: LoraPart[] | null }>>();
 
   /** Trainable tensors read by layer l (for gradient checkpointing). */
   private layerParameters(l: number): Tensor[] {
@@ -387,6 +399,11 @@ function ropeTables(cfg: ModelConfig, positions: Int32Array): ForwardInputs["rop
 /** Host cos/sin tables [positions.length, rotaryDim/2] of one rope setting (maxPos: the largest position, for dynamic scaling). */
 export function ropeTablesHost(cfg: ModelConfig, p: RopeParams, positions: Int32Array, maxPos: number): { cos: Float32Array; sin: Float32Array } {
   return ropeTablesOf(ropeFrequencies(p, cfg.rotaryDim, cfg.maxPositions, maxPos + 1), positions);
+}
+
+/** in-features of a layer's linear module */
+function W0in(layer: Layer, name: string): number {
+  return layer.linears.get(name)!.W.shape[1];
 }
 
 function cacheMask(cache: KVCache, B: number, S: number): Int32Array {

@@ -15,7 +15,7 @@ function binaryOp(name: keyof typeof OPS, a: Tensor, b: Tensor): Tensor {
   return record(out, name, [a, b], (g, owned) => {
     const k = a.backend.k;
     let ga: Tensor | null = null, gb: Tensor | null = null;
-    // add/sub pass g itself on (moved, no copy) as a's gradient, or as b's when only b needs one and has a's shape
+    // add/sub pass g itself on (moved, no copy) as a's gradient; add gives b the same tensor when shapes match
     if (a.requiresGrad) {
       if (name !== "mul" && owned) ga = g.moveTo(a.shape);
       else {
@@ -26,7 +26,9 @@ function binaryOp(name: keyof typeof OPS, a: Tensor, b: Tensor): Tensor {
     }
     if (b.requiresGrad) {
       const gv = name !== "mul" && ga ? ga : g; // g's values, wherever they now live (ga took g's buffer over)
-      if (name === "add" && owned && !ga && b.numel === a.numel) gb = g.moveTo(b.shape);
+      const sameShape = a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+      if (name === "add" && owned && ga && sameShape) gb = ga; // one buffer for both (autograd counts its holders)
+      else if (name === "add" && owned && !ga && b.numel === a.numel) gb = g.moveTo(b.shape);
       else if (name !== "mul" && b.numel === a.numel) {
         gb = like(b);
         if (name === "add") k.copy2d(gb.buf, gv.buf, 1, b.numel, 0, 0, false);

@@ -7,7 +7,7 @@
 // One autograd node for all outputs (recordMulti), so x gets one gradient instead of one per part plus the adds.
 // No dropout (each part would need its own masked input): the model uses loraLinear per part then.
 import { Tensor } from "../tensor.ts";
-import { gradSink, recordMulti } from "../autograd.ts";
+import { gradSink, isGradEnabled, recordMulti } from "../autograd.ts";
 import { assertF32, dtypeCode, like, likeZero, sameBackend } from "./util.ts";
 
 export interface LoraPart {
@@ -39,25 +39,33 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[]): Tensor[] {
   const inF = x.shape[x.shape.length - 1], N = x.numel / inF;
   if (!groupable(parts, inF)) throw new Error("loraLinearGroup: the parts' A's are not adjacent rows of one flat buffer");
   const be = x.backend, k = be.k;
-  const rs = parts.map((p) => p.A.shape[0]), R = rs.reduce((a, b) => a + b, 0);
-  const row0 = rs.map((_, i) => rs.slice(0, i).reduce((a, b) => a + b, 0)); // first row of each part in tᵀ / uᵀ / A_g
+  const rs: number[] = [], row0: number[] = []; // rank and first row of each part in tᵀ / uᵀ / A_g
+  let R = 0;
+  for (const p of parts) { row0.push(R); rs.push(p.A.shape[0]); R += p.A.shape[0]; }
   const f = parts[0].A.flat!;
   const Ag = be.view(f.params.data.buf, "f32", f.offset, R * inF); // [Σr, in]
-  const fast = parts.map((p) => p.W.dtype !== "f32");
+  const fast: boolean[] = [];
+  for (const p of parts) fast.push(p.W.dtype !== "f32");
   const rows = (t: Tensor, i: number) => be.view(t.buf, "f32", row0[i] * N, rs[i] * N); // part i's rows of a [Σr, N]
   const tT = like(x, [R, N]);
   k.gemm(tT.buf, Ag, x.buf, 0, 1, R, N, inF, false, true, inF, inF, N, 0, 0, 0, 1, 0, fast[0]);
-  const ys = parts.map((p, i) => {
+  // (plain loops: this runs per layer and decode step, and every closure made here costs host time)
+  const ys: Tensor[] = [];
+  const lead = x.shape.slice(0, -1);
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i];
     sameBackend("loraLinearGroup", x, p.W);
     const outF = p.W.shape[0];
     if (p.B.shape[0] !== outF || p.B.shape[1] !== rs[i]) throw new Error(`loraLinearGroup: B [${p.B.shape}] does not fit [${inF} → ${outF}], r ${rs[i]}`);
-    const y = like(x, [...x.shape.slice(0, -1), outF]);
+    const y = like(x, [...lead, outF]);
     k.gemm(y.buf, x.buf, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0);
     if (p.bias) k.binary(y.buf, y.buf, p.bias.buf, N * outF, outF, 0);
-    k.gemm(y.buf, rows(tT, i), p.B.buf, 0, 1, N, outF, rs[i], true, true, N, rs[i], outF, 0, 0, 0, p.scale, 1, fast[i]);
-    return y;
-  });
-  const inputs = [x, ...parts.flatMap((p) => [p.W, ...(p.bias ? [p.bias] : []), p.A, p.B])];
+    k.gemm(y.buf, be.view(tT.buf, "f32", row0[i] * N, rs[i] * N), p.B.buf, 0, 1, N, outF, rs[i], true, true, N, rs[i], outF, 0, 0, 0, p.scale, 1, fast[i]);
+    ys.push(y);
+  }
+  if (!isGradEnabled()) return ys; // (what recordMulti would decide, without building the inputs list)
+  const inputs = [x];
+  for (const p of parts) { inputs.push(p.W); if (p.bias) inputs.push(p.bias); inputs.push(p.A, p.B); }
   return recordMulti(ys, "lora_linear_group", inputs, (gs) => {
     const grads = new Map<Tensor, Tensor | null>();
     const needA = parts.some((p) => p.A.requiresGrad);
