@@ -77,10 +77,18 @@ export function backward(root: Tensor, gradIn?: Tensor, gradOwned = false): void
   };
   const exclusive = (x: Tensor) => x !== grad && !(shared.get(x) ?? 0);
   const propagate = (inputs: Tensor[], ins: (Tensor | null)[]) => {
-    const uses = new Map<Tensor, number>();
-    inputs.forEach((inp, i) => { const gi = ins[i]; if (gi && inp.requiresGrad) uses.set(gi, (uses.get(gi) ?? 0) + 1); });
-    for (const gi of new Set(ins)) if (gi && !uses.has(gi)) gi.dispose();
-    for (const [gi, n] of uses) if (n > 1) shared.set(gi, (shared.get(gi) ?? 0) + n - 1);
+    // count each returned tensor's holders at its first index (lists are short: plain loops, no allocation)
+    for (let i = 0; i < ins.length; i++) {
+      const gi = ins[i];
+      if (!gi) continue;
+      let first = true;
+      for (let j = 0; j < i; j++) if (ins[j] === gi) { first = false; break; }
+      if (!first) continue;
+      let uses = 0;
+      for (let j = i; j < ins.length; j++) if (ins[j] === gi && inputs[j].requiresGrad) uses++;
+      if (uses === 0) gi.dispose();
+      else if (uses > 1) shared.set(gi, (shared.get(gi) ?? 0) + uses - 1);
+    }
     inputs.forEach((inp, i) => {
       const gi = ins[i];
       if (!gi || !inp.requiresGrad) return;
