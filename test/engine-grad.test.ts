@@ -164,3 +164,25 @@ test("checkpoint: recomputed backward equals the plain backward, parameters incl
   const [a, b] = [grads(false), grads(true)];
   a.forEach((g, k) => g.forEach((v, i) => assert.ok(Math.abs(v - b[k][i]) < 1e-6, `grad ${k}[${i}]`)));
 });
+
+test("checkpoint of a block that only reshapes: the gradient handed into the recompute survives", () => {
+  const x = fromHost(randn(6), [2, 3]);
+  x.requiresGrad = true;
+  const R = randn(6);
+  scope(() => backward(sum(mul(checkpoint((t) => reshape(t, [3, 2]), x), fromHost(R, [3, 2])))));
+  assert.deepEqual(Array.from(x.grad!.f32()), Array.from(R));
+});
+
+test("backward(leaf, g, owned): an owned g is moved into .grad; a caller's g is copied and stays usable", () => {
+  for (const owned of [true, false]) {
+    const x = fromHost(randn(4), [4]);
+    x.requiresGrad = true;
+    const gData = randn(4), g = fromHost(gData, [4]);
+    backward(x, g, owned);
+    assert.deepEqual(Array.from(x.grad!.f32()), Array.from(gData));
+    assert.equal(g.isDisposed, owned);
+    if (!owned) { assert.deepEqual(Array.from(g.f32()), Array.from(gData)); g.dispose(); }
+    assert.ok(!x.grad!.isDisposed);
+    x.dispose();
+  }
+});

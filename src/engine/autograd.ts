@@ -129,7 +129,7 @@ export function backward(root: Tensor, gradIn?: Tensor, gradOwned = false): void
         t.grad = s.setCategory("gradients").keep();
         release(g);
       } else if (exclusive(g)) {
-        t.grad = g.keep().setCategory("gradients");
+        t.grad = g.moveTo().setCategory("gradients").keep(); // moved: whoever handed g over sees it gone
       } else {
         t.grad = copyOf(g).setCategory("gradients");
         release(g);
