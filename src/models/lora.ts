@@ -36,7 +36,7 @@ export class LoraAdapter {
   enabled = true;
   readonly scale: number;
   /** one buffer holding every A and B: all A's in module order, then all B's (so the A's of projections that read
-   *  the same input, q/k/v and gate/up, are adjacent rows of one matrix: see loraGroupInput) */
+   *  the same input, q/k/v and gate/up, are adjacent rows of one matrix: see loraLinearGroup) */
   private storage: FlatParams | null = null;
 
   constructor(readonly config: LoraConfig) {

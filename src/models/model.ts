@@ -169,7 +169,7 @@ export class CausalLM {
       if (!entry) {
         const pairs = names.map((n) => ad.get(n));
         let parts: LoraPart[] | null = pairs.every((l) => l) ? names.map((n, i) => { const { W, b } = layer.linears.get(n)!, l = pairs[i]!; return { W, bias: b ?? null, A: l.A, B: l.B, scale: l.scale }; }) : null;
-        if (parts && !groupable(parts, W0in(layer, names[0]))) parts = null;
+        if (parts && !groupable(parts, inFeatures(layer, names[0]))) parts = null;
         cache.set(names[0], (entry = { pairs: pairs as LoraPair[], parts }));
       }
       const parts = entry.parts;
@@ -402,7 +402,7 @@ export function ropeTablesHost(cfg: ModelConfig, p: RopeParams, positions: Int32
 }
 
 /** in-features of a layer's linear module */
-function W0in(layer: Layer, name: string): number {
+function inFeatures(layer: Layer, name: string): number {
   return layer.linears.get(name)!.W.shape[1];
 }
 
