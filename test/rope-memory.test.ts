@@ -142,3 +142,27 @@ test("a forward uploads each distinct rope table once, not once per layer (host 
     assert.equal(writes, 2 + 2 * distinct, `${dir}: ${writes} uploads for a decode step of ${cfg.layers} layers, ${distinct} rope setting(s)`);
   }
 });
+
+test("a GRPO micro-batch reads nothing back after the loss: loss.item() and the backward's seed are known on the host", () => {
+  const dir = fixtureModels()[0];
+  const model = CausalLM.load(dir, { adapter: join(dir, "adapter") });
+  const B = 2, P = 3, T = 4;
+  const batch = { promptIds: Int32Array.from({ length: B * P }, (_, i) => i + 3), completionIds: Int32Array.from({ length: B * T }, (_, i) => i + 9), completionMask: new Float32Array(B * T).fill(1), B, P, T };
+  const be = defaultBackend();
+  const read = be.read;
+  let reads = 0;
+  scope(() => {
+    const { loss } = batchLoss(model, batch, null, null, Float32Array.from([1, -1]), { lossType: "grpo", epsilon: 0.2, epsilonHigh: 0.2, beta: 0, temperature: 1, maxCompletionLength: T });
+    be.read = (...a) => { reads++; return read.apply(be, a); };
+    let value: number;
+    try {
+      backward(loss);
+      value = loss.item();
+    } finally {
+      be.read = read;
+    }
+    assert.equal(reads, 0);
+    assert.equal(value, loss.f32()[0]); // the host copy is the device value
+  });
+  for (const p of model.parameters()) p.grad = null;
+});

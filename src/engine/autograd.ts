@@ -159,7 +159,7 @@ function fill1(t: Tensor): Tensor {
   const g = new Tensor(t.shape, "f32", t.backend.alloc("f32", t.numel), t.backend);
   const ones = new Float32Array(t.numel).fill(1);
   t.backend.write(g.buf, ones);
-  return g;
+  return t.numel === 1 ? g.knownScalar(1) : g;
 }
 
 function copyOf(t: Tensor): Tensor {

@@ -114,6 +114,7 @@ export class Tensor {
   }
   item(): number {
     if (this.numel !== 1) throw new Error(`item() on a tensor of shape [${this.shape}]`);
+    if (this.hostScalar !== undefined) return this.hostScalar; // no device round trip (a sync on CUDA)
     return this.data()[0];
   }
 
@@ -128,6 +129,17 @@ export class Tensor {
     this.node = null;
     return t;
   }
+
+  /**
+   * Record the value a [1]-tensor was just given from the host, so item() needs no device read. Only for tensors no
+   * kernel writes afterwards (an op's scalar output, autograd's seed gradient).
+   */
+  knownScalar(v: number): this {
+    if (this.numel !== 1) throw new Error(`knownScalar on ${this.describe()}`);
+    this.hostScalar = this.dtype === "f32" ? Math.fround(v) : v;
+    return this;
+  }
+  private hostScalar?: number;
 
   /** Exclude from the enclosing scope's cleanup. */
   keep(): this {

@@ -183,6 +183,7 @@ export class GRPOTrainer {
     const params = this.lossParams(numItems);
     const stats = new TokenStats();
     let lossSum = 0;
+    const pending: (() => void)[] = [];
     const step = this.state.global_step;
     this.model.dropoutRng = new Xoshiro(mixSeed(c.seed, step, 0xd0)).fn;
     for (let b0 = 0; b0 < batch.B; b0 += per) {
@@ -191,15 +192,24 @@ export class GRPOTrainer {
       const o = old?.subarray(b0 * T, b1 * T) ?? null, r = ref?.subarray(b0 * T, b1 * T) ?? null;
       // non-dapo losses are means per micro-batch: divide by the accumulation count (as TRL does)
       const accum = c.lossType === "dapo" ? 1 : Math.ceil(batch.B / per);
-      scope(() => {
+      // the token stats are read after the last micro-batch: a read here would make the host wait for this
+      // micro-batch's backward before it could queue the next one (loss.item() needs no device read)
+      const kept = scope(() => {
         const { loss, logp, entropy } = batchLoss(this.model, mb, o, r, advantages.subarray(b0, b1), { ...params, accumulation: accum });
         backward(loss);
         lossSum += loss.item();
-        const advTok = new Float32Array(mb.B * T);
-        for (let b = 0; b < mb.B; b++) advTok.fill(advantages[b0 + b], b * T, (b + 1) * T);
-        stats.add(logp.f32(), entropy.f32(), o, r, advTok, mb.completionMask, c.epsilon, c.epsilonHigh ?? c.epsilon);
+        logp.node = entropy.node = null; // values only from here on
+        return { logp, entropy };
+      });
+      const advTok = new Float32Array(mb.B * T);
+      for (let b = 0; b < mb.B; b++) advTok.fill(advantages[b0 + b], b * T, (b + 1) * T);
+      pending.push(() => {
+        stats.add(kept.logp.f32(), kept.entropy.f32(), o, r, advTok, mb.completionMask, c.epsilon, c.epsilonHigh ?? c.epsilon);
+        kept.logp.dispose();
+        kept.entropy.dispose();
       });
     }
+    for (const read of pending) read();
     const gradNorm = clipGradNorm(this.opt.params, c.maxGradNorm);
     const warmup = c.warmupSteps > 0 ? c.warmupSteps : Math.ceil(c.warmupRatio * total);
     const lr = scheduledLr(c.learningRate, c.lrSchedulerType, step, total, warmup);

@@ -67,7 +67,7 @@ export function sum(a: Tensor): Tensor {
   const out = like(a, [1]);
   a.backend.k.sum_rows(out.buf, a.buf, a.numel, 1, false);
   return record(out, "sum", [a], (g) => {
-    const v = g.f32()[0];
+    const v = g.item();
     const ga = like(a);
     const ones = new Float32Array(a.numel).fill(v);
     a.backend.write(ga.buf, ones);

@@ -50,9 +50,10 @@ export function grpoLoss(logp: Tensor, old: Tensor, ref: Tensor, adv: Tensor, w:
   const value = k.grpo_loss(null, logp.buf, old.buf, ref.buf, adv.buf, w.buf, n, p.epsilonLow, p.epsilonHigh, p.delta, p.beta, 1);
   const out = like(logp, [1]);
   logp.backend.write(out.buf, Float32Array.of(value));
+  out.knownScalar(value); // loss.item() and the backward's seed need no device read
   return record(out, "grpo_loss", [logp], (g) => {
     const d = like(logp);
-    k.grpo_loss(d.buf, logp.buf, old.buf, ref.buf, adv.buf, w.buf, n, p.epsilonLow, p.epsilonHigh, p.delta, p.beta, g.f32()[0]);
+    k.grpo_loss(d.buf, logp.buf, old.buf, ref.buf, adv.buf, w.buf, n, p.epsilonLow, p.epsilonHigh, p.delta, p.beta, g.item());
     return [d];
   });
 }
