@@ -1,7 +1,7 @@
 // Device runtime of the CUDA backend: device discovery (never fails at load: no GPU is a reported state),
-// the single stream, a caching allocator and CUDA-graph capture. The allocator keeps freed blocks by size and hands them back
-// stream-ordered (every kernel runs on one stream, so reuse after free is safe without events). When
-// cudaMalloc fails it releases the cache and tries once more. Report: bytes in live blocks, their peak,
+// the single stream, a caching allocator and CUDA-graph capture. The allocator keeps freed blocks by size and
+// hands them back stream-ordered (every kernel runs on one stream, so reuse after free is safe without events).
+// When cudaMalloc fails it releases the cache and tries once more. Report: bytes in live blocks, their peak,
 // live buffers, bytes reserved from the driver and the reserve's peak.
 #include "common.cuh"
 #include <map>
