@@ -1,17 +1,30 @@
 // The CPU backend: buffers are typed arrays in the JS heap, kernels run in the native addon (native/cpu).
-import { cpuAddon } from "./native.ts";
-import { registerBackend, type Backend, type Buf, type MemoryReport } from "./backend.ts";
+// Graphs work as on CUDA, by recording: while capturing, kernel calls are recorded (with their buffers) instead of
+// run, and a launch replays them. Host transfers and kernels that return a value to the host are refused while
+// capturing, as CUDA refuses them, so code that captures steps (generate/decode-step.ts) is checked here too.
+import { cpuAddon, type CpuAddon } from "./native.ts";
+import { registerBackend, type Backend, type Buf, type Kernels, type MemoryReport } from "./backend.ts";
 import { DTYPE_BYTES, hostArray, type DType, type HostArray } from "./dtype.ts";
+
+/** Kernels whose result comes back to the host (a device sync on CUDA): not capturable. */
+const RETURNS_TO_HOST = new Set(["sum_squares", "grpo_loss", "num_threads"]);
+type Call = [(...args: unknown[]) => unknown, unknown[]];
+const fill0 = (a: unknown) => (a as HostArray).fill(0);
 
 class CpuBackend implements Backend {
   readonly device = "cpu" as const;
-  readonly k = cpuAddon();
+  private readonly addon: CpuAddon = cpuAddon();
+  k: Kernels = this.addon;
+  private capture: Call[] | null = null;
+  private readonly graphs = new Map<number, Call[]>();
+  private nextGraph = 1;
   private allocated = 0;
   private peak = 0;
   private buffers = 0;
 
-  alloc(dtype: DType, numel: number, _zero = true): Buf {
+  alloc(dtype: DType, numel: number, zero = true): Buf {
     const a = hostArray(dtype, numel);
+    if (this.capture && zero) this.capture.push([fill0, [a]]); // as on CUDA, where the zero-fill is a node of the graph
     this.allocated += numel * DTYPE_BYTES[dtype];
     this.buffers++;
     if (this.allocated > this.peak) this.peak = this.allocated;
@@ -25,15 +38,49 @@ class CpuBackend implements Backend {
     return (buf as HostArray).subarray(offset, offset + numel);
   }
   write(buf: Buf, data: HostArray): void {
+    if (this.capture) throw new Error("aha cpu: an upload while capturing a graph (its inputs must be written before the launch)");
     (buf as HostArray).set(data as never);
   }
   read(buf: Buf, _dtype: DType, numel: number): HostArray {
+    if (this.capture) throw new Error("aha cpu: a read while capturing a graph");
     return (buf as HostArray).slice(0, numel);
+  }
+  captureGraph<T>(fn: () => T): { graph: number; result: T } {
+    if (this.capture) throw new Error("aha cpu: a graph is already being captured");
+    const calls: Call[] = (this.capture = []);
+    const addon = this.addon as unknown as Record<string, (...args: unknown[]) => unknown>;
+    this.k = new Proxy(addon, {
+      get: (t, name: string) => {
+        const f = t[name];
+        if (typeof f !== "function") return f;
+        if (RETURNS_TO_HOST.has(name)) return () => { throw new Error(`aha cpu: ${name} returns a value to the host: not capturable`); };
+        return (...args: unknown[]) => { calls.push([f, args]); };
+      },
+    }) as unknown as Kernels;
+    try {
+      const result = fn();
+      const graph = this.nextGraph++;
+      this.graphs.set(graph, calls);
+      return { graph, result };
+    } finally {
+      this.k = this.addon;
+      this.capture = null;
+    }
+  }
+  launchGraph(graph: number): void {
+    const calls = this.graphs.get(graph);
+    if (!calls) throw new Error(`aha cpu: no graph ${graph}`);
+    for (const [f, args] of calls) f.apply(this.addon, args);
+  }
+  destroyGraph(graph: number): void {
+    this.graphs.delete(graph);
   }
   supports(_op: string, _dtype: DType): boolean {
     return true;
   }
-  synchronize(): void {}
+  synchronize(): void {
+    if (this.capture) throw new Error("aha cpu: synchronize while capturing a graph");
+  }
   memory(): MemoryReport {
     return { allocated: this.allocated, peak: this.peak, buffers: this.buffers };
   }
