@@ -49,6 +49,12 @@ export function benchGenerate(): void {
     const rate = toks / secs;
     console.log(`generate ${prompts} prompts × ${n} completions × ${newTokens} tokens: ${toks} tokens in ${secs.toFixed(2)} s = ${rate.toFixed(0)} tokens/s`);
     console.log(`forward-only decode bound (batch ${B}, logits incl.): ${bound.toFixed(0)} tokens/s; generate reaches ${((rate / bound) * 100).toFixed(0)}% of it`);
+    // the same through captured decode steps (on the CPU: recorded kernel calls, replayed without the JavaScript)
+    t0 = performance.now();
+    const outG = generate(model, promptList, { n, maxTokens: newTokens, temperature: 1, seed: 1, decodeGraphs: true });
+    const secsG = (performance.now() - t0) / 1000;
+    const same = outG.every((c, i) => c.tokenIds.join() === out[i].tokenIds.join());
+    console.log(`generate with decodeGraphs: ${secsG.toFixed(2)} s = ${(toks / secsG).toFixed(0)} tokens/s (${(secs / secsG).toFixed(2)}× the above; completions ${same ? "identical" : "DIFFER"})`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
