@@ -98,7 +98,7 @@ FN(lm_logp_backward) {
 }
 FN(grpo_loss) {
   return Napi::Number::New(a.Env(), grpo_loss(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr(a[4]), ptr(a[5]), L(a[6]),
-                                              F(a[7]), F(a[8]), F(a[9]), F(a[10]), F(a[11])));
+                                              F(a[7]), F(a[8]), F(a[9]), F(a[10]), F(a[11]), ptr(a[12])));
 }
 FN(sample_rows) {
   sample_rows(ptr<int32_t>(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), L(a[4]), L(a[5]), F(a[6]), L(a[7]), F(a[8]), F(a[9]));

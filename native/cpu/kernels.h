@@ -89,7 +89,8 @@ void lm_logp_backward(float* dh, float* dW, const float* dlogp, const float* lse
 // GRPO per-token loss: loss = sum_i w_i * l_i, l_i = -min(c1 A, c2 A) + beta * k3; dlogp_i = gout * w_i * dl_i/dlogp.
 // Returns the loss; writes dlogp when non-null.
 double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
-                 long n, float epsLow, float epsHigh, float delta, float beta, float gout);
+                 long n, float epsLow, float epsHigh, float delta, float beta, float gout,
+                 float* out = nullptr);  // out: also store the total there (as f32), for a caller that reads it later
 // One token per row of logits [B, V] with uniforms [B] in [0, 1): temperature (0 = greedy), then top-k (0 = off),
 // top-p (1 = off), min-p (0 = off) as one threshold on p; inverse-CDF draw in index order (sample.cpp).
 // tokens [B], logprobs [B] = log-prob of the token under the filtered distribution (greedy: raw log-softmax).

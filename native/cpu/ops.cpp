@@ -177,7 +177,7 @@ double sum_squares(const float* x, long n) {
 }
 
 double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
-                 long n, float epsLow, float epsHigh, float delta, float beta, float gout) {
+                 long n, float epsLow, float epsHigh, float delta, float beta, float gout, float* out) {
   double total = 0;
   for (long i = 0; i < n; i++) {
     if (w[i] == 0.f) { if (dlogp) dlogp[i] = 0.f; continue; }
@@ -197,6 +197,7 @@ double grpo_loss(float* dlogp, const float* logp, const float* old, const float*
     total += w[i] * l;
     if (dlogp) dlogp[i] = (float)(gout * w[i] * d);
   }
+  if (out) *out = (float)total;
   return total;
 }
 

@@ -116,7 +116,7 @@ FN(lm_logp_backward) { TRY(lm_logp_backward)
   UNDEF CATCH(lm_logp_backward) }
 FN(grpo_loss) { TRY(grpo_loss)
   return Napi::Number::New(a.Env(), grpo_loss(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), F(a[7]), F(a[8]), F(a[9]),
-                                              F(a[10]), F(a[11])));
+                                              F(a[10]), F(a[11]), P(a[12])));
   CATCH(grpo_loss) }
 FN(sample_rows) { TRY(sample_rows)
   sample_rows(P<int32_t>(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), L(a[7]), F(a[8]), F(a[9]));

@@ -59,7 +59,8 @@ void copy2d(float* dst, const float* src, long rows, long width, long dStride, l
 void adamw(float* p, float* m, float* v, const float* g, long n, float lr, float b1, float b2, float eps, float wd, long step);
 double sum_squares(const float* x, long n);
 double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
-                 long n, float epsLow, float epsHigh, float delta, float beta, float gout);
+                 long n, float epsLow, float epsHigh, float delta, float beta, float gout,
+                 float* out = nullptr);  // out: store the total there (f32) instead of returning it (no sync; returns 0)
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
                        long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
                        bool lowp = false);

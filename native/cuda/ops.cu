@@ -257,13 +257,19 @@ __global__ void grpo_loss_kernel(double* total, float* dlogp, const float* logp,
   acc = block_sum(acc, sh);
   if (threadIdx.x == 0) atomicAdd(total, (double)acc);
 }
+__global__ void store_f32_kernel(float* out, const double* v) { *out = (float)*v; }
 double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
-                 long n, float epsLow, float epsHigh, float delta, float beta, float gout) {
+                 long n, float epsLow, float epsHigh, float delta, float beta, float gout, float* out) {
   Scratch acc(8);
   CK(cudaMemsetAsync(acc.p, 0, 8, stream()));
   if (n > 0) {
     grpo_loss_kernel<<<blocks_for(n, 256, 4L * num_sms()), 256, 0, stream()>>>(acc.as<double>(), dlogp, logp, old, ref, adv, w, n, epsLow, epsHigh, delta, beta, gout);
     check_launch("grpo_loss");
+  }
+  if (out) {  // the total stays on the device: no sync (a captured graph cannot have one)
+    store_f32_kernel<<<1, 1, 0, stream()>>>(out, acc.as<double>());
+    check_launch("grpo_loss store");
+    return 0;
   }
   return fetch_double(acc.as<double>());
 }

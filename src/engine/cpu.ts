@@ -53,8 +53,11 @@ class CpuBackend implements Backend {
       get: (t, name: string) => {
         const f = t[name];
         if (typeof f !== "function") return f;
-        if (RETURNS_TO_HOST.has(name)) return () => { throw new Error(`aha cpu: ${name} returns a value to the host: not capturable`); };
-        return (...args: unknown[]) => { calls.push([f, args]); };
+        return (...args: unknown[]) => {
+          // grpo_loss with an output buffer (its 13th argument) keeps the value on the device
+          if (RETURNS_TO_HOST.has(name) && !(name === "grpo_loss" && args[12])) throw new Error(`aha cpu: ${name} returns a value to the host: not capturable`);
+          calls.push([f, args]);
+        };
       },
     }) as unknown as Kernels;
     try {

@@ -68,6 +68,17 @@ export class FlatParams {
     return g;
   }
 
+  /**
+   * Start a step whose gradients all accumulate (beta 1) into a fresh zeroed gradient buffer: every member's .grad
+   * is its slice from now on, so what a backward writes does not depend on whether it is the first of the step
+   * (a captured graph replays the same GEMMs for every micro-batch).
+   */
+  zeroGradsForAccumulation(): void {
+    this.gradT?.dispose();
+    this.gradT = null;
+    for (const m of this.members) m.grad = this.gradView(m);
+  }
+
   /** True when every one of params has its gradient in the gradient buffer (not one set by hand). */
   gradsInBuffer(params: Tensor[]): boolean {
     return params.every((p) => p.grad !== null && this.gradViews.has(p.grad));

@@ -35,7 +35,7 @@ export interface CpuAddon {
   lm_logp_backward(dh: F32, dW: F32 | null, dlogp: F32, lse: F32, h: F32, W: Any, dtW: number, targets: I32, N: number,
     C: number, V: number, invTemp: number, softcap: number): void;
   grpo_loss(dlogp: F32 | null, logp: F32, old: F32, ref: F32, adv: F32, w: F32, n: number, epsLow: number, epsHigh: number,
-    delta: number, beta: number, gout: number): number;
+    delta: number, beta: number, gout: number, out?: F32 | null): number;
   sample_rows(tokens: I32, logprobs: F32, logits: F32, uniforms: F32, B: number, V: number, temperature: number, topK: number,
     topP: number, minP: number): void;
   num_threads(): number;

@@ -64,6 +64,18 @@ export interface CompletionBatch {
  * (adapter on unless called inside model.withoutAdapter).
  */
 export function completionLogprobs(model: CausalLM, batch: CompletionBatch, temperature: number): { logp: Tensor; entropy: Tensor } {
+  const { B, T } = batch;
+  const { ids, mask, rows, L } = completionInputs(batch);
+  const h = model.forward(ids, B, L, { attentionMask: mask });
+  const hSel = embedding(fromHost(rows, [B * T], "i32"), h); // row gather, scatter-add backward
+  return model.tokenLogprobs(hSel, batch.completionIds, temperature);
+}
+
+/**
+ * The host inputs of a completion batch's forward: prompt + completion ids and their key mask [B, L] (L = P + T),
+ * and the rows of the hidden states [B*L, C] that predict the completion tokens (positions P-1 .. L-2 of each row).
+ */
+export function completionInputs(batch: CompletionBatch): { ids: Int32Array; mask: Int32Array; rows: Int32Array; L: number } {
   const { B, P, T } = batch;
   const L = P + T;
   const ids = new Int32Array(B * L), mask = new Int32Array(B * L);
@@ -73,12 +85,16 @@ export function completionLogprobs(model: CausalLM, batch: CompletionBatch, temp
     for (let j = 0; j < P; j++) mask[b * L + j] = batch.promptMask ? batch.promptMask[b * P + j] : 1;
     for (let j = 0; j < T; j++) mask[b * L + P + j] = 1;
   }
-  const h = model.forward(ids, B, L, { attentionMask: mask });
-  // hidden states at positions P-1 .. L-2 predict the completion tokens
   const rows = new Int32Array(B * T);
   for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) rows[b * T + t] = b * L + P - 1 + t;
-  const hSel = embedding(fromHost(rows, [B * T], "i32"), h); // row gather, scatter-add backward
-  return model.tokenLogprobs(hSel, batch.completionIds, temperature);
+  return { ids, mask, rows, L };
+}
+
+/** Per-token advantages [B*T] (each sequence's advantage on every one of its tokens). */
+export function tokenAdvantages(advantages: Float32Array, B: number, T: number): Float32Array {
+  const adv = new Float32Array(B * T);
+  for (let b = 0; b < B; b++) adv.fill(advantages[b], b * T, (b + 1) * T);
+  return adv;
 }
 
 
@@ -96,8 +112,7 @@ export interface LossResult {
 export function batchLoss(model: CausalLM, batch: CompletionBatch, old: Float32Array | null, ref: Float32Array | null, advantages: Float32Array, p: LossParams): LossResult {
   const { B, T } = batch;
   const { logp, entropy } = completionLogprobs(model, batch, p.temperature);
-  const adv = new Float32Array(B * T);
-  for (let b = 0; b < B; b++) adv.fill(advantages[b], b * T, (b + 1) * T);
+  const adv = tokenAdvantages(advantages, B, T);
   const w = lossWeights(batch.completionMask, B, T, p);
   const oldT = old ? fromHost(old, [B * T]) : logp; // the kernel reads values only: no gradient through old
   const loss = grpoLoss(logp, oldT, ref ? fromHost(ref, [B * T]) : oldT, fromHost(adv, [B * T]), fromHost(w, [B * T]), {

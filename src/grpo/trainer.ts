@@ -4,14 +4,16 @@
 // One optimiser step = gradient_accumulation_steps micro-batches of per_device_train_batch_size completions;
 // a generation round produces those completions and feeds num_iterations optimiser steps.
 import { join } from "node:path";
-import { backward, noGrad, scope, setDefaultDevice } from "../engine/index.ts";
+import { backward, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
 import { CausalLM } from "../models/model.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
 import { resolveRewards, rewardMetrics, type NamedReward, type RewardSpec } from "../rewards/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
-import { batchLoss, completionLogprobs, type CompletionBatch, type LossParams } from "./loss.ts";
+import { batchLoss, completionLogprobs, lossWeights, tokenAdvantages, type CompletionBatch, type LossParams } from "./loss.ts";
+import { GraphedMicroBatches } from "./graph-step.ts";
+import { flatOf } from "../engine/flat.ts";
 import { groupAdvantages } from "./advantages.ts";
 import { AdamW, clipGradNorm, scheduledLr } from "./optim.ts";
 import { rollout, sliceBatch, type Rollout } from "./rollout.ts";
@@ -186,29 +188,41 @@ export class GRPOTrainer {
     const pending: (() => void)[] = [];
     const step = this.state.global_step;
     this.model.dropoutRng = new Xoshiro(mixSeed(c.seed, step, 0xd0)).fn;
+    // full-size micro-batches replay one captured graph (GraphedMicroBatches) when asked and possible: trainable
+    // parameters in one flat storage, no LoRA dropout
+    const flat = flatOf(this.opt.params);
+    const graphs = (c.cudaGraphs ?? process.env.AHA_CUDA_GRAPHS === "1") && flat !== null && this.model.dropout === 0;
+    if (graphs) flat!.zeroGradsForAccumulation(); // every micro-batch (graphed or not) then adds its gradients
+    const grpoParams = { epsilonLow: params.epsilon, epsilonHigh: params.epsilonHigh, delta: params.delta ?? 0, beta: ref ? params.beta : 0 };
+    let graphed: GraphedMicroBatches | null = null;
     for (let b0 = 0; b0 < batch.B; b0 += per) {
       const b1 = Math.min(batch.B, b0 + per);
       const mb = sliceBatch(batch, b0, b1);
       const o = old?.subarray(b0 * T, b1 * T) ?? null, r = ref?.subarray(b0 * T, b1 * T) ?? null;
       // non-dapo losses are means per micro-batch: divide by the accumulation count (as TRL does)
       const accum = c.lossType === "dapo" ? 1 : Math.ceil(batch.B / per);
-      // the token stats are read after the last micro-batch: a read here would make the host wait for this
-      // micro-batch's backward before it could queue the next one (loss.item() needs no device read)
-      const kept = scope(() => {
-        const { loss, logp, entropy } = batchLoss(this.model, mb, o, r, advantages.subarray(b0, b1), { ...params, accumulation: accum });
-        backward(loss);
-        lossSum += loss.item();
-        logp.node = entropy.node = null; // values only from here on
-        return { logp, entropy };
-      });
-      const advTok = new Float32Array(mb.B * T);
-      for (let b = 0; b < mb.B; b++) advTok.fill(advantages[b0 + b], b * T, (b + 1) * T);
+      const advTok = tokenAdvantages(advantages.subarray(b0, b1), mb.B, T);
+      // the loss and token stats are read after the last micro-batch: a read here would make the host wait for this
+      // micro-batch's backward before it could queue the next one
+      let kept: { loss?: Tensor; lossValue?: number; logp: Tensor; entropy: Tensor };
+      if (graphs && mb.B === per) {
+        graphed ??= new GraphedMicroBatches(this.model, per, mb.P, T, c.temperature, grpoParams, o !== null, r !== null);
+        kept = graphed.run(mb, o, r, advTok, lossWeights(mb.completionMask, mb.B, T, { ...params, accumulation: accum }));
+      } else {
+        kept = scope(() => {
+          const { loss, logp, entropy } = batchLoss(this.model, mb, o, r, advantages.subarray(b0, b1), { ...params, accumulation: accum });
+          backward(loss);
+          logp.node = entropy.node = null; // values only from here on
+          return { lossValue: loss.item(), logp, entropy }; // (item() needs no device read)
+        });
+      }
       pending.push(() => {
+        lossSum += kept.lossValue ?? kept.loss!.item();
         stats.add(kept.logp.f32(), kept.entropy.f32(), o, r, advTok, mb.completionMask, c.epsilon, c.epsilonHigh ?? c.epsilon);
-        kept.logp.dispose();
-        kept.entropy.dispose();
+        for (const t of [kept.loss, kept.logp, kept.entropy]) t?.dispose();
       });
     }
+    graphed?.dispose();
     for (const read of pending) read();
     const gradNorm = clipGradNorm(this.opt.params, c.maxGradNorm);
     const warmup = c.warmupSteps > 0 ? c.warmupSteps : Math.ceil(c.warmupRatio * total);

@@ -42,18 +42,24 @@ export interface GrpoLossParams {
  * sum_i w_i * ( -min(r_i A_i, clip(r_i) A_i) + beta * k3_i ), r_i = exp(logp_i - old_i),
  * k3 = exp(ref - logp) - (ref - logp) - 1. All inputs [N]; w carries the mask and the loss type's normaliser.
  */
-export function grpoLoss(logp: Tensor, old: Tensor, ref: Tensor, adv: Tensor, w: Tensor, p: GrpoLossParams): Tensor {
+export function grpoLoss(logp: Tensor, old: Tensor, ref: Tensor, adv: Tensor, w: Tensor, p: GrpoLossParams, onDevice = false): Tensor {
   assertF32("grpoLoss", logp, old, ref, adv, w);
   const n = logp.numel;
   for (const t of [old, ref, adv, w]) if (t.numel !== n) throw new Error(`grpoLoss: ${t.describe()} vs logp [${n}]`);
   const k = logp.backend.k;
-  const value = k.grpo_loss(null, logp.buf, old.buf, ref.buf, adv.buf, w.buf, n, p.epsilonLow, p.epsilonHigh, p.delta, p.beta, 1);
   const out = like(logp, [1]);
-  logp.backend.write(out.buf, Float32Array.of(value));
-  out.knownScalar(value); // loss.item() and the backward's seed need no device read
+  if (onDevice) {
+    // the value stays on the device (no sync: a captured graph's loss); item() reads it
+    k.grpo_loss(null, logp.buf, old.buf, ref.buf, adv.buf, w.buf, n, p.epsilonLow, p.epsilonHigh, p.delta, p.beta, 1, out.buf);
+  } else {
+    const value = k.grpo_loss(null, logp.buf, old.buf, ref.buf, adv.buf, w.buf, n, p.epsilonLow, p.epsilonHigh, p.delta, p.beta, 1);
+    logp.backend.write(out.buf, Float32Array.of(value));
+    out.knownScalar(value); // loss.item() and the backward's seed need no device read
+  }
   return record(out, "grpo_loss", [logp], (g) => {
-    const d = like(logp);
-    k.grpo_loss(d.buf, logp.buf, old.buf, ref.buf, adv.buf, w.buf, n, p.epsilonLow, p.epsilonHigh, p.delta, p.beta, g.item());
+    const d = like(logp), unused = like(logp, [1]); // the total goes to `unused`, so the kernel returns without a sync
+    k.grpo_loss(d.buf, logp.buf, old.buf, ref.buf, adv.buf, w.buf, n, p.epsilonLow, p.epsilonHigh, p.delta, p.beta, g.item(), unused.buf);
+    unused.dispose();
     return [d];
   });
 }
