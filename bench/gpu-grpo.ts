@@ -14,7 +14,9 @@ import { CausalLM } from "../src/models/model.ts";
 import { KVCache } from "../src/models/kvcache.ts";
 import { backward, embedding, fromHost, memoryByCategory, noGrad, scope, setDefaultDevice, type Tensor } from "../src/engine/index.ts";
 import { cudaBackend, cudaInfo } from "../src/engine/cuda.ts";
-import { batchLoss, type CompletionBatch } from "../src/grpo/loss.ts";
+import { batchLoss, lossWeights, type CompletionBatch } from "../src/grpo/loss.ts";
+import { GraphedMicroBatches } from "../src/grpo/graph-step.ts";
+import { flatOf } from "../src/engine/flat.ts";
 import { AdamW } from "../src/grpo/optim.ts";
 import { generate } from "../src/generate/generate.ts";
 import { DecodeStep } from "../src/generate/decode-step.ts";
@@ -129,6 +131,37 @@ function main(): void {
   const cats = memoryByCategory("cuda");
   console.log("peak by category (GiB): " + Object.entries(cats).map(([c, b]) => `${c} ${(b.peak / GB).toFixed(2)}`).join(", "));
   const stepS = median(times) / 1000;
+  // the same steps with the micro-batches replayed from one CUDA graph per step (GraphedMicroBatches, as the trainer
+  // does with cuda_graphs): the capture, then one launch per micro-batch
+  const flat = flatOf(params)!;
+  const gtimes: number[] = [];
+  let gpeak = 0, gnote = "";
+  for (let step = 0; step < STEPS; step++) {
+    be.synchronize();
+    be.resetPeak();
+    const ts = performance.now();
+    flat.zeroGradsForAccumulation();
+    const g = new GraphedMicroBatches(model, MICRO, P, T, 1, { epsilonLow: 0.2, epsilonHigh: 0.2, delta: 0, beta: 0 }, true, false);
+    let lossG = 0;
+    for (let m = 0; m < NSEQ / MICRO; m++) {
+      const [b, old, a] = micro(m);
+      const adv = new Float32Array(MICRO * T);
+      for (let i = 0; i < MICRO; i++) adv.fill(a[i], i * T, (i + 1) * T);
+      const out = g.run(b, old, null, adv, lossWeights(b.completionMask, MICRO, T, lossParams));
+      if (m === NSEQ / MICRO - 1) lossG = out.loss.item();
+      for (const t of Object.values(out)) t.dispose();
+    }
+    gnote = g.graphed ? "CUDA graph" : `no graph: ${g.graphError}`;
+    g.dispose();
+    opt.update();
+    opt.zeroGrad();
+    be.synchronize();
+    const dt = performance.now() - ts;
+    gpeak = Math.max(gpeak, be.memory().peak);
+    console.log(`aha step ${step}, micro-batches from a graph (${gnote}): ${(dt / 1000).toFixed(3)} s, loss ${lossG.toFixed(4)}, peak ${(be.memory().peak / GB).toFixed(2)} GiB`);
+    if (step > 0 || STEPS === 1) gtimes.push(dt);
+  }
+  const stepGraphS = median(gtimes) / 1000;
 
   // decode: prefill 128 tokens for 64 sequences, then 256 single-token steps through the KV cache
   be.emptyCache();
@@ -182,7 +215,7 @@ function main(): void {
   const weightBytes = 2 * (V * C + LAYERS * (C * (HQ + 2 * HKV) * D + HQ * D * C + 3 * C * I));
   const kvBytes = (f: number) => 2 * LAYERS * NSEQ * (P + T / 2) * HKV * D * f;
   const bound = (f: number) => NSEQ / ((weightBytes + kvBytes(f)) / bw);
-  const aha = { step_s: stepS, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps,
+  const aha = { step_s: stepS, step_graph_s: stepGraphS, peak_graph_gib: gpeak / GB, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps,
     generate_tok_s: genTps, generate_graph_tok_s: genGTps, checkpointing: CKPT, loss: lastLoss };
   console.log("AHA " + JSON.stringify(aha));
 
@@ -201,6 +234,7 @@ function main(): void {
   console.log(`\n${info.name}, Qwen2.5-${SHAPE.toUpperCase()} shape (${LAYERS} layers), LoRA r=16 all-linear, ${PROMPTS}×${GENS} sequences of ${P}+${T} tokens, micro-batch ${MICRO}`);
   console.log("| metric | aha | torch+transformers+peft | aha / torch |\n| --- | --- | --- | --- |");
   row("train step", aha.step_s, torch?.step_s, "s", true);
+  row("train step, micro-batches from a CUDA graph", aha.step_graph_s, torch?.step_s, "s", true);
   row("peak memory (allocated)", aha.peak_gib, torch?.peak_gib, "GiB", true);
   row("peak memory (reserved)", aha.peak_reserved_gib, torch?.peak_reserved_gib, "GiB", true);
   row("decode (teacher-forced) ", aha.decode_tok_s, torch?.decode_tok_s, "tok/s", false);

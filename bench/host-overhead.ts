@@ -16,6 +16,8 @@ import { hostArray, type DType } from "../src/engine/dtype.ts";
 import { batchLoss } from "../src/grpo/loss.ts";
 import { AdamW } from "../src/grpo/optim.ts";
 import { DecodeStep } from "../src/generate/decode-step.ts";
+import { GraphedMicroBatches } from "../src/grpo/graph-step.ts";
+import { flatOf } from "../src/engine/flat.ts";
 
 const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
 const MICRO = Number(arg("micro", "8")), STEPS = Number(arg("steps", "3"));
@@ -74,6 +76,27 @@ try {
     console.log(`train step (64 × (128 + 256), micro-batch ${MICRO}): host ${ms.toFixed(1)} ms, ${calls} kernel calls + writes, ${(1000 * ms / calls).toFixed(2)} µs each`);
   }
   console.log(`  per train step: ${histogram(1)}`);
+  // the same steps with the micro-batches replayed from one captured graph per step (the capture itself runs the
+  // JavaScript of one micro-batch; the no-op backend's capture also counts its calls)
+  const flat = flatOf(opt.params)!;
+  for (let step = 0; step < STEPS; step++) {
+    calls = 0;
+    byName.clear();
+    const t0 = performance.now();
+    flat.zeroGradsForAccumulation();
+    const g = new GraphedMicroBatches(model, MICRO, P, T, 1, { epsilonLow: 0.2, epsilonHigh: 0.2, delta: 0, beta: 0 }, true, false);
+    for (let m = 0; m < NSEQ / MICRO; m++) {
+      const s = m * MICRO;
+      const out = g.run({ promptIds: promptIds.subarray(s * P, (s + MICRO) * P), completionIds: completionIds.subarray(s * T, (s + MICRO) * T),
+        completionMask: new Float32Array(MICRO * T).fill(1), B: MICRO, P, T }, new Float32Array(MICRO * T), null, new Float32Array(MICRO * T).fill(0.5), new Float32Array(MICRO * T).fill(1 / (MICRO * T)));
+      for (const t of Object.values(out)) t.dispose();
+    }
+    g.dispose();
+    opt.update();
+    opt.zeroGrad();
+    const ms = performance.now() - t0;
+    console.log(`train step, micro-batches replayed from a graph: host ${ms.toFixed(1)} ms, ${calls} kernel calls + writes + launches (${calls - (byName.get("write") ?? 0) - (byName.get("graph_launch") ?? 0)} in the one capture)`);
+  }
   const cache = new KVCache(model.config, NSEQ, P + T);
   noGrad(() => scope(() => { model.forward(promptIds, NSEQ, P, { cache }); }));
   calls = 0;
