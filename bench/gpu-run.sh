@@ -1,6 +1,6 @@
 #!/bin/bash
 # One device call: CUDA op parity, the shared fixture test files (every device, CUDA included; with them the
-# DecodeStep / CUDA-graph and flat-storage tests), then the GRPO/decode benchmark against PyTorch.
+# CUDA-graph (decode, training) and flat-storage tests), then the GRPO/decode benchmark against PyTorch.
 # Run from the repository root on the GPU machine after `source .device/use-node.sh`, with carry
 # [".device", ".devnm", ".fixtures", "native/build-dev"] (Node, tsx, fixtures and the addons built with
 # `AHA_PORTABLE=1 npx cmake-js compile --directory native --out native/build-dev`). Logs go to $OUT.
@@ -16,7 +16,7 @@ node --import tsx -e 'import("./src/engine/cuda.ts").then(m => console.log("cuda
 for w in $what; do
   case $w in
     ops) timeout ${OPS_TIMEOUT:-150} node --import tsx --test --test-reporter=spec test/cuda-ops.test.ts 2>&1 | tee "$OUT/ops.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
-    models) timeout ${MODELS_TIMEOUT:-150} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/models.test.ts test/grpo-loss.test.ts test/generate.test.ts test/decode-step.test.ts test/flat-params.test.ts 2>&1 | tee "$OUT/models.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
+    models) timeout ${MODELS_TIMEOUT:-150} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/models.test.ts test/grpo-loss.test.ts test/generate.test.ts test/decode-step.test.ts test/flat-params.test.ts test/train-graph.test.ts 2>&1 | tee "$OUT/models.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
     bench) timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts $BENCH_ARGS 2>&1 | tee "$OUT/bench.log" ;;
   esac
 done

@@ -132,10 +132,11 @@ export const GRPOConfigSchema = z.object({
   /** KV-cache bytes generation may use at once. Default 1 GiB. */
   generationMemoryBudget: z.number().positive().default(2 ** 30),
   /**
-   * Decode rollouts through fixed-shape steps, each captured once in a CUDA graph and replayed (one launch per token
-   * step instead of hundreds); finished sequences stay in the batch until half of it is done. Same completions as
-   * without. Default: on when the environment sets AHA_CUDA_GRAPHS=1 (off until measured on a GPU); no effect on CPU
-   * beyond the fixed shapes.
+   * Replay captured graphs instead of launching every kernel from JavaScript: each rollout decode step (fixed shapes;
+   * finished sequences stay in the batch until half of it is done) and each training micro-batch (one capture per
+   * optimiser step; not with LoRA dropout). Same completions, metrics and parameters as without. Default: on when
+   * the environment sets AHA_CUDA_GRAPHS=1 (off until measured on a GPU). The CPU backend replays recorded kernel
+   * calls, which saves only the JavaScript.
    */
   cudaGraphs: z.boolean().optional(),
 }).strict();
