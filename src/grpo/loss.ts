@@ -6,6 +6,7 @@
 //   dr_grpo masked token sum / (sequences × max_completion_length)
 //   dapo    masked token sum / completion tokens in the whole accumulated batch
 import { embedding, fromHost, grpoLoss, type Tensor } from "../engine/index.ts";
+import type { GrpoLossParams } from "../engine/ops/logprobs.ts";
 import type { CausalLM } from "../models/model.ts";
 
 export type LossType = "grpo" | "bnpo" | "dr_grpo" | "dapo";
@@ -115,8 +116,11 @@ export function batchLoss(model: CausalLM, batch: CompletionBatch, old: Float32A
   const adv = tokenAdvantages(advantages, B, T);
   const w = lossWeights(batch.completionMask, B, T, p);
   const oldT = old ? fromHost(old, [B * T]) : logp; // the kernel reads values only: no gradient through old
-  const loss = grpoLoss(logp, oldT, ref ? fromHost(ref, [B * T]) : oldT, fromHost(adv, [B * T]), fromHost(w, [B * T]), {
-    epsilonLow: p.epsilon, epsilonHigh: p.epsilonHigh, delta: p.delta ?? 0, beta: ref ? p.beta : 0,
-  });
+  const loss = grpoLoss(logp, oldT, ref ? fromHost(ref, [B * T]) : oldT, fromHost(adv, [B * T]), fromHost(w, [B * T]), kernelParams(p, ref !== null));
   return { loss, logp, entropy };
+}
+
+/** The loss kernel's parameters for these loss params (the KL term only with reference log-probs). */
+export function kernelParams(p: LossParams, hasRef: boolean): GrpoLossParams {
+  return { epsilonLow: p.epsilon, epsilonHigh: p.epsilonHigh, delta: p.delta ?? 0, beta: hasRef ? p.beta : 0 };
 }

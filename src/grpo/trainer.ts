@@ -11,7 +11,7 @@ import { applyPreset, loadDataset, type Row } from "../data/index.ts";
 import { resolveRewards, rewardMetrics, type NamedReward, type RewardSpec } from "../rewards/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
-import { batchLoss, completionLogprobs, lossWeights, tokenAdvantages, type CompletionBatch, type LossParams } from "./loss.ts";
+import { batchLoss, completionLogprobs, kernelParams, lossWeights, tokenAdvantages, type CompletionBatch, type LossParams } from "./loss.ts";
 import { GraphedMicroBatches } from "./graph-step.ts";
 import { flatOf } from "../engine/flat.ts";
 import { groupAdvantages } from "./advantages.ts";
@@ -193,7 +193,6 @@ export class GRPOTrainer {
     const flat = flatOf(this.opt.params);
     const graphs = (c.cudaGraphs ?? process.env.AHA_CUDA_GRAPHS === "1") && flat !== null && this.model.dropout === 0;
     if (graphs) flat!.zeroGradsForAccumulation(); // every micro-batch (graphed or not) then adds its gradients
-    const grpoParams = { epsilonLow: params.epsilon, epsilonHigh: params.epsilonHigh, delta: params.delta ?? 0, beta: ref ? params.beta : 0 };
     let graphed: GraphedMicroBatches | null = null;
     for (let b0 = 0; b0 < batch.B; b0 += per) {
       const b1 = Math.min(batch.B, b0 + per);
@@ -206,7 +205,7 @@ export class GRPOTrainer {
       // micro-batch's backward before it could queue the next one
       let kept: { loss?: Tensor; lossValue?: number; logp: Tensor; entropy: Tensor };
       if (graphs && mb.B === per) {
-        graphed ??= new GraphedMicroBatches(this.model, per, mb.P, T, c.temperature, grpoParams, o !== null, r !== null);
+        graphed ??= new GraphedMicroBatches(this.model, per, mb.P, T, c.temperature, kernelParams(params, r !== null), o !== null, r !== null);
         kept = graphed.run(mb, o, r, advTok, lossWeights(mb.completionMask, mb.B, T, { ...params, accumulation: accum }));
       } else {
         kept = scope(() => {
