@@ -300,6 +300,7 @@ void* prof_begin() {
 }
 void prof_end(const char* name, void* token) {
   if (!token) return;
+  if (g_capture) { cudaEventDestroy((cudaEvent_t)token); return; }  // began before a capture (graph_begin itself)
   cudaEvent_t b;
   cudaEventCreate(&b);
   cudaEventRecord(b, g_stream);
