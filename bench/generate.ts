@@ -43,7 +43,7 @@ export function benchGenerate(): void {
     // real generation (no stop tokens: every completion runs the full 128 tokens)
     const promptList = Array.from({ length: prompts }, (_, b) => Array.from(ids.subarray(b * P, (b + 1) * P)));
     t0 = performance.now();
-    const out = generate(model, promptList, { n, maxTokens: newTokens, temperature: 1, seed: 1 });
+    const out = generate(model, promptList, { n, maxTokens: newTokens, temperature: 1, seed: 1, graphs: false });
     const secs = (performance.now() - t0) / 1000;
     const toks = out.reduce((a, c) => a + c.tokenIds.length, 0);
     const rate = toks / secs;
@@ -51,10 +51,10 @@ export function benchGenerate(): void {
     console.log(`forward-only decode bound (batch ${B}, logits incl.): ${bound.toFixed(0)} tokens/s; generate reaches ${((rate / bound) * 100).toFixed(0)}% of it`);
     // the same through captured decode steps (on the CPU: recorded kernel calls, replayed without the JavaScript)
     t0 = performance.now();
-    const outG = generate(model, promptList, { n, maxTokens: newTokens, temperature: 1, seed: 1, decodeGraphs: true });
+    const outG = generate(model, promptList, { n, maxTokens: newTokens, temperature: 1, seed: 1, graphs: true });
     const secsG = (performance.now() - t0) / 1000;
     const same = outG.every((c, i) => c.tokenIds.join() === out[i].tokenIds.join());
-    console.log(`generate with decodeGraphs: ${secsG.toFixed(2)} s = ${(toks / secsG).toFixed(0)} tokens/s (${(secs / secsG).toFixed(2)}× the above; completions ${same ? "identical" : "DIFFER"})`);
+    console.log(`generate with graphs: ${secsG.toFixed(2)} s = ${(toks / secsG).toFixed(0)} tokens/s (${(secs / secsG).toFixed(2)}× the above; completions ${same ? "identical" : "DIFFER"})`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -132,7 +132,7 @@ function main(): void {
   console.log("peak by category (GiB): " + Object.entries(cats).map(([c, b]) => `${c} ${(b.peak / GB).toFixed(2)}`).join(", "));
   const stepS = median(times) / 1000;
   // the same steps with the micro-batches replayed from one CUDA graph per step (GraphedMicroBatches, as the trainer
-  // does with cuda_graphs): the capture, then one launch per micro-batch
+  // does with `graphs`): the capture, then one launch per micro-batch
   const flat = flatOf(params)!;
   const gtimes: number[] = [];
   let gpeak = 0, gnote = "";
@@ -198,18 +198,18 @@ function main(): void {
   // real rollouts: generate() with sampling (temperature 1) for 8 prompts × 8 completions
   const promptList = Array.from({ length: PROMPTS }, (_, b) => Array.from(promptIds.subarray(b * GENS * P, b * GENS * P + P)));
   const tg = performance.now();
-  const gen = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false });
+  const gen = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false, graphs: false });
   be.synchronize();
   const genS = (performance.now() - tg) / 1000;
   const genTps = gen.reduce((a, c) => a + c.tokenIds.length, 0) / genS;
   console.log(`generate ${PROMPTS}×${GENS}×${GEN_TOKENS} (sampling on the device unless repetition_penalty): ${genS.toFixed(2)} s, ${genTps.toFixed(0)} tok/s`);
   const tgg = performance.now();
-  const genG = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false, decodeGraphs: true });
+  const genG = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false, graphs: true });
   be.synchronize();
   const genGS = (performance.now() - tgg) / 1000;
   const genGTps = genG.reduce((a, c) => a + c.tokenIds.length, 0) / genGS;
   const same = genG.every((c, i) => c.tokenIds.join() === gen[i].tokenIds.join());
-  console.log(`generate with decodeGraphs: ${genGS.toFixed(2)} s, ${genGTps.toFixed(0)} tok/s; completions ${same ? "identical to" : "DIFFER from"} the run without`);
+  console.log(`generate with graphs: ${genGS.toFixed(2)} s, ${genGTps.toFixed(0)} tok/s; completions ${same ? "identical to" : "DIFFER from"} the run without`);
   // bound: every weight read once per step (bf16) + the KV cache read at its mean length (f32 in aha, bf16 in torch)
   const bw = /H200/.test(info.name!) ? 4.8e12 : /H100/.test(info.name!) ? 3.35e12 : NaN;
   const weightBytes = 2 * (V * C + LAYERS * (C * (HQ + 2 * HKV) * D + HQ * D * C + 3 * C * I));

@@ -57,7 +57,7 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
       await useDevice(device);
       const model = CausalLM.load(dir);
       const want = Array.from(ref.int32("greedy_ids"));
-      const [c] = generate(model, [Array.from(ref.int32("greedy_prompt"))], { temperature: 0, maxTokens: want.length, decodeGraphs: true });
+      const [c] = generate(model, [Array.from(ref.int32("greedy_prompt"))], { temperature: 0, maxTokens: want.length, graphs: true });
       assert.deepEqual(c.tokenIds, want);
     });
   }
@@ -72,8 +72,8 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
     const free = generate(model, prompts, { n: 3, maxTokens: 12, temperature: 0.7, seed: 9 });
     const stops = [...new Set(free.slice(0, 6).map((c) => c.tokenIds[2]))];
     for (const opts of [{ temperature: 1, seed: 5 }, { temperature: 0.7, seed: 9, stopTokenIds: stops }, { temperature: 0 }]) {
-      const plain = generate(model, prompts, { n: 3, maxTokens: 12, ...opts, decodeGraphs: false });
-      const stepped = generate(model, prompts, { n: 3, maxTokens: 12, ...opts, decodeGraphs: true });
+      const plain = generate(model, prompts, { n: 3, maxTokens: 12, ...opts, graphs: false });
+      const stepped = generate(model, prompts, { n: 3, maxTokens: 12, ...opts, graphs: true });
       assert.deepEqual(stepped.map((c) => c.tokenIds), plain.map((c) => c.tokenIds), JSON.stringify(opts));
       assert.deepEqual(stepped.map((c) => c.finishReason), plain.map((c) => c.finishReason));
       stepped.forEach((c, i) => c.logprobs.forEach((lp, j) => assert.ok(Math.abs(lp - plain[i].logprobs[j]) <= 1e-4, `logprob ${i}/${j}: ${lp} vs ${plain[i].logprobs[j]}`)));

@@ -1,5 +1,5 @@
 // GRPO micro-batches replayed from a captured graph (src/grpo/graph-step.ts; CUDA graphs on the GPU, recorded kernel
-// calls on the CPU): on every device, training with cuda_graphs logs the same metrics and leaves the same parameters
+// calls on the CPU): on every device, training with `graphs` logs the same metrics and leaves the same parameters
 // as training without, with LoRA and with full fine-tuning, old and reference log-probs; with LoRA dropout nothing is
 // captured. The loss kernel's on-device output equals its returned value.
 import { test } from "node:test";
@@ -38,12 +38,12 @@ async function countingGraphed<T>(fn: () => Promise<T>): Promise<[T, number, num
 }
 
 for (const device of availableDevices()) {
-  for (const full of [false, true]) test(`${device}: training with cuda_graphs equals training without (${full ? "full fine-tuning" : "LoRA"}, old + ref log-probs)`, async () => {
+  for (const full of [false, true]) test(`${device}: training with graphs equals training without (${full ? "full fine-tuning" : "LoRA"}, old + ref log-probs)`, async () => {
     await useDevice(device);
     const cfg = { model: modelDir, device, maxCompletionLength: 6, numGenerations: 4, learningRate: 1e-2, lossType: "grpo" as const, rewardFuncs: ["unused"],
       seed: 3, logCompletions: 0, beta: 0.04, numIterations: 2, maxSteps: 2, perDeviceTrainBatchSize: 3, gradientAccumulationSteps: 4, fullFinetune: full };
-    const run = async (cudaGraphs: boolean) => {
-      const t = await GRPOTrainer.create({ ...cfg, cudaGraphs, outputDir: join(tmp, `${device}-${full}-${cudaGraphs}`) } as never, { rows, rewardFuncs: [variety], quiet: true });
+    const run = async (graphs: boolean) => {
+      const t = await GRPOTrainer.create({ ...cfg, graphs, outputDir: join(tmp, `${device}-${full}-${graphs}`) } as never, { rows, rewardFuncs: [variety], quiet: true });
       const metrics = await t.train();
       return { metrics: metrics.map(({ step_time: _s, ...m }) => m), params: t.model.parameters().map((p) => p.f32()) };
     };
@@ -66,7 +66,7 @@ for (const device of availableDevices()) {
   test(`${device}: with LoRA dropout the micro-batches are not captured`, async () => {
     await useDevice(device);
     const cfg = { model: modelDir, device, maxCompletionLength: 4, numGenerations: 4, rewardFuncs: ["unused"], seed: 3, logCompletions: 0, maxSteps: 1,
-      perDeviceTrainBatchSize: 4, cudaGraphs: true, lora: { r: 4, loraAlpha: 8, loraDropout: 0.1 }, outputDir: join(tmp, `${device}-dropout`) };
+      perDeviceTrainBatchSize: 4, graphs: true, lora: { r: 4, loraAlpha: 8, loraDropout: 0.1 }, outputDir: join(tmp, `${device}-dropout`) };
     const [, runs] = await countingGraphed(async () => (await GRPOTrainer.create(cfg as never, { rows, rewardFuncs: [variety], quiet: true })).train());
     assert.equal(runs, 0);
   });

@@ -74,6 +74,17 @@ export function setDefaultDevice(d: Device): void {
   defaultDevice = d;
 }
 
+/**
+ * Whether decode steps and training micro-batches replay captured graphs unless told otherwise: on the CPU (where
+ * replaying recorded kernel calls saves the JavaScript of every step) but not yet on CUDA (until measured on a GPU);
+ * the environment variable AHA_GRAPHS=1 or 0 decides for every device.
+ */
+export function graphsByDefault(device: Device): boolean {
+  const env = process.env.AHA_GRAPHS;
+  if (env === "1" || env === "0") return env === "1";
+  return device === "cpu";
+}
+
 export function defaultBackend(): Backend {
   return getBackend(defaultDevice);
 }

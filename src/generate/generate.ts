@@ -5,7 +5,7 @@
 // Deterministic for a given seed: every completion draws from its own stream, seeded by (seed, prompt, index).
 // Sampling runs on the logits' device (sampleTokens: B ids and log-probs come back, not [B, V] logits) unless a
 // repetition penalty needs each row's history; then the logits come to the host and src/generate/sampler.ts draws.
-import { noGrad, scope, fromHost, embedding, sampleTokens, type Tensor } from "../engine/index.ts";
+import { noGrad, scope, fromHost, embedding, sampleTokens, graphsByDefault, type Tensor } from "../engine/index.ts";
 import { KVCache } from "../models/kvcache.ts";
 import type { CausalLM } from "../models/model.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
@@ -30,11 +30,11 @@ export interface GenerateOptions extends SamplingParams {
   /** include the per-token log-probs (default true) */
   logprobs?: boolean;
   /**
-   * Decode through a DecodeStep: fixed shapes, captured in a CUDA graph where the backend has graphs (default: the
-   * environment variable AHA_CUDA_GRAPHS=1). Finished sequences then stay in the batch until at most half of it is
-   * live, when the cache is compacted and the step captured again.
+   * Decode through a DecodeStep: fixed shapes, captured once as a graph and replayed (CUDA graphs; recorded kernel
+   * calls on the CPU). Finished sequences then stay in the batch until at most half of it is live, when the cache is
+   * compacted and the step captured again. Same completions either way. Default: graphsByDefault (on for the CPU).
    */
-  decodeGraphs?: boolean;
+  graphs?: boolean;
 }
 
 export interface Completion {
@@ -111,7 +111,7 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
   cache = cache.select(rows);
   let logitRows = rows; // which row of lastLogits each live sequence reads
   let cacheRow = live.map((_, i) => i); // which cache row each live sequence occupies
-  const graphs = opts.decodeGraphs ?? process.env.AHA_CUDA_GRAPHS === "1";
+  const graphs = opts.graphs ?? graphsByDefault(model.embed.device);
   let decode = graphs ? new DecodeStep(model, cache, true) : null;
   let ownLogits = true; // false while lastLogits is the DecodeStep's output buffer
 

@@ -33,7 +33,7 @@ export async function evaluate(model: CausalLM, tok: Tokenizer, rows: Row[], fun
   const temperature = o.temperature ?? cfg.temperature;
   const out = generate(model, enc.map((e) => e.ids), {
     n: 1, maxTokens: o.maxTokens ?? cfg.maxCompletionLength, temperature, topP: cfg.topP, topK: cfg.topK, minP: cfg.minP,
-    stopTokenIds: eos, seed: o.seed ?? cfg.seed + 7919, memoryBudget: cfg.generationMemoryBudget, decodeGraphs: cfg.cudaGraphs, logprobs: false,
+    stopTokenIds: eos, seed: o.seed ?? cfg.seed + 7919, memoryBudget: cfg.generationMemoryBudget, graphs: cfg.graphs, logprobs: false,
   });
   const bare = out.map(withoutStop);
   const texts = bare.map((ids) => tok.decode(ids, { skipSpecialTokens: true }));

@@ -52,7 +52,7 @@ export async function rollout(model: CausalLM, tok: Tokenizer, rows: Row[], rewa
   const eos = stopIds(model, tok);
   const out = generate(model, enc.map((e) => e.ids), {
     n: G, maxTokens: cfg.maxCompletionLength, temperature: cfg.temperature, topP: cfg.topP, topK: cfg.topK, minP: cfg.minP,
-    repetitionPenalty: cfg.repetitionPenalty, stopTokenIds: eos, seed: mixSeed(cfg.seed, step), memoryBudget: cfg.generationMemoryBudget, decodeGraphs: cfg.cudaGraphs,
+    repetitionPenalty: cfg.repetitionPenalty, stopTokenIds: eos, seed: mixSeed(cfg.seed, step), memoryBudget: cfg.generationMemoryBudget, graphs: cfg.graphs,
     logprobs: false,
   });
   const completionIds = out.map((c) => c.tokenIds);

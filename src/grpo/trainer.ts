@@ -4,7 +4,7 @@
 // One optimiser step = gradient_accumulation_steps micro-batches of per_device_train_batch_size completions;
 // a generation round produces those completions and feeds num_iterations optimiser steps.
 import { join } from "node:path";
-import { backward, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
+import { backward, graphsByDefault, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
 import { CausalLM } from "../models/model.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
@@ -191,7 +191,7 @@ export class GRPOTrainer {
     // full-size micro-batches replay one captured graph (GraphedMicroBatches) when asked and possible: trainable
     // parameters in one flat storage, no LoRA dropout
     const flat = flatOf(this.opt.params);
-    const graphs = (c.cudaGraphs ?? process.env.AHA_CUDA_GRAPHS === "1") && flat !== null && this.model.dropout === 0;
+    const graphs = (c.graphs ?? graphsByDefault(this.model.embed.device)) && flat !== null && this.model.dropout === 0;
     if (graphs) flat!.zeroGradsForAccumulation(); // every micro-batch (graphed or not) then adds its gradients
     let graphed: GraphedMicroBatches | null = null;
     for (let b0 = 0; b0 < batch.B; b0 += per) {
