@@ -4,16 +4,16 @@
 // What changes from step to step lives in device buffers written before the launch: the ids, the rope tables of the
 // new positions, the key masks (the cache's mask, each sliding window applied on the host) and the cache rows the
 // new keys/values go to (KVCache.scatter). Attention covers the cache's whole capacity, unwritten slots masked, so
-// no shape or kernel argument changes. Without graphs (CPU; CUDA with graphs off or refused) the same step runs
-// eagerly, which is how the tests check it against model.forward.
+// no shape or kernel argument changes. The CPU backend captures too (it records and replays its kernel calls), so
+// the tests check the captured step against model.forward on every machine; a refused capture runs it eagerly.
 import { noGrad, scope, empty, type Tensor } from "../engine/index.ts";
 import type { CausalLM } from "../models/model.ts";
 import { defaultPositions, ropeTablesHost, type ForwardInputs } from "../models/model.ts";
 import type { KVCache } from "../models/kvcache.ts";
 import type { RopeParams } from "../models/config.ts";
 
-/** Set once a capture has failed in this process: later steps run eagerly without trying again. */
-let refused: string | null = null;
+/** Why a capture failed on a device, once it has in this process: later steps there run eagerly without trying again. */
+const refused = new Map<string, string>();
 
 export class DecodeStep {
   /** [B] i32 token ids */
@@ -33,8 +33,8 @@ export class DecodeStep {
   constructor(readonly model: CausalLM, readonly cache: KVCache, private useGraph: boolean) {
     const cfg = model.config, B = cache.batch, be = cache.k[0].backend;
     if (cfg.finalSoftcap > 0) this.useGraph = false; // the soft-capped logits take a host round trip
-    if (!be.captureGraph || refused) this.useGraph = false;
-    this.graphError = refused;
+    if (!be.captureGraph || refused.has(be.device)) this.useGraph = false;
+    this.graphError = refused.get(be.device) ?? null;
     this.ids = empty([B], "i32", be).keep();
     this.rows = empty([B], "i32", be).keep();
     for (const p of cfg.ropeByLayer) {
@@ -44,7 +44,7 @@ export class DecodeStep {
     for (const w of new Set(cfg.windowByLayer)) this.masks.set(w, empty([B, cache.capacity], "i32", be).keep());
   }
 
-  /** True when steps replay a captured CUDA graph. */
+  /** True when steps replay a captured graph. */
   get graphed(): boolean {
     return this.graph !== null;
   }
@@ -81,7 +81,8 @@ export class DecodeStep {
         be.launchGraph!(graph); // capturing does not run the step
       } catch (e) {
         this.useGraph = false;
-        this.graphError = refused = (e as Error).message;
+        this.graphError = (e as Error).message;
+        refused.set(be.device, this.graphError);
         this.eager();
       }
     } else this.eager();

@@ -21,6 +21,9 @@ export interface MicroBatchOut {
   entropy: Tensor;
 }
 
+/** Why a capture failed on a device, once it has in this process: later steps there run eagerly without trying again. */
+const refused = new Map<string, string>();
+
 export class GraphedMicroBatches {
   private readonly L: number;
   private readonly ids: Tensor; // [B*L] i32
@@ -42,7 +45,8 @@ export class GraphedMicroBatches {
   constructor(private readonly model: CausalLM, readonly B: number, readonly P: number, readonly T: number, private readonly temperature: number,
     private readonly loss: GrpoLossParams, hasOld: boolean, hasRef: boolean) {
     const be = model.embed.backend, cfg = model.config, L = (this.L = P + T), N = B * T;
-    this.useGraph = !!be.captureGraph;
+    this.useGraph = !!be.captureGraph && !refused.has(be.device);
+    this.graphError = refused.get(be.device) ?? null;
     this.ids = empty([B * L], "i32", be).keep();
     this.mask = empty([B, L], "i32", be).keep();
     this.rows = empty([N], "i32", be).keep();
@@ -98,6 +102,7 @@ export class GraphedMicroBatches {
       } catch (e) {
         this.useGraph = false;
         this.graphError = (e as Error).message;
+        refused.set(be.device, this.graphError);
         this.eager();
       }
     } else this.eager();
