@@ -7,13 +7,11 @@
 // no shape or kernel argument changes. The CPU backend captures too (it records and replays its kernel calls), so
 // the tests check the captured step against model.forward on every machine; a refused capture runs it eagerly.
 import { noGrad, scope, empty, type Tensor } from "../engine/index.ts";
+import { ReplayedStep } from "../engine/replay.ts";
 import type { CausalLM } from "../models/model.ts";
 import { defaultPositions, ropeTablesHost, type ForwardInputs } from "../models/model.ts";
 import type { KVCache } from "../models/kvcache.ts";
 import type { RopeParams } from "../models/config.ts";
-
-/** Why a capture failed on a device, once it has in this process: later steps there run eagerly without trying again. */
-const refused = new Map<string, string>();
 
 export class DecodeStep {
   /** [B] i32 token ids */
@@ -24,17 +22,13 @@ export class DecodeStep {
   private readonly tables = new Map<string, { p: RopeParams; cos: Tensor; sin: Tensor }>();
   /** per distinct sliding window (0 = none): key mask [B, capacity] i32 */
   private readonly masks = new Map<number, Tensor>();
-  private graph: number | null = null;
-  /** logits [B, V] of the last step (the graph's output buffer when captured) */
-  private out: Tensor | null = null;
-  /** why a graph was not used (capture refused), for reports */
-  graphError: string | null = null;
+  /** the step, returning logits [B, V] of the new position */
+  private readonly replay: ReplayedStep<Tensor>;
 
-  constructor(readonly model: CausalLM, readonly cache: KVCache, private useGraph: boolean) {
+  constructor(readonly model: CausalLM, readonly cache: KVCache, graphs: boolean) {
     const cfg = model.config, B = cache.batch, be = cache.k[0].backend;
-    if (cfg.finalSoftcap > 0) this.useGraph = false; // the soft-capped logits take a host round trip
-    if (!be.captureGraph || refused.has(be.device)) this.useGraph = false;
-    this.graphError = refused.get(be.device) ?? null;
+    // (soft-capped logits take a host round trip: no graph then)
+    this.replay = new ReplayedStep(be, () => this.forward(), graphs && !(cfg.finalSoftcap > 0), "decode");
     this.ids = empty([B], "i32", be).keep();
     this.rows = empty([B], "i32", be).keep();
     for (const p of cfg.ropeByLayer) {
@@ -46,7 +40,11 @@ export class DecodeStep {
 
   /** True when steps replay a captured graph. */
   get graphed(): boolean {
-    return this.graph !== null;
+    return this.replay.graphed;
+  }
+  /** why steps run without a graph (capture refused), for reports */
+  get graphError(): string | null {
+    return this.replay.graphError;
   }
 
   /** Append one token per sequence (ids [B]) and return the logits [B, V] of the new position (valid until the next run). */
@@ -71,28 +69,9 @@ export class DecodeStep {
       if (w > 0) for (let b = 0; b < B; b++) host.fill(0, b * cap, b * cap + Math.max(0, past - w + 1));
       be.write(m.buf, host);
     }
-    if (this.graph !== null) be.launchGraph!(this.graph);
-    else if (this.useGraph) {
-      try {
-        const { graph, result } = be.captureGraph!(() => this.forward());
-        this.graph = graph;
-        this.out?.dispose();
-        this.out = result;
-        be.launchGraph!(graph); // capturing does not run the step
-      } catch (e) {
-        this.useGraph = false;
-        this.graphError = (e as Error).message;
-        refused.set(be.device, this.graphError);
-        this.eager();
-      }
-    } else this.eager();
+    const logits = this.replay.run();
     cache.length = past + 1;
-    return this.out!;
-  }
-
-  private eager(): void {
-    this.out?.dispose();
-    this.out = this.forward();
+    return logits;
   }
 
   /** The step on the fixed buffers: device work only. */
@@ -108,10 +87,7 @@ export class DecodeStep {
   }
 
   dispose(): void {
-    if (this.graph !== null) this.ids.backend.destroyGraph!(this.graph);
-    this.graph = null;
-    this.out?.dispose();
-    this.out = null;
+    this.replay.dispose();
     for (const t of [this.ids, this.rows, ...this.masks.values(), ...[...this.tables.values()].flatMap((x) => [x.cos, x.sin])]) t.dispose();
   }
 }

@@ -9,6 +9,7 @@
 // Needs the trainable parameters in one flat storage and no LoRA dropout (its masks are drawn on the host).
 import { backward, empty, fromHost, grpoLoss, scope, tokenLogprobs, embedding, type Tensor } from "../engine/index.ts";
 import type { GrpoLossParams } from "../engine/ops/logprobs.ts";
+import { ReplayedStep } from "../engine/replay.ts";
 import { defaultPositions, ropeTablesHost, type CausalLM, type ForwardInputs } from "../models/model.ts";
 import type { RopeParams } from "../models/config.ts";
 import { completionInputs, type CompletionBatch } from "./loss.ts";
@@ -20,9 +21,6 @@ export interface MicroBatchOut {
   logp: Tensor;
   entropy: Tensor;
 }
-
-/** Why a capture failed on a device, once it has in this process: later steps there run eagerly without trying again. */
-const refused = new Map<string, string>();
 
 export class GraphedMicroBatches {
   private readonly L: number;
@@ -36,17 +34,13 @@ export class GraphedMicroBatches {
   private readonly w: Tensor; // [B*T]
   private readonly one: Tensor; // [1] = 1, the backward's seed
   private readonly tables = new Map<string, { p: RopeParams; cos: Tensor; sin: Tensor }>(); // [B*L, rot/2] per rope setting
-  private graph: number | null = null;
-  private out: { loss: Tensor; logp: Tensor; entropy: Tensor } | null = null;
-  private useGraph: boolean;
-  /** why the micro-batches run without a graph (capture refused), for reports */
-  graphError: string | null = null;
+  /** forward, loss and backward, returning the loss [1] and the token log-probs and entropies [B*T] */
+  private readonly replay: ReplayedStep<{ loss: Tensor; logp: Tensor; entropy: Tensor }>;
 
   constructor(private readonly model: CausalLM, readonly B: number, readonly P: number, readonly T: number, private readonly temperature: number,
     private readonly loss: GrpoLossParams, hasOld: boolean, hasRef: boolean) {
     const be = model.embed.backend, cfg = model.config, L = (this.L = P + T), N = B * T;
-    this.useGraph = !!be.captureGraph && !refused.has(be.device);
-    this.graphError = refused.get(be.device) ?? null;
+    this.replay = new ReplayedStep(be, () => this.step(), true, "train");
     this.ids = empty([B * L], "i32", be).keep();
     this.mask = empty([B, L], "i32", be).keep();
     this.rows = empty([N], "i32", be).keep();
@@ -64,7 +58,11 @@ export class GraphedMicroBatches {
 
   /** True once the micro-batches replay a captured graph. */
   get graphed(): boolean {
-    return this.graph !== null;
+    return this.replay.graphed;
+  }
+  /** why the micro-batches run without a graph (capture refused), for reports */
+  get graphError(): string | null {
+    return this.replay.graphError;
   }
 
   /**
@@ -92,27 +90,9 @@ export class GraphedMicroBatches {
       be.write(t.cos.buf, cos);
       be.write(t.sin.buf, sin);
     }
-    if (this.graph !== null) be.launchGraph!(this.graph);
-    else if (this.useGraph) {
-      try {
-        const { graph, result } = be.captureGraph!(() => this.step());
-        this.graph = graph;
-        this.out = result;
-        be.launchGraph!(graph); // capturing does not run it
-      } catch (e) {
-        this.useGraph = false;
-        this.graphError = (e as Error).message;
-        refused.set(be.device, this.graphError);
-        this.eager();
-      }
-    } else this.eager();
+    const out = this.replay.run();
     const copy = (t: Tensor) => { const c = empty(t.shape, "f32", be); be.k.copy2d(c.buf, t.buf, 1, t.numel, 0, 0, false); return c.keep(); };
-    return { loss: copy(this.out!.loss), logp: copy(this.out!.logp), entropy: copy(this.out!.entropy) };
-  }
-
-  private eager(): void {
-    if (this.out) for (const t of Object.values(this.out)) t.dispose();
-    this.out = this.step();
+    return { loss: copy(out.loss), logp: copy(out.logp), entropy: copy(out.entropy) };
   }
 
   /** Forward, loss and backward on the fixed buffers: device work only. */
@@ -136,11 +116,7 @@ export class GraphedMicroBatches {
   }
 
   dispose(): void {
-    const be = this.ids.backend;
-    if (this.graph !== null) be.destroyGraph!(this.graph);
-    this.graph = null;
-    if (this.out) for (const t of Object.values(this.out)) t.dispose();
-    this.out = null;
+    this.replay.dispose();
     for (const t of [this.ids, this.mask, this.rows, this.targets, this.old, this.ref, this.adv, this.w, this.one,
       ...[...this.tables.values()].flatMap((x) => [x.cos, x.sin])]) t?.dispose();
   }
