@@ -75,7 +75,7 @@ export function sum(a: Tensor): Tensor {
   });
 }
 
-/** Same data, new shape (no copy forward; the gradient is copied back). */
+/** Same data, new shape (no copy forward; the gradient goes back in its own buffer, copied only when not owned). */
 export function reshape(a: Tensor, shape: number[]): Tensor {
   const out = viewAs(a, shape);
   return record(out, "reshape", [a], (g, owned) => {
