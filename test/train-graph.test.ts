@@ -1,7 +1,8 @@
 // GRPO micro-batches replayed from a captured graph (src/grpo/graph-step.ts; CUDA graphs on the GPU, recorded kernel
 // calls on the CPU): on every device, training with `graphs` logs the same metrics and leaves the same parameters
 // as training without, with LoRA and with full fine-tuning, old and reference log-probs; with LoRA dropout nothing is
-// captured. The loss kernel's on-device output equals its returned value.
+// captured. The loss kernel's on-device output equals its returned value. The CPU's recorded graphs reuse the
+// buffers a capture frees, as CUDA's do.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -10,7 +11,7 @@ import { join } from "node:path";
 import { fixtureModels } from "./fixtures.ts";
 import { availableDevices, useDevice } from "./devices.ts";
 import { GRPOTrainer } from "../src/grpo/trainer.ts";
-import { fromHost, grpoLoss } from "../src/engine/index.ts";
+import { fromHost, getBackend, grpoLoss, scale, scope } from "../src/engine/index.ts";
 import { GraphedMicroBatches } from "../src/grpo/graph-step.ts";
 import type { NamedReward } from "../src/rewards/index.ts";
 
@@ -81,3 +82,24 @@ for (const device of availableDevices()) {
     assert.ok(host !== 0);
   });
 }
+
+test("cpu graphs: a capture reuses the buffers it frees (as CUDA's allocator does), and the replay stays right", () => {
+  const be = getBackend("cpu");
+  const x = fromHost(Float32Array.from([1, 2, 3]), [3], "f32", be);
+  const { graph, result } = be.captureGraph!(() => {
+    const a = be.alloc("f32", 64);
+    be.free(a, "f32", 64);
+    const b = be.alloc("f32", 64);
+    be.free(b, "f32", 64);
+    assert.equal(a, b, "a freed buffer of the capture is handed out again");
+    // a chain whose temporaries are freed as it goes: the replay must still compute 24 x
+    return scope(() => scale(scale(scale(x, 2), 3), 4)).keep();
+  });
+  const outside = be.alloc("f32", 64);
+  be.free(outside, "f32", 64);
+  assert.notEqual(be.alloc("f32", 64), outside, "no reuse outside a capture");
+  be.write(x.buf, Float32Array.from([1, -1, 0.5]));
+  be.launchGraph!(graph);
+  assert.deepEqual(Array.from(result.f32()), [24, -24, 12]);
+  be.destroyGraph!(graph);
+});

@@ -16,6 +16,9 @@ class CpuBackend implements Backend {
   private readonly addon: CpuAddon = cpuAddon();
   k: Kernels = this.addon;
   private capture: Call[] | null = null;
+  /** while capturing: buffers the capture allocated and freed, by dtype and size */
+  private captureFree: Map<string, HostArray[]> | null = null;
+  private captured = new WeakSet<HostArray>();
   private readonly graphs = new Map<number, Call[]>();
   private nextGraph = 1;
   private allocated = 0;
@@ -23,16 +26,28 @@ class CpuBackend implements Backend {
   private buffers = 0;
 
   alloc(dtype: DType, numel: number, zero = true): Buf {
-    const a = hostArray(dtype, numel);
-    if (this.capture && zero) this.capture.push([fill0, [a]]); // as on CUDA, where the zero-fill is a node of the graph
+    // while capturing, a buffer the capture itself allocated and freed is handed out again, as CUDA's allocator does:
+    // the replay runs the calls in the same order, and the graph holds about what one eager run needs at its peak
+    const key = `${dtype}:${numel}`;
+    const a = this.captureFree?.get(key)?.pop() ?? hostArray(dtype, numel);
+    if (this.capture) {
+      this.captured.add(a);
+      if (zero) this.capture.push([fill0, [a]]); // as on CUDA, where the zero-fill is a node of the graph
+    }
     this.allocated += numel * DTYPE_BYTES[dtype];
     this.buffers++;
     if (this.allocated > this.peak) this.peak = this.allocated;
     return a;
   }
-  free(_buf: Buf, dtype: DType, numel: number): void {
+  free(buf: Buf, dtype: DType, numel: number): void {
     this.allocated -= numel * DTYPE_BYTES[dtype];
     this.buffers--;
+    if (this.captureFree && this.captured.has(buf as HostArray)) {
+      const key = `${dtype}:${numel}`;
+      const list = this.captureFree.get(key);
+      if (list) list.push(buf as HostArray);
+      else this.captureFree.set(key, [buf as HostArray]);
+    }
   }
   view(buf: Buf, _dtype: DType, offset: number, numel: number): Buf {
     return (buf as HostArray).subarray(offset, offset + numel);
@@ -48,6 +63,8 @@ class CpuBackend implements Backend {
   captureGraph<T>(fn: () => T): { graph: number; result: T } {
     if (this.capture) throw new Error("aha cpu: a graph is already being captured");
     const calls: Call[] = (this.capture = []);
+    this.captureFree = new Map();
+    this.captured = new WeakSet();
     const addon = this.addon as unknown as Record<string, (...args: unknown[]) => unknown>;
     this.k = new Proxy(addon, {
       get: (t, name: string) => {
@@ -68,6 +85,7 @@ class CpuBackend implements Backend {
     } finally {
       this.k = this.addon;
       this.capture = null;
+      this.captureFree = null;
     }
   }
   launchGraph(graph: number): void {
