@@ -14,7 +14,7 @@ import { CausalLM } from "../src/models/model.ts";
 import { KVCache } from "../src/models/kvcache.ts";
 import { backward, embedding, fromHost, memoryByCategory, noGrad, scope, setDefaultDevice, type Tensor } from "../src/engine/index.ts";
 import { cudaBackend, cudaInfo } from "../src/engine/cuda.ts";
-import { batchLoss, lossWeights, type CompletionBatch } from "../src/grpo/loss.ts";
+import { batchLoss, lossWeights, tokenAdvantages, type CompletionBatch } from "../src/grpo/loss.ts";
 import { GraphedMicroBatches } from "../src/grpo/graph-step.ts";
 import { flatOf } from "../src/engine/flat.ts";
 import { AdamW } from "../src/grpo/optim.ts";
@@ -145,9 +145,7 @@ function main(): void {
     let lossG = 0;
     for (let m = 0; m < NSEQ / MICRO; m++) {
       const [b, old, a] = micro(m);
-      const adv = new Float32Array(MICRO * T);
-      for (let i = 0; i < MICRO; i++) adv.fill(a[i], i * T, (i + 1) * T);
-      const out = g.run(b, old, null, adv, lossWeights(b.completionMask, MICRO, T, lossParams));
+      const out = g.run(b, old, null, tokenAdvantages(a, MICRO, T), lossWeights(b.completionMask, MICRO, T, lossParams));
       if (m === NSEQ / MICRO - 1) lossG = out.loss.item();
       for (const t of Object.values(out)) t.dispose();
     }

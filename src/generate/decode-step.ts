@@ -8,18 +8,16 @@
 // the tests check the captured step against model.forward on every machine; a refused capture runs it eagerly.
 import { noGrad, scope, empty, type Tensor } from "../engine/index.ts";
 import { ReplayedStep } from "../engine/replay.ts";
-import type { CausalLM } from "../models/model.ts";
-import { defaultPositions, ropeTablesHost, type ForwardInputs } from "../models/model.ts";
+import { defaultPositions, RopeBuffers, type CausalLM, type ForwardInputs } from "../models/model.ts";
 import type { KVCache } from "../models/kvcache.ts";
-import type { RopeParams } from "../models/config.ts";
 
 export class DecodeStep {
   /** [B] i32 token ids */
   private readonly ids: Tensor;
   /** [B] i32 cache row of each new key/value: b · capacity + position */
   private readonly rows: Tensor;
-  /** per distinct rope setting: cos/sin [B, rotaryDim/2] */
-  private readonly tables = new Map<string, { p: RopeParams; cos: Tensor; sin: Tensor }>();
+  /** cos/sin [B, rotaryDim/2] per distinct rope setting */
+  private readonly rope: RopeBuffers;
   /** per distinct sliding window (0 = none): key mask [B, capacity] i32 */
   private readonly masks = new Map<number, Tensor>();
   /** the step, returning logits [B, V] of the new position */
@@ -31,10 +29,7 @@ export class DecodeStep {
     this.replay = new ReplayedStep(be, () => this.forward(), graphs && !(cfg.finalSoftcap > 0), "decode");
     this.ids = empty([B], "i32", be).keep();
     this.rows = empty([B], "i32", be).keep();
-    for (const p of cfg.ropeByLayer) {
-      const key = JSON.stringify(p);
-      if (!this.tables.has(key)) this.tables.set(key, { p, cos: empty([B, cfg.rotaryDim / 2], "f32", be).keep(), sin: empty([B, cfg.rotaryDim / 2], "f32", be).keep() });
-    }
+    this.rope = new RopeBuffers(cfg, B, be);
     for (const w of new Set(cfg.windowByLayer)) this.masks.set(w, empty([B, cache.capacity], "i32", be).keep());
   }
 
@@ -49,21 +44,15 @@ export class DecodeStep {
 
   /** Append one token per sequence (ids [B]) and return the logits [B, V] of the new position (valid until the next run). */
   run(ids: Int32Array): Tensor {
-    const { model, cache } = this, cfg = model.config, B = cache.batch, cap = cache.capacity, past = cache.length;
+    const { cache } = this, B = cache.batch, cap = cache.capacity, past = cache.length;
     if (ids.length !== B) throw new Error(`DecodeStep: ${ids.length} ids for a batch of ${B}`);
     if (past >= cap) throw new Error(`KV cache full: ${past} + 1 > ${cap}`);
     const be = this.ids.backend;
     for (let b = 0; b < B; b++) cache.mask[b * cap + past] = 1;
     const positions = defaultPositions(B, 1, past, undefined, cache);
-    let maxPos = 0;
-    for (const p of positions) if (p > maxPos) maxPos = p;
     be.write(this.ids.buf, ids);
     be.write(this.rows.buf, Int32Array.from({ length: B }, (_, b) => b * cap + past));
-    for (const t of this.tables.values()) {
-      const { cos, sin } = ropeTablesHost(cfg, t.p, positions, maxPos);
-      be.write(t.cos.buf, cos);
-      be.write(t.sin.buf, sin);
-    }
+    this.rope.write(positions);
     for (const [w, m] of this.masks) {
       const host = cache.mask.slice(0, B * cap);
       if (w > 0) for (let b = 0; b < B; b++) host.fill(0, b * cap, b * cap + Math.max(0, past - w + 1));
@@ -79,7 +68,7 @@ export class DecodeStep {
     const { model, cache } = this;
     const inputs: ForwardInputs = {
       ids: this.ids,
-      rope: (p) => this.tables.get(JSON.stringify(p))!,
+      rope: (p) => this.rope.get(p),
       keys: (w) => ({ mask: this.masks.get(w)!, window: 0 }),
       S: cache.capacity,
     };
@@ -88,6 +77,7 @@ export class DecodeStep {
 
   dispose(): void {
     this.replay.dispose();
-    for (const t of [this.ids, this.rows, ...this.masks.values(), ...[...this.tables.values()].flatMap((x) => [x.cos, x.sin])]) t.dispose();
+    this.rope.dispose();
+    for (const t of [this.ids, this.rows, ...this.masks.values()]) t.dispose();
   }
 }

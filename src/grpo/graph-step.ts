@@ -10,8 +10,7 @@
 import { backward, empty, fromHost, grpoLoss, scope, tokenLogprobs, embedding, type Tensor } from "../engine/index.ts";
 import type { GrpoLossParams } from "../engine/ops/logprobs.ts";
 import { ReplayedStep } from "../engine/replay.ts";
-import { defaultPositions, ropeTablesHost, type CausalLM, type ForwardInputs } from "../models/model.ts";
-import type { RopeParams } from "../models/config.ts";
+import { defaultPositions, RopeBuffers, type CausalLM, type ForwardInputs } from "../models/model.ts";
 import { completionInputs, type CompletionBatch } from "./loss.ts";
 
 export interface MicroBatchOut {
@@ -33,7 +32,7 @@ export class GraphedMicroBatches {
   private readonly adv: Tensor; // [B*T]
   private readonly w: Tensor; // [B*T]
   private readonly one: Tensor; // [1] = 1, the backward's seed
-  private readonly tables = new Map<string, { p: RopeParams; cos: Tensor; sin: Tensor }>(); // [B*L, rot/2] per rope setting
+  private readonly rope: RopeBuffers; // cos/sin [B*L, rot/2] per rope setting
   /** forward, loss and backward, returning the loss [1] and the token log-probs and entropies [B*T] */
   private readonly replay: ReplayedStep<{ loss: Tensor; logp: Tensor; entropy: Tensor }>;
 
@@ -50,10 +49,7 @@ export class GraphedMicroBatches {
     this.adv = empty([N], "f32", be).keep();
     this.w = empty([N], "f32", be).keep();
     this.one = fromHost(Float32Array.of(1), [1], "f32", be).knownScalar(1).keep();
-    for (const p of cfg.ropeByLayer) {
-      const key = JSON.stringify(p);
-      if (!this.tables.has(key)) this.tables.set(key, { p, cos: empty([B * L, cfg.rotaryDim / 2], "f32", be).keep(), sin: empty([B * L, cfg.rotaryDim / 2], "f32", be).keep() });
-    }
+    this.rope = new RopeBuffers(cfg, B * L, be);
   }
 
   /** True once the micro-batches replay a captured graph. */
@@ -70,13 +66,11 @@ export class GraphedMicroBatches {
    * and entropies. old / ref: [B*T] or null as given at construction; advTok and w: per-token advantages and weights.
    */
   run(mb: CompletionBatch, old: Float32Array | null, ref: Float32Array | null, advTok: Float32Array, w: Float32Array): MicroBatchOut {
-    const { B, T, model } = this, cfg = model.config, be = this.ids.backend;
+    const { B, T } = this, be = this.ids.backend;
     if (mb.B !== B || mb.P !== this.P || mb.T !== T) throw new Error(`GraphedMicroBatches: a [${mb.B}, ${mb.P} + ${mb.T}] micro-batch for [${B}, ${this.P} + ${T}]`);
     if (!old !== !this.old || !ref !== !this.ref) throw new Error("GraphedMicroBatches: old / ref log-probs given differently from construction");
     const { ids, mask, rows } = completionInputs(mb);
     const positions = defaultPositions(B, this.L, 0, mask);
-    let maxPos = 0;
-    for (const p of positions) if (p > maxPos) maxPos = p;
     be.write(this.ids.buf, ids);
     be.write(this.mask.buf, mask);
     be.write(this.rows.buf, rows);
@@ -85,11 +79,7 @@ export class GraphedMicroBatches {
     if (ref) be.write(this.ref!.buf, ref);
     be.write(this.adv.buf, advTok);
     be.write(this.w.buf, w);
-    for (const t of this.tables.values()) {
-      const { cos, sin } = ropeTablesHost(cfg, t.p, positions, maxPos);
-      be.write(t.cos.buf, cos);
-      be.write(t.sin.buf, sin);
-    }
+    this.rope.write(positions);
     const out = this.replay.run();
     const copy = (t: Tensor) => { const c = empty(t.shape, "f32", be); be.k.copy2d(c.buf, t.buf, 1, t.numel, 0, 0, false); return c.keep(); };
     return { loss: copy(out.loss), logp: copy(out.logp), entropy: copy(out.entropy) };
@@ -100,7 +90,7 @@ export class GraphedMicroBatches {
     const { model, B, L } = this;
     const inputs: ForwardInputs = {
       ids: this.ids,
-      rope: (p) => this.tables.get(JSON.stringify(p))!,
+      rope: (p) => this.rope.get(p),
       keys: (window) => ({ mask: this.mask, window }),
       S: L,
     };
@@ -117,7 +107,7 @@ export class GraphedMicroBatches {
 
   dispose(): void {
     this.replay.dispose();
-    for (const t of [this.ids, this.mask, this.rows, this.targets, this.old, this.ref, this.adv, this.w, this.one,
-      ...[...this.tables.values()].flatMap((x) => [x.cos, x.sin])]) t?.dispose();
+    this.rope.dispose();
+    for (const t of [this.ids, this.mask, this.rows, this.targets, this.old, this.ref, this.adv, this.w, this.one]) t?.dispose();
   }
 }

@@ -2,8 +2,8 @@
 // select QKV bias, QK-norm, Gemma's (1 + w) sandwich norms and embedding scale, fused Phi-3 projections, partial
 // rotary, per-layer rope and sliding windows. LoRA is applied on the fly; `withoutAdapter` gives the base model
 // (the GRPO reference) from the same weights.
-import { fromHost, add, scale, rmsNorm, rope, glu, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, groupable, type LoraPart, checkpoint,
-  isGradEnabled, type Tensor, type TokenLogprobs } from "../engine/index.ts";
+import { fromHost, empty, add, scale, rmsNorm, rope, glu, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, groupable, type LoraPart, checkpoint,
+  isGradEnabled, type Backend, type Tensor, type TokenLogprobs } from "../engine/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
 import { WeightStore } from "./weights.ts";
@@ -381,14 +381,12 @@ export function defaultPositions(B: number, T: number, past: number, mask: Int32
  * (every layer has its own RopeParams object; Gemma 3 has two settings), not once per layer.
  */
 function ropeTables(cfg: ModelConfig, positions: Int32Array): ForwardInputs["rope"] {
-  let maxPos = 0;
-  for (const p of positions) if (p > maxPos) maxPos = p;
   const tables = new Map<string, { cos: Tensor; sin: Tensor }>();
   return (p: RopeParams) => {
     const key = JSON.stringify(p);
     let t = tables.get(key);
     if (!t) {
-      const { cos, sin } = ropeTablesHost(cfg, p, positions, maxPos);
+      const { cos, sin } = ropeTablesHost(cfg, p, positions);
       t = { cos: fromHost(cos, [positions.length, cfg.rotaryDim / 2]), sin: fromHost(sin, [positions.length, cfg.rotaryDim / 2]) };
       tables.set(key, t);
     }
@@ -396,9 +394,44 @@ function ropeTables(cfg: ModelConfig, positions: Int32Array): ForwardInputs["rop
   };
 }
 
-/** Host cos/sin tables [positions.length, rotaryDim/2] of one rope setting (maxPos: the largest position, for dynamic scaling). */
-export function ropeTablesHost(cfg: ModelConfig, p: RopeParams, positions: Int32Array, maxPos: number): { cos: Float32Array; sin: Float32Array } {
+/** Host cos/sin tables [positions.length, rotaryDim/2] of one rope setting (dynamic scaling reads the largest position). */
+function ropeTablesHost(cfg: ModelConfig, p: RopeParams, positions: Int32Array): { cos: Float32Array; sin: Float32Array } {
+  let maxPos = 0;
+  for (const x of positions) if (x > maxPos) maxPos = x;
   return ropeTablesOf(ropeFrequencies(p, cfg.rotaryDim, cfg.maxPositions, maxPos + 1), positions);
+}
+
+/**
+ * Fixed cos/sin buffers [N, rotaryDim/2], one pair per distinct rope setting, rewritten for each step's positions
+ * before the step runs: the rope inputs of a replayed step (DecodeStep, GraphedMicroBatches).
+ */
+export class RopeBuffers {
+  private readonly tables = new Map<string, { p: RopeParams; cos: Tensor; sin: Tensor }>();
+
+  constructor(private readonly cfg: ModelConfig, N: number, be: Backend) {
+    for (const p of cfg.ropeByLayer) {
+      const key = JSON.stringify(p);
+      if (!this.tables.has(key)) this.tables.set(key, { p, cos: empty([N, cfg.rotaryDim / 2], "f32", be).keep(), sin: empty([N, cfg.rotaryDim / 2], "f32", be).keep() });
+    }
+  }
+
+  /** Upload the tables of these positions [N]. */
+  write(positions: Int32Array): void {
+    for (const t of this.tables.values()) {
+      const { cos, sin } = ropeTablesHost(this.cfg, t.p, positions);
+      t.cos.backend.write(t.cos.buf, cos);
+      t.sin.backend.write(t.sin.buf, sin);
+    }
+  }
+
+  /** The buffers of a rope setting (as ForwardInputs.rope). */
+  get(p: RopeParams): { cos: Tensor; sin: Tensor } {
+    return this.tables.get(JSON.stringify(p))!;
+  }
+
+  dispose(): void {
+    for (const t of this.tables.values()) { t.cos.dispose(); t.sin.dispose(); }
+  }
 }
 
 /** in-features of a layer's linear module */
