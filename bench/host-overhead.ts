@@ -42,13 +42,20 @@ const noop: Backend = {
   captureGraph: <T>(fn: () => T) => ({ graph: 1, result: fn() }),
   launchGraph: () => count("graph_launch"),
   destroyGraph: () => {},
-  k: new Proxy({}, { get: (_t, name) => () => { count(String(name)); return 0; } }) as Backend["k"],
+  // CUDA's default GEMM mode: a GEMM of f32 activations by 16-bit weights first converts the activations, one more
+  // kernel, counted as "convert (in gemm)"; an op that converts them itself passes their dtype (argument 19)
+  gemmActivationDtype: (w: DType) => (w === "f32" ? "f32" : w),
+  k: new Proxy({}, { get: (_t, name) => (...a: unknown[]) => {
+    count(String(name));
+    if (name === "gemm" && a[3] !== 0 && !a[19]) count("convert (in gemm)");
+    return 0;
+  } }) as Backend["k"],
 };
 
 const dir = mkdtempSync(join(tmpdir(), "aha-host-"));
 try {
   writeRandomModel(dir, { model_type: "qwen2", hidden_size: 896, num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2,
-    intermediate_size: 64, vocab_size: 1024, tie_word_embeddings: true });
+    intermediate_size: 64, vocab_size: 1024, tie_word_embeddings: true }, 1, "BF16");
   registerBackend(noop);
   setDefaultDevice("cuda");
   const model = CausalLM.load(dir);

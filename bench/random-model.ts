@@ -2,7 +2,7 @@
 // downloaded here). Shapes of real models are listed in SHAPES.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { writeSafetensors, type StWriteTensor } from "../src/models/safetensors.ts";
+import { f32ToBf16, writeSafetensors, type StWriteTensor } from "../src/models/safetensors.ts";
 
 export interface Shape {
   model_type: "llama" | "qwen2";
@@ -20,7 +20,8 @@ export const SHAPES: Record<string, Shape> = {
   "qwen2.5-0.5b": { model_type: "qwen2", hidden_size: 896, num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2, intermediate_size: 4864, vocab_size: 151936, tie_word_embeddings: true },
 };
 
-export function writeRandomModel(dir: string, s: Shape, seed = 1): void {
+/** dtype: how the tensors are stored ("BF16", as the real checkpoints are; default "F32") */
+export function writeRandomModel(dir: string, s: Shape, seed = 1, dtype: "F32" | "BF16" = "F32"): void {
   mkdirSync(dir, { recursive: true });
   const D = s.hidden_size / s.num_attention_heads;
   writeFileSync(join(dir, "config.json"), JSON.stringify({ ...s, head_dim: D, rms_norm_eps: 1e-6, rope_theta: 1e6, max_position_embeddings: 4096, bos_token_id: 1, eos_token_id: 2 }, null, 2));
@@ -31,7 +32,7 @@ export function writeRandomModel(dir: string, s: Shape, seed = 1): void {
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
     for (let i = 0; i < n; i++) data[i] = constant ?? rand() * std * 3.46;
-    T[name] = { dtype: "F32", shape, data };
+    T[name] = dtype === "F32" ? { dtype, shape, data } : { dtype, shape, data: f32ToBf16(data) };
   };
   const C = s.hidden_size, I = s.intermediate_size, Hq = s.num_attention_heads, Hkv = s.num_key_value_heads;
   add("model.embed_tokens.weight", [s.vocab_size, C], 0.02);

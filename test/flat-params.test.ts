@@ -10,7 +10,8 @@ import { join, basename } from "node:path";
 import { fixtureModels } from "./fixtures.ts";
 import { availableDevices, useDevice } from "./devices.ts";
 import { CausalLM } from "../src/models/model.ts";
-import { add, backward, defaultBackend, fromHost, groupable, loraLinear, loraLinearGroup, mul, noGrad, scope, sum, type Tensor } from "../src/engine/index.ts";
+import { add, backward, defaultBackend, fromHost, groupable, loraLinear, loraLinearGroup, mul, noGrad, scope, sub, sum, type Tensor } from "../src/engine/index.ts";
+import { bf16ToF32, f32ToBf16 } from "../src/models/safetensors.ts";
 import { FlatParams } from "../src/engine/flat.ts";
 import { batchLoss } from "../src/grpo/loss.ts";
 import { AdamW, clipGradNorm } from "../src/grpo/optim.ts";
@@ -190,3 +191,29 @@ test("loraLinearGroup equals one loraLinear per part: all outputs used, one used
     });
   }
 });
+
+for (const device of availableDevices())
+  test(`${device}: loraLinearGroup converts x once for 16-bit weights where GEMMs round activations, as each GEMM would`, async () => {
+    await useDevice(device);
+    const be = defaultBackend();
+    const inF = 40, N = 7, r = 4, outs = [24, 8, 8];
+    const rnd = (n: number, s: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 1.3 + s) * 0.7);
+    const f = new FlatParams(be, [...outs.map((_, i) => ({ shape: [r, inF], data: rnd(r * inF, i), packed: i > 0 })), ...outs.map((o, i) => ({ shape: [o, r], data: rnd(o * r, 10 + i) }))], "lora");
+    const parts = outs.map((o, i) => ({ W: fromHost(f32ToBf16(rnd(o * inF, 20 + i)), [o, inF], "bf16"), bias: fromHost(rnd(o, 30 + i), [o]),
+      A: f.members[i], B: f.members[outs.length + i], scale: 0.5 + i }));
+    const xData = rnd(N * inF, 40), x = fromHost(xData, [N, inF]);
+    // the reference: base GEMMs of x rounded to bf16 on the host, LoRA branches of x itself
+    const xr = fromHost(bf16ToF32(f32ToBf16(xData)), [N, inF]);
+    const want = parts.map((p) => noGrad(() => add(loraLinear(xr, p.W, p.bias, null), sub(loraLinear(x, p.W, null, p), loraLinear(x, p.W, null, null)))).f32());
+    const own = Object.getOwnPropertyDescriptor(be, "gemmActivationDtype");
+    const [ys, counts] = counting(() => {
+      (be as { gemmActivationDtype?: unknown }).gemmActivationDtype = () => "bf16"; // what CUDA's default GEMM mode says
+      try { return noGrad(() => loraLinearGroup(x, parts)); } finally {
+        if (own) Object.defineProperty(be, "gemmActivationDtype", own); else delete (be as { gemmActivationDtype?: unknown }).gemmActivationDtype;
+      }
+    });
+    assert.equal(counts.get("convert"), 1, "one conversion of x for the three base GEMMs");
+    ys.forEach((y, i) => assert.ok(maxDiff(y.f32(), want[i]) <= 1e-5, `part ${i}: ${maxDiff(y.f32(), want[i])}`));
+    f.dispose();
+    await useDevice("cpu");
+  });

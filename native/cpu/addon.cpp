@@ -3,6 +3,7 @@
 #include <napi.h>
 #include "kernels.h"
 #include "threadpool.h"
+#include <vector>
 
 using namespace aha;
 
@@ -23,8 +24,29 @@ bool Bo(const Napi::Value& v) { return v.ToBoolean().Value(); }
 #define FN(name) Napi::Value name##_js(const Napi::CallbackInfo& a)
 
 FN(gemm) {
-  gemm(ptr(a[0]), ptr(a[1]), ptr<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
+  // a[18] (fast) only matters on CUDA; a[19] is A's dtype: a 16-bit A is widened to f32 first (exact, as the
+  // kernel's f32 arithmetic then is)
+  const int dtA = a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32;
+  const float* A = ptr(a[1]);
+  std::vector<float> wide;
+  if (dtA != F32) {
+    const long batch = L(a[4]), M = L(a[5]), K = L(a[7]), lda = L(a[10]), sA = L(a[13]);
+    const bool tA = Bo(a[8]);
+    const long n = (sA ? batch - 1 : 0) * sA + ((tA ? K : M) - 1) * lda + (tA ? M : K);  // elements spanned by A
+    wide.resize(n);
+    convert_row(wide.data(), ptr<void>(a[1]), dtA, 0, n);
+    A = wide.data();
+  }
+  gemm(ptr(a[0]), A, ptr<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
        L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]));
+  return a.Env().Undefined();
+}
+FN(convert) {
+  if (L(a[1]) != F32 && L(a[1]) != BF16) {
+    Napi::Error::New(a.Env(), "aha cpu convert: the target must be f32 or bf16").ThrowAsJavaScriptException();
+    return a.Env().Undefined();
+  }
+  convert(ptr<void>(a[0]), (int)L(a[1]), ptr<void>(a[2]), (int)L(a[3]), L(a[4]));
   return a.Env().Undefined();
 }
 FN(rms_norm_forward) {
@@ -111,7 +133,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward);
-  REG(grpo_loss); REG(sample_rows); REG(num_threads);
+  REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert);
   return exports;
 }
 }  // namespace

@@ -149,4 +149,15 @@ void gemm(float* C, const float* A, const void* B, int dtB, long batch, long M, 
   });
 }
 
+void convert(void* dst, int dtDst, const void* src, int dtSrc, long n) {
+  if (dtDst == F32) { convert_row((float*)dst, src, dtSrc, 0, n); return; }
+  uint16_t* d = (uint16_t*)dst;
+  float tmp[256];
+  for (long i0 = 0; i0 < n; i0 += 256) {
+    const long m = std::min(256L, n - i0);
+    convert_row(tmp, src, dtSrc, i0, m);
+    for (long i = 0; i < m; i++) d[i0 + i] = f32_to_bf16(tmp[i]);
+  }
+}
+
 }  // namespace aha

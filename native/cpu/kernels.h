@@ -36,6 +36,8 @@ inline float load_as_f32(const void* p, int dt, long i) {
 }
 // convert n elements starting at element i0 into dst
 void convert_row(float* dst, const void* src, int dt, long i0, long n);
+// dst[0:n] = src[0:n] converted from dtSrc to dtDst (dtDst f32, or bf16 rounded to nearest even)
+void convert(void* dst, int dtDst, const void* src, int dtSrc, long n);
 
 // C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b]; op = transpose when trans*. A f32, B f32/bf16/f16, C f32.
 // Row-major; lda/ldb/ldc are the row strides of the stored matrices; stride* the batch strides (0 = broadcast).

@@ -83,9 +83,11 @@ FN(graph_launch) { TRY(graph_launch) graph_launch((int)L(a[0])); UNDEF CATCH(gra
 FN(graph_destroy) { TRY(graph_destroy) graph_destroy((int)L(a[0])); UNDEF CATCH(graph_destroy) }
 
 FN(gemm) { TRY(gemm)
-  gemm(P(a[0]), P<void>(a[1]), F32, P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
+  const int dtA = a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32;  // A's dtype (a 16-bit A: already rounded)
+  gemm(P(a[0]), P<void>(a[1]), dtA, P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
        L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]), a.Length() > 18 && a[18].ToBoolean().Value());
   UNDEF CATCH(gemm) }
+FN(convert) { TRY(convert) convert(P<void>(a[0]), (int)L(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4])); UNDEF CATCH(convert) }
 FN(rms_norm_forward) { TRY(rms_norm_forward) rms_norm_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7])); UNDEF CATCH(rms_norm_forward) }
 FN(rms_norm_backward) { TRY(rms_norm_backward) rms_norm_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), L(a[7]), F(a[8])); UNDEF CATCH(rms_norm_backward) }
 FN(rope_forward) { TRY(rope_forward) rope_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8])); UNDEF CATCH(rope_forward) }
@@ -130,7 +132,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);
-  REG(sample_rows);
+  REG(sample_rows); REG(convert);
   return exports;
 }
 }  // namespace

@@ -36,6 +36,12 @@ export interface Backend {
   resetPeak(): void;
   readonly k: Kernels;
   /**
+   * The dtype a GEMM rounds f32 activations to before multiplying them by a matrix stored as `weight` ("f32": it
+   * does not round them). An op that feeds one input to several such GEMMs converts it once (loraLinearGroup).
+   * Absent: "f32".
+   */
+  gemmActivationDtype?(weight: DType): DType;
+  /**
    * Graphs, where the device has them (CUDA): run fn once capturing every kernel it enqueues instead of running
    * them, and return a graph that replays them on the same buffers. fn must not write, read or synchronise.
    */

@@ -140,6 +140,12 @@ class CudaBackend implements Backend {
   setGemmMode(mode: GemmMode): void {
     if (!(mode in GEMM_MODES)) throw new Error(`AHA_CUDA_GEMM / setGemmMode: '${mode}' is not one of ${Object.keys(GEMM_MODES).join(", ")}`);
     this.m.set_gemm_mode(GEMM_MODES[mode]);
+    this.gemmMode = mode;
+  }
+  private gemmMode: GemmMode = "bf16";
+  /** in the default mode a GEMM of f32 activations by 16-bit weights runs on the weights' type (native/cuda/gemm.cu) */
+  gemmActivationDtype(weight: DType): DType {
+    return this.gemmMode === "bf16" && (weight === "bf16" || weight === "f16") ? weight : "f32";
   }
 }
 

@@ -12,7 +12,9 @@ type I32 = Int32Array;
 export interface CpuAddon {
   gemm(C: F32, A: F32, B: Any, dtB: number, batch: number, M: number, N: number, K: number, transA: boolean, transB: boolean,
     lda: number, ldb: number, ldc: number, strideA: number, strideB: number, strideC: number, alpha: number, beta: number,
-    fast?: boolean): void;
+    fast?: boolean, dtA?: number): void;
+  /** dst[0:n] = src[0:n] in another dtype (CPU targets: f32, bf16) */
+  convert(dst: Any, dtDst: number, src: Any, dtSrc: number, n: number): void;
   rms_norm_forward(y: F32, rstd: F32 | null, x: F32, w: F32 | null, N: number, C: number, eps: number, offset: number): void;
   rms_norm_backward(dx: F32 | null, dw: F32 | null, dy: F32, x: F32, rstd: F32, w: F32 | null, N: number, C: number, offset: number): void;
   rope_forward(y: F32, x: F32, cos: F32, sin: F32, N: number, H: number, D: number, rot: number, inverse: boolean): void;

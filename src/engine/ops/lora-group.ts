@@ -49,6 +49,15 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[]): Tensor[] {
   const rows = (t: Tensor, i: number) => be.view(t.buf, "f32", row0[i] * N, rs[i] * N); // part i's rows of a [Σr, N]
   const tT = like(x, [R, N]);
   k.gemm(tT.buf, Ag, x.buf, 0, 1, R, N, inF, false, true, inF, inF, N, 0, 0, 0, 1, 0, fast[0]);
+  // where the base GEMMs round x to the weights' 16-bit type anyway (CUDA's default), x is converted once for all
+  // parts instead of once per GEMM
+  const dtW = parts[0].W.dtype;
+  let xw: Tensor | null = null;
+  if (dtW !== "f32" && be.gemmActivationDtype?.(dtW) === dtW && parts.every((p) => p.W.dtype === dtW)) {
+    xw = like(x, x.shape, dtW);
+    k.convert(xw.buf, dtypeCode(dtW), x.buf, 0, x.numel);
+  }
+  const xb = xw?.buf ?? x.buf, dtX = xw ? dtypeCode(dtW) : 0;
   // (plain loops: this runs per layer and decode step, and every closure made here costs host time)
   const ys: Tensor[] = [];
   const lead = x.shape.slice(0, -1);
@@ -58,11 +67,12 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[]): Tensor[] {
     const outF = p.W.shape[0];
     if (p.B.shape[0] !== outF || p.B.shape[1] !== rs[i]) throw new Error(`loraLinearGroup: B [${p.B.shape}] does not fit [${inF} → ${outF}], r ${rs[i]}`);
     const y = like(x, [...lead, outF]);
-    k.gemm(y.buf, x.buf, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0);
+    k.gemm(y.buf, xb, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0, false, dtX);
     if (p.bias) k.binary(y.buf, y.buf, p.bias.buf, N * outF, outF, 0);
     k.gemm(y.buf, be.view(tT.buf, "f32", row0[i] * N, rs[i] * N), p.B.buf, 0, 1, N, outF, rs[i], true, true, N, rs[i], outF, 0, 0, 0, p.scale, 1, fast[i]);
     ys.push(y);
   }
+  xw?.dispose();
   if (!isGradEnabled()) return ys; // (what recordMulti would decide, without building the inputs list)
   const inputs = [x];
   for (const p of parts) { inputs.push(p.W); if (p.bias) inputs.push(p.bias); inputs.push(p.A, p.B); }
