@@ -84,6 +84,28 @@ test("cuda: gemm with bf16/f16 weights (exact and bf16 tensor-core modes)", { sk
   be.setGemmMode("exact");
 });
 
+test("cuda: gemm with a bias (cuBLASLt epilogue) and with 16-bit activations converted beforehand", { skip }, () => {
+  const be = cudaBackend();
+  for (const mode of ["exact", "bf16"] as const) {
+    be.setGemmMode(mode);
+    const M = 37, N = 29, K = 53, A = randn(M * K), B = randn(N * K), bias = randn(N);
+    for (const beta of [0, 0.3])
+      both("gemm", [randn(M * N), A, B, 0, 1, M, N, K, false, true, K, K, N, 0, 0, 0, 0.7, beta, false, 0, bias], [0], 1e-4, `gemm + bias beta=${beta} ${mode}`);
+    // x and W both bf16 (x rounded by the convert kernel first, as loraLinearGroup does): no rounding left in the GEMM
+    const x16 = f32ToBf16(randn(64 * 128)), W16 = f32ToBf16(randn(96 * 128, 0.05));
+    both("gemm", [new Float32Array(64 * 96), x16, W16, 1, 1, 64, 96, 128, false, true, 128, 128, 96, 0, 0, 0, 1, 0, false, 1, randn(96)], [0], 1e-4, `gemm bf16·bf16ᵀ + bias ${mode}`);
+  }
+  const n = 1000, x = randn(n), y = new Uint16Array(n);
+  x[0] = 1 + 2 ** -8; x[1] = 1 + 3 * 2 ** -8; // ties: to even
+  cpu.convert(y, 1, x, 0, n);
+  const dy = be.alloc("bf16", n), dx = be.alloc("f32", n);
+  be.write(dx, x);
+  be.k.convert(dy, 1, dx, 0, n);
+  assert.deepEqual(be.read(dy, "bf16", n), y, "bf16 words equal the CPU's (round to nearest even)");
+  be.free(dy, "bf16", n); be.free(dx, "f32", n);
+  be.setGemmMode("exact");
+});
+
 test("cuda: rms_norm forward/backward", { skip }, () => {
   for (const [N, C, offset, withW] of [[33, 64, 0, true], [7, 896, 1, true], [19, 16, 0, false]] as const) {
     const x = randn(N * C), w = withW ? randn(C) : null, dy = randn(N * C);

@@ -24,21 +24,28 @@ bool Bo(const Napi::Value& v) { return v.ToBoolean().Value(); }
 #define FN(name) Napi::Value name##_js(const Napi::CallbackInfo& a)
 
 FN(gemm) {
-  // a[18] (fast) only matters on CUDA; a[19] is A's dtype: a 16-bit A is widened to f32 first (exact, as the
-  // kernel's f32 arithmetic then is)
+  // a[18] (fast) only matters on CUDA. a[19] is A's dtype: a 16-bit A is widened to f32 first (exact, as the
+  // kernel's f32 arithmetic then is). a[20] is a bias [N] added to every row of C afterwards (CUDA folds it into the
+  // GEMM), for one dense C (batch 1, ldc = N).
+  const long batch = L(a[4]), M = L(a[5]), N = L(a[6]), K = L(a[7]), lda = L(a[10]), ldc = L(a[12]), sA = L(a[13]);
   const int dtA = a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32;
+  const float* bias = a.Length() > 20 ? ptr(a[20]) : nullptr;
+  if (bias && (batch != 1 || ldc != N)) {
+    Napi::Error::New(a.Env(), "aha cpu gemm: a bias needs one dense C (batch 1, ldc = N)").ThrowAsJavaScriptException();
+    return a.Env().Undefined();
+  }
   const float* A = ptr(a[1]);
   std::vector<float> wide;
   if (dtA != F32) {
-    const long batch = L(a[4]), M = L(a[5]), K = L(a[7]), lda = L(a[10]), sA = L(a[13]);
     const bool tA = Bo(a[8]);
     const long n = (sA ? batch - 1 : 0) * sA + ((tA ? K : M) - 1) * lda + (tA ? M : K);  // elements spanned by A
     wide.resize(n);
     convert_row(wide.data(), ptr<void>(a[1]), dtA, 0, n);
     A = wide.data();
   }
-  gemm(ptr(a[0]), A, ptr<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
-       L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]));
+  gemm(ptr(a[0]), A, ptr<void>(a[2]), (int)L(a[3]), batch, M, N, K, Bo(a[8]), Bo(a[9]), lda, L(a[11]), ldc, sA, L(a[14]), L(a[15]),
+       F(a[16]), F(a[17]));
+  if (bias) binary(ptr(a[0]), ptr(a[0]), bias, M * N, N, 0);
   return a.Env().Undefined();
 }
 FN(convert) {

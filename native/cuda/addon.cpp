@@ -85,7 +85,8 @@ FN(graph_destroy) { TRY(graph_destroy) graph_destroy((int)L(a[0])); UNDEF CATCH(
 FN(gemm) { TRY(gemm)
   const int dtA = a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32;  // A's dtype (a 16-bit A: already rounded)
   gemm(P(a[0]), P<void>(a[1]), dtA, P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
-       L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]), a.Length() > 18 && a[18].ToBoolean().Value());
+       L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]), a.Length() > 18 && a[18].ToBoolean().Value(),
+       a.Length() > 20 ? P(a[20]) : nullptr);
   UNDEF CATCH(gemm) }
 FN(convert) { TRY(convert) convert(P<void>(a[0]), (int)L(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4])); UNDEF CATCH(convert) }
 FN(rms_norm_forward) { TRY(rms_norm_forward) rms_norm_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7])); UNDEF CATCH(rms_norm_forward) }

@@ -46,7 +46,8 @@ typedef void* ltHandle_t;
 typedef void* ltObj_t;  // matmul descriptor, matrix layout, preference
 struct ltAlgo_t { uint64_t data[8]; };
 struct ltHeur_t { ltAlgo_t algo; size_t workspaceSize; int state; float wavesCount; int reserved[4]; };
-enum { LT_DESC_TRANSA = 3, LT_DESC_TRANSB = 4, LT_PREF_MAX_WORKSPACE_BYTES = 1 };
+enum { LT_DESC_TRANSA = 3, LT_DESC_TRANSB = 4, LT_DESC_EPILOGUE = 7, LT_DESC_BIAS_POINTER = 8, LT_PREF_MAX_WORKSPACE_BYTES = 1 };
+enum { LT_EPILOGUE_BIAS = 4 };  // D = alpha op(A) op(B) + beta C + bias (one value per row of D, of D's type)
 typedef int (*lt_create_t)(ltHandle_t*);
 typedef int (*lt_desc_create_t)(ltObj_t*, int, int);
 typedef int (*lt_set_t)(ltObj_t, int, const void*, size_t);
@@ -87,9 +88,10 @@ void load_lt(void* lib) {
   lt.ok = true;
 }
 
-// the cached plan for C (col-major N × M, f32) = op(B) op(A) as cuBLAS sees it; null when Lt cannot do it
-LtPlan* lt_plan(int opB, int opA, long N, long M, long K, int tB, long ldb, int tA, long lda, long ldc, int compute) {
-  long key[11] = {opB, opA, N, M, K, tB, ldb, tA, lda, ldc, compute};
+// the cached plan for C (col-major N × M, f32) = op(B) op(A) (+ bias per row) as cuBLAS sees it; null when Lt
+// cannot do it. The heuristic reads the bias pointer's alignment: callers pass only 256-byte aligned ones.
+LtPlan* lt_plan(int opB, int opA, long N, long M, long K, int tB, long ldb, int tA, long lda, long ldc, int compute, const float* bias) {
+  long key[12] = {opB, opA, N, M, K, tB, ldb, tA, lda, ldc, compute, bias != nullptr};
   std::string k((const char*)key, sizeof key);
   auto it = lt_plans.find(k);
   if (it != lt_plans.end()) return it->second.ok ? &it->second : nullptr;
@@ -100,6 +102,10 @@ LtPlan* lt_plan(int opB, int opA, long N, long M, long K, int tB, long ldb, int 
             lt.layout_create(&p.a, tB, opB ? K : N, opB ? N : K, ldb) == 0 &&
             lt.layout_create(&p.b, tA, opA ? M : K, opA ? K : M, lda) == 0 &&
             lt.layout_create(&p.c, R_32F, N, M, ldc) == 0;
+  if (ok && bias) {
+    uint32_t epi = LT_EPILOGUE_BIAS;
+    ok = lt.desc_set(p.desc, LT_DESC_EPILOGUE, &epi, sizeof epi) == 0 && lt.desc_set(p.desc, LT_DESC_BIAS_POINTER, &bias, sizeof bias) == 0;
+  }
   if (ok) {
     ltHeur_t r[1];
     int n = 0;
@@ -173,12 +179,12 @@ void convert(void* dst, int dtDst, const void* src, int dtSrc, long n) {
   check_launch("convert");
 }
 
-void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
-          bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta, bool fast) {
-  std::string why;
-  if (!gemm_ready(&why)) throw std::runtime_error("aha cuda gemm: " + why);
-  if (M == 0 || N == 0 || batch == 0) return;
-  if (K == 0) { if (beta == 0.f) { for (long b = 0; b < batch; b++) CK(cudaMemset2DAsync(C + b * strideC, ldc * 4, 0, N * 4, M, stream())); } return; }
+namespace {
+// the product, with the bias in cuBLASLt's epilogue where it can take it; returns whether it added the bias
+bool gemm_product(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
+                  bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta,
+                  bool fast, const float* bias) {
+  if (K == 0) { if (beta == 0.f) { for (long b = 0; b < batch; b++) CK(cudaMemset2DAsync(C + b * strideC, ldc * 4, 0, N * 4, M, stream())); } return false; }
   // decide operand types: both 16-bit (same type), or both f32
   Scratch sa(0), sb(0);
   const void *pa = A, *pb = B;
@@ -198,9 +204,15 @@ void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, 
   const auto aligned = [](const void* p) { return ((uintptr_t)p & 255) == 0; };  // what Lt's heuristic assumes by default
   if (lt.ok && batch == 1 && aligned(pa) && aligned(pb) && aligned(C)) {
     const int opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N, opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (LtPlan* p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute)) {
+    const float* eb = bias && aligned(bias) ? bias : nullptr;  // a bias in the epilogue
+    LtPlan* p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb);
+    if (!p && eb) p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb = nullptr);
+    if (p && eb && lt.desc_set(p->desc, LT_DESC_BIAS_POINTER, &eb, sizeof eb) != 0) p = nullptr;
+    if (p) {
       if (lt.matmul(lt.h, p->desc, &alpha, pb, p->a, pa, p->b, &beta, C, p->c, C, p->c, &p->algo, blas.workspace,
-                    blas.workspace ? WORKSPACE : 0, stream()) == 0) return;
+                    blas.workspace ? WORKSPACE : 0, stream()) == 0) {
+        return eb != nullptr;
+      }
       p->ok = false;  // this shape takes the fallback from now on
     }
   }
@@ -210,6 +222,19 @@ void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, 
   if (st != 0)
     throw std::runtime_error("aha cuda gemm: cublasGemmStridedBatchedEx status " + std::to_string(st) + " (M=" + std::to_string(M) +
                              " N=" + std::to_string(N) + " K=" + std::to_string(K) + " batch=" + std::to_string(batch) + ")");
+  return false;
+}
+}  // namespace
+
+void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
+          bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta, bool fast,
+          const float* bias) {
+  std::string why;
+  if (!gemm_ready(&why)) throw std::runtime_error("aha cuda gemm: " + why);
+  if (bias && (batch != 1 || ldc != N)) throw std::runtime_error("aha cuda gemm: a bias needs one dense C (batch 1, ldc = N)");
+  if (M == 0 || N == 0 || batch == 0) return;
+  if (!gemm_product(C, A, dtA, B, dtB, batch, M, N, K, transA, transB, lda, ldb, ldc, strideA, strideB, strideC, alpha, beta, fast, bias) && bias)
+    binary(C, C, bias, M * N, N, 0);  // a bias the epilogue did not take
 }
 
 }  // namespace aha_cuda

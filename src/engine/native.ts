@@ -12,7 +12,7 @@ type I32 = Int32Array;
 export interface CpuAddon {
   gemm(C: F32, A: F32, B: Any, dtB: number, batch: number, M: number, N: number, K: number, transA: boolean, transB: boolean,
     lda: number, ldb: number, ldc: number, strideA: number, strideB: number, strideC: number, alpha: number, beta: number,
-    fast?: boolean, dtA?: number): void;
+    fast?: boolean, dtA?: number, bias?: F32 | null): void;
   /** dst[0:n] = src[0:n] in another dtype (CPU targets: f32, bf16) */
   convert(dst: Any, dtDst: number, src: Any, dtSrc: number, n: number): void;
   rms_norm_forward(y: F32, rstd: F32 | null, x: F32, w: F32 | null, N: number, C: number, eps: number, offset: number): void;

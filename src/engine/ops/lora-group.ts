@@ -1,7 +1,8 @@
 // Linear + LoRA for projections that read the same input (q/k/v, gate/up): y_i = x W_iᵀ + b_i + s_i · (x A_iᵀ) B_iᵀ,
 // as loraLinear computes each, with the work they share done once. Needs the A's adjacent rows of one flat buffer
 // (a LoRA adapter's storage, A's in module order), so that A_g = [A_1; A_2; …] [Σr, in] is one matrix:
-//   forward:  tᵀ = A_g xᵀ [Σr, N] (one GEMM for all parts), then per part its base GEMM, bias and B GEMM (t_i = rows of tᵀ)
+//   forward:  tᵀ = A_g xᵀ [Σr, N] (one GEMM for all parts), then per part its base GEMM with the bias, and its B GEMM
+//             (t_i = rows of tᵀ)
 //   backward: uᵀ_i = s_i B_iᵀ dy_iᵀ (rows of uᵀ [Σr, N]),  dx = Σ dy_i W_i + uᵀᵀ A_g (one GEMM),
 //             dA_g = uᵀ x (one GEMM, into the adapter's gradient buffer),  dB_i = s_i dy_iᵀ t_i
 // One autograd node for all outputs (recordMulti), so x gets one gradient instead of one per part plus the adds.
@@ -67,8 +68,7 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[]): Tensor[] {
     const outF = p.W.shape[0];
     if (p.B.shape[0] !== outF || p.B.shape[1] !== rs[i]) throw new Error(`loraLinearGroup: B [${p.B.shape}] does not fit [${inF} → ${outF}], r ${rs[i]}`);
     const y = like(x, [...lead, outF]);
-    k.gemm(y.buf, xb, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0, false, dtX);
-    if (p.bias) k.binary(y.buf, y.buf, p.bias.buf, N * outF, outF, 0);
+    k.gemm(y.buf, xb, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0, false, dtX, p.bias?.buf ?? null);
     k.gemm(y.buf, be.view(tT.buf, "f32", row0[i] * N, rs[i] * N), p.B.buf, 0, 1, N, outF, rs[i], true, true, N, rs[i], outF, 0, 0, 0, p.scale, 1, fast[i]);
     ys.push(y);
   }

@@ -28,8 +28,7 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
   // the LoRA GEMMs of a model with 16-bit weights may use faster, less exact arithmetic (CUDA: TF32 tensor cores)
   const fast = W.dtype !== "f32";
   const y = like(x, [...x.shape.slice(0, -1), outF]);
-  k.gemm(y.buf, x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0);
-  if (bias) k.binary(y.buf, y.buf, bias.buf, N * outF, outF, 0);
+  k.gemm(y.buf, x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0, false, 0, bias?.buf ?? null);
   let xd: Tensor | null = null, t: Tensor | null = null, r = 0;
   if (lora) {
     r = lora.A.shape[0];
