@@ -142,7 +142,8 @@ export class CausalLM {
   }
 
   /** x Wᵀ + b (+ the LoRA branch, with a dropout mask drawn from `seed` while training). */
-  private proj(x: Tensor, layer: Layer, name: string, seed: number): Tensor {
+  /** into: add the projection to this tensor (no autograd) and return it */
+  private proj(x: Tensor, layer: Layer, name: string, seed: number, into?: Tensor): Tensor {
     const { W, b } = layer.linears.get(name)!;
     const lora = this.adapter?.get(name);
     let mask: Tensor | null = null;
@@ -150,7 +151,7 @@ export class CausalLM {
       const keepP = 1 - this.dropout, rng = new Xoshiro(seed);
       mask = fromHost(new Float32Array(x.numel).map(() => (rng.next() < keepP ? 1 / keepP : 0)), x.shape);
     }
-    return loraLinear(x, W, b ?? null, lora ? { A: lora.A, B: lora.B, scale: lora.scale, mask } : null);
+    return loraLinear(x, W, b ?? null, lora ? { A: lora.A, B: lora.B, scale: lora.scale, mask } : null, into);
   }
 
   /**
@@ -233,9 +234,11 @@ export class CausalLM {
       const p = `model.layers.${l}`;
       const { cos, sin } = inputs.rope(cfg.ropeByLayer[l]);
       const keys = inputs.keys(cfg.windowByLayer[l]);
-      const block = (xin: Tensor): Tensor => {
+      // inPlace (no autograd, not under checkpoint, which keeps its input for the recompute): the o and down
+      // projections add into the residual stream xin (GEMMs with beta 1) instead of into new tensors and an add
+      const block = (xin: Tensor, inPlace = false): Tensor => {
         let module = 0;
-        const proj = (h: Tensor, name: string) => this.proj(h, L, `${p}.${name}`, mixSeed(forwardSeed, l, module++));
+        const proj = (h: Tensor, name: string, into?: Tensor) => this.proj(h, L, `${p}.${name}`, mixSeed(forwardSeed, l, module++), into);
         const projs = (h: Tensor, names: string[]) => {
           const m0 = module;
           module += names.length;
@@ -266,9 +269,12 @@ export class CausalLM {
           kv.write(l, k, v);
           a = attention(q, cache.k[l], cache.v[l], { ...aOpts, S, kvStrideB: cache.strideB });
         } else a = attention(q, k, v, aOpts);
-        let o = proj(reshape(a, [N, Hq * D]), "self_attn.o_proj");
-        if (L.postAttn) o = rmsNorm(o, L.postAttn, cfg.eps, cfg.normOffset);
-        x = add(x, o);
+        if (inPlace && !L.postAttn) proj(reshape(a, [N, Hq * D]), "self_attn.o_proj", x);
+        else {
+          let o = proj(reshape(a, [N, Hq * D]), "self_attn.o_proj");
+          if (L.postAttn) o = rmsNorm(o, L.postAttn, cfg.eps, cfg.normOffset);
+          x = add(x, o);
+        }
         const h2 = rmsNorm(x, L.ln2, cfg.eps, cfg.normOffset);
         let g: Tensor, u: Tensor;
         if (cfg.fused) {
@@ -278,11 +284,12 @@ export class CausalLM {
         } else {
           [g, u] = projs(h2, ["mlp.gate_proj", "mlp.up_proj"]);
         }
+        if (inPlace && !L.postFf) return proj(glu(g, u, cfg.act), "mlp.down_proj", x);
         let m = proj(glu(g, u, cfg.act), "mlp.down_proj");
         if (L.postFf) m = rmsNorm(m, L.postFf, cfg.eps, cfg.normOffset);
         return add(x, m);
       };
-      x = this.gradientCheckpointing && !cache ? checkpoint(block, x, this.layerParameters(l)) : block(x);
+      x = this.gradientCheckpointing && !cache ? checkpoint(block, x, this.layerParameters(l)) : block(x, !isGradEnabled());
     }
     return rmsNorm(x, this.finalNorm, cfg.eps, cfg.normOffset);
   }

@@ -5,7 +5,7 @@
 // W may be bf16/f16 (converted in the GEMM); everything else is f32. With 16-bit W the LoRA GEMMs are marked `fast`
 // (CUDA runs them on TF32 tensor cores, 10-bit mantissa, like the bf16 base GEMM they add to; the CPU ignores it).
 import { Tensor } from "../tensor.ts";
-import { gradSink, record } from "../autograd.ts";
+import { gradSink, isGradEnabled, record } from "../autograd.ts";
 import { assertF32, dtypeCode, like, likeZero, sameBackend } from "./util.ts";
 
 export interface LoraBranch {
@@ -18,8 +18,8 @@ export interface LoraBranch {
   mask?: Tensor | null;
 }
 
-/** x [N, in] → [N, out]. */
-export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: LoraBranch | null): Tensor {
+/** x [N, in] → [N, out]. `into` [N, out]: add the result to it instead (no autograd: a residual stream) and return it. */
+export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: LoraBranch | null, into?: Tensor): Tensor {
   assertF32("loraLinear", x);
   sameBackend("loraLinear", x, W);
   const inF = x.shape[x.shape.length - 1], N = x.numel / inF, outF = W.shape[0];
@@ -27,8 +27,13 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
   const k = x.backend.k, dtW = dtypeCode(W.dtype);
   // the LoRA GEMMs of a model with 16-bit weights may use faster, less exact arithmetic (CUDA: TF32 tensor cores)
   const fast = W.dtype !== "f32";
-  const y = like(x, [...x.shape.slice(0, -1), outF]);
-  k.gemm(y.buf, x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0, false, 0, bias?.buf ?? null);
+  if (into) {
+    if (isGradEnabled()) throw new Error("loraLinear: adding into a tensor is only for code without autograd (noGrad)");
+    assertF32("loraLinear", into);
+    if (into.numel !== N * outF) throw new Error(`loraLinear: cannot add [${N}, ${outF}] into ${into.describe()}`);
+  }
+  const y = into ?? like(x, [...x.shape.slice(0, -1), outF]);
+  k.gemm(y.buf, x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, into ? 1 : 0, false, 0, bias?.buf ?? null);
   let xd: Tensor | null = null, t: Tensor | null = null, r = 0;
   if (lora) {
     r = lora.A.shape[0];
