@@ -4,7 +4,7 @@
 # Run from the repository root on the GPU machine after `source .device/use-node.sh`, with carry
 # [".device", ".devnm", ".fixtures", "native/build-dev"] (Node, tsx, fixtures and the addons built with
 # `AHA_PORTABLE=1 npx cmake-js compile --directory native --out native/build-dev`). Logs go to $OUT.
-#   bash bench/gpu-run.sh [ops] [models] [bench]   (default: all three)
+#   bash bench/gpu-run.sh [ops] [models] [bench] [profile]   (default: the first three)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 what=${*:-ops models bench}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -18,5 +18,7 @@ for w in $what; do
     ops) timeout ${OPS_TIMEOUT:-150} node --import tsx --test --test-reporter=spec test/cuda-ops.test.ts 2>&1 | tee "$OUT/ops.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
     models) timeout ${MODELS_TIMEOUT:-240} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/models.test.ts test/grpo-loss.test.ts test/generate.test.ts test/decode-step.test.ts test/flat-params.test.ts test/train-graph.test.ts 2>&1 | tee "$OUT/models.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
     bench) timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts $BENCH_ARGS 2>&1 | tee "$OUT/bench.log" ;;
+    # GPU time by op (GEMMs split by weight type and shape), without torch: where a step's time goes
+    profile) AHA_CUDA_PROFILE=1 timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts --steps 2 --no-torch $BENCH_ARGS 2>&1 | tee "$OUT/profile.log" ;;
   esac
 done

@@ -3,6 +3,7 @@
 // addon (native/cpu/addon.cpp), so src/engine/cuda.ts hands them straight to the ops. Loading never touches the
 // GPU: init() reports whether a device (and cuBLAS) is usable. C++ exceptions become JS errors naming the op.
 #include <napi.h>
+#include <algorithm>
 #include "kernels.h"
 #include <stdexcept>
 
@@ -83,6 +84,10 @@ FN(graph_launch) { TRY(graph_launch) graph_launch((int)L(a[0])); UNDEF CATCH(gra
 FN(graph_destroy) { TRY(graph_destroy) graph_destroy((int)L(a[0])); UNDEF CATCH(graph_destroy) }
 
 FN(gemm) { TRY(gemm)
+  {  // the profile tells GEMMs apart by weight type and by shape: skinny = some dimension ≤ 64 (LoRA ranks, decode rows)
+    const bool w16 = L(a[3]) != F32, skinny = std::min({L(a[5]), L(a[6]), L(a[7])}) <= 64;
+    prof_.name = w16 ? (skinny ? "gemm 16-bit, skinny" : "gemm 16-bit") : (skinny ? "gemm f32, skinny" : "gemm f32");
+  }
   const int dtA = a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32;  // A's dtype (a 16-bit A: already rounded)
   gemm(P(a[0]), P<void>(a[1]), dtA, P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
        L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]), a.Length() > 18 && a[18].ToBoolean().Value(),
