@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { cpuAddon } from "../src/engine/native.ts";
 import { cudaBackend } from "../src/engine/cuda.ts";
-import { f32ToBf16, f32ToF16 } from "../src/models/safetensors.ts";
+import { bf16ToF32, f32ToBf16, f32ToF16 } from "../src/models/safetensors.ts";
 import type { HostArray } from "../src/engine/dtype.ts";
 import { cudaSkip } from "./devices.ts";
 
@@ -35,8 +35,11 @@ function both(op: string, args: Arg[], outs: number[], tol = 1e-4, label = op, m
   const rg = (be.k as any)[op](...dev); // eslint-disable-line @typescript-eslint/no-explicit-any
   let worst = 0;
   for (const i of outs) {
-    const want = cpuArgs[i] as Float32Array;
-    const got = be.read(dev[i], "f32", want.length) as Float32Array;
+    // a 16-bit output (bf16 words) is compared as values, to one bf16 rounding step (the f32 values it rounds may
+    // differ in their last bits)
+    const w16 = cpuArgs[i] instanceof Uint16Array;
+    const want = w16 ? bf16ToF32(cpuArgs[i] as Uint16Array) : (cpuArgs[i] as Float32Array);
+    const got = w16 ? bf16ToF32(be.read(dev[i], "bf16", want.length) as Uint16Array) : (be.read(dev[i], "f32", want.length) as Float32Array);
     let scale = 0, err = 0;
     for (let j = 0; j < want.length; j++) {
       const w = want[j], g = got[j];
@@ -45,7 +48,8 @@ function both(op: string, args: Arg[], outs: number[], tol = 1e-4, label = op, m
       err = Math.max(err, Math.abs(w - g));
     }
     const rel = err / Math.max(scale, 1e-20);
-    assert.ok(rel <= tol, `${label}: output ${i} max error ${err} over scale ${scale} (${rel.toExponential(2)} > ${tol})`);
+    const lim = w16 ? Math.max(tol, 2 ** -8) : tol;
+    assert.ok(rel <= lim, `${label}: output ${i} max error ${err} over scale ${scale} (${rel.toExponential(2)} > ${lim})`);
     worst = Math.max(worst, rel);
   }
   assert.ok(worst >= minRel, `${label}: worst error ${worst.toExponential(2)} < ${minRel}: the bf16 path did not run`);
@@ -110,6 +114,7 @@ test("cuda: rms_norm forward/backward", { skip }, () => {
   for (const [N, C, offset, withW] of [[33, 64, 0, true], [7, 896, 1, true], [19, 16, 0, false]] as const) {
     const x = randn(N * C), w = withW ? randn(C) : null, dy = randn(N * C);
     both("rms_norm_forward", [new Float32Array(N * C), new Float32Array(N), x, w, N, C, 1e-6, offset], [0, 1]);
+    both("rms_norm_forward", [new Float32Array(N * C), new Float32Array(N), x, w, N, C, 1e-6, offset, new Uint16Array(N * C), 1], [0, 1, 8], 1e-4, "rms_norm_forward + bf16 copy");
     const rstd = new Float32Array(N);
     cpu.rms_norm_forward(new Float32Array(N * C), rstd, x, w, N, C, 1e-6, offset);
     both("rms_norm_backward", [randn(N * C), withW ? randn(C) : null, dy, x, rstd, w, N, C, offset], withW ? [0, 1] : [0]);
@@ -128,6 +133,7 @@ test("cuda: glu forward/backward (silu, gelu_tanh)", { skip }, () => {
   for (const act of [0, 1]) {
     const g = randn(n, 3), u = randn(n);
     both("glu_forward", [new Float32Array(n), g, u, n, act], [0]);
+    both("glu_forward", [new Float32Array(n), g, u, n, act, new Uint16Array(n), 1], [0, 5], 1e-4, "glu_forward + bf16 copy");
     both("glu_backward", [randn(n), randn(n), randn(n), g, u, n, act], [0, 1]);
   }
 });

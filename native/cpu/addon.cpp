@@ -56,8 +56,19 @@ FN(convert) {
   convert(ptr<void>(a[0]), (int)L(a[1]), ptr<void>(a[2]), (int)L(a[3]), L(a[4]));
   return a.Env().Undefined();
 }
+// a 16-bit copy of an output (optional trailing arguments: buffer, dtype): bf16 only on the CPU
+bool cpu16(const Napi::CallbackInfo& a, size_t i) {
+  if (a.Length() <= i || a[i].IsNull() || a[i].IsUndefined()) return false;
+  if (a.Length() > i + 1 && L(a[i + 1]) != BF16) {
+    Napi::Error::New(a.Env(), "aha cpu: 16-bit copies of outputs are bf16 on the CPU").ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
 FN(rms_norm_forward) {
-  rms_norm_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7]));
+  const bool c16 = cpu16(a, 8);
+  if (a.Env().IsExceptionPending()) return a.Env().Undefined();
+  rms_norm_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7]), c16 ? ptr<uint16_t>(a[8]) : nullptr);
   return a.Env().Undefined();
 }
 FN(rms_norm_backward) {
@@ -69,7 +80,9 @@ FN(rope_forward) {
   return a.Env().Undefined();
 }
 FN(glu_forward) {
-  glu_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), L(a[3]), (int)L(a[4]));
+  const bool c16 = cpu16(a, 5);
+  if (a.Env().IsExceptionPending()) return a.Env().Undefined();
+  glu_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), L(a[3]), (int)L(a[4]), c16 ? ptr<uint16_t>(a[5]) : nullptr);
   return a.Env().Undefined();
 }
 FN(glu_backward) {

@@ -48,15 +48,17 @@ void gemm(float* C, const float* A, const void* B, int dtB, long batch, long M, 
 }  // namespace aha
 
 namespace aha {
-// y[N,C] = x * rstd * (w + offset); rstd[N] saved. offset = 1 for Gemma's (1 + w) norms.
-void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, long N, long C, float eps, float offset);
+// y[N,C] = x * rstd * (w + offset); rstd[N] saved. offset = 1 for Gemma's (1 + w) norms. y16 (may be null): y
+// rounded to bf16 as well, for GEMMs that take their input in 16 bits (CUDA also writes f16 there).
+void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, long N, long C, float eps, float offset,
+                      uint16_t* y16 = nullptr);
 // dx[N,C] (+)= ..., dw[C] += sum_n dy * xhat (dw may be null)
 void rms_norm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd, const float* w,
                        long N, long C, float offset);
 // rotate_half rotary on rows: x [N, H, D], cos/sin [N, rot/2]; dims >= rot pass through. inverse = backward.
 void rope_forward(float* y, const float* x, const float* cos, const float* sin, long N, long H, long D, long rot, bool inverse);
-// out = act(g) * u, act: 0 = silu, 1 = gelu (tanh approximation)
-void glu_forward(float* out, const float* g, const float* u, long n, int act);
+// out = act(g) * u, act: 0 = silu, 1 = gelu (tanh approximation); out16 (may be null): out rounded to bf16 as well
+void glu_forward(float* out, const float* g, const float* u, long n, int act, uint16_t* out16 = nullptr);
 void glu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, long n, int act);
 // out[n, :] = table[ids[n], :]
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V);

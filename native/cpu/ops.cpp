@@ -17,7 +17,7 @@ template <class F> void chunked(long n, long grain, F fn) {
 }
 }  // namespace
 
-void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, long N, long C, float eps, float offset) {
+void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, long N, long C, float eps, float offset, uint16_t* y16) {
   chunked(N, std::max(1L, 16384 / std::max(1L, C)), [&](long a, long b) {
     for (long n = a; n < b; n++) {
       const float* xr = x + n * C;
@@ -27,6 +27,7 @@ void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, lon
       if (rstd) rstd[n] = r;
       float* yr = y + n * C;
       for (long c = 0; c < C; c++) yr[c] = xr[c] * r * (w ? (w[c] + offset) : 1.0f);
+      if (y16) for (long c = 0; c < C; c++) y16[n * C + c] = f32_to_bf16(yr[c]);
     }
   });
 }
@@ -90,8 +91,11 @@ inline float act_df(float g, int act) {
 }
 }  // namespace
 
-void glu_forward(float* out, const float* g, const float* u, long n, int act) {
-  chunked(n, 1 << 14, [&](long a, long b) { for (long i = a; i < b; i++) out[i] = act_f(g[i], act) * u[i]; });
+void glu_forward(float* out, const float* g, const float* u, long n, int act, uint16_t* out16) {
+  chunked(n, 1 << 14, [&](long a, long b) {
+    for (long i = a; i < b; i++) out[i] = act_f(g[i], act) * u[i];
+    if (out16) for (long i = a; i < b; i++) out16[i] = f32_to_bf16(out[i]);
+  });
 }
 
 void glu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, long n, int act) {

@@ -94,10 +94,15 @@ FN(gemm) { TRY(gemm)
        a.Length() > 20 ? P(a[20]) : nullptr);
   UNDEF CATCH(gemm) }
 FN(convert) { TRY(convert) convert(P<void>(a[0]), (int)L(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4])); UNDEF CATCH(convert) }
-FN(rms_norm_forward) { TRY(rms_norm_forward) rms_norm_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7])); UNDEF CATCH(rms_norm_forward) }
+FN(rms_norm_forward) { TRY(rms_norm_forward)
+  rms_norm_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7]), a.Length() > 8 ? P<void>(a[8]) : nullptr,
+                   a.Length() > 9 && a[9].IsNumber() ? (int)L(a[9]) : BF16);
+  UNDEF CATCH(rms_norm_forward) }
 FN(rms_norm_backward) { TRY(rms_norm_backward) rms_norm_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), L(a[7]), F(a[8])); UNDEF CATCH(rms_norm_backward) }
 FN(rope_forward) { TRY(rope_forward) rope_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8])); UNDEF CATCH(rope_forward) }
-FN(glu_forward) { TRY(glu_forward) glu_forward(P(a[0]), P(a[1]), P(a[2]), L(a[3]), (int)L(a[4])); UNDEF CATCH(glu_forward) }
+FN(glu_forward) { TRY(glu_forward)
+  glu_forward(P(a[0]), P(a[1]), P(a[2]), L(a[3]), (int)L(a[4]), a.Length() > 5 ? P<void>(a[5]) : nullptr, a.Length() > 6 && a[6].IsNumber() ? (int)L(a[6]) : BF16);
+  UNDEF CATCH(glu_forward) }
 FN(glu_backward) { TRY(glu_backward) glu_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), L(a[5]), (int)L(a[6])); UNDEF CATCH(glu_backward) }
 FN(embedding_forward) { TRY(embedding_forward) embedding_forward(P(a[0]), P<int32_t>(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6])); UNDEF CATCH(embedding_forward) }
 FN(embedding_backward) { TRY(embedding_backward) embedding_backward(P(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4])); UNDEF CATCH(embedding_backward) }

@@ -46,10 +46,12 @@ void set_gemm_mode(int mode);  // 0 = 16-bit operands with f32 accumulate (fast)
 int gemm_mode();
 void convert(void* dst, int dtDst, const void* src, int dtSrc, long n);
 
-void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, long N, long C, float eps, float offset);
+// y16 / out16 (may be null): the output rounded to dt16 (bf16 or f16) as well, for GEMMs that take 16-bit inputs
+void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, long N, long C, float eps, float offset,
+                      void* y16 = nullptr, int dt16 = BF16);
 void rms_norm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd, const float* w, long N, long C, float offset);
 void rope_forward(float* y, const float* x, const float* cs, const float* sn, long N, long H, long D, long rot, bool inverse);
-void glu_forward(float* out, const float* g, const float* u, long n, int act);
+void glu_forward(float* out, const float* g, const float* u, long n, int act, void* out16 = nullptr, int dt16 = BF16);
 void glu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, long n, int act);
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V);
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, long N, long C);

@@ -8,7 +8,14 @@ namespace aha_cuda {
 #define GRID_LOOP(i, n) for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (n); i += (long)gridDim.x * blockDim.x)
 
 // ---------------- RMSNorm: one block per row ----------------
-__global__ void rms_norm_forward_kernel(float* y, float* rstd, const float* x, const float* w, long C, float eps, float offset) {
+// element i of a 16-bit buffer (bf16 or f16) set to v, rounded to nearest even
+__device__ __forceinline__ void store16(void* p, int dt, long i, float v) {
+  if (dt == BF16) ((__nv_bfloat16*)p)[i] = __float2bfloat16(v);
+  else ((__half*)p)[i] = __float2half(v);
+}
+
+__global__ void rms_norm_forward_kernel(float* y, float* rstd, const float* x, const float* w, long C, float eps, float offset,
+                                        void* y16, int dt16) {
   __shared__ float sh[32];
   long n = blockIdx.x;
   const float* xr = x + n * C;
@@ -17,12 +24,16 @@ __global__ void rms_norm_forward_kernel(float* y, float* rstd, const float* x, c
   ss = block_sum(ss, sh);
   float r = rsqrtf(ss / C + eps);
   if (rstd && threadIdx.x == 0) rstd[n] = r;
-  for (long c = threadIdx.x; c < C; c += blockDim.x) y[n * C + c] = xr[c] * r * (w ? w[c] + offset : 1.f);
+  for (long c = threadIdx.x; c < C; c += blockDim.x) {
+    float v = xr[c] * r * (w ? w[c] + offset : 1.f);
+    y[n * C + c] = v;
+    if (y16) store16(y16, dt16, n * C + c, v);
+  }
 }
-void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, long N, long C, float eps, float offset) {
+void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, long N, long C, float eps, float offset, void* y16, int dt16) {
   if (N == 0) return;
   int th = C >= 1024 ? 512 : C >= 256 ? 256 : C >= 64 ? 64 : 32;
-  rms_norm_forward_kernel<<<N, th, 0, stream()>>>(y, rstd, x, w, C, eps, offset);
+  rms_norm_forward_kernel<<<N, th, 0, stream()>>>(y, rstd, x, w, C, eps, offset, y16, dt16);
   check_launch("rms_norm_forward");
 }
 
@@ -105,8 +116,12 @@ __device__ __forceinline__ float act_df(float g, int act) {
   float t = tanhf(K * (g + 0.044715f * g * g * g));
   return 0.5f * (1.f + t) + 0.5f * g * (1.f - t * t) * K * (1.f + 3.f * 0.044715f * g * g);
 }
-__global__ void glu_forward_kernel(float* out, const float* g, const float* u, long n, int act) {
-  GRID_LOOP(i, n) out[i] = act_f(g[i], act) * u[i];
+__global__ void glu_forward_kernel(float* out, const float* g, const float* u, long n, int act, void* out16, int dt16) {
+  GRID_LOOP(i, n) {
+    float v = act_f(g[i], act) * u[i];
+    out[i] = v;
+    if (out16) store16(out16, dt16, i, v);
+  }
 }
 __global__ void glu_backward_kernel(float* dg, float* du, const float* dout, const float* g, const float* u, long n, int act) {
   GRID_LOOP(i, n) {
@@ -114,9 +129,9 @@ __global__ void glu_backward_kernel(float* dg, float* du, const float* dout, con
     if (du) du[i] += dout[i] * act_f(g[i], act);
   }
 }
-void glu_forward(float* out, const float* g, const float* u, long n, int act) {
+void glu_forward(float* out, const float* g, const float* u, long n, int act, void* out16, int dt16) {
   if (n == 0) return;
-  glu_forward_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(out, g, u, n, act);
+  glu_forward_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(out, g, u, n, act, out16, dt16);
   check_launch("glu_forward");
 }
 void glu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, long n, int act) {

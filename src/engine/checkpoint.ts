@@ -11,7 +11,7 @@ export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: Tensor[
   return record(out, "checkpoint", [x, ...params], (g, owned) => {
     const dx = scope(() => {
       const xi = viewAs(x, x.shape); // a detached leaf over the same data
-      xi.requiresGrad = true;
+      xi.requiresGrad = x.requiresGrad; // (the first layer's input, an embedding, needs none: its dx is not computed)
       backward(fn(xi), g, owned); // an owned g may be handed on inside the recomputed block
       const d = xi.grad;
       xi.grad = null;

@@ -2,7 +2,7 @@
 // select QKV bias, QK-norm, Gemma's (1 + w) sandwich norms and embedding scale, fused Phi-3 projections, partial
 // rotary, per-layer rope and sliding windows. LoRA is applied on the fly; `withoutAdapter` gives the base model
 // (the GRPO reference) from the same weights.
-import { fromHost, empty, add, scale, rmsNorm, rope, glu, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, groupable, type LoraPart, checkpoint,
+import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, rope, glu, glu16, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, groupable, type LoraPart, checkpoint,
   isGradEnabled, type Backend, type Tensor, type TokenLogprobs } from "../engine/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
@@ -142,8 +142,8 @@ export class CausalLM {
   }
 
   /** x Wᵀ + b (+ the LoRA branch, with a dropout mask drawn from `seed` while training). */
-  /** into: add the projection to this tensor (no autograd) and return it */
-  private proj(x: Tensor, layer: Layer, name: string, seed: number, into?: Tensor): Tensor {
+  /** into: add the projection to this tensor (no autograd) and return it; x16: x rounded to 16 bits (rmsNorm16) */
+  private proj(x: Tensor, layer: Layer, name: string, seed: number, into?: Tensor, x16?: Tensor | null): Tensor {
     const { W, b } = layer.linears.get(name)!;
     const lora = this.adapter?.get(name);
     let mask: Tensor | null = null;
@@ -151,14 +151,14 @@ export class CausalLM {
       const keepP = 1 - this.dropout, rng = new Xoshiro(seed);
       mask = fromHost(new Float32Array(x.numel).map(() => (rng.next() < keepP ? 1 / keepP : 0)), x.shape);
     }
-    return loraLinear(x, W, b ?? null, lora ? { A: lora.A, B: lora.B, scale: lora.scale, mask } : null, into);
+    return loraLinear(x, W, b ?? null, lora ? { A: lora.A, B: lora.B, scale: lora.scale, mask } : null, into, x16);
   }
 
   /**
    * Projections of one input (q/k/v, gate/up), in order: one loraLinearGroup when each has a LoRA pair, their A's are
    * adjacent in the adapter's storage and no dropout mask applies; otherwise (or with the adapter off) one proj each.
    */
-  private projGroup(x: Tensor, layer: Layer, names: string[], seed: (i: number) => number): Tensor[] {
+  private projGroup(x: Tensor, layer: Layer, names: string[], seed: (i: number) => number, x16: Tensor | null = null): Tensor[] {
     const ad = this.adapter;
     if (ad?.enabled && !(this.dropout > 0 && isGradEnabled())) {
       // the parts of a group are fixed for an adapter: worked out once (parts null: not groupable), and again only
@@ -174,9 +174,9 @@ export class CausalLM {
         cache.set(names[0], (entry = { pairs: pairs as LoraPair[], parts }));
       }
       const parts = entry.parts;
-      if (parts) return loraLinearGroup(x, parts);
+      if (parts) return loraLinearGroup(x, parts, x16);
     }
-    return names.map((n, i) => this.proj(x, layer, n, seed(i)));
+    return names.map((n, i) => this.proj(x, layer, n, seed(i), undefined, x16));
   }
   private readonly groupParts = new WeakMap<LoraAdapter, Map<string, { pairs: LoraPair[]; parts: LoraPart[] | null }>>();
 
@@ -229,6 +229,9 @@ export class CausalLM {
     let x = embedding(inputs.ids, this.embed);
     if (cfg.embedScale !== 1) x = scale(x, cfg.embedScale);
     const forwardSeed = this.dropout > 0 ? Math.floor(this.dropoutRng() * 2 ** 32) : 0;
+    // the 16-bit type the projections' GEMMs round their inputs to (CUDA's default with 16-bit weights), or null
+    const wdt = this.layers[0]?.linears.values().next().value?.W.dtype ?? "f32";
+    const low = wdt !== "f32" && x.backend.gemmActivationDtype?.(wdt) === wdt ? wdt : null;
     for (let l = 0; l < cfg.layers; l++) {
       const L = this.layers[l];
       const p = `model.layers.${l}`;
@@ -238,23 +241,28 @@ export class CausalLM {
       // projections add into the residual stream xin (GEMMs with beta 1) instead of into new tensors and an add
       const block = (xin: Tensor, inPlace = false): Tensor => {
         let module = 0;
-        const proj = (h: Tensor, name: string, into?: Tensor) => this.proj(h, L, `${p}.${name}`, mixSeed(forwardSeed, l, module++), into);
-        const projs = (h: Tensor, names: string[]) => {
+        const proj = (h: Tensor, name: string, into?: Tensor, h16?: Tensor | null) =>
+          this.proj(h, L, `${p}.${name}`, mixSeed(forwardSeed, l, module++), into, h16);
+        const projs = (h: Tensor, names: string[], h16: Tensor | null) => {
           const m0 = module;
           module += names.length;
-          return this.projGroup(h, L, names.map((n) => `${p}.${n}`), (i) => mixSeed(forwardSeed, l, m0 + i));
+          return this.projGroup(h, L, names.map((n) => `${p}.${n}`), (i) => mixSeed(forwardSeed, l, m0 + i), h16);
         };
+        // the inputs of the projections, and their 16-bit copies where the GEMMs take those (low)
+        const norm = (x: Tensor, w: Tensor | undefined): [Tensor, Tensor | null] =>
+          low ? rmsNorm16(x, w ?? null, cfg.eps, cfg.normOffset, low) : [rmsNorm(x, w ?? null, cfg.eps, cfg.normOffset), null];
         let x = xin;
-        const h = rmsNorm(x, L.ln1, cfg.eps, cfg.normOffset);
+        const [h, h16] = norm(x, L.ln1);
         let q: Tensor, k: Tensor, v: Tensor;
         if (cfg.fused) {
-          const qkv = proj(h, "self_attn.qkv_proj");
+          const qkv = proj(h, "self_attn.qkv_proj", undefined, h16);
           q = sliceCols(qkv, 0, Hq * D);
           k = sliceCols(qkv, Hq * D, Hkv * D);
           v = sliceCols(qkv, (Hq + Hkv) * D, Hkv * D);
         } else {
-          [q, k, v] = projs(h, ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]);
+          [q, k, v] = projs(h, ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], h16);
         }
+        h16?.dispose();
         if (L.qNorm) {
           q = rmsNorm(reshape(q, [N * Hq, D]), L.qNorm, cfg.eps, cfg.normOffset);
           k = rmsNorm(reshape(k, [N * Hkv, D]), L.kNorm!, cfg.eps, cfg.normOffset);
@@ -275,17 +283,20 @@ export class CausalLM {
           if (L.postAttn) o = rmsNorm(o, L.postAttn, cfg.eps, cfg.normOffset);
           x = add(x, o);
         }
-        const h2 = rmsNorm(x, L.ln2, cfg.eps, cfg.normOffset);
+        const [h2, h216] = norm(x, L.ln2);
         let g: Tensor, u: Tensor;
         if (cfg.fused) {
-          const gu = proj(h2, "mlp.gate_up_proj");
+          const gu = proj(h2, "mlp.gate_up_proj", undefined, h216);
           g = sliceCols(gu, 0, I);
           u = sliceCols(gu, I, I);
         } else {
-          [g, u] = projs(h2, ["mlp.gate_proj", "mlp.up_proj"]);
+          [g, u] = projs(h2, ["mlp.gate_proj", "mlp.up_proj"], h216);
         }
-        if (inPlace && !L.postFf) return proj(glu(g, u, cfg.act), "mlp.down_proj", x);
-        let m = proj(glu(g, u, cfg.act), "mlp.down_proj");
+        h216?.dispose();
+        const [gl, gl16] = low ? glu16(g, u, cfg.act, low) : [glu(g, u, cfg.act), null];
+        let m = proj(gl, "mlp.down_proj", inPlace && !L.postFf ? x : undefined, gl16);
+        gl16?.dispose();
+        if (inPlace && !L.postFf) return m;
         if (L.postFf) m = rmsNorm(m, L.postFf, cfg.eps, cfg.normOffset);
         return add(x, m);
       };

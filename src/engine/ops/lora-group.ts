@@ -34,8 +34,8 @@ export function groupable(parts: LoraPart[], inF: number): boolean {
   return true;
 }
 
-/** x [N, in] → one [N, out_i] per part. */
-export function loraLinearGroup(x: Tensor, parts: LoraPart[]): Tensor[] {
+/** x [N, in] → one [N, out_i] per part. x16: x already rounded to the weights' 16-bit type (rmsNorm16), or null. */
+export function loraLinearGroup(x: Tensor, parts: LoraPart[], x16: Tensor | null = null): Tensor[] {
   assertF32("loraLinearGroup", x);
   const inF = x.shape[x.shape.length - 1], N = x.numel / inF;
   if (!groupable(parts, inF)) throw new Error("loraLinearGroup: the parts' A's are not adjacent rows of one flat buffer");
@@ -50,15 +50,16 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[]): Tensor[] {
   const rows = (t: Tensor, i: number) => be.view(t.buf, "f32", row0[i] * N, rs[i] * N); // part i's rows of a [Σr, N]
   const tT = like(x, [R, N]);
   k.gemm(tT.buf, Ag, x.buf, 0, 1, R, N, inF, false, true, inF, inF, N, 0, 0, 0, 1, 0, fast[0]);
-  // where the base GEMMs round x to the weights' 16-bit type anyway (CUDA's default), x is converted once for all
-  // parts instead of once per GEMM
+  // where the base GEMMs round x to the weights' 16-bit type anyway (CUDA's default), they take x16 when the caller
+  // has it, else x converted once for all parts instead of once per GEMM
   const dtW = parts[0].W.dtype;
   let xw: Tensor | null = null;
-  if (dtW !== "f32" && be.gemmActivationDtype?.(dtW) === dtW && parts.every((p) => p.W.dtype === dtW)) {
+  const low = dtW !== "f32" && be.gemmActivationDtype?.(dtW) === dtW && parts.every((p) => p.W.dtype === dtW);
+  if (low && x16?.dtype !== dtW) {
     xw = like(x, x.shape, dtW);
     k.convert(xw.buf, dtypeCode(dtW), x.buf, 0, x.numel);
   }
-  const xb = xw?.buf ?? x.buf, dtX = xw ? dtypeCode(dtW) : 0;
+  const xb = low ? (xw ?? x16!).buf : x.buf, dtX = low ? dtypeCode(dtW) : 0;
   // (plain loops: this runs per layer and decode step, and every closure made here costs host time)
   const ys: Tensor[] = [];
   const lead = x.shape.slice(0, -1);

@@ -18,8 +18,11 @@ export interface LoraBranch {
   mask?: Tensor | null;
 }
 
-/** x [N, in] → [N, out]. `into` [N, out]: add the result to it instead (no autograd: a residual stream) and return it. */
-export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: LoraBranch | null, into?: Tensor): Tensor {
+/**
+ * x [N, in] → [N, out]. `into` [N, out]: add the result to it instead (no autograd: a residual stream) and return it.
+ * x16: x already rounded to W's 16-bit type (rmsNorm16, glu16): the base GEMM takes it where it would round x anyway.
+ */
+export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: LoraBranch | null, into?: Tensor, x16?: Tensor | null): Tensor {
   assertF32("loraLinear", x);
   sameBackend("loraLinear", x, W);
   const inF = x.shape[x.shape.length - 1], N = x.numel / inF, outF = W.shape[0];
@@ -33,7 +36,8 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
     if (into.numel !== N * outF) throw new Error(`loraLinear: cannot add [${N}, ${outF}] into ${into.describe()}`);
   }
   const y = into ?? like(x, [...x.shape.slice(0, -1), outF]);
-  k.gemm(y.buf, x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, into ? 1 : 0, false, 0, bias?.buf ?? null);
+  const low = !!x16 && x16.dtype === W.dtype && W.dtype !== "f32" && x.backend.gemmActivationDtype?.(W.dtype) === W.dtype;
+  k.gemm(y.buf, low ? x16!.buf : x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, into ? 1 : 0, false, low ? dtW : 0, bias?.buf ?? null);
   let xd: Tensor | null = null, t: Tensor | null = null, r = 0;
   if (lora) {
     r = lora.A.shape[0];

@@ -1,23 +1,37 @@
 // Neural-network ops of the llama family: RMSNorm, rotary embeddings, gated MLP activations, embedding gather.
 import { Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
+import type { DType } from "../dtype.ts";
 import { assertF32, dtypeCode, like, likeZero } from "./util.ts";
 
 /** RMSNorm over the last dim: x * rsqrt(mean(x²) + eps) * (w + offset). offset 1 = Gemma's (1 + w). */
 export function rmsNorm(x: Tensor, w: Tensor | null, eps: number, offset = 0): Tensor {
+  return rmsNormAnd16(x, w, eps, offset, null)[0];
+}
+
+/**
+ * rmsNorm, and its output rounded to dt16 (bf16/f16) by the same kernel, without autograd: the input of GEMMs that
+ * take 16-bit activations (loraLinear's `x16`), so that they need no conversion of their own.
+ */
+export function rmsNorm16(x: Tensor, w: Tensor | null, eps: number, offset: number, dt16: DType): [Tensor, Tensor] {
+  return rmsNormAnd16(x, w, eps, offset, dt16) as [Tensor, Tensor];
+}
+
+function rmsNormAnd16(x: Tensor, w: Tensor | null, eps: number, offset: number, dt16: DType | null): [Tensor, Tensor | null] {
   assertF32("rmsNorm", x, ...(w ? [w] : []));
   const C = x.shape[x.shape.length - 1], N = x.numel / C;
   if (w && w.numel !== C) throw new Error(`rmsNorm: ${w.describe()} for ${C} features`);
   const out = like(x), rstd = like(x, [N]); // rstd [N]
+  const out16 = dt16 ? like(x, x.shape, dt16) : null;
   const k = x.backend.k;
-  k.rms_norm_forward(out.buf, rstd.buf, x.buf, w?.buf ?? null, N, C, eps, offset);
+  k.rms_norm_forward(out.buf, rstd.buf, x.buf, w?.buf ?? null, N, C, eps, offset, out16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1);
   const inputs = w ? [x, w] : [x];
-  return record(out, "rms_norm", inputs, (g) => {
+  return [record(out, "rms_norm", inputs, (g) => {
     const dx = x.requiresGrad ? likeZero(x) : null;
     const dw = w && w.requiresGrad ? likeZero(w) : null;
     k.rms_norm_backward(dx?.buf ?? null, dw?.buf ?? null, g.buf, x.buf, rstd.buf, w?.buf ?? null, N, C, offset);
     return w ? [dx, dw] : [dx];
-  });
+  }), out16];
 }
 
 /**
@@ -42,17 +56,26 @@ export type GluAct = "silu" | "gelu_tanh";
 
 /** act(g) * u, elementwise (SwiGLU with silu, GeGLU with tanh-GELU). */
 export function glu(g: Tensor, u: Tensor, act: GluAct): Tensor {
+  return gluAnd16(g, u, act, null)[0];
+}
+
+/** glu, and its output rounded to dt16 (bf16/f16) by the same kernel, without autograd (see rmsNorm16). */
+export function glu16(g: Tensor, u: Tensor, act: GluAct, dt16: DType): [Tensor, Tensor] {
+  return gluAnd16(g, u, act, dt16) as [Tensor, Tensor];
+}
+
+function gluAnd16(g: Tensor, u: Tensor, act: GluAct, dt16: DType | null): [Tensor, Tensor | null] {
   assertF32("glu", g, u);
   if (g.numel !== u.numel) throw new Error(`glu: gate [${g.shape}] and up [${u.shape}] differ`);
   const a = act === "silu" ? 0 : 1;
-  const out = like(g);
+  const out = like(g), out16 = dt16 ? like(g, g.shape, dt16) : null;
   const k = g.backend.k;
-  k.glu_forward(out.buf, g.buf, u.buf, g.numel, a);
-  return record(out, "glu", [g, u], (d) => {
+  k.glu_forward(out.buf, g.buf, u.buf, g.numel, a, out16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1);
+  return [record(out, "glu", [g, u], (d) => {
     const dg = g.requiresGrad ? likeZero(g) : null, du = u.requiresGrad ? likeZero(u) : null;
     k.glu_backward(dg?.buf ?? null, du?.buf ?? null, d.buf, g.buf, u.buf, g.numel, a);
     return [dg, du];
-  });
+  }), out16];
 }
 
 /** table[ids] → [N, C]; table [V, C] may be bf16/f16; ids i32 [N]. */

@@ -1,0 +1,84 @@
+// 16-bit GEMM inputs made once: where a backend's GEMMs round f32 activations to the 16-bit type of the weights
+// (CUDA's default mode), the model hands them inputs already rounded — rmsNorm16 and glu16 write a 16-bit copy in
+// the same kernel, loraLinearGroup converts x once for q/k/v and gate/up — instead of each GEMM converting its own.
+// That must change nothing but the number of conversions. Checked on the CPU, whose GEMMs are exact: a wrapper
+// rounds A the way CUDA does wherever a GEMM of 16-bit weights gets f32 activations, and the same model (bf16
+// weights, LoRA with nonzero B's) runs once without and once with the backend asking for 16-bit inputs; hidden
+// states, the loss and every LoRA gradient must be bit-identical. (On CUDA the path is the default and runs in
+// every model test.)
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { writeRandomModel } from "../bench/random-model.ts";
+import { CausalLM } from "../src/models/model.ts";
+import { backward, defaultBackend, fromHost, mul, noGrad, scope, sum, type Backend } from "../src/engine/index.ts";
+import { bf16ToF32, f32ToBf16 } from "../src/models/safetensors.ts";
+
+const round16 = (a: Float32Array) => bf16ToF32(f32ToBf16(a));
+
+/** Run fn on the CPU backend with GEMMs rounding f32 activations by 16-bit weights as CUDA does; `ask16` also makes
+ * the backend ask for 16-bit inputs. Returns fn's result and the conversions made (in GEMMs and by convert). */
+function emulated<T>(ask16: boolean, fn: () => T): [T, { inGemm: number; convert: number }] {
+  const be = defaultBackend() as Backend & { k: Record<string, (...a: unknown[]) => unknown> };
+  const k = be.k, n = { inGemm: 0, convert: 0 };
+  be.k = new Proxy(k, {
+    get: (t, name: string) => {
+      if (name === "convert") return (...a: unknown[]) => { n.convert++; return t.convert(...a); };
+      if (name !== "gemm") return t[name];
+      return (...a: unknown[]) => {
+        if (a[3] !== 0 && !a[19]) { n.inGemm++; a = [...a]; a[1] = round16(a[1] as Float32Array); }
+        return t.gemm(...a);
+      };
+    },
+  }) as typeof be.k;
+  if (ask16) be.gemmActivationDtype = (w) => (w === "f32" ? "f32" : w);
+  try {
+    return [fn(), n];
+  } finally {
+    be.k = k;
+    delete be.gemmActivationDtype;
+  }
+}
+
+test("cpu: 16-bit GEMM inputs made once (rmsNorm16, glu16, one convert per group) equal rounding in every GEMM", () => {
+  const dir = mkdtempSync(join(tmpdir(), "aha-gemm16-"));
+  try {
+    writeRandomModel(dir, { model_type: "qwen2", hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
+      intermediate_size: 96, vocab_size: 128, tie_word_embeddings: true }, 3, "BF16");
+    const model = CausalLM.load(dir);
+    assert.equal(model.layers[0].linears.get("model.layers.0.self_attn.q_proj")!.W.dtype, "bf16");
+    let s = 7;
+    const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5);
+    const ad = model.addAdapter({ r: 4, lora_alpha: 8, target_modules: "all-linear" }, rnd);
+    for (const p of ad.modules.values()) defaultBackend().write(p.B.buf, Float32Array.from({ length: p.B.numel }, () => rnd() * 0.2));
+    const B = 2, T = 5, L = model.config.layers, C = model.config.hidden;
+    const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 37 + 5) % 128);
+    const R = Float32Array.from({ length: B * T * C }, () => rnd());
+    const params = model.parameters();
+    const run = (ask16: boolean, ckpt: boolean) => emulated(ask16, () => {
+      model.gradientCheckpointing = ckpt;
+      const h = noGrad(() => scope(() => model.forward(ids, B, T).f32()));
+      for (const p of params) p.grad?.dispose(), (p.grad = null);
+      const loss = scope(() => { const l = sum(mul(model.forward(ids, B, T), fromHost(R, [B * T, C]))); backward(l); return l.item(); });
+      return { h, loss, grads: params.map((p) => p.grad!.f32()) };
+    });
+    for (const ckpt of [false, true]) {
+      const [want, nWant] = run(false, ckpt), [got, nGot] = run(true, ckpt);
+      assert.deepEqual(got.h, want.h, "hidden states");
+      assert.equal(got.loss, want.loss);
+      got.grads.forEach((g, i) => assert.deepEqual(g, want.grads[i], `gradient of ${params[i].name}`));
+      // per forward, 7 conversions per layer (q, k, v, o, gate, up, down) without; with, only o_proj's input (the
+      // attention output) is converted in its GEMM, and nothing by convert (rmsNorm16 and glu16 made the copies).
+      // The backward's dx GEMMs (dy by W) convert dy in both: 7 per layer, less layer 0's q/k/v, whose input (the
+      // norm of the frozen embedding) needs no gradient.
+      const forwards = ckpt ? 3 : 2, backwards = 7 * L - 3; // forwards: no-grad, grad (and its recompute under checkpointing)
+      assert.equal(nWant.inGemm, 7 * L * forwards + backwards, `conversions without (checkpointing ${ckpt})`);
+      assert.equal(nGot.inGemm, L * forwards + backwards, `conversions with (checkpointing ${ckpt})`);
+      assert.equal(nGot.convert, 0);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
