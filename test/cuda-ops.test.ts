@@ -125,6 +125,9 @@ test("cuda: rope forward and inverse, full and partial rotary", { skip }, () => 
   for (const [N, H, D, rot] of [[21, 4, 64, 64], [9, 3, 96, 32]] as const) {
     const x = randn(N * H * D), cs = randn(N * rot / 2), sn = randn(N * rot / 2);
     for (const inv of [false, true]) both("rope_forward", [new Float32Array(N * H * D), x, cs, sn, N, H, D, rot, inv], [0], 1e-4, `rope inverse=${inv}`);
+    const x2 = randn(N * 2 * D); // keys beside the queries, one launch
+    for (const inv of [false, true])
+      both("rope_forward", [new Float32Array(N * H * D), x, cs, sn, N, H, D, rot, inv, new Float32Array(N * 2 * D), x2, 2], [0, 9], 1e-4, `rope pair inverse=${inv}`);
   }
 });
 
@@ -138,7 +141,7 @@ test("cuda: glu forward/backward (silu, gelu_tanh)", { skip }, () => {
   }
 });
 
-test("cuda: embedding forward (f32/bf16/f16, bad ids → NaN) and backward (repeated ids)", { skip }, () => {
+test("cuda: embedding forward (f32/bf16/f16, bad ids → NaN) and backward (repeated ids), scatter_rows", { skip }, () => {
   const V = 50, C = 24, N = 40;
   const table = randn(V * C), ids = randi(N, V);
   ids[3] = V + 2;
@@ -147,6 +150,10 @@ test("cuda: embedding forward (f32/bf16/f16, bad ids → NaN) and backward (repe
   both("embedding_forward", [new Float32Array(N * C), ids, f32ToF16(table), 2, N, C, V], [0]);
   const ok = randi(N, 7);
   both("embedding_backward", [randn(V * C), randn(N * C), ok, N, C], [0]);
+  // distinct rows (a KV cache's: one per sequence), one table and two
+  const rows = Int32Array.from({ length: 9 }, (_, i) => (i * 5 + 3) % V);
+  both("scatter_rows", [randn(V * C), randn(9 * C), rows, 9, C], [0], 0);
+  both("scatter_rows", [randn(V * C), randn(9 * C), rows, 9, C, randn(V * C), randn(9 * C)], [0, 5], 0);
 });
 
 test("cuda: binary, scale, sum_rows, copy2d", { skip }, () => {

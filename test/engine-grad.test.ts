@@ -2,7 +2,7 @@
 // L = Σ out ⊙ R (R random), in float32 with a tight relative tolerance.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fromHost, backward, scope, sum, mul, add, sub, scale, matmul, rmsNorm, rope, glu, embedding, attention, tokenLogprobs, grpoLoss, sliceCols, reshape, loraLinear, checkpoint, type Tensor } from "../src/engine/index.ts";
+import { fromHost, backward, scope, sum, mul, add, sub, scale, matmul, rmsNorm, rope, ropePair, glu, embedding, attention, tokenLogprobs, grpoLoss, sliceCols, reshape, loraLinear, checkpoint, type Tensor } from "../src/engine/index.ts";
 import { Xoshiro } from "../src/engine/rng.ts";
 
 const rng = new Xoshiro(7);
@@ -93,6 +93,17 @@ test("rmsNorm (plain and Gemma offset), rope (full and partial), glu (silu, gelu
     const ang = randn(N * rot / 2);
     gradcheck(`rope rot=${rot}`, [{ data: randn(N * H * D), shape: [N, H, D] }], ([a]) =>
       rope(a, fromHost(ang.map(Math.cos), [N, rot / 2]), fromHost(ang.map(Math.sin), [N, rot / 2]), rot));
+  }
+  // queries and keys in one kernel: both outputs used, and only the queries' (the keys need no gradient)
+  for (const rot of [8, 4]) {
+    const ang = randn(N * rot / 2), cs = () => fromHost(ang.map(Math.cos), [N, rot / 2]), sn = () => fromHost(ang.map(Math.sin), [N, rot / 2]);
+    const q = { data: randn(N * 3 * D), shape: [N, 3, D] }, k = { data: randn(N * H * D), shape: [N, H, D] };
+    const Rk = randn(N * H * D);
+    gradcheck(`ropePair rot=${rot}`, [q, k], ([a, b]) => {
+      const [qo, ko] = ropePair(a, b, cs(), sn(), rot);
+      return add(scale(qo, 1), sum(mul(ko, fromHost(Rk, [N, H, D]))));
+    });
+    gradcheck(`ropePair rot=${rot}, keys constant`, [q], ([a]) => ropePair(a, fromHost(k.data, k.shape), cs(), sn(), rot)[0]);
   }
   const g = { data: randn(10), shape: [10] }, u = { data: randn(10), shape: [10] };
   gradcheck("glu silu", [g, u], ([a, b]) => glu(a, b, "silu"));

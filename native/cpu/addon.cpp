@@ -48,6 +48,10 @@ FN(gemm) {
   if (bias) binary(ptr(a[0]), ptr(a[0]), bias, M * N, N, 0);
   return a.Env().Undefined();
 }
+FN(scatter_rows) {
+  scatter_rows(ptr(a[0]), ptr(a[1]), ptr<int32_t>(a[2]), L(a[3]), L(a[4]), a.Length() > 5 ? ptr(a[5]) : nullptr, a.Length() > 6 ? ptr(a[6]) : nullptr);
+  return a.Env().Undefined();
+}
 FN(convert) {
   if (L(a[1]) != F32 && L(a[1]) != BF16) {
     Napi::Error::New(a.Env(), "aha cpu convert: the target must be f32 or bf16").ThrowAsJavaScriptException();
@@ -76,7 +80,9 @@ FN(rms_norm_backward) {
   return a.Env().Undefined();
 }
 FN(rope_forward) {
-  rope_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]));
+  const bool two = a.Length() > 11 && !a[9].IsNull() && !a[9].IsUndefined();
+  rope_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), two ? ptr(a[9]) : nullptr,
+               two ? ptr(a[10]) : nullptr, two ? L(a[11]) : 0);
   return a.Env().Undefined();
 }
 FN(glu_forward) {
@@ -153,7 +159,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward);
-  REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert);
+  REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows);
   return exports;
 }
 }  // namespace

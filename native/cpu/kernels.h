@@ -56,7 +56,9 @@ void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, lon
 void rms_norm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd, const float* w,
                        long N, long C, float offset);
 // rotate_half rotary on rows: x [N, H, D], cos/sin [N, rot/2]; dims >= rot pass through. inverse = backward.
-void rope_forward(float* y, const float* x, const float* cos, const float* sin, long N, long H, long D, long rot, bool inverse);
+// y2/x2 [N, H2, D] (may be null): a second tensor rotated with the same tables in the same call (keys beside queries).
+void rope_forward(float* y, const float* x, const float* cos, const float* sin, long N, long H, long D, long rot, bool inverse,
+                  float* y2 = nullptr, const float* x2 = nullptr, long H2 = 0);
 // out = act(g) * u, act: 0 = silu, 1 = gelu (tanh approximation); out16 (may be null): out rounded to bf16 as well
 void glu_forward(float* out, const float* g, const float* u, long n, int act, uint16_t* out16 = nullptr);
 void glu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, long n, int act);
@@ -64,6 +66,8 @@ void glu_backward(float* dg, float* du, const float* dout, const float* g, const
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V);
 // dtable[ids[n], :] += dout[n, :]
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, long N, long C);
+// dst[rows[n], :] = src[n, :] for n < N (rows of C elements), and the same for dst2/src2 when given
+void scatter_rows(float* dst, const float* src, const int32_t* rows, long N, long C, float* dst2 = nullptr, const float* src2 = nullptr);
 // out[i] = a[i] op b[i % nb]; op: 0 add, 1 sub, 2 mul
 void binary(float* out, const float* a, const float* b, long n, long nb, int op);
 // out[i] = a[i] * s

@@ -58,21 +58,26 @@ void rms_norm_backward(float* dx, float* dw, const float* dy, const float* x, co
   }
 }
 
-void rope_forward(float* y, const float* x, const float* cs, const float* sn, long N, long H, long D, long rot, bool inverse) {
+void rope_forward(float* y, const float* x, const float* cs, const float* sn, long N, long H, long D, long rot, bool inverse,
+                  float* y2, const float* x2, long H2) {
   long half = rot / 2;
+  auto rows = [&](float* y, const float* x, long H, long n, const float* c, const float* s) {
+    for (long h = 0; h < H; h++) {
+      const float* xr = x + (n * H + h) * D;
+      float* yr = y + (n * H + h) * D;
+      for (long i = 0; i < half; i++) {
+        float x1 = xr[i], x2 = xr[i + half], si = inverse ? -s[i] : s[i];
+        yr[i] = x1 * c[i] - x2 * si;
+        yr[i + half] = x2 * c[i] + x1 * si;
+      }
+      if (y != x) for (long i = rot; i < D; i++) yr[i] = xr[i];
+    }
+  };
   chunked(N, 64, [&](long a, long b) {
     for (long n = a; n < b; n++) {
       const float *c = cs + n * half, *s = sn + n * half;
-      for (long h = 0; h < H; h++) {
-        const float* xr = x + (n * H + h) * D;
-        float* yr = y + (n * H + h) * D;
-        for (long i = 0; i < half; i++) {
-          float x1 = xr[i], x2 = xr[i + half], si = inverse ? -s[i] : s[i];
-          yr[i] = x1 * c[i] - x2 * si;
-          yr[i + half] = x2 * c[i] + x1 * si;
-        }
-        if (y != x) for (long i = rot; i < D; i++) yr[i] = xr[i];
-      }
+      rows(y, x, H, n, c, s);
+      if (y2) rows(y2, x2, H2, n, c, s);
     }
   });
 }
@@ -105,6 +110,13 @@ void glu_backward(float* dg, float* du, const float* dout, const float* g, const
       if (du) du[i] += dout[i] * act_f(g[i], act);
     }
   });
+}
+
+void scatter_rows(float* dst, const float* src, const int32_t* rows, long N, long C, float* dst2, const float* src2) {
+  for (long n = 0; n < N; n++) {
+    std::memcpy(dst + (long)rows[n] * C, src + n * C, C * 4);
+    if (dst2) std::memcpy(dst2 + (long)rows[n] * C, src2 + n * C, C * 4);
+  }
 }
 
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V) {

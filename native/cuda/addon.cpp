@@ -93,13 +93,20 @@ FN(gemm) { TRY(gemm)
        L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]), a.Length() > 18 && a[18].ToBoolean().Value(),
        a.Length() > 20 ? P(a[20]) : nullptr);
   UNDEF CATCH(gemm) }
+FN(scatter_rows) { TRY(scatter_rows)
+  scatter_rows(P(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4]), a.Length() > 5 ? P(a[5]) : nullptr, a.Length() > 6 ? P(a[6]) : nullptr);
+  UNDEF CATCH(scatter_rows) }
 FN(convert) { TRY(convert) convert(P<void>(a[0]), (int)L(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4])); UNDEF CATCH(convert) }
 FN(rms_norm_forward) { TRY(rms_norm_forward)
   rms_norm_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7]), a.Length() > 8 ? P<void>(a[8]) : nullptr,
                    a.Length() > 9 && a[9].IsNumber() ? (int)L(a[9]) : BF16);
   UNDEF CATCH(rms_norm_forward) }
 FN(rms_norm_backward) { TRY(rms_norm_backward) rms_norm_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), L(a[7]), F(a[8])); UNDEF CATCH(rms_norm_backward) }
-FN(rope_forward) { TRY(rope_forward) rope_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8])); UNDEF CATCH(rope_forward) }
+FN(rope_forward) { TRY(rope_forward)
+  const bool two = a.Length() > 11 && !a[9].IsNull() && !a[9].IsUndefined();
+  rope_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), two ? P(a[9]) : nullptr,
+               two ? P(a[10]) : nullptr, two ? L(a[11]) : 0);
+  UNDEF CATCH(rope_forward) }
 FN(glu_forward) { TRY(glu_forward)
   glu_forward(P(a[0]), P(a[1]), P(a[2]), L(a[3]), (int)L(a[4]), a.Length() > 5 ? P<void>(a[5]) : nullptr, a.Length() > 6 && a[6].IsNumber() ? (int)L(a[6]) : BF16);
   UNDEF CATCH(glu_forward) }
@@ -143,7 +150,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);
-  REG(sample_rows); REG(convert);
+  REG(sample_rows); REG(convert); REG(scatter_rows);
   return exports;
 }
 }  // namespace

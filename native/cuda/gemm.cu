@@ -204,7 +204,9 @@ bool gemm_product(float* C, const void* A, int dtA, const void* B, int dtB, long
   const auto aligned = [](const void* p) { return ((uintptr_t)p & 255) == 0; };  // what Lt's heuristic assumes by default
   if (lt.ok && batch == 1 && aligned(pa) && aligned(pb) && aligned(C)) {
     const int opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N, opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const float* eb = bias && aligned(bias) ? bias : nullptr;  // a bias in the epilogue
+    // a bias in the epilogue (AHA_GEMM_EPILOGUE=0: never, the binary kernel adds it)
+    static const bool epilogue = !getenv("AHA_GEMM_EPILOGUE") || std::string(getenv("AHA_GEMM_EPILOGUE")) != "0";
+    const float* eb = epilogue && bias && aligned(bias) ? bias : nullptr;
     LtPlan* p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb);
     if (!p && eb) p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb = nullptr);
     if (p && eb && lt.desc_set(p->desc, LT_DESC_BIAS_POINTER, &eb, sizeof eb) != 0) p = nullptr;

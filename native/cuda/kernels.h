@@ -50,11 +50,15 @@ void convert(void* dst, int dtDst, const void* src, int dtSrc, long n);
 void rms_norm_forward(float* y, float* rstd, const float* x, const float* w, long N, long C, float eps, float offset,
                       void* y16 = nullptr, int dt16 = BF16);
 void rms_norm_backward(float* dx, float* dw, const float* dy, const float* x, const float* rstd, const float* w, long N, long C, float offset);
-void rope_forward(float* y, const float* x, const float* cs, const float* sn, long N, long H, long D, long rot, bool inverse);
+// y2/x2 [N, H2, D] (may be null): a second tensor rotated with the same tables in the same launch (keys beside queries)
+void rope_forward(float* y, const float* x, const float* cs, const float* sn, long N, long H, long D, long rot, bool inverse,
+                  float* y2 = nullptr, const float* x2 = nullptr, long H2 = 0);
 void glu_forward(float* out, const float* g, const float* u, long n, int act, void* out16 = nullptr, int dt16 = BF16);
 void glu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, long n, int act);
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V);
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, long N, long C);
+// dst[rows[n], :] = src[n, :] for n < N (rows of C elements), and the same for dst2/src2 when given
+void scatter_rows(float* dst, const float* src, const int32_t* rows, long N, long C, float* dst2 = nullptr, const float* src2 = nullptr);
 void binary(float* out, const float* a, const float* b, long n, long nb, int op);
 void scale(float* out, const float* a, float s, long n);
 void sum_rows(float* out, const float* x, long R, long C, bool accumulate);

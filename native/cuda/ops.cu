@@ -81,26 +81,31 @@ void rms_norm_backward(float* dx, float* dw, const float* dy, const float* x, co
 }
 
 // ---------------- rotary (rotate_half), thread per (row, head, pair) ----------------
-__global__ void rope_kernel(float* y, const float* x, const float* cs, const float* sn, long N, long H, long D, long rot, bool inverse) {
-  long half = rot / 2, per = H * half;
+// rows of x [N, H, D] and, when given, of x2 [N, H2, D] (queries and keys: one launch), sharing the tables cos/sin
+__global__ void rope_kernel(float* y, const float* x, float* y2, const float* x2, const float* cs, const float* sn, long N,
+                            long H, long H2, long D, long rot, bool inverse) {
+  long half = rot / 2, per = (H + H2) * half;
   GRID_LOOP(idx, N * per) {
     long n = idx / per, hh = (idx % per) / half, i = idx % half;
-    const float* xr = x + (n * H + hh) * D;
-    float* yr = y + (n * H + hh) * D;
+    const float* xr = hh < H ? x + (n * H + hh) * D : x2 + (n * H2 + hh - H) * D;
+    float* yr = hh < H ? y + (n * H + hh) * D : y2 + (n * H2 + hh - H) * D;
     float c = cs[n * half + i], s = inverse ? -sn[n * half + i] : sn[n * half + i];
-    float x1 = xr[i], x2 = xr[i + half];
-    yr[i] = x1 * c - x2 * s;
-    yr[i + half] = x2 * c + x1 * s;
+    float x1 = xr[i], x2v = xr[i + half];
+    yr[i] = x1 * c - x2v * s;
+    yr[i + half] = x2v * c + x1 * s;
   }
 }
 __global__ void rope_pass_kernel(float* y, const float* x, long NH, long D, long rot) {
   long w = D - rot;
   GRID_LOOP(idx, NH * w) { long r = idx / w, i = rot + idx % w; y[r * D + i] = x[r * D + i]; }
 }
-void rope_forward(float* y, const float* x, const float* cs, const float* sn, long N, long H, long D, long rot, bool inverse) {
+void rope_forward(float* y, const float* x, const float* cs, const float* sn, long N, long H, long D, long rot, bool inverse,
+                  float* y2, const float* x2, long H2) {
   if (N == 0) return;
-  rope_kernel<<<blocks_for(N * H * (rot / 2), 256), 256, 0, stream()>>>(y, x, cs, sn, N, H, D, rot, inverse);
+  if (!y2) H2 = 0;
+  rope_kernel<<<blocks_for(N * (H + H2) * (rot / 2), 256), 256, 0, stream()>>>(y, x, y2, x2, cs, sn, N, H, H2, D, rot, inverse);
   if (y != x && rot < D) rope_pass_kernel<<<blocks_for(N * H * (D - rot), 256), 256, 0, stream()>>>(y, x, N * H, D, rot);
+  if (y2 && y2 != x2 && rot < D) rope_pass_kernel<<<blocks_for(N * H2 * (D - rot), 256), 256, 0, stream()>>>(y2, x2, N * H2, D, rot);
   check_launch("rope_forward");
 }
 
@@ -149,6 +154,19 @@ __global__ void embedding_forward_kernel(float* out, const int32_t* ids, const v
 }
 __global__ void embedding_backward_kernel(float* dtable, const float* dout, const int32_t* ids, long N, long C) {
   GRID_LOOP(idx, N * C) atomicAdd(dtable + (long)ids[idx / C] * C + idx % C, dout[idx]);
+}
+// dst[rows[n], :] = src[n, :] and, when given, dst2[rows[n], :] = src2[n, :] (a KV cache's new keys and values)
+__global__ void scatter_rows_kernel(float* dst, const float* src, float* dst2, const float* src2, const int32_t* rows, long N, long C) {
+  GRID_LOOP(idx, N * C) {
+    long at = (long)rows[idx / C] * C + idx % C;
+    dst[at] = src[idx];
+    if (dst2) dst2[at] = src2[idx];
+  }
+}
+void scatter_rows(float* dst, const float* src, const int32_t* rows, long N, long C, float* dst2, const float* src2) {
+  if (N * C == 0) return;
+  scatter_rows_kernel<<<blocks_for(N * C, 256), 256, 0, stream()>>>(dst, src, dst2, src2, rows, N, C);
+  check_launch("scatter_rows");
 }
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V) {
   if (N * C == 0) return;

@@ -13,12 +13,15 @@ export interface CpuAddon {
   gemm(C: F32, A: F32, B: Any, dtB: number, batch: number, M: number, N: number, K: number, transA: boolean, transB: boolean,
     lda: number, ldb: number, ldc: number, strideA: number, strideB: number, strideC: number, alpha: number, beta: number,
     fast?: boolean, dtA?: number, bias?: F32 | null): void;
+  /** dst[rows[n], :] = src[n, :] (rows of C elements), and dst2/src2 alike when given */
+  scatter_rows(dst: F32, src: F32, rows: I32, N: number, C: number, dst2?: F32 | null, src2?: F32 | null): void;
   /** dst[0:n] = src[0:n] in another dtype (CPU targets: f32, bf16) */
   convert(dst: Any, dtDst: number, src: Any, dtSrc: number, n: number): void;
   rms_norm_forward(y: F32, rstd: F32 | null, x: F32, w: F32 | null, N: number, C: number, eps: number, offset: number,
     y16?: Uint16Array | null, dt16?: number): void;
   rms_norm_backward(dx: F32 | null, dw: F32 | null, dy: F32, x: F32, rstd: F32, w: F32 | null, N: number, C: number, offset: number): void;
-  rope_forward(y: F32, x: F32, cos: F32, sin: F32, N: number, H: number, D: number, rot: number, inverse: boolean): void;
+  rope_forward(y: F32, x: F32, cos: F32, sin: F32, N: number, H: number, D: number, rot: number, inverse: boolean,
+    y2?: F32 | null, x2?: F32 | null, H2?: number): void;
   glu_forward(out: F32, g: F32, u: F32, n: number, act: number, out16?: Uint16Array | null, dt16?: number): void;
   glu_backward(dg: F32 | null, du: F32 | null, dout: F32, g: F32, u: F32, n: number, act: number): void;
   embedding_forward(out: F32, ids: I32, table: Any, dt: number, N: number, C: number, V: number): void;

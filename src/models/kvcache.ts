@@ -43,15 +43,14 @@ export class KVCache {
   /**
    * Write one new key/value row per sequence of layer l ([B, 1, Hkv, D]) at the cache rows given on the device by
    * `rows` ([B] i32, row b · capacity + position in the cache viewed as [B · capacity, Hkv · D]), so that the
-   * position is data, not a kernel argument (DecodeStep's captured graph replays it at every step). Accumulates into
-   * the rows (the embedding-gradient kernel), so they must be unwritten: zero, as a new or selected cache leaves them.
+   * position is data, not a kernel argument (DecodeStep's captured graph replays it at every step). One kernel for
+   * keys and values.
    */
   scatter(l: number, k: Tensor, v: Tensor, rows: Tensor): void {
     const row = this.cfg.kvHeads * this.cfg.headDim;
     const be = this.k[l].backend;
-    if (k.numel !== this.batch * row || rows.numel !== this.batch) throw new Error(`KVCache.scatter: [${k.shape}] / ${rows.numel} rows for a batch of ${this.batch}`);
-    be.k.embedding_backward(this.k[l].buf, k.buf, rows.buf, this.batch, row);
-    be.k.embedding_backward(this.v[l].buf, v.buf, rows.buf, this.batch, row);
+    if (k.numel !== this.batch * row || v.numel !== k.numel || rows.numel !== this.batch) throw new Error(`KVCache.scatter: [${k.shape}] / ${rows.numel} rows for a batch of ${this.batch}`);
+    be.k.scatter_rows(this.k[l].buf, k.buf, rows.buf, this.batch, row, this.v[l].buf, v.buf);
   }
 
   /**

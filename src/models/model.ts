@@ -2,7 +2,7 @@
 // select QKV bias, QK-norm, Gemma's (1 + w) sandwich norms and embedding scale, fused Phi-3 projections, partial
 // rotary, per-layer rope and sliding windows. LoRA is applied on the fly; `withoutAdapter` gives the base model
 // (the GRPO reference) from the same weights.
-import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, rope, glu, glu16, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, groupable, type LoraPart, checkpoint,
+import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, ropePair, glu, glu16, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, groupable, type LoraPart, checkpoint,
   isGradEnabled, type Backend, type Tensor, type TokenLogprobs } from "../engine/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
@@ -267,8 +267,7 @@ export class CausalLM {
           q = rmsNorm(reshape(q, [N * Hq, D]), L.qNorm, cfg.eps, cfg.normOffset);
           k = rmsNorm(reshape(k, [N * Hkv, D]), L.kNorm!, cfg.eps, cfg.normOffset);
         }
-        q = rope(reshape(q, [N, Hq, D]), cos, sin, cfg.rotaryDim);
-        k = rope(reshape(k, [N, Hkv, D]), cos, sin, cfg.rotaryDim);
+        [q, k] = ropePair(reshape(q, [N, Hq, D]), reshape(k, [N, Hkv, D]), cos, sin, cfg.rotaryDim);
         v = reshape(v, [N, Hkv, D]);
         const aOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: keys.window, softcap: cfg.attnSoftcap, keyMask: keys.mask,
           lowPrecision: this.embed.dtype !== "f32" };

@@ -1,6 +1,6 @@
 // Neural-network ops of the llama family: RMSNorm, rotary embeddings, gated MLP activations, embedding gather.
 import { Tensor } from "../tensor.ts";
-import { record } from "../autograd.ts";
+import { record, recordMulti } from "../autograd.ts";
 import type { DType } from "../dtype.ts";
 import { assertF32, dtypeCode, like, likeZero } from "./util.ts";
 
@@ -50,6 +50,24 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor, rot: number): Tensor {
     k.rope_forward(dx.buf, g.buf, cos.buf, sin.buf, N, H, D, rot, true);
     return [dx];
   });
+}
+
+/** rope of queries q [N, Hq, D] and keys k [N, Hk, D] with the same tables: one kernel forward and backward. */
+export function ropePair(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, rot: number): [Tensor, Tensor] {
+  assertF32("rope", q, k, cos, sin);
+  const D = q.shape[q.shape.length - 1], Hq = q.shape[q.shape.length - 2], N = q.numel / (Hq * D);
+  const Hk = k.shape[k.shape.length - 2];
+  if (k.shape[k.shape.length - 1] !== D || k.numel !== N * Hk * D) throw new Error(`ropePair: keys [${k.shape}] do not match queries [${q.shape}]`);
+  if (cos.numel !== N * (rot / 2)) throw new Error(`rope: cos table [${cos.shape}] for ${N} rows of rot ${rot}`);
+  const qo = like(q), ko = like(k), kk = q.backend.k;
+  kk.rope_forward(qo.buf, q.buf, cos.buf, sin.buf, N, Hq, D, rot, false, ko.buf, k.buf, Hk);
+  return recordMulti([qo, ko], "rope_pair", [q, k], ([gq, gk]) => {
+    const dq = gq && q.requiresGrad ? like(q) : null, dk = gk && k.requiresGrad ? like(k) : null;
+    if (dq && dk) kk.rope_forward(dq.buf, gq!.buf, cos.buf, sin.buf, N, Hq, D, rot, true, dk.buf, gk!.buf, Hk);
+    else if (dq) kk.rope_forward(dq.buf, gq!.buf, cos.buf, sin.buf, N, Hq, D, rot, true);
+    else if (dk) kk.rope_forward(dk.buf, gk!.buf, cos.buf, sin.buf, N, Hk, D, rot, true);
+    return [dq, dk];
+  }) as [Tensor, Tensor];
 }
 
 export type GluAct = "silu" | "gelu_tanh";
