@@ -4,8 +4,9 @@
 // That must change nothing but the number of conversions. Checked on the CPU, whose GEMMs are exact: a wrapper
 // rounds A the way CUDA does wherever a GEMM of 16-bit weights gets f32 activations, and the same model (bf16
 // weights, LoRA with nonzero B's) runs once without and once with the backend asking for 16-bit inputs; hidden
-// states, the loss and every LoRA gradient must be bit-identical. (On CUDA the path is the default and runs in
-// every model test.)
+// states, the loss and every LoRA gradient must be bit-identical. On CUDA the path is the default of the bf16 GEMM
+// mode (the fixture parity tests run in exact mode, without it): the second test compares it there with conversions
+// in every GEMM.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -15,6 +16,7 @@ import { writeRandomModel } from "../bench/random-model.ts";
 import { CausalLM } from "../src/models/model.ts";
 import { backward, defaultBackend, fromHost, mul, noGrad, scope, sum, type Backend } from "../src/engine/index.ts";
 import { bf16ToF32, f32ToBf16 } from "../src/models/safetensors.ts";
+import { cudaSkip, useDevice } from "./devices.ts";
 
 const round16 = (a: Float32Array) => bf16ToF32(f32ToBf16(a));
 
@@ -79,6 +81,47 @@ test("cpu: 16-bit GEMM inputs made once (rmsNorm16, glu16, one convert per group
       assert.equal(nGot.convert, 0);
     }
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// On CUDA the 16-bit inputs are the default (bf16 GEMM mode); the same model with the backend saying its GEMMs take
+// f32 inputs (each GEMM then converts its own) must agree: the conversions are the same, only the bias now comes
+// through cuBLASLt's epilogue (one rounding less), hence 1e-5 rather than bit-identity.
+test("cuda: 16-bit GEMM inputs made once agree with conversions in every GEMM", { skip: cudaSkip() }, async () => {
+  const { cudaBackend } = await import("../src/engine/cuda.ts");
+  const dir = mkdtempSync(join(tmpdir(), "aha-gemm16-"));
+  const be = cudaBackend();
+  try {
+    writeRandomModel(dir, { model_type: "qwen2", hidden_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
+      intermediate_size: 192, vocab_size: 256, tie_word_embeddings: true }, 5, "BF16");
+    await useDevice("cuda");
+    be.setGemmMode("bf16");
+    const model = CausalLM.load(dir);
+    let s = 11;
+    const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5);
+    const ad = model.addAdapter({ r: 4, lora_alpha: 8, target_modules: "all-linear" }, rnd);
+    for (const p of ad.modules.values()) be.write(p.B.buf, Float32Array.from({ length: p.B.numel }, () => rnd() * 0.2));
+    const B = 2, T = 7, C = model.config.hidden, ids = Int32Array.from({ length: B * T }, (_, i) => (i * 37 + 5) % 256);
+    const R = Float32Array.from({ length: B * T * C }, () => rnd());
+    const params = model.parameters();
+    const run = () => {
+      const h = noGrad(() => scope(() => model.forward(ids, B, T).f32()));
+      for (const p of params) p.grad?.dispose(), (p.grad = null);
+      scope(() => backward(sum(mul(model.forward(ids, B, T), fromHost(R, [B * T, C])))));
+      return { h, grads: params.map((p) => p.grad!.f32()) };
+    };
+    const got = run();
+    const own = be.gemmActivationDtype.bind(be);
+    (be as { gemmActivationDtype: unknown }).gemmActivationDtype = () => "f32";
+    let want;
+    try { want = run(); } finally { (be as { gemmActivationDtype: unknown }).gemmActivationDtype = own; }
+    const rel = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0) / b.reduce((m, x) => Math.max(m, Math.abs(x)), 1e-30);
+    assert.ok(rel(got.h, want.h) <= 1e-5, `hidden states: ${rel(got.h, want.h)}`);
+    got.grads.forEach((g, i) => assert.ok(rel(g, want!.grads[i]) <= 1e-5, `${params[i].name}: ${rel(g, want!.grads[i])}`));
+  } finally {
+    be.setGemmMode("exact");
+    await useDevice("cpu");
     rmSync(dir, { recursive: true, force: true });
   }
 });
