@@ -37,13 +37,27 @@ function separate(m: CausalLM): void {
   }
 }
 
-/** A's GEMMs a forward saves: per layer, (size − 1) for each group of projections sharing an input, all adapted. */
+/**
+ * GEMMs a forward saves per layer, for each group of projections sharing an input, all adapted: one LoRA A GEMM
+ * instead of one per part, and for each run of parts with equal out-features, one batched GEMM for their B's and,
+ * without biases, one for their base weights (packed at load) instead of one per part.
+ */
 function groupSavings(m: CausalLM): number {
   const names = new Set(m.adapter!.modules.keys());
   let saved = 0;
   for (let l = 0; l < m.config.layers; l++)
-    for (const g of [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["mlp.gate_proj", "mlp.up_proj"]])
-      if (g.every((n) => names.has(`model.layers.${l}.${n}`))) saved += g.length - 1;
+    for (const g of [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["mlp.gate_proj", "mlp.up_proj"]]) {
+      const full = g.map((n) => `model.layers.${l}.${n}`);
+      if (!full.every((n) => names.has(n))) continue;
+      saved += g.length - 1;
+      const lin = full.map((n) => m.layers[l].linears.get(n)!);
+      for (let i = 0; i < lin.length;) {
+        let n = 1;
+        while (i + n < lin.length && lin[i + n].W.shape[0] === lin[i].W.shape[0]) n++;
+        saved += (n - 1) * (lin.slice(i, i + n).some((x) => x.b) ? 1 : 2);
+        i += n;
+      }
+    }
   return saved;
 }
 

@@ -9,6 +9,7 @@ import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts"
 import { WeightStore } from "./weights.ts";
 import { LoraAdapter, type LoraConfig, type LoraPair } from "./lora.ts";
 import { FlatParams } from "../engine/flat.ts";
+import { packWeights } from "../engine/packed.ts";
 import { ropeFrequencies, ropeTables as ropeTablesOf } from "./rope.ts";
 import type { KVCache } from "./kvcache.ts";
 
@@ -22,6 +23,8 @@ interface Layer {
   kNorm?: Tensor;
   /** module name → weight [out, in] (and bias [out]) */
   linears: Map<string, { W: Tensor; b?: Tensor }>;
+  /** buffers that hold q/k/v's and gate/up's weights side by side (engine/packed.ts; the linears' W are views of them) */
+  packs: Tensor[];
 }
 
 export interface ForwardOpts {
@@ -96,10 +99,19 @@ export class CausalLM {
         addLin("mlp.up_proj", I, C, cfg.mlpBias);
       }
       addLin("mlp.down_proj", C, I, cfg.mlpBias);
+      const packs: Tensor[] = [];
+      if (!cfg.fused)
+        for (const group of [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["mlp.gate_proj", "mlp.up_proj"]]) {
+          const names = group.map((n) => `${p}.${n}`), pk = packWeights(names.map((n) => lin.get(n)!.W));
+          if (!pk) continue;
+          names.forEach((n, i) => lin.set(n, { ...lin.get(n)!, W: pk.views[i] }));
+          packs.push(pk.storage);
+        }
       const layer: Layer = {
         ln1: ws.load(`${p}.input_layernorm.weight`, [C], false),
         ln2: ws.load(cfg.sandwichNorms ? `${p}.pre_feedforward_layernorm.weight` : `${p}.post_attention_layernorm.weight`, [C], false),
         linears: lin,
+        packs,
       };
       if (cfg.sandwichNorms) {
         layer.postAttn = ws.load(`${p}.post_attention_layernorm.weight`, [C], false);
@@ -345,6 +357,8 @@ export class CausalLM {
       for (const l of this.layers) {
         l.ln1 = mv(l.ln1); l.ln2 = mv(l.ln2); l.postAttn = mv(l.postAttn); l.postFf = mv(l.postFf); l.qNorm = mv(l.qNorm); l.kNorm = mv(l.kNorm);
         for (const [name, { W, b }] of l.linears) l.linears.set(name, { W: mv(W), b: mv(b) });
+        for (const s of l.packs) s.dispose(); // their views were moved
+        l.packs = [];
       }
     }
     for (const t of this.allWeights()) t.requiresGrad = true;

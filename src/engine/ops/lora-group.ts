@@ -10,6 +10,7 @@
 import { Tensor } from "../tensor.ts";
 import { gradSink, isGradEnabled, recordMulti } from "../autograd.ts";
 import { assertF32, dtypeCode, like, likeZero, sameBackend } from "./util.ts";
+import { packedOf } from "../packed.ts";
 
 export interface LoraPart {
   /** [out, in] */
@@ -32,6 +33,40 @@ export function groupable(parts: LoraPart[], inF: number): boolean {
     off += p.A.numel;
   }
   return true;
+}
+
+/**
+ * Consecutive parts with the same out-features (k and v; gate and up) share one output buffer, and one
+ * strided-batched GEMM makes their base products where their weights are packed at one stride with no bias
+ * (wStride: engine/packed.ts), and one their LoRA products where their B's lie at one stride in the adapter's storage with
+ * one rank and scale (bStride). 0: one GEMM per part.
+ */
+interface Run { first: number; count: number; wStride: number; bStride: number }
+const runCache = new WeakMap<LoraPart[], Run[]>();
+function runsOf(parts: LoraPart[]): Run[] {
+  let runs = runCache.get(parts);
+  if (runs) return runs;
+  runs = [];
+  for (let i = 0; i < parts.length;) {
+    let n = 1;
+    while (i + n < parts.length && parts[i + n].W.shape[0] === parts[i].W.shape[0]) n++;
+    const ps = parts.slice(i, i + n);
+    const uniform = (off: (p: LoraPart) => number | undefined) => {
+      const o = ps.map(off);
+      if (n < 2 || o.some((v) => v === undefined)) return 0;
+      const d = o[1]! - o[0]!;
+      return d > 0 && o.every((v, j) => v === o[0]! + j * d) ? d : 0;
+    };
+    const store = packedOf(ps[0].W)?.storage, flat = ps[0].B.flat?.params;
+    const wStride = ps.every((p) => !p.bias && p.W.dtype === ps[0].W.dtype && packedOf(p.W)?.storage === store)
+      ? uniform((p) => packedOf(p.W)?.offset) : 0;
+    const bStride = ps.every((p) => p.B.flat?.params === flat && p.B.shape[1] === ps[0].B.shape[1] && p.scale === ps[0].scale)
+      ? uniform((p) => p.B.flat?.offset) : 0;
+    runs.push({ first: i, count: n, wStride, bStride });
+    i += n;
+  }
+  runCache.set(parts, runs);
+  return runs;
 }
 
 /** x [N, in] → one [N, out_i] per part. x16: x already rounded to the weights' 16-bit type (rmsNorm16), or null. */
@@ -64,14 +99,32 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[], x16: Tensor | null
   const ys: Tensor[] = [];
   const lead = x.shape.slice(0, -1);
   for (let i = 0; i < parts.length; i++) {
-    const p = parts[i];
+    const p = parts[i], outF = p.W.shape[0];
     sameBackend("loraLinearGroup", x, p.W);
-    const outF = p.W.shape[0];
     if (p.B.shape[0] !== outF || p.B.shape[1] !== rs[i]) throw new Error(`loraLinearGroup: B [${p.B.shape}] does not fit [${inF} → ${outF}], r ${rs[i]}`);
-    const y = like(x, [...lead, outF]);
-    k.gemm(y.buf, xb, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0, false, dtX, p.bias?.buf ?? null);
-    k.gemm(y.buf, be.view(tT.buf, "f32", row0[i] * N, rs[i] * N), p.B.buf, 0, 1, N, outF, rs[i], true, true, N, rs[i], outF, 0, 0, 0, p.scale, 1, fast[i]);
-    ys.push(y);
+  }
+  for (const run of runsOf(parts)) {
+    const i0 = run.first, n = run.count, p0 = parts[i0], outF = p0.W.shape[0];
+    // the run's outputs: one buffer [n, N, out] (each part's output a view of it), so that a GEMM can fill them all
+    const Y = like(x, n === 1 ? [...lead, outF] : [n, N, outF]);
+    if (n === 1) ys.push(Y);
+    else for (let j = 0; j < n; j++) ys.push(new Tensor([...lead, outF], "f32", be.view(Y.buf, "f32", j * N * outF, N * outF), be, false));
+    // (the batched GEMMs read views spanning all n weights / B's / rows of tᵀ)
+    if (run.wStride) {
+      const pk = packedOf(p0.W)!, Ws = be.view(pk.storage.buf, dtW, pk.offset, (n - 1) * run.wStride + p0.W.numel);
+      k.gemm(Y.buf, xb, Ws, dtypeCode(dtW), n, N, outF, inF, false, true, inF, inF, outF, 0, run.wStride, N * outF, 1, 0, false, dtX);
+    }
+    else for (let j = 0; j < n; j++) {
+      const p = parts[i0 + j];
+      k.gemm(ys[i0 + j].buf, xb, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0, false, dtX, p.bias?.buf ?? null);
+    }
+    if (run.bStride) {
+      const fb = p0.B.flat!, Bs = be.view(fb.params.data.buf, "f32", fb.offset, (n - 1) * run.bStride + p0.B.numel);
+      const ts = be.view(tT.buf, "f32", row0[i0] * N, n * rs[i0] * N);
+      k.gemm(Y.buf, ts, Bs, 0, n, N, outF, rs[i0], true, true, N, rs[i0], outF, rs[i0] * N, run.bStride, N * outF, p0.scale, 1, fast[i0]);
+    }
+    else for (let j = i0; j < i0 + n; j++)
+      k.gemm(ys[j].buf, rows(tT, j), parts[j].B.buf, 0, 1, N, outF, rs[j], true, true, N, rs[j], outF, 0, 0, 0, parts[j].scale, 1, fast[j]);
   }
   xw?.dispose();
   if (!isGradEnabled()) return ys; // (what recordMulti would decide, without building the inputs list)
