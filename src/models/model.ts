@@ -2,7 +2,7 @@
 // select QKV bias, QK-norm, Gemma's (1 + w) sandwich norms and embedding scale, fused Phi-3 projections, partial
 // rotary, per-layer rope and sliding windows. LoRA is applied on the fly; `withoutAdapter` gives the base model
 // (the GRPO reference) from the same weights.
-import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, ropePair, glu, glu16, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, groupable, type LoraPart, checkpoint,
+import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, ropePair, glu, glu16, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, linearGroup, groupable, type LoraPart, type LinearPart, checkpoint,
   isGradEnabled, type Backend, type Tensor, type TokenLogprobs } from "../engine/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
@@ -168,7 +168,8 @@ export class CausalLM {
 
   /**
    * Projections of one input (q/k/v, gate/up), in order: one loraLinearGroup when each has a LoRA pair, their A's are
-   * adjacent in the adapter's storage and no dropout mask applies; otherwise (or with the adapter off) one proj each.
+   * adjacent in the adapter's storage and no dropout mask applies; without LoRA and autograd one linearGroup;
+   * otherwise one proj each.
    */
   private projGroup(x: Tensor, layer: Layer, names: string[], seed: (i: number) => number, x16: Tensor | null = null): Tensor[] {
     const ad = this.adapter;
@@ -187,10 +188,20 @@ export class CausalLM {
       }
       const parts = entry.parts;
       if (parts) return loraLinearGroup(x, parts, x16);
+    } else if (!isGradEnabled()) {
+      // no LoRA, no autograd (generation, reference log-probs): packed projections of one shape share a GEMM
+      let parts = this.baseParts.get(layer)?.get(names[0]);
+      if (!parts || parts.some((p, i) => p.W !== layer.linears.get(names[i])!.W)) {
+        parts = names.map((n) => { const { W, b } = layer.linears.get(n)!; return { W, bias: b ?? null }; });
+        if (!this.baseParts.has(layer)) this.baseParts.set(layer, new Map());
+        this.baseParts.get(layer)!.set(names[0], parts);
+      }
+      return linearGroup(x, parts, x16);
     }
     return names.map((n, i) => this.proj(x, layer, n, seed(i), undefined, x16));
   }
   private readonly groupParts = new WeakMap<LoraAdapter, Map<string, { pairs: LoraPair[]; parts: LoraPart[] | null }>>();
+  private readonly baseParts = new WeakMap<Layer, Map<string, LinearPart[]>>();
 
   /** Trainable tensors read by layer l (for gradient checkpointing). */
   private layerParameters(l: number): Tensor[] {

@@ -5,5 +5,5 @@ export { rmsNorm, rmsNorm16, rope, ropePair, glu, glu16, embedding, type GluAct 
 export { attention, type AttentionOpts } from "./attention.ts";
 export { tokenLogprobs, grpoLoss, type TokenLogprobs, type GrpoLossParams } from "./logprobs.ts";
 export { loraLinear, type LoraBranch } from "./lora-linear.ts";
-export { loraLinearGroup, groupable, type LoraPart } from "./lora-group.ts";
+export { loraLinearGroup, linearGroup, groupable, type LoraPart, type LinearPart } from "./lora-group.ts";
 export { sampleTokens, type SampleParams, type SampledTokens } from "./sample.ts";

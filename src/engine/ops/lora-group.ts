@@ -12,10 +12,13 @@ import { gradSink, isGradEnabled, recordMulti } from "../autograd.ts";
 import { assertF32, dtypeCode, like, likeZero, sameBackend } from "./util.ts";
 import { packedOf } from "../packed.ts";
 
-export interface LoraPart {
+export interface LinearPart {
   /** [out, in] */
   W: Tensor;
   bias: Tensor | null;
+}
+
+export interface LoraPart extends LinearPart {
   /** [r, in] */
   A: Tensor;
   /** [out, r] */
@@ -42,8 +45,8 @@ export function groupable(parts: LoraPart[], inF: number): boolean {
  * one rank and scale (bStride). 0: one GEMM per part.
  */
 interface Run { first: number; count: number; wStride: number; bStride: number }
-const runCache = new WeakMap<LoraPart[], Run[]>();
-function runsOf(parts: LoraPart[]): Run[] {
+const runCache = new WeakMap<LinearPart[], Run[]>();
+function runsOf(parts: (LinearPart & Partial<LoraPart>)[]): Run[] {
   let runs = runCache.get(parts);
   if (runs) return runs;
   runs = [];
@@ -51,22 +54,71 @@ function runsOf(parts: LoraPart[]): Run[] {
     let n = 1;
     while (i + n < parts.length && parts[i + n].W.shape[0] === parts[i].W.shape[0]) n++;
     const ps = parts.slice(i, i + n);
-    const uniform = (off: (p: LoraPart) => number | undefined) => {
+    const uniform = (off: (p: (typeof ps)[number]) => number | undefined) => {
       const o = ps.map(off);
       if (n < 2 || o.some((v) => v === undefined)) return 0;
       const d = o[1]! - o[0]!;
       return d > 0 && o.every((v, j) => v === o[0]! + j * d) ? d : 0;
     };
-    const store = packedOf(ps[0].W)?.storage, flat = ps[0].B.flat?.params;
+    const store = packedOf(ps[0].W)?.storage, flat = ps[0].B?.flat?.params;
     const wStride = ps.every((p) => !p.bias && p.W.dtype === ps[0].W.dtype && packedOf(p.W)?.storage === store)
       ? uniform((p) => packedOf(p.W)?.offset) : 0;
-    const bStride = ps.every((p) => p.B.flat?.params === flat && p.B.shape[1] === ps[0].B.shape[1] && p.scale === ps[0].scale)
-      ? uniform((p) => p.B.flat?.offset) : 0;
+    const bStride = flat && ps.every((p) => p.B?.flat?.params === flat && p.B.shape[1] === ps[0].B!.shape[1] && p.scale === ps[0].scale)
+      ? uniform((p) => p.B?.flat?.offset) : 0;
     runs.push({ first: i, count: n, wStride, bStride });
     i += n;
   }
   runCache.set(parts, runs);
   return runs;
+}
+
+/**
+ * The base products y_i = x W_iᵀ + b_i of the parts, by runs (one buffer Ys[r] per run, the parts' outputs ys its
+ * views where a run has several). Where the GEMMs round x to the weights' 16-bit type anyway (CUDA's default) they
+ * take x16 when the caller has it, else x converted once for all parts instead of once per GEMM.
+ */
+function baseProducts(x: Tensor, parts: LinearPart[], x16: Tensor | null, runs: Run[]): { ys: Tensor[]; Ys: Tensor[] } {
+  const inF = x.shape[x.shape.length - 1], N = x.numel / inF, be = x.backend, k = be.k;
+  const dtW = parts[0].W.dtype;
+  let xw: Tensor | null = null;
+  const low = dtW !== "f32" && be.gemmActivationDtype?.(dtW) === dtW && parts.every((p) => p.W.dtype === dtW);
+  if (low && x16?.dtype !== dtW) {
+    xw = like(x, x.shape, dtW);
+    k.convert(xw.buf, dtypeCode(dtW), x.buf, 0, x.numel);
+  }
+  const xb = low ? (xw ?? x16!).buf : x.buf, dtX = low ? dtypeCode(dtW) : 0;
+  const ys: Tensor[] = [], Ys: Tensor[] = [];
+  const lead = x.shape.slice(0, -1);
+  for (const run of runs) {
+    const i0 = run.first, n = run.count, p0 = parts[i0], outF = p0.W.shape[0];
+    const Y = like(x, n === 1 ? [...lead, outF] : [n, N, outF]);
+    Ys.push(Y);
+    if (n === 1) ys.push(Y);
+    else for (let j = 0; j < n; j++) ys.push(new Tensor([...lead, outF], "f32", be.view(Y.buf, "f32", j * N * outF, N * outF), be, false));
+    if (run.wStride) { // one batched GEMM over a view that spans the n weights
+      const pk = packedOf(p0.W)!, Ws = be.view(pk.storage.buf, dtW, pk.offset, (n - 1) * run.wStride + p0.W.numel);
+      k.gemm(Y.buf, xb, Ws, dtypeCode(dtW), n, N, outF, inF, false, true, inF, inF, outF, 0, run.wStride, N * outF, 1, 0, false, dtX);
+    } else for (let j = 0; j < n; j++) {
+      const p = parts[i0 + j];
+      sameBackend("linear group", x, p.W);
+      k.gemm(ys[i0 + j].buf, xb, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0, false, dtX, p.bias?.buf ?? null);
+    }
+  }
+  xw?.dispose();
+  return { ys, Ys };
+}
+
+/**
+ * Projections of one input without LoRA and without autograd (generation, reference log-probs): y_i = x W_iᵀ + b_i,
+ * parts of one shape with packed weights as one batched GEMM. x16 as in loraLinearGroup.
+ */
+export function linearGroup(x: Tensor, parts: LinearPart[], x16: Tensor | null = null): Tensor[] {
+  assertF32("linearGroup", x);
+  if (isGradEnabled() && [x, ...parts.flatMap((p) => (p.bias ? [p.W, p.bias] : [p.W]))].some((t) => t.requiresGrad))
+    throw new Error("linearGroup: only without autograd (use loraLinear per part)");
+  const inF = x.shape[x.shape.length - 1];
+  for (const p of parts) if (p.W.shape[1] !== inF) throw new Error(`linearGroup: input has ${inF} features, ${p.W.describe()} expects ${p.W.shape[1]}`);
+  return baseProducts(x, parts, x16, runsOf(parts)).ys;
 }
 
 /** x [N, in] → one [N, out_i] per part. x16: x already rounded to the weights' 16-bit type (rmsNorm16), or null. */
@@ -85,39 +137,16 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[], x16: Tensor | null
   const rows = (t: Tensor, i: number) => be.view(t.buf, "f32", row0[i] * N, rs[i] * N); // part i's rows of a [Σr, N]
   const tT = like(x, [R, N]);
   k.gemm(tT.buf, Ag, x.buf, 0, 1, R, N, inF, false, true, inF, inF, N, 0, 0, 0, 1, 0, fast[0]);
-  // where the base GEMMs round x to the weights' 16-bit type anyway (CUDA's default), they take x16 when the caller
-  // has it, else x converted once for all parts instead of once per GEMM
-  const dtW = parts[0].W.dtype;
-  let xw: Tensor | null = null;
-  const low = dtW !== "f32" && be.gemmActivationDtype?.(dtW) === dtW && parts.every((p) => p.W.dtype === dtW);
-  if (low && x16?.dtype !== dtW) {
-    xw = like(x, x.shape, dtW);
-    k.convert(xw.buf, dtypeCode(dtW), x.buf, 0, x.numel);
-  }
-  const xb = low ? (xw ?? x16!).buf : x.buf, dtX = low ? dtypeCode(dtW) : 0;
-  // (plain loops: this runs per layer and decode step, and every closure made here costs host time)
-  const ys: Tensor[] = [];
-  const lead = x.shape.slice(0, -1);
   for (let i = 0; i < parts.length; i++) {
     const p = parts[i], outF = p.W.shape[0];
-    sameBackend("loraLinearGroup", x, p.W);
     if (p.B.shape[0] !== outF || p.B.shape[1] !== rs[i]) throw new Error(`loraLinearGroup: B [${p.B.shape}] does not fit [${inF} → ${outF}], r ${rs[i]}`);
   }
-  for (const run of runsOf(parts)) {
-    const i0 = run.first, n = run.count, p0 = parts[i0], outF = p0.W.shape[0];
-    // the run's outputs: one buffer [n, N, out] (each part's output a view of it), so that a GEMM can fill them all
-    const Y = like(x, n === 1 ? [...lead, outF] : [n, N, outF]);
-    if (n === 1) ys.push(Y);
-    else for (let j = 0; j < n; j++) ys.push(new Tensor([...lead, outF], "f32", be.view(Y.buf, "f32", j * N * outF, N * outF), be, false));
-    // (the batched GEMMs read views spanning all n weights / B's / rows of tᵀ)
-    if (run.wStride) {
-      const pk = packedOf(p0.W)!, Ws = be.view(pk.storage.buf, dtW, pk.offset, (n - 1) * run.wStride + p0.W.numel);
-      k.gemm(Y.buf, xb, Ws, dtypeCode(dtW), n, N, outF, inF, false, true, inF, inF, outF, 0, run.wStride, N * outF, 1, 0, false, dtX);
-    }
-    else for (let j = 0; j < n; j++) {
-      const p = parts[i0 + j];
-      k.gemm(ys[i0 + j].buf, xb, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0, false, dtX, p.bias?.buf ?? null);
-    }
+  const runs = runsOf(parts);
+  const { ys, Ys } = baseProducts(x, parts, x16, runs);
+  // (plain loops: this runs per layer and decode step, and every closure made here costs host time)
+  for (let r = 0; r < runs.length; r++) {
+    const run = runs[r], i0 = run.first, n = run.count, p0 = parts[i0], outF = p0.W.shape[0], Y = Ys[r];
+    // (a batched GEMM reads views spanning all n B's / rows of tᵀ)
     if (run.bStride) {
       const fb = p0.B.flat!, Bs = be.view(fb.params.data.buf, "f32", fb.offset, (n - 1) * run.bStride + p0.B.numel);
       const ts = be.view(tT.buf, "f32", row0[i0] * N, n * rs[i0] * N);
@@ -126,7 +155,6 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[], x16: Tensor | null
     else for (let j = i0; j < i0 + n; j++)
       k.gemm(ys[j].buf, rows(tT, j), parts[j].B.buf, 0, 1, N, outF, rs[j], true, true, N, rs[j], outF, 0, 0, 0, parts[j].scale, 1, fast[j]);
   }
-  xw?.dispose();
   if (!isGradEnabled()) return ys; // (what recordMulti would decide, without building the inputs list)
   const inputs = [x];
   for (const p of parts) { inputs.push(p.W); if (p.bias) inputs.push(p.bias); inputs.push(p.A, p.B); }
