@@ -95,6 +95,12 @@ test("cuda: gemm with a bias (cuBLASLt epilogue) and with 16-bit activations con
     const M = 37, N = 29, K = 53, A = randn(M * K), B = randn(N * K), bias = randn(N);
     for (const beta of [0, 0.3])
       both("gemm", [randn(M * N), A, B, 0, 1, M, N, K, false, true, K, K, N, 0, 0, 0, 0.7, beta, false, 0, bias], [0], 1e-4, `gemm + bias beta=${beta} ${mode}`);
+    // a strided batch with aligned strides (cuBLASLt's batched layouts), x the same for every batch (stride 0), as
+    // loraLinearGroup runs packed k/v or gate/up weights
+    const x = randn(64 * 64), Wp = randn(2 * 128 * 64, 0.1);
+    for (const [dt, Wd] of [[0, Wp], [1, f32ToBf16(Wp)]] as const)
+      both("gemm", [new Float32Array(2 * 64 * 128), x, Wd, dt, 2, 64, 128, 64, false, true, 64, 64, 128, 0, 128 * 64, 64 * 128, 1, 0], [0],
+        mode === "exact" || dt === 0 ? 1e-4 : 2e-2, `gemm batched, x broadcast, dt=${dt} ${mode}`);
     // x and W both bf16 (x rounded by the convert kernel first, as loraLinearGroup does): no rounding left in the GEMM
     const x16 = f32ToBf16(randn(64 * 128)), W16 = f32ToBf16(randn(96 * 128, 0.05));
     both("gemm", [new Float32Array(64 * 96), x16, W16, 1, 1, 64, 96, 128, false, true, 128, 128, 96, 0, 0, 0, 1, 0, false, 1, randn(96)], [0], 1e-4, `gemm bf16·bf16ᵀ + bias ${mode}`);

@@ -37,9 +37,9 @@ struct Blas {
 } blas;
 int g_mode = 0;
 
-// cuBLASLt, for single (non-batched) GEMMs: the descriptor, the three layouts and the heuristic's algorithm are built
-// once per shape and reused, so a call is one cublasLtMatmul instead of cublasGemmStridedBatchedEx choosing its kernel
-// again. Measured on the H200 (bench/results/gpu-h200.md, run 8): decode 12-14% faster with it, train steps unchanged.
+// cuBLASLt, for single GEMMs and strided batches whose strides keep 256-byte alignment: the descriptor, the three
+// layouts and the heuristic's algorithm are built once per shape and reused, so a call is one cublasLtMatmul instead
+// of cublasGemmStridedBatchedEx choosing its kernel again. Measured on the H200 (bench/results/gpu-h200.md, run 8): decode 12-14% faster with it, train steps unchanged.
 // Values as in cublasLt.h (CUDA 12-13). Any failure (no Lt, no algorithm, an error status) falls back to
 // cublasGemmStridedBatchedEx for that shape; AHA_CUBLASLT=0 turns the path off.
 typedef void* ltHandle_t;
@@ -47,7 +47,8 @@ typedef void* ltObj_t;  // matmul descriptor, matrix layout, preference
 struct ltAlgo_t { uint64_t data[8]; };
 struct ltHeur_t { ltAlgo_t algo; size_t workspaceSize; int state; float wavesCount; int reserved[4]; };
 enum { LT_DESC_TRANSA = 3, LT_DESC_TRANSB = 4, LT_DESC_EPILOGUE = 7, LT_DESC_BIAS_POINTER = 8, LT_PREF_MAX_WORKSPACE_BYTES = 1 };
-enum { LT_EPILOGUE_BIAS = 4 };  // D = alpha op(A) op(B) + beta C + bias (one value per row of D, of D's type)
+enum { LT_EPILOGUE_BIAS = 4 };
+enum { LT_LAYOUT_BATCH_COUNT = 5, LT_LAYOUT_BATCH_STRIDE = 6 };  // int32 count, int64 stride in elements  // D = alpha op(A) op(B) + beta C + bias (one value per row of D, of D's type)
 typedef int (*lt_create_t)(ltHandle_t*);
 typedef int (*lt_desc_create_t)(ltObj_t*, int, int);
 typedef int (*lt_set_t)(ltObj_t, int, const void*, size_t);
@@ -63,6 +64,7 @@ struct Lt {
   lt_desc_create_t desc_create = nullptr;
   lt_set_t desc_set = nullptr;
   lt_layout_create_t layout_create = nullptr;
+  lt_set_t layout_set = nullptr;
   lt_heur_t heur = nullptr;
   lt_matmul_t matmul = nullptr;
 } lt;
@@ -79,9 +81,10 @@ void load_lt(void* lib) {
   lt.desc_create = (lt_desc_create_t)dlsym(lib, "cublasLtMatmulDescCreate");
   lt.desc_set = (lt_set_t)dlsym(lib, "cublasLtMatmulDescSetAttribute");
   lt.layout_create = (lt_layout_create_t)dlsym(lib, "cublasLtMatrixLayoutCreate");
+  lt.layout_set = (lt_set_t)dlsym(lib, "cublasLtMatrixLayoutSetAttribute");
   lt.heur = (lt_heur_t)dlsym(lib, "cublasLtMatmulAlgoGetHeuristic");
   lt.matmul = (lt_matmul_t)dlsym(lib, "cublasLtMatmul");
-  if (!create || !pref_create || !pref_set || !lt.desc_create || !lt.desc_set || !lt.layout_create || !lt.heur || !lt.matmul) return;
+  if (!create || !pref_create || !pref_set || !lt.desc_create || !lt.desc_set || !lt.layout_create || !lt.layout_set || !lt.heur || !lt.matmul) return;
   if (create(&lt.h) != 0 || pref_create(&lt.pref) != 0) return;
   uint64_t ws = blas.workspace ? WORKSPACE : 0;
   if (pref_set(lt.pref, LT_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) != 0) return;
@@ -90,8 +93,10 @@ void load_lt(void* lib) {
 
 // the cached plan for C (col-major N × M, f32) = op(B) op(A) (+ bias per row) as cuBLAS sees it; null when Lt
 // cannot do it. The heuristic reads the bias pointer's alignment: callers pass only 256-byte aligned ones.
-LtPlan* lt_plan(int opB, int opA, long N, long M, long K, int tB, long ldb, int tA, long lda, long ldc, int compute, const float* bias) {
-  long key[12] = {opB, opA, N, M, K, tB, ldb, tA, lda, ldc, compute, bias != nullptr};
+// A strided batch (batch > 1) sets each layout's batch count and stride (0: the same matrix for every batch).
+LtPlan* lt_plan(int opB, int opA, long N, long M, long K, int tB, long ldb, int tA, long lda, long ldc, int compute, const float* bias,
+                long batch, long strideB, long strideA, long strideC) {
+  long key[16] = {opB, opA, N, M, K, tB, ldb, tA, lda, ldc, compute, bias != nullptr, batch, strideB, strideA, strideC};
   std::string k((const char*)key, sizeof key);
   auto it = lt_plans.find(k);
   if (it != lt_plans.end()) return it->second.ok ? &it->second : nullptr;
@@ -102,6 +107,13 @@ LtPlan* lt_plan(int opB, int opA, long N, long M, long K, int tB, long ldb, int 
             lt.layout_create(&p.a, tB, opB ? K : N, opB ? N : K, ldb) == 0 &&
             lt.layout_create(&p.b, tA, opA ? M : K, opA ? K : M, lda) == 0 &&
             lt.layout_create(&p.c, R_32F, N, M, ldc) == 0;
+  if (ok && batch > 1) {
+    int32_t n = (int32_t)batch;
+    int64_t st[3] = {strideB, strideA, strideC};
+    ltObj_t ls[3] = {p.a, p.b, p.c};
+    for (int i = 0; i < 3 && ok; i++)
+      ok = lt.layout_set(ls[i], LT_LAYOUT_BATCH_COUNT, &n, sizeof n) == 0 && lt.layout_set(ls[i], LT_LAYOUT_BATCH_STRIDE, &st[i], sizeof st[i]) == 0;
+  }
   if (ok && bias) {
     uint32_t epi = LT_EPILOGUE_BIAS;
     ok = lt.desc_set(p.desc, LT_DESC_EPILOGUE, &epi, sizeof epi) == 0 && lt.desc_set(p.desc, LT_DESC_BIAS_POINTER, &bias, sizeof bias) == 0;
@@ -202,13 +214,15 @@ bool gemm_product(float* C, const void* A, int dtA, const void* B, int dtB, long
   int compute = (ta == F32 && (g_mode == 2 || (g_mode == 0 && fast))) ? COMPUTE_32F_FAST_TF32 : COMPUTE_32F;
   // column-major: C' (N × M, ld ldc) = op(B)' (N × K) · op(A)' (K × M)
   const auto aligned = [](const void* p) { return ((uintptr_t)p & 255) == 0; };  // what Lt's heuristic assumes by default
-  if (lt.ok && batch == 1 && aligned(pa) && aligned(pb) && aligned(C)) {
+  // a batch's matrices must keep the alignment the heuristic assumed (every stride a multiple of 256 bytes)
+  const bool strides_aligned = batch == 1 || ((strideA * bytes_of(ta)) % 256 == 0 && (strideB * bytes_of(tb)) % 256 == 0 && (strideC * 4) % 256 == 0);
+  if (lt.ok && strides_aligned && aligned(pa) && aligned(pb) && aligned(C)) {
     const int opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N, opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     // a bias in the epilogue (AHA_GEMM_EPILOGUE=0: never, the binary kernel adds it)
     static const bool epilogue = !getenv("AHA_GEMM_EPILOGUE") || std::string(getenv("AHA_GEMM_EPILOGUE")) != "0";
     const float* eb = epilogue && bias && aligned(bias) ? bias : nullptr;
-    LtPlan* p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb);
-    if (!p && eb) p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb = nullptr);
+    LtPlan* p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb, batch, strideB, strideA, strideC);
+    if (!p && eb) p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb = nullptr, batch, strideB, strideA, strideC);
     if (p && eb && lt.desc_set(p->desc, LT_DESC_BIAS_POINTER, &eb, sizeof eb) != 0) p = nullptr;
     if (p) {
       if (lt.matmul(lt.h, p->desc, &alpha, pb, p->a, pa, p->b, &beta, C, p->c, C, p->c, &p->algo, blas.workspace,
