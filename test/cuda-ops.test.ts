@@ -101,6 +101,9 @@ test("cuda: gemm with a bias (cuBLASLt epilogue) and with 16-bit activations con
     for (const [dt, Wd] of [[0, Wp], [1, f32ToBf16(Wp)]] as const)
       both("gemm", [new Float32Array(2 * 64 * 128), x, Wd, dt, 2, 64, 128, 64, false, true, 64, 64, 128, 0, 128 * 64, 64 * 128, 1, 0], [0],
         mode === "exact" || dt === 0 ? 1e-4 : 2e-2, `gemm batched, x broadcast, dt=${dt} ${mode}`);
+    // with one bias per batch (packed k/v biases: stride 128)
+    both("gemm", [new Float32Array(2 * 64 * 128), x, Wp, 0, 2, 64, 128, 64, false, true, 64, 64, 128, 0, 128 * 64, 64 * 128, 1, 0, false, 0, randn(256), 128], [0],
+      1e-4, `gemm batched + biases ${mode}`);
     // x and W both bf16 (x rounded by the convert kernel first, as loraLinearGroup does): no rounding left in the GEMM
     const x16 = f32ToBf16(randn(64 * 128)), W16 = f32ToBf16(randn(96 * 128, 0.05));
     both("gemm", [new Float32Array(64 * 96), x16, W16, 1, 1, 64, 96, 128, false, true, 128, 128, 96, 0, 0, 0, 1, 0, false, 1, randn(96)], [0], 1e-4, `gemm bf16·bf16ᵀ + bias ${mode}`);

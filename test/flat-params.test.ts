@@ -39,8 +39,8 @@ function separate(m: CausalLM): void {
 
 /**
  * GEMMs a forward saves per layer, for each group of projections sharing an input, all adapted: one LoRA A GEMM
- * instead of one per part, and for each run of parts with equal out-features, one batched GEMM for their B's and,
- * without biases, one for their base weights (packed at load) instead of one per part.
+ * instead of one per part, and for each run of parts with equal out-features, one batched GEMM for their B's and
+ * one for their base weights and biases (packed at load) instead of one per part.
  */
 function groupSavings(m: CausalLM): number {
   const names = new Set(m.adapter!.modules.keys());
@@ -54,7 +54,7 @@ function groupSavings(m: CausalLM): number {
       for (let i = 0; i < lin.length;) {
         let n = 1;
         while (i + n < lin.length && lin[i + n].W.shape[0] === lin[i].W.shape[0]) n++;
-        saved += (n - 1) * (lin.slice(i, i + n).some((x) => x.b) ? 1 : 2);
+        saved += (n - 1) * 2; // biases are packed with their weights
         i += n;
       }
     }

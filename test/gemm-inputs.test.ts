@@ -71,13 +71,13 @@ test("cpu: 16-bit GEMM inputs made once (rmsNorm16, glu16, one convert per group
       assert.deepEqual(got.h, want.h, "hidden states");
       assert.equal(got.loss, want.loss);
       got.grads.forEach((g, i) => assert.deepEqual(g, want.grads[i], `gradient of ${params[i].name}`));
-      // per forward, 6 conversions per layer without (q, k, v, o, down, and gate and up's one batched GEMM: their
-      // weights are packed, with no bias); with, only o_proj's input (the attention output) is converted in its
-      // GEMM, and nothing by convert (rmsNorm16 and glu16 made the copies).
+      // per forward, 5 conversions per layer without (q, o, down, and one per batched GEMM of packed weights: k with
+      // v, gate with up); with, only o_proj's input (the attention output) is converted in its GEMM, and nothing by
+      // convert (rmsNorm16 and glu16 made the copies).
       // The backward's dx GEMMs (dy by W) convert dy in both: 7 per layer, less layer 0's q/k/v, whose input (the
       // norm of the frozen embedding) needs no gradient.
       const forwards = ckpt ? 3 : 2, backwards = 7 * L - 3; // forwards: no-grad, grad (and its recompute under checkpointing)
-      assert.equal(nWant.inGemm, 6 * L * forwards + backwards, `conversions without (checkpointing ${ckpt})`);
+      assert.equal(nWant.inGemm, 5 * L * forwards + backwards, `conversions without (checkpointing ${ckpt})`);
       assert.equal(nGot.inGemm, L * forwards + backwards, `conversions with (checkpointing ${ckpt})`);
       assert.equal(nGot.convert, 0);
     }

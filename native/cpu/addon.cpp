@@ -26,12 +26,13 @@ bool Bo(const Napi::Value& v) { return v.ToBoolean().Value(); }
 FN(gemm) {
   // a[18] (fast) only matters on CUDA. a[19] is A's dtype: a 16-bit A is widened to f32 first (exact, as the
   // kernel's f32 arithmetic then is). a[20] is a bias [N] added to every row of C afterwards (CUDA folds it into the
-  // GEMM), for one dense C (batch 1, ldc = N).
+  // GEMM), for dense rows of C (ldc = N); a[21]: elements between the biases of consecutive batches (0: one bias).
   const long batch = L(a[4]), M = L(a[5]), N = L(a[6]), K = L(a[7]), lda = L(a[10]), ldc = L(a[12]), sA = L(a[13]);
   const int dtA = a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32;
   const float* bias = a.Length() > 20 ? ptr(a[20]) : nullptr;
-  if (bias && (batch != 1 || ldc != N)) {
-    Napi::Error::New(a.Env(), "aha cpu gemm: a bias needs one dense C (batch 1, ldc = N)").ThrowAsJavaScriptException();
+  const long biasStride = a.Length() > 21 && a[21].IsNumber() ? L(a[21]) : 0;
+  if (bias && ldc != N) {
+    Napi::Error::New(a.Env(), "aha cpu gemm: a bias needs dense rows of C (ldc = N)").ThrowAsJavaScriptException();
     return a.Env().Undefined();
   }
   const float* A = ptr(a[1]);
@@ -45,7 +46,8 @@ FN(gemm) {
   }
   gemm(ptr(a[0]), A, ptr<void>(a[2]), (int)L(a[3]), batch, M, N, K, Bo(a[8]), Bo(a[9]), lda, L(a[11]), ldc, sA, L(a[14]), L(a[15]),
        F(a[16]), F(a[17]));
-  if (bias) binary(ptr(a[0]), ptr(a[0]), bias, M * N, N, 0);
+  const long sC = L(a[15]);
+  if (bias) for (long b = 0; b < batch; b++) binary(ptr(a[0]) + b * sC, ptr(a[0]) + b * sC, bias + b * biasStride, M * N, N, 0);
   return a.Env().Undefined();
 }
 FN(scatter_rows) {

@@ -91,7 +91,7 @@ FN(gemm) { TRY(gemm)
   const int dtA = a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32;  // A's dtype (a 16-bit A: already rounded)
   gemm(P(a[0]), P<void>(a[1]), dtA, P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
        L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]), a.Length() > 18 && a[18].ToBoolean().Value(),
-       a.Length() > 20 ? P(a[20]) : nullptr);
+       a.Length() > 20 ? P(a[20]) : nullptr, a.Length() > 21 && a[21].IsNumber() ? L(a[21]) : 0);
   UNDEF CATCH(gemm) }
 FN(scatter_rows) { TRY(scatter_rows)
   scatter_rows(P(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4]), a.Length() > 5 ? P(a[5]) : nullptr, a.Length() > 6 ? P(a[6]) : nullptr);

@@ -46,9 +46,10 @@ typedef void* ltHandle_t;
 typedef void* ltObj_t;  // matmul descriptor, matrix layout, preference
 struct ltAlgo_t { uint64_t data[8]; };
 struct ltHeur_t { ltAlgo_t algo; size_t workspaceSize; int state; float wavesCount; int reserved[4]; };
-enum { LT_DESC_TRANSA = 3, LT_DESC_TRANSB = 4, LT_DESC_EPILOGUE = 7, LT_DESC_BIAS_POINTER = 8, LT_PREF_MAX_WORKSPACE_BYTES = 1 };
-enum { LT_EPILOGUE_BIAS = 4 };
-enum { LT_LAYOUT_BATCH_COUNT = 5, LT_LAYOUT_BATCH_STRIDE = 6 };  // int32 count, int64 stride in elements  // D = alpha op(A) op(B) + beta C + bias (one value per row of D, of D's type)
+enum { LT_DESC_TRANSA = 3, LT_DESC_TRANSB = 4, LT_DESC_EPILOGUE = 7, LT_DESC_BIAS_POINTER = 8, LT_DESC_BIAS_BATCH_STRIDE = 10,
+       LT_PREF_MAX_WORKSPACE_BYTES = 1 };
+enum { LT_EPILOGUE_BIAS = 4 };  // D = alpha op(A) op(B) + beta C + bias (one value per row of D, of D's type)
+enum { LT_LAYOUT_BATCH_COUNT = 5, LT_LAYOUT_BATCH_STRIDE = 6 };  // int32 count, int64 stride in elements
 typedef int (*lt_create_t)(ltHandle_t*);
 typedef int (*lt_desc_create_t)(ltObj_t*, int, int);
 typedef int (*lt_set_t)(ltObj_t, int, const void*, size_t);
@@ -95,8 +96,8 @@ void load_lt(void* lib) {
 // cannot do it. The heuristic reads the bias pointer's alignment: callers pass only 256-byte aligned ones.
 // A strided batch (batch > 1) sets each layout's batch count and stride (0: the same matrix for every batch).
 LtPlan* lt_plan(int opB, int opA, long N, long M, long K, int tB, long ldb, int tA, long lda, long ldc, int compute, const float* bias,
-                long batch, long strideB, long strideA, long strideC) {
-  long key[16] = {opB, opA, N, M, K, tB, ldb, tA, lda, ldc, compute, bias != nullptr, batch, strideB, strideA, strideC};
+                long batch, long strideB, long strideA, long strideC, long biasStride) {
+  long key[17] = {opB, opA, N, M, K, tB, ldb, tA, lda, ldc, compute, bias != nullptr, batch, strideB, strideA, strideC, biasStride};
   std::string k((const char*)key, sizeof key);
   auto it = lt_plans.find(k);
   if (it != lt_plans.end()) return it->second.ok ? &it->second : nullptr;
@@ -116,7 +117,9 @@ LtPlan* lt_plan(int opB, int opA, long N, long M, long K, int tB, long ldb, int 
   }
   if (ok && bias) {
     uint32_t epi = LT_EPILOGUE_BIAS;
-    ok = lt.desc_set(p.desc, LT_DESC_EPILOGUE, &epi, sizeof epi) == 0 && lt.desc_set(p.desc, LT_DESC_BIAS_POINTER, &bias, sizeof bias) == 0;
+    int64_t bs = biasStride;
+    ok = lt.desc_set(p.desc, LT_DESC_EPILOGUE, &epi, sizeof epi) == 0 && lt.desc_set(p.desc, LT_DESC_BIAS_POINTER, &bias, sizeof bias) == 0 &&
+         (batch == 1 || lt.desc_set(p.desc, LT_DESC_BIAS_BATCH_STRIDE, &bs, sizeof bs) == 0);
   }
   if (ok) {
     ltHeur_t r[1];
@@ -195,7 +198,7 @@ namespace {
 // the product, with the bias in cuBLASLt's epilogue where it can take it; returns whether it added the bias
 bool gemm_product(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
                   bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta,
-                  bool fast, const float* bias) {
+                  bool fast, const float* bias, long biasStride) {
   if (K == 0) { if (beta == 0.f) { for (long b = 0; b < batch; b++) CK(cudaMemset2DAsync(C + b * strideC, ldc * 4, 0, N * 4, M, stream())); } return false; }
   // decide operand types: both 16-bit (same type), or both f32
   Scratch sa(0), sb(0);
@@ -220,9 +223,9 @@ bool gemm_product(float* C, const void* A, int dtA, const void* B, int dtB, long
     const int opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N, opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     // a bias in the epilogue (AHA_GEMM_EPILOGUE=0: never, the binary kernel adds it)
     static const bool epilogue = !getenv("AHA_GEMM_EPILOGUE") || std::string(getenv("AHA_GEMM_EPILOGUE")) != "0";
-    const float* eb = epilogue && bias && aligned(bias) ? bias : nullptr;
-    LtPlan* p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb, batch, strideB, strideA, strideC);
-    if (!p && eb) p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb = nullptr, batch, strideB, strideA, strideC);
+    const float* eb = epilogue && bias && aligned(bias) && (biasStride * 4) % 256 == 0 ? bias : nullptr;
+    LtPlan* p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb, batch, strideB, strideA, strideC, biasStride);
+    if (!p && eb) p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb = nullptr, batch, strideB, strideA, strideC, 0);
     if (p && eb && lt.desc_set(p->desc, LT_DESC_BIAS_POINTER, &eb, sizeof eb) != 0) p = nullptr;
     if (p) {
       if (lt.matmul(lt.h, p->desc, &alpha, pb, p->a, pa, p->b, &beta, C, p->c, C, p->c, &p->algo, blas.workspace,
@@ -244,13 +247,13 @@ bool gemm_product(float* C, const void* A, int dtA, const void* B, int dtB, long
 
 void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
           bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta, bool fast,
-          const float* bias) {
+          const float* bias, long biasStride) {
   std::string why;
   if (!gemm_ready(&why)) throw std::runtime_error("aha cuda gemm: " + why);
-  if (bias && (batch != 1 || ldc != N)) throw std::runtime_error("aha cuda gemm: a bias needs one dense C (batch 1, ldc = N)");
+  if (bias && ldc != N) throw std::runtime_error("aha cuda gemm: a bias needs dense rows of C (ldc = N)");
   if (M == 0 || N == 0 || batch == 0) return;
-  if (!gemm_product(C, A, dtA, B, dtB, batch, M, N, K, transA, transB, lda, ldb, ldc, strideA, strideB, strideC, alpha, beta, fast, bias) && bias)
-    binary(C, C, bias, M * N, N, 0);  // a bias the epilogue did not take
+  if (!gemm_product(C, A, dtA, B, dtB, batch, M, N, K, transA, transB, lda, ldb, ldc, strideA, strideB, strideC, alpha, beta, fast, bias, biasStride) && bias)
+    for (long b = 0; b < batch; b++) binary(C + b * strideC, C + b * strideC, bias + b * biasStride, M * N, N, 0);  // a bias the epilogue did not take
 }
 
 }  // namespace aha_cuda

@@ -40,7 +40,8 @@ void prof_report(std::string* names, double* ms, long* counts, int* n, int cap);
 void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
           bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta,
           bool fast = false,  // fast: f32 × f32 on TF32 tensor cores in mode 0 (the LoRA GEMMs of a 16-bit model)
-          const float* bias = nullptr);  // bias [N] added to every row of C (batch 1, ldc = N): cuBLASLt's epilogue where it can
+          const float* bias = nullptr,  // bias [N] added to every row of C (ldc = N): cuBLASLt's epilogue where it can
+          long biasStride = 0);  // elements between the biases of consecutive batches (0: one bias for all)
 bool gemm_ready(std::string* why);
 void set_gemm_mode(int mode);  // 0 = 16-bit operands with f32 accumulate (fast), 1 = f32 operands (exact), 2 = tf32
 int gemm_mode();

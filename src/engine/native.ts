@@ -12,7 +12,7 @@ type I32 = Int32Array;
 export interface CpuAddon {
   gemm(C: F32, A: F32, B: Any, dtB: number, batch: number, M: number, N: number, K: number, transA: boolean, transB: boolean,
     lda: number, ldb: number, ldc: number, strideA: number, strideB: number, strideC: number, alpha: number, beta: number,
-    fast?: boolean, dtA?: number, bias?: F32 | null): void;
+    fast?: boolean, dtA?: number, bias?: F32 | null, biasStride?: number): void;
   /** dst[rows[n], :] = src[n, :] (rows of C elements), and dst2/src2 alike when given */
   scatter_rows(dst: F32, src: F32, rows: I32, N: number, C: number, dst2?: F32 | null, src2?: F32 | null): void;
   /** dst[0:n] = src[0:n] in another dtype (CPU targets: f32, bf16) */

@@ -23,7 +23,7 @@ interface Layer {
   kNorm?: Tensor;
   /** module name → weight [out, in] (and bias [out]) */
   linears: Map<string, { W: Tensor; b?: Tensor }>;
-  /** buffers that hold q/k/v's and gate/up's weights side by side (engine/packed.ts; the linears' W are views of them) */
+  /** buffers that hold q/k/v's and gate/up's weights (and biases) side by side (engine/packed.ts; the linears' are views) */
   packs: Tensor[];
 }
 
@@ -106,6 +106,9 @@ export class CausalLM {
           if (!pk) continue;
           names.forEach((n, i) => lin.set(n, { ...lin.get(n)!, W: pk.views[i] }));
           packs.push(pk.storage);
+          const biases = names.map((n) => lin.get(n)!.b);
+          const pb = biases.every((b) => b) ? packWeights(biases as Tensor[]) : null;
+          if (pb) { names.forEach((n, i) => lin.set(n, { ...lin.get(n)!, b: pb.views[i] })); packs.push(pb.storage); }
         }
       const layer: Layer = {
         ln1: ws.load(`${p}.input_layernorm.weight`, [C], false),

@@ -40,11 +40,11 @@ export function groupable(parts: LoraPart[], inF: number): boolean {
 
 /**
  * Consecutive parts with the same out-features (k and v; gate and up) share one output buffer, and one
- * strided-batched GEMM makes their base products where their weights are packed at one stride with no bias
- * (wStride: engine/packed.ts), and one their LoRA products where their B's lie at one stride in the adapter's storage with
- * one rank and scale (bStride). 0: one GEMM per part.
+ * strided-batched GEMM makes their base products where their weights are packed at one stride, and their biases
+ * too if they have any (wStride, biasStride: engine/packed.ts), and one their LoRA products where their B's lie at
+ * one stride in the adapter's storage with one rank and scale (bStride). 0: one GEMM per part.
  */
-interface Run { first: number; count: number; wStride: number; bStride: number }
+interface Run { first: number; count: number; wStride: number; biasStride: number; bStride: number }
 const runCache = new WeakMap<LinearPart[], Run[]>();
 function runsOf(parts: (LinearPart & Partial<LoraPart>)[]): Run[] {
   let runs = runCache.get(parts);
@@ -61,11 +61,13 @@ function runsOf(parts: (LinearPart & Partial<LoraPart>)[]): Run[] {
       return d > 0 && o.every((v, j) => v === o[0]! + j * d) ? d : 0;
     };
     const store = packedOf(ps[0].W)?.storage, flat = ps[0].B?.flat?.params;
-    const wStride = ps.every((p) => !p.bias && p.W.dtype === ps[0].W.dtype && packedOf(p.W)?.storage === store)
+    const bstore = ps[0].bias && packedOf(ps[0].bias)?.storage;
+    const biasStride = bstore && ps.every((p) => p.bias && packedOf(p.bias)?.storage === bstore) ? uniform((p) => packedOf(p.bias!)?.offset) : 0;
+    const wStride = ps.every((p) => p.W.dtype === ps[0].W.dtype && packedOf(p.W)?.storage === store) && (biasStride || ps.every((p) => !p.bias))
       ? uniform((p) => packedOf(p.W)?.offset) : 0;
     const bStride = flat && ps.every((p) => p.B?.flat?.params === flat && p.B.shape[1] === ps[0].B!.shape[1] && p.scale === ps[0].scale)
       ? uniform((p) => p.B?.flat?.offset) : 0;
-    runs.push({ first: i, count: n, wStride, bStride });
+    runs.push({ first: i, count: n, wStride, biasStride, bStride });
     i += n;
   }
   runCache.set(parts, runs);
@@ -95,9 +97,10 @@ function baseProducts(x: Tensor, parts: LinearPart[], x16: Tensor | null, runs: 
     Ys.push(Y);
     if (n === 1) ys.push(Y);
     else for (let j = 0; j < n; j++) ys.push(new Tensor([...lead, outF], "f32", be.view(Y.buf, "f32", j * N * outF, N * outF), be, false));
-    if (run.wStride) { // one batched GEMM over a view that spans the n weights
+    if (run.wStride) { // one batched GEMM over views that span the n weights (and biases)
       const pk = packedOf(p0.W)!, Ws = be.view(pk.storage.buf, dtW, pk.offset, (n - 1) * run.wStride + p0.W.numel);
-      k.gemm(Y.buf, xb, Ws, dtypeCode(dtW), n, N, outF, inF, false, true, inF, inF, outF, 0, run.wStride, N * outF, 1, 0, false, dtX);
+      const pb = p0.bias && packedOf(p0.bias), bs = pb ? be.view(pb.storage.buf, "f32", pb.offset, (n - 1) * run.biasStride + outF) : null;
+      k.gemm(Y.buf, xb, Ws, dtypeCode(dtW), n, N, outF, inF, false, true, inF, inF, outF, 0, run.wStride, N * outF, 1, 0, false, dtX, bs, run.biasStride);
     } else for (let j = 0; j < n; j++) {
       const p = parts[i0 + j];
       sameBackend("linear group", x, p.W);
