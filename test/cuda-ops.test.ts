@@ -207,6 +207,8 @@ test("cuda: attention forward/backward (GQA, left padding, window, softcap, head
     for (let j = 0; j < 5; j++) mask[(B - 1) * S + j] = 0; // left padding of the last row: its first queries see nothing
     const label = `attention D=${D} window=${window} softcap=${softcap}`;
     both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap], [0, 1], 1e-4, label);
+    both("attention_forward", [new Float32Array(B * T * Hq * D), null, q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap, false,
+      new Uint16Array(B * T * Hq * D), 1], [0, 17], 1e-4, `${label} + bf16 copy`);
     const o = new Float32Array(B * T * Hq * D), lse = new Float32Array(B * Hq * T);
     cpu.attention_forward(o, lse, q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap);
     const n = B * T * Hq * D, m = B * S * Hkv * D;
@@ -225,6 +227,8 @@ test("cuda: attention forward/backward (GQA, left padding, window, softcap, head
     if (S1 === 1) mask1[2] = 0; // a row that sees no key: output 0, lse -inf
     both("attention_forward", [new Float32Array(B1 * Hq1 * D1), new Float32Array(B1 * Hq1), q1, k1, v1, mask1, B1, 1, S1, Hq1, Hkv1, D1, cap1 * Hkv1 * D1,
       1 / Math.sqrt(D1), window, softcap], [0, 1], 1e-4, `attention decode S=${S1} D=${D1} window=${window} softcap=${softcap}`);
+    both("attention_forward", [new Float32Array(B1 * Hq1 * D1), null, q1, k1, v1, mask1, B1, 1, S1, Hq1, Hkv1, D1, cap1 * Hkv1 * D1,
+      1 / Math.sqrt(D1), window, softcap, false, new Uint16Array(B1 * Hq1 * D1), 1], [0, 17], 1e-4, `attention decode S=${S1} D=${D1} + bf16 copy`);
   }
 });
 
@@ -246,6 +250,8 @@ test("cuda: attention on tensor cores (bf16 Q, K, V, P; f32 accumulation) for he
     const label = `tensor-core attention D=${D} window=${window} softcap=${softcap}`;
     both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap, true],
       [0, 1], 2e-2, label, 1e-5);
+    both("attention_forward", [new Float32Array(B * T * Hq * D), null, q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap, true,
+      new Uint16Array(B * T * Hq * D), 1], [0, 17], 2e-2, `${label} + bf16 copy`, 1e-5);
     const o = new Float32Array(B * T * Hq * D), lse = new Float32Array(B * Hq * T);
     cpu.attention_forward(o, lse, q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap);
     const n = B * T * Hq * D, m = B * S * Hkv * D;

@@ -127,8 +127,11 @@ FN(adamw) {
 }
 FN(sum_squares) { return Napi::Number::New(a.Env(), sum_squares(ptr(a[0]), L(a[1]))); }
 FN(attention_forward) {
+  // a[16] (lowp) only matters on CUDA; a[17], a[18]: a 16-bit copy of o and its dtype
+  const bool c16 = cpu16(a, 17);
+  if (a.Env().IsExceptionPending()) return a.Env().Undefined();
   attention_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr(a[4]), ptr<int32_t>(a[5]), L(a[6]), L(a[7]), L(a[8]),
-                    L(a[9]), L(a[10]), L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]));
+                    L(a[9]), L(a[10]), L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]), c16 ? ptr<uint16_t>(a[17]) : nullptr);
   return a.Env().Undefined();
 }
 FN(attention_backward) {

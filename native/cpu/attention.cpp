@@ -25,7 +25,8 @@ inline float dot(const float* a, const float* b, long D) {
 }  // namespace
 
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
-                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap) {
+                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
+                       uint16_t* o16) {
   const long group = Hq / Hkv, off = S - T;
   parallel_for(B * Hq, [&](long bh) {
     long b = bh / Hq, h = bh % Hq, hk = h / group;
@@ -61,6 +62,7 @@ void attention_forward(float* o, float* lse, const float* q, const float* k, con
       if (lse) lse[(b * Hq + h) * T + i] = mx + (float)std::log(sum);
     }
   });
+  if (o16) for (long i = 0; i < B * T * Hq * D; i++) o16[i] = f32_to_bf16(o[i]);
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,

@@ -82,8 +82,10 @@ double sum_squares(const float* x, long n);
 // causal GQA attention. q/o [B,T,Hq,D], k/v [B,*,Hkv,D] with batch stride kvStrideB and S valid keys;
 // keyMask [B, S] (1 = attend; may be null); query i sits at key index i + (S - T); window > 0 limits to
 // (i+S-T) - j < window; softcap > 0 applies cap*tanh(s/cap). lse [B,Hq,T] saved for backward.
+// o16 (may be null): o rounded to bf16 as well (the o projection's input)
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
-                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap);
+                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
+                       uint16_t* o16 = nullptr);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
                         const float* q, const float* k, const float* v, const int32_t* keyMask,
                         long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap);

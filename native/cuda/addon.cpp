@@ -121,7 +121,8 @@ FN(adamw) { TRY(adamw) adamw(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), F(a[5]
 FN(sum_squares) { TRY(sum_squares) return Napi::Number::New(a.Env(), sum_squares(P(a[0]), L(a[1]))); CATCH(sum_squares) }
 FN(attention_forward) { TRY(attention_forward)
   attention_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P<int32_t>(a[5]), L(a[6]), L(a[7]), L(a[8]), L(a[9]), L(a[10]),
-                    L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]), a.Length() > 16 && a[16].ToBoolean().Value());
+                    L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]), a.Length() > 16 && a[16].ToBoolean().Value(),
+                    a.Length() > 17 ? P<void>(a[17]) : nullptr, a.Length() > 18 && a[18].IsNumber() ? (int)L(a[18]) : BF16);
   UNDEF CATCH(attention_forward) }
 FN(attention_backward) { TRY(attention_backward)
   attention_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), P(a[6]), P(a[7]), P(a[8]), P<int32_t>(a[9]), L(a[10]),

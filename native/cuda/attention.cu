@@ -16,7 +16,8 @@ constexpr int BQ = 16, BK = 32, WARPS = 4, RPW = BQ / WARPS, THREADS = WARPS * 3
 
 template <int NDL>
 __global__ void __launch_bounds__(THREADS) attention_forward_kernel(float* o, float* lse, const float* q, const float* k, const float* v,
-    const int32_t* keyMask, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap) {
+    const int32_t* keyMask, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
+    void* o16, int dt16) {
   constexpr int DP = 32 * NDL;
   extern __shared__ float smem[];
   float* qs = smem;                      // [BQ][DP]
@@ -84,7 +85,11 @@ __global__ void __launch_bounds__(THREADS) attention_forward_kernel(float* o, fl
 #pragma unroll
     for (int e = 0; e < NDL; e++) {
       int d = lane + 32 * e;
-      if (d < D) o[((b * T + i) * Hq + h) * D + d] = acc[rr][e] * inv;
+      if (d < D) {
+        const long at = ((b * T + i) * Hq + h) * D + d;
+        o[at] = acc[rr][e] * inv;
+        if (o16) store16(o16, dt16, at, o[at]);
+      }
     }
     if (lse && lane == 0) lse[(b * Hq + h) * T + i] = l[rr] > 0.f ? m[rr] + logf(l[rr]) : -INFINITY;
   }
@@ -96,7 +101,7 @@ __global__ void __launch_bounds__(THREADS) attention_forward_kernel(float* o, fl
 constexpr int DEC_WARPS = 8;
 template <int NDL>
 __global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel(float* o, float* lse, const float* q, const float* k, const float* v,
-    const int32_t* keyMask, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap) {
+    const int32_t* keyMask, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16) {
   constexpr int DP = 32 * NDL;
   __shared__ float qs[DP];
   __shared__ float wm[DEC_WARPS], wl[DEC_WARPS];
@@ -164,6 +169,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel(float*
     if (L > 0.f)
       for (int x = 0; x < DEC_WARPS; x++) if (wm[x] != -INFINITY) a += wacc[x][d] * __expf(wm[x] - M);
     o[row * D + d] = L > 0.f ? a / L : 0.f;
+    if (o16) store16(o16, dt16, row * D + d, o[row * D + d]);
   }
   if (lse && threadIdx.x == 0) lse[row] = L > 0.f ? M + logf(L) : -INFINITY;
 }
@@ -300,10 +306,10 @@ template <int NDL> size_t bwd_smem() { return sizeof(float) * (2 * BK * (32 * ND
 
 template <int NDL>
 void launch_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* km, long B, long T, long S,
-                    long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap) {
+                    long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16) {
   if (T == 1) {
     attention_decode_kernel<NDL><<<dim3((unsigned)Hq, (unsigned)B), DEC_WARPS * 32, 0, stream()>>>(o, lse, q, k, v, km, S, Hq, Hkv, D,
-                                                                                              kvStrideB, scale, window, softcap);
+                                                                                              kvStrideB, scale, window, softcap, o16, dt16);
     check_launch("attention_decode");
     return;
   }
@@ -311,7 +317,7 @@ void launch_forward(float* o, float* lse, const float* q, const float* k, const 
   size_t sm = fwd_smem<NDL>();
   if (!attr) { CK(cudaFuncSetAttribute(attention_forward_kernel<NDL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm)); attr = true; }
   dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)Hq, (unsigned)B);
-  attention_forward_kernel<NDL><<<grid, THREADS, sm, stream()>>>(o, lse, q, k, v, km, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap);
+  attention_forward_kernel<NDL><<<grid, THREADS, sm, stream()>>>(o, lse, q, k, v, km, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16);
   check_launch("attention_forward");
 }
 template <int NDL>
@@ -335,11 +341,12 @@ void launch_backward(float* dq, float* dk, float* dv, const float* dout, const f
   else throw std::runtime_error("aha cuda attention: head dim " + std::to_string(D) + " > 256 is not supported");
 
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
-                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, bool lowp) {
+                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, bool lowp,
+                       void* o16, int dt16) {
   if (B * T * Hq == 0) return;
   if (lowp && T > 1 && gemm_mode() == 0 &&
-      attention_tc_forward(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap)) return;
-  AHA_DISPATCH_D(D, (launch_forward<N_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap)));
+      attention_tc_forward(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16)) return;
+  AHA_DISPATCH_D(D, (launch_forward<N_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16)));
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,

@@ -44,7 +44,7 @@ template <int D> constexpr size_t bwd_bytes() { return 2 * (4 * 64 * (D + 8)) + 
 
 template <int D>
 __global__ void __launch_bounds__(TT) tc_forward_kernel(float* o, float* lse, const float* q, const float* k, const float* v,
-    const int32_t* keyMask, long T, long S, long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap) {
+    const int32_t* keyMask, long T, long S, long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16) {
   constexpr int DK = D + 8, DO = D + 4;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* Qs = (bf16*)smem;                 // [TQ][DK]
@@ -128,7 +128,11 @@ __global__ void __launch_bounds__(TT) tc_forward_kernel(float* o, float* lse, co
   }
   if (i < T) {
     const float inv = l > 0.f ? 1.f / l : 0.f;
-    for (int d = d0; d < d0 + D / 2; d++) o[((b * T + i) * Hq + h) * D + d] = Ow[r * DO + d] * inv;
+    for (int d = d0; d < d0 + D / 2; d++) {
+      const long at = ((b * T + i) * Hq + h) * D + d;
+      o[at] = Ow[r * DO + d] * inv;
+      if (o16) store16(o16, dt16, at, o[at]);
+    }
     if (lse && half == 0) lse[(b * Hq + h) * T + i] = l > 0.f ? m + logf(l) : -INFINITY;
   }
 }
@@ -278,11 +282,11 @@ bool attention_tc_supported(long D) { return D == 64 || D == 96 || D == 128; }
 
 template <int D>
 static void tc_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* km, long B, long T, long S,
-                       long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap) {
+                       long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16) {
   static bool attr = false;
   if (!attr) { CK(cudaFuncSetAttribute(tc_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fwd_bytes<D>())); attr = true; }
   dim3 grid((unsigned)((T + TQ - 1) / TQ), (unsigned)Hq, (unsigned)B);
-  tc_forward_kernel<D><<<grid, TT, fwd_bytes<D>(), stream()>>>(o, lse, q, k, v, km, T, S, Hq, Hkv, kvStrideB, scale, window, softcap);
+  tc_forward_kernel<D><<<grid, TT, fwd_bytes<D>(), stream()>>>(o, lse, q, k, v, km, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16);
   check_launch("attention_forward (tensor cores)");
 }
 template <int D>
@@ -297,9 +301,10 @@ static void tc_backward(float* dq, float* dk, float* dv, const float* dout, cons
 
 // true when the tensor-core path ran (head dim 64/96/128, 16-byte aligned rows); false: the caller runs the f32 kernels
 bool attention_tc_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
-                          long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap) {
+                          long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
+                          void* o16, int dt16) {
   if (!attention_tc_supported(D) || !aligned16(q) || !aligned16(k) || !aligned16(v) || kvStrideB % 4) return false;
-  AHA_TC_D(D, (tc_forward<D_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, kvStrideB, scale, window, softcap)));
+  AHA_TC_D(D, (tc_forward<D_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16)));
   return true;
 }
 bool attention_tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q,

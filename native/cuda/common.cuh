@@ -22,6 +22,13 @@ __device__ __forceinline__ float load_f(const void* p, int dt, long i) {
   return ((const float*)p)[i];
 }
 
+// element i of a 16-bit buffer (bf16 or f16) set to v, rounded to nearest even (the 16-bit copies of outputs that
+// GEMMs take as inputs)
+__device__ __forceinline__ void store16(void* p, int dt, long i, float v) {
+  if (dt == BF16) ((__nv_bfloat16*)p)[i] = __float2bfloat16(v);
+  else ((__half*)p)[i] = __float2half(v);
+}
+
 // the one stream all kernels, copies and GEMMs run on (created by init)
 cudaStream_t stream();
 // CUDA error → C++ exception (turned into a JS error by the binding)

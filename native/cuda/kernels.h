@@ -71,14 +71,15 @@ double grpo_loss(float* dlogp, const float* logp, const float* old, const float*
                  float* out = nullptr);  // out: store the total there (f32) instead of returning it (no sync; returns 0)
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
                        long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
-                       bool lowp = false);
+                       bool lowp = false, void* o16 = nullptr, int dt16 = BF16);  // o16: o rounded to dt16 as well (o_proj's input)
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
                         const float* q, const float* k, const float* v, const int32_t* keyMask,
                         long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap, bool lowp = false);
 // lowp: bf16 tensor cores (attention_tc.cu) when the GEMM mode is the default one and the head dim allows; these two
 // return false when they cannot run (the caller then runs the f32 kernels)
 bool attention_tc_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
-                          long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap);
+                          long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
+                          void* o16 = nullptr, int dt16 = BF16);
 bool attention_tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q,
                            const float* k, const float* v, const int32_t* keyMask, long B, long T, long S, long Hq, long Hkv, long D,
                            float scale, long window, float softcap);

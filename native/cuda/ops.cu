@@ -8,12 +8,6 @@ namespace aha_cuda {
 #define GRID_LOOP(i, n) for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (n); i += (long)gridDim.x * blockDim.x)
 
 // ---------------- RMSNorm: one block per row ----------------
-// element i of a 16-bit buffer (bf16 or f16) set to v, rounded to nearest even
-__device__ __forceinline__ void store16(void* p, int dt, long i, float v) {
-  if (dt == BF16) ((__nv_bfloat16*)p)[i] = __float2bfloat16(v);
-  else ((__half*)p)[i] = __float2half(v);
-}
-
 __global__ void rms_norm_forward_kernel(float* y, float* rstd, const float* x, const float* w, long C, float eps, float offset,
                                         void* y16, int dt16) {
   __shared__ float sh[32];

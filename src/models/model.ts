@@ -2,7 +2,7 @@
 // select QKV bias, QK-norm, Gemma's (1 + w) sandwich norms and embedding scale, fused Phi-3 projections, partial
 // rotary, per-layer rope and sliding windows. LoRA is applied on the fly; `withoutAdapter` gives the base model
 // (the GRPO reference) from the same weights.
-import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, ropePair, glu, glu16, embedding, attention, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, linearGroup, groupable, type LoraPart, type LinearPart, checkpoint,
+import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, ropePair, glu, glu16, embedding, attention, attention16, type AttentionOpts, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, linearGroup, groupable, type LoraPart, type LinearPart, checkpoint,
   isGradEnabled, type Backend, type Tensor, type TokenLogprobs } from "../engine/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
@@ -297,17 +297,20 @@ export class CausalLM {
         v = reshape(v, [N, Hkv, D]);
         const aOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: keys.window, softcap: cfg.attnSoftcap, keyMask: keys.mask,
           lowPrecision: this.embed.dtype !== "f32" };
-        let a: Tensor;
+        const attend = (k: Tensor, v: Tensor, opts: AttentionOpts): [Tensor, Tensor | null] =>
+          low ? attention16(q, k, v, opts, low) : [attention(q, k, v, opts), null];
+        let a: Tensor, a16: Tensor | null;
         if (cache) {
           kv.write(l, k, v);
-          a = attention(q, cache.k[l], cache.v[l], { ...aOpts, S, kvStrideB: cache.strideB });
-        } else a = attention(q, k, v, aOpts);
-        if (inPlace && !L.postAttn) proj(reshape(a, [N, Hq * D]), "self_attn.o_proj", x);
+          [a, a16] = attend(cache.k[l], cache.v[l], { ...aOpts, S, kvStrideB: cache.strideB });
+        } else [a, a16] = attend(k, v, aOpts);
+        if (inPlace && !L.postAttn) proj(reshape(a, [N, Hq * D]), "self_attn.o_proj", x, a16);
         else {
-          let o = proj(reshape(a, [N, Hq * D]), "self_attn.o_proj");
+          let o = proj(reshape(a, [N, Hq * D]), "self_attn.o_proj", undefined, a16);
           if (L.postAttn) o = rmsNorm(o, L.postAttn, cfg.eps, cfg.normOffset);
           x = add(x, o);
         }
+        a16?.dispose();
         const [h2, h216] = norm(x, L.ln2);
         let g: Tensor, u: Tensor;
         if (cfg.fused) {

@@ -2,7 +2,8 @@
 // and a KV cache (keys/values in a larger buffer with S valid positions). Never builds the T × S matrix.
 import { Tensor } from "../tensor.ts";
 import { record } from "../autograd.ts";
-import { assertF32, like, likeZero } from "./util.ts";
+import { assertF32, dtypeCode, like, likeZero } from "./util.ts";
+import type { DType } from "../dtype.ts";
 
 export interface AttentionOpts {
   B: number; T: number; Hq: number; Hkv: number; D: number;
@@ -24,19 +25,29 @@ export interface AttentionOpts {
 }
 
 export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts): Tensor {
+  return attentionAnd16(q, k, v, o, null)[0];
+}
+
+/** attention, and its output rounded to dt16 by the same kernel, without autograd: the o projection's x16. */
+export function attention16(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts, dt16: DType): [Tensor, Tensor] {
+  return attentionAnd16(q, k, v, o, dt16) as [Tensor, Tensor];
+}
+
+function attentionAnd16(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts, dt16: DType | null): [Tensor, Tensor | null] {
   assertF32("attention", q, k, v);
   const S = o.S ?? o.T;
   const kvStrideB = o.kvStrideB ?? S * o.Hkv * o.D;
   if (q.numel !== o.B * o.T * o.Hq * o.D) throw new Error(`attention: q [${q.shape}] is not [${o.B},${o.T},${o.Hq},${o.D}]`);
   if (o.Hq % o.Hkv !== 0) throw new Error(`attention: ${o.Hq} query heads not a multiple of ${o.Hkv} kv heads`);
-  const out = like(q), lse = like(q, [o.B, o.Hq, o.T]);
+  const out = like(q), lse = like(q, [o.B, o.Hq, o.T]), out16 = dt16 ? like(q, q.shape, dt16) : null;
   const kk = q.backend.k;
   const mask = o.keyMask?.buf ?? null;
-  kk.attention_forward(out.buf, lse.buf, q.buf, k.buf, v.buf, mask, o.B, o.T, S, o.Hq, o.Hkv, o.D, kvStrideB, o.scale, o.window ?? 0, o.softcap ?? 0, !!o.lowPrecision);
-  return record(out, "attention", [q, k, v], (g) => {
+  kk.attention_forward(out.buf, lse.buf, q.buf, k.buf, v.buf, mask, o.B, o.T, S, o.Hq, o.Hkv, o.D, kvStrideB, o.scale, o.window ?? 0, o.softcap ?? 0,
+    !!o.lowPrecision, out16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1);
+  return [record(out, "attention", [q, k, v], (g) => {
     if (kvStrideB !== S * o.Hkv * o.D) throw new Error("attention backward through a KV cache is not supported");
     const dq = likeZero(q), dk = likeZero(k), dv = likeZero(v);
     kk.attention_backward(dq.buf, dk.buf, dv.buf, g.buf, out.buf, lse.buf, q.buf, k.buf, v.buf, mask, o.B, o.T, S, o.Hq, o.Hkv, o.D, o.scale, o.window ?? 0, o.softcap ?? 0, !!o.lowPrecision);
     return [dq, dk, dv];
-  });
+  }), out16];
 }

@@ -2,7 +2,7 @@
 export { add, sub, mul, scale, sum, reshape, sliceCols } from "./elementwise.ts";
 export { matmul, type MatmulOpts } from "./matmul.ts";
 export { rmsNorm, rmsNorm16, rope, ropePair, glu, glu16, embedding, type GluAct } from "./nn.ts";
-export { attention, type AttentionOpts } from "./attention.ts";
+export { attention, attention16, type AttentionOpts } from "./attention.ts";
 export { tokenLogprobs, grpoLoss, type TokenLogprobs, type GrpoLossParams } from "./logprobs.ts";
 export { loraLinear, type LoraBranch } from "./lora-linear.ts";
 export { loraLinearGroup, linearGroup, groupable, type LoraPart, type LinearPart } from "./lora-group.ts";
