@@ -82,11 +82,14 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
   });
 }
 
-test("KVCache.scatter writes each sequence's new row where `rows` says", () => {
+test("KVCache.scatter writes each sequence's new rows where `rows` says (rowsOf: a forward's positions)", () => {
   const cfg = { layers: 1, kvHeads: 2, headDim: 3 } as ConstructorParameters<typeof KVCache>[0];
   const c = new KVCache(cfg, 2, 4);
   const k = fromHost(Float32Array.from({ length: 12 }, (_, i) => i + 1), [2, 1, 2, 3]);
   const v = fromHost(Float32Array.from({ length: 12 }, (_, i) => -(i + 1)), [2, 1, 2, 3]);
+  c.length = 1;
+  assert.deepEqual([...c.rowsOf(2)], [1, 2, 5, 6], "rows of positions 1 and 2 of both sequences (capacity 4)");
+  assert.throws(() => c.rowsOf(4), /KV cache full/);
   c.scatter(0, k, v, fromHost(Int32Array.from([2, 4 + 1]), [2], "i32"));
   const kk = c.k[0].f32(), vv = c.v[0].f32();
   for (let row = 0; row < 8; row++) {

@@ -46,12 +46,12 @@ export class DecodeStep {
   run(ids: Int32Array): Tensor {
     const { cache } = this, B = cache.batch, cap = cache.capacity, past = cache.length;
     if (ids.length !== B) throw new Error(`DecodeStep: ${ids.length} ids for a batch of ${B}`);
-    if (past >= cap) throw new Error(`KV cache full: ${past} + 1 > ${cap}`);
+    const rows = cache.rowsOf(1); // (throws when the cache is full)
     const be = this.ids.backend;
     for (let b = 0; b < B; b++) cache.mask[b * cap + past] = 1;
     const positions = defaultPositions(B, 1, past, undefined, cache);
     be.write(this.ids.buf, ids);
-    be.write(this.rows.buf, Int32Array.from({ length: B }, (_, b) => b * cap + past));
+    be.write(this.rows.buf, rows);
     this.rope.write(positions);
     for (const [w, m] of this.masks) {
       const host = cache.mask.slice(0, B * cap);

@@ -29,28 +29,25 @@ export class KVCache {
     return 2 * cfg.layers * batch * capacity * cfg.kvHeads * cfg.headDim * 4;
   }
 
-  /** Write [B, T, Hkv, D] keys/values of layer l at positions [length, length + T). */
-  write(l: number, k: Tensor, v: Tensor, T: number): void {
+  /**
+   * Cache rows [B · T] i32 of the positions [length, length + T) of every sequence (row b · capacity + position in
+   * the cache viewed as [B · capacity, Hkv · D]): where `scatter` writes a forward's T new keys and values.
+   */
+  rowsOf(T: number): Int32Array {
     if (this.length + T > this.capacity) throw new Error(`KV cache full: ${this.length} + ${T} > ${this.capacity}`);
-    const row = this.cfg.kvHeads * this.cfg.headDim;
-    const be = this.k[l].backend;
-    for (const [dst, src] of [[this.k[l], k], [this.v[l], v]] as const) {
-      // rows = B, each row copies T * row contiguous elements
-      be.k.copy2d(be.view(dst.buf, "f32", this.length * row, dst.numel - this.length * row), src.buf, this.batch, T * row, this.strideB, T * row, false);
-    }
+    return Int32Array.from({ length: this.batch * T }, (_, i) => Math.floor(i / T) * this.capacity + this.length + (i % T));
   }
 
   /**
-   * Write one new key/value row per sequence of layer l ([B, 1, Hkv, D]) at the cache rows given on the device by
-   * `rows` ([B] i32, row b · capacity + position in the cache viewed as [B · capacity, Hkv · D]), so that the
-   * position is data, not a kernel argument (DecodeStep's captured graph replays it at every step). One kernel for
-   * keys and values.
+   * Write layer l's new keys/values ([B, T, Hkv, D]: each sequence's T rows, T = 1 when decoding) at the cache rows
+   * given on the device by `rows` ([B · T] i32, rowsOf): one kernel for keys and values. The positions are data, not
+   * kernel arguments, so DecodeStep's captured graph replays the write at every step.
    */
   scatter(l: number, k: Tensor, v: Tensor, rows: Tensor): void {
     const row = this.cfg.kvHeads * this.cfg.headDim;
     const be = this.k[l].backend;
-    if (k.numel !== this.batch * row || v.numel !== k.numel || rows.numel !== this.batch) throw new Error(`KVCache.scatter: [${k.shape}] / ${rows.numel} rows for a batch of ${this.batch}`);
-    be.k.scatter_rows(this.k[l].buf, k.buf, rows.buf, this.batch, row, this.v[l].buf, v.buf);
+    if (k.numel !== rows.numel * row || v.numel !== k.numel || rows.numel % this.batch) throw new Error(`KVCache.scatter: [${k.shape}] / ${rows.numel} rows for a batch of ${this.batch}`);
+    be.k.scatter_rows(this.k[l].buf, k.buf, rows.buf, rows.numel, row, this.v[l].buf, v.buf);
   }
 
   /**

@@ -239,7 +239,8 @@ export class CausalLM {
     const keyMaskHost = cache ? cacheMask(cache, B, S) : mask;
     const keyMask = keyMaskHost ? fromHost(keyMaskHost, [B, S], "i32") : null;
     const inputs: ForwardInputs = { ids: fromHost(ids, [N], "i32"), rope: ropeTables(cfg, positions), keys: (window) => ({ mask: keyMask, window }), S };
-    const h = this.forwardWith(inputs, B, T, cache && { cache, write: (l, k, v) => cache.write(l, k, v, T) });
+    const rows = cache && fromHost(cache.rowsOf(T), [B * T], "i32"); // where each layer's new keys/values go
+    const h = this.forwardWith(inputs, B, T, cache && { cache, write: (l, k, v) => cache.scatter(l, k, v, rows!) });
     if (cache) cache.length += T;
     return h;
   }
