@@ -147,6 +147,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel(float*
 #pragma unroll 4
     for (int jj = 0; jj < nk; jj++) {
       const float pj = __shfl_sync(0xffffffffu, p, jj);
+      if (pj == 0.f) continue;  // warp-uniform: a masked key (a DecodeStep's unwritten cache slots) costs no V read
       const float* vr = vb + (j0 + jj) * rs;
 #pragma unroll
       for (int e = 0; e < NDL; e++) {

@@ -39,7 +39,8 @@ int g_mode = 0;
 
 // cuBLASLt, for single GEMMs and strided batches whose strides keep 256-byte alignment: the descriptor, the three
 // layouts and the heuristic's algorithm are built once per shape and reused, so a call is one cublasLtMatmul instead
-// of cublasGemmStridedBatchedEx choosing its kernel again. Measured on the H200 (bench/results/gpu-h200.md, run 8): decode 12-14% faster with it, train steps unchanged.
+// of cublasGemmStridedBatchedEx choosing its kernel again. Measured on the H200 (bench/results/gpu-h200.md, run 8):
+// decode 12-14% faster with it, train steps unchanged (batched plans are not measured yet).
 // Values as in cublasLt.h (CUDA 12-13). Any failure (no Lt, no algorithm, an error status) falls back to
 // cublasGemmStridedBatchedEx for that shape; AHA_CUBLASLT=0 turns the path off.
 typedef void* ltHandle_t;
