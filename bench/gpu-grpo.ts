@@ -165,7 +165,7 @@ function main(): void {
 
   // decode: prefill 128 tokens for 64 sequences, then 256 single-token steps through the KV cache
   be.emptyCache();
-  const cache = new KVCache(model.config, NSEQ, P + T);
+  const cache = new KVCache(model.config, NSEQ, P + T, model.kvDtype());
   const tp = performance.now();
   noGrad(() => scope(() => { model.logits(rowsLast(model.forward(promptIds, NSEQ, P, { cache }), NSEQ, P)); }));
   be.synchronize();
@@ -181,7 +181,7 @@ function main(): void {
   cache.dispose();
   const decodeTps = (NSEQ * T) / decodeS;
   // the same decode through a DecodeStep: fixed buffers, one CUDA graph launch per token step
-  const gcache = new KVCache(model.config, NSEQ, P + T);
+  const gcache = new KVCache(model.config, NSEQ, P + T, model.kvDtype());
   noGrad(() => scope(() => { model.forward(promptIds, NSEQ, P, { cache: gcache }); }));
   const dstep = new DecodeStep(model, gcache, true);
   dstep.run(completionIds.filter((_, i) => i % T === 0)); // the capture
@@ -210,7 +210,8 @@ function main(): void {
   const genGTps = genG.reduce((a, c) => a + c.tokenIds.length, 0) / genGS;
   const same = genG.every((c, i) => c.tokenIds.join() === gen[i].tokenIds.join());
   console.log(`generate with graphs: ${genGS.toFixed(2)} s, ${genGTps.toFixed(0)} tok/s; completions ${same ? "identical to" : "DIFFER from"} the run without`);
-  // bound: every weight read once per step (bf16) + the KV cache read at its mean length (f32 in aha, bf16 in torch)
+  // bound: every weight read once per step (bf16) + the KV cache read at its mean length (aha's: model.kvDtype(),
+  // bf16 in the default GEMM mode; bf16 in torch)
   const bw = /H200/.test(info.name!) ? 4.8e12 : /H100/.test(info.name!) ? 3.35e12 : NaN;
   const weightBytes = 2 * (V * C + LAYERS * (C * (HQ + 2 * HKV) * D + HQ * D * C + 3 * C * I));
   const kvBytes = (f: number) => 2 * LAYERS * NSEQ * (P + T / 2) * HKV * D * f;
@@ -239,7 +240,8 @@ function main(): void {
   row("peak memory (reserved)", aha.peak_reserved_gib, torch?.peak_reserved_gib, "GiB", true);
   row("decode (teacher-forced) ", aha.decode_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph per step", aha.decode_graph_tok_s, torch?.decode_tok_s, "tok/s", false);
-  console.log(`decode bound at ${(bw / 1e12).toFixed(2)} TB/s: ${bound(4).toFixed(0)} tok/s with an f32 KV cache, ${bound(2).toFixed(0)} with bf16; aha reaches ${(100 * decodeTps / bound(4)).toFixed(1)}% of its bound (${(100 * graphTps / bound(4)).toFixed(1)}% with graphs)`);
+  const kvF = model.kvDtype() === "bf16" ? 2 : 4;
+  console.log(`decode bound at ${(bw / 1e12).toFixed(2)} TB/s: ${bound(4).toFixed(0)} tok/s with an f32 KV cache, ${bound(2).toFixed(0)} with bf16; aha (${kvF === 2 ? "bf16" : "f32"} cache) reaches ${(100 * decodeTps / bound(kvF)).toFixed(1)}% of its bound (${(100 * graphTps / bound(kvF)).toFixed(1)}% with graphs)`);
 }
 
 /** Host cost of one call (µs, 2,000 calls then a synchronize) for the call kinds a decode step is made of. */

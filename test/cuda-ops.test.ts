@@ -163,6 +163,7 @@ test("cuda: embedding forward (f32/bf16/f16, bad ids → NaN) and backward (repe
   const rows = Int32Array.from({ length: 9 }, (_, i) => (i * 5 + 3) % V);
   both("scatter_rows", [randn(V * C), randn(9 * C), rows, 9, C], [0], 0);
   both("scatter_rows", [randn(V * C), randn(9 * C), rows, 9, C, randn(V * C), randn(9 * C)], [0, 5], 0);
+  both("scatter_rows", [new Uint16Array(V * C), randn(9 * C), rows, 9, C, new Uint16Array(V * C), randn(9 * C), 1], [0, 5], 0, "scatter_rows into bf16");
 });
 
 test("cuda: binary, scale, sum_rows, copy2d", { skip }, () => {
@@ -219,6 +220,8 @@ test("cuda: attention forward/backward (GQA, left padding, window, softcap, head
   const q = randn(B * T * Hq * D), k = randn(B * cap * Hkv * D), v = randn(B * cap * Hkv * D);
   const mask = Int32Array.from({ length: B * S }, (_, i) => (i % S < 3 && i >= S ? 0 : 1));
   both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, k, v, mask, B, T, S, Hq, Hkv, D, cap * Hkv * D, 0.125, 0, 0], [0, 1], 1e-4, "attention with KV cache stride");
+  both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, f32ToBf16(k), f32ToBf16(v), mask, B, T, S, Hq, Hkv, D, cap * Hkv * D, 0.125, 0, 0,
+    false, null, 1, 1], [0, 1], 1e-4, "attention with a bf16 KV cache");
   // decode (T = 1, its own kernel): more keys than one pass of its warps, padding, window, softcap, odd head dims
   for (const [S1, D1, window, softcap] of [[1, 64, 0, 0], [300, 64, 0, 0], [700, 128, 0, 0], [611, 36, 100, 0], [290, 80, 0, 30], [333, 256, 64, 50]]) {
     const B1 = 3, cap1 = S1 + 5, Hq1 = 6, Hkv1 = 2;
@@ -229,6 +232,8 @@ test("cuda: attention forward/backward (GQA, left padding, window, softcap, head
       1 / Math.sqrt(D1), window, softcap], [0, 1], 1e-4, `attention decode S=${S1} D=${D1} window=${window} softcap=${softcap}`);
     both("attention_forward", [new Float32Array(B1 * Hq1 * D1), null, q1, k1, v1, mask1, B1, 1, S1, Hq1, Hkv1, D1, cap1 * Hkv1 * D1,
       1 / Math.sqrt(D1), window, softcap, false, new Uint16Array(B1 * Hq1 * D1), 1], [0, 17], 1e-4, `attention decode S=${S1} D=${D1} + bf16 copy`);
+    both("attention_forward", [new Float32Array(B1 * Hq1 * D1), new Float32Array(B1 * Hq1), q1, f32ToBf16(k1), f32ToBf16(v1), mask1, B1, 1, S1, Hq1, Hkv1, D1,
+      cap1 * Hkv1 * D1, 1 / Math.sqrt(D1), window, softcap, false, null, 1, 1], [0, 1], 1e-4, `attention decode S=${S1} D=${D1}, bf16 KV cache`);
   }
 });
 
@@ -252,6 +257,8 @@ test("cuda: attention on tensor cores (bf16 Q, K, V, P; f32 accumulation) for he
       [0, 1], 2e-2, label, 1e-5);
     both("attention_forward", [new Float32Array(B * T * Hq * D), null, q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap, true,
       new Uint16Array(B * T * Hq * D), 1], [0, 17], 2e-2, `${label} + bf16 copy`, 1e-5);
+    both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, f32ToBf16(k), f32ToBf16(v), mask, B, T, S, Hq, Hkv, D, S * Hkv * D,
+      scale, window, softcap, true, null, 1, 1], [0, 1], 2e-2, `${label}, bf16 keys/values`, 1e-5);
     const o = new Float32Array(B * T * Hq * D), lse = new Float32Array(B * Hq * T);
     cpu.attention_forward(o, lse, q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap);
     const n = B * T * Hq * D, m = B * S * Hkv * D;

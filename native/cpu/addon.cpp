@@ -51,7 +51,13 @@ FN(gemm) {
   return a.Env().Undefined();
 }
 FN(scatter_rows) {
-  scatter_rows(ptr(a[0]), ptr(a[1]), ptr<int32_t>(a[2]), L(a[3]), L(a[4]), a.Length() > 5 ? ptr(a[5]) : nullptr, a.Length() > 6 ? ptr(a[6]) : nullptr);
+  const int dt = a.Length() > 7 && a[7].IsNumber() ? (int)L(a[7]) : F32;
+  if (dt != F32 && dt != BF16) {
+    Napi::Error::New(a.Env(), "aha cpu scatter_rows: the destination must be f32 or bf16").ThrowAsJavaScriptException();
+    return a.Env().Undefined();
+  }
+  scatter_rows(ptr<void>(a[0]), ptr(a[1]), ptr<int32_t>(a[2]), L(a[3]), L(a[4]), a.Length() > 5 ? ptr<void>(a[5]) : nullptr,
+               a.Length() > 6 ? ptr(a[6]) : nullptr, dt);
   return a.Env().Undefined();
 }
 FN(convert) {
@@ -127,11 +133,12 @@ FN(adamw) {
 }
 FN(sum_squares) { return Napi::Number::New(a.Env(), sum_squares(ptr(a[0]), L(a[1]))); }
 FN(attention_forward) {
-  // a[16] (lowp) only matters on CUDA; a[17], a[18]: a 16-bit copy of o and its dtype
+  // a[16] (lowp) only matters on CUDA; a[17], a[18]: a 16-bit copy of o and its dtype; a[19]: k and v's dtype
   const bool c16 = cpu16(a, 17);
   if (a.Env().IsExceptionPending()) return a.Env().Undefined();
-  attention_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr(a[4]), ptr<int32_t>(a[5]), L(a[6]), L(a[7]), L(a[8]),
-                    L(a[9]), L(a[10]), L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]), c16 ? ptr<uint16_t>(a[17]) : nullptr);
+  const int dtKV = a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32;
+  attention_forward(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr<const float>(a[3]), ptr<const float>(a[4]), ptr<int32_t>(a[5]), L(a[6]), L(a[7]), L(a[8]),
+                    L(a[9]), L(a[10]), L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]), c16 ? ptr<uint16_t>(a[17]) : nullptr, dtKV);
   return a.Env().Undefined();
 }
 FN(attention_backward) {

@@ -26,7 +26,15 @@ inline float dot(const float* a, const float* b, long D) {
 
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
                        long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
-                       uint16_t* o16) {
+                       uint16_t* o16, int dtKV) {
+  std::vector<float> k32, v32;  // a bf16 cache's keys and values, widened (exactly) to f32 first
+  if (dtKV != F32) {
+    const long n = (B - 1) * kvStrideB + S * Hkv * D;
+    k32.resize(n); v32.resize(n);
+    convert_row(k32.data(), k, dtKV, 0, n);
+    convert_row(v32.data(), v, dtKV, 0, n);
+    k = k32.data(); v = v32.data();
+  }
   const long group = Hq / Hkv, off = S - T;
   parallel_for(B * Hq, [&](long bh) {
     long b = bh / Hq, h = bh % Hq, hk = h / group;

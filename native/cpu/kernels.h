@@ -66,8 +66,10 @@ void glu_backward(float* dg, float* du, const float* dout, const float* g, const
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V);
 // dtable[ids[n], :] += dout[n, :]
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, long N, long C);
-// dst[rows[n], :] = src[n, :] for n < N (rows of C elements), and the same for dst2/src2 when given
-void scatter_rows(float* dst, const float* src, const int32_t* rows, long N, long C, float* dst2 = nullptr, const float* src2 = nullptr);
+// dst[rows[n], :] = src[n, :] for n < N (rows of C elements), and the same for dst2/src2 when given; dtDst: the
+// destinations' dtype (f32, or bf16: a KV cache of 16-bit values, rounded to nearest even)
+void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long C, void* dst2 = nullptr, const float* src2 = nullptr,
+                  int dtDst = F32);
 // out[i] = a[i] op b[i % nb]; op: 0 add, 1 sub, 2 mul
 void binary(float* out, const float* a, const float* b, long n, long nb, int op);
 // out[i] = a[i] * s
@@ -82,10 +84,11 @@ double sum_squares(const float* x, long n);
 // causal GQA attention. q/o [B,T,Hq,D], k/v [B,*,Hkv,D] with batch stride kvStrideB and S valid keys;
 // keyMask [B, S] (1 = attend; may be null); query i sits at key index i + (S - T); window > 0 limits to
 // (i+S-T) - j < window; softcap > 0 applies cap*tanh(s/cap). lse [B,Hq,T] saved for backward.
-// o16 (may be null): o rounded to bf16 as well (the o projection's input)
+// o16 (may be null): o rounded to bf16 as well (the o projection's input). dtKV: k and v's dtype (f32, or bf16 in a
+// KV cache; k and v are then really uint16_t*).
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
                        long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
-                       uint16_t* o16 = nullptr);
+                       uint16_t* o16 = nullptr, int dtKV = F32);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
                         const float* q, const float* k, const float* v, const int32_t* keyMask,
                         long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap);

@@ -112,10 +112,14 @@ void glu_backward(float* dg, float* du, const float* dout, const float* g, const
   });
 }
 
-void scatter_rows(float* dst, const float* src, const int32_t* rows, long N, long C, float* dst2, const float* src2) {
+void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long C, void* dst2, const float* src2, int dtDst) {
+  auto put = [&](void* d, const float* s, long at) {
+    if (dtDst == F32) std::memcpy((float*)d + at, s, C * 4);
+    else for (long c = 0; c < C; c++) ((uint16_t*)d)[at + c] = f32_to_bf16(s[c]);
+  };
   for (long n = 0; n < N; n++) {
-    std::memcpy(dst + (long)rows[n] * C, src + n * C, C * 4);
-    if (dst2) std::memcpy(dst2 + (long)rows[n] * C, src2 + n * C, C * 4);
+    put(dst, src + n * C, (long)rows[n] * C);
+    if (dst2) put(dst2, src2 + n * C, (long)rows[n] * C);
   }
 }
 

@@ -94,7 +94,8 @@ FN(gemm) { TRY(gemm)
        a.Length() > 20 ? P(a[20]) : nullptr, a.Length() > 21 && a[21].IsNumber() ? L(a[21]) : 0);
   UNDEF CATCH(gemm) }
 FN(scatter_rows) { TRY(scatter_rows)
-  scatter_rows(P(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4]), a.Length() > 5 ? P(a[5]) : nullptr, a.Length() > 6 ? P(a[6]) : nullptr);
+  scatter_rows(P<void>(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4]), a.Length() > 5 ? P<void>(a[5]) : nullptr, a.Length() > 6 ? P(a[6]) : nullptr,
+               a.Length() > 7 && a[7].IsNumber() ? (int)L(a[7]) : F32);
   UNDEF CATCH(scatter_rows) }
 FN(convert) { TRY(convert) convert(P<void>(a[0]), (int)L(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4])); UNDEF CATCH(convert) }
 FN(rms_norm_forward) { TRY(rms_norm_forward)
@@ -120,9 +121,10 @@ FN(copy2d) { TRY(copy2d) copy2d(P(a[0]), P(a[1]), L(a[2]), L(a[3]), L(a[4]), L(a
 FN(adamw) { TRY(adamw) adamw(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), F(a[5]), F(a[6]), F(a[7]), F(a[8]), F(a[9]), L(a[10])); UNDEF CATCH(adamw) }
 FN(sum_squares) { TRY(sum_squares) return Napi::Number::New(a.Env(), sum_squares(P(a[0]), L(a[1]))); CATCH(sum_squares) }
 FN(attention_forward) { TRY(attention_forward)
-  attention_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P<int32_t>(a[5]), L(a[6]), L(a[7]), L(a[8]), L(a[9]), L(a[10]),
+  attention_forward(P(a[0]), P(a[1]), P(a[2]), P<void>(a[3]), P<void>(a[4]), P<int32_t>(a[5]), L(a[6]), L(a[7]), L(a[8]), L(a[9]), L(a[10]),
                     L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]), a.Length() > 16 && a[16].ToBoolean().Value(),
-                    a.Length() > 17 ? P<void>(a[17]) : nullptr, a.Length() > 18 && a[18].IsNumber() ? (int)L(a[18]) : BF16);
+                    a.Length() > 17 ? P<void>(a[17]) : nullptr, a.Length() > 18 && a[18].IsNumber() ? (int)L(a[18]) : BF16,
+                    a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32);
   UNDEF CATCH(attention_forward) }
 FN(attention_backward) { TRY(attention_backward)
   attention_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), P(a[6]), P(a[7]), P(a[8]), P<int32_t>(a[9]), L(a[10]),

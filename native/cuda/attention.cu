@@ -15,9 +15,9 @@ namespace {
 constexpr int BQ = 16, BK = 32, WARPS = 4, RPW = BQ / WARPS, THREADS = WARPS * 32;
 
 template <int NDL>
-__global__ void __launch_bounds__(THREADS) attention_forward_kernel(float* o, float* lse, const float* q, const float* k, const float* v,
+__global__ void __launch_bounds__(THREADS) attention_forward_kernel(float* o, float* lse, const float* q, const void* k, const void* v,
     const int32_t* keyMask, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
-    void* o16, int dt16) {
+    void* o16, int dt16, int dtKV) {
   constexpr int DP = 32 * NDL;
   extern __shared__ float smem[];
   float* qs = smem;                      // [BQ][DP]
@@ -35,16 +35,15 @@ __global__ void __launch_bounds__(THREADS) attention_forward_kernel(float* o, fl
 #pragma unroll
   for (int rr = 0; rr < RPW; rr++) { m[rr] = -INFINITY; l[rr] = 0.f; for (int e = 0; e < NDL; e++) acc[rr][e] = 0.f; }
   long jend = min(S, i0 + BQ + off), jbeg = window > 0 ? max(0L, i0 + off - window + 1) : 0;
-  const float* kb = k + b * kvStrideB;
-  const float* vb = v + b * kvStrideB;
+  const long kv0 = b * kvStrideB;  // this batch row's first key/value element (k, v: f32, or bf16 in a KV cache)
   for (long j0 = (jbeg / BK) * BK; j0 < jend; j0 += BK) {
     __syncthreads();
     for (int idx = tid; idx < BK * DP; idx += THREADS) {
       int jj = idx / DP, d = idx % DP;
       long j = j0 + jj;
       bool ok = j < S && d < D;
-      ks[jj * (DP + 1) + d] = ok ? kb[(j * Hkv + hk) * D + d] : 0.f;
-      vs[jj * DP + d] = ok ? vb[(j * Hkv + hk) * D + d] : 0.f;
+      ks[jj * (DP + 1) + d] = ok ? load_f(k, dtKV, kv0 + (j * Hkv + hk) * D + d) : 0.f;
+      vs[jj * DP + d] = ok ? load_f(v, dtKV, kv0 + (j * Hkv + hk) * D + d) : 0.f;
     }
     __syncthreads();
     float s[RPW];
@@ -100,8 +99,9 @@ __global__ void __launch_bounds__(THREADS) attention_forward_kernel(float* o, fl
 // are merged through shared memory at the end. The query sits at position S - 1 and sees every earlier key.
 constexpr int DEC_WARPS = 8;
 template <int NDL>
-__global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel(float* o, float* lse, const float* q, const float* k, const float* v,
-    const int32_t* keyMask, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16) {
+__global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel(float* o, float* lse, const float* q, const void* k, const void* v,
+    const int32_t* keyMask, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16,
+    int dtKV) {
   constexpr int DP = 32 * NDL;
   __shared__ float qs[DP];
   __shared__ float wm[DEC_WARPS], wl[DEC_WARPS];
@@ -112,8 +112,9 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel(float*
   for (int d = threadIdx.x; d < DP; d += blockDim.x) qs[d] = d < D ? q[row * D + d] * scale : 0.f;
   __syncthreads();
   const long rs = Hkv * D;  // floats between consecutive keys of one kv head
-  const float* kb = k + b * kvStrideB + hk * D;
-  const float* vb = v + b * kvStrideB + hk * D;
+  const long kv0 = b * kvStrideB + hk * D;  // this row's first key/value element (f32, or bf16 in a KV cache)
+  const float* kb = dtKV == F32 ? (const float*)k + kv0 : nullptr;
+  const float* vb = dtKV == F32 ? (const float*)v + kv0 : nullptr;
   const bool vec = (D & 3) == 0;
   float m = -INFINITY, l = 0.f, acc[NDL];
 #pragma unroll
@@ -123,7 +124,20 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel(float*
     const long j = j0 + lane;
     const bool ok = j < S && (!km || km[j] != 0);
     float s = -INFINITY;
-    if (ok) {
+    if (ok && !kb) {  // bf16 keys: 4 per 8-byte load where the head dim allows
+      const __nv_bfloat16* kr = (const __nv_bfloat16*)k + kv0 + j * rs;
+      float a = 0.f;
+      if (vec) {
+        for (int d = 0; d < D; d += 4) {
+          const uint2 kw = *(const uint2*)(kr + d);
+          const float2 x01 = __bfloat1622float2(*(const __nv_bfloat162*)&kw.x), x23 = __bfloat1622float2(*(const __nv_bfloat162*)&kw.y);
+          a += qs[d] * x01.x + qs[d + 1] * x01.y + qs[d + 2] * x23.x + qs[d + 3] * x23.y;
+        }
+      } else {
+        for (int d = 0; d < D; d++) a += qs[d] * __bfloat162float(kr[d]);
+      }
+      s = softcap > 0 ? softcap * tanhf(a / softcap) : a;
+    } else if (ok) {
       const float* kr = kb + j * rs;
       float a = 0.f;
       if (vec) {
@@ -148,11 +162,11 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel(float*
     for (int jj = 0; jj < nk; jj++) {
       const float pj = __shfl_sync(0xffffffffu, p, jj);
       if (pj == 0.f) continue;  // warp-uniform: a masked key (a DecodeStep's unwritten cache slots) costs no V read
-      const float* vr = vb + (j0 + jj) * rs;
+      const long vr = kv0 + (j0 + jj) * rs;
 #pragma unroll
       for (int e = 0; e < NDL; e++) {
         const int d = lane + 32 * e;
-        if (d < D) acc[e] += pj * vr[d];
+        if (d < D) acc[e] += pj * (vb ? vb[vr - kv0 + d] : __bfloat162float(((const __nv_bfloat16*)v)[vr + d]));
       }
     }
   }
@@ -306,11 +320,11 @@ template <int NDL> size_t fwd_smem() { return sizeof(float) * (BQ * 32 * NDL + B
 template <int NDL> size_t bwd_smem() { return sizeof(float) * (2 * BK * (32 * NDL + 1) + 2 * BQ * 32 * NDL + 2 * BQ * (BK + 1) + 2 * BQ); }
 
 template <int NDL>
-void launch_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* km, long B, long T, long S,
-                    long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16) {
+void launch_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* km, long B, long T, long S,
+                    long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16, int dtKV) {
   if (T == 1) {
     attention_decode_kernel<NDL><<<dim3((unsigned)Hq, (unsigned)B), DEC_WARPS * 32, 0, stream()>>>(o, lse, q, k, v, km, S, Hq, Hkv, D,
-                                                                                              kvStrideB, scale, window, softcap, o16, dt16);
+                                                                                              kvStrideB, scale, window, softcap, o16, dt16, dtKV);
     check_launch("attention_decode");
     return;
   }
@@ -318,7 +332,7 @@ void launch_forward(float* o, float* lse, const float* q, const float* k, const 
   size_t sm = fwd_smem<NDL>();
   if (!attr) { CK(cudaFuncSetAttribute(attention_forward_kernel<NDL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm)); attr = true; }
   dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)Hq, (unsigned)B);
-  attention_forward_kernel<NDL><<<grid, THREADS, sm, stream()>>>(o, lse, q, k, v, km, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16);
+  attention_forward_kernel<NDL><<<grid, THREADS, sm, stream()>>>(o, lse, q, k, v, km, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16, dtKV);
   check_launch("attention_forward");
 }
 template <int NDL>
@@ -341,13 +355,14 @@ void launch_backward(float* dq, float* dk, float* dv, const float* dout, const f
   else if ((D) <= 256) { constexpr int N_ = 8; CALL; }           \
   else throw std::runtime_error("aha cuda attention: head dim " + std::to_string(D) + " > 256 is not supported");
 
-void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
+void attention_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* keyMask,
                        long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, bool lowp,
-                       void* o16, int dt16) {
+                       void* o16, int dt16, int dtKV) {
   if (B * T * Hq == 0) return;
+  if (dtKV != F32 && dtKV != BF16) throw std::runtime_error("aha cuda attention: keys and values must be f32 or bf16");
   if (lowp && T > 1 && gemm_mode() == 0 &&
-      attention_tc_forward(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16)) return;
-  AHA_DISPATCH_D(D, (launch_forward<N_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16)));
+      attention_tc_forward(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16, dtKV)) return;
+  AHA_DISPATCH_D(D, (launch_forward<N_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16, dtKV)));
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,

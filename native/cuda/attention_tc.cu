@@ -39,12 +39,23 @@ __device__ __forceinline__ void load_tile(bf16* dst, const float* src, long stri
   }
 }
 
+// the same from a bf16 source (a KV cache of 16-bit keys/values): 4 values per 8-byte load, no rounding
+template <int D>
+__device__ __forceinline__ void load_tile16(bf16* dst, const bf16* src, long stride, long valid, int rows) {
+  constexpr int V4 = D / 4;
+  for (int idx = threadIdx.x; idx < rows * V4; idx += blockDim.x) {
+    const int r = idx / V4, c = (idx % V4) * 4;
+    *(uint2*)(dst + r * (D + 8) + c) = r < valid ? *(const uint2*)(src + r * stride + c) : make_uint2(0u, 0u);
+  }
+}
+
 template <int D> constexpr size_t fwd_bytes() { return 2 * (3 * 64 * (D + 8)) + 4 * (TW * 16 * SP) + 2 * (TW * 16 * PP) + 4 * (TW * 16 * (D + 4)); }
 template <int D> constexpr size_t bwd_bytes() { return 2 * (4 * 64 * (D + 8)) + 2 * (2 * TQ * PP) + 4 * (TW * 2 * 16 * SP) + 4 * (2 * TQ); }
 
 template <int D>
-__global__ void __launch_bounds__(TT) tc_forward_kernel(float* o, float* lse, const float* q, const float* k, const float* v,
-    const int32_t* keyMask, long T, long S, long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16) {
+__global__ void __launch_bounds__(TT) tc_forward_kernel(float* o, float* lse, const float* q, const void* k, const void* v,
+    const int32_t* keyMask, long T, long S, long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16,
+    bool kv16) {
   constexpr int DK = D + 8, DO = D + 4;
   extern __shared__ __align__(128) unsigned char smem[];
   bf16* Qs = (bf16*)smem;                 // [TQ][DK]
@@ -66,12 +77,16 @@ __global__ void __launch_bounds__(TT) tc_forward_kernel(float* o, float* lse, co
   const long i = i0 + w * 16 + r;
   float m = -INFINITY, l = 0.f;
   const long jend = min(S, i0 + TQ + off), jbeg = window > 0 ? max(0L, i0 + off - window + 1) : 0;
-  const float* kb = k + b * kvStrideB + hk * D;
-  const float* vb = v + b * kvStrideB + hk * D;
+  const long kv0 = b * kvStrideB + hk * D;  // (k, v: f32, or bf16 when kv16: a KV cache of 16-bit values)
   for (long j0 = (jbeg / TK) * TK; j0 < jend; j0 += TK) {
     __syncthreads();  // every warp is done with the previous K/V tile
-    load_tile<D>(Ks, kb + j0 * Hkv * D, Hkv * D, S - j0, TK);
-    load_tile<D>(Vs, vb + j0 * Hkv * D, Hkv * D, S - j0, TK);
+    if (kv16) {
+      load_tile16<D>(Ks, (const bf16*)k + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
+      load_tile16<D>(Vs, (const bf16*)v + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
+    } else {
+      load_tile<D>(Ks, (const float*)k + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
+      load_tile<D>(Vs, (const float*)v + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
+    }
     __syncthreads();
 #pragma unroll
     for (int n = 0; n < TK / 16; n++) {  // S_w = Q_w Kᵀ
@@ -281,12 +296,12 @@ bool attention_tc_supported(long D) { return D == 64 || D == 96 || D == 128; }
   else { constexpr int D_ = 128; CALL; }
 
 template <int D>
-static void tc_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* km, long B, long T, long S,
-                       long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16) {
+static void tc_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* km, long B, long T, long S,
+                       long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16, bool kv16) {
   static bool attr = false;
   if (!attr) { CK(cudaFuncSetAttribute(tc_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fwd_bytes<D>())); attr = true; }
   dim3 grid((unsigned)((T + TQ - 1) / TQ), (unsigned)Hq, (unsigned)B);
-  tc_forward_kernel<D><<<grid, TT, fwd_bytes<D>(), stream()>>>(o, lse, q, k, v, km, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16);
+  tc_forward_kernel<D><<<grid, TT, fwd_bytes<D>(), stream()>>>(o, lse, q, k, v, km, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16, kv16);
   check_launch("attention_forward (tensor cores)");
 }
 template <int D>
@@ -300,11 +315,11 @@ static void tc_backward(float* dq, float* dk, float* dv, const float* dout, cons
 }
 
 // true when the tensor-core path ran (head dim 64/96/128, 16-byte aligned rows); false: the caller runs the f32 kernels
-bool attention_tc_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
+bool attention_tc_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* keyMask,
                           long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
-                          void* o16, int dt16) {
+                          void* o16, int dt16, int dtKV) {
   if (!attention_tc_supported(D) || !aligned16(q) || !aligned16(k) || !aligned16(v) || kvStrideB % 4) return false;
-  AHA_TC_D(D, (tc_forward<D_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16)));
+  AHA_TC_D(D, (tc_forward<D_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16, dtKV == BF16)));
   return true;
 }
 bool attention_tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q,

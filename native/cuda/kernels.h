@@ -59,7 +59,8 @@ void glu_backward(float* dg, float* du, const float* dout, const float* g, const
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V);
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, long N, long C);
 // dst[rows[n], :] = src[n, :] for n < N (rows of C elements), and the same for dst2/src2 when given
-void scatter_rows(float* dst, const float* src, const int32_t* rows, long N, long C, float* dst2 = nullptr, const float* src2 = nullptr);
+void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long C, void* dst2 = nullptr, const float* src2 = nullptr,
+                  int dtDst = F32);  // dtDst: f32, or bf16/f16 (a KV cache of 16-bit values)
 void binary(float* out, const float* a, const float* b, long n, long nb, int op);
 void scale(float* out, const float* a, float s, long n);
 void sum_rows(float* out, const float* x, long R, long C, bool accumulate);
@@ -69,17 +70,18 @@ double sum_squares(const float* x, long n);
 double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
                  long n, float epsLow, float epsHigh, float delta, float beta, float gout,
                  float* out = nullptr);  // out: store the total there (f32) instead of returning it (no sync; returns 0)
-void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
+// o16: o rounded to dt16 as well (o_proj's input); dtKV: k and v's dtype (f32, or bf16 in a KV cache)
+void attention_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* keyMask,
                        long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
-                       bool lowp = false, void* o16 = nullptr, int dt16 = BF16);  // o16: o rounded to dt16 as well (o_proj's input)
+                       bool lowp = false, void* o16 = nullptr, int dt16 = BF16, int dtKV = F32);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
                         const float* q, const float* k, const float* v, const int32_t* keyMask,
                         long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap, bool lowp = false);
 // lowp: bf16 tensor cores (attention_tc.cu) when the GEMM mode is the default one and the head dim allows; these two
 // return false when they cannot run (the caller then runs the f32 kernels)
-bool attention_tc_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
+bool attention_tc_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* keyMask,
                           long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
-                          void* o16 = nullptr, int dt16 = BF16);
+                          void* o16 = nullptr, int dt16 = BF16, int dtKV = F32);
 bool attention_tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q,
                            const float* k, const float* v, const int32_t* keyMask, long B, long T, long S, long Hq, long Hkv, long D,
                            float scale, long window, float softcap);

@@ -150,16 +150,16 @@ __global__ void embedding_backward_kernel(float* dtable, const float* dout, cons
   GRID_LOOP(idx, N * C) atomicAdd(dtable + (long)ids[idx / C] * C + idx % C, dout[idx]);
 }
 // dst[rows[n], :] = src[n, :] and, when given, dst2[rows[n], :] = src2[n, :] (a KV cache's new keys and values)
-__global__ void scatter_rows_kernel(float* dst, const float* src, float* dst2, const float* src2, const int32_t* rows, long N, long C) {
+__global__ void scatter_rows_kernel(void* dst, const float* src, void* dst2, const float* src2, const int32_t* rows, long N, long C, int dt) {
   GRID_LOOP(idx, N * C) {
     long at = (long)rows[idx / C] * C + idx % C;
-    dst[at] = src[idx];
-    if (dst2) dst2[at] = src2[idx];
+    if (dt == F32) { ((float*)dst)[at] = src[idx]; if (dst2) ((float*)dst2)[at] = src2[idx]; }
+    else { store16(dst, dt, at, src[idx]); if (dst2) store16(dst2, dt, at, src2[idx]); }
   }
 }
-void scatter_rows(float* dst, const float* src, const int32_t* rows, long N, long C, float* dst2, const float* src2) {
+void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long C, void* dst2, const float* src2, int dtDst) {
   if (N * C == 0) return;
-  scatter_rows_kernel<<<blocks_for(N * C, 256), 256, 0, stream()>>>(dst, src, dst2, src2, rows, N, C);
+  scatter_rows_kernel<<<blocks_for(N * C, 256), 256, 0, stream()>>>(dst, src, dst2, src2, rows, N, C, dtDst);
   check_launch("scatter_rows");
 }
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V) {

@@ -14,7 +14,7 @@ export interface CpuAddon {
     lda: number, ldb: number, ldc: number, strideA: number, strideB: number, strideC: number, alpha: number, beta: number,
     fast?: boolean, dtA?: number, bias?: F32 | null, biasStride?: number): void;
   /** dst[rows[n], :] = src[n, :] (rows of C elements), and dst2/src2 alike when given */
-  scatter_rows(dst: F32, src: F32, rows: I32, N: number, C: number, dst2?: F32 | null, src2?: F32 | null): void;
+  scatter_rows(dst: Any, src: F32, rows: I32, N: number, C: number, dst2?: Any | null, src2?: F32 | null, dtDst?: number): void;
   /** dst[0:n] = src[0:n] in another dtype (CPU targets: f32, bf16) */
   convert(dst: Any, dtDst: number, src: Any, dtSrc: number, n: number): void;
   rms_norm_forward(y: F32, rstd: F32 | null, x: F32, w: F32 | null, N: number, C: number, eps: number, offset: number,
@@ -32,9 +32,9 @@ export interface CpuAddon {
   copy2d(dst: F32, src: F32, rows: number, width: number, dStride: number, sStride: number, accumulate: boolean): void;
   adamw(p: F32, m: F32, v: F32, g: F32, n: number, lr: number, b1: number, b2: number, eps: number, wd: number, step: number): void;
   sum_squares(x: F32, n: number): number;
-  attention_forward(o: F32, lse: F32 | null, q: F32, k: F32, v: F32, keyMask: I32 | null, B: number, T: number, S: number,
+  attention_forward(o: F32, lse: F32 | null, q: F32, k: F32 | Uint16Array, v: F32 | Uint16Array, keyMask: I32 | null, B: number, T: number, S: number,
     Hq: number, Hkv: number, D: number, kvStrideB: number, scale: number, window: number, softcap: number, lowp?: boolean,
-    o16?: Uint16Array | null, dt16?: number): void;
+    o16?: Uint16Array | null, dt16?: number, dtKV?: number): void;
   attention_backward(dq: F32, dk: F32, dv: F32, dout: F32, o: F32, lse: F32, q: F32, k: F32, v: F32, keyMask: I32 | null,
     B: number, T: number, S: number, Hq: number, Hkv: number, D: number, scale: number, window: number, softcap: number, lowp?: boolean): void;
   lm_logp_forward(logp: F32, lse: F32, entropy: F32 | null, h: F32, W: Any, dtW: number, targets: I32, N: number, C: number,

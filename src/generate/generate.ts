@@ -61,7 +61,7 @@ function generateAll(model: CausalLM, prompts: number[][], opts: GenerateOptions
   for (const [i, p] of prompts.entries()) if (p.length === 0) throw new Error(`generate: prompt ${i} is empty`);
   const budget = opts.memoryBudget ?? 2 ** 30;
   const maxP = Math.max(...prompts.map((p) => p.length));
-  const perSeq = KVCache.bytes(model.config, 1, maxP + maxTokens);
+  const perSeq = KVCache.bytes(model.config, 1, maxP + maxTokens, model.kvDtype());
   const promptsPerChunk = Math.max(1, Math.floor(budget / (perSeq * n)));
   for (let c = 0; c < prompts.length; c += promptsPerChunk) {
     const chunk = prompts.slice(c, c + promptsPerChunk);
@@ -93,7 +93,7 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
     ids.set(p, b * P + (P - p.length));
     mask.fill(1, b * P + (P - p.length), (b + 1) * P);
   });
-  let cache = new KVCache(model.config, Bp, P + maxTokens);
+  let cache = new KVCache(model.config, Bp, P + maxTokens, model.kvDtype());
   let lastLogits = noGrad(() => scope(() => lastRowLogits(model, model.forward(ids, Bp, P, { attentionMask: mask, cache }), Bp, P))); // [Bp, V]
 
   // fan out: row b of the prompt batch → n completion rows

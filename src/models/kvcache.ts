@@ -1,7 +1,9 @@
 // Key/value cache for generation: per layer, keys and values [B, capacity, Hkv, D], the first `length`
 // positions valid, plus the key padding mask [B, capacity] (1 = real token). Sequences can be dropped
-// (compaction) when they finish, so they stop costing compute.
-import { zeros, type Tensor } from "../engine/index.ts";
+// (compaction) when they finish, so they stop costing compute. Values are f32, or bf16 (half the memory and the
+// bandwidth decode attention reads) where the model's GEMMs take bf16 activations anyway (CausalLM.kvDtype).
+import { zeros, type DType, type Tensor } from "../engine/index.ts";
+import { DTYPE_BYTES, DTYPE_CODE } from "../engine/dtype.ts";
 import type { ModelConfig } from "./config.ts";
 
 export class KVCache {
@@ -11,10 +13,10 @@ export class KVCache {
   mask: Int32Array;
   length = 0;
 
-  constructor(readonly cfg: ModelConfig, public batch: number, readonly capacity: number) {
+  constructor(readonly cfg: ModelConfig, public batch: number, readonly capacity: number, readonly dtype: "f32" | "bf16" = "f32") {
     for (let l = 0; l < cfg.layers; l++) {
-      this.k.push(zeros([batch, capacity, cfg.kvHeads, cfg.headDim]).setCategory("kv_cache").keep());
-      this.v.push(zeros([batch, capacity, cfg.kvHeads, cfg.headDim]).setCategory("kv_cache").keep());
+      this.k.push(zeros([batch, capacity, cfg.kvHeads, cfg.headDim], dtype).setCategory("kv_cache").keep());
+      this.v.push(zeros([batch, capacity, cfg.kvHeads, cfg.headDim], dtype).setCategory("kv_cache").keep());
     }
     this.mask = new Int32Array(batch * capacity);
   }
@@ -25,8 +27,8 @@ export class KVCache {
   }
 
   /** Bytes a cache of this shape takes. */
-  static bytes(cfg: ModelConfig, batch: number, capacity: number): number {
-    return 2 * cfg.layers * batch * capacity * cfg.kvHeads * cfg.headDim * 4;
+  static bytes(cfg: ModelConfig, batch: number, capacity: number, dtype: DType = "f32"): number {
+    return 2 * cfg.layers * batch * capacity * cfg.kvHeads * cfg.headDim * DTYPE_BYTES[dtype];
   }
 
   /**
@@ -47,7 +49,7 @@ export class KVCache {
     const row = this.cfg.kvHeads * this.cfg.headDim;
     const be = this.k[l].backend;
     if (k.numel !== rows.numel * row || v.numel !== k.numel || rows.numel % this.batch) throw new Error(`KVCache.scatter: [${k.shape}] / ${rows.numel} rows for a batch of ${this.batch}`);
-    be.k.scatter_rows(this.k[l].buf, k.buf, rows.buf, rows.numel, row, this.v[l].buf, v.buf);
+    be.k.scatter_rows(this.k[l].buf, k.buf, rows.buf, rows.numel, row, this.v[l].buf, v.buf, DTYPE_CODE[this.dtype]);
   }
 
   /**
@@ -55,14 +57,17 @@ export class KVCache {
    * completions). Returns a new cache; this one is disposed.
    */
   select(keep: number[]): KVCache {
-    const out = new KVCache(this.cfg, keep.length, this.capacity);
+    const Kind = this.constructor as new (...a: ConstructorParameters<typeof KVCache>) => KVCache; // (a subclass selects into its own kind)
+    const out = new Kind(this.cfg, keep.length, this.capacity, this.dtype);
     out.length = this.length;
     const be = this.k[0].backend;
     const used = this.length * this.cfg.kvHeads * this.cfg.headDim;
     for (let l = 0; l < this.cfg.layers; l++) {
       for (const [dst, src] of [[out.k[l], this.k[l]], [out.v[l], this.v[l]]] as const) {
         keep.forEach((b, i) => {
-          be.k.copy2d(be.view(dst.buf, "f32", i * this.strideB, this.strideB), be.view(src.buf, "f32", b * this.strideB, this.strideB), 1, used, 0, 0, false);
+          const d = be.view(dst.buf, this.dtype, i * this.strideB, this.strideB), s = be.view(src.buf, this.dtype, b * this.strideB, this.strideB);
+          if (this.dtype === "f32") be.k.copy2d(d, s, 1, used, 0, 0, false);
+          else be.k.convert(d, DTYPE_CODE.bf16, s, DTYPE_CODE.bf16, used); // a copy (bf16 → bf16 is exact)
         });
       }
     }

@@ -130,6 +130,15 @@ export class CausalLM {
     return m;
   }
 
+  /**
+   * The dtype a KV cache for this model should hold: bf16 where the backend's GEMMs round activations to bf16 anyway
+   * (CUDA's default with bf16 weights; keys and values then come from such GEMMs), f32 otherwise (the CPU, exact mode).
+   */
+  kvDtype(): "f32" | "bf16" {
+    const wdt = this.layers[0]?.linears.values().next().value?.W.dtype ?? "f32";
+    return wdt === "bf16" && this.embed.backend.gemmActivationDtype?.(wdt) === "bf16" ? "bf16" : "f32";
+  }
+
   /** Every linear module: name → [in, out]. */
   linearShapes(): Map<string, [number, number]> {
     const out = new Map<string, [number, number]>();

@@ -34,7 +34,10 @@ export function attention16(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts, d
 }
 
 function attentionAnd16(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts, dt16: DType | null): [Tensor, Tensor | null] {
-  assertF32("attention", q, k, v);
+  // keys and values may be bf16 (a KV cache of 16-bit values: no gradient flows into it)
+  assertF32("attention", q);
+  if (k.dtype !== v.dtype || (k.dtype !== "f32" && k.dtype !== "bf16")) throw new Error(`attention: keys ${k.describe()} and values ${v.describe()} must both be f32 or bf16`);
+  if (k.dtype !== "f32" && (k.requiresGrad || v.requiresGrad)) throw new Error("attention: bf16 keys/values are for a KV cache, without gradients");
   const S = o.S ?? o.T;
   const kvStrideB = o.kvStrideB ?? S * o.Hkv * o.D;
   if (q.numel !== o.B * o.T * o.Hq * o.D) throw new Error(`attention: q [${q.shape}] is not [${o.B},${o.T},${o.Hq},${o.D}]`);
@@ -43,7 +46,7 @@ function attentionAnd16(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts, dt16:
   const kk = q.backend.k;
   const mask = o.keyMask?.buf ?? null;
   kk.attention_forward(out.buf, lse.buf, q.buf, k.buf, v.buf, mask, o.B, o.T, S, o.Hq, o.Hkv, o.D, kvStrideB, o.scale, o.window ?? 0, o.softcap ?? 0,
-    !!o.lowPrecision, out16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1);
+    !!o.lowPrecision, out16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1, dtypeCode(k.dtype));
   return [record(out, "attention", [q, k, v], (g) => {
     if (kvStrideB !== S * o.Hkv * o.D) throw new Error("attention backward through a KV cache is not supported");
     const dq = likeZero(q), dk = likeZero(k), dv = likeZero(v);

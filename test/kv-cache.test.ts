@@ -1,0 +1,54 @@
+// A bf16 KV cache (what CUDA's default GEMM mode uses with bf16 weights, CausalLM.kvDtype): keys and values are
+// rounded once, when written, and read back exactly. So on every device a model decoding with a bf16 cache gives
+// the same logits as with an f32 cache that holds the same rounded values — after a prefill, over decode steps,
+// through DecodeStep's captured graph and after compaction (select) — and different ones from an unrounded cache.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { basename } from "node:path";
+import { fixtureModels } from "./fixtures.ts";
+import { availableDevices, useDevice } from "./devices.ts";
+import { CausalLM } from "../src/models/model.ts";
+import { KVCache } from "../src/models/kvcache.ts";
+import { fromHost, noGrad, scope, type Tensor } from "../src/engine/index.ts";
+import { DecodeStep } from "../src/generate/decode-step.ts";
+import { bf16ToF32, f32ToBf16 } from "../src/models/safetensors.ts";
+
+/** An f32 cache whose writes round keys and values to bf16 first (on the host: the reference). */
+class RoundingCache extends KVCache {
+  override scatter(l: number, k: Tensor, v: Tensor, rows: Tensor): void {
+    const r = (t: Tensor) => fromHost(bf16ToF32(f32ToBf16(t.f32())), t.shape);
+    super.scatter(l, r(k), r(v), rows);
+  }
+}
+
+for (const device of availableDevices()) for (const dir of fixtureModels()) {
+  test(`${device} ${basename(dir)}: a bf16 KV cache decodes as an f32 cache of the same rounded values`, async () => {
+    await useDevice(device);
+    const model = CausalLM.load(dir);
+    const V = model.config.vocabSize, B = 3, P = 6, steps = 5, cap = P + 2 * steps;
+    const ids = Int32Array.from({ length: B * P }, (_, i) => (i * 29 + 7) % V);
+    const mask = Int32Array.from({ length: B * P }, (_, i) => (i % P >= [0, 1, 3][Math.floor(i / P)] ? 1 : 0));
+    const half = new KVCache(model.config, B, cap, "bf16"), ref = new RoundingCache(model.config, B, cap), full = new KVCache(model.config, B, cap);
+    assert.equal(half.k[0].dtype, "bf16");
+    const logits = (c: KVCache, next: Int32Array, T: number, m?: Int32Array) =>
+      noGrad(() => scope(() => model.logits(model.forward(next, c.batch, T, { cache: c, attentionMask: m })).f32()));
+    const a0 = logits(half, ids, P, mask), r0 = logits(ref, ids, P, mask), f0 = logits(full, ids, P, mask);
+    assert.deepEqual(a0, r0, "prefill");
+    assert.ok(a0.some((x, i) => x !== f0[i]), "the bf16 cache rounds (its logits differ from an unrounded cache's)");
+    for (let t = 0; t < steps; t++) {
+      const next = Int32Array.from({ length: B }, (_, b) => (t * 13 + b * 5 + 2) % V);
+      assert.deepEqual(logits(half, next, 1), logits(ref, next, 1), `decode step ${t}`);
+    }
+    // compaction keeps the rounded values; then a few steps through DecodeStep, captured for the bf16 cache (the
+    // reference's host-side rounding cannot be captured: it runs eagerly)
+    const h2 = half.select([2, 0]), r2 = ref.select([2, 0]);
+    const step = new DecodeStep(model, h2, true), refStep = new DecodeStep(model, r2, false);
+    for (let t = 0; t < steps - 1; t++) {
+      const next = Int32Array.from({ length: 2 }, (_, b) => (t * 7 + b * 3 + 1) % V);
+      assert.deepEqual(step.run(next).f32(), refStep.run(next).f32(), `after select, DecodeStep step ${t}`);
+    }
+    step.dispose();
+    refStep.dispose();
+    for (const c of [h2, r2, full]) c.dispose();
+  });
+}
