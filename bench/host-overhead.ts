@@ -2,8 +2,11 @@
 // JavaScript engine (autograd, scopes, allocation bookkeeping, host-side tables and masks) costs per step before any
 // device work. On a GPU the step cannot be faster than this plus the native launch costs, so it shows when a step
 // is host-bound. Decode is timed three ways: model.forward, a DecodeStep run eagerly, and a DecodeStep replaying
-// its captured graph (what is left on the host per token step: the uploads and one launch). Runs on any machine (no GPU needed): a random Qwen2.5-0.5B-like model (24 layers, 14/2 heads of 64,
-// small MLP and vocabulary: the op sequence and token counts are those of the real shape, the weights stay small).
+// its captured graph (what is left on the host per token step: the uploads and one launch). Runs on any machine (no
+// GPU needed): a random Qwen2.5-0.5B-like model in bf16 (24 layers, 14/2 heads of 64, small MLP and vocabulary: the
+// op sequence and token counts are those of the real shape, the weights stay small). The no-op backend answers as
+// CUDA's default GEMM mode does, and counts the activation conversion a GEMM of f32 activations by 16-bit weights
+// makes inside it, so the kernel counts are those a CUDA step launches.
 //   node --import tsx bench/host-overhead.ts [--micro 8] [--steps 3]
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
