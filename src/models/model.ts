@@ -3,7 +3,7 @@
 // rotary, per-layer rope and sliding windows. LoRA is applied on the fly; `withoutAdapter` gives the base model
 // (the GRPO reference) from the same weights.
 import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, ropePair, glu, glu16, embedding, attention, attention16, type AttentionOpts, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, linearGroup, groupable, type LoraPart, type LinearPart, checkpoint,
-  isGradEnabled, type Backend, type Tensor, type TokenLogprobs } from "../engine/index.ts";
+  isGradEnabled, type Backend, type DType, type Tensor, type TokenLogprobs } from "../engine/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
 import { WeightStore } from "./weights.ts";
@@ -135,8 +135,13 @@ export class CausalLM {
    * (CUDA's default with bf16 weights; keys and values then come from such GEMMs), f32 otherwise (the CPU, exact mode).
    */
   kvDtype(): "f32" | "bf16" {
+    return this.lowInputs() === "bf16" ? "bf16" : "f32";
+  }
+
+  /** The 16-bit type the projections' GEMMs round their inputs to (CUDA's default with 16-bit weights), or null. */
+  private lowInputs(): DType | null {
     const wdt = this.layers[0]?.linears.values().next().value?.W.dtype ?? "f32";
-    return wdt === "bf16" && this.embed.backend.gemmActivationDtype?.(wdt) === "bf16" ? "bf16" : "f32";
+    return wdt !== "f32" && this.embed.backend.gemmActivationDtype?.(wdt) === wdt ? wdt : null;
   }
 
   /** Every linear module: name → [in, out]. */
@@ -165,8 +170,10 @@ export class CausalLM {
     }
   }
 
-  /** x Wᵀ + b (+ the LoRA branch, with a dropout mask drawn from `seed` while training). */
-  /** into: add the projection to this tensor (no autograd) and return it; x16: x rounded to 16 bits (rmsNorm16) */
+  /**
+   * x Wᵀ + b (+ the LoRA branch, with a dropout mask drawn from `seed` while training). into: add the projection to
+   * this tensor (no autograd) and return it; x16: x rounded to the weights' 16 bits (rmsNorm16, attention16, glu16).
+   */
   private proj(x: Tensor, layer: Layer, name: string, seed: number, into?: Tensor, x16?: Tensor | null): Tensor {
     const { W, b } = layer.linears.get(name)!;
     const lora = this.adapter?.get(name);
@@ -265,9 +272,7 @@ export class CausalLM {
     let x = embedding(inputs.ids, this.embed);
     if (cfg.embedScale !== 1) x = scale(x, cfg.embedScale);
     const forwardSeed = this.dropout > 0 ? Math.floor(this.dropoutRng() * 2 ** 32) : 0;
-    // the 16-bit type the projections' GEMMs round their inputs to (CUDA's default with 16-bit weights), or null
-    const wdt = this.layers[0]?.linears.values().next().value?.W.dtype ?? "f32";
-    const low = wdt !== "f32" && x.backend.gemmActivationDtype?.(wdt) === wdt ? wdt : null;
+    const low = this.lowInputs(); // the projections' inputs get 16-bit copies where their GEMMs take those
     for (let l = 0; l < cfg.layers; l++) {
       const L = this.layers[l];
       const p = `model.layers.${l}`;

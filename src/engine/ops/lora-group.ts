@@ -1,8 +1,9 @@
 // Linear + LoRA for projections that read the same input (q/k/v, gate/up): y_i = x W_iᵀ + b_i + s_i · (x A_iᵀ) B_iᵀ,
 // as loraLinear computes each, with the work they share done once. Needs the A's adjacent rows of one flat buffer
 // (a LoRA adapter's storage, A's in module order), so that A_g = [A_1; A_2; …] [Σr, in] is one matrix:
-//   forward:  tᵀ = A_g xᵀ [Σr, N] (one GEMM for all parts), then per part its base GEMM with the bias, and its B GEMM
-//             (t_i = rows of tᵀ)
+//   forward:  tᵀ = A_g xᵀ [Σr, N] (one GEMM for all parts), then the base products x W_iᵀ + b_i and the B products
+//             (t_i = rows of tᵀ): one strided-batched GEMM each for a run of parts of one shape whose weights are
+//             packed side by side (k and v, gate and up: runsOf), else one GEMM per part
 //   backward: uᵀ_i = s_i B_iᵀ dy_iᵀ (rows of uᵀ [Σr, N]),  dx = Σ dy_i W_i + uᵀᵀ A_g (one GEMM),
 //             dA_g = uᵀ x (one GEMM, into the adapter's gradient buffer),  dB_i = s_i dy_iᵀ t_i
 // One autograd node for all outputs (recordMulti), so x gets one gradient instead of one per part plus the adds.
@@ -91,6 +92,7 @@ function baseProducts(x: Tensor, parts: LinearPart[], x16: Tensor | null, runs: 
   const xb = low ? (xw ?? x16!).buf : x.buf, dtX = low ? dtypeCode(dtW) : 0;
   const ys: Tensor[] = [], Ys: Tensor[] = [];
   const lead = x.shape.slice(0, -1);
+  for (const p of parts) sameBackend("linear group", x, p.W);
   for (const run of runs) {
     const i0 = run.first, n = run.count, p0 = parts[i0], outF = p0.W.shape[0];
     const Y = like(x, n === 1 ? [...lead, outF] : [n, N, outF]);
@@ -103,7 +105,6 @@ function baseProducts(x: Tensor, parts: LinearPart[], x16: Tensor | null, runs: 
       k.gemm(Y.buf, xb, Ws, dtypeCode(dtW), n, N, outF, inF, false, true, inF, inF, outF, 0, run.wStride, N * outF, 1, 0, false, dtX, bs, run.biasStride);
     } else for (let j = 0; j < n; j++) {
       const p = parts[i0 + j];
-      sameBackend("linear group", x, p.W);
       k.gemm(ys[i0 + j].buf, xb, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0, false, dtX, p.bias?.buf ?? null);
     }
   }
