@@ -29,7 +29,7 @@ export function packWeights(ws: Tensor[]): { storage: Tensor; views: Tensor[] } 
   }
   const storage = zeros([end], dt, be).setCategory("weights").keep();
   const views = ws.map((w, i) => {
-    const v = new Tensor(w.shape, dt, be.view(storage.buf, dt, offsets[i], w.numel), be, false).keep();
+    const v = new Tensor(w.shape, dt, be.view(storage.buf, dt, offsets[i], w.numel), be, false).setCategory("weights").keep();
     v.name = w.name;
     be.write(v.buf, w.data()); // at load only: through the host keeps this one path for every dtype and device
     packed.set(v, { storage, offset: offsets[i] });

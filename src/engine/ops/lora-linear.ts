@@ -20,7 +20,8 @@ export interface LoraBranch {
 
 /**
  * x [N, in] → [N, out]. `into` [N, out]: add the result to it instead (no autograd: a residual stream) and return it.
- * x16: x already rounded to W's 16-bit type (rmsNorm16, glu16): the base GEMM takes it where it would round x anyway.
+ * x16: x already rounded to W's 16-bit type (rmsNorm16, attention16, glu16): the base GEMM takes it where it would
+ * round x anyway.
  */
 export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: LoraBranch | null, into?: Tensor, x16?: Tensor | null): Tensor {
   assertF32("loraLinear", x);
