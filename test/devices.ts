@@ -1,10 +1,13 @@
 // Devices the suite can run on here: always "cpu", plus "cuda" when aha_cuda.node loads and finds a GPU.
 // Test files loop over availableDevices() (or skip with `cudaSkip`) so the same checks run on every backend.
+// AHA_TEST_DEVICES=cuda keeps only the GPU's runs (bench/gpu-run.sh: the CPU's are CI's, and device time is short).
 import { cudaAvailable, cudaInfo } from "../src/engine/cuda.ts";
 import type { Device } from "../src/engine/backend.ts";
 
 export function availableDevices(): Device[] {
-  return cudaAvailable() ? ["cpu", "cuda"] : ["cpu"];
+  const all: Device[] = cudaAvailable() ? ["cpu", "cuda"] : ["cpu"];
+  const only = process.env.AHA_TEST_DEVICES?.split(",").map((d) => d.trim());
+  return only ? all.filter((d) => only.includes(d)) : all;
 }
 
 /** node:test `skip` option: false where CUDA runs, else the reason. */
