@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeRandomModel } from "../bench/random-model.ts";
 import { CausalLM } from "../src/models/model.ts";
-import { backward, defaultBackend, fromHost, mul, noGrad, scope, sum, type Backend } from "../src/engine/index.ts";
+import { attention, backward, defaultBackend, fromHost, linearGroup, loraLinear, mul, noGrad, scope, sum, type Backend } from "../src/engine/index.ts";
 import { bf16ToF32, f32ToBf16 } from "../src/models/safetensors.ts";
 import { cudaSkip, useDevice } from "./devices.ts";
 
@@ -124,4 +124,18 @@ test("cuda: 16-bit GEMM inputs made once agree with conversions in every GEMM", 
     await useDevice("cpu");
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("the new entry points refuse what they cannot do, by name", () => {
+  const x = fromHost(new Float32Array(6).fill(1), [2, 3]), W = fromHost(new Float32Array(12).fill(0.5), [4, 3]);
+  W.requiresGrad = true;
+  assert.throws(() => loraLinear(x, W, null, null, fromHost(new Float32Array(8), [2, 4])), /only for code without autograd/);
+  assert.throws(() => linearGroup(x, [{ W, bias: null }, { W, bias: null }]), /linearGroup: only without autograd/);
+  assert.throws(() => noGrad(() => linearGroup(x, [{ W: fromHost(new Float32Array(8), [4, 2]), bias: null }])), /input has 3 features/);
+  const q = fromHost(new Float32Array(8), [1, 1, 2, 4]), kv = fromHost(new Float32Array(8), [1, 1, 2, 4]);
+  const opts = { B: 1, T: 1, Hq: 2, Hkv: 2, D: 4, scale: 0.5 };
+  assert.throws(() => attention(q, kv, fromHost(new Uint16Array(8), [1, 1, 2, 4], "bf16"), opts), /must both be f32 or bf16/);
+  const be = defaultBackend();
+  assert.throws(() => be.k.gemm(new Float32Array(8), new Float32Array(6), new Float32Array(12), 0, 1, 2, 4, 3, false, true, 3, 3, 5, 0, 0, 0, 1, 0, false, 0,
+    new Float32Array(4)), /bias needs dense rows of C/);
 });
