@@ -343,7 +343,8 @@ export class CausalLM {
         if (L.postFf) m = rmsNorm(m, L.postFf, cfg.eps, cfg.normOffset);
         return add(x, m);
       };
-      x = this.gradientCheckpointing && !cache ? checkpoint(block, x, this.layerParameters(l)) : block(x, !isGradEnabled());
+      // (without autograd checkpoint would only run the block: run it directly, in place)
+      x = this.gradientCheckpointing && !cache && isGradEnabled() ? checkpoint(block, x, this.layerParameters(l)) : block(x, !isGradEnabled());
     }
     return rmsNorm(x, this.finalNorm, cfg.eps, cfg.normOffset);
   }
