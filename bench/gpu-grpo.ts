@@ -5,6 +5,8 @@
 // (forward + lm-head logits per token, no sampling) and shown beside the memory-bandwidth bound.
 // Also times real rollouts through generate() (sampling on the device unless repetition_penalty) for 8 prompts × 8 completions.
 //   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 64] [--no-torch] [--dir …] [--layers 24] [--host-costs-only]
+// --smoke: the whole script on the CPU with a tiny model and short sequences, no torch (test/gpu-bench-smoke.test.ts
+// runs it, so a device call never finds the script broken); its figures mean nothing.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
@@ -12,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { writeSafetensors, type StWriteTensor } from "../src/models/safetensors.ts";
 import { CausalLM } from "../src/models/model.ts";
 import { KVCache } from "../src/models/kvcache.ts";
-import { backward, embedding, fromHost, memoryByCategory, noGrad, scope, setDefaultDevice, type Tensor } from "../src/engine/index.ts";
+import { backward, embedding, fromHost, getBackend, memoryByCategory, noGrad, scope, setDefaultDevice, type Tensor } from "../src/engine/index.ts";
 import { cudaBackend, cudaInfo } from "../src/engine/cuda.ts";
 import { batchLoss, lossWeights, tokenAdvantages, type CompletionBatch } from "../src/grpo/loss.ts";
 import { GraphedMicroBatches } from "../src/grpo/graph-step.ts";
@@ -22,17 +24,18 @@ import { generate } from "../src/generate/generate.ts";
 import { DecodeStep } from "../src/generate/decode-step.ts";
 
 const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
+const SMOKE = process.argv.includes("--smoke");
 // Qwen2.5 shapes: hidden, intermediate, query heads, kv heads, head dim, layers (vocabulary 151,936, tied embeddings)
-const SHAPES = { "0.5b": [896, 4864, 14, 2, 64, 24], "1.5b": [1536, 8960, 12, 2, 128, 28] } as const;
-const SHAPE = arg("shape", "0.5b") as keyof typeof SHAPES;
+const SHAPES = { "0.5b": [896, 4864, 14, 2, 64, 24], "1.5b": [1536, 8960, 12, 2, 128, 28], tiny: [64, 96, 4, 2, 16, 2] } as const;
+const SHAPE = arg("shape", SMOKE ? "tiny" : "0.5b") as keyof typeof SHAPES;
 if (!SHAPES[SHAPE]) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(", ")}`);
 const [C, I, HQ, HKV, D, LAYERS_DEFAULT] = SHAPES[SHAPE];
 const LAYERS = Number(arg("layers", String(LAYERS_DEFAULT)));
 const DIR = arg("dir", `/tmp/aha-bench-qwen-${SHAPE}-${LAYERS}`);
-const MICRO = Number(arg("micro", "8")), STEPS = Number(arg("steps", "3"));
-const CKPT = arg("ckpt", "1") === "1", GEN_TOKENS = Number(arg("gen-tokens", "64"));
-const PROMPTS = 8, GENS = 8, P = 128, T = 256, NSEQ = PROMPTS * GENS;
-const V = 151936;
+const MICRO = Number(arg("micro", "8")), STEPS = Number(arg("steps", SMOKE ? "2" : "3"));
+const CKPT = arg("ckpt", "1") === "1", GEN_TOKENS = Number(arg("gen-tokens", SMOKE ? "4" : "64"));
+const PROMPTS = 8, GENS = 8, P = SMOKE ? 8 : 128, T = SMOKE ? 6 : 256, NSEQ = PROMPTS * GENS;
+const V = SHAPE === "tiny" ? 1200 : 151936;
 
 function makeModel(dir: string): void {
   if (existsSync(join(dir, "model.safetensors"))) return;
@@ -74,14 +77,14 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const GB = 1024 ** 3;
 
 function main(): void {
-  const info = cudaInfo();
+  const info = SMOKE ? { ok: true, name: "CPU (smoke run)", totalMemory: 0, sms: 0 } : cudaInfo();
   if (!info.ok) { console.error(`no CUDA: ${info.error}`); process.exit(1); }
   console.log(`device: ${info.name}, ${(info.totalMemory! / GB).toFixed(0)} GiB, ${info.sms} SMs`);
   let t0 = performance.now();
   makeModel(DIR);
   console.log(`random model folder ${DIR} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  setDefaultDevice("cuda");
-  const be = cudaBackend();
+  setDefaultDevice(SMOKE ? "cpu" : "cuda");
+  const be = SMOKE ? smokeBackend() : cudaBackend();
   t0 = performance.now();
   const model = CausalLM.load(DIR);
   let rs = 1;
@@ -94,7 +97,7 @@ function main(): void {
   be.synchronize();
   console.log(`loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s; LoRA params ${params.reduce((a, p) => a + p.numel, 0)}; weights+LoRA+Adam ${(be.memory().allocated / GB).toFixed(2)} GiB`);
 
-  hostCosts(be);
+  if (!SMOKE) hostCosts(be);
   if (process.argv.includes("--host-costs-only")) return;
 
   // the batch: random prompt and completion ids, full completion masks, random advantages
@@ -149,7 +152,7 @@ function main(): void {
       if (m === NSEQ / MICRO - 1) lossG = out.loss.item();
       for (const t of Object.values(out)) t.dispose();
     }
-    gnote = g.graphed ? "CUDA graph" : `no graph: ${g.graphError}`;
+    gnote = g.graphed ? "captured" : `no graph: ${g.graphError}`;
     g.dispose();
     opt.update();
     opt.zeroGrad();
@@ -191,7 +194,8 @@ function main(): void {
   be.synchronize();
   const graphS = (performance.now() - tgd) / 1000;
   const graphTps = (NSEQ * (T - 1)) / graphS;
-  console.log(`decode through DecodeStep (${dstep.graphed ? "CUDA graph" : `no graph: ${dstep.graphError}`}): ${graphTps.toFixed(0)} tok/s, ${(1000 * graphS / (T - 1)).toFixed(2)} ms per step`);
+  const dstepGraphed = dstep.graphed;
+  console.log(`decode through DecodeStep (${dstep.graphed ? "captured" : `no graph: ${dstep.graphError}`}): ${graphTps.toFixed(0)} tok/s, ${(1000 * graphS / (T - 1)).toFixed(2)} ms per step`);
   printProfile("graph decode", be.profile(), graphS * 1000);
   dstep.dispose();
   gcache.dispose();
@@ -221,7 +225,7 @@ function main(): void {
   console.log("AHA " + JSON.stringify(aha));
 
   let torch: Record<string, number> | null = null;
-  if (!process.argv.includes("--no-torch")) {
+  if (!process.argv.includes("--no-torch") && !SMOKE) {
     model.adapter?.dispose();
     const script = fileURLToPath(new URL("./torch_baseline.py", import.meta.url));
     const out = execFileSync(process.env.PYTHON ?? "python3", [script, "--dir", DIR, "--micro", String(MICRO), "--steps", String(STEPS)],
@@ -240,6 +244,13 @@ function main(): void {
   row("peak memory (reserved)", aha.peak_reserved_gib, torch?.peak_reserved_gib, "GiB", true);
   row("decode (teacher-forced) ", aha.decode_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph per step", aha.decode_graph_tok_s, torch?.decode_tok_s, "tok/s", false);
+  // what the next step for graphs is: on by default on CUDA (graphsByDefault in src/engine/backend.ts) only when
+  // both captures happened, both are faster, and generation with them gives the same completions
+  const captured = gnote === "captured" && dstepGraphed;
+  const faster = stepGraphS < stepS && graphTps > decodeTps && genGTps > genTps;
+  console.log(`graphs: train step ${stepGraphS.toFixed(3)} vs ${stepS.toFixed(3)} s, decode ${graphTps.toFixed(0)} vs ${decodeTps.toFixed(0)} tok/s, ` +
+    `generate ${genGTps.toFixed(0)} vs ${genTps.toFixed(0)} tok/s → ${captured && faster && same ? "turn them on by default on CUDA" :
+    `keep them off (${!captured ? "a capture was refused" : !same ? "completions differ" : "not faster everywhere"})`}`);
   const kvF = model.kvDtype() === "bf16" ? 2 : 4;
   console.log(`decode bound at ${(bw / 1e12).toFixed(2)} TB/s: ${bound(4).toFixed(0)} tok/s with an f32 KV cache, ${bound(2).toFixed(0)} with bf16; aha (${kvF === 2 ? "bf16" : "f32"} cache) reaches ${(100 * decodeTps / bound(kvF)).toFixed(1)}% of its bound (${(100 * graphTps / bound(kvF)).toFixed(1)}% with graphs)`);
 }
@@ -263,6 +274,16 @@ function hostCosts(be: ReturnType<typeof cudaBackend>): void {
     time("upload 256 B", () => be.write(c, small)),
   ].join(", "));
   for (const p of [a, b, c]) be.free(p, "f32", 0);
+}
+
+/** The CPU backend with what the script asks of CUDA's (profile, reserved memory, emptyCache) stubbed, for --smoke. */
+function smokeBackend(): ReturnType<typeof cudaBackend> {
+  const cpu = getBackend("cpu");
+  return Object.assign(Object.create(cpu), {
+    profile: () => ({}),
+    emptyCache: () => {},
+    memory: () => { const m = cpu.memory(); return { ...m, reserved: m.allocated, peakReserved: m.peak }; },
+  }) as ReturnType<typeof cudaBackend>;
 }
 
 /** GPU time by op (AHA_CUDA_PROFILE=1), beside the wall time of what was profiled */
