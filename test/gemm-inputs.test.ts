@@ -14,35 +14,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeRandomModel } from "../bench/random-model.ts";
 import { CausalLM } from "../src/models/model.ts";
-import { attention, backward, defaultBackend, fromHost, linearGroup, loraLinear, mul, noGrad, scope, sum, type Backend } from "../src/engine/index.ts";
-import { bf16ToF32, f32ToBf16 } from "../src/models/safetensors.ts";
+import { attention, backward, defaultBackend, fromHost, linearGroup, loraLinear, mul, noGrad, scope, sum } from "../src/engine/index.ts";
 import { cudaSkip, useDevice } from "./devices.ts";
-
-const round16 = (a: Float32Array) => bf16ToF32(f32ToBf16(a));
-
-/** Run fn on the CPU backend with GEMMs rounding f32 activations by 16-bit weights as CUDA does; `ask16` also makes
- * the backend ask for 16-bit inputs. Returns fn's result and the conversions made (in GEMMs and by convert). */
-function emulated<T>(ask16: boolean, fn: () => T): [T, { inGemm: number; convert: number }] {
-  const be = defaultBackend() as Backend & { k: Record<string, (...a: unknown[]) => unknown> };
-  const k = be.k, n = { inGemm: 0, convert: 0 };
-  be.k = new Proxy(k, {
-    get: (t, name: string) => {
-      if (name === "convert") return (...a: unknown[]) => { n.convert++; return t.convert(...a); };
-      if (name !== "gemm") return t[name];
-      return (...a: unknown[]) => {
-        if (a[3] !== 0 && !a[19]) { n.inGemm++; a = [...a]; a[1] = round16(a[1] as Float32Array); }
-        return t.gemm(...a);
-      };
-    },
-  }) as typeof be.k;
-  if (ask16) be.gemmActivationDtype = (w) => (w === "f32" ? "f32" : w);
-  try {
-    return [fn(), n];
-  } finally {
-    be.k = k;
-    delete be.gemmActivationDtype;
-  }
-}
+import { emulated } from "./emulate-bf16.ts";
 
 test("cpu: 16-bit GEMM inputs made once (rmsNorm16, attention16, glu16, one convert per group) equal rounding in every GEMM", () => {
   const dir = mkdtempSync(join(tmpdir(), "aha-gemm16-"));

@@ -1,0 +1,86 @@
+// The fixture models with their weights in bf16, in CUDA's default GEMM mode (16-bit GEMM inputs, biases in the
+// GEMM, packed k/v and gate/up batched, LoRA on TF32): logits against the same models in exact f32 arithmetic.
+// Tolerances, of the logits' scale (max |logit|):
+//   - the CPU emulating the bf16 mode (test/emulate-bf16.ts: every GEMM input rounded to bf16, 2^-9 relative) against
+//     the CPU exact: at most 2e-2 (these models show about 6e-3), and above 1e-4 (the rounding really happened);
+//   - CUDA's bf16 mode against that emulation: at most 1e-3. The roundings are the same; what remains is summation
+//     order and the LoRA GEMMs' TF32 inputs (10 mantissa bits). The fixtures' head dim (16) keeps attention in f32.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { fixtureModels } from "./fixtures.ts";
+import { cudaSkip, useDevice } from "./devices.ts";
+import { emulated } from "./emulate-bf16.ts";
+import { CausalLM } from "../src/models/model.ts";
+import { f32ToBf16, readSafetensors, writeSafetensors, type StWriteTensor } from "../src/models/safetensors.ts";
+import { noGrad, scope } from "../src/engine/index.ts";
+
+/** A copy of a model folder with every f32 weight stored as bf16 (config.json and model.safetensors). */
+function bf16Copy(dir: string, out: string): void {
+  copyFileSync(join(dir, "config.json"), join(out, "config.json"));
+  const st = readSafetensors(join(dir, "model.safetensors"));
+  const t: Record<string, StWriteTensor> = {};
+  for (const [name, info] of st.tensors) t[name] = info.dtype === "F32" ? { dtype: "BF16", shape: info.shape, data: f32ToBf16(st.float32(name)) } : { dtype: info.dtype, shape: info.shape, data: st.bytes(name) };
+  writeSafetensors(join(out, "model.safetensors"), t);
+}
+
+/** max |a - b| over the positions where mask is 1, and max |b| there; a, b [B, T, V] */
+function maskedDiff(a: Float32Array, b: Float32Array, mask: Int32Array, V: number): [number, number] {
+  let d = 0, s = 0;
+  for (let i = 0; i < mask.length; i++) {
+    if (!mask[i]) continue;
+    for (let v = 0; v < V; v++) { d = Math.max(d, Math.abs(a[i * V + v] - b[i * V + v])); s = Math.max(s, Math.abs(b[i * V + v])); }
+  }
+  return [d, s];
+}
+
+for (const dir of fixtureModels()) for (const withAdapter of [false, true]) {
+  const refPath = join(dir, "reference.safetensors"), adapter = join(dir, "adapter");
+  if (!existsSync(refPath) || (withAdapter && !existsSync(adapter))) continue;
+  const name = `${basename(dir)}${withAdapter ? " + LoRA" : ""}`;
+  const setup = () => {
+    const tmp = mkdtempSync(join(tmpdir(), "aha-bf16-mode-"));
+    bf16Copy(dir, tmp);
+    const ref = readSafetensors(refPath);
+    const [B, T] = ref.info("input_ids").shape;
+    const ids = ref.int32("input_ids"), mask = ref.int32("attention_mask"), pos = ref.int32("position_ids");
+    const logits = (m: CausalLM) => noGrad(() => scope(() => m.logits(m.forward(ids, B, T, { attentionMask: mask, positions: pos })).f32()));
+    const load = () => CausalLM.load(tmp, withAdapter ? { adapter } : {});
+    return { tmp, mask, logits, load };
+  };
+
+  test(`cpu ${name}: bf16 weights, the bf16 mode emulated, within 2e-2 of exact arithmetic`, async () => {
+    await useDevice("cpu");
+    const { tmp, mask, logits, load } = setup();
+    try {
+      const model = load();
+      const exact = logits(model), [low] = emulated(true, () => logits(model));
+      const [d, s] = maskedDiff(low, exact, mask, model.config.vocabSize);
+      assert.ok(d <= 2e-2 * s && d > 1e-4 * s, `${name}: max |Δlogit| ${d} of scale ${s} (${(d / s).toExponential(2)})`);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  test(`cuda ${name}: the bf16 mode within 1e-3 of its emulation on the CPU`, { skip: cudaSkip() }, async () => {
+    const { cudaBackend } = await import("../src/engine/cuda.ts");
+    const { tmp, mask, logits, load } = setup();
+    try {
+      await useDevice("cpu");
+      const cpuModel = load();
+      const [want] = emulated(true, () => logits(cpuModel));
+      await useDevice("cuda");
+      cudaBackend().setGemmMode("bf16");
+      const gpuModel = load();
+      const got = logits(gpuModel);
+      const [d, s] = maskedDiff(got, want, mask, gpuModel.config.vocabSize);
+      assert.ok(d <= 1e-3 * s, `${name}: max |Δlogit| ${d} of scale ${s} (${(d / s).toExponential(2)})`);
+    } finally {
+      cudaBackend().setGemmMode("exact");
+      await useDevice("cpu");
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+}

@@ -1,0 +1,32 @@
+// CUDA's default GEMM mode, emulated on the CPU backend (whose GEMMs are exact): a GEMM of f32 activations by
+// 16-bit weights rounds the activations to bf16 first; with `ask16` the backend also says so
+// (gemmActivationDtype), so the model hands its GEMMs inputs already rounded (rmsNorm16, attention16, glu16).
+// Shared by test/gemm-inputs.test.ts and test/bf16-mode.test.ts.
+import { defaultBackend, type Backend } from "../src/engine/index.ts";
+import { bf16ToF32, f32ToBf16 } from "../src/models/safetensors.ts";
+
+const round16 = (a: Float32Array) => bf16ToF32(f32ToBf16(a));
+
+/** Run fn so on the CPU backend; returns its result and the conversions made (inside GEMMs and by convert). */
+export function emulated<T>(ask16: boolean, fn: () => T): [T, { inGemm: number; convert: number }] {
+  const be = defaultBackend() as Backend & { k: Record<string, (...a: unknown[]) => unknown> };
+  if (be.device !== "cpu") throw new Error("emulated: the CPU backend only");
+  const k = be.k, n = { inGemm: 0, convert: 0 };
+  be.k = new Proxy(k, {
+    get: (t, name: string) => {
+      if (name === "convert") return (...a: unknown[]) => { n.convert++; return t.convert(...a); };
+      if (name !== "gemm") return t[name];
+      return (...a: unknown[]) => {
+        if (a[3] !== 0 && !a[19]) { n.inGemm++; a = [...a]; a[1] = round16(a[1] as Float32Array); }
+        return t.gemm(...a);
+      };
+    },
+  }) as typeof be.k;
+  if (ask16) be.gemmActivationDtype = (w) => (w === "f32" ? "f32" : w);
+  try {
+    return [fn(), n];
+  } finally {
+    be.k = k;
+    delete be.gemmActivationDtype;
+  }
+}
