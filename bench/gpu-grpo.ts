@@ -220,7 +220,7 @@ function main(): void {
   const weightBytes = 2 * (V * C + LAYERS * (C * (HQ + 2 * HKV) * D + HQ * D * C + 3 * C * I));
   const kvBytes = (f: number) => 2 * LAYERS * NSEQ * (P + T / 2) * HKV * D * f;
   const bound = (f: number) => NSEQ / ((weightBytes + kvBytes(f)) / bw);
-  const aha = { step_s: stepS, step_graph_s: stepGraphS, peak_graph_reserved_gib: gpeak / GB, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps,
+  const aha = { grpo_step_estimate_s: (NSEQ * T) / genTps + stepS, grpo_step_estimate_graph_s: (NSEQ * T) / genGTps + stepGraphS, step_s: stepS, step_graph_s: stepGraphS, peak_graph_reserved_gib: gpeak / GB, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps,
     generate_tok_s: genTps, generate_graph_tok_s: genGTps, checkpointing: CKPT, loss: lastLoss };
   console.log("AHA " + JSON.stringify(aha));
 
@@ -251,6 +251,11 @@ function main(): void {
   console.log(`graphs: train step ${stepGraphS.toFixed(3)} vs ${stepS.toFixed(3)} s, decode ${graphTps.toFixed(0)} vs ${decodeTps.toFixed(0)} tok/s, ` +
     `generate ${genGTps.toFixed(0)} vs ${genTps.toFixed(0)} tok/s → ${captured && faster && same ? "turn them on by default on CUDA" :
     `keep them off (${!captured ? "a capture was refused" : !same ? "completions differ" : "not faster everywhere"})`}`);
+  // a whole GRPO step (beta 0, one iteration: rollouts, then the train step; rewards aside) as the brief counts it
+  // against TRL's 15.9 s: 8 × 8 rollouts of T tokens at generate()'s rate, plus the train step
+  const rollS = (NSEQ * T) / genTps, rollGS = (NSEQ * T) / genGTps;
+  console.log(`GRPO step estimate (${NSEQ} rollouts of ${T} tokens at generate()'s rate + the train step): ${(rollS + stepS).toFixed(2)} s ` +
+    `(${rollS.toFixed(2)} + ${stepS.toFixed(2)}); with graphs ${(rollGS + stepGraphS).toFixed(2)} s (${rollGS.toFixed(2)} + ${stepGraphS.toFixed(2)})`);
   const kvF = model.kvDtype() === "bf16" ? 2 : 4;
   console.log(`decode bound at ${(bw / 1e12).toFixed(2)} TB/s: ${bound(4).toFixed(0)} tok/s with an f32 KV cache, ${bound(2).toFixed(0)} with bf16; aha (${kvF === 2 ? "bf16" : "f32"} cache) reaches ${(100 * decodeTps / bound(kvF)).toFixed(1)}% of its bound (${(100 * graphTps / bound(kvF)).toFixed(1)}% with graphs)`);
 }
