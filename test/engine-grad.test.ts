@@ -2,7 +2,7 @@
 // L = Σ out ⊙ R (R random), in float32 with a tight relative tolerance.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { fromHost, backward, scope, sum, mul, add, sub, scale, matmul, rmsNorm, rope, ropePair, glu, embedding, attention, tokenLogprobs, grpoLoss, sliceCols, reshape, loraLinear, checkpoint, type Tensor } from "../src/engine/index.ts";
+import { fromHost, backward, scope, sum, mul, add, sub, scale, matmul, rmsNorm, rope, ropePair, glu, embedding, attention, tokenLogprobs, grpoLoss, sliceCols, reshape, loraLinear, checkpoint, dropoutMask, type Tensor } from "../src/engine/index.ts";
 import { Xoshiro } from "../src/engine/rng.ts";
 
 const rng = new Xoshiro(7);
@@ -196,4 +196,25 @@ test("backward(leaf, g, owned): an owned g is moved into .grad; a caller's g is 
     assert.ok(!x.grad!.isDisposed);
     x.dispose();
   }
+});
+
+test("dropoutMask: 0 or 1/(1-p), about 1-p kept, the same mask for the same seed and salt, another for another", () => {
+  const seed = (s: number) => fromHost(Int32Array.of(s), [1], "i32");
+  const p = 0.3, n = 200_000;
+  const a = dropoutMask(seed(7), 5, [n], p).f32();
+  let kept = 0;
+  for (const v of a) {
+    assert.ok(v === 0 || Math.abs(v - 1 / (1 - p)) < 1e-6, `value ${v}`);
+    if (v) kept++;
+  }
+  // binomial: sd = sqrt(n p (1-p)) ≈ 205 elements; 5 sd
+  assert.ok(Math.abs(kept - n * (1 - p)) < 5 * Math.sqrt(n * p * (1 - p)), `${kept} kept of ${n}`);
+  assert.deepEqual(dropoutMask(seed(7), 5, [n], p).f32(), a);
+  for (const other of [dropoutMask(seed(8), 5, [n], p).f32(), dropoutMask(seed(7), 6, [n], p).f32(), dropoutMask(seed(-7), 5, [n], p).f32()]) {
+    let same = 0;
+    for (let i = 0; i < n; i++) if ((other[i] === 0) === (a[i] === 0)) same++;
+    // independent masks agree on p² + (1-p)² = 58% of elements
+    assert.ok(Math.abs(same / n - (p * p + (1 - p) * (1 - p))) < 0.01, `agreement ${same / n}`);
+  }
+  assert.throws(() => dropoutMask(seed(1), 0, [4], 1), /p must be in \(0, 1\)/);
 });

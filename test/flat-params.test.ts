@@ -231,3 +231,28 @@ for (const device of availableDevices())
     f.dispose();
     await useDevice("cpu");
   });
+
+for (const device of availableDevices())
+  test(`${device}: LoRA dropout draws its masks on the device from one seed per forward: a checkpoint's recompute draws the same`, async () => {
+    await useDevice(device);
+    const dir = fixtureModels().find((d) => existsSync(join(d, "adapter")))!;
+    const model = CausalLM.load(dir, { adapter: join(dir, "adapter") });
+    for (const [name, pair] of model.adapter!.modules) { // non-zero B's, so the branch shows
+      const h = [...name].reduce((a, c) => (a * 31 + c.charCodeAt(0)) >>> 0, 7);
+      pair.B.backend.write(pair.B.buf, Float32Array.from({ length: pair.B.numel }, (_, i) => Math.sin(h + i) * 0.05));
+    }
+    const B = 2, V = model.config.vocabSize, ids = Int32Array.from({ length: B * 5 }, (_, i) => (i * 13 + 1) % V);
+    const grads = (dropout: number, ckpt: boolean) => {
+      model.dropout = dropout;
+      model.gradientCheckpointing = ckpt;
+      let s = 0;
+      model.dropoutRng = () => ((s = (s * 16807 + 11) % 2147483647) / 2147483647);
+      for (const p of model.parameters()) p.grad?.dispose(), (p.grad = null);
+      scope(() => backward(batchLoss(model, { promptIds: ids.subarray(0, B * 2), completionIds: ids.subarray(0, B * 3), completionMask: new Float32Array(B * 3).fill(1), B, P: 2, T: 3 },
+        null, null, Float32Array.from([1, -1]), { lossType: "grpo", epsilon: 0.2, epsilonHigh: 0.2, beta: 0, temperature: 1, maxCompletionLength: 3 }).loss));
+      return model.parameters().map((p) => p.grad!.f32());
+    };
+    const a = grads(0.3, false), b = grads(0.3, true), none = grads(0, false);
+    a.forEach((g, i) => assert.ok(maxDiff(g, b[i]) <= 1e-5 * Math.max(1e-6, ...g.map(Math.abs)), `${model.parameters()[i].name}: ${maxDiff(g, b[i])}`));
+    assert.ok(a.some((g, i) => maxDiff(g, none[i]) > 1e-4), "dropout changed the gradients");
+  });

@@ -1,7 +1,7 @@
 // GRPO micro-batches replayed from a captured graph (src/grpo/graph-step.ts; CUDA graphs on the GPU, recorded kernel
 // calls on the CPU): on every device, training with `graphs` logs the same metrics and leaves the same parameters
-// as training without, with LoRA and with full fine-tuning, old and reference log-probs; with LoRA dropout nothing is
-// captured. The loss kernel's on-device output equals its returned value. The CPU's recorded graphs reuse the
+// as training without, with LoRA and with full fine-tuning, old and reference log-probs, and with LoRA dropout (its
+// masks drawn on the device). The loss kernel's on-device output equals its returned value. The CPU's recorded graphs reuse the
 // buffers a capture frees, as CUDA's do.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -64,12 +64,25 @@ for (const device of availableDevices()) {
     graphed.params.forEach((p, i) => p.forEach((v, j) => assert.ok(Math.abs(v - plain.params[i][j]) <= 1e-5, `param ${i}[${j}]: ${v} vs ${plain.params[i][j]}`)));
   });
 
-  test(`${device}: with LoRA dropout the micro-batches are not captured`, async () => {
+  test(`${device}: with LoRA dropout, graphed training equals training without (masks drawn on the device from one seed per micro-batch)`, async () => {
     await useDevice(device);
-    const cfg = { model: modelDir, device, maxCompletionLength: 4, numGenerations: 4, rewardFuncs: ["unused"], seed: 3, logCompletions: 0, maxSteps: 1,
-      perDeviceTrainBatchSize: 4, graphs: true, lora: { r: 4, loraAlpha: 8, loraDropout: 0.1 }, outputDir: join(tmp, `${device}-dropout`) };
-    const [, runs] = await countingGraphed(async () => (await GRPOTrainer.create(cfg as never, { rows, rewardFuncs: [variety], quiet: true })).train());
-    assert.equal(runs, 0);
+    const cfg = { model: modelDir, device, maxCompletionLength: 4, numGenerations: 4, learningRate: 1e-2, rewardFuncs: ["unused"], seed: 3, logCompletions: 0,
+      maxSteps: 2, perDeviceTrainBatchSize: 2, gradientAccumulationSteps: 2, lora: { r: 4, loraAlpha: 8, loraDropout: 0.3 } };
+    const run = async (graphs: boolean) => {
+      const t = await GRPOTrainer.create({ ...cfg, graphs, outputDir: join(tmp, `${device}-dropout-${graphs}`) } as never, { rows, rewardFuncs: [variety], quiet: true });
+      const metrics = await t.train();
+      return { metrics: metrics.map(({ step_time: _s, ...m }) => m), params: t.model.parameters().map((p) => p.f32()) };
+    };
+    const [plain] = await countingGraphed(() => run(false));
+    const [graphed, runs, replays] = await countingGraphed(() => run(true));
+    assert.ok(runs > 0 && replays === runs, `${replays} of ${runs} micro-batches replayed`);
+    graphed.metrics.forEach((m, i) => {
+      for (const [k, v] of Object.entries(plain.metrics[i])) {
+        const g = (m as Record<string, number>)[k];
+        assert.ok(typeof v !== "number" || Math.abs(g - v) <= 1e-5 * Math.max(1, Math.abs(v)), `step ${i} ${k}: ${g} vs ${v}`);
+      }
+    });
+    graphed.params.forEach((p, i) => p.forEach((v, j) => assert.ok(Math.abs(v - plain.params[i][j]) <= 1e-5, `param ${i}[${j}]: ${v} vs ${plain.params[i][j]}`)));
   });
 
   test(`${device}: grpo_loss writes the same loss to a device buffer as it returns`, async () => {

@@ -60,6 +60,10 @@ FN(scatter_rows) {
                a.Length() > 6 ? ptr(a[6]) : nullptr, dt);
   return a.Env().Undefined();
 }
+FN(dropout_mask) {
+  dropout_mask(ptr(a[0]), ptr<int32_t>(a[1]), (uint32_t)L(a[2]), L(a[3]), F(a[4]), F(a[5]));
+  return a.Env().Undefined();
+}
 FN(convert) {
   if (L(a[1]) != F32 && L(a[1]) != BF16) {
     Napi::Error::New(a.Env(), "aha cpu convert: the target must be f32 or bf16").ThrowAsJavaScriptException();
@@ -171,7 +175,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward);
-  REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows);
+  REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows); REG(dropout_mask);
   return exports;
 }
 }  // namespace

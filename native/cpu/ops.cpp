@@ -123,6 +123,11 @@ void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long
   }
 }
 
+void dropout_mask(float* out, const int32_t* seed, uint32_t salt, long n, float keep, float scale) {
+  const uint32_t sd = (uint32_t)seed[0];
+  chunked(n, 1 << 14, [&](long a, long b) { for (long i = a; i < b; i++) out[i] = dropout_uniform(sd, salt, i) < keep ? scale : 0.f; });
+}
+
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V) {
   chunked(N, 16, [&](long a, long b) {
     for (long n = a; n < b; n++) {

@@ -15,6 +15,8 @@ export interface CpuAddon {
     fast?: boolean, dtA?: number, bias?: F32 | null, biasStride?: number): void;
   /** dst[rows[n], :] = src[n, :] (rows of C elements), and dst2/src2 alike when given */
   scatter_rows(dst: Any, src: F32, rows: I32, N: number, C: number, dst2?: Any | null, src2?: F32 | null, dtDst?: number): void;
+  /** a LoRA dropout mask: out[i] = scale or 0, drawn from (seed[0], salt, i) the same way on every backend */
+  dropout_mask(out: F32, seed: I32, salt: number, n: number, keep: number, scale: number): void;
   /** dst[0:n] = src[0:n] in another dtype (CPU targets: f32, bf16) */
   convert(dst: Any, dtDst: number, src: Any, dtSrc: number, n: number): void;
   rms_norm_forward(y: F32, rstd: F32 | null, x: F32, w: F32 | null, N: number, C: number, eps: number, offset: number,

@@ -134,7 +134,7 @@ export const GRPOConfigSchema = z.object({
   /**
    * Replay captured graphs instead of launching every kernel from JavaScript: each rollout decode step (fixed shapes;
    * finished sequences stay in the batch until half of it is done) and each training micro-batch (one capture per
-   * optimiser step; not with LoRA dropout). Same completions, metrics and parameters as without. CUDA graphs on the
+   * optimiser step; LoRA dropout masks are drawn on the device). Same completions, metrics and parameters as without. CUDA graphs on the
    * GPU; on the CPU, recorded kernel calls (which saves the JavaScript of every step). Default: on
    * for the CPU, off for CUDA until measured on a GPU; the environment variable AHA_GRAPHS=1 or 0 overrides.
    */

@@ -6,7 +6,8 @@
 // targets, old/reference log-probs, per-token advantages and loss weights. The loss stays on the device
 // (grpoLoss onDevice) and the backward's seed is a fixed [1] tensor of ones, so nothing inside syncs; gradients
 // accumulate with beta 1 into a gradient buffer zeroed for the step (FlatParams.zeroGradsForAccumulation).
-// Needs the trainable parameters in one flat storage and no LoRA dropout (its masks are drawn on the host).
+// Needs the trainable parameters in one flat storage. LoRA dropout masks are drawn on the device from a seed written
+// before each launch (one per micro-batch, as an eager forward draws it), so replays draw new masks.
 import { backward, empty, fromHost, grpoLoss, scope, tokenLogprobs, embedding, type Tensor } from "../engine/index.ts";
 import type { GrpoLossParams } from "../engine/ops/logprobs.ts";
 import { ReplayedStep } from "../engine/replay.ts";
@@ -32,6 +33,7 @@ export class GraphedMicroBatches {
   private readonly adv: Tensor; // [B*T]
   private readonly w: Tensor; // [B*T]
   private readonly one: Tensor; // [1] = 1, the backward's seed
+  private readonly dropoutSeed: Tensor; // [1] i32, the micro-batch's LoRA dropout seed (with dropout)
   private readonly rope: RopeBuffers; // cos/sin [B*L, rot/2] per rope setting
   /** forward, loss and backward, returning the loss [1] and the token log-probs and entropies [B*T] */
   private readonly replay: ReplayedStep<{ loss: Tensor; logp: Tensor; entropy: Tensor }>;
@@ -49,6 +51,7 @@ export class GraphedMicroBatches {
     this.adv = empty([N], "f32", be).keep();
     this.w = empty([N], "f32", be).keep();
     this.one = fromHost(Float32Array.of(1), [1], "f32", be).knownScalar(1).keep();
+    this.dropoutSeed = empty([1], "i32", be).keep();
     this.rope = new RopeBuffers(cfg, B * L, be);
   }
 
@@ -80,6 +83,7 @@ export class GraphedMicroBatches {
     be.write(this.adv.buf, advTok);
     be.write(this.w.buf, w);
     this.rope.write(positions);
+    if (this.model.dropout > 0) be.write(this.dropoutSeed.buf, Int32Array.of(this.model.dropoutSeedValue()));
     const out = this.replay.run();
     const copy = (t: Tensor) => { const c = empty(t.shape, "f32", be); be.k.copy2d(c.buf, t.buf, 1, t.numel, 0, 0, false); return c.keep(); };
     return { loss: copy(out.loss), logp: copy(out.logp), entropy: copy(out.entropy) };
@@ -93,6 +97,7 @@ export class GraphedMicroBatches {
       rope: (p) => this.rope.get(p),
       keys: (window) => ({ mask: this.mask, window }),
       S: L,
+      dropoutSeed: this.dropoutSeed,
     };
     return scope(() => {
       const h = model.forwardWith(inputs, B, L);
@@ -108,6 +113,6 @@ export class GraphedMicroBatches {
   dispose(): void {
     this.replay.dispose();
     this.rope.dispose();
-    for (const t of [this.ids, this.mask, this.rows, this.targets, this.old, this.ref, this.adv, this.w, this.one]) t?.dispose();
+    for (const t of [this.ids, this.mask, this.rows, this.targets, this.old, this.ref, this.adv, this.w, this.one, this.dropoutSeed]) t?.dispose();
   }
 }

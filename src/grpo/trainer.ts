@@ -189,9 +189,9 @@ export class GRPOTrainer {
     const step = this.state.global_step;
     this.model.dropoutRng = new Xoshiro(mixSeed(c.seed, step, 0xd0)).fn;
     // full-size micro-batches replay one captured graph (GraphedMicroBatches) when asked and possible: trainable
-    // parameters in one flat storage, no LoRA dropout
+    // parameters in one flat storage
     const flat = flatOf(this.opt.params);
-    const graphs = (c.graphs ?? graphsByDefault(this.model.embed.device)) && flat !== null && this.model.dropout === 0;
+    const graphs = (c.graphs ?? graphsByDefault(this.model.embed.device)) && flat !== null;
     if (graphs) flat!.zeroGradsForAccumulation(); // every micro-batch (graphed or not) then adds its gradients
     let graphed: GraphedMicroBatches | null = null;
     for (let b0 = 0; b0 < batch.B; b0 += per) {

@@ -2,9 +2,8 @@
 // select QKV bias, QK-norm, Gemma's (1 + w) sandwich norms and embedding scale, fused Phi-3 projections, partial
 // rotary, per-layer rope and sliding windows. LoRA is applied on the fly; `withoutAdapter` gives the base model
 // (the GRPO reference) from the same weights.
-import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, ropePair, glu, glu16, embedding, attention, attention16, type AttentionOpts, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, linearGroup, groupable, type LoraPart, type LinearPart, checkpoint,
+import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, ropePair, glu, glu16, embedding, dropoutMask, attention, attention16, type AttentionOpts, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, linearGroup, groupable, type LoraPart, type LinearPart, checkpoint,
   isGradEnabled, type Backend, type DType, type Tensor, type TokenLogprobs } from "../engine/index.ts";
-import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
 import { WeightStore } from "./weights.ts";
 import { LoraAdapter, type LoraConfig, type LoraPair } from "./lora.ts";
@@ -12,6 +11,9 @@ import { FlatParams } from "../engine/flat.ts";
 import { packWeights } from "../engine/packed.ts";
 import { ropeFrequencies, ropeTables as ropeTablesOf } from "./rope.ts";
 import type { KVCache } from "./kvcache.ts";
+
+/** A projection's LoRA dropout: the forward's seed [1] i32 on the device and the module's salt. */
+interface Dropout { seed: Tensor; salt: number }
 
 interface Layer {
   ln1: Tensor;
@@ -45,6 +47,8 @@ export interface ForwardInputs {
   keys(window: number): { mask: Tensor | null; window: number };
   /** key positions attention covers: T without a cache, else the cache's first S */
   S: number;
+  /** [1] i32, the seed of this forward's LoRA dropout masks (training with dropout only; forward() draws one) */
+  dropoutSeed?: Tensor;
 }
 
 export interface LoadOpts {
@@ -138,6 +142,15 @@ export class CausalLM {
     return this.lowInputs() === "bf16" ? "bf16" : "f32";
   }
 
+  /** The next forward's dropout seed, [1] i32 on the device, from `dropoutRng`. */
+  drawDropoutSeed(): Tensor {
+    return fromHost(Int32Array.of(this.dropoutSeedValue()), [1], "i32", this.embed.backend);
+  }
+  /** The next dropout seed's value (GraphedMicroBatches writes it into its fixed buffer). */
+  dropoutSeedValue(): number {
+    return Math.floor(this.dropoutRng() * 2 ** 32) | 0;
+  }
+
   /** The 16-bit type the projections' GEMMs round their inputs to (CUDA's default with 16-bit weights), or null. */
   private lowInputs(): DType | null {
     const wdt = this.layers[0]?.linears.values().next().value?.W.dtype ?? "f32";
@@ -171,17 +184,14 @@ export class CausalLM {
   }
 
   /**
-   * x Wᵀ + b (+ the LoRA branch, with a dropout mask drawn from `seed` while training). into: add the projection to
-   * this tensor (no autograd) and return it; x16: x rounded to the weights' 16 bits (rmsNorm16, attention16, glu16).
+   * x Wᵀ + b (+ the LoRA branch, its input masked by `drop` while training with dropout: a mask drawn on the device
+   * from the forward's seed and this module's salt). into: add the projection to this tensor (no autograd) and return
+   * it; x16: x rounded to the weights' 16 bits (rmsNorm16, attention16, glu16).
    */
-  private proj(x: Tensor, layer: Layer, name: string, seed: number, into?: Tensor, x16?: Tensor | null): Tensor {
+  private proj(x: Tensor, layer: Layer, name: string, drop: Dropout | null, into?: Tensor, x16?: Tensor | null): Tensor {
     const { W, b } = layer.linears.get(name)!;
     const lora = this.adapter?.get(name);
-    let mask: Tensor | null = null;
-    if (lora && this.dropout > 0 && isGradEnabled()) {
-      const keepP = 1 - this.dropout, rng = new Xoshiro(seed);
-      mask = fromHost(new Float32Array(x.numel).map(() => (rng.next() < keepP ? 1 / keepP : 0)), x.shape);
-    }
+    const mask = lora && drop ? dropoutMask(drop.seed, drop.salt, x.shape, this.dropout) : null;
     return loraLinear(x, W, b ?? null, lora ? { A: lora.A, B: lora.B, scale: lora.scale, mask } : null, into, x16);
   }
 
@@ -190,9 +200,9 @@ export class CausalLM {
    * adjacent in the adapter's storage and no dropout mask applies; without LoRA and autograd one linearGroup;
    * otherwise one proj each.
    */
-  private projGroup(x: Tensor, layer: Layer, names: string[], seed: (i: number) => number, x16: Tensor | null = null): Tensor[] {
+  private projGroup(x: Tensor, layer: Layer, names: string[], drop: ((i: number) => Dropout) | null, x16: Tensor | null = null): Tensor[] {
     const ad = this.adapter;
-    if (ad?.enabled && !(this.dropout > 0 && isGradEnabled())) {
+    if (ad?.enabled && !drop) {
       // the parts of a group are fixed for an adapter: worked out once (parts null: not groupable), and again only
       // if a pair's tensors were replaced
       let cache = this.groupParts.get(ad);
@@ -207,7 +217,7 @@ export class CausalLM {
       }
       const parts = entry.parts;
       if (parts) return loraLinearGroup(x, parts, x16);
-    } else if (!isGradEnabled()) {
+    } else if (!ad?.enabled && !isGradEnabled()) {
       // no LoRA, no autograd (generation, reference log-probs): packed projections of one shape share a GEMM
       let parts = this.baseParts.get(layer)?.get(names[0]);
       if (!parts || parts.some((p, i) => p.W !== layer.linears.get(names[i])!.W)) {
@@ -217,7 +227,7 @@ export class CausalLM {
       }
       return linearGroup(x, parts, x16);
     }
-    return names.map((n, i) => this.proj(x, layer, n, seed(i), undefined, x16));
+    return names.map((n, i) => this.proj(x, layer, n, drop?.(i) ?? null, undefined, x16));
   }
   private readonly groupParts = new WeakMap<LoraAdapter, Map<string, { pairs: LoraPair[]; parts: LoraPart[] | null }>>();
   private readonly baseParts = new WeakMap<Layer, Map<string, LinearPart[]>>();
@@ -255,6 +265,7 @@ export class CausalLM {
     const keyMaskHost = cache ? cacheMask(cache, B, S) : mask;
     const keyMask = keyMaskHost ? fromHost(keyMaskHost, [B, S], "i32") : null;
     const inputs: ForwardInputs = { ids: fromHost(ids, [N], "i32"), rope: ropeTables(cfg, positions), keys: (window) => ({ mask: keyMask, window }), S };
+    if (this.dropout > 0 && isGradEnabled()) inputs.dropoutSeed = this.drawDropoutSeed();
     const rows = cache && fromHost(cache.rowsOf(T), [B * T], "i32"); // where each layer's new keys/values go
     const h = this.forwardWith(inputs, B, T, cache && { cache, write: (l, k, v) => cache.scatter(l, k, v, rows!) });
     if (cache) cache.length += T;
@@ -271,7 +282,8 @@ export class CausalLM {
     const N = B * T, S = inputs.S, cache = kv?.cache;
     let x = embedding(inputs.ids, this.embed);
     if (cfg.embedScale !== 1) x = scale(x, cfg.embedScale);
-    const forwardSeed = this.dropout > 0 ? Math.floor(this.dropoutRng() * 2 ** 32) : 0;
+    // LoRA dropout while training: one device seed per forward, one salt per (layer, module)
+    const seed = this.dropout > 0 && isGradEnabled() ? (inputs.dropoutSeed ?? this.drawDropoutSeed()) : null;
     const low = this.lowInputs(); // the projections' inputs get 16-bit copies where their GEMMs take those
     for (let l = 0; l < cfg.layers; l++) {
       const L = this.layers[l];
@@ -283,11 +295,11 @@ export class CausalLM {
       const block = (xin: Tensor, inPlace = false): Tensor => {
         let module = 0;
         const proj = (h: Tensor, name: string, into?: Tensor, h16?: Tensor | null) =>
-          this.proj(h, L, `${p}.${name}`, mixSeed(forwardSeed, l, module++), into, h16);
+          this.proj(h, L, `${p}.${name}`, seed && { seed, salt: l * 256 + module++ }, into, h16);
         const projs = (h: Tensor, names: string[], h16: Tensor | null) => {
           const m0 = module;
           module += names.length;
-          return this.projGroup(h, L, names.map((n) => `${p}.${n}`), (i) => mixSeed(forwardSeed, l, m0 + i), h16);
+          return this.projGroup(h, L, names.map((n) => `${p}.${n}`), seed && ((i) => ({ seed, salt: l * 256 + m0 + i })), h16);
         };
         // the inputs of the projections, and their 16-bit copies where the GEMMs take those (low)
         const norm = (x: Tensor, w: Tensor | undefined): [Tensor, Tensor | null] =>

@@ -1,7 +1,7 @@
 // The op table: every differentiable op of the engine.
 export { add, sub, mul, scale, sum, reshape, sliceCols } from "./elementwise.ts";
 export { matmul, type MatmulOpts } from "./matmul.ts";
-export { rmsNorm, rmsNorm16, rope, ropePair, glu, glu16, embedding, type GluAct } from "./nn.ts";
+export { rmsNorm, rmsNorm16, rope, ropePair, glu, glu16, embedding, dropoutMask, type GluAct } from "./nn.ts";
 export { attention, attention16, type AttentionOpts } from "./attention.ts";
 export { tokenLogprobs, grpoLoss, type TokenLogprobs, type GrpoLossParams } from "./logprobs.ts";
 export { loraLinear, type LoraBranch } from "./lora-linear.ts";

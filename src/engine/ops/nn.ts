@@ -1,5 +1,5 @@
 // Neural-network ops of the llama family: RMSNorm, rotary embeddings, gated MLP activations, embedding gather.
-import { Tensor } from "../tensor.ts";
+import { Tensor, empty } from "../tensor.ts";
 import { record, recordMulti } from "../autograd.ts";
 import type { DType } from "../dtype.ts";
 import { assertF32, dtypeCode, like, likeZero } from "./util.ts";
@@ -94,6 +94,19 @@ function gluAnd16(g: Tensor, u: Tensor, act: GluAct, dt16: DType | null): [Tenso
     k.glu_backward(dg?.buf ?? null, du?.buf ?? null, d.buf, g.buf, u.buf, g.numel, a);
     return [dg, du];
   }), out16];
+}
+
+/**
+ * A LoRA dropout mask of `shape`: each element 1/(1-p) with probability 1-p, else 0, drawn from (seed, salt, index)
+ * by a counter-based hash (the same masks on every backend; native/cpu/kernels.h). seed [1] i32 lives on the device,
+ * so a replayed graph draws new masks when a new seed is written; salt tells the masks of one forward apart.
+ */
+export function dropoutMask(seed: Tensor, salt: number, shape: number[], p: number): Tensor {
+  if (seed.dtype !== "i32" || seed.numel !== 1) throw new Error(`dropoutMask: the seed must be one i32, not ${seed.describe()}`);
+  if (!(p > 0 && p < 1)) throw new Error(`dropoutMask: p must be in (0, 1), got ${p}`);
+  const out = empty(shape, "f32", seed.backend);
+  seed.backend.k.dropout_mask(out.buf, seed.buf, salt >>> 0, out.numel, 1 - p, 1 / (1 - p));
+  return out;
 }
 
 /** table[ids] → [N, C]; table [V, C] may be bf16/f16; ids i32 [N]. */
