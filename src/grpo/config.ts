@@ -11,7 +11,7 @@ const lora = z.object({
   r: z.number().int().positive().default(16),
   /** Scale numerator: updates are scaled by alpha / r. Default 32. */
   loraAlpha: z.number().positive().default(32),
-  /** Dropout on the LoRA input path while training. Default 0. */
+  /** Dropout on the LoRA input path while training (masks drawn on the device; graphs work with it). Default 0. */
   loraDropout: z.number().min(0).lt(1).default(0),
   /** Modules to adapt: names (q_proj, …), a regex string, or "all-linear" (default). */
   targetModules: z.union([z.array(z.string()).nonempty(), z.string()]).default("all-linear"),
