@@ -127,3 +127,27 @@ for (const dir of models) {
     }
   });
 }
+
+for (const device of availableDevices())
+  test(`${device}: final-logit soft-capping runs on the device (logits = cap · tanh(raw / cap)), and a decode step with it is captured`, async () => {
+    await useDevice(device);
+    const dir = models[0];
+    const plain = CausalLM.load(dir), capped = CausalLM.load(dir);
+    (capped.config as { finalSoftcap: number }).finalSoftcap = 2.5;
+    const B = 2, T = 3, V = plain.config.vocabSize, ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 3) % V);
+    const raw = noGrad(() => scope(() => plain.logits(plain.forward(ids, B, T)).f32()));
+    const got = noGrad(() => scope(() => capped.logits(capped.forward(ids, B, T)).f32()));
+    let worst = 0;
+    raw.forEach((r, i) => { worst = Math.max(worst, Math.abs(got[i] - 2.5 * Math.tanh(r / 2.5))); });
+    assert.ok(worst <= 1e-5, `max |Δ| ${worst}`);
+    assert.ok(raw.some((r) => Math.abs(r) > 1), "some logits are large enough for the cap to matter");
+    const { KVCache } = await import("../src/models/kvcache.ts");
+    const { DecodeStep } = await import("../src/generate/decode-step.ts");
+    const cache = new KVCache(capped.config, B, T + 2);
+    noGrad(() => scope(() => { capped.forward(ids, B, T, { cache }); }));
+    const step = new DecodeStep(capped, cache, true);
+    step.run(Int32Array.from([1, 2]));
+    assert.ok(step.graphed, `not captured: ${step.graphError}`);
+    step.dispose();
+    cache.dispose();
+  });

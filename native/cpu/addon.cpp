@@ -60,6 +60,10 @@ FN(scatter_rows) {
                a.Length() > 6 ? ptr(a[6]) : nullptr, dt);
   return a.Env().Undefined();
 }
+FN(softcap) {
+  softcap(ptr(a[0]), ptr(a[1]), F(a[2]), L(a[3]));
+  return a.Env().Undefined();
+}
 FN(dropout_mask) {
   dropout_mask(ptr(a[0]), ptr<int32_t>(a[1]), (uint32_t)L(a[2]), L(a[3]), F(a[4]), F(a[5]));
   return a.Env().Undefined();
@@ -175,7 +179,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward);
-  REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows); REG(dropout_mask);
+  REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows); REG(dropout_mask); REG(softcap);
   return exports;
 }
 }  // namespace

@@ -85,6 +85,8 @@ void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long
 void binary(float* out, const float* a, const float* b, long n, long nb, int op);
 // out[i] = a[i] * s
 void scale(float* out, const float* a, float s, long n);
+// out = cap * tanh(x / cap) (Gemma's final-logit soft-capping)
+void softcap(float* out, const float* x, float cap, long n);
 // out[j] (+)= sum_r x[r * C + j]
 void sum_rows(float* out, const float* x, long R, long C, bool accumulate);
 // dst[dOff + r*dStride + c] (+)= src[sOff + r*sStride + c] for r < rows, c < width

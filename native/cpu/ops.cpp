@@ -162,6 +162,10 @@ void scale(float* out, const float* a, float s, long n) {
   chunked(n, 1 << 15, [&](long x, long y) { for (long i = x; i < y; i++) out[i] = a[i] * s; });
 }
 
+void softcap(float* out, const float* x, float cap, long n) {
+  chunked(n, 1 << 15, [&](long a, long b) { for (long i = a; i < b; i++) out[i] = cap * std::tanh(x[i] / cap); });
+}
+
 void sum_rows(float* out, const float* x, long R, long C, bool accumulate) {
   chunked(C, 256, [&](long a, long b) {
     for (long c = a; c < b; c++) {

@@ -65,6 +65,7 @@ void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long
                   int dtDst = F32);  // dtDst: f32, or bf16/f16 (a KV cache of 16-bit values)
 void binary(float* out, const float* a, const float* b, long n, long nb, int op);
 void scale(float* out, const float* a, float s, long n);
+void softcap(float* out, const float* x, float cap, long n);  // out = cap * tanh(x / cap)
 void sum_rows(float* out, const float* x, long R, long C, bool accumulate);
 void copy2d(float* dst, const float* src, long rows, long width, long dStride, long sStride, bool accumulate);
 void adamw(float* p, float* m, float* v, const float* g, long n, float lr, float b1, float b2, float eps, float wd, long step);

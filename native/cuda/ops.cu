@@ -209,6 +209,12 @@ void scale(float* out, const float* a, float s, long n) {
   scale_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(out, a, s, n);
   check_launch("scale");
 }
+__global__ void softcap_kernel(float* out, const float* x, float cap, long n) { GRID_LOOP(i, n) out[i] = cap * tanhf(x[i] / cap); }
+void softcap(float* out, const float* x, float cap, long n) {
+  if (n == 0) return;
+  softcap_kernel<<<blocks_for(n, 256), 256, 0, stream()>>>(out, x, cap, n);
+  check_launch("softcap");
+}
 struct RowsOf { const float* x; long C; __device__ float operator()(long r, long c) const { return x[r * C + c]; } };
 // few rows (R = 1 is the gradient of a same-shape add): a thread per column, no atomics
 __global__ void sum_rows_few_kernel(float* out, const float* x, long R, long C, bool acc) {

@@ -30,6 +30,8 @@ export interface CpuAddon {
   embedding_backward(dtable: F32, dout: F32, ids: I32, N: number, C: number): void;
   binary(out: F32, a: F32, b: F32, n: number, nb: number, op: number): void;
   scale(out: F32, a: F32, s: number, n: number): void;
+  /** out = cap · tanh(x / cap) */
+  softcap(out: F32, x: F32, cap: number, n: number): void;
   sum_rows(out: F32, x: F32, R: number, C: number, accumulate: boolean): void;
   copy2d(dst: F32, src: F32, rows: number, width: number, dStride: number, sStride: number, accumulate: boolean): void;
   adamw(p: F32, m: F32, v: F32, g: F32, n: number, lr: number, b1: number, b2: number, eps: number, wd: number, step: number): void;

@@ -25,8 +25,7 @@ export class DecodeStep {
 
   constructor(readonly model: CausalLM, readonly cache: KVCache, graphs: boolean) {
     const cfg = model.config, B = cache.batch, be = cache.k[0].backend;
-    // (soft-capped logits take a host round trip: no graph then)
-    this.replay = new ReplayedStep(be, () => this.forward(), graphs && !(cfg.finalSoftcap > 0), "decode");
+    this.replay = new ReplayedStep(be, () => this.forward(), graphs, "decode");
     this.ids = empty([B], "i32", be).keep();
     this.rows = empty([B], "i32", be).keep();
     this.rope = new RopeBuffers(cfg, B, be);

@@ -363,13 +363,12 @@ export class CausalLM {
 
   /** Full logits [N, V] for hidden states [N, C] (soft-capped if the model says so). */
   logits(h: Tensor): Tensor {
-    let z = matmul(h, this.lmHead, { transB: true });
+    const z = matmul(h, this.lmHead, { transB: true });
     const cap = this.config.finalSoftcap;
-    if (cap > 0) {
-      const d = z.f32().map((v) => cap * Math.tanh(v / cap));
-      z = fromHost(d, z.shape);
-    }
-    return z;
+    if (!(cap > 0)) return z;
+    const capped = empty(z.shape, "f32", z.backend); // on the device; no gradient flows through (training uses tokenLogprobs)
+    z.backend.k.softcap(capped.buf, z.buf, cap, z.numel);
+    return capped;
   }
 
   /** log p(targets) under softmax(logits / temperature), fused and chunked; targets i32 [N]. */
