@@ -165,6 +165,8 @@ test("cuda: embedding forward (f32/bf16/f16, bad ids → NaN) and backward (repe
   both("scatter_rows", [randn(V * C), randn(9 * C), rows, 9, C, randn(V * C), randn(9 * C)], [0, 5], 0);
   both("scatter_rows", [new Uint16Array(V * C), randn(9 * C), rows, 9, C, new Uint16Array(V * C), randn(9 * C), 1], [0, 5], 0, "scatter_rows into bf16");
   both("softcap", [new Float32Array(4099), randn(4099, 20), 30, 4099], [0], 1e-5, "softcap");
+  // repetition penalty in place: distinct tokens per row, -1 pads, both signs
+  both("repetition_penalty", [randn(3 * 500), Int32Array.from([5, 7, 499, -1, 0, 3, -1, -1, 250, 251, 252, 1]), 3, 500, 4, 1.3], [0], 0, "repetition_penalty");
   // LoRA dropout masks: the same integer hash on both backends, so the very same masks
   for (const [sd, salt] of [[7, 5], [-123456789, 4099]]) both("dropout_mask", [new Float32Array(10007), Int32Array.of(sd), salt, 10007, 0.7, 1 / 0.7], [0], 0, `dropout_mask ${sd} ${salt}`);
 });

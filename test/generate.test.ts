@@ -91,6 +91,16 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
       if (k >= 0) { assert.equal(k, x.tokenIds.length - 1); assert.equal(x.finishReason, "stop"); }
       else assert.equal(x.tokenIds.length, 10);
     }
+    // a repetition penalty (drawn on the device): greedy completions equal a step-by-step reference that penalises
+    // the full forward's logits with the JS sampler; graphs change nothing
+    const rp = 1.8, greedy = generate(model, [prompts[0]], { temperature: 0, repetitionPenalty: rp, maxTokens: 6, seed: 5 })[0];
+    assert.deepEqual(generate(model, [prompts[0]], { temperature: 0, repetitionPenalty: rp, maxTokens: 6, seed: 5, graphs: false })[0].tokenIds, greedy.tokenIds);
+    const ref = [...prompts[0]];
+    for (let i = 0; i < 6; i++) {
+      const zz = noGrad(() => scope(() => model.logits(model.forward(Int32Array.from(ref), 1, ref.length)).f32()));
+      ref.push(sampleRow(zz.subarray((ref.length - 1) * V, ref.length * V), { temperature: 0, repetitionPenalty: rp }, 0.5, ref).token);
+    }
+    assert.deepEqual(greedy.tokenIds, ref.slice(prompts[0].length));
     // log-probs at temperature 1 without filters equal the model's own log-softmax of the sequence
     const plain = generate(model, [prompts[0]], { temperature: 1, maxTokens: 6, seed: 5 })[0];
     const seq = [...prompts[0], ...plain.tokenIds];

@@ -174,3 +174,37 @@ test("sample_rows draws from the filtered distribution (chi-square on a fixed ro
     if (df > 0) assert.ok(chi < chi2Critical(df, 3.09), `chi-square ${chi.toFixed(2)} with ${df} df for ${JSON.stringify(p)}`);
   }
 });
+
+test("sample_rows with a repetition penalty equals sampleRow on the penalised row (same u)", (t) => {
+  let rows = 0, excused = 0;
+  for (const rp of [1.3, 0.8]) for (const p of [{ temperature: 1 }, { temperature: 0.7, topK: 20 }, { temperature: 1, topP: 0.9 }, { temperature: 0 }] as SampleParams[]) {
+    const V = 1000, B = 12;
+    const logits = new Float32Array(B * V);
+    for (let b = 0; b < B; b++) logits.set(randomRow(V, [0.5, 2, 4][b % 3]), b * V);
+    // each row's seen tokens: distinct, some of them the row's most likely (where the penalty decides)
+    const seen = Array.from({ length: B }, (_, b) => {
+      const row = logits.subarray(b * V, (b + 1) * V), top = Array.from(row.keys()).sort((x, y) => row[y] - row[x]).slice(0, 3);
+      return [...new Set([...top, ...Array.from({ length: 2 + (b % 7) }, () => Math.floor(rng.next() * V))])];
+    });
+    const u = Float32Array.from({ length: B }, uniform);
+    const got = sampleTokens(fromHost(logits, [B, V], "f32", cpu), u, { ...p, repetitionPenalty: rp }, seen);
+    for (let b = 0; b < B; b++) {
+      // the row as the kernel penalises it (f32), drawn by the JS sampler without a penalty
+      const row = Float32Array.from(logits.subarray(b * V, (b + 1) * V));
+      for (const tok of seen[b]) row[tok] = Math.fround(row[tok] > 0 ? row[tok] / Math.fround(rp) : row[tok] * Math.fround(rp));
+      const want = sampleRow(row, p, u[b]);
+      rows++;
+      if (got.tokens[b] !== want.token) {
+        assert.ok(excuse(row, p, u[b], got.tokens[b], want.token), `rp ${rp} ${JSON.stringify(p)} row ${b}: token ${got.tokens[b]} vs ${want.token}`);
+        excused++;
+        continue;
+      }
+      assert.ok(Math.abs(got.logprobs[b] - want.logprob) <= 1e-5 + 1e-6 * Math.abs(want.logprob), `row ${b}: logprob ${got.logprobs[b]} vs ${want.logprob}`);
+    }
+    // and the JS sampler's own penalty (in f64) agrees with this reference on the token
+    for (let b = 0; b < B; b++) if (p.temperature === 0) assert.equal(sampleRow(logits.subarray(b * V, (b + 1) * V), { ...p, repetitionPenalty: rp }, u[b], seen[b]).token, got.tokens[b]);
+  }
+  t.diagnostic(`${rows} rows, ${excused} excused`);
+  assert.ok(excused <= rows * 0.02);
+  assert.throws(() => sampleTokens(fromHost(new Float32Array(8), [2, 4], "f32", cpu), Float32Array.of(0.5, 0.5), { repetitionPenalty: 1.2 }), /needs the seen tokens/);
+});

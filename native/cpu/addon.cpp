@@ -60,6 +60,10 @@ FN(scatter_rows) {
                a.Length() > 6 ? ptr(a[6]) : nullptr, dt);
   return a.Env().Undefined();
 }
+FN(repetition_penalty) {
+  repetition_penalty(ptr(a[0]), ptr<int32_t>(a[1]), L(a[2]), L(a[3]), L(a[4]), F(a[5]));
+  return a.Env().Undefined();
+}
 FN(softcap) {
   softcap(ptr(a[0]), ptr(a[1]), F(a[2]), L(a[3]));
   return a.Env().Undefined();
@@ -179,7 +183,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward);
-  REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows); REG(dropout_mask); REG(softcap);
+  REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
   return exports;
 }
 }  // namespace

@@ -122,4 +122,7 @@ double grpo_loss(float* dlogp, const float* logp, const float* old, const float*
 // tokens [B], logprobs [B] = log-prob of the token under the filtered distribution (greedy: raw log-softmax).
 void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const float* uniforms, long B, long V,
                  float temperature, long topK, float topP, float minP);
+// Repetition penalty in place on logits [B, V] for the tokens in each row of ids [B, L] (distinct per row; -1 pads):
+// z / penalty where z > 0, else z · penalty (Hugging Face's; applied before sample_rows)
+void repetition_penalty(float* logits, const int32_t* ids, long B, long V, long L, float penalty);
 }  // namespace aha

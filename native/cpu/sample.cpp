@@ -124,4 +124,16 @@ void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const fl
   });
 }
 
+// Hugging Face's repetition penalty, in place: logits[b, t] divided by penalty where positive, else multiplied, for
+// each token t listed in row b of ids [B, L] (each once; -1 pads). Before sample_rows, as its processors come first.
+void repetition_penalty(float* logits, const int32_t* ids, long B, long V, long L, float penalty) {
+  for (long b = 0; b < B; b++)
+    for (long j = 0; j < L; j++) {
+      const long t = ids[b * L + j];
+      if (t < 0 || t >= V) continue;
+      float& z = logits[b * V + t];
+      z = z > 0 ? z / penalty : z * penalty;
+    }
+}
+
 }  // namespace aha

@@ -97,6 +97,7 @@ FN(scatter_rows) { TRY(scatter_rows)
   scatter_rows(P<void>(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4]), a.Length() > 5 ? P<void>(a[5]) : nullptr, a.Length() > 6 ? P(a[6]) : nullptr,
                a.Length() > 7 && a[7].IsNumber() ? (int)L(a[7]) : F32);
   UNDEF CATCH(scatter_rows) }
+FN(repetition_penalty) { TRY(repetition_penalty) repetition_penalty(P(a[0]), P<int32_t>(a[1]), L(a[2]), L(a[3]), L(a[4]), F(a[5])); UNDEF CATCH(repetition_penalty) }
 FN(softcap) { TRY(softcap) softcap(P(a[0]), P(a[1]), F(a[2]), L(a[3])); UNDEF CATCH(softcap) }
 FN(dropout_mask) { TRY(dropout_mask) dropout_mask(P(a[0]), P<int32_t>(a[1]), (uint32_t)L(a[2]), L(a[3]), F(a[4]), F(a[5])); UNDEF CATCH(dropout_mask) }
 FN(convert) { TRY(convert) convert(P<void>(a[0]), (int)L(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4])); UNDEF CATCH(convert) }
@@ -155,7 +156,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);
-  REG(sample_rows); REG(convert); REG(scatter_rows); REG(dropout_mask); REG(softcap);
+  REG(sample_rows); REG(convert); REG(scatter_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
   return exports;
 }
 }  // namespace

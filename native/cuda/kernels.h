@@ -94,5 +94,7 @@ void lm_logp_backward(float* dh, float* dW, const float* dlogp, const float* lse
                       const int32_t* targets, long N, long C, long V, float invTemp, float softcap);
 void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const float* uniforms, long B, long V,
                  float temperature, long topK, float topP, float minP);
+// in place: z / penalty where z > 0, else z · penalty, for the distinct tokens of each row of ids [B, L] (-1 pads)
+void repetition_penalty(float* logits, const int32_t* ids, long B, long V, long L, float penalty);
 
 }  // namespace aha_cuda

@@ -165,7 +165,22 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(int32_t* tokens, 
     logprobs[r] = (float)(log((double)p[tok]) - log(selS));
   }
 }
+// one thread per (row, listed token); the tokens of a row are distinct, so no two threads touch one logit
+__global__ void repetition_penalty_kernel(float* logits, const int32_t* ids, long B, long V, long L, float penalty) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < B * L; i += (long)gridDim.x * blockDim.x) {
+    const long t = ids[i];
+    if (t < 0 || t >= V) continue;
+    float* z = logits + (i / L) * V + t;
+    *z = *z > 0 ? *z / penalty : *z * penalty;
+  }
+}
 }  // namespace
+
+void repetition_penalty(float* logits, const int32_t* ids, long B, long V, long L, float penalty) {
+  if (B * L == 0) return;
+  repetition_penalty_kernel<<<blocks_for(B * L, 256), 256, 0, stream()>>>(logits, ids, B, V, L, penalty);
+  check_launch("repetition_penalty");
+}
 
 void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const float* uniforms, long B, long V,
                  float temperature, long topK, float topP, float minP) {

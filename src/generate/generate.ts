@@ -3,13 +3,13 @@
 // fanned out to its n completions. Finished sequences are dropped from the batch (cache compaction) so they stop
 // costing compute. Prompts are processed in chunks sized from a KV-cache memory budget.
 // Deterministic for a given seed: every completion draws from its own stream, seeded by (seed, prompt, index).
-// Sampling runs on the logits' device (sampleTokens: B ids and log-probs come back, not [B, V] logits) unless a
-// repetition penalty needs each row's history; then the logits come to the host and src/generate/sampler.ts draws.
+// Sampling runs on the logits' device (sampleTokens: B ids and log-probs come back, not [B, V] logits), a repetition
+// penalty included (each row's distinct prompt and completion tokens go to the device with the step's uniforms).
 import { noGrad, scope, fromHost, embedding, sampleTokens, graphsByDefault, type Tensor } from "../engine/index.ts";
 import { KVCache } from "../models/kvcache.ts";
 import type { CausalLM } from "../models/model.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
-import { sampleRow, type Draw, type SamplingParams } from "./sampler.ts";
+import type { Draw, SamplingParams } from "./sampler.ts";
 import { DecodeStep } from "./decode-step.ts";
 
 export interface GenerateOptions extends SamplingParams {
@@ -79,13 +79,11 @@ interface Live {
 }
 
 function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: number, maxTokens: number, opts: GenerateOptions): Completion[] {
-  const V = model.config.vocabSize;
   const P = Math.max(...prompts.map((p) => p.length));
   const Bp = prompts.length;
   const stop = new Set(opts.stopTokenIds ?? []);
   const wantLogprobs = opts.logprobs !== false;
   const params: SamplingParams = { ...opts, temperature: opts.temperature ?? 1 };
-  const onHost = !!params.repetitionPenalty && params.repetitionPenalty !== 1; // penalty needs the history
 
   // prefill each prompt once, left-padded to P
   const ids = new Int32Array(Bp * P), mask = new Int32Array(Bp * P);
@@ -120,7 +118,7 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
     const next: number[] = [];
     const stillActive: Live[] = [];
     const keep: number[] = [];
-    const draws = drawTokens(lastLogits, logitRows, active, params, onHost, V);
+    const draws = drawTokens(lastLogits, logitRows, active, params);
     if (ownLogits) lastLogits.dispose();
     active.forEach((s, r) => {
       const d = draws[r];
@@ -166,17 +164,14 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
 }
 
 /** One draw per live sequence s (row logitRows[r] of logits [*, V]), its uniform from its own stream. */
-function drawTokens(logits: Tensor, logitRows: number[], active: Live[], params: SamplingParams, onHost: boolean, V: number): Draw[] {
+function drawTokens(logits: Tensor, logitRows: number[], active: Live[], params: SamplingParams): Draw[] {
   const u = active.map((s) => s.rng.next());
-  if (onHost) {
-    const z = logits.f32();
-    return active.map((s, r) => sampleRow(z.subarray(logitRows[r] * V, (logitRows[r] + 1) * V), params, u[r], s.seen));
-  }
+  const penalty = params.repetitionPenalty !== undefined && params.repetitionPenalty !== 1;
   // the kernel takes f32 uniforms; a draw that rounds up to 1 takes the last kept token, as sampleRow does
   const identity = logitRows.length === logits.shape[0] && logitRows.every((row, r) => row === r);
   const { tokens, logprobs } = noGrad(() => scope(() => {
     const rows = identity ? logits : embedding(fromHost(Int32Array.from(logitRows), [logitRows.length], "i32", logits.backend), logits);
-    return sampleTokens(rows, Float32Array.from(u), params);
+    return sampleTokens(rows, Float32Array.from(u), params, penalty ? active.map((s) => [...new Set(s.seen)]) : undefined);
   }));
   return Array.from(tokens, (token, r) => ({ token, logprob: logprobs[r] }));
 }

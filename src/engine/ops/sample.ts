@@ -1,7 +1,7 @@
 // Token sampling on the logits' device: one token and its log-prob per row of logits [B, V], reading back 2B
-// numbers instead of B·V (kernel sample_rows, native/cpu/sample.cpp and native/cuda/sample.cu). Not differentiable,
-// no repetition penalty (that needs each row's history; src/generate/sampler.ts does it on the host).
-// Filters as src/generate/sampler.ts (temperature → top-k → top-p → min-p, Hugging Face's order), applied as one
+// numbers instead of B·V (kernel sample_rows, native/cpu/sample.cpp and native/cuda/sample.cu). Not differentiable.
+// A repetition penalty takes each row's distinct seen tokens (kernel repetition_penalty, on a copy of the logits).
+// Filters as src/generate/sampler.ts (penalty → temperature → top-k → top-p → min-p, Hugging Face's order), applied as one
 // threshold on the probabilities; it differs from the JS sampler only on exact ties at a threshold (all kept here)
 // and by rounding the probabilities to f32.
 import { Tensor, empty, fromHost } from "../tensor.ts";
@@ -16,6 +16,8 @@ export interface SampleParams {
   topP?: number;
   /** drop tokens with probability < minP · the top probability; 0 = off */
   minP?: number;
+  /** Hugging Face's repetition penalty on the tokens of `seen` (1 = off) */
+  repetitionPenalty?: number;
 }
 
 export interface SampledTokens {
@@ -25,19 +27,35 @@ export interface SampledTokens {
   logprobs: Float32Array;
 }
 
-/** Draw one token per row of logits [B, V] (f32), row b with uniform uniforms[b] ∈ [0, 1) (inverse CDF in index order). */
-export function sampleTokens(logits: Tensor, uniforms: Float32Array, p: SampleParams = {}): SampledTokens {
+/**
+ * Draw one token per row of logits [B, V] (f32), row b with uniform uniforms[b] ∈ [0, 1) (inverse CDF in index order).
+ * seen[b]: row b's distinct tokens for the repetition penalty (needed when p.repetitionPenalty is not 1).
+ */
+export function sampleTokens(logits: Tensor, uniforms: Float32Array, p: SampleParams = {}, seen?: ArrayLike<number>[]): SampledTokens {
   assertF32("sampleTokens", logits);
   const V = logits.shape[logits.shape.length - 1], B = logits.numel / V;
   if (uniforms.length !== B) throw new Error(`sampleTokens: ${uniforms.length} uniforms for ${B} rows of [${logits.shape}]`);
   if (B === 0) return { tokens: new Int32Array(0), logprobs: new Float32Array(0) };
   const be = logits.backend;
+  const penalty = p.repetitionPenalty ?? 1;
+  if (penalty !== 1 && seen?.length !== B) throw new Error(`sampleTokens: a repetition penalty needs the seen tokens of all ${B} rows`);
   const u = fromHost(uniforms, [B], "f32", be), tok = empty([B], "i32", be), lp = empty([B], "f32", be);
+  let z: Tensor | null = null;
   try {
+    if (penalty !== 1) {
+      // a copy of the logits with the penalty applied; each row's tokens, -1-padded to the longest row
+      const L = Math.max(1, ...seen!.map((r) => r.length)), ids = new Int32Array(B * L).fill(-1);
+      seen!.forEach((r, b) => ids.set(Array.from(r), b * L));
+      z = empty([B, V], "f32", be);
+      be.k.copy2d(z.buf, logits.buf, 1, B * V, 0, 0, false);
+      const idsT = fromHost(ids, [B, L], "i32", be);
+      be.k.repetition_penalty(z.buf, idsT.buf, B, V, L, penalty);
+      idsT.dispose();
+    }
     const topK = p.topK !== undefined && p.topK > 0 && p.topK < V ? Math.floor(p.topK) : 0;
-    be.k.sample_rows(tok.buf, lp.buf, logits.buf, u.buf, B, V, p.temperature ?? 1, topK, p.topP ?? 1, p.minP ?? 0);
+    be.k.sample_rows(tok.buf, lp.buf, (z ?? logits).buf, u.buf, B, V, p.temperature ?? 1, topK, p.topP ?? 1, p.minP ?? 0);
     return { tokens: tok.data() as Int32Array, logprobs: lp.f32() };
   } finally {
-    u.dispose(); tok.dispose(); lp.dispose();
+    u.dispose(); tok.dispose(); lp.dispose(); z?.dispose();
   }
 }
