@@ -228,7 +228,7 @@ function main(): void {
   if (!process.argv.includes("--no-torch") && !SMOKE) {
     model.adapter?.dispose();
     const script = fileURLToPath(new URL("./torch_baseline.py", import.meta.url));
-    const out = execFileSync(process.env.PYTHON ?? "python3", [script, "--dir", DIR, "--micro", String(MICRO), "--steps", String(STEPS)],
+    const out = execFileSync(process.env.PYTHON ?? "python3", [script, "--dir", DIR, "--micro", String(MICRO), "--steps", String(STEPS), "--gen-tokens", String(GEN_TOKENS)],
       { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, PYTHONUNBUFFERED: "1" } });
     process.stdout.write(out);
     const line = out.split("\n").find((l) => l.startsWith("TORCH "));
@@ -244,6 +244,8 @@ function main(): void {
   row("peak memory (reserved)", aha.peak_reserved_gib, torch?.peak_reserved_gib, "GiB", true);
   row("decode (teacher-forced) ", aha.decode_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph per step", aha.decode_graph_tok_s, torch?.decode_tok_s, "tok/s", false);
+  row(`generate() ${PROMPTS}×${GENS}×${GEN_TOKENS}, sampled`, aha.generate_tok_s, torch?.generate_tok_s, "tok/s", false);
+  row(`generate() ${PROMPTS}×${GENS}×${GEN_TOKENS}, with graphs`, aha.generate_graph_tok_s, torch?.generate_tok_s, "tok/s", false);
   // what the next step for graphs is: on by default on CUDA (graphsByDefault in src/engine/backend.ts) only when
   // both captures happened, both are faster, and generation with them gives the same completions
   const captured = gnote === "captured" && dstepGraphed;

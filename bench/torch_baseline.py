@@ -1,7 +1,8 @@
 # PyTorch + transformers + peft baseline for bench/gpu-grpo.ts: the same random-weight folder, LoRA r=16 on all
 # linear layers, the same GRPO step (TRL's per-token loss: clipped ratio, "grpo" normalisation, beta 0; TRL's
 # selective_log_softmax over logits_to_keep completion positions) in the same micro-batches, then KV-cache decode
-# of 256 tokens for the 64 sequences (teacher-forced, like aha's). bf16 weights and activations, sdpa attention.
+# of 256 tokens for the 64 sequences (teacher-forced, like aha's), then generate() rollouts (8 x 8, --gen-tokens new
+# tokens each, sampled as TRL does without vLLM). bf16 weights and activations, sdpa attention.
 # Prints one line "TORCH {json}".
 import argparse, json, math, time
 import torch
@@ -13,6 +14,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--dir", required=True)
 ap.add_argument("--micro", type=int, default=8)
 ap.add_argument("--steps", type=int, default=3)
+ap.add_argument("--gen-tokens", type=int, default=64)
 a = ap.parse_args()
 P, T, NSEQ = 128, 256, 64
 dev = "cuda"
@@ -83,4 +85,19 @@ with torch.no_grad():
     dec = time.perf_counter() - t0
 res = {"step_s": step_s, "peak_gib": peak / 2**30, "peak_reserved_gib": peak_res / 2**30, "prefill_s": prefill, "decode_tok_s": NSEQ * T / dec,
        "torch": torch.__version__}
+
+# rollouts as TRL samples them without vLLM: generate() on 8 prompts x 8 completions, temperature 1, no early stop
+# (a failure here only drops this figure)
+try:
+    prompts8 = prompt[::8].repeat_interleave(8, dim=0)
+    with torch.no_grad():
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        g = model.generate(input_ids=prompts8, attention_mask=torch.ones_like(prompts8), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                           max_new_tokens=a.gen_tokens, min_new_tokens=a.gen_tokens, pad_token_id=0)
+        torch.cuda.synchronize()
+        gen = time.perf_counter() - t0
+    res["generate_tok_s"] = (g.shape[0] * (g.shape[1] - P)) / gen
+except Exception as e:  # noqa: BLE001
+    print(f"torch generate failed: {e}", flush=True)
 print("TORCH " + json.dumps(res), flush=True)
