@@ -34,15 +34,6 @@ inline float load_as_f32(const void* p, int dt, long i) {
     default: return ((const float*)p)[i];
   }
 }
-// LoRA dropout's uniform for element i of the mask drawn with (seed, salt): SplitMix64 of the three, top 24 bits.
-// Integer arithmetic and an exact float, so the CPU and CUDA kernels draw the same masks.
-inline float dropout_uniform(uint32_t seed, uint32_t salt, long i) {
-  uint64_t z = (((uint64_t)seed << 32) | salt) + (uint64_t)i * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return (float)(z >> 40) * (1.0f / 16777216.0f);
-}
 // convert n elements starting at element i0 into dst
 void convert_row(float* dst, const void* src, int dt, long i0, long n);
 // dst[0:n] = src[0:n] converted from dtSrc to dtDst (dtDst f32, or bf16 rounded to nearest even)
@@ -71,7 +62,8 @@ void rope_forward(float* y, const float* x, const float* cos, const float* sin, 
 // out = act(g) * u, act: 0 = silu, 1 = gelu (tanh approximation); out16 (may be null): out rounded to bf16 as well
 void glu_forward(float* out, const float* g, const float* u, long n, int act, uint16_t* out16 = nullptr);
 void glu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, long n, int act);
-// out[i] = scale where dropout_uniform(seed[0], salt, i) < keep, else 0 (a LoRA dropout mask; seed: [1] on the device)
+// out[i] = scale where dropout_uniform(seed[0], salt, i) < keep, else 0 (a LoRA dropout mask; seed: [1] on the
+// device; the hash in native/common/dropout_hash.h, shared with CUDA)
 void dropout_mask(float* out, const int32_t* seed, uint32_t salt, long n, float keep, float scale);
 // out[n, :] = table[ids[n], :]
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V);

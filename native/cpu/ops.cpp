@@ -1,6 +1,7 @@
 // Small CPU kernels: norms, rotary, gated activations, embedding, elementwise, copies, AdamW, GRPO token loss.
 // Rows are split across the thread pool where the work is large enough to pay for it.
 #include "kernels.h"
+#include "../common/dropout_hash.h"
 #include "threadpool.h"
 #include <algorithm>
 #include <cmath>
@@ -125,7 +126,7 @@ void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long
 
 void dropout_mask(float* out, const int32_t* seed, uint32_t salt, long n, float keep, float scale) {
   const uint32_t sd = (uint32_t)seed[0];
-  chunked(n, 1 << 14, [&](long a, long b) { for (long i = a; i < b; i++) out[i] = dropout_uniform(sd, salt, i) < keep ? scale : 0.f; });
+  chunked(n, 1 << 14, [&](long a, long b) { for (long i = a; i < b; i++) out[i] = aha_common::dropout_uniform(sd, salt, i) < keep ? scale : 0.f; });
 }
 
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V) {

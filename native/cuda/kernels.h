@@ -58,7 +58,7 @@ void glu_forward(float* out, const float* g, const float* u, long n, int act, vo
 void glu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, long n, int act);
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V);
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, long N, long C);
-// out[i] = scale where the uniform drawn for (seed[0], salt, i) is below keep, else 0 (as native/cpu: same masks)
+// out[i] = scale where the uniform drawn for (seed[0], salt, i) is below keep, else 0 (native/common/dropout_hash.h)
 void dropout_mask(float* out, const int32_t* seed, uint32_t salt, long n, float keep, float scale);
 // dst[rows[n], :] = src[n, :] for n < N (rows of C elements), and the same for dst2/src2 when given
 void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long C, void* dst2 = nullptr, const float* src2 = nullptr,

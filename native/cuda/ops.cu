@@ -2,6 +2,7 @@
 // GRPO token loss. Same semantics as native/cpu/ops.cpp (accumulating outputs accumulate; buffers come zeroed).
 // Column sums (dw, sum_rows, embedding backward) use f32 atomics: the order of additions is not fixed.
 #include "common.cuh"
+#include "../common/dropout_hash.h"
 
 namespace aha_cuda {
 
@@ -149,17 +150,11 @@ __global__ void embedding_forward_kernel(float* out, const int32_t* ids, const v
 __global__ void embedding_backward_kernel(float* dtable, const float* dout, const int32_t* ids, long N, long C) {
   GRID_LOOP(idx, N * C) atomicAdd(dtable + (long)ids[idx / C] * C + idx % C, dout[idx]);
 }
-// LoRA dropout masks, drawn as native/cpu/kernels.h's dropout_uniform draws them (the same masks on both backends);
-// the seed is read from the device, so a captured graph draws new masks at each replay
+// LoRA dropout masks, drawn by the CPU's hash (native/common: the same masks on both backends); the seed is read
+// from the device, so a captured graph draws new masks at each replay
 __global__ void dropout_mask_kernel(float* out, const int32_t* seed, uint32_t salt, long n, float keep, float scale) {
   const uint32_t sd = (uint32_t)seed[0];
-  GRID_LOOP(i, n) {
-    uint64_t z = (((uint64_t)sd << 32) | salt) + (uint64_t)i * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    out[i] = (float)(z >> 40) * (1.0f / 16777216.0f) < keep ? scale : 0.f;
-  }
+  GRID_LOOP(i, n) out[i] = aha_common::dropout_uniform(sd, salt, i) < keep ? scale : 0.f;
 }
 void dropout_mask(float* out, const int32_t* seed, uint32_t salt, long n, float keep, float scale) {
   if (n == 0) return;
