@@ -47,7 +47,7 @@ export interface ForwardInputs {
   keys(window: number): { mask: Tensor | null; window: number };
   /** key positions attention covers: T without a cache, else the cache's first S */
   S: number;
-  /** [1] i32, the seed of this forward's LoRA dropout masks (training with dropout only; forward() draws one) */
+  /** [1] i32, the seed of this forward's LoRA dropout masks (training with dropout; absent: forwardWith draws one) */
   dropoutSeed?: Tensor;
 }
 
@@ -143,7 +143,7 @@ export class CausalLM {
   }
 
   /** The next forward's dropout seed, [1] i32 on the device, from `dropoutRng`. */
-  drawDropoutSeed(): Tensor {
+  private drawDropoutSeed(): Tensor {
     return fromHost(Int32Array.of(this.dropoutSeedValue()), [1], "i32", this.embed.backend);
   }
   /** The next dropout seed's value (GraphedMicroBatches writes it into its fixed buffer). */
@@ -265,7 +265,6 @@ export class CausalLM {
     const keyMaskHost = cache ? cacheMask(cache, B, S) : mask;
     const keyMask = keyMaskHost ? fromHost(keyMaskHost, [B, S], "i32") : null;
     const inputs: ForwardInputs = { ids: fromHost(ids, [N], "i32"), rope: ropeTables(cfg, positions), keys: (window) => ({ mask: keyMask, window }), S };
-    if (this.dropout > 0 && isGradEnabled()) inputs.dropoutSeed = this.drawDropoutSeed();
     const rows = cache && fromHost(cache.rowsOf(T), [B * T], "i32"); // where each layer's new keys/values go
     const h = this.forwardWith(inputs, B, T, cache && { cache, write: (l, k, v) => cache.scatter(l, k, v, rows!) });
     if (cache) cache.length += T;
