@@ -50,6 +50,12 @@ export interface Backend {
   destroyGraph?(graph: number): void;
 }
 
+/** Whether be's GEMMs round f32 activations by `weight`-typed matrices to that 16-bit type anyway, so they may be
+ * given the activations already rounded (x16 inputs). */
+export function gemmTakes16(be: Backend, weight: DType): boolean {
+  return weight !== "f32" && be.gemmActivationDtype?.(weight) === weight;
+}
+
 const backends = new Map<Device, Backend>();
 let defaultDevice: Device = "cpu";
 

@@ -9,6 +9,7 @@ import { WeightStore } from "./weights.ts";
 import { LoraAdapter, type LoraConfig, type LoraPair } from "./lora.ts";
 import { FlatParams } from "../engine/flat.ts";
 import { packWeights } from "../engine/packed.ts";
+import { gemmTakes16 } from "../engine/backend.ts";
 import { ropeFrequencies, ropeTables as ropeTablesOf } from "./rope.ts";
 import type { KVCache } from "./kvcache.ts";
 
@@ -154,7 +155,7 @@ export class CausalLM {
   /** The 16-bit type the projections' GEMMs round their inputs to (CUDA's default with 16-bit weights), or null. */
   private lowInputs(): DType | null {
     const wdt = this.layers[0]?.linears.values().next().value?.W.dtype ?? "f32";
-    return wdt !== "f32" && this.embed.backend.gemmActivationDtype?.(wdt) === wdt ? wdt : null;
+    return gemmTakes16(this.embed.backend, wdt) ? wdt : null;
   }
 
   /** Every linear module: name → [in, out]. */

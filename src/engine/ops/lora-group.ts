@@ -12,6 +12,7 @@ import { Tensor } from "../tensor.ts";
 import { gradSink, isGradEnabled, recordMulti } from "../autograd.ts";
 import { assertF32, dtypeCode, like, likeZero, sameBackend } from "./util.ts";
 import { packedOf } from "../packed.ts";
+import { gemmTakes16 } from "../backend.ts";
 
 export interface LinearPart {
   /** [out, in] */
@@ -84,7 +85,7 @@ function baseProducts(x: Tensor, parts: LinearPart[], x16: Tensor | null, runs: 
   const inF = x.shape[x.shape.length - 1], N = x.numel / inF, be = x.backend, k = be.k;
   const dtW = parts[0].W.dtype;
   let xw: Tensor | null = null;
-  const low = dtW !== "f32" && be.gemmActivationDtype?.(dtW) === dtW && parts.every((p) => p.W.dtype === dtW);
+  const low = gemmTakes16(be, dtW) && parts.every((p) => p.W.dtype === dtW);
   if (low && x16?.dtype !== dtW) {
     xw = like(x, x.shape, dtW);
     k.convert(xw.buf, dtypeCode(dtW), x.buf, 0, x.numel);

@@ -6,6 +6,7 @@
 // (CUDA runs them on TF32 tensor cores, 10-bit mantissa, like the bf16 base GEMM they add to; the CPU ignores it).
 import { Tensor } from "../tensor.ts";
 import { gradSink, isGradEnabled, record } from "../autograd.ts";
+import { gemmTakes16 } from "../backend.ts";
 import { assertF32, dtypeCode, like, likeZero, sameBackend } from "./util.ts";
 
 export interface LoraBranch {
@@ -37,7 +38,7 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
     if (into.numel !== N * outF) throw new Error(`loraLinear: cannot add [${N}, ${outF}] into ${into.describe()}`);
   }
   const y = into ?? like(x, [...x.shape.slice(0, -1), outF]);
-  const low = !!x16 && x16.dtype === W.dtype && W.dtype !== "f32" && x.backend.gemmActivationDtype?.(W.dtype) === W.dtype;
+  const low = x16?.dtype === W.dtype && gemmTakes16(x.backend, W.dtype);
   k.gemm(y.buf, low ? x16!.buf : x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, into ? 1 : 0, false, low ? dtW : 0, bias?.buf ?? null);
   let xd: Tensor | null = null, t: Tensor | null = null, r = 0;
   if (lora) {
