@@ -73,7 +73,8 @@ function generateAll(model: CausalLM, prompts: number[][], opts: GenerateOptions
 interface Live {
   completion: Completion;
   rng: Xoshiro;
-  seen: number[];
+  /** the prompt and completion tokens so far, each once (the repetition penalty reads them) */
+  seen: Set<number>;
   /** global completion number (prompt * n + index), for onToken */
   id: number;
 }
@@ -102,7 +103,7 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
     for (let i = 0; i < n; i++) {
       const completion: Completion = { prompt: offset + b, index: i, tokenIds: [], finishReason: "length", logprobs: [] };
       results.push(completion);
-      live.push({ completion, rng: new Xoshiro(mixSeed(opts.seed ?? 0, offset + b, i)), seen: [...prompts[b]], id: (offset + b) * n + i });
+      live.push({ completion, rng: new Xoshiro(mixSeed(opts.seed ?? 0, offset + b, i)), seen: new Set(prompts[b]), id: (offset + b) * n + i });
       rows.push(b);
     }
   }
@@ -124,7 +125,7 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
       const d = draws[r];
       s.completion.tokenIds.push(d.token);
       if (wantLogprobs) s.completion.logprobs.push(d.logprob);
-      s.seen.push(d.token);
+      s.seen.add(d.token);
       let done = stop.has(d.token);
       if (opts.onToken && opts.onToken(s.id, d.token)) done = true;
       if (done) s.completion.finishReason = "stop";
@@ -171,7 +172,7 @@ function drawTokens(logits: Tensor, logitRows: number[], active: Live[], params:
   const identity = logitRows.length === logits.shape[0] && logitRows.every((row, r) => row === r);
   const { tokens, logprobs } = noGrad(() => scope(() => {
     const rows = identity ? logits : embedding(fromHost(Int32Array.from(logitRows), [logitRows.length], "i32", logits.backend), logits);
-    return sampleTokens(rows, Float32Array.from(u), params, penalty ? active.map((s) => [...new Set(s.seen)]) : undefined);
+    return sampleTokens(rows, Float32Array.from(u), params, penalty ? active.map((s) => [...s.seen]) : undefined);
   }));
   return Array.from(tokens, (token, r) => ({ token, logprob: logprobs[r] }));
 }
