@@ -61,6 +61,14 @@ function groupSavings(m: CausalLM): number {
   return saved;
 }
 
+/** Every LoRA B set to fixed non-zero values derived from its module name (a fresh PEFT adapter's B = 0 hides the branch). */
+function nonzeroB(m: CausalLM): void {
+  for (const [name, pair] of m.adapter!.modules) {
+    const h = [...name].reduce((a, c) => (a * 31 + c.charCodeAt(0)) >>> 0, 7);
+    pair.B.backend.write(pair.B.buf, Float32Array.from({ length: pair.B.numel }, (_, i) => Math.sin(h + i) * 0.05));
+  }
+}
+
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
 
 for (const device of availableDevices()) for (const dir of fixtureModels()) {
@@ -107,11 +115,7 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
     const sep = CausalLM.load(dir, { adapter: join(dir, "adapter") });
     separate(sep);
     // B = 0 in a fresh PEFT adapter would hide the branch: make every B non-zero, the same in both models
-    for (const m of [flat, sep]) for (const [name, pair] of m.adapter!.modules) {
-      const h = [...name].reduce((a, c) => (a * 31 + c.charCodeAt(0)) >>> 0, 7);
-      const d = Float32Array.from({ length: pair.B.numel }, (_, i) => Math.sin(h + i) * 0.05);
-      pair.B.backend.write(pair.B.buf, d);
-    }
+    for (const m of [flat, sep]) nonzeroB(m);
     const B = 2, T = 5, V = flat.config.vocabSize;
     const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 13 + 1) % V);
     const [hf, cf] = counting(() => noGrad(() => scope(() => flat.forward(ids, B, T).f32())));
@@ -237,10 +241,7 @@ for (const device of availableDevices())
     await useDevice(device);
     const dir = fixtureModels().find((d) => existsSync(join(d, "adapter")))!;
     const model = CausalLM.load(dir, { adapter: join(dir, "adapter") });
-    for (const [name, pair] of model.adapter!.modules) { // non-zero B's, so the branch shows
-      const h = [...name].reduce((a, c) => (a * 31 + c.charCodeAt(0)) >>> 0, 7);
-      pair.B.backend.write(pair.B.buf, Float32Array.from({ length: pair.B.numel }, (_, i) => Math.sin(h + i) * 0.05));
-    }
+    nonzeroB(model); // so the branch shows
     const B = 2, V = model.config.vocabSize, ids = Int32Array.from({ length: B * 5 }, (_, i) => (i * 13 + 1) % V);
     const grads = (dropout: number, ckpt: boolean) => {
       model.dropout = dropout;
