@@ -1,0 +1,3 @@
+// emulator stand-in for the CUDA header of this name
+#pragma once
+#include "../emu.h"
