@@ -1,10 +1,16 @@
 // The fixture models with their weights in bf16, in CUDA's default GEMM mode (16-bit GEMM inputs, biases in the
 // GEMM, packed k/v and gate/up batched, LoRA on TF32): logits against the same models in exact f32 arithmetic.
 // Tolerances, of the logits' scale (max |logit|):
-//   - the CPU emulating the bf16 mode (test/emulate-bf16.ts: every GEMM input rounded to bf16, 2^-9 relative) against
-//     the CPU exact: at most 2e-2 (these models show about 6e-3), and above 1e-4 (the rounding really happened);
-//   - CUDA's bf16 mode against that emulation: at most 1e-3. The roundings are the same; what remains is summation
-//     order and the LoRA GEMMs' TF32 inputs (10 mantissa bits). The fixtures' head dim (16) keeps attention in f32.
+//   - the CPU emulating the bf16 mode (test/emulate-bf16.ts: every GEMM input rounded to bf16, 2^-9 relative, and
+//     the LoRA GEMMs' inputs to TF32) against the CPU exact: at most 2e-2 (these models show about 6e-3), and above
+//     1e-4 (the rounding really happened);
+//   - CUDA's bf16 mode against the CPU exact: the same 2e-2 (it makes the same roundings);
+//   - CUDA's bf16 mode against the emulation: at most 1e-2. The two round at the same places but do not agree to
+//     f32 precision: the f32 values before a rounding differ in their last bits (summation order, rsqrt), and where
+//     such a value lies near a bf16 boundary it rounds one bf16 step (2^-8 relative) the other way; on models this
+//     small (64 features) one flipped element moves a projection by ~1e-3. Measured on the CUDA emulator
+//     (native/cuda-emu): up to 3.6e-3, with the first difference above 1e-6 at the first bf16 copy after attention.
+//     The fixtures' head dim (16) keeps attention in f32.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -64,19 +70,20 @@ for (const dir of fixtureModels()) for (const withAdapter of [false, true]) {
     }
   });
 
-  test(`cuda ${name}: the bf16 mode within 1e-3 of its emulation on the CPU`, { skip: cudaSkip() }, async () => {
+  test(`cuda ${name}: the bf16 mode within 1e-2 of its emulation on the CPU and 2e-2 of exact arithmetic`, { skip: cudaSkip() }, async () => {
     const { cudaBackend } = await import("../src/engine/cuda.ts");
     const { tmp, mask, logits, load } = setup();
     try {
       await useDevice("cpu");
       const cpuModel = load();
-      const [want] = emulated(true, () => logits(cpuModel));
+      const exact = logits(cpuModel), [want] = emulated(true, () => logits(cpuModel));
       await useDevice("cuda");
       cudaBackend().setGemmMode("bf16");
       const gpuModel = load();
-      const got = logits(gpuModel);
-      const [d, s] = maskedDiff(got, want, mask, gpuModel.config.vocabSize);
-      assert.ok(d <= 1e-3 * s, `${name}: max |Δlogit| ${d} of scale ${s} (${(d / s).toExponential(2)})`);
+      const got = logits(gpuModel), V = gpuModel.config.vocabSize;
+      const [d, s] = maskedDiff(got, want, mask, V), [de, se] = maskedDiff(got, exact, mask, V);
+      assert.ok(d <= 1e-2 * s, `${name}: max |Δlogit| ${d} from the emulation, scale ${s} (${(d / s).toExponential(2)})`);
+      assert.ok(de <= 2e-2 * se && de > 1e-4 * se, `${name}: max |Δlogit| ${de} from exact arithmetic, scale ${se} (${(de / se).toExponential(2)})`);
     } finally {
       cudaBackend().setGemmMode("exact");
       await useDevice("cpu");

@@ -1,11 +1,17 @@
 // CUDA's default GEMM mode, emulated on the CPU backend (whose GEMMs are exact): a GEMM of f32 activations by
-// 16-bit weights rounds the activations to bf16 first; with `ask16` the backend also says so
+// 16-bit weights rounds the activations to bf16 first, one of f32 by f32 that asks for speed (LoRA) runs in TF32; with `ask16` the backend also says so
 // (gemmActivationDtype), so the model hands its GEMMs inputs already rounded (rmsNorm16, attention16, glu16).
 // Shared by test/gemm-inputs.test.ts and test/bf16-mode.test.ts.
 import { defaultBackend, type Backend } from "../src/engine/index.ts";
 import { bf16ToF32, f32ToBf16 } from "../src/models/safetensors.ts";
 
 const round16 = (a: Float32Array) => bf16ToF32(f32ToBf16(a));
+/** to TF32 (10 mantissa bits), round to nearest even, as a copy */
+function roundTf32(a: Float32Array): Float32Array {
+  const out = a.slice(), u = new Uint32Array(out.buffer);
+  for (let i = 0; i < u.length; i++) if ((u[i] & 0x7f800000) !== 0x7f800000) u[i] = ((u[i] + 0xfff + ((u[i] >>> 13) & 1)) & ~0x1fff) >>> 0;
+  return out;
+}
 
 /** Run fn so on the CPU backend; returns its result and the conversions made (inside GEMMs and by convert). */
 export function emulated<T>(ask16: boolean, fn: () => T): [T, { inGemm: number; convert: number }] {
@@ -18,6 +24,8 @@ export function emulated<T>(ask16: boolean, fn: () => T): [T, { inGemm: number; 
       if (name !== "gemm") return t[name];
       return (...a: unknown[]) => {
         if (a[3] !== 0 && !a[19]) { n.inGemm++; a = [...a]; a[1] = round16(a[1] as Float32Array); }
+        // f32 × f32 asking for speed (the LoRA GEMMs of a 16-bit model): TF32 tensor cores, both inputs rounded
+        else if (a[3] === 0 && a[18] && !a[19]) { a = [...a]; a[1] = roundTf32(a[1] as Float32Array); a[2] = roundTf32(a[2] as Float32Array); }
         return t.gemm(...a);
       };
     },

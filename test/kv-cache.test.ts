@@ -52,3 +52,14 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
     for (const c of [h2, r2, full]) c.dispose();
   });
 }
+
+test("attention refuses bf16 keys/values where a backward would read them (a query that needs gradients)", async () => {
+  const { attention } = await import("../src/engine/index.ts");
+  const B = 1, T = 2, H = 1, D = 4;
+  const q = fromHost(new Float32Array(B * T * H * D).fill(0.1), [B * T, H, D]);
+  const kv = fromHost(f32ToBf16(new Float32Array(B * T * H * D).fill(0.2)), [B * T, H, D], "bf16");
+  q.requiresGrad = true;
+  const opts = { B, T, Hq: H, Hkv: H, D, scale: 0.5 };
+  assert.throws(() => attention(q, kv, kv, opts), /bf16 keys\/values are for a KV cache/);
+  assert.equal(noGrad(() => attention(q, kv, kv, opts)).shape.join(), [B * T, H, D].join(), "without autograd it runs");
+});

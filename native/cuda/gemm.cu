@@ -200,7 +200,13 @@ namespace {
 bool gemm_product(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
                   bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta,
                   bool fast, const float* bias, long biasStride) {
-  if (K == 0) { if (beta == 0.f) { for (long b = 0; b < batch; b++) CK(cudaMemset2DAsync(C + b * strideC, ldc * 4, 0, N * 4, M, stream())); } return false; }
+  if (K == 0) {  // C = beta C, as the CPU does
+    for (long b = 0; b < batch; b++) {
+      if (beta == 0.f) CK(cudaMemset2DAsync(C + b * strideC, ldc * 4, 0, N * 4, M, stream()));
+      else if (beta != 1.f) for (long m = 0; m < M; m++) scale(C + b * strideC + m * ldc, C + b * strideC + m * ldc, beta, N);
+    }
+    return false;
+  }
   // decide operand types: both 16-bit (same type), or both f32
   Scratch sa(0), sb(0);
   const void *pa = A, *pb = B;

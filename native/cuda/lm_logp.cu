@@ -8,8 +8,8 @@
 namespace aha_cuda {
 
 namespace {
-// rows per chunk: at most 2^27 f32 logits (512 MiB)
-long chunk_rows(long N, long V) { long r = (1L << 27) / V; return r < 1 ? 1 : r > N ? N : r; }
+// rows per chunk: at most 2^27 f32 logits (512 MiB), and at most 65535 (the backward's grid.y)
+long chunk_rows(long N, long V) { long r = std::min((1L << 27) / V, 65535L); return r < 1 ? 1 : r > N ? N : r; }
 
 // z <- softcap * tanh(z / softcap) * invTemp, keeping the raw value for backward when raw != nullptr
 __global__ void softcap_kernel(float* z, float* raw, long n, float invTemp, float softcap) {

@@ -29,7 +29,8 @@ struct Pool {
 // A captured graph replays kernels on fixed addresses, so every block allocated while capturing belongs to the
 // graph until it is destroyed: freed during the capture, a block only returns to the capture's own free list (later
 // allocations of the same capture may reuse it: capture is one ordered chain); freed after it, it waits in
-// `released` for graph_destroy. Either way no other tensor gets it while the graph can still write it.
+// `released` for graph_destroy. A block allocated before the capture and freed during it waits in `released` too.
+// Either way no other tensor gets it while the graph can still write it.
 struct GraphRec {
   cudaGraphExec_t exec = nullptr;
   std::unordered_map<void*, size_t> owned;      // every block the capture allocated → size
@@ -145,7 +146,14 @@ void raw_free(void* p) {
   pool.allocated -= sz;
   pool.buffers--;
   pool.live.erase(it);
-  if (g_capture && g_capture->owned.count(p)) { g_capture->capture_free.emplace(sz, p); return; }
+  if (g_capture) {
+    if (g_capture->owned.count(p)) { g_capture->capture_free.emplace(sz, p); return; }  // reusable by the capture
+    if (GraphRec* g = owner_of(p)) { g->released.push_back(p); return; }
+    // allocated before the capture, which may have written it: the graph holds it until graph_destroy
+    g_capture->owned[p] = sz;
+    g_capture->released.push_back(p);
+    return;
+  }
   if (!g_graphs.empty())
     if (GraphRec* g = owner_of(p)) { g->released.push_back(p); return; }
   pool.free_blocks.emplace(sz, p);

@@ -71,6 +71,11 @@ export function cudaInfo(): CudaInfo {
   return info;
 }
 
+/** True when the CUDA backend is the emulator (native/cuda-emu: CUDA's code on the CPU, for tests without a GPU). */
+export function cudaEmulated(): boolean {
+  return !!cudaInfo().name?.includes("emulator");
+}
+
 export function cudaAvailable(): boolean {
   return cudaInfo().ok;
 }

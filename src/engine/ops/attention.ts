@@ -1,7 +1,7 @@
 // Causal grouped-query attention over [B, T, H, D] tensors, with key padding mask, sliding window, soft-capping
 // and a KV cache (keys/values in a larger buffer with S valid positions). Never builds the T × S matrix.
 import { Tensor } from "../tensor.ts";
-import { record } from "../autograd.ts";
+import { isGradEnabled, record } from "../autograd.ts";
 import { assertF32, dtypeCode, like, likeZero } from "./util.ts";
 import type { DType } from "../dtype.ts";
 
@@ -37,7 +37,9 @@ function attentionAnd16(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts, dt16:
   // keys and values may be bf16 (a KV cache of 16-bit values: no gradient flows into it)
   assertF32("attention", q);
   if (k.dtype !== v.dtype || (k.dtype !== "f32" && k.dtype !== "bf16")) throw new Error(`attention: keys ${k.describe()} and values ${v.describe()} must both be f32 or bf16`);
-  if (k.dtype !== "f32" && (k.requiresGrad || v.requiresGrad)) throw new Error("attention: bf16 keys/values are for a KV cache, without gradients");
+  // (no backward reads bf16 keys: a recorded forward over them would pass them to a kernel that reads f32)
+  if (k.dtype !== "f32" && (k.requiresGrad || v.requiresGrad || (q.requiresGrad && isGradEnabled())))
+    throw new Error("attention: bf16 keys/values are for a KV cache, without gradients");
   const S = o.S ?? o.T;
   const kvStrideB = o.kvStrideB ?? S * o.Hkv * o.D;
   if (q.numel !== o.B * o.T * o.Hq * o.D) throw new Error(`attention: q [${q.shape}] is not [${o.B},${o.T},${o.Hq},${o.D}]`);
