@@ -38,6 +38,11 @@ async function countingGraphed<T>(fn: () => Promise<T>): Promise<[T, number, num
   }
 }
 
+// CUDA's atomic accumulations (attention and embedding backward, column sums) add in a different order on each run,
+// and AdamW's normalised step (lr 1e-2 here) turns last-bit differences of small gradients into visible ones (1.3e-5
+// seen on the CUDA emulator, which reorders them too). The CPU is deterministic.
+const paramTol = (device: string) => (device === "cuda" ? 1e-4 : 1e-5);
+
 for (const device of availableDevices()) {
   for (const full of [false, true]) test(`${device}: training with graphs equals training without (${full ? "full fine-tuning" : "LoRA"}, old + ref log-probs)`, async () => {
     await useDevice(device);
@@ -61,7 +66,7 @@ for (const device of availableDevices()) {
         assert.ok(typeof v !== "number" || Math.abs(g - v) <= 1e-5 * Math.max(1, Math.abs(v)), `step ${i} ${k}: ${g} vs ${v}`);
       }
     });
-    graphed.params.forEach((p, i) => p.forEach((v, j) => assert.ok(Math.abs(v - plain.params[i][j]) <= 1e-5, `param ${i}[${j}]: ${v} vs ${plain.params[i][j]}`)));
+    graphed.params.forEach((p, i) => p.forEach((v, j) => assert.ok(Math.abs(v - plain.params[i][j]) <= paramTol(device), `param ${i}[${j}]: ${v} vs ${plain.params[i][j]}`)));
   });
 
   test(`${device}: with LoRA dropout, graphed training equals training without (masks drawn on the device from one seed per micro-batch)`, async () => {
@@ -82,7 +87,7 @@ for (const device of availableDevices()) {
         assert.ok(typeof v !== "number" || Math.abs(g - v) <= 1e-5 * Math.max(1, Math.abs(v)), `step ${i} ${k}: ${g} vs ${v}`);
       }
     });
-    graphed.params.forEach((p, i) => p.forEach((v, j) => assert.ok(Math.abs(v - plain.params[i][j]) <= 1e-5, `param ${i}[${j}]: ${v} vs ${plain.params[i][j]}`)));
+    graphed.params.forEach((p, i) => p.forEach((v, j) => assert.ok(Math.abs(v - plain.params[i][j]) <= paramTol(device), `param ${i}[${j}]: ${v} vs ${plain.params[i][j]}`)));
   });
 
   test(`${device}: grpo_loss writes the same loss to a device buffer as it returns`, async () => {

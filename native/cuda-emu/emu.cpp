@@ -1,7 +1,7 @@
 // The CUDA emulator's host side (see emu.h): kernel execution with one fiber per thread, the runtime API (memory
 // with guard pages, the stream, events, graph capture and replay) and cuBLAS / cuBLASLt's GEMMs as their documented
 // column-major contracts, with their argument checks. Everything runs synchronously on the calling thread.
-// What it catches: wrong indexing and masks, reads past the end of an allocation (a guard page follows each one),
+// What it catches: wrong indexing and masks, missing barriers (threads resume in a pseudo-random order at each one), reads past the end of an allocation (a guard page follows each one),
 // misaligned vector loads (built with -fsanitize=alignment), uninitialised device and shared memory read as data
 // (fresh allocations and shared memory are filled with NaN bytes), out-of-range kernel configurations, shuffles
 // that lanes leave or skip, deadlocked barriers, forbidden calls during graph capture, invalid cuBLAS arguments.
@@ -210,6 +210,14 @@ void install_fault_handler() {
 std::unordered_map<const void*, int> g_max_smem;  // cudaFuncSetAttribute(MaxDynamicSharedMemorySize)
 constexpr size_t SMEM_DEFAULT = 48 << 10, SMEM_OPTIN = 227 << 10;
 
+uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+void shuffle_order(std::vector<long>& o) {
+  for (long i = (long)o.size() - 1; i > 0; i--) {
+    g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
+    std::swap(o[i], o[(long)(g_rng % (uint64_t)(i + 1))]);
+  }
+}
+
 void run_grid(const char* name, const void* fn, const LaunchCfg& c, const std::function<void()>& body) {
   const long nt = (long)c.block.x * c.block.y * c.block.z;
   if (nt < 1 || nt > 1024 || c.block.z > 64 || c.grid.x < 1 || c.grid.y < 1 || c.grid.z < 1 || c.grid.y > 65535 || c.grid.z > 65535 ||
@@ -245,10 +253,15 @@ void run_grid(const char* name, const void* fn, const LaunchCfg& c, const std::f
           B.warps[th.warp].exists |= 1u << th.lane;
           ctx_make(th.ctx, B.stacks[t], STACK, fiber_main);
         }
+        std::vector<long> order(nt);
+        for (long t = 0; t < nt; t++) order[t] = t;
         long alive = nt;
         while (alive > 0) {
           bool ran = false;
-          for (long t = 0; t < nt; t++) {
+          // each pass resumes the ready threads in a new pseudo-random order (the same in every run): code that
+          // needs a barrier it lacks (a race) then reads the wrong values in some block, as it may on a GPU
+          shuffle_order(order);
+          for (long t : order) {
             Thread& th = B.threads[t];
             if (th.state != Thread::Ready) continue;
             cur = &th;

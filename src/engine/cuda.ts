@@ -5,7 +5,7 @@
 import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { registerBackend, type Backend, type Buf, type Kernels, type MemoryReport } from "./backend.ts";
 import { DTYPE_BYTES, hostArray, type DType, type HostArray } from "./dtype.ts";
 
@@ -54,7 +54,9 @@ let info: CudaInfo | null = null;
 
 function addonPath(): string {
   const root = fileURLToPath(new URL("../../", import.meta.url));
-  return process.env.AHA_CUDA_ADDON ?? join(root, "native", "build", "Release", "aha_cuda.node");
+  // AHA_CUDA_ADDON: another build of the module (a relative path is taken from the working directory), e.g. the
+  // emulator's, native/build/Release/aha_cuda_emu.node (npm run test:cuda-emu)
+  return process.env.AHA_CUDA_ADDON ? resolve(process.env.AHA_CUDA_ADDON) : join(root, "native", "build", "Release", "aha_cuda.node");
 }
 
 /** Load the module and ask it for a device (once). Never throws: the reason is in `error`. */
