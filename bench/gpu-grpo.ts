@@ -4,9 +4,9 @@
 // (bench/torch_baseline.py, same folder of weights) in the same run, printed side by side. Decode is teacher-forced
 // (forward + lm-head logits per token, no sampling) and shown beside the memory-bandwidth bound.
 // Also times real rollouts through generate() (sampling on the device unless repetition_penalty) for 8 prompts × 8 completions.
-//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 64] [--no-torch] [--dir …] [--layers 24] [--host-costs-only]
+//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 64] [--no-torch] [--dir …] [--layers 24] [--host-costs-only] [--memory-only]
 // --smoke: the whole script on the CPU with a tiny model and short sequences, no torch (test/gpu-bench-smoke.test.ts
-// runs it, so a device call never finds the script broken); its figures mean nothing.
+// runs it, so a device call never finds the script broken); its figures mean nothing. --smoke-cuda: the same on CUDA.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
@@ -24,7 +24,14 @@ import { generate } from "../src/generate/generate.ts";
 import { DecodeStep } from "../src/generate/decode-step.ts";
 
 const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
-const SMOKE = process.argv.includes("--smoke");
+// --smoke-cuda: the same tiny run on the CUDA backend (the emulator where there is no GPU: test/gpu-bench-smoke.test.ts)
+const SMOKE_CUDA = process.argv.includes("--smoke-cuda");
+const SMOKE = process.argv.includes("--smoke") || SMOKE_CUDA, SMOKE_CPU = SMOKE && !SMOKE_CUDA;
+// --memory-only: stop after the train steps (eager and graphed) and print their peak memory. With the CUDA emulator
+// in no-compute mode (AHA_EMU_NO_COMPUTE=1 AHA_CUDA_ADDON=native/build/Release/aha_cuda_emu.node) this gives a real
+// shape's peak as the GPU's allocator would report it, on any machine: the allocator and the kernels' scratch
+// buffers are CUDA's own code, only the arithmetic is skipped (the times and losses printed then mean nothing).
+const MEMORY_ONLY = process.argv.includes("--memory-only");
 // Qwen2.5 shapes: hidden, intermediate, query heads, kv heads, head dim, layers (vocabulary 151,936, tied embeddings)
 const SHAPES = { "0.5b": [896, 4864, 14, 2, 64, 24], "1.5b": [1536, 8960, 12, 2, 128, 28], tiny: [64, 96, 4, 2, 16, 2] } as const;
 const SHAPE = arg("shape", SMOKE ? "tiny" : "0.5b") as keyof typeof SHAPES;
@@ -77,14 +84,14 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const GB = 1024 ** 3;
 
 function main(): void {
-  const info = SMOKE ? { ok: true, name: "CPU (smoke run)", totalMemory: 0, sms: 0 } : cudaInfo();
+  const info = SMOKE_CPU ? { ok: true, name: "CPU (smoke run)", totalMemory: 0, sms: 0 } : cudaInfo();
   if (!info.ok) { console.error(`no CUDA: ${info.error}`); process.exit(1); }
   console.log(`device: ${info.name}, ${(info.totalMemory! / GB).toFixed(0)} GiB, ${info.sms} SMs`);
   let t0 = performance.now();
   makeModel(DIR);
   console.log(`random model folder ${DIR} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  setDefaultDevice(SMOKE ? "cpu" : "cuda");
-  const be = SMOKE ? smokeBackend() : cudaBackend();
+  setDefaultDevice(SMOKE_CPU ? "cpu" : "cuda");
+  const be = SMOKE_CPU ? smokeBackend() : cudaBackend();
   t0 = performance.now();
   const model = CausalLM.load(DIR);
   let rs = 1;
@@ -97,7 +104,7 @@ function main(): void {
   be.synchronize();
   console.log(`loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s; LoRA params ${params.reduce((a, p) => a + p.numel, 0)}; weights+LoRA+Adam ${(be.memory().allocated / GB).toFixed(2)} GiB`);
 
-  if (!SMOKE) hostCosts(be);
+  if (!SMOKE && !MEMORY_ONLY) hostCosts(be);
   if (process.argv.includes("--host-costs-only")) return;
 
   // the batch: random prompt and completion ids, full completion masks, random advantages
@@ -165,6 +172,11 @@ function main(): void {
     if (step > 0 || STEPS === 1) gtimes.push(dt);
   }
   const stepGraphS = median(gtimes) / 1000;
+  if (MEMORY_ONLY) {
+    console.log("MEMORY " + JSON.stringify({ shape: SHAPE, micro: MICRO, checkpointing: CKPT, peak_gib: +(peak / GB).toFixed(3), peak_reserved_gib: +(peakReserved / GB).toFixed(3),
+      peak_graph_reserved_gib: +(gpeak / GB).toFixed(3) }));
+    return;
+  }
 
   // decode: prefill 128 tokens for 64 sequences, then 256 single-token steps through the KV cache
   be.emptyCache();

@@ -1,19 +1,26 @@
 // bench/gpu-grpo.ts runs only where a GPU is lent, a few minutes per session: a broken script would waste that call.
-// Its --smoke mode runs the whole script on the CPU with a tiny model (the figures mean nothing); this checks that
-// it gets to the end and reports every figure, and that the graphed runs agree with the eager ones.
+// Its --smoke mode runs the whole script on the CPU with a tiny model (the figures mean nothing), --smoke-cuda on the
+// CUDA backend (here the emulator); this checks that it gets to the end and reports every figure, and that the
+// graphed runs agree with the eager ones. --memory-only is checked on the emulator without arithmetic.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-test("bench/gpu-grpo.ts --smoke runs to the end on the CPU and reports every figure", () => {
+const script = fileURLToPath(new URL("../bench/gpu-grpo.ts", import.meta.url));
+// the CUDA emulator (native/cuda-emu), where it is built: the script's CUDA path (profile, graphs, reserved memory)
+const emu = fileURLToPath(new URL("../native/build/Release/aha_cuda_emu.node", import.meta.url));
+const noEmu = existsSync(emu) ? false : `the CUDA emulator is not built (${emu})`;
+
+for (const [where, flag, env] of [["the CPU", "--smoke", {}], ["the CUDA emulator", "--smoke-cuda", { AHA_CUDA_ADDON: emu, AHA_CUDA_PROFILE: "1" }]] as const)
+test(`bench/gpu-grpo.ts ${flag} runs to the end on ${where} and reports every figure`, { skip: flag === "--smoke" ? false : noEmu }, () => {
   const dir = mkdtempSync(join(tmpdir(), "aha-gpu-smoke-"));
   try {
-    const script = fileURLToPath(new URL("../bench/gpu-grpo.ts", import.meta.url));
-    const out = execFileSync(process.execPath, ["--import", "tsx", script, "--smoke", "--dir", join(dir, "model")], { encoding: "utf8", timeout: 120_000 });
+    const out = execFileSync(process.execPath, ["--import", "tsx", script, flag, "--dir", join(dir, "model")],
+      { encoding: "utf8", timeout: 600_000, env: { ...process.env, ...env } });
     const line = out.split("\n").find((l) => l.startsWith("AHA "));
     assert.ok(line, `no AHA line in:\n${out}`);
     const aha = JSON.parse(line.slice(4)) as Record<string, number>;
@@ -24,6 +31,25 @@ test("bench/gpu-grpo.ts --smoke runs to the end on the CPU and reports every fig
     assert.match(out, /micro-batches from a graph \(captured\)/, "the training micro-batches were captured");
     assert.match(out, /decode through DecodeStep \(captured\)/, "the decode steps were captured");
     assert.match(out, /\| train step \|/);
+    if (flag === "--smoke-cuda") assert.match(out, /GPU time by op, train step/, "the profile was printed");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("bench/gpu-grpo.ts --memory-only on the emulator without arithmetic reports the allocator's peak", { skip: noEmu }, () => {
+  const dir = mkdtempSync(join(tmpdir(), "aha-gpu-mem-"));
+  try {
+    const run = (ckpt: string) => {
+      const out = execFileSync(process.execPath, ["--import", "tsx", script, "--smoke-cuda", "--memory-only", "--ckpt", ckpt, "--dir", join(dir, "model")],
+        { encoding: "utf8", timeout: 120_000, env: { ...process.env, AHA_CUDA_ADDON: emu, AHA_EMU_NO_COMPUTE: "1" } });
+      const line = out.split("\n").find((l) => l.startsWith("MEMORY "));
+      assert.ok(line, `no MEMORY line in:\n${out}`);
+      return JSON.parse(line.slice(7)) as Record<string, number>;
+    };
+    const on = run("1"), off = run("0");
+    for (const m of [on, off]) assert.ok(m.peak_gib > 0 && m.peak_reserved_gib >= m.peak_gib, JSON.stringify(m));
+    assert.ok(off.peak_gib > on.peak_gib, `without checkpointing the peak is higher (${off.peak_gib} vs ${on.peak_gib} GiB)`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -22,6 +22,11 @@
 
 namespace emu {
 
+// AHA_EMU_NO_COMPUTE=1: launches, copies, fills and GEMMs are checked and then skipped, while the allocator, the
+// scratch buffers and graph capture run as on a GPU. What is left is the memory a step needs at full size, with no
+// compute: bench/gpu-grpo.ts --memory-only reports a real shape's peak this way (reads return zeros).
+const bool g_no_compute = getenv("AHA_EMU_NO_COMPUTE") && std::string(getenv("AHA_EMU_NO_COMPUTE")) != "0";
+
 uint16_t f2h(float f) {
   uint32_t u = f2u(f), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
   if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);                 // NaN
@@ -228,6 +233,7 @@ void run_grid(const char* name, const void* fn, const LaunchCfg& c, const std::f
   auto it = g_max_smem.find(fn);
   size_t allowed = it != g_max_smem.end() ? std::max((size_t)it->second, SMEM_DEFAULT) : SMEM_DEFAULT;
   if (c.smem > allowed || c.smem > SMEM_OPTIN) { fail(cudaErrorInvalidValue); return; }
+  if (g_no_compute) return;
   install_fault_handler();
   std::vector<char> smem(c.smem + 128);
   B.smem = smem.data() + (128 - ((uintptr_t)smem.data() & 127)) % 128;
@@ -348,6 +354,7 @@ bool pinned(const void* p) {
 }
 // run now, or record while capturing
 void enqueue(std::function<void()> op) {
+  if (g_no_compute) return;
   if (g_cap.on) g_cap.ops.push_back(std::move(op));
   else op();
 }
@@ -430,7 +437,7 @@ cudaError_t cudaMalloc(void** out, size_t n) {
   char* guard = base + len - page;
   mprotect(guard, page, PROT_NONE);
   char* p = guard - body;
-  memset(p, 0xff, body);
+  if (!g_no_compute) memset(p, 0xff, body);  // (untouched, the mapping costs no memory)
   g_allocs[p] = {base, len, n};
   g_used += n;
   *out = p;
