@@ -1,10 +1,15 @@
 // The CUDA emulator's host side (see emu.h): kernel execution with one fiber per thread, the runtime API (memory
 // with guard pages, the stream, events, graph capture and replay) and cuBLAS / cuBLASLt's GEMMs as their documented
 // column-major contracts, with their argument checks. Everything runs synchronously on the calling thread.
-// What it catches: wrong indexing and masks, missing barriers (threads resume in a pseudo-random order at each one), reads past the end of an allocation (a guard page follows each one),
-// misaligned vector loads (built with -fsanitize=alignment), uninitialised device and shared memory read as data
-// (fresh allocations and shared memory are filled with NaN bytes), out-of-range kernel configurations, shuffles
-// that lanes leave or skip, deadlocked barriers, forbidden calls during graph capture, invalid cuBLAS arguments.
+// What it catches:
+//   - wrong indexing and masks;
+//   - missing barriers (threads resume in a pseudo-random order at each one);
+//   - reads or writes past the end of an allocation (a guard page follows each one);
+//   - misaligned vector loads (built with -fsanitize=alignment);
+//   - uninitialised device or shared memory read as data (fresh allocations, freed blocks and shared memory hold
+//     NaN bytes);
+//   - out-of-range kernel configurations, shuffles that lanes leave or skip, deadlocked barriers;
+//   - calls that graph capture forbids, invalid cuBLAS arguments.
 #include "emu.h"
 #include <sys/mman.h>
 #include <signal.h>
@@ -359,6 +364,10 @@ void enqueue(std::function<void()> op) {
   else op();
 }
 }  // namespace
+
+void poison(void* p, size_t n) {
+  enqueue([p, n]() { memset(p, 0xff, n); });
+}
 
 void submit(const char* name, const void* fn, const LaunchCfg& c, std::function<void()> body) {
   if (g_cap.on) {

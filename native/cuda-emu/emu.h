@@ -281,6 +281,9 @@ cudaError_t cudaGraphDestroy(cudaGraph_t g);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
 namespace emu {
 cudaError_t set_func_attribute(const void* f, int attr, int value);
+// fill with NaN bytes in stream order (runtime.cu poisons the blocks it frees: a kernel reading an output it never
+// wrote, from a reused block, then reads NaN instead of a previous tensor's values)
+void poison(void* p, size_t n);
 }
 template <class F> inline cudaError_t cudaFuncSetAttribute(F* f, cudaFuncAttribute a, int v) { return emu::set_func_attribute((const void*)f, a, v); }
 

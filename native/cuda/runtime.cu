@@ -143,6 +143,9 @@ void raw_free(void* p) {
   auto it = pool.live.find(p);
   if (it == pool.live.end()) throw std::runtime_error("aha cuda: free of a pointer the allocator does not own");
   size_t sz = it->second;
+#ifdef __CUDACC_EMU__
+  ::emu::poison(p, sz);  // under the CUDA emulator a freed block holds NaN bytes until written again (stream order)
+#endif
   pool.allocated -= sz;
   pool.buffers--;
   pool.live.erase(it);
