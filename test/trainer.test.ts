@@ -109,3 +109,12 @@ test("save_steps writes checkpoints; save_total_limit keeps only the newest", as
     assert.ok(existsSync(join(out, "checkpoint-3", f)), f);
   assert.ok(!readdirSync(out).some((n) => n.includes(".tmp-")), "no temporary folders left");
 });
+
+test("full fine-tuning with beta > 0 keeps the KL against the starting weights, not the policy of each rollout", async () => {
+  // two rollouts of one update each: at the second, the policy has moved away from the starting weights, so the KL
+  // is above 0 (with the policy itself as the reference it would be exactly 0 at every first iteration)
+  const t = await trainer({ maxSteps: 2, perDeviceTrainBatchSize: 8, fullFinetune: true, numIterations: 1 }, join(tmp, "full-kl"));
+  const [m1, m2] = await t.train();
+  assert.equal(m1.kl, 0, "the first step's policy is the reference");
+  assert.ok(m2.kl > 0, `the second step's KL against the starting weights is ${m2.kl}`);
+});

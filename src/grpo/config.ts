@@ -80,7 +80,8 @@ export const GRPOConfigSchema = z.object({
   /** Optimisation passes over each generated batch (>1 uses recorded old log-probs and clipping). Default 1. */
   numIterations: z.number().int().positive().default(1),
 
-  /** KL coefficient against the base model (adapter off). 0 skips the reference pass. Default 0. */
+  /** KL coefficient against the base model (adapter off; under full fine-tuning a frozen copy of the starting weights,
+   *  loaded again from `model`: twice the weights' memory). 0 skips the reference pass. Default 0. */
   beta: z.number().min(0).default(0),
   /** Lower clip range of the ratio. Default 0.2. */
   epsilon: z.number().positive().default(0.2),

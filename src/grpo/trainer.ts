@@ -1,6 +1,7 @@
 // The GRPO trainer: rollouts from the generation engine on the same model object, rewards, group advantages,
 // the GRPO-family loss with gradient accumulation, AdamW with clipping and a schedule, num_iterations > 1 with
-// recorded old log-probs, reference log-probs from the same weights with the adapter off, metrics and checkpoints.
+// recorded old log-probs, reference log-probs from the same weights with the adapter off (full fine-tuning: from a
+// frozen copy of the starting weights), metrics and checkpoints.
 // One optimiser step = gradient_accumulation_steps micro-batches of per_device_train_batch_size completions;
 // a generation round produces those completions and feeds num_iterations optimiser steps.
 import { join } from "node:path";
@@ -66,8 +67,14 @@ export class GRPOTrainer {
     const specs = opts.rewardFuncs ?? cfg.rewardFuncs;
     if (!specs || specs.length === 0) throw new Error("config: reward_funcs is required for GRPO (at least one reward function)");
     const funcs = (await resolveRewards(specs as never)) as NamedReward[];
-    return new GRPOTrainer(cfg, model, tok, rows, funcs, opts);
+    const t = new GRPOTrainer(cfg, model, tok, rows, funcs, opts);
+    // the KL reference: the same weights with the adapter off (LoRA), or under full fine-tuning a frozen copy of the
+    // starting weights (as TRL keeps a ref_model), loaded again from the model folder in the policy's dtype
+    if (cfg.fullFinetune && cfg.beta > 0) t.refModel = CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter });
+    return t;
   }
+  /** full fine-tuning with beta > 0: the starting weights, frozen (the KL reference) */
+  private refModel: CausalLM | null = null;
 
   get promptsPerRound(): number {
     const c = this.config;
@@ -162,8 +169,8 @@ export class GRPOTrainer {
       const out = new Float32Array(batch.B * batch.T);
       for (let b0 = 0; b0 < batch.B; b0 += per) {
         const mb = sliceBatch(batch, b0, Math.min(batch.B, b0 + per));
-        const run = () => noGrad(() => scope(() => completionLogprobs(this.model, mb, c.temperature).logp.f32()));
-        out.set(base ? this.model.withoutAdapter(run) : run(), b0 * batch.T);
+        const run = (m: CausalLM) => () => noGrad(() => scope(() => completionLogprobs(m, mb, c.temperature).logp.f32()));
+        out.set(!base ? run(this.model)() : this.refModel ? run(this.refModel)() : this.model.withoutAdapter(run(this.model)), b0 * batch.T);
       }
       return out;
     };
