@@ -190,12 +190,17 @@ bool gemm_ready(std::string* why) {
 
 void convert(void* dst, int dtDst, const void* src, int dtSrc, long n) {
   if (n <= 0) return;
-  struct P { void* t = prof_begin(); ~P() { prof_end("convert", t); } } prof;  // shown apart in AHA_CUDA_PROFILE (also inside gemm)
   convert_kernel<<<blocks_for(n, 256, 8192), 256, 0, stream()>>>(dst, dtDst, src, dtSrc, n);
   check_launch("convert");
 }
 
 namespace {
+// a GEMM's own conversion of an operand, shown apart in AHA_CUDA_PROFILE (the binding profiles direct convert calls)
+void convert_in_gemm(void* dst, int dtDst, const void* src, int dtSrc, long n) {
+  struct P { void* t = prof_begin(); ~P() { prof_end("convert (in gemm)", t); } } prof;
+  convert(dst, dtDst, src, dtSrc, n);
+}
+
 // the product, with the bias in cuBLASLt's epilogue where it can take it; returns whether it added the bias
 bool gemm_product(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
                   bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta,
@@ -215,11 +220,11 @@ bool gemm_product(float* C, const void* A, int dtA, const void* B, int dtB, long
   long eB = extent(strideB ? batch : 1, transB ? N : K, transB ? K : N, ldb, strideB);
   if (ta != tb) {
     int target = (g_mode == 0 && ta == F32) ? tb : (g_mode == 0 && tb == F32) ? ta : F32;
-    if (ta != target) { Scratch t((size_t)eA * bytes_of(target)); convert(t.p, target, A, ta, eA); std::swap(sa.p, t.p); pa = sa.p; ta = target; }
-    if (tb != target) { Scratch t((size_t)eB * bytes_of(target)); convert(t.p, target, B, tb, eB); std::swap(sb.p, t.p); pb = sb.p; tb = target; }
+    if (ta != target) { Scratch t((size_t)eA * bytes_of(target)); convert_in_gemm(t.p, target, A, ta, eA); std::swap(sa.p, t.p); pa = sa.p; ta = target; }
+    if (tb != target) { Scratch t((size_t)eB * bytes_of(target)); convert_in_gemm(t.p, target, B, tb, eB); std::swap(sb.p, t.p); pb = sb.p; tb = target; }
   } else if (ta != F32 && g_mode == 1) {
-    { Scratch t((size_t)eA * 4); convert(t.p, F32, A, ta, eA); std::swap(sa.p, t.p); pa = sa.p; ta = F32; }
-    { Scratch t((size_t)eB * 4); convert(t.p, F32, B, tb, eB); std::swap(sb.p, t.p); pb = sb.p; tb = F32; }
+    { Scratch t((size_t)eA * 4); convert_in_gemm(t.p, F32, A, ta, eA); std::swap(sa.p, t.p); pa = sa.p; ta = F32; }
+    { Scratch t((size_t)eB * 4); convert_in_gemm(t.p, F32, B, tb, eB); std::swap(sb.p, t.p); pb = sb.p; tb = F32; }
   }
   int compute = (ta == F32 && (g_mode == 2 || (g_mode == 0 && fast))) ? COMPUTE_32F_FAST_TF32 : COMPUTE_32F;
   // column-major: C' (N × M, ld ldc) = op(B)' (N × K) · op(A)' (K × M)

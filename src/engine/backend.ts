@@ -44,8 +44,9 @@ export interface Backend {
   /**
    * Graphs, where the device has them (CUDA): run fn once capturing every kernel it enqueues instead of running
    * them, and return a graph that replays them on the same buffers. fn must not write, read or synchronise.
+   * discard: called with fn's result when the capture fails after fn returned (its tensors are then nobody's).
    */
-  captureGraph?<T>(fn: () => T): { graph: number; result: T };
+  captureGraph?<T>(fn: () => T, discard?: (result: T) => void): { graph: number; result: T };
   launchGraph?(graph: number): void;
   destroyGraph?(graph: number): void;
 }

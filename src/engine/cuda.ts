@@ -127,7 +127,7 @@ class CudaBackend implements Backend {
   profile(): Record<string, [number, number]> {
     return this.m.profile();
   }
-  captureGraph<T>(fn: () => T): { graph: number; result: T } {
+  captureGraph<T>(fn: () => T, discard?: (result: T) => void): { graph: number; result: T } {
     this.m.graph_begin();
     let result: T;
     try {
@@ -136,7 +136,12 @@ class CudaBackend implements Backend {
       this.m.graph_abort();
       throw e;
     }
-    return { graph: this.m.graph_end(), result };
+    try {
+      return { graph: this.m.graph_end(), result };
+    } catch (e) {
+      discard?.(result); // the capture was refused at its end (an illegal call inside it): its outputs are not kept
+      throw e;
+    }
   }
   launchGraph(graph: number): void {
     this.m.graph_launch(graph);

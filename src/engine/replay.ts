@@ -36,7 +36,7 @@ export class ReplayedStep<T extends Result> {
     if (this.graph !== null) this.be.launchGraph!(this.graph);
     else if (this.useGraph) {
       try {
-        const { graph, result } = this.be.captureGraph!(this.step);
+        const { graph, result } = this.be.captureGraph!(this.step, (r) => { for (const t of tensorsOf(r)) t.dispose(); });
         this.graph = graph;
         this.out = result;
         this.be.launchGraph!(graph); // capturing does not run the step
