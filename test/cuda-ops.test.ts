@@ -231,10 +231,14 @@ test("cuda: attention forward/backward (GQA, left padding, window, softcap, head
   both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, f32ToBf16(k), f32ToBf16(v), mask, B, T, S, Hq, Hkv, D, cap * Hkv * D, 0.125, 0, 0,
     false, null, 1, 1], [0, 1], 1e-4, "attention with a bf16 KV cache");
   // decode (T = 1, its own kernel): more keys than one pass of its warps, padding, window, softcap, odd head dims
-  for (const [S1, D1, window, softcap] of [[1, 64, 0, 0], [300, 64, 0, 0], [700, 128, 0, 0], [611, 36, 100, 0], [290, 80, 0, 30], [333, 256, 64, 50]]) {
+  // (D = 18: bf16 keys read one at a time; D = 20: 4 at a time with rows 40 bytes apart; keys 32..95 of row 0 masked
+  // where S ≥ 300: whole 32-key groups skipped between visible ones)
+  for (const [S1, D1, window, softcap] of [[1, 64, 0, 0], [300, 64, 0, 0], [700, 128, 0, 0], [611, 36, 100, 0], [290, 80, 0, 30], [333, 256, 64, 50],
+    [301, 18, 0, 0], [310, 20, 0, 0]]) {
     const B1 = 3, cap1 = S1 + 5, Hq1 = 6, Hkv1 = 2;
     const q1 = randn(B1 * Hq1 * D1), k1 = randn(B1 * cap1 * Hkv1 * D1, 2), v1 = randn(B1 * cap1 * Hkv1 * D1);
-    const mask1 = Int32Array.from({ length: B1 * S1 }, (_, i) => (i >= S1 && i % S1 < 7 ? 0 : 1)); // left padding on rows 1, 2
+    // left padding on rows 1, 2; a masked stretch in row 0
+    const mask1 = Int32Array.from({ length: B1 * S1 }, (_, i) => ((i >= S1 && i % S1 < 7) || (S1 >= 300 && i >= 32 && i < 96) ? 0 : 1));
     if (S1 === 1) mask1[2] = 0; // a row that sees no key: output 0, lse -inf
     both("attention_forward", [new Float32Array(B1 * Hq1 * D1), new Float32Array(B1 * Hq1), q1, k1, v1, mask1, B1, 1, S1, Hq1, Hkv1, D1, cap1 * Hkv1 * D1,
       1 / Math.sqrt(D1), window, softcap], [0, 1], 1e-4, `attention decode S=${S1} D=${D1} window=${window} softcap=${softcap}`);

@@ -111,11 +111,12 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel(float*
   const int32_t* km = keyMask ? keyMask + b * S : nullptr;
   for (int d = threadIdx.x; d < DP; d += blockDim.x) qs[d] = d < D ? q[row * D + d] * scale : 0.f;
   __syncthreads();
-  const long rs = Hkv * D;  // floats between consecutive keys of one kv head
+  const long rs = Hkv * D;  // elements between consecutive keys of one kv head
   const long kv0 = b * kvStrideB + hk * D;  // this row's first key/value element (f32, or bf16 in a KV cache)
   const float* kb = dtKV == F32 ? (const float*)k + kv0 : nullptr;
   const float* vb = dtKV == F32 ? (const float*)v + kv0 : nullptr;
-  const bool vec = (D & 3) == 0;
+  // 4 values per load (8 bytes of bf16, 16 of f32) where every key row starts aligned for it
+  const bool vec = (D & 3) == 0 && (kvStrideB & 3) == 0 && (((uintptr_t)k | (uintptr_t)v) & (dtKV == F32 ? 15 : 7)) == 0;
   float m = -INFINITY, l = 0.f, acc[NDL];
 #pragma unroll
   for (int e = 0; e < NDL; e++) acc[e] = 0.f;
