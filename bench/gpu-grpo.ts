@@ -138,6 +138,31 @@ function main(): void {
     if (step > 0 || STEPS === 1) times.push(dt);
   }
   printProfile("train step", be.profile(), median(times));
+  // the same eager steps with the mma.sync attention forward (attention_tc.cu), where the tensor-core kernels run
+  // (16-bit weights, head dim 64/96/128): which forward kernel to make the default
+  let stepMmaS = NaN;
+  if (!SMOKE_CPU && !MEMORY_ONLY && [64, 96, 128].includes(D)) {
+    const cb = be as ReturnType<typeof cudaBackend>;
+    cb.setAttentionKernel("mma");
+    const mt: number[] = [];
+    let lossM = 0;
+    for (let step = 0; step < STEPS; step++) {
+      be.synchronize();
+      const ts = performance.now();
+      for (let m = 0; m < NSEQ / MICRO; m++) {
+        const [b, old, a] = micro(m);
+        lossM = scope(() => { const { loss } = batchLoss(model, b, old, null, a, lossParams); backward(loss); return loss.item(); });
+      }
+      opt.update();
+      opt.zeroGrad();
+      be.synchronize();
+      if (step > 0 || STEPS === 1) mt.push(performance.now() - ts);
+    }
+    printProfile("train step, mma.sync attention forward", be.profile(), median(mt));
+    cb.setAttentionKernel("wmma");
+    stepMmaS = median(mt) / 1000;
+    console.log(`train step with the mma.sync attention forward: ${stepMmaS.toFixed(3)} s (WMMA ${(median(times) / 1000).toFixed(3)} s), loss ${lossM.toFixed(4)}`);
+  }
   const cats = memoryByCategory("cuda");
   console.log("peak by category (GiB): " + Object.entries(cats).map(([c, b]) => `${c} ${(b.peak / GB).toFixed(2)}`).join(", "));
   const stepS = median(times) / 1000;
@@ -233,7 +258,7 @@ function main(): void {
   const kvBytes = (f: number) => 2 * LAYERS * NSEQ * (P + T / 2) * HKV * D * f;
   const bound = (f: number) => NSEQ / ((weightBytes + kvBytes(f)) / bw);
   const aha = { grpo_step_estimate_s: (NSEQ * T) / genTps + stepS, grpo_step_estimate_graph_s: (NSEQ * T) / genGTps + stepGraphS, step_s: stepS, step_graph_s: stepGraphS, peak_graph_reserved_gib: gpeak / GB, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps,
-    generate_tok_s: genTps, generate_graph_tok_s: genGTps, checkpointing: CKPT, loss: lastLoss };
+    generate_tok_s: genTps, generate_graph_tok_s: genGTps, checkpointing: CKPT, loss: lastLoss, step_mma_attention_s: stepMmaS };
   console.log("AHA " + JSON.stringify(aha));
 
   let torch: Record<string, number> | null = null;

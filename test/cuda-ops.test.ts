@@ -264,13 +264,24 @@ test("cuda: attention on tensor cores (bf16 Q, K, V, P; f32 accumulation) for he
     const q = randn(B * T * Hq * D), k = randn(B * S * Hkv * D), v = randn(B * S * Hkv * D), dout = randn(B * T * Hq * D);
     const mask = new Int32Array(B * S).fill(1);
     for (let j = 0; j < 9; j++) mask[(B - 1) * S + j] = 0; // left padding of the last row
+    // both forward kernels: WMMA (the default) and mma.sync with register fragments
+    for (const kernel of ["wmma", "mma"] as const) {
+      cudaBackend().setAttentionKernel(kernel);
+      const label = `tensor-core attention (${kernel}) D=${D} window=${window} softcap=${softcap}`;
+      both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap, true],
+        [0, 1], 2e-2, label, 1e-5);
+      both("attention_forward", [new Float32Array(B * T * Hq * D), null, q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap, true,
+        new Uint16Array(B * T * Hq * D), 1], [0, 17], 2e-2, `${label} + bf16 copy`, 1e-5);
+      both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, f32ToBf16(k), f32ToBf16(v), mask, B, T, S, Hq, Hkv, D, S * Hkv * D,
+        scale, window, softcap, true, null, 1, 1], [0, 1], 2e-2, `${label}, bf16 keys/values`, 1e-5);
+      // a prefill after cached keys: T new rows over S = 30 + T keys in a cache of capacity S + 11 (batch stride)
+      const Tn = T - 30, cap = S + 11, kc = randn(B * cap * Hkv * D), vc = randn(B * cap * Hkv * D);
+      const mc = Int32Array.from({ length: B * S }, (_, i) => mask[i]);
+      both("attention_forward", [new Float32Array(B * Tn * Hq * D), new Float32Array(B * Hq * Tn), randn(B * Tn * Hq * D), f32ToBf16(kc), f32ToBf16(vc), mc, B, Tn, S, Hq, Hkv, D,
+        cap * Hkv * D, scale, window, softcap, true, null, 1, 1], [0, 1], 2e-2, `${label}, after 30 cached keys`, 1e-5);
+    }
+    cudaBackend().setAttentionKernel("wmma");
     const label = `tensor-core attention D=${D} window=${window} softcap=${softcap}`;
-    both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap, true],
-      [0, 1], 2e-2, label, 1e-5);
-    both("attention_forward", [new Float32Array(B * T * Hq * D), null, q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap, true,
-      new Uint16Array(B * T * Hq * D), 1], [0, 17], 2e-2, `${label} + bf16 copy`, 1e-5);
-    both("attention_forward", [new Float32Array(B * T * Hq * D), new Float32Array(B * Hq * T), q, f32ToBf16(k), f32ToBf16(v), mask, B, T, S, Hq, Hkv, D, S * Hkv * D,
-      scale, window, softcap, true, null, 1, 1], [0, 1], 2e-2, `${label}, bf16 keys/values`, 1e-5);
     const o = new Float32Array(B * T * Hq * D), lse = new Float32Array(B * Hq * T);
     cpu.attention_forward(o, lse, q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap);
     const n = B * T * Hq * D, m = B * S * Hkv * D;

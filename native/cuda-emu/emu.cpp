@@ -147,6 +147,7 @@ constexpr size_t STACK = 256 << 10;
 struct Warp {
   unsigned exists = 0, done = 0, arrived = 0;
   uint64_t slot[32];
+  uint32_t frag[32][6];  // mma.sync operands of each lane
 };
 struct Block {
   std::vector<Thread> threads;
@@ -326,6 +327,36 @@ uint64_t exchange(unsigned mask, uint64_t mine, int src) {
   uint64_t r = src < 0 || src > 31 || !((mask & w.exists) >> src & 1) ? mine : w.slot[src];
   syncwarp(mask);  // nobody overwrites its slot before every lane has read
   return r;
+}
+
+void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  // every lane deposits its fragments; each then rebuilds A (16×16) and B (16×8) and computes its own four outputs
+  Warp& w = B.warps[cur->warp];
+  if (w.exists != 0xffffffffu) die(std::string("kernel ") + B.kernel + ": mma.sync needs a full warp, " + where());
+  uint32_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+  memcpy(w.frag[cur->lane], mine, sizeof mine);
+  syncwarp(0xffffffffu);
+  float A[16][16], Bm[16][8];
+  const auto lo = [](uint32_t x) { return bf2f((uint16_t)(x & 0xffff)); };
+  const auto hi = [](uint32_t x) { return bf2f((uint16_t)(x >> 16)); };
+  for (int l = 0; l < 32; l++) {
+    const uint32_t* f = w.frag[l];
+    const int g = l >> 2, t = l & 3;
+    A[g][2 * t] = lo(f[0]); A[g][2 * t + 1] = hi(f[0]);
+    A[g + 8][2 * t] = lo(f[1]); A[g + 8][2 * t + 1] = hi(f[1]);
+    A[g][2 * t + 8] = lo(f[2]); A[g][2 * t + 9] = hi(f[2]);
+    A[g + 8][2 * t + 8] = lo(f[3]); A[g + 8][2 * t + 9] = hi(f[3]);
+    Bm[2 * t][g] = lo(f[4]); Bm[2 * t + 1][g] = hi(f[4]);
+    Bm[2 * t + 8][g] = lo(f[5]); Bm[2 * t + 9][g] = hi(f[5]);
+  }
+  syncwarp(0xffffffffu);  // nobody overwrites its fragments before every lane has read them
+  const int g = cur->lane >> 2, t = cur->lane & 3;
+  for (int e = 0; e < 4; e++) {
+    const int r = g + (e >= 2 ? 8 : 0), c = 2 * t + (e & 1);
+    float acc = d[e];
+    for (int k = 0; k < 16; k++) acc += A[r][k] * Bm[k][c];
+    d[e] = acc;
+  }
 }
 
 unsigned ballot(unsigned mask, bool pred) {

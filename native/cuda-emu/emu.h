@@ -281,6 +281,9 @@ cudaError_t cudaGraphDestroy(cudaGraph_t g);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
 namespace emu {
 cudaError_t set_func_attribute(const void* f, int attr, int value);
+// PTX mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, warp-collective: d += A · B with every lane's
+// fragments in the PTX ISA's layout (common.cuh's mma_bf16_16816 describes it)
+void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]);
 // fill with NaN bytes in stream order (runtime.cu poisons the blocks it frees: a kernel reading an output it never
 // wrote, from a reused block, then reads NaN instead of a previous tensor's values)
 void poison(void* p, size_t n);

@@ -69,6 +69,7 @@ FN(memory) {
 FN(reset_peak) { reset_peak(); UNDEF }
 FN(empty_cache) { TRY(empty_cache) empty_cache(); UNDEF CATCH(empty_cache) }
 FN(set_gemm_mode) { set_gemm_mode((int)L(a[0])); UNDEF }
+FN(set_attention_kernel) { set_attention_kernel((int)L(a[0])); UNDEF }
 FN(profile) {
   std::string names[64]; double ms[64]; long counts[64]; int n = 0;
   prof_report(names, ms, counts, &n, 64);
@@ -151,7 +152,7 @@ FN(sample_rows) { TRY(sample_rows)
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
   REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
-  REG(set_gemm_mode); REG(num_threads); REG(profile);
+  REG(set_gemm_mode); REG(set_attention_kernel); REG(num_threads); REG(profile);
   REG(graph_begin); REG(graph_end); REG(graph_abort); REG(graph_launch); REG(graph_destroy);
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);

@@ -152,6 +152,135 @@ __global__ void __launch_bounds__(TT) tc_forward_kernel(float* o, float* lse, co
   }
 }
 
+// The forward again on mma.sync (FlashAttention-2's layout): a warp's 16 query rows stay in registers as A
+// fragments, its scores S = Q Kᵀ (16 × 64 per key tile) and output accumulators O (16 × D) are register fragments, the
+// online softmax runs on them (a row's values sit in the 4 lanes of a quad), and P goes from S's accumulator layout
+// straight into the A fragments of O += P V. Only the K and V tiles pass through shared memory. Same roundings as
+// tc_forward_kernel (Q, K, V, P to bf16, f32 accumulation and softmax); chosen by set_attention_kernel(1) or
+// AHA_ATTENTION=mma until a GPU run says which is faster.
+template <int D>
+__global__ void __launch_bounds__(TT) mma_forward_kernel(float* o, float* lse, const float* q, const void* k, const void* v,
+    const int32_t* keyMask, long T, long S, long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16,
+    bool kv16) {
+  constexpr int DK = D + 8, NK = D / 16, ND = D / 8, NS = TK / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* Ks = (bf16*)smem;   // [TK][DK]
+  bf16* Vs = Ks + TK * DK;  // [TK][DK]
+  const long b = blockIdx.z, h = blockIdx.y, hk = h / (Hq / Hkv), i0 = (long)blockIdx.x * TQ, off = S - T;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int32_t* km = keyMask ? keyMask + b * S : nullptr;
+  const long r0 = i0 + w * 16 + g, r1 = r0 + 8;  // this lane's two query rows
+  // Q fragments [NK][4] from global memory (rows past T are zero)
+  uint32_t qa[NK][4];
+  {
+    const float* q0 = q + ((b * T + r0) * Hq + h) * D;
+    const float* q1 = q + ((b * T + r1) * Hq + h) * D;
+#pragma unroll
+    for (int kk = 0; kk < NK; kk++) {
+      const int c = kk * 16 + 2 * t;
+      qa[kk][0] = r0 < T ? pack_bf16(q0[c], q0[c + 1]) : 0u;
+      qa[kk][1] = r1 < T ? pack_bf16(q1[c], q1[c + 1]) : 0u;
+      qa[kk][2] = r0 < T ? pack_bf16(q0[c + 8], q0[c + 9]) : 0u;
+      qa[kk][3] = r1 < T ? pack_bf16(q1[c + 8], q1[c + 9]) : 0u;
+    }
+  }
+  float acc[ND][4];
+#pragma unroll
+  for (int n = 0; n < ND; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;  // running max and this lane's part of the row sums
+  const long jend = min(S, i0 + TQ + off), jbeg = window > 0 ? max(0L, i0 + off - window + 1) : 0;
+  const long kv0 = b * kvStrideB + hk * D;
+  for (long j0 = (jbeg / TK) * TK; j0 < jend; j0 += TK) {
+    __syncthreads();  // every warp is done with the previous K/V tile
+    if (kv16) {
+      load_tile16<D>(Ks, (const bf16*)k + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
+      load_tile16<D>(Vs, (const bf16*)v + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
+    } else {
+      load_tile<D>(Ks, (const float*)k + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
+      load_tile<D>(Vs, (const float*)v + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
+    }
+    __syncthreads();
+    float sc[NS][4];  // S = Q Kᵀ: sc[n] holds keys n·8 + 2t, +1 of rows r0 (0, 1) and r1 (2, 3)
+#pragma unroll
+    for (int n = 0; n < NS; n++) {
+      sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.f;
+      const bf16* kr = Ks + (n * 8 + g) * DK + 2 * t;
+#pragma unroll
+      for (int kk = 0; kk < NK; kk++) {
+        const uint32_t bk[2] = {*(const uint32_t*)(kr + kk * 16), *(const uint32_t*)(kr + kk * 16 + 8)};
+        mma_bf16_16816(sc[n], qa[kk], bk);
+      }
+    }
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < NS; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        float x = sc[n][e] * scale;
+        if (softcap > 0) x = softcap * tanhf(x / softcap);
+        const long j = j0 + n * 8 + 2 * t + (e & 1);
+        x = attention_visible(e < 2 ? r0 : r1, j, T, S, off, window, km) ? x : -INFINITY;
+        sc[n][e] = x;
+        if (e < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);
+      }
+    // a row's maximum over its quad (lanes 4g .. 4g + 3)
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+    const float c0 = n0 == -INFINITY ? 1.f : __expf(m0 - n0), c1 = n1 == -INFINITY ? 1.f : __expf(m1 - n1);
+    float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+    for (int n = 0; n < NS; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const float mref = e < 2 ? n0 : n1;
+        const float p = sc[n][e] == -INFINITY ? 0.f : __expf(sc[n][e] - mref);
+        sc[n][e] = p;
+        if (e < 2) s0 += p; else s1 += p;
+      }
+    l0 = l0 * c0 + s0;
+    l1 = l1 * c1 + s1;
+    m0 = n0;
+    m1 = n1;
+#pragma unroll
+    for (int n = 0; n < ND; n++) { acc[n][0] *= c0; acc[n][1] *= c0; acc[n][2] *= c1; acc[n][3] *= c1; }
+    // O += P V: P's accumulator layout is the A layout of 16 keys per step
+#pragma unroll
+    for (int kk = 0; kk < TK / 16; kk++) {
+      const uint32_t pa[4] = {pack_bf16(sc[2 * kk][0], sc[2 * kk][1]), pack_bf16(sc[2 * kk][2], sc[2 * kk][3]),
+                              pack_bf16(sc[2 * kk + 1][0], sc[2 * kk + 1][1]), pack_bf16(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+      const bf16* v0 = Vs + (kk * 16 + 2 * t) * DK + g;
+#pragma unroll
+      for (int n = 0; n < ND; n++) {
+        const bf16* vr = v0 + n * 8;
+        const uint32_t bv[2] = {pack_bf16(vr[0], vr[DK]), pack_bf16(vr[8 * DK], vr[9 * DK])};
+        mma_bf16_16816(acc[n], pa, bv);
+      }
+    }
+  }
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+#pragma unroll
+  for (int n = 0; n < ND; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const long i = e < 2 ? r0 : r1;
+      if (i >= T) continue;
+      const long at = ((b * T + i) * Hq + h) * D + n * 8 + 2 * t + (e & 1);
+      o[at] = acc[n][e] * (e < 2 ? inv0 : inv1);
+      if (o16) store16(o16, dt16, at, o[at]);
+    }
+  if (lse && t == 0) {
+    if (r0 < T) lse[(b * Hq + h) * T + r0] = l0 > 0.f ? m0 + logf(l0) : -INFINITY;
+    if (r1 < T) lse[(b * Hq + h) * T + r1] = l1 > 0.f ? m1 + logf(l1) : -INFINITY;
+  }
+}
+
 template <int D>
 __global__ void __launch_bounds__(TT) tc_backward_kernel(float* dq, float* dk, float* dv, const float* dout, const float* lse,
     const float* di, const float* q, const float* k, const float* v, const int32_t* keyMask, long T, long S, long Hq, long Hkv,
@@ -286,7 +415,13 @@ __global__ void __launch_bounds__(TT) tc_backward_kernel(float* dq, float* dk, f
 }
 
 bool aligned16(const void* p) { return ((uintptr_t)p & 15) == 0; }
+// which forward kernel: 0 WMMA (tc_forward_kernel), 1 mma.sync (mma_forward_kernel); AHA_ATTENTION=mma or
+// set_attention_kernel choose
+int g_attention_kernel = getenv("AHA_ATTENTION") && std::string(getenv("AHA_ATTENTION")) == "mma" ? 1 : 0;
 }  // namespace
+
+void set_attention_kernel(int which) { g_attention_kernel = which; }
+int attention_kernel() { return g_attention_kernel; }
 
 bool attention_tc_supported(long D) { return D == 64 || D == 96 || D == 128; }
 
@@ -305,6 +440,16 @@ static void tc_forward(float* o, float* lse, const float* q, const void* k, cons
   check_launch("attention_forward (tensor cores)");
 }
 template <int D>
+static void mma_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* km, long B, long T, long S,
+                        long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16, bool kv16) {
+  constexpr size_t bytes = 2 * (2 * TK * (D + 8));
+  static bool attr = false;
+  if (!attr) { CK(cudaFuncSetAttribute(mma_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes)); attr = true; }
+  dim3 grid((unsigned)((T + TQ - 1) / TQ), (unsigned)Hq, (unsigned)B);
+  mma_forward_kernel<D><<<grid, TT, bytes, stream()>>>(o, lse, q, k, v, km, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16, kv16);
+  check_launch("attention_forward (mma.sync)");
+}
+template <int D>
 static void tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q, const float* k,
                         const float* v, const int32_t* km, long B, long T, long S, long Hq, long Hkv, float scale, long window, float softcap) {
   static bool attr = false;
@@ -319,7 +464,11 @@ bool attention_tc_forward(float* o, float* lse, const float* q, const void* k, c
                           long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
                           void* o16, int dt16, int dtKV) {
   if (!attention_tc_supported(D) || !aligned16(q) || !aligned16(k) || !aligned16(v) || kvStrideB % 4) return false;
-  AHA_TC_D(D, (tc_forward<D_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16, dtKV == BF16)));
+  if (g_attention_kernel == 1) {
+    AHA_TC_D(D, (mma_forward<D_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16, dtKV == BF16)));
+  } else {
+    AHA_TC_D(D, (tc_forward<D_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16, dtKV == BF16)));
+  }
   return true;
 }
 bool attention_tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q,

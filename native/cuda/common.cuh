@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <stdexcept>
 #include <algorithm>
@@ -59,6 +60,37 @@ __device__ __forceinline__ bool attention_visible(long i, long j, long T, long S
   if (i >= T || j >= S || j > i + off) return false;
   if (window > 0 && i + off - j >= window) return false;
   return !km || km[j] != 0;
+}
+
+// D (16×8, f32) += A (16×16, bf16) · B (16×8, bf16) on tensor cores: PTX mma.sync m16n8k16, one warp. Fragments as
+// the PTX ISA lays them out, with g = lane / 4, t = lane % 4 and each 32-bit register two bf16 (lower index in the
+// low half): a[0] = A[g][2t, 2t+1], a[1] = A[g+8][2t, 2t+1], a[2] = A[g][2t+8, 2t+9], a[3] = A[g+8][2t+8, 2t+9];
+// b[0] = B[2t, 2t+1][g], b[1] = B[2t+8, 2t+9][g]; d[0], d[1] = D[g][2t, 2t+1], d[2], d[3] = D[g+8][2t, 2t+1].
+// (The CUDA emulator computes the same from every lane's fragments.)
+__device__ __forceinline__ void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+#ifdef __CUDACC_EMU__
+  ::emu::mma_bf16_16816(d, a, b);
+#else
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+// two floats as bf16 in one register (lo in the low half), rounded to nearest even
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  uint32_t r;
+  memcpy(&r, &v, 4);
+  return r;
+}
+// two bf16 as one register
+__device__ __forceinline__ uint32_t pack_bf16(__nv_bfloat16 lo, __nv_bfloat16 hi) {
+  __nv_bfloat162 v;
+  v.x = lo;
+  v.y = hi;
+  uint32_t r;
+  memcpy(&r, &v, 4);
+  return r;
 }
 
 // warp reductions

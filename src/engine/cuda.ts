@@ -37,6 +37,7 @@ interface CudaAddon extends Kernels {
   reset_peak(): void;
   empty_cache(): void;
   set_gemm_mode(mode: number): void;
+  set_attention_kernel(which: number): void;
   profile(): Record<string, [number, number]>;
   graph_begin(): void;
   graph_end(): number;
@@ -155,6 +156,13 @@ class CudaBackend implements Backend {
     this.gemmMode = mode;
   }
   private gemmMode: GemmMode = "bf16";
+  /**
+   * The tensor-core attention forward (16-bit models, head dims 64/96/128): "wmma" (default) or "mma" (mma.sync
+   * fragments in registers, FlashAttention-2's layout; AHA_ATTENTION=mma), until a GPU run says which is faster.
+   */
+  setAttentionKernel(which: "wmma" | "mma"): void {
+    this.m.set_attention_kernel(which === "mma" ? 1 : 0);
+  }
   /** in the default mode a GEMM of f32 activations by 16-bit weights runs on the weights' type (native/cuda/gemm.cu) */
   gemmActivationDtype(weight: DType): DType {
     return this.gemmMode === "bf16" && (weight === "bf16" || weight === "f16") ? weight : "f32";
