@@ -138,8 +138,8 @@ function main(): void {
     if (step > 0 || STEPS === 1) times.push(dt);
   }
   printProfile("train step", be.profile(), median(times));
-  // the same eager steps with the mma.sync attention forward (attention_tc.cu), where the tensor-core kernels run
-  // (16-bit weights, head dim 64/96/128): which forward kernel to make the default
+  // the same eager steps with the mma.sync attention kernels (attention_tc.cu), where the tensor-core kernels run
+  // (16-bit weights, head dim 64/96/128): which kernels to make the default
   let stepMmaS = NaN;
   if (!SMOKE_CPU && !MEMORY_ONLY && [64, 96, 128].includes(D)) {
     const cb = be as ReturnType<typeof cudaBackend>;
@@ -158,10 +158,10 @@ function main(): void {
       be.synchronize();
       if (step > 0 || STEPS === 1) mt.push(performance.now() - ts);
     }
-    printProfile("train step, mma.sync attention forward", be.profile(), median(mt));
+    printProfile("train step, mma.sync attention", be.profile(), median(mt));
     cb.setAttentionKernel("wmma");
     stepMmaS = median(mt) / 1000;
-    console.log(`train step with the mma.sync attention forward: ${stepMmaS.toFixed(3)} s (WMMA ${(median(times) / 1000).toFixed(3)} s), loss ${lossM.toFixed(4)}`);
+    console.log(`train step with the mma.sync attention kernels: ${stepMmaS.toFixed(3)} s (WMMA ${(median(times) / 1000).toFixed(3)} s), loss ${lossM.toFixed(4)}`);
   }
   const cats = memoryByCategory("cuda");
   console.log("peak by category (GiB): " + Object.entries(cats).map(([c, b]) => `${c} ${(b.peak / GB).toFixed(2)}`).join(", "));

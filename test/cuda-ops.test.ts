@@ -285,8 +285,12 @@ test("cuda: attention on tensor cores (bf16 Q, K, V, P; f32 accumulation) for he
     const o = new Float32Array(B * T * Hq * D), lse = new Float32Array(B * Hq * T);
     cpu.attention_forward(o, lse, q, k, v, mask, B, T, S, Hq, Hkv, D, S * Hkv * D, scale, window, softcap);
     const n = B * T * Hq * D, m = B * S * Hkv * D;
-    both("attention_backward", [new Float32Array(n), new Float32Array(m), new Float32Array(m), dout, o, lse, q, k, v, mask, B, T, S, Hq, Hkv, D, scale, window, softcap, true],
-      [0, 1, 2], 2e-2, `${label} backward`, 1e-5);
+    for (const kernel of ["wmma", "mma"] as const) {
+      cudaBackend().setAttentionKernel(kernel);
+      both("attention_backward", [new Float32Array(n), new Float32Array(m), new Float32Array(m), dout, o, lse, q, k, v, mask, B, T, S, Hq, Hkv, D, scale, window, softcap, true],
+        [0, 1, 2], 2e-2, `${label} backward (${kernel})`, 1e-5);
+    }
+    cudaBackend().setAttentionKernel("wmma");
   }
   // the exact GEMM mode keeps attention exact too
   cudaBackend().setGemmMode("exact");

@@ -9,6 +9,9 @@
 // Backward (FlashAttention-2 order): a block = 64 keys of one (batch, query head); per 64-query tile it recomputes
 // S and dP = dO Vᵀ, forms P and dS, accumulates dV += Pᵀ dO and dK += dSᵀ Q in registers (warp = 16 keys) and adds
 // dQ = dS K to global memory with f32 atomics; dK and dV go out with atomics at the end (query heads of a group share them).
+// A second pair of kernels (mma_forward_kernel, mma_backward_kernel) does the same with PTX mma.sync, whose
+// fragment layout is documented, so scores, softmax and accumulators stay in registers; which pair runs is a switch
+// (AHA_ATTENTION=mma) until a GPU run compares them. The WMMA pair is the default: it is the one measured so far.
 #include "common.cuh"
 #include <mma.h>
 
@@ -156,8 +159,8 @@ __global__ void __launch_bounds__(TT) tc_forward_kernel(float* o, float* lse, co
 // fragments, its scores S = Q Kᵀ (16 × 64 per key tile) and output accumulators O (16 × D) are register fragments, the
 // online softmax runs on them (a row's values sit in the 4 lanes of a quad), and P goes from S's accumulator layout
 // straight into the A fragments of O += P V. Only the K and V tiles pass through shared memory. Same roundings as
-// tc_forward_kernel (Q, K, V, P to bf16, f32 accumulation and softmax); chosen by set_attention_kernel(1) or
-// AHA_ATTENTION=mma until a GPU run says which is faster.
+// tc_forward_kernel (Q, K, V, P to bf16, f32 accumulation and softmax); chosen (with mma_backward_kernel) by
+// set_attention_kernel(1) or AHA_ATTENTION=mma until a GPU run says which is faster.
 template <int D>
 __global__ void __launch_bounds__(TT) mma_forward_kernel(float* o, float* lse, const float* q, const void* k, const void* v,
     const int32_t* keyMask, long T, long S, long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16,
@@ -414,9 +417,178 @@ __global__ void __launch_bounds__(TT) tc_backward_kernel(float* dq, float* dk, f
   }
 }
 
+// The backward on mma.sync, in tc_backward_kernel's order (a block = 64 keys of one (batch, query head), looping over
+// 64-query tiles). Per tile each warp takes 16 query rows: S = Q Kᵀ and dP = dO Vᵀ in register fragments, P and dS
+// from them in registers, dQ = dS K straight from dS's fragments (added to global memory with atomics); P and dS
+// also go to shared memory, from where each warp then adds its 16 keys' dV += Pᵀ dO and dK += dSᵀ Q (register
+// accumulators, added to global memory at the end: query heads of a group share K and V). Opt-in with the forward.
+template <int D>
+__global__ void __launch_bounds__(TT) mma_backward_kernel(float* dq, float* dk, float* dv, const float* dout, const float* lse,
+    const float* di, const float* q, const float* k, const float* v, const int32_t* keyMask, long T, long S, long Hq, long Hkv,
+    float scale, long window, float softcap) {
+  constexpr int DK = D + 8, NK = D / 16, ND = D / 8, NS = TK / 8;
+  extern __shared__ __align__(128) unsigned char smem[];
+  bf16* Ks = (bf16*)smem;        // [TK][DK]
+  bf16* Vs = Ks + TK * DK;       // [TK][DK]
+  bf16* Qs = Vs + TK * DK;       // [TQ][DK]
+  bf16* dOs = Qs + TQ * DK;      // [TQ][DK]
+  bf16* Ps = dOs + TQ * DK;      // [TQ][PP] rows = queries, columns = keys
+  bf16* dSs = Ps + TQ * PP;      // [TQ][PP]
+  float* Ls = (float*)(dSs + TQ * PP);  // [TQ]
+  float* Dis = Ls + TQ;                 // [TQ]
+  const long b = blockIdx.z, h = blockIdx.y, hk = h / (Hq / Hkv), j0 = (long)blockIdx.x * TK, off = S - T;
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int32_t* km = keyMask ? keyMask + b * S : nullptr;
+  load_tile<D>(Ks, k + ((b * S + j0) * Hkv + hk) * D, Hkv * D, S - j0, TK);
+  load_tile<D>(Vs, v + ((b * S + j0) * Hkv + hk) * D, Hkv * D, S - j0, TK);
+  float dKa[ND][4], dVa[ND][4];  // keys w·16 + g (0, 1) and + 8 (2, 3) of this block, dims n·8 + 2t, +1
+#pragma unroll
+  for (int n = 0; n < ND; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) dKa[n][e] = dVa[n][e] = 0.f;
+  const long ibeg = max(0L, j0 - off);
+  long iend = T;
+  if (window > 0) iend = min(T, j0 + TK - 1 + window - off);
+  for (long i0 = (ibeg / TQ) * TQ; i0 < iend; i0 += TQ) {
+    __syncthreads();  // the previous query tile is fully used
+    load_tile<D>(Qs, q + ((b * T + i0) * Hq + h) * D, Hq * D, T - i0, TQ);
+    load_tile<D>(dOs, dout + ((b * T + i0) * Hq + h) * D, Hq * D, T - i0, TQ);
+    for (int x = tid; x < TQ; x += TT) {
+      const long i = i0 + x;
+      Ls[x] = i < T ? lse[(b * Hq + h) * T + i] : -INFINITY;
+      Dis[x] = i < T ? di[(b * Hq + h) * T + i] : 0.f;
+    }
+    __syncthreads();
+    // the warp's query rows qr0 = w·16 + g and qr1 = qr0 + 8 of the tile, against all 64 keys
+    const int qr0 = w * 16 + g, qr1 = qr0 + 8;
+    float sc[NS][4], dp[NS][4];
+#pragma unroll
+    for (int n = 0; n < NS; n++) {
+      sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.f;
+      dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.f;
+    }
+#pragma unroll
+    for (int kk = 0; kk < NK; kk++) {
+      const int c = kk * 16 + 2 * t;
+      const uint32_t qa[4] = {*(const uint32_t*)(Qs + qr0 * DK + c), *(const uint32_t*)(Qs + qr1 * DK + c),
+                              *(const uint32_t*)(Qs + qr0 * DK + c + 8), *(const uint32_t*)(Qs + qr1 * DK + c + 8)};
+      const uint32_t oa[4] = {*(const uint32_t*)(dOs + qr0 * DK + c), *(const uint32_t*)(dOs + qr1 * DK + c),
+                              *(const uint32_t*)(dOs + qr0 * DK + c + 8), *(const uint32_t*)(dOs + qr1 * DK + c + 8)};
+#pragma unroll
+      for (int n = 0; n < NS; n++) {
+        const bf16* kr = Ks + (n * 8 + g) * DK + c;
+        const bf16* vr = Vs + (n * 8 + g) * DK + c;
+        const uint32_t bk[2] = {*(const uint32_t*)kr, *(const uint32_t*)(kr + 8)};
+        const uint32_t bv[2] = {*(const uint32_t*)vr, *(const uint32_t*)(vr + 8)};
+        mma_bf16_16816(sc[n], qa, bk);
+        mma_bf16_16816(dp[n], oa, bv);
+      }
+    }
+    // P and dS (dS with the softcap's derivative and the scale folded in), in sc and dp
+    {
+      const float L0 = Ls[qr0], L1 = Ls[qr1], D0 = Dis[qr0], D1 = Dis[qr1];
+#pragma unroll
+      for (int n = 0; n < NS; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const bool lo = e < 2;
+          const long i = i0 + (lo ? qr0 : qr1), j = j0 + n * 8 + 2 * t + (e & 1);
+          const float L = lo ? L0 : L1;
+          float p = 0.f, ds = 0.f;
+          if (L != -INFINITY && attention_visible(i, j, T, S, off, window, km)) {
+            const float raw = sc[n][e] * scale;
+            float s2 = raw, dcap = 1.f;
+            if (softcap > 0) { const float th = tanhf(raw / softcap); s2 = softcap * th; dcap = 1.f - th * th; }
+            p = __expf(s2 - L);
+            ds = p * (dp[n][e] - (lo ? D0 : D1)) * dcap * scale;
+          }
+          sc[n][e] = p;
+          dp[n][e] = ds;
+        }
+#pragma unroll
+      for (int n = 0; n < NS; n++) {
+        const int c = n * 8 + 2 * t;
+        *(uint32_t*)(Ps + qr0 * PP + c) = pack_bf16(sc[n][0], sc[n][1]);
+        *(uint32_t*)(Ps + qr1 * PP + c) = pack_bf16(sc[n][2], sc[n][3]);
+        *(uint32_t*)(dSs + qr0 * PP + c) = pack_bf16(dp[n][0], dp[n][1]);
+        *(uint32_t*)(dSs + qr1 * PP + c) = pack_bf16(dp[n][2], dp[n][3]);
+      }
+    }
+    // dQ (the warp's 16 rows) = dS K: dS's accumulator layout is the A layout of 16 keys per step
+    {
+      uint32_t da[TK / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < TK / 16; kk++) {
+        da[kk][0] = pack_bf16(dp[2 * kk][0], dp[2 * kk][1]);
+        da[kk][1] = pack_bf16(dp[2 * kk][2], dp[2 * kk][3]);
+        da[kk][2] = pack_bf16(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
+        da[kk][3] = pack_bf16(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+      }
+      const long i0r = i0 + qr0, i1r = i0 + qr1;
+#pragma unroll
+      for (int n = 0; n < ND; n++) {
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int kk = 0; kk < TK / 16; kk++) {
+          const bf16* kc = Ks + (kk * 16 + 2 * t) * DK + n * 8 + g;
+          const uint32_t bk[2] = {pack_bf16(kc[0], kc[DK]), pack_bf16(kc[8 * DK], kc[9 * DK])};
+          mma_bf16_16816(acc, da[kk], bk);
+        }
+        const int d = n * 8 + 2 * t;
+        if (i0r < T) {
+          float* dst = dq + ((b * T + i0r) * Hq + h) * D + d;
+          if (acc[0] != 0.f) atomicAdd(dst, acc[0]);
+          if (acc[1] != 0.f) atomicAdd(dst + 1, acc[1]);
+        }
+        if (i1r < T) {
+          float* dst = dq + ((b * T + i1r) * Hq + h) * D + d;
+          if (acc[2] != 0.f) atomicAdd(dst, acc[2]);
+          if (acc[3] != 0.f) atomicAdd(dst + 1, acc[3]);
+        }
+      }
+    }
+    __syncthreads();  // all 64 rows of P and dS are in place
+    // dV += Pᵀ dO and dK += dSᵀ Q for the warp's keys kr0 = w·16 + g, kr1 = kr0 + 8, over the tile's 64 queries
+    const int kr0 = w * 16 + g, kr1 = kr0 + 8;
+#pragma unroll
+    for (int kk = 0; kk < TQ / 16; kk++) {
+      const int qc = kk * 16 + 2 * t;  // Aᵀ[key][query] = A[query][key]: two rows of P / dS per register
+      const uint32_t pa[4] = {pack_bf16(Ps[qc * PP + kr0], Ps[(qc + 1) * PP + kr0]), pack_bf16(Ps[qc * PP + kr1], Ps[(qc + 1) * PP + kr1]),
+                              pack_bf16(Ps[(qc + 8) * PP + kr0], Ps[(qc + 9) * PP + kr0]), pack_bf16(Ps[(qc + 8) * PP + kr1], Ps[(qc + 9) * PP + kr1])};
+      const uint32_t sa[4] = {pack_bf16(dSs[qc * PP + kr0], dSs[(qc + 1) * PP + kr0]), pack_bf16(dSs[qc * PP + kr1], dSs[(qc + 1) * PP + kr1]),
+                              pack_bf16(dSs[(qc + 8) * PP + kr0], dSs[(qc + 9) * PP + kr0]), pack_bf16(dSs[(qc + 8) * PP + kr1], dSs[(qc + 9) * PP + kr1])};
+#pragma unroll
+      for (int n = 0; n < ND; n++) {
+        const bf16* oc = dOs + qc * DK + n * 8 + g;
+        const bf16* qcol = Qs + qc * DK + n * 8 + g;
+        const uint32_t bo[2] = {pack_bf16(oc[0], oc[DK]), pack_bf16(oc[8 * DK], oc[9 * DK])};
+        const uint32_t bq[2] = {pack_bf16(qcol[0], qcol[DK]), pack_bf16(qcol[8 * DK], qcol[9 * DK])};
+        mma_bf16_16816(dVa[n], pa, bo);
+        mma_bf16_16816(dKa[n], sa, bq);
+      }
+    }
+  }
+  const long ja = j0 + w * 16 + g, jb = ja + 8;
+#pragma unroll
+  for (int n = 0; n < ND; n++) {
+    const int d = n * 8 + 2 * t;
+    if (ja < S) {
+      atomicAdd(dk + ((b * S + ja) * Hkv + hk) * D + d, dKa[n][0]);
+      atomicAdd(dk + ((b * S + ja) * Hkv + hk) * D + d + 1, dKa[n][1]);
+      atomicAdd(dv + ((b * S + ja) * Hkv + hk) * D + d, dVa[n][0]);
+      atomicAdd(dv + ((b * S + ja) * Hkv + hk) * D + d + 1, dVa[n][1]);
+    }
+    if (jb < S) {
+      atomicAdd(dk + ((b * S + jb) * Hkv + hk) * D + d, dKa[n][2]);
+      atomicAdd(dk + ((b * S + jb) * Hkv + hk) * D + d + 1, dKa[n][3]);
+      atomicAdd(dv + ((b * S + jb) * Hkv + hk) * D + d, dVa[n][2]);
+      atomicAdd(dv + ((b * S + jb) * Hkv + hk) * D + d + 1, dVa[n][3]);
+    }
+  }
+}
+
 bool aligned16(const void* p) { return ((uintptr_t)p & 15) == 0; }
-// which forward kernel: 0 WMMA (tc_forward_kernel), 1 mma.sync (mma_forward_kernel); AHA_ATTENTION=mma or
-// set_attention_kernel choose
+// which kernels: 0 WMMA (tc_*_kernel), 1 mma.sync (mma_*_kernel); AHA_ATTENTION=mma or set_attention_kernel choose
 int g_attention_kernel = getenv("AHA_ATTENTION") && std::string(getenv("AHA_ATTENTION")) == "mma" ? 1 : 0;
 }  // namespace
 
@@ -450,6 +622,16 @@ static void mma_forward(float* o, float* lse, const float* q, const void* k, con
   check_launch("attention_forward (mma.sync)");
 }
 template <int D>
+static void mma_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q, const float* k,
+                         const float* v, const int32_t* km, long B, long T, long S, long Hq, long Hkv, float scale, long window, float softcap) {
+  constexpr size_t bytes = 2 * (4 * 64 * (D + 8)) + 2 * (2 * TQ * PP) + 4 * (2 * TQ);
+  static bool attr = false;
+  if (!attr) { CK(cudaFuncSetAttribute(mma_backward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes)); attr = true; }
+  dim3 grid((unsigned)((S + TK - 1) / TK), (unsigned)Hq, (unsigned)B);
+  mma_backward_kernel<D><<<grid, TT, bytes, stream()>>>(dq, dk, dv, dout, lse, di, q, k, v, km, T, S, Hq, Hkv, scale, window, softcap);
+  check_launch("attention_backward (mma.sync)");
+}
+template <int D>
 static void tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q, const float* k,
                         const float* v, const int32_t* km, long B, long T, long S, long Hq, long Hkv, float scale, long window, float softcap) {
   static bool attr = false;
@@ -475,7 +657,11 @@ bool attention_tc_backward(float* dq, float* dk, float* dv, const float* dout, c
                            const float* k, const float* v, const int32_t* keyMask, long B, long T, long S, long Hq, long Hkv, long D,
                            float scale, long window, float softcap) {
   if (!attention_tc_supported(D) || !aligned16(q) || !aligned16(k) || !aligned16(v) || !aligned16(dout)) return false;
-  AHA_TC_D(D, (tc_backward<D_>(dq, dk, dv, dout, lse, di, q, k, v, keyMask, B, T, S, Hq, Hkv, scale, window, softcap)));
+  if (g_attention_kernel == 1) {
+    AHA_TC_D(D, (mma_backward<D_>(dq, dk, dv, dout, lse, di, q, k, v, keyMask, B, T, S, Hq, Hkv, scale, window, softcap)));
+  } else {
+    AHA_TC_D(D, (tc_backward<D_>(dq, dk, dv, dout, lse, di, q, k, v, keyMask, B, T, S, Hq, Hkv, scale, window, softcap)));
+  }
   return true;
 }
 

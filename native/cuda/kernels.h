@@ -82,7 +82,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap, bool lowp = false);
 // lowp: bf16 tensor cores (attention_tc.cu) when the GEMM mode is the default one and the head dim allows; these two
 // return false when they cannot run (the caller then runs the f32 kernels)
-// the tensor-core forward kernel: 0 WMMA (default), 1 mma.sync (attention_tc.cu; AHA_ATTENTION=mma)
+// the tensor-core attention kernels: 0 WMMA (default), 1 mma.sync (attention_tc.cu; AHA_ATTENTION=mma)
 void set_attention_kernel(int which);
 int attention_kernel();
 bool attention_tc_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* keyMask,

@@ -157,8 +157,9 @@ class CudaBackend implements Backend {
   }
   private gemmMode: GemmMode = "bf16";
   /**
-   * The tensor-core attention forward (16-bit models, head dims 64/96/128): "wmma" (default) or "mma" (mma.sync
-   * fragments in registers, FlashAttention-2's layout; AHA_ATTENTION=mma), until a GPU run says which is faster.
+   * The tensor-core attention kernels, forward and backward (16-bit models, head dims 64/96/128): "wmma" (default)
+   * or "mma" (mma.sync fragments in registers, FlashAttention-2's layout; AHA_ATTENTION=mma), until a GPU run says
+   * which is faster.
    */
   setAttentionKernel(which: "wmma" | "mma"): void {
     this.m.set_attention_kernel(which === "mma" ? 1 : 0);
