@@ -4,7 +4,7 @@
 # against PyTorch. Device time is short: `ops models` in one call and `bench` in another fit the 10-minute limit.
 # Run from the repository root on the GPU machine after `source .device/use-node.sh`, with carry
 # [".device", ".devnm", ".fixtures", "native/build-dev"] (Node, tsx, fixtures and the addons built with
-# `AHA_PORTABLE=1 npx cmake-js compile --directory native --out native/build-dev`). Logs go to $OUT.
+# `AHA_PORTABLE=1 AHA_NO_CUDA_EMU=1 npx cmake-js compile --directory native --out native/build-dev`). Logs go to $OUT.
 #   bash bench/gpu-run.sh [ops] [models] [bench] [profile]   (default: the first three)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 what=${*:-ops models bench}
