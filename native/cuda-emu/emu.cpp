@@ -270,7 +270,7 @@ void run_grid(const char* name, const void* fn, const LaunchCfg& c, const std::f
         long alive = nt;
         while (alive > 0) {
           bool ran = false;
-          // each pass resumes the ready threads in a new pseudo-random order (the same in every run): code that
+          // each pass resumes the ready threads in a new pseudo-random order (a fixed sequence per process): code that
           // needs a barrier it lacks (a race) then reads the wrong values in some block, as it may on a GPU
           shuffle_order(order);
           for (long t : order) {
