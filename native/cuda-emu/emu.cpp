@@ -72,8 +72,9 @@ cudaError_t fail(cudaError_t e) { if (e != cudaSuccess) g_last = e; return e; }
 }  // namespace
 
 // ---------------------------------------------------------------- threads as fibers
-// Switching between fibers: on x86-64 a few instructions (callee-saved registers, the FP control words, the stack
-// pointer); glibc's swapcontext makes a system call per switch, which made shuffle-heavy kernels 30x slower.
+// Switching between fibers: a few instructions (callee-saved registers, the FP control words, the stack pointer).
+// glibc's swapcontext would make a system call per switch; with it the emulated cuda-ops test ran for minutes in a
+// single shuffle-heavy kernel.
 #if defined(__x86_64__)
 extern "C" void emu_switch(void** save_sp, void* load_sp);
 asm(R"(
@@ -120,16 +121,7 @@ inline void ctx_make(Context& c, char* stack, size_t size, void (*entry)()) {
   c.sp = sp;
 }
 #else
-#include <ucontext.h>
-struct Context { ucontext_t uc; };
-inline void ctx_switch(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
-inline void ctx_make(Context& c, char* stack, size_t size, void (*entry)()) {
-  getcontext(&c.uc);
-  c.uc.uc_stack.ss_sp = stack;
-  c.uc.uc_stack.ss_size = size;
-  c.uc.uc_link = nullptr;
-  makecontext(&c.uc, entry, 0);
-}
+#error "the CUDA emulator's fiber switch is written for x86-64 (native/CMakeLists.txt builds it only there)"
 #endif
 
 struct Thread {
