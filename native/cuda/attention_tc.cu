@@ -52,6 +52,38 @@ __device__ __forceinline__ void load_tile16(bf16* dst, const bf16* src, long str
   }
 }
 
+// a forward's K and V tiles: rows j0.. of this (batch, kv head), from f32 or (kv16) from a bf16 KV cache; at is the
+// tile's first element, stride the elements between keys, valid the keys left before S
+template <int D>
+__device__ __forceinline__ void load_kv_tiles(bf16* Ks, bf16* Vs, const void* k, const void* v, bool kv16, long at, long stride, long valid) {
+  if (kv16) {
+    load_tile16<D>(Ks, (const bf16*)k + at, stride, valid, TK);
+    load_tile16<D>(Vs, (const bf16*)v + at, stride, valid, TK);
+  } else {
+    load_tile<D>(Ks, (const float*)k + at, stride, valid, TK);
+    load_tile<D>(Vs, (const float*)v + at, stride, valid, TK);
+  }
+}
+
+// a backward's query tile i0..: Q and dO rows of this (batch, head) to shared memory with their lse and di
+template <int D>
+__device__ __forceinline__ void load_query_tile(bf16* Qs, bf16* dOs, float* Ls, float* Dis, const float* q, const float* dout, const float* lse,
+                                                const float* di, long b, long h, long i0, long T, long Hq) {
+  load_tile<D>(Qs, q + ((b * T + i0) * Hq + h) * D, Hq * D, T - i0, TQ);
+  load_tile<D>(dOs, dout + ((b * T + i0) * Hq + h) * D, Hq * D, T - i0, TQ);
+  for (int x = threadIdx.x; x < TQ; x += blockDim.x) {
+    const long i = i0 + x;
+    Ls[x] = i < T ? lse[(b * Hq + h) * T + i] : -INFINITY;
+    Dis[x] = i < T ? di[(b * Hq + h) * T + i] : 0.f;
+  }
+}
+
+// the query rows [ibeg, iend) that see some key of the block's 64 from j0 (causal, sliding window)
+__device__ __forceinline__ void backward_query_range(long j0, long off, long T, long window, long* ibeg, long* iend) {
+  *ibeg = max(0L, j0 - off);
+  *iend = window > 0 ? min(T, j0 + TK - 1 + window - off) : T;
+}
+
 template <int D> constexpr size_t fwd_bytes() { return 2 * (3 * 64 * (D + 8)) + 4 * (TW * 16 * SP) + 2 * (TW * 16 * PP) + 4 * (TW * 16 * (D + 4)); }
 template <int D> constexpr size_t bwd_bytes() { return 2 * (4 * 64 * (D + 8)) + 2 * (2 * TQ * PP) + 4 * (TW * 2 * 16 * SP) + 4 * (2 * TQ); }
 
@@ -83,13 +115,7 @@ __global__ void __launch_bounds__(TT) tc_forward_kernel(float* o, float* lse, co
   const long kv0 = b * kvStrideB + hk * D;  // (k, v: f32, or bf16 when kv16: a KV cache of 16-bit values)
   for (long j0 = (jbeg / TK) * TK; j0 < jend; j0 += TK) {
     __syncthreads();  // every warp is done with the previous K/V tile
-    if (kv16) {
-      load_tile16<D>(Ks, (const bf16*)k + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
-      load_tile16<D>(Vs, (const bf16*)v + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
-    } else {
-      load_tile<D>(Ks, (const float*)k + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
-      load_tile<D>(Vs, (const float*)v + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
-    }
+    load_kv_tiles<D>(Ks, Vs, k, v, kv16, kv0 + j0 * Hkv * D, Hkv * D, S - j0);
     __syncthreads();
 #pragma unroll
     for (int n = 0; n < TK / 16; n++) {  // S_w = Q_w Kᵀ
@@ -195,13 +221,7 @@ __global__ void __launch_bounds__(TT) mma_forward_kernel(float* o, float* lse, c
   const long kv0 = b * kvStrideB + hk * D;
   for (long j0 = (jbeg / TK) * TK; j0 < jend; j0 += TK) {
     __syncthreads();  // every warp is done with the previous K/V tile
-    if (kv16) {
-      load_tile16<D>(Ks, (const bf16*)k + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
-      load_tile16<D>(Vs, (const bf16*)v + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
-    } else {
-      load_tile<D>(Ks, (const float*)k + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
-      load_tile<D>(Vs, (const float*)v + kv0 + j0 * Hkv * D, Hkv * D, S - j0, TK);
-    }
+    load_kv_tiles<D>(Ks, Vs, k, v, kv16, kv0 + j0 * Hkv * D, Hkv * D, S - j0);
     __syncthreads();
     float sc[NS][4];  // S = Q Kᵀ: sc[n] holds keys n·8 + 2t, +1 of rows r0 (0, 1) and r1 (2, 3)
 #pragma unroll
@@ -311,18 +331,11 @@ __global__ void __launch_bounds__(TT) tc_backward_kernel(float* dq, float* dk, f
   float* Sw = Ws + w * 2 * 16 * SP;
   float* dPw = Sw + 16 * SP;
   const int r = lane >> 1, half = lane & 1, c0 = half * (TK / 2);
-  const long ibeg = max(0L, j0 - off);
-  long iend = T;
-  if (window > 0) iend = min(T, j0 + TK - 1 + window - off);
+  long ibeg, iend;
+  backward_query_range(j0, off, T, window, &ibeg, &iend);
   for (long i0 = (ibeg / TQ) * TQ; i0 < iend; i0 += TQ) {
     __syncthreads();  // the previous query tile is fully used
-    load_tile<D>(Qs, q + ((b * T + i0) * Hq + h) * D, Hq * D, T - i0, TQ);
-    load_tile<D>(dOs, dout + ((b * T + i0) * Hq + h) * D, Hq * D, T - i0, TQ);
-    for (int t = tid; t < TQ; t += TT) {
-      const long i = i0 + t;
-      Ls[t] = i < T ? lse[(b * Hq + h) * T + i] : -INFINITY;
-      Dis[t] = i < T ? di[(b * Hq + h) * T + i] : 0.f;
-    }
+    load_query_tile<D>(Qs, dOs, Ls, Dis, q, dout, lse, di, b, h, i0, T, Hq);
     __syncthreads();
 #pragma unroll
     for (int n = 0; n < TK / 16; n++) {  // S = Q Kᵀ and dP = dO Vᵀ for the warp's 16 query rows
@@ -446,18 +459,11 @@ __global__ void __launch_bounds__(TT) mma_backward_kernel(float* dq, float* dk, 
   for (int n = 0; n < ND; n++)
 #pragma unroll
     for (int e = 0; e < 4; e++) dKa[n][e] = dVa[n][e] = 0.f;
-  const long ibeg = max(0L, j0 - off);
-  long iend = T;
-  if (window > 0) iend = min(T, j0 + TK - 1 + window - off);
+  long ibeg, iend;
+  backward_query_range(j0, off, T, window, &ibeg, &iend);
   for (long i0 = (ibeg / TQ) * TQ; i0 < iend; i0 += TQ) {
     __syncthreads();  // the previous query tile is fully used
-    load_tile<D>(Qs, q + ((b * T + i0) * Hq + h) * D, Hq * D, T - i0, TQ);
-    load_tile<D>(dOs, dout + ((b * T + i0) * Hq + h) * D, Hq * D, T - i0, TQ);
-    for (int x = tid; x < TQ; x += TT) {
-      const long i = i0 + x;
-      Ls[x] = i < T ? lse[(b * Hq + h) * T + i] : -INFINITY;
-      Dis[x] = i < T ? di[(b * Hq + h) * T + i] : 0.f;
-    }
+    load_query_tile<D>(Qs, dOs, Ls, Dis, q, dout, lse, di, b, h, i0, T, Hq);
     __syncthreads();
     // the warp's query rows qr0 = w·16 + g and qr1 = qr0 + 8 of the tile, against all 64 keys
     const int qr0 = w * 16 + g, qr1 = qr0 + 8;
