@@ -297,6 +297,8 @@ extern "C" void* emu_dlsym(void* handle, const char* name);
 // ---- kernel launches (translate.mjs turns k<<<grid, block, smem, stream>>>(args) into emu::launch(...) with a
 // generic lambda that calls k, so template kernels deduce their arguments as they do under nvcc)
 namespace emu {
+// a kernel's address (its attributes' key), from the function or a pointer to it
+template <class F> inline const void* kernel_address(F* f) { return (const void*)f; }
 struct LaunchCfg { dim3 grid, block; size_t smem; cudaStream_t stream; };
 inline LaunchCfg cfg(dim3 grid, dim3 block, size_t smem = 0, cudaStream_t stream = nullptr) { return {grid, block, smem, stream}; }
 // run body as every thread of the grid (or record it while the stream is captured); fn: the kernel's address

@@ -1,6 +1,6 @@
 // Turns a native/cuda source into C++ for the emulator (emu.h): the two CUDA constructs that are not C++ syntax.
-//   k<<<grid, block, smem, stream>>>(args)   →  ::emu::launch("k", ::emu::cfg(grid, block, smem, stream), &k,
-//                                                 [](auto... a) { k(a...); }, args)
+//   k<<<grid, block, smem, stream>>>(args)   →  ::emu::launch("k", ::emu::cfg(grid, block, smem, stream),
+//                                                 ::emu::kernel_address(k), [=](auto... a) { k(a...); }, args)
 //   extern __shared__ [__align__(n)] T name[];  →  T* name = (T*)::emu::dynamic_smem();
 // and dlopen/dlsym (gemm.cu loads cuBLAS) → the emulator's, which hand out emulated cuBLAS entry points.
 // Line numbers are kept (#line), so compiler errors and sanitizer reports name the original file and line.
@@ -15,8 +15,9 @@ let text = readFileSync(src, "utf8");
 const templates = new Set([...text.matchAll(/template\s*<[^>]*>\s*__global__[^(]*?\b([A-Za-z_]\w*)\s*\(/g)].map((m) => m[1]));
 // a launch: the kernel expression (a name, maybe qualified, maybe with template arguments) before <<<
 text = text.replace(/([A-Za-z_][\w:]*(?:<[^<>;()]*>)?)\s*<<<([\s\S]*?)>>>\s*\(\s*(\)?)/g, (_m, kernel, cfg, close) => {
-  const address = templates.has(kernel) ? "nullptr" : `(const void*)&${kernel}`;
-  return `::emu::launch(${JSON.stringify(kernel)}, ::emu::cfg(${cfg}), ${address}, [](auto... a) { ${kernel}(a...); }${close ? ")" : ", "}`;
+  // (the kernel may be a function or a pointer to one: kernel_address takes either; [=] copies such a pointer)
+  const address = templates.has(kernel) ? "nullptr" : `::emu::kernel_address(${kernel})`;
+  return `::emu::launch(${JSON.stringify(kernel)}, ::emu::cfg(${cfg}), ${address}, [=](auto... a) { ${kernel}(a...); }${close ? ")" : ", "}`;
 });
 
 text = text.replace(/extern\s+__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?([A-Za-z_][\w\s]*?)\s+([A-Za-z_]\w*)\s*\[\s*\]\s*;/g,

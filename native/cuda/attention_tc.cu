@@ -14,6 +14,7 @@
 // (AHA_ATTENTION=mma) until a GPU run compares them. The WMMA pair is the default: it is the one measured so far.
 #include "common.cuh"
 #include <mma.h>
+#include <unordered_set>
 
 namespace aha_cuda {
 
@@ -608,66 +609,39 @@ bool attention_tc_supported(long D) { return D == 64 || D == 96 || D == 128; }
   else if ((D) == 96) { constexpr int D_ = 96; CALL; } \
   else { constexpr int D_ = 128; CALL; }
 
-template <int D>
-static void tc_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* km, long B, long T, long S,
-                       long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16, bool kv16) {
-  static bool attr = false;
-  if (!attr) { CK(cudaFuncSetAttribute(tc_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fwd_bytes<D>())); attr = true; }
-  dim3 grid((unsigned)((T + TQ - 1) / TQ), (unsigned)Hq, (unsigned)B);
-  tc_forward_kernel<D><<<grid, TT, fwd_bytes<D>(), stream()>>>(o, lse, q, k, v, km, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16, kv16);
-  check_launch("attention_forward (tensor cores)");
+// launch a tensor-core attention kernel (block TT) with `bytes` of dynamic shared memory, raising the kernel's limit
+// the first time
+template <class Kernel, class... A>
+static void launch_tc(Kernel* kernel, size_t bytes, dim3 grid, const char* what, A... args) {
+  static std::unordered_set<const void*> raised;
+  if (raised.insert((const void*)kernel).second) CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+  kernel<<<grid, TT, bytes, stream()>>>(args...);
+  check_launch(what);
 }
-template <int D>
-static void mma_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* km, long B, long T, long S,
-                        long Hq, long Hkv, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16, bool kv16) {
-  constexpr size_t bytes = 2 * (2 * TK * (D + 8));
-  static bool attr = false;
-  if (!attr) { CK(cudaFuncSetAttribute(mma_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes)); attr = true; }
-  dim3 grid((unsigned)((T + TQ - 1) / TQ), (unsigned)Hq, (unsigned)B);
-  mma_forward_kernel<D><<<grid, TT, bytes, stream()>>>(o, lse, q, k, v, km, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16, kv16);
-  check_launch("attention_forward (mma.sync)");
-}
-template <int D>
-static void mma_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q, const float* k,
-                         const float* v, const int32_t* km, long B, long T, long S, long Hq, long Hkv, float scale, long window, float softcap) {
-  constexpr size_t bytes = 2 * (4 * 64 * (D + 8)) + 2 * (2 * TQ * PP) + 4 * (2 * TQ);
-  static bool attr = false;
-  if (!attr) { CK(cudaFuncSetAttribute(mma_backward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes)); attr = true; }
-  dim3 grid((unsigned)((S + TK - 1) / TK), (unsigned)Hq, (unsigned)B);
-  mma_backward_kernel<D><<<grid, TT, bytes, stream()>>>(dq, dk, dv, dout, lse, di, q, k, v, km, T, S, Hq, Hkv, scale, window, softcap);
-  check_launch("attention_backward (mma.sync)");
-}
-template <int D>
-static void tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q, const float* k,
-                        const float* v, const int32_t* km, long B, long T, long S, long Hq, long Hkv, float scale, long window, float softcap) {
-  static bool attr = false;
-  if (!attr) { CK(cudaFuncSetAttribute(tc_backward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bwd_bytes<D>())); attr = true; }
-  dim3 grid((unsigned)((S + TK - 1) / TK), (unsigned)Hq, (unsigned)B);
-  tc_backward_kernel<D><<<grid, TT, bwd_bytes<D>(), stream()>>>(dq, dk, dv, dout, lse, di, q, k, v, km, T, S, Hq, Hkv, scale, window, softcap);
-  check_launch("attention_backward (tensor cores)");
-}
+template <int D> constexpr size_t mma_fwd_bytes() { return 2 * (2 * TK * (D + 8)); }
+template <int D> constexpr size_t mma_bwd_bytes() { return 2 * (4 * 64 * (D + 8)) + 2 * (2 * TQ * PP) + 4 * (2 * TQ); }
 
 // true when the tensor-core path ran (head dim 64/96/128, 16-byte aligned rows); false: the caller runs the f32 kernels
 bool attention_tc_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* keyMask,
                           long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
                           void* o16, int dt16, int dtKV) {
   if (!attention_tc_supported(D) || !aligned16(q) || !aligned16(k) || !aligned16(v) || kvStrideB % 4) return false;
-  if (g_attention_kernel == 1) {
-    AHA_TC_D(D, (mma_forward<D_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16, dtKV == BF16)));
-  } else {
-    AHA_TC_D(D, (tc_forward<D_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16, dtKV == BF16)));
-  }
+  const dim3 grid((unsigned)((T + TQ - 1) / TQ), (unsigned)Hq, (unsigned)B);
+  const bool mma = g_attention_kernel == 1, kv16 = dtKV == BF16;
+  AHA_TC_D(D, (launch_tc(mma ? mma_forward_kernel<D_> : tc_forward_kernel<D_>, mma ? mma_fwd_bytes<D_>() : fwd_bytes<D_>(), grid,
+                         mma ? "attention_forward (mma.sync)" : "attention_forward (tensor cores)",
+                         o, lse, q, k, v, keyMask, T, S, Hq, Hkv, kvStrideB, scale, window, softcap, o16, dt16, kv16)));
   return true;
 }
 bool attention_tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q,
                            const float* k, const float* v, const int32_t* keyMask, long B, long T, long S, long Hq, long Hkv, long D,
                            float scale, long window, float softcap) {
   if (!attention_tc_supported(D) || !aligned16(q) || !aligned16(k) || !aligned16(v) || !aligned16(dout)) return false;
-  if (g_attention_kernel == 1) {
-    AHA_TC_D(D, (mma_backward<D_>(dq, dk, dv, dout, lse, di, q, k, v, keyMask, B, T, S, Hq, Hkv, scale, window, softcap)));
-  } else {
-    AHA_TC_D(D, (tc_backward<D_>(dq, dk, dv, dout, lse, di, q, k, v, keyMask, B, T, S, Hq, Hkv, scale, window, softcap)));
-  }
+  const dim3 grid((unsigned)((S + TK - 1) / TK), (unsigned)Hq, (unsigned)B);
+  const bool mma = g_attention_kernel == 1;
+  AHA_TC_D(D, (launch_tc(mma ? mma_backward_kernel<D_> : tc_backward_kernel<D_>, mma ? mma_bwd_bytes<D_>() : bwd_bytes<D_>(), grid,
+                         mma ? "attention_backward (mma.sync)" : "attention_backward (tensor cores)",
+                         dq, dk, dv, dout, lse, di, q, k, v, keyMask, T, S, Hq, Hkv, scale, window, softcap)));
   return true;
 }
 
