@@ -153,6 +153,38 @@ test("cuda: glu forward/backward (silu, gelu_tanh)", { skip }, () => {
   }
 });
 
+test("cuda: the decode path's fused kernels (add_rms_norm, glu_lora, qkv_rope_cache) with LoRA terms", { skip }, () => {
+  // a LoRA term's five arguments: t (its columns first, rows at stride ldt), B [out, r], ldt, r, scale
+  const term = (M: number, out: number, r: number, ldt: number, col: number, sc: number): Arg[] => {
+    const t = randn(M * ldt);
+    return [t.subarray(col), randn(out * r), ldt, r, sc];
+  };
+  const none: Arg[] = [null, null, 0, 0, 0];
+  for (const [M, C, r, ldt, col, ldAdd, offset, withW] of [[5, 896, 16, 48, 16, 0, 0, true], [3, 64, 3, 7, 2, 80, 1, true], [2, 24, 0, 0, 0, 24, 0, false]] as const) {
+    const lo = r ? term(M, C, r, ldt, col, 0.7) : none;
+    const args: Arg[] = [new Float32Array(M * C), new Uint16Array(M * C), 1, randn(M * C), ldAdd ? randn(M * ldAdd) : null, ldAdd, ...lo,
+      withW ? randn(C) : null, M, C, 1e-6, offset];
+    both("add_rms_norm", args, [0, 1, 3], 1e-4, `add_rms_norm M=${M} C=${C} r=${r}`);
+  }
+  for (const act of [0, 1])
+    for (const [M, I, r, withG] of [[37, 300, 16, true], [5, 64, 5, false]] as const) {
+      const t = randn(M * 2 * r);
+      const lg: Arg[] = withG ? [t, randn(I * r), 2 * r, r, 2] : none, lu: Arg[] = [t.subarray(r), randn(I * r), 2 * r, r, 0.5];
+      both("glu_lora", [new Float32Array(M * I), new Uint16Array(M * I), 1, randn(M * I, 2), randn(M * I), I, ...lg, ...lu, M, I, act], [0, 1], 1e-4,
+        `glu_lora act=${act} M=${M} I=${I}`);
+    }
+  for (const [M, Hq, Hkv, D, rot, bf16, norms, r] of [[6, 4, 2, 64, 64, false, true, 4], [3, 3, 1, 96, 32, true, false, 5], [4, 2, 2, 16, 16, false, true, 0]] as const) {
+    const cap = 3 * M, rows = Int32Array.from({ length: M }, (_, i) => (i * 7 + 2) % cap), ldt = 3 * Math.max(r, 1);
+    const cache = () => (bf16 ? new Uint16Array(cap * Hkv * D) : randn(cap * Hkv * D));
+    const t = randn(M * ldt);
+    const lq: Arg[] = r ? [t, randn(Hq * D * r), ldt, r, 1.5] : none, lk: Arg[] = r && norms ? [t.subarray(r), randn(Hkv * D * r), ldt, r, 1.5] : none;
+    const lv: Arg[] = r ? [t.subarray(2 * r), randn(Hkv * D * r), ldt, r, 1.5] : none;
+    both("qkv_rope_cache", [new Float32Array(M * Hq * D), cache(), cache(), bf16 ? 1 : 0, rows, randn(M * Hq * D), Hq * D, randn(M * Hkv * D),
+      randn(M * Hkv * D), Hkv * D, ...lq, ...lk, ...lv, norms ? randn(D) : null, norms ? randn(D) : null, 1e-6, 0, randn(M * rot / 2),
+      randn(M * rot / 2), rot, M, Hq, Hkv, D], [0, 1, 2], 1e-4, `qkv_rope_cache D=${D} rot=${rot} bf16=${bf16} norms=${norms} r=${r}`);
+  }
+});
+
 test("cuda: embedding forward (f32/bf16/f16, bad ids → NaN) and backward (repeated ids), scatter_rows", { skip }, () => {
   const V = 50, C = 24, N = 40;
   const table = randn(V * C), ids = randi(N, V);

@@ -176,6 +176,30 @@ FN(sample_rows) {
   sample_rows(ptr<int32_t>(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), L(a[4]), L(a[5]), F(a[6]), L(a[7]), F(a[8]), F(a[9]));
   return a.Env().Undefined();
 }
+// the decode path's fused kernels (decode.cpp): a LoRA term is five arguments (t, B, ldt, r, scale; t null: none)
+LoraUp lora_up(const Napi::CallbackInfo& a, size_t i) {
+  return LoraUp{ptr(a[i]), ptr(a[i + 1]), L(a[i + 2]), L(a[i + 3]), F(a[i + 4])};
+}
+FN(add_rms_norm) {
+  const bool c16 = cpu16(a, 1);
+  if (a.Env().IsExceptionPending()) return a.Env().Undefined();
+  add_rms_norm(ptr(a[0]), c16 ? ptr<uint16_t>(a[1]) : nullptr, ptr(a[3]), ptr(a[4]), L(a[5]), lora_up(a, 6), ptr(a[11]), L(a[12]),
+               L(a[13]), F(a[14]), F(a[15]));
+  return a.Env().Undefined();
+}
+FN(glu_lora) {
+  const bool c16 = cpu16(a, 1);
+  if (a.Env().IsExceptionPending()) return a.Env().Undefined();
+  glu_lora(ptr(a[0]), c16 ? ptr<uint16_t>(a[1]) : nullptr, ptr(a[3]), ptr(a[4]), L(a[5]), lora_up(a, 6), lora_up(a, 11), L(a[16]),
+           L(a[17]), (int)L(a[18]));
+  return a.Env().Undefined();
+}
+FN(qkv_rope_cache) {
+  qkv_rope_cache(ptr(a[0]), ptr<void>(a[1]), ptr<void>(a[2]), (int)L(a[3]), ptr<int32_t>(a[4]), ptr(a[5]), L(a[6]), ptr(a[7]),
+                 ptr(a[8]), L(a[9]), lora_up(a, 10), lora_up(a, 15), lora_up(a, 20), ptr(a[25]), ptr(a[26]), F(a[27]), F(a[28]),
+                 ptr(a[29]), ptr(a[30]), L(a[31]), L(a[32]), L(a[33]), L(a[34]), L(a[35]));
+  return a.Env().Undefined();
+}
 FN(num_threads) { return Napi::Number::New(a.Env(), ThreadPool::get().size()); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -184,6 +208,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward);
   REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
+  REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache);
   return exports;
 }
 }  // namespace

@@ -117,4 +117,21 @@ void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const fl
 // Repetition penalty in place on logits [B, V] for the tokens in each row of ids [B, L] (distinct per row; -1 pads):
 // z / penalty where z > 0, else z · penalty (Hugging Face's; applied before sample_rows)
 void repetition_penalty(float* logits, const int32_t* ids, long B, long V, long L, float penalty);
+
+// ---- the decode path's fused kernels (decode.cpp; no autograd: generation with a KV cache) ----
+// Each adds LoRA branches' up-projections where their outputs are read, so a branch costs one GEMM (t = x Aᵀ) instead
+// of two. A branch's term for output column n of row m: scale · Σ_{j<r} t[m·ldt + j] · B[n·r + j] (none if t is null).
+struct LoraUp { const float* t; const float* B; long ldt; long r; float scale; };
+// h[m, :] += add[m, 0:C] (add [M, ldAdd], may be null) + the term of lo; then y = rms_norm(h) · (w + offset), y16
+// (may be null) y rounded to bf16. The residual stream's add and the next norm in one pass.
+void add_rms_norm(float* y, uint16_t* y16, float* h, const float* add, long ldAdd, LoraUp lo, const float* w, long M, long C,
+                  float eps, float offset);
+// out[m, n] = act(g[m, n] + term_g) · (u[m, n] + term_u), g and u rows at stride ld; out16 (may be null) in bf16
+void glu_lora(float* out, uint16_t* out16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act);
+// After the q/k/v projections of M token rows (yq rows at stride ldq, yk and yv at ldkv): their LoRA terms added,
+// q and k RMS-normed per head (qNorm / kNorm [D], Qwen3; null: none), rotated (rotate_half on the first rot dims,
+// tables cos/sin [M, rot/2]); q to qOut [M, Hq, D], k and v to rows rows[m] of the caches kc / vc ([*, Hkv·D] of dtKV).
+void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq, const float* yk,
+                    const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm, const float* kNorm, float eps,
+                    float offset, const float* cs, const float* sn, long rot, long M, long Hq, long Hkv, long D);
 }  // namespace aha

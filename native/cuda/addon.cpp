@@ -149,6 +149,20 @@ FN(sample_rows) { TRY(sample_rows)
   sample_rows(P<int32_t>(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), L(a[7]), F(a[8]), F(a[9]));
   UNDEF CATCH(sample_rows) }
 
+// the decode path's fused kernels (decode.cu): a LoRA term is five arguments (t, B, ldt, r, scale; t null: none)
+LoraUp lora_up(const Napi::CallbackInfo& a, size_t i) { return LoraUp{P(a[i]), P(a[i + 1]), L(a[i + 2]), L(a[i + 3]), F(a[i + 4])}; }
+FN(add_rms_norm) { TRY(add_rms_norm)
+  add_rms_norm(P(a[0]), P<void>(a[1]), (int)L(a[2]), P(a[3]), P(a[4]), L(a[5]), lora_up(a, 6), P(a[11]), L(a[12]), L(a[13]), F(a[14]), F(a[15]));
+  UNDEF CATCH(add_rms_norm) }
+FN(glu_lora) { TRY(glu_lora)
+  glu_lora(P(a[0]), P<void>(a[1]), (int)L(a[2]), P(a[3]), P(a[4]), L(a[5]), lora_up(a, 6), lora_up(a, 11), L(a[16]), L(a[17]), (int)L(a[18]));
+  UNDEF CATCH(glu_lora) }
+FN(qkv_rope_cache) { TRY(qkv_rope_cache)
+  qkv_rope_cache(P(a[0]), P<void>(a[1]), P<void>(a[2]), (int)L(a[3]), P<int32_t>(a[4]), P(a[5]), L(a[6]), P(a[7]), P(a[8]), L(a[9]),
+                 lora_up(a, 10), lora_up(a, 15), lora_up(a, 20), P(a[25]), P(a[26]), F(a[27]), F(a[28]), P(a[29]), P(a[30]), L(a[31]),
+                 L(a[32]), L(a[33]), L(a[34]), L(a[35]));
+  UNDEF CATCH(qkv_rope_cache) }
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
   REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
@@ -158,6 +172,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);
   REG(sample_rows); REG(convert); REG(scatter_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
+  REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache);
   return exports;
 }
 }  // namespace

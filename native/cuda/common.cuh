@@ -93,6 +93,19 @@ __device__ __forceinline__ uint32_t pack_bf16(__nv_bfloat16 lo, __nv_bfloat16 hi
   return r;
 }
 
+// gated activations: 0 = silu, 1 = gelu (tanh approximation), and their derivatives
+__device__ __forceinline__ float act_f(float g, int act) {
+  if (act == 0) return g / (1.f + expf(-g));
+  float t = tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g));
+  return 0.5f * g * (1.f + t);
+}
+__device__ __forceinline__ float act_df(float g, int act) {
+  if (act == 0) { float s = 1.f / (1.f + expf(-g)); return s * (1.f + g * (1.f - s)); }
+  const float K = 0.7978845608028654f;
+  float t = tanhf(K * (g + 0.044715f * g * g * g));
+  return 0.5f * (1.f + t) + 0.5f * g * (1.f - t * t) * K * (1.f + 3.f * 0.044715f * g * g);
+}
+
 // warp reductions
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -105,17 +105,6 @@ void rope_forward(float* y, const float* x, const float* cs, const float* sn, lo
 }
 
 // ---------------- gated activations ----------------
-__device__ __forceinline__ float act_f(float g, int act) {
-  if (act == 0) return g / (1.f + expf(-g));
-  float t = tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g));
-  return 0.5f * g * (1.f + t);
-}
-__device__ __forceinline__ float act_df(float g, int act) {
-  if (act == 0) { float s = 1.f / (1.f + expf(-g)); return s * (1.f + g * (1.f - s)); }
-  const float K = 0.7978845608028654f;
-  float t = tanhf(K * (g + 0.044715f * g * g * g));
-  return 0.5f * (1.f + t) + 0.5f * g * (1.f - t * t) * K * (1.f + 3.f * 0.044715f * g * g);
-}
 __global__ void glu_forward_kernel(float* out, const float* g, const float* u, long n, int act, void* out16, int dt16) {
   GRID_LOOP(i, n) {
     float v = act_f(g[i], act) * u[i];

@@ -71,7 +71,7 @@ export class DecodeStep {
       keys: (w) => ({ mask: this.masks.get(w)!, window: 0 }),
       S: cache.capacity,
     };
-    return noGrad(() => scope(() => model.logits(model.forwardWith(inputs, cache.batch, 1, { cache, write: (l, k, v) => cache.scatter(l, k, v, this.rows) })))).keep();
+    return noGrad(() => scope(() => model.logits(model.forwardWith(inputs, cache.batch, 1, { cache, rows: this.rows })))).keep();
   }
 
   dispose(): void {

@@ -12,6 +12,7 @@ import { packWeights } from "../engine/packed.ts";
 import { gemmTakes16 } from "../engine/backend.ts";
 import { ropeFrequencies, ropeTables as ropeTablesOf } from "./rope.ts";
 import type { KVCache } from "./kvcache.ts";
+import { fusable, fusedLayers } from "./fused-layers.ts";
 
 /** A projection's LoRA dropout: the forward's seed [1] i32 on the device and the module's salt. */
 interface Dropout { seed: Tensor; salt: number }
@@ -68,6 +69,9 @@ export class CausalLM {
   dropout = 0;
   /** recompute each layer in the backward pass instead of keeping its activations */
   gradientCheckpointing = false;
+  /** forwards without autograd through a KV cache run the fused layers (models/fused-layers.ts) where they cover the
+   *  model; AHA_FUSED_DECODE=0 turns them off (the general block then runs, e.g. to compare) */
+  fusedDecode = process.env.AHA_FUSED_DECODE !== "0";
   dropoutRng: () => number = Math.random;
 
   private constructor(readonly config: ModelConfig) {}
@@ -267,21 +271,27 @@ export class CausalLM {
     const keyMask = keyMaskHost ? fromHost(keyMaskHost, [B, S], "i32") : null;
     const inputs: ForwardInputs = { ids: fromHost(ids, [N], "i32"), rope: ropeTables(cfg, positions), keys: (window) => ({ mask: keyMask, window }), S };
     const rows = cache && fromHost(cache.rowsOf(T), [B * T], "i32"); // where each layer's new keys/values go
-    const h = this.forwardWith(inputs, B, T, cache && { cache, write: (l, k, v) => cache.scatter(l, k, v, rows!) });
+    const h = this.forwardWith(inputs, B, T, cache && { cache, rows: rows! });
     if (cache) cache.length += T;
     return h;
   }
 
   /**
    * The forward on device inputs only (no uploads, reads or host work per layer: a DecodeStep captures it in a
-   * CUDA graph). `kv` appends each layer's keys/values to a cache; attention then reads the cache's first S positions.
+   * CUDA graph). `kv` appends each layer's keys/values to a cache at `rows` ([B·T] i32, KVCache.rowsOf); attention then
+   * reads the cache's first S positions. Without autograd that runs the fused layers (models/fused-layers.ts) where
+   * they cover the model and `fusedDecode` is on.
    */
-  forwardWith(inputs: ForwardInputs, B: number, T: number, kv?: { cache: KVCache; write: (l: number, k: Tensor, v: Tensor) => void }): Tensor {
+  forwardWith(inputs: ForwardInputs, B: number, T: number, kv?: { cache: KVCache; rows: Tensor }): Tensor {
     const cfg = this.config;
     const { headDim: D, heads: Hq, kvHeads: Hkv, intermediate: I } = cfg;
     const N = B * T, S = inputs.S, cache = kv?.cache;
     let x = embedding(inputs.ids, this.embed);
     if (cfg.embedScale !== 1) x = scale(x, cfg.embedScale);
+    const adapter = this.adapter?.enabled ? this.adapter : null;
+    if (kv && this.fusedDecode && !isGradEnabled() && fusable(cfg, this.layers, adapter))
+      return fusedLayers(x, this.layers, this.finalNorm, { cfg, adapter, low: this.lowInputs(), B, T, S, cache: kv.cache, rows: kv.rows,
+        rope: (l) => inputs.rope(cfg.ropeByLayer[l]), keys: (l) => inputs.keys(cfg.windowByLayer[l]), lowPrecision: this.embed.dtype !== "f32" });
     // LoRA dropout while training: one device seed per forward, one salt per (layer, module)
     const seed = this.dropout > 0 && isGradEnabled() ? (inputs.dropoutSeed ?? this.drawDropoutSeed()) : null;
     const low = this.lowInputs(); // the projections' inputs get 16-bit copies where their GEMMs take those
@@ -328,7 +338,7 @@ export class CausalLM {
           low ? attention16(q, k, v, opts, low) : [attention(q, k, v, opts), null];
         let a: Tensor, a16: Tensor | null;
         if (cache) {
-          kv.write(l, k, v);
+          cache.scatter(l, k, v, kv.rows);
           [a, a16] = attend(cache.k[l], cache.v[l], { ...aOpts, S, kvStrideB: cache.strideB });
         } else [a, a16] = attend(k, v, aOpts);
         if (inPlace && !L.postAttn) proj(reshape(a, [N, Hq * D]), "self_attn.o_proj", x, a16);

@@ -7,3 +7,4 @@ export { tokenLogprobs, grpoLoss, type TokenLogprobs, type GrpoLossParams } from
 export { loraLinear, type LoraBranch } from "./lora-linear.ts";
 export { loraLinearGroup, linearGroup, groupable, type LoraPart, type LinearPart } from "./lora-group.ts";
 export { sampleTokens, type SampleParams, type SampledTokens } from "./sample.ts";
+export { addRmsNorm, gluLora, qkvRopeCache, type LoraUp, type QkvRopeCacheOpts } from "./decode.ts";

@@ -1,0 +1,104 @@
+// The decode path's fused kernels on the CPU (declared in kernels.h): the reference the CUDA ones (native/cuda/
+// decode.cu) are tested against, and what the CPU backend runs for the same model code. Rows split over the pool.
+#include "kernels.h"
+#include "threadpool.h"
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace aha {
+
+namespace {
+// the LoRA term of row m, output column n
+inline float lora_term(const LoraUp& lo, long m, long n) {
+  if (!lo.t) return 0.f;
+  const float *t = lo.t + m * lo.ldt, *b = lo.B + n * lo.r;
+  float s = 0.f;
+  for (long j = 0; j < lo.r; j++) s += t[j] * b[j];
+  return lo.scale * s;
+}
+inline float act_f(float g, int act) {
+  if (act == 0) return g / (1.0f + std::exp(-g));
+  float t = std::tanh(0.7978845608028654f * (g + 0.044715f * g * g * g));
+  return 0.5f * g * (1.0f + t);
+}
+// rows [0, M) in parallel chunks
+template <class F> void rows_parallel(long M, F fn) {
+  long chunks = std::max(1L, std::min(M, 64L)), per = (M + chunks - 1) / chunks;
+  if (chunks == 1) { fn(0L, M); return; }
+  parallel_for(chunks, [&](long c) { for (long m = c * per; m < std::min(M, (c + 1) * per); m++) fn(m, m + 1); });
+}
+// x[0:D] · rstd · (w + offset) in place, rstd = 1 / √(mean(x²) + eps) (as rms_norm_forward)
+void norm_in_place(float* x, long D, const float* w, float eps, float offset) {
+  double ss = 0;
+  for (long d = 0; d < D; d++) ss += (double)x[d] * x[d];
+  float r = 1.0f / std::sqrt((float)(ss / D) + eps);
+  for (long d = 0; d < D; d++) x[d] = x[d] * r * (w ? w[d] + offset : 1.0f);
+}
+}  // namespace
+
+void add_rms_norm(float* y, uint16_t* y16, float* h, const float* add, long ldAdd, LoraUp lo, const float* w, long M, long C,
+                  float eps, float offset) {
+  rows_parallel(M, [&](long a, long b) {
+    for (long m = a; m < b; m++) {
+      float* hr = h + m * C;
+      for (long c = 0; c < C; c++) hr[c] += (add ? add[m * ldAdd + c] : 0.f) + lora_term(lo, m, c);
+      float* yr = y + m * C;
+      std::copy(hr, hr + C, yr);
+      norm_in_place(yr, C, w, eps, offset);
+      if (y16) for (long c = 0; c < C; c++) y16[m * C + c] = f32_to_bf16(yr[c]);
+    }
+  });
+}
+
+void glu_lora(float* out, uint16_t* out16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act) {
+  rows_parallel(M, [&](long a, long b) {
+    for (long m = a; m < b; m++)
+      for (long n = 0; n < I; n++) {
+        float v = act_f(g[m * ld + n] + lora_term(lg, m, n), act) * (u[m * ld + n] + lora_term(lu, m, n));
+        out[m * I + n] = v;
+        if (out16) out16[m * I + n] = f32_to_bf16(v);
+      }
+  });
+}
+
+void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq, const float* yk,
+                    const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm, const float* kNorm, float eps,
+                    float offset, const float* cs, const float* sn, long rot, long M, long Hq, long Hkv, long D) {
+  const long half = rot / 2;
+  rows_parallel(M, [&](long a, long b) {
+    std::vector<float> x(D), o(D);
+    for (long m = a; m < b; m++) {
+      const float *c = cs + m * half, *s = sn + m * half;
+      // head hh of section y (rows at stride ld, its LoRA term lo): the term added, normed, rotated, into o
+      auto head = [&](const float* y, long ld, const LoraUp& lo, long hh, const float* nw, bool rotate) {
+        for (long d = 0; d < D; d++) x[d] = y[m * ld + hh * D + d] + lora_term(lo, m, hh * D + d);
+        if (nw) norm_in_place(x.data(), D, nw, eps, offset);
+        o = x;
+        if (rotate)
+          for (long i = 0; i < half; i++) {
+            o[i] = x[i] * c[i] - x[i + half] * s[i];
+            o[i + half] = x[i + half] * c[i] + x[i] * s[i];
+          }
+      };
+      auto put = [&](void* cache, long hh) {
+        long at = (long)rows[m] * Hkv * D + hh * D;
+        for (long d = 0; d < D; d++)
+          if (dtKV == F32) ((float*)cache)[at + d] = o[d];
+          else ((uint16_t*)cache)[at + d] = f32_to_bf16(o[d]);
+      };
+      for (long hh = 0; hh < Hq; hh++) {
+        head(yq, ldq, lq, hh, qNorm, true);
+        std::copy(o.begin(), o.end(), qOut + (m * Hq + hh) * D);
+      }
+      for (long hh = 0; hh < Hkv; hh++) {
+        head(yk, ldkv, lk, hh, kNorm, true);
+        put(kc, hh);
+        head(yv, ldkv, lv, hh, nullptr, false);
+        put(vc, hh);
+      }
+    }
+  });
+}
+
+}  // namespace aha

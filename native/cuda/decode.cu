@@ -1,0 +1,169 @@
+// The decode path's fused kernels (kernels.h; the CPU reference is native/cpu/decode.cpp). In a decode step every
+// kernel is small and the step's time is mostly their number, so these fold a LoRA branch's up-projection (the
+// second of its two GEMMs) into the kernel that reads the projection's output: the residual add and the next RMS
+// norm, the gated activation, and q/k/v's norm, rotary and KV-cache write. Per layer that is 12 kernels instead of 20.
+// The branch's down-projection t = x Aᵀ stays a GEMM; t's row is staged in shared memory, pre-scaled.
+#include "common.cuh"
+
+namespace aha_cuda {
+
+namespace {
+
+// Σ_j ts[j] · b[j] over the r values of one LoRA B row (4 at a time where the row is 16-byte aligned)
+__device__ __forceinline__ float lora_dot(const float* ts, const float* b, long r) {
+  float s = 0.f;
+  if ((r & 3) == 0 && ((uintptr_t)b & 15) == 0) {
+    for (long j = 0; j < r; j += 4) {
+      float4 v = *(const float4*)(b + j);
+      s += ts[j] * v.x + ts[j + 1] * v.y + ts[j + 2] * v.z + ts[j + 3] * v.w;
+    }
+  } else
+    for (long j = 0; j < r; j++) s += ts[j] * b[j];
+  return s;
+}
+
+// block per row: the residual update, then the norm of the updated row (smem: the row's t, r floats)
+__global__ void add_rms_norm_kernel(float* y, void* y16, int dt16, float* h, const float* add, long ldAdd, LoraUp lo, const float* w,
+                                    long C, float eps, float offset) {
+  extern __shared__ float ts[];
+  __shared__ float sh[32];
+  const long m = blockIdx.x;
+  if (lo.t)
+    for (long j = threadIdx.x; j < lo.r; j += blockDim.x) ts[j] = lo.t[m * lo.ldt + j] * lo.scale;
+  __syncthreads();
+  float* hr = h + m * C;
+  float ss = 0.f;
+  for (long c = threadIdx.x; c < C; c += blockDim.x) {
+    float v = hr[c];
+    if (add) v += add[m * ldAdd + c];
+    if (lo.t) v += lora_dot(ts, lo.B + c * lo.r, lo.r);
+    hr[c] = v;  // (read back below by the thread that wrote it)
+    ss += v * v;
+  }
+  ss = block_sum(ss, sh);
+  const float rs = rsqrtf(ss / C + eps);
+  for (long c = threadIdx.x; c < C; c += blockDim.x) {
+    float v = hr[c] * rs * (w ? w[c] + offset : 1.f);
+    y[m * C + c] = v;
+    if (y16) store16(y16, dt16, m * C + c, v);
+  }
+}
+
+// block per (GLU_COLS columns, GLU_ROWS rows): each thread one column over the block's rows, so a B row is read once
+// per GLU_ROWS rows (smem: those rows' t for g, then for u, pre-scaled)
+constexpr int GLU_COLS = 128, GLU_ROWS = 16;
+__global__ void glu_lora_kernel(float* out, void* out16, int dt16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu,
+                                long M, long I, int act) {
+  extern __shared__ float ts[];
+  float *tg = ts, *tu = ts + GLU_ROWS * lg.r;  // [GLU_ROWS, r] each
+  const long m0 = (long)blockIdx.y * GLU_ROWS, rows = min((long)GLU_ROWS, M - m0);
+  if (lg.t)
+    for (long i = threadIdx.x; i < rows * lg.r; i += blockDim.x) tg[i] = lg.t[(m0 + i / lg.r) * lg.ldt + i % lg.r] * lg.scale;
+  if (lu.t)
+    for (long i = threadIdx.x; i < rows * lu.r; i += blockDim.x) tu[i] = lu.t[(m0 + i / lu.r) * lu.ldt + i % lu.r] * lu.scale;
+  __syncthreads();
+  const long n = (long)blockIdx.x * GLU_COLS + threadIdx.x;
+  if (n >= I) return;
+  for (long i = 0; i < rows; i++) {
+    const long m = m0 + i;
+    float gv = g[m * ld + n], uv = u[m * ld + n];
+    if (lg.t) gv += lora_dot(tg + i * lg.r, lg.B + n * lg.r, lg.r);
+    if (lu.t) uv += lora_dot(tu + i * lu.r, lu.B + n * lu.r, lu.r);
+    const float v = act_f(gv, act) * uv;
+    out[m * I + n] = v;
+    if (out16) store16(out16, dt16, m * I + n, v);
+  }
+}
+
+// block per (row, head) of q, then k, then v (blockIdx.y): the head's D values with the LoRA term, normed, rotated
+// (smem: the head's values, D floats, then the row's t, r floats)
+__global__ void qkv_rope_cache_kernel(float* qOut, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq,
+                                      const float* yk, const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm,
+                                      const float* kNorm, float eps, float offset, const float* cs, const float* sn, long rot, long Hq,
+                                      long Hkv, long D) {
+  extern __shared__ float x[];
+  __shared__ float sh[32];
+  const long m = blockIdx.x, hy = blockIdx.y;
+  const int sec = hy < Hq ? 0 : hy < Hq + Hkv ? 1 : 2;  // q, k, v
+  const long hh = sec == 0 ? hy : sec == 1 ? hy - Hq : hy - Hq - Hkv;
+  const LoraUp lo = sec == 0 ? lq : sec == 1 ? lk : lv;
+  const float* y = (sec == 0 ? yq : sec == 1 ? yk : yv) + m * (sec == 0 ? ldq : ldkv) + hh * D;
+  const float* nw = sec == 0 ? qNorm : sec == 1 ? kNorm : nullptr;
+  float* ts = x + D;
+  if (lo.t)
+    for (long j = threadIdx.x; j < lo.r; j += blockDim.x) ts[j] = lo.t[m * lo.ldt + j] * lo.scale;
+  __syncthreads();
+  float ss = 0.f;
+  for (long d = threadIdx.x; d < D; d += blockDim.x) {
+    float v = y[d];
+    if (lo.t) v += lora_dot(ts, lo.B + (hh * D + d) * lo.r, lo.r);
+    x[d] = v;
+    ss += v * v;
+  }
+  if (nw) {
+    ss = block_sum(ss, sh);
+    const float rs = rsqrtf(ss / D + eps);
+    for (long d = threadIdx.x; d < D; d += blockDim.x) x[d] *= rs * (nw[d] + offset);
+  }
+  __syncthreads();  // rotary reads the partner element another thread wrote
+  const long half = rot / 2;
+  for (long d = threadIdx.x; d < D; d += blockDim.x) {
+    float v = x[d];
+    if (sec < 2 && d < rot) {
+      const long i = d < half ? d : d - half;
+      const float c = cs[m * half + i], s = sn[m * half + i];
+      v = d < half ? x[d] * c - x[d + half] * s : x[d] * c + x[d - half] * s;
+    }
+    if (sec == 0) qOut[(m * Hq + hh) * D + d] = v;
+    else {
+      void* cache = sec == 1 ? kc : vc;
+      const long at = (long)rows[m] * Hkv * D + hh * D + d;
+      if (dtKV == F32) ((float*)cache)[at] = v;
+      else store16(cache, dtKV, at, v);
+    }
+  }
+}
+
+// r is staged in shared memory: the kernels take ranks up to this (the model's decode path checks it first)
+constexpr long MAX_RANK = 1024;
+void check_rank(const LoraUp& lo, const char* name) {
+  if (lo.t && (lo.r < 1 || lo.r > MAX_RANK)) throw std::runtime_error(std::string(name) + ": LoRA rank " + std::to_string(lo.r) + " outside 1.." + std::to_string(MAX_RANK));
+}
+int threads_for(long n) { return n >= 1024 ? 512 : n >= 256 ? 256 : n >= 64 ? 64 : 32; }
+
+}  // namespace
+
+void add_rms_norm(float* y, void* y16, int dt16, float* h, const float* add, long ldAdd, LoraUp lo, const float* w, long M, long C,
+                  float eps, float offset) {
+  if (M == 0) return;
+  check_rank(lo, "add_rms_norm");
+  add_rms_norm_kernel<<<M, threads_for(C), (lo.t ? lo.r : 0) * sizeof(float), stream()>>>(y, y16, dt16, h, add, ldAdd, lo, w, C, eps, offset);
+  check_launch("add_rms_norm");
+}
+
+void glu_lora(float* out, void* out16, int dt16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act) {
+  if (M * I == 0) return;
+  check_rank(lg, "glu_lora");
+  check_rank(lu, "glu_lora");
+  if (!lg.t) lg.r = 0;  // (no smem for an absent term)
+  if (!lu.t) lu.r = 0;
+  const size_t smem = GLU_ROWS * (lg.r + lu.r) * sizeof(float);
+  if (smem > 48 * 1024) throw std::runtime_error("glu_lora: LoRA ranks " + std::to_string(lg.r) + " + " + std::to_string(lu.r) + " too large");
+  glu_lora_kernel<<<dim3((unsigned)((I + GLU_COLS - 1) / GLU_COLS), (unsigned)((M + GLU_ROWS - 1) / GLU_ROWS)), GLU_COLS, smem, stream()>>>(
+      out, out16, dt16, g, u, ld, lg, lu, M, I, act);
+  check_launch("glu_lora");
+}
+
+void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq, const float* yk,
+                    const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm, const float* kNorm, float eps,
+                    float offset, const float* cs, const float* sn, long rot, long M, long Hq, long Hkv, long D) {
+  if (M == 0) return;
+  for (const LoraUp* lo : {&lq, &lk, &lv}) check_rank(*lo, "qkv_rope_cache");
+  long r = 0;
+  for (const LoraUp* lo : {&lq, &lk, &lv}) if (lo->t) r = std::max(r, lo->r);
+  qkv_rope_cache_kernel<<<dim3((unsigned)M, (unsigned)(Hq + 2 * Hkv)), D >= 128 ? 64 : 32, (D + r) * sizeof(float), stream()>>>(
+      qOut, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset, cs, sn, rot, Hq, Hkv, D);
+  check_launch("qkv_rope_cache");
+}
+
+}  // namespace aha_cuda

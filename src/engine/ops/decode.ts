@@ -1,0 +1,102 @@
+// The decode path's fused ops (models/fused-layers.ts): forward only, no autograd. Each folds LoRA branches'
+// up-projections into the kernel that reads the projections' outputs, so a branch costs its down-projection GEMM
+// t = x Aᵀ and nothing else: the residual add and the next RMS norm (addRmsNorm), the gated activation (gluLora),
+// and q/k/v's QK-norm, rotary and KV-cache write (qkvRopeCache). Kernels: native/cpu/decode.cpp, native/cuda/decode.cu.
+import { Tensor } from "../tensor.ts";
+import type { DType } from "../dtype.ts";
+import { isGradEnabled } from "../autograd.ts";
+import { assertF32, dtypeCode, like } from "./util.ts";
+import type { GluAct } from "./nn.ts";
+
+/**
+ * A LoRA branch's up-projection, added as scale · t Bᵀ: t [M, ldt] holds the branch's x Aᵀ in columns col..col+r
+ * (one GEMM may make the t's of several branches side by side), B [out, r].
+ */
+export interface LoraUp {
+  t: Tensor;
+  col: number;
+  B: Tensor;
+  scale: number;
+}
+
+/** The kernels' five arguments of a term (t at its column, B, ldt, r, scale), or of none. */
+function upArgs(lo: LoraUp | null, M: number, out: number, op: string): unknown[] {
+  if (!lo) return [null, null, 0, 0, 0];
+  const { t, B } = lo, r = B.shape[1], ldt = t.shape[t.shape.length - 1];
+  assertF32(op, t, B);
+  if (t.numel !== M * ldt || lo.col < 0 || lo.col + r > ldt || B.shape[0] !== out)
+    throw new Error(`${op}: LoRA term t ${t.describe()} (columns ${lo.col}..${lo.col + r}) / B ${B.describe()} do not fit [${M}, ${out}]`);
+  return [t.backend.view(t.buf, "f32", lo.col, t.numel - lo.col), B.buf, ldt, r, lo.scale];
+}
+
+function noAutograd(op: string, ...ts: Tensor[]): void {
+  if (isGradEnabled() && ts.some((t) => t.requiresGrad)) throw new Error(`${op}: forward only (generation under noGrad)`);
+}
+
+/**
+ * In place on the residual stream h [M, C]: h += add (a projection's output [M, ldAdd], its first C columns; null:
+ * none) + the LoRA term; returns rms_norm(h) · (w + offset) [M, C] and, with dt16, its 16-bit copy.
+ */
+export function addRmsNorm(h: Tensor, add: Tensor | null, lora: LoraUp | null, w: Tensor | null, eps: number, offset: number,
+  dt16: DType | null): [Tensor, Tensor | null] {
+  assertF32("addRmsNorm", h, ...(add ? [add] : []), ...(w ? [w] : []));
+  noAutograd("addRmsNorm", h);
+  const C = h.shape[h.shape.length - 1], M = h.numel / C, ldAdd = add ? add.shape[add.shape.length - 1] : 0;
+  if (add && (add.numel !== M * ldAdd || ldAdd < C)) throw new Error(`addRmsNorm: ${add.describe()} cannot be added to ${h.describe()}`);
+  if (w && w.numel !== C) throw new Error(`addRmsNorm: ${w.describe()} for ${C} features`);
+  const y = like(h), y16 = dt16 ? like(h, h.shape, dt16) : null;
+  h.backend.k.add_rms_norm(y.buf, y16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1, h.buf, add?.buf ?? null, ldAdd,
+    ...upArgs(lora, M, C, "addRmsNorm"), w?.buf ?? null, M, C, eps, offset);
+  return [y, y16];
+}
+
+/** act(g + term_g) · (u + term_u) for g, u [M, I]; with dt16 also the result's 16-bit copy. */
+export function gluLora(g: Tensor, u: Tensor, lg: LoraUp | null, lu: LoraUp | null, act: GluAct, dt16: DType | null): [Tensor, Tensor | null] {
+  assertF32("gluLora", g, u);
+  noAutograd("gluLora", g, u);
+  const I = g.shape[g.shape.length - 1], M = g.numel / I;
+  if (u.numel !== g.numel) throw new Error(`gluLora: gate ${g.describe()} and up ${u.describe()} differ`);
+  const out = like(g), out16 = dt16 ? like(g, g.shape, dt16) : null;
+  g.backend.k.glu_lora(out.buf, out16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1, g.buf, u.buf, I,
+    ...upArgs(lg, M, I, "gluLora"), ...upArgs(lu, M, I, "gluLora"), M, I, act === "silu" ? 0 : 1);
+  return [out, out16];
+}
+
+export interface QkvRopeCacheOpts {
+  Hq: number;
+  Hkv: number;
+  D: number;
+  /** per-head RMS-norm weights [D] of q and k (Qwen3's QK-norm), or null */
+  qNorm: Tensor | null;
+  kNorm: Tensor | null;
+  eps: number;
+  offset: number;
+  /** rotary tables [M, rot/2] */
+  cos: Tensor;
+  sin: Tensor;
+  rot: number;
+  /** the layer's caches [*, Hkv·D] (f32 or bf16) and the rows [M] i32 this step's keys and values go to */
+  kCache: Tensor;
+  vCache: Tensor;
+  rows: Tensor;
+}
+
+/**
+ * The q, k, v projections' outputs ([M, Hq·D], [M, Hkv·D] ×2) with their LoRA terms, QK-norm and rotary applied:
+ * returns q [M, Hq, D]; k and v go to the cache rows.
+ */
+export function qkvRopeCache(q: Tensor, k: Tensor, v: Tensor, loras: [LoraUp | null, LoraUp | null, LoraUp | null], o: QkvRopeCacheOpts): Tensor {
+  assertF32("qkvRopeCache", q, k, v, o.cos, o.sin);
+  noAutograd("qkvRopeCache", q, k, v);
+  const { Hq, Hkv, D } = o, M = o.rows.numel, half = o.rot / 2;
+  if (q.numel !== M * Hq * D || k.numel !== M * Hkv * D || v.numel !== M * Hkv * D)
+    throw new Error(`qkvRopeCache: q ${q.describe()}, k ${k.describe()}, v ${v.describe()} for ${M} rows of ${Hq}/${Hkv} heads of ${D}`);
+  if (o.cos.numel !== M * half || o.sin.numel !== M * half || o.rot > D || o.rot % 2) throw new Error(`qkvRopeCache: rotary tables ${o.cos.describe()} for ${M} rows, rot ${o.rot}`);
+  if (o.kCache.dtype !== o.vCache.dtype || o.kCache.numel % (Hkv * D)) throw new Error(`qkvRopeCache: caches ${o.kCache.describe()} / ${o.vCache.describe()}`);
+  for (const n of [o.qNorm, o.kNorm]) if (n && n.numel !== D) throw new Error(`qkvRopeCache: QK-norm ${n.describe()} for head dim ${D}`);
+  const out = like(q, [M, Hq, D]);
+  q.backend.k.qkv_rope_cache(out.buf, o.kCache.buf, o.vCache.buf, dtypeCode(o.kCache.dtype), o.rows.buf, q.buf, Hq * D, k.buf, v.buf, Hkv * D,
+    ...upArgs(loras[0], M, Hq * D, "qkvRopeCache"), ...upArgs(loras[1], M, Hkv * D, "qkvRopeCache"), ...upArgs(loras[2], M, Hkv * D, "qkvRopeCache"),
+    o.qNorm?.buf ?? null, o.kNorm?.buf ?? null, o.eps, o.offset, o.cos.buf, o.sin.buf, o.rot, M, Hq, Hkv, D);
+  return out;
+}

@@ -1,0 +1,131 @@
+// The layers' forward without autograd through a KV cache (generation: the prompt prefill and every decode step) in
+// fewer kernels than CausalLM's general block. A decode step is mostly kernel count, so here a LoRA branch costs one
+// GEMM (t = x Aᵀ, one for the adjacent A's of q/k/v and of gate/up) and its up-projection is added by the kernel that
+// reads the projection's output (engine/ops/decode.ts); the o and down projections add into the residual stream in
+// their GEMMs. Per layer: norm (with the previous layer's down-projection term), q/k/v GEMMs and their t, qkvRopeCache
+// (LoRA terms, QK-norm, rotary, cache write), attention, o GEMM and its t, norm (with o's term), gate/up GEMM and its
+// t, gluLora, down GEMM and its t: 12 kernels for the Qwen2.5 shapes, 20 in the general block.
+// fusable() says which models it covers; the rest (Phi-3's fused projections, Gemma's sandwich norms, ranks beyond
+// the kernels' limits) take the general block. test/fused-layers.test.ts checks it against that block.
+import { addRmsNorm, gluLora, qkvRopeCache, linearGroup, loraLinear, attention, attention16, empty, scope, reshape, type LoraUp, type LinearPart,
+  type AttentionOpts, type DType, type Tensor } from "../engine/index.ts";
+import type { ModelConfig } from "./config.ts";
+import type { LoraAdapter, LoraPair } from "./lora.ts";
+import type { KVCache } from "./kvcache.ts";
+
+/** A layer as fusedLayer reads it (CausalLM's Layer). */
+export interface FusedLayerWeights {
+  ln1: Tensor;
+  ln2: Tensor;
+  postAttn?: Tensor;
+  postFf?: Tensor;
+  qNorm?: Tensor;
+  kNorm?: Tensor;
+  linears: Map<string, { W: Tensor; b?: Tensor }>;
+}
+
+/** The kernels stage a row's t in shared memory: ranks up to 1024, gate + up ranks up to 768 (decode.cu). */
+const MAX_RANK = 1024, MAX_GLU_RANKS = 768;
+
+const Q = "self_attn.q_proj", K = "self_attn.k_proj", V = "self_attn.v_proj", O = "self_attn.o_proj";
+const G = "mlp.gate_proj", U = "mlp.up_proj", DOWN = "mlp.down_proj";
+
+/** True when fusedLayer can run this model's layers with this adapter (null: none or switched off). */
+export function fusable(cfg: ModelConfig, layers: FusedLayerWeights[], adapter: LoraAdapter | null): boolean {
+  if (cfg.fused || cfg.sandwichNorms) return false;
+  if (!adapter) return true;
+  for (let l = 0; l < layers.length; l++) {
+    const r = (m: string) => adapter.get(`model.layers.${l}.${m}`)?.B.shape[1] ?? 0;
+    if ([Q, K, V, O, G, U, DOWN].some((m) => r(m) > MAX_RANK) || r(G) + r(U) > MAX_GLU_RANKS) return false;
+  }
+  return true;
+}
+
+interface Part extends LinearPart { lora: LoraPair | null }
+
+/**
+ * The down-projections t = x Aᵀ of the parts that have a LoRA pair, side by side in one [M, Σr] (one GEMM where their
+ * A's are adjacent rows of one buffer, as the adapter stores q/k/v's and gate/up's), and each part's term (or null).
+ */
+function loraDown(x: Tensor, parts: Part[]): (LoraUp | null)[] {
+  const inF = x.shape[x.shape.length - 1], M = x.numel / inF, be = x.backend;
+  const As = parts.flatMap((p) => (p.lora ? [p.lora.A] : []));
+  if (!As.length) return parts.map(() => null);
+  const R = As.reduce((s, A) => s + A.shape[0], 0);
+  const fast = parts[0].W.dtype !== "f32"; // (TF32 on CUDA, as loraLinear's LoRA GEMMs of a 16-bit model)
+  const t = empty([M, R], "f32", be); // [M, Σr]
+  const f = As[0].flat;
+  let end = f?.offset ?? 0;
+  const adjacent = !!f && As.every((A) => { const ok = A.flat?.params === f.params && A.flat.offset === end; end += A.numel; return ok; });
+  if (adjacent) be.k.gemm(t.buf, x.buf, be.view(f.params.data.buf, "f32", f.offset, R * inF), 0, 1, M, R, inF, false, true, inF, inF, R, 0, 0, 0, 1, 0, fast);
+  let col = 0;
+  return parts.map((p) => {
+    if (!p.lora) return null;
+    const r = p.lora.A.shape[0];
+    if (!adjacent) be.k.gemm(be.view(t.buf, "f32", col, t.numel - col), x.buf, p.lora.A.buf, 0, 1, M, r, inF, false, true, inF, inF, R, 0, 0, 0, 1, 0, fast);
+    const up: LoraUp = { t, col, B: p.lora.B, scale: p.lora.scale };
+    col += r;
+    return up;
+  });
+}
+
+export interface FusedStep {
+  cfg: ModelConfig;
+  adapter: LoraAdapter | null;
+  /** the 16-bit type the projections' GEMMs take (bf16 copies made by the kernels), or null */
+  low: DType | null;
+  B: number;
+  T: number;
+  /** key positions attention covers */
+  S: number;
+  cache: KVCache;
+  /** [B·T] i32: the cache rows of this step's keys and values */
+  rows: Tensor;
+  rope(l: number): { cos: Tensor; sin: Tensor };
+  keys(l: number): { mask: Tensor | null; window: number };
+  lowPrecision: boolean;
+}
+
+/**
+ * Every layer on the residual stream x [B·T, C] (updated in place), then the final norm: the hidden states. `pending`
+ * carries the down-projection's LoRA term into the next layer's norm.
+ */
+export function fusedLayers(x: Tensor, layers: FusedLayerWeights[], finalNorm: Tensor, s: FusedStep): Tensor {
+  const { cfg, low, B, T, S, cache } = s;
+  const { headDim: D, heads: Hq, kvHeads: Hkv } = cfg, N = B * T;
+  let pending: LoraUp | null = null;
+  // (the inputs make their rope tables and key masks on first use: outside the layers' scopes, which free what they made)
+  const ropes = layers.map((_, l) => s.rope(l)), keyss = layers.map((_, l) => s.keys(l));
+  for (let l = 0; l < layers.length; l++) {
+    const L = layers[l], p = `model.layers.${l}`;
+    const part = (m: string): Part => { const { W, b } = L.linears.get(`${p}.${m}`)!; return { W, bias: b ?? null, lora: s.adapter?.get(`${p}.${m}`) ?? null }; };
+    const prev: LoraUp | null = pending;
+    pending = scope(() => {
+      const [h, h16] = addRmsNorm(x, null, prev, L.ln1, cfg.eps, cfg.normOffset, low);
+      prev?.t.dispose();
+      const qkv = [part(Q), part(K), part(V)];
+      const [q, k, v] = linearGroup(h, qkv, h16);
+      const { cos, sin } = ropes[l];
+      const qr = qkvRopeCache(q, k, v, loraDown(h, qkv) as [LoraUp | null, LoraUp | null, LoraUp | null], { Hq, Hkv, D,
+        qNorm: L.qNorm ?? null, kNorm: L.kNorm ?? null, eps: cfg.eps, offset: cfg.normOffset, cos, sin, rot: cfg.rotaryDim,
+        kCache: cache.k[l], vCache: cache.v[l], rows: s.rows });
+      const keys = keyss[l];
+      const opts: AttentionOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: keys.window, softcap: cfg.attnSoftcap, keyMask: keys.mask,
+        lowPrecision: s.lowPrecision, S, kvStrideB: cache.strideB };
+      const [a, a16] = low ? attention16(qr, cache.k[l], cache.v[l], opts, low) : [attention(qr, cache.k[l], cache.v[l], opts), null];
+      const a2 = reshape(a, [N, Hq * D]), o = part(O);
+      loraLinear(a2, o.W, o.bias, null, x, a16); // x += a Woᵀ + b
+      const [h2, h216] = addRmsNorm(x, null, loraDown(a2, [o])[0], L.ln2, cfg.eps, cfg.normOffset, low);
+      const gu = [part(G), part(U)];
+      const [g, u] = linearGroup(h2, gu, h216);
+      const [tg, tu] = loraDown(h2, gu);
+      const [act, act16] = gluLora(g, u, tg, tu, cfg.act, low);
+      const down = part(DOWN);
+      loraLinear(act, down.W, down.bias, null, x, act16); // x += act Wdᵀ + b
+      return loraDown(act, [down])[0];
+    });
+  }
+  const out = addRmsNorm(x, null, pending, finalNorm, cfg.eps, cfg.normOffset, null)[0];
+  pending?.t.dispose();
+  return out;
+}
