@@ -17,7 +17,7 @@ node --import tsx -e 'import("./src/engine/cuda.ts").then(m => console.log("cuda
 for w in $what; do
   case $w in
     ops) timeout ${OPS_TIMEOUT:-150} node --import tsx --test --test-reporter=spec test/cuda-ops.test.ts 2>&1 | tee "$OUT/ops.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
-    models) AHA_TEST_DEVICES=${AHA_TEST_DEVICES:-cuda} timeout ${MODELS_TIMEOUT:-240} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/models.test.ts test/grpo-loss.test.ts test/generate.test.ts test/decode-step.test.ts test/flat-params.test.ts test/train-graph.test.ts test/gemm-inputs.test.ts test/kv-cache.test.ts test/bf16-mode.test.ts test/tensor-core-attention.test.ts 2>&1 | tee "$OUT/models.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
+    models) AHA_TEST_DEVICES=${AHA_TEST_DEVICES:-cuda} timeout ${MODELS_TIMEOUT:-240} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/models.test.ts test/grpo-loss.test.ts test/generate.test.ts test/decode-step.test.ts test/flat-params.test.ts test/train-graph.test.ts test/gemm-inputs.test.ts test/kv-cache.test.ts test/bf16-mode.test.ts test/tensor-core-attention.test.ts test/fused-layers.test.ts 2>&1 | tee "$OUT/models.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
     bench) timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts $BENCH_ARGS 2>&1 | tee "$OUT/bench.log" ;;
     # GPU time by op (GEMMs split by weight type and shape), without torch: where a step's time goes
     profile) AHA_CUDA_PROFILE=1 timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts --steps 2 --no-torch $BENCH_ARGS 2>&1 | tee "$OUT/profile.log" ;;

@@ -2,7 +2,8 @@
 // the norm, activation and q/k/v kernels) against the general layer block (CausalLM.fusedDecode = false), on every
 // device, for every fixture model: logits of a left-padded prefill and of decode steps, eagerly and through
 // DecodeStep's captured graph, with a LoRA adapter on every linear module (A's adjacent: one t GEMM per group) and one
-// on q, v, o and down only (missing terms), both with nonzero B's. Models the fused kernels do not cover (fused
+// on q, v, o and down only (missing terms), both with nonzero B's; and a model whose q/k/v weights are not adjacent
+// (one GEMM per shape, not one for all three). Models the fused kernels do not cover (fused
 // Phi-3 projections, Gemma's sandwich norms) must take the general block. A random bf16 model checks the 16-bit
 // copies and the bf16 cache in CUDA's bf16 mode.
 import { test } from "node:test";
@@ -17,7 +18,7 @@ import { CausalLM } from "../src/models/model.ts";
 import { KVCache } from "../src/models/kvcache.ts";
 import { fusable } from "../src/models/fused-layers.ts";
 import { DecodeStep } from "../src/generate/decode-step.ts";
-import { defaultBackend, noGrad, scope, type Backend } from "../src/engine/index.ts";
+import { defaultBackend, fromHost, linearConcat, noGrad, scope, type Backend } from "../src/engine/index.ts";
 
 const relDiff = (a: Float32Array, b: Float32Array) => {
   let m = 0, s = 0;
@@ -106,6 +107,27 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
     assert.ok(diff <= 1e-2, `logits differ by ${diff}`);
   });
 }
+
+for (const device of availableDevices())
+  test(`${device}: fused layers with q/k/v weights that are not adjacent rows (one GEMM per shape instead of one for all)`, async () => {
+    // 40 × 40 q weights are not a whole number of 128-element alignment units, so k's rows start after padding
+    const dir = mkdtempSync(join(tmpdir(), "aha-fused-odd-"));
+    try {
+      writeRandomModel(dir, { model_type: "qwen2", hidden_size: 40, num_hidden_layers: 2, num_attention_heads: 5, num_key_value_heads: 1,
+        intermediate_size: 72, vocab_size: 96, tie_word_embeddings: true }, 4);
+      await useDevice(device);
+      const model = CausalLM.load(dir);
+      randomAdapter(model, "all-linear", 21);
+      const L = model.layers[0], part = (m: string) => { const { W, b } = L.linears.get(`model.layers.0.self_attn.${m}`)!; return { W, bias: b ?? null }; };
+      const x = fromHost(new Float32Array(2 * 40).fill(0.5), [2, 40]);
+      assert.equal(noGrad(() => linearConcat(x, [part("q_proj"), part("k_proj"), part("v_proj")])), null, "q/k/v are not adjacent here");
+      const { diff, fusedCalls } = compare(model, "f32");
+      assert.ok(fusedCalls > 0);
+      assert.ok(diff <= 1e-5, `logits differ by ${diff}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
 test("cuda: fused layers in the bf16 GEMM mode (16-bit copies, bf16 cache) match the general block to bf16 precision", { skip: cudaSkip() }, async () => {
   const { cudaBackend } = await import("../src/engine/cuda.ts");

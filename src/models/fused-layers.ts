@@ -2,12 +2,13 @@
 // fewer kernels than CausalLM's general block. A decode step is mostly kernel count, so here a LoRA branch costs one
 // GEMM (t = x Aᵀ, one for the adjacent A's of q/k/v and of gate/up) and its up-projection is added by the kernel that
 // reads the projection's output (engine/ops/decode.ts); the o and down projections add into the residual stream in
-// their GEMMs. Per layer: norm (with the previous layer's down-projection term), q/k/v GEMMs and their t, qkvRopeCache
-// (LoRA terms, QK-norm, rotary, cache write), attention, o GEMM and its t, norm (with o's term), gate/up GEMM and its
-// t, gluLora, down GEMM and its t: 12 kernels for the Qwen2.5 shapes, 20 in the general block.
+// their GEMMs. Per layer: norm (with the previous layer's down-projection term), the q/k/v GEMM (one where their
+// weights are adjacent rows) and their t, qkvRopeCache (LoRA terms, QK-norm, rotary, cache write), attention, o GEMM
+// and its t, norm (with o's term), gate/up GEMM and its t, gluLora, down GEMM and its t: 13 kernels for the Qwen2.5
+// shapes, 20 in the general block (bench/host-overhead.ts counts them).
 // fusable() says which models it covers; the rest (Phi-3's fused projections, Gemma's sandwich norms, ranks beyond
 // the kernels' limits) take the general block. test/fused-layers.test.ts checks it against that block.
-import { addRmsNorm, gluLora, qkvRopeCache, linearGroup, loraLinear, attention, attention16, empty, scope, reshape, type LoraUp, type LinearPart,
+import { addRmsNorm, gluLora, qkvRopeCache, linearGroup, linearConcat, loraLinear, type Cols, attention, attention16, empty, scope, reshape, type LoraUp, type LinearPart,
   type AttentionOpts, type DType, type Tensor } from "../engine/index.ts";
 import type { ModelConfig } from "./config.ts";
 import type { LoraAdapter, LoraPair } from "./lora.ts";
@@ -104,7 +105,9 @@ export function fusedLayers(x: Tensor, layers: FusedLayerWeights[], finalNorm: T
       const [h, h16] = addRmsNorm(x, null, prev, L.ln1, cfg.eps, cfg.normOffset, low);
       prev?.t.dispose();
       const qkv = [part(Q), part(K), part(V)];
-      const [q, k, v] = linearGroup(h, qkv, h16);
+      // one GEMM where q/k/v's weights are adjacent rows of their packed buffer, else one per run of one shape
+      const Y = linearConcat(h, qkv, h16);
+      const [q, k, v]: Cols[] = Y ? [0, Hq * D, (Hq + Hkv) * D].map((col) => ({ t: Y, col })) : linearGroup(h, qkv, h16).map((t) => ({ t, col: 0 }));
       const { cos, sin } = ropes[l];
       const qr = qkvRopeCache(q, k, v, loraDown(h, qkv) as [LoraUp | null, LoraUp | null, LoraUp | null], { Hq, Hkv, D,
         qNorm: L.qNorm ?? null, kNorm: L.kNorm ?? null, eps: cfg.eps, offset: cfg.normOffset, cos, sin, rot: cfg.rotaryDim,

@@ -81,21 +81,34 @@ export interface QkvRopeCacheOpts {
   rows: Tensor;
 }
 
+/** Columns col..col+width of t [M, ld] (an op's input that is a column block of a wider output, or all of t). */
+export interface Cols {
+  t: Tensor;
+  col: number;
+}
+
 /**
- * The q, k, v projections' outputs ([M, Hq·D], [M, Hkv·D] ×2) with their LoRA terms, QK-norm and rotary applied:
- * returns q [M, Hq, D]; k and v go to the cache rows.
+ * The q, k, v projections' outputs (column blocks of [M, ·]: q Hq·D wide, k and v Hkv·D wide at one row stride;
+ * separate tensors or one [M, (Hq + 2 Hkv)·D]) with their LoRA terms, QK-norm and rotary applied: returns q
+ * [M, Hq, D]; k and v go to the cache rows.
  */
-export function qkvRopeCache(q: Tensor, k: Tensor, v: Tensor, loras: [LoraUp | null, LoraUp | null, LoraUp | null], o: QkvRopeCacheOpts): Tensor {
-  assertF32("qkvRopeCache", q, k, v, o.cos, o.sin);
-  noAutograd("qkvRopeCache", q, k, v);
+export function qkvRopeCache(q: Cols, k: Cols, v: Cols, loras: [LoraUp | null, LoraUp | null, LoraUp | null], o: QkvRopeCacheOpts): Tensor {
+  assertF32("qkvRopeCache", q.t, k.t, v.t, o.cos, o.sin);
+  noAutograd("qkvRopeCache", q.t, k.t, v.t);
   const { Hq, Hkv, D } = o, M = o.rows.numel, half = o.rot / 2;
-  if (q.numel !== M * Hq * D || k.numel !== M * Hkv * D || v.numel !== M * Hkv * D)
-    throw new Error(`qkvRopeCache: q ${q.describe()}, k ${k.describe()}, v ${v.describe()} for ${M} rows of ${Hq}/${Hkv} heads of ${D}`);
+  const ld = (c: Cols, width: number) => {
+    const n = c.t.shape[c.t.shape.length - 1];
+    if (c.t.numel !== M * n || c.col < 0 || c.col + width > n) throw new Error(`qkvRopeCache: columns ${c.col}..${c.col + width} of ${c.t.describe()} for ${M} rows`);
+    return n;
+  };
+  const ldq = ld(q, Hq * D), ldk = ld(k, Hkv * D), ldv = ld(v, Hkv * D);
+  if (ldk !== ldv) throw new Error(`qkvRopeCache: k and v rows at different strides (${ldk}, ${ldv})`);
   if (o.cos.numel !== M * half || o.sin.numel !== M * half || o.rot > D || o.rot % 2) throw new Error(`qkvRopeCache: rotary tables ${o.cos.describe()} for ${M} rows, rot ${o.rot}`);
   if (o.kCache.dtype !== o.vCache.dtype || o.kCache.numel % (Hkv * D)) throw new Error(`qkvRopeCache: caches ${o.kCache.describe()} / ${o.vCache.describe()}`);
   for (const n of [o.qNorm, o.kNorm]) if (n && n.numel !== D) throw new Error(`qkvRopeCache: QK-norm ${n.describe()} for head dim ${D}`);
-  const out = like(q, [M, Hq, D]);
-  q.backend.k.qkv_rope_cache(out.buf, o.kCache.buf, o.vCache.buf, dtypeCode(o.kCache.dtype), o.rows.buf, q.buf, Hq * D, k.buf, v.buf, Hkv * D,
+  const be = q.t.backend, at = (c: Cols) => be.view(c.t.buf, "f32", c.col, c.t.numel - c.col);
+  const out = like(q.t, [M, Hq, D]);
+  be.k.qkv_rope_cache(out.buf, o.kCache.buf, o.vCache.buf, dtypeCode(o.kCache.dtype), o.rows.buf, at(q), ldq, at(k), at(v), ldk,
     ...upArgs(loras[0], M, Hq * D, "qkvRopeCache"), ...upArgs(loras[1], M, Hkv * D, "qkvRopeCache"), ...upArgs(loras[2], M, Hkv * D, "qkvRopeCache"),
     o.qNorm?.buf ?? null, o.kNorm?.buf ?? null, o.eps, o.offset, o.cos.buf, o.sin.buf, o.rot, M, Hq, Hkv, D);
   return out;

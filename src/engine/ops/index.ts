@@ -5,6 +5,6 @@ export { rmsNorm, rmsNorm16, rope, ropePair, glu, glu16, embedding, dropoutMask,
 export { attention, attention16, type AttentionOpts } from "./attention.ts";
 export { tokenLogprobs, grpoLoss, type TokenLogprobs, type GrpoLossParams } from "./logprobs.ts";
 export { loraLinear, type LoraBranch } from "./lora-linear.ts";
-export { loraLinearGroup, linearGroup, groupable, type LoraPart, type LinearPart } from "./lora-group.ts";
+export { loraLinearGroup, linearGroup, linearConcat, groupable, type LoraPart, type LinearPart } from "./lora-group.ts";
 export { sampleTokens, type SampleParams, type SampledTokens } from "./sample.ts";
-export { addRmsNorm, gluLora, qkvRopeCache, type LoraUp, type QkvRopeCacheOpts } from "./decode.ts";
+export { addRmsNorm, gluLora, qkvRopeCache, type LoraUp, type Cols, type QkvRopeCacheOpts } from "./decode.ts";

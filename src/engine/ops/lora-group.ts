@@ -77,6 +77,46 @@ function runsOf(parts: (LinearPart & Partial<LoraPart>)[]): Run[] {
 }
 
 /**
+ * What the parts' GEMMs read for x: where they round x to the weights' 16-bit type anyway (CUDA's default) x16 when
+ * the caller has it, else x converted once (xw, for the caller to dispose); otherwise x. dtX: the kernels' A dtype.
+ */
+function gemmInput(x: Tensor, parts: LinearPart[], x16: Tensor | null): { xb: unknown; dtX: number; xw: Tensor | null } {
+  const dtW = parts[0].W.dtype;
+  const low = gemmTakes16(x.backend, dtW) && parts.every((p) => p.W.dtype === dtW);
+  if (!low) return { xb: x.buf, dtX: 0, xw: null };
+  if (x16?.dtype === dtW) return { xb: x16.buf, dtX: dtypeCode(dtW), xw: null };
+  const xw = like(x, x.shape, dtW);
+  x.backend.k.convert(xw.buf, dtypeCode(dtW), x.buf, 0, x.numel);
+  return { xb: xw.buf, dtX: dtypeCode(dtW), xw };
+}
+
+/**
+ * Without autograd: the parts' outputs side by side in one [N, Σ out] made by one GEMM, where their weights are
+ * adjacent rows of one packed buffer (q/k/v of the usual shapes: engine/packed.ts) and so are their biases, if they
+ * have any; null otherwise. x16 as in loraLinearGroup.
+ */
+export function linearConcat(x: Tensor, parts: LinearPart[], x16: Tensor | null = null): Tensor | null {
+  assertF32("linearConcat", x);
+  const inF = x.shape[x.shape.length - 1], N = x.numel / inF, be = x.backend;
+  const pk = parts.map((p) => packedOf(p.W)), pb = parts.map((p) => (p.bias ? packedOf(p.bias) : undefined));
+  const adjacent = (ps: (ReturnType<typeof packedOf>)[], n: (i: number) => number) =>
+    ps.every((p, i) => p && p.storage === ps[0]!.storage && (i === 0 || p.offset === ps[i - 1]!.offset + n(i - 1)));
+  if (!adjacent(pk, (i) => parts[i].W.numel) || parts.some((p) => p.W.shape[1] !== inF || p.W.dtype !== parts[0].W.dtype)) return null;
+  const withBias = parts.every((p) => p.bias);
+  if (!withBias && parts.some((p) => p.bias)) return null;
+  if (withBias && !adjacent(pb, (i) => parts[i].bias!.numel)) return null;
+  if (isGradEnabled() && [x, ...parts.flatMap((p) => (p.bias ? [p.W, p.bias] : [p.W]))].some((t) => t.requiresGrad))
+    throw new Error("linearConcat: only without autograd");
+  const out = parts.reduce((s, p) => s + p.W.shape[0], 0), dtW = parts[0].W.dtype;
+  const Y = like(x, [...x.shape.slice(0, -1), out]);
+  const { xb, dtX, xw } = gemmInput(x, parts, x16);
+  const W = be.view(pk[0]!.storage.buf, dtW, pk[0]!.offset, out * inF), b = withBias ? be.view(pb[0]!.storage.buf, "f32", pb[0]!.offset, out) : null;
+  be.k.gemm(Y.buf, xb, W, dtypeCode(dtW), 1, N, out, inF, false, true, inF, inF, out, 0, 0, 0, 1, 0, false, dtX, b);
+  xw?.dispose();
+  return Y;
+}
+
+/**
  * The base products y_i = x W_iᵀ + b_i of the parts, by runs (one buffer Ys[r] per run, the parts' outputs ys its
  * views where a run has several). Where the GEMMs round x to the weights' 16-bit type anyway (CUDA's default) they
  * take x16 when the caller has it, else x converted once for all parts instead of once per GEMM.
@@ -84,13 +124,7 @@ function runsOf(parts: (LinearPart & Partial<LoraPart>)[]): Run[] {
 function baseProducts(x: Tensor, parts: LinearPart[], x16: Tensor | null, runs: Run[]): { ys: Tensor[]; Ys: Tensor[] } {
   const inF = x.shape[x.shape.length - 1], N = x.numel / inF, be = x.backend, k = be.k;
   const dtW = parts[0].W.dtype;
-  let xw: Tensor | null = null;
-  const low = gemmTakes16(be, dtW) && parts.every((p) => p.W.dtype === dtW);
-  if (low && x16?.dtype !== dtW) {
-    xw = like(x, x.shape, dtW);
-    k.convert(xw.buf, dtypeCode(dtW), x.buf, 0, x.numel);
-  }
-  const xb = low ? (xw ?? x16!).buf : x.buf, dtX = low ? dtypeCode(dtW) : 0;
+  const { xb, dtX, xw } = gemmInput(x, parts, x16);
   const ys: Tensor[] = [], Ys: Tensor[] = [];
   const lead = x.shape.slice(0, -1);
   for (const p of parts) sameBackend("linear group", x, p.W);
