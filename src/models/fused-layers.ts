@@ -3,12 +3,12 @@
 // GEMM (t = x Aᵀ, one for the adjacent A's of q/k/v and of gate/up) and its up-projection is added by the kernel that
 // reads the projection's output (engine/ops/decode.ts); the o and down projections add into the residual stream in
 // their GEMMs. Per layer: norm (with the previous layer's down-projection term), the q/k/v GEMM (one where their
-// weights are adjacent rows) and their t, qkvRopeCache (LoRA terms, QK-norm, rotary, cache write), attention, o GEMM
-// and its t, norm (with o's term), gate/up GEMM and its t, gluLora, down GEMM and its t: 13 kernels for the Qwen2.5
-// shapes, 20 in the general block (bench/host-overhead.ts counts them).
-// fusable() says which models it covers; the rest (Phi-3's fused projections, Gemma's sandwich norms, ranks beyond
-// the kernels' limits) take the general block. test/fused-layers.test.ts checks it against that block.
-import { addRmsNorm, gluLora, qkvRopeCache, linearGroup, linearConcat, loraLinear, type Cols, attention, attention16, empty, scope, reshape, type LoraUp, type LinearPart,
+// weights are adjacent rows, or Phi-3's fused qkv_proj) and their t, qkvRopeCache (LoRA terms, QK-norm, rotary, cache
+// write), attention, o GEMM and its t, norm (with o's term), gate/up GEMM and its t, gluLora, down GEMM and its t:
+// 13 kernels for the Qwen2.5 shapes, 20 in the general block (bench/host-overhead.ts counts them). Gemma's sandwich
+// norms add one norm kernel after o and one after down. fusable() says when it runs (LoRA ranks within the kernels'
+// limits); test/fused-layers.test.ts checks it against the general block.
+import { addRmsNorm, gluLora, qkvRopeCache, linearGroup, linearConcat, loraLinear, type Cols, attention, attention16, empty, scope, reshape, rowsView, type LoraUp, type LinearPart,
   type AttentionOpts, type DType, type Tensor } from "../engine/index.ts";
 import type { ModelConfig } from "./config.ts";
 import type { LoraAdapter, LoraPair } from "./lora.ts";
@@ -28,16 +28,16 @@ export interface FusedLayerWeights {
 /** The kernels stage a row's t in shared memory: ranks up to 1024, gate + up ranks up to 768 (decode.cu). */
 const MAX_RANK = 1024, MAX_GLU_RANKS = 768;
 
-const Q = "self_attn.q_proj", K = "self_attn.k_proj", V = "self_attn.v_proj", O = "self_attn.o_proj";
-const G = "mlp.gate_proj", U = "mlp.up_proj", DOWN = "mlp.down_proj";
+const Q = "self_attn.q_proj", K = "self_attn.k_proj", V = "self_attn.v_proj", QKV = "self_attn.qkv_proj", O = "self_attn.o_proj";
+const G = "mlp.gate_proj", U = "mlp.up_proj", GU = "mlp.gate_up_proj", DOWN = "mlp.down_proj";
 
-/** True when fusedLayer can run this model's layers with this adapter (null: none or switched off). */
+/** True when fusedLayers can run these layers with this adapter (null: none or switched off). */
 export function fusable(cfg: ModelConfig, layers: FusedLayerWeights[], adapter: LoraAdapter | null): boolean {
-  if (cfg.fused || cfg.sandwichNorms) return false;
   if (!adapter) return true;
   for (let l = 0; l < layers.length; l++) {
     const r = (m: string) => adapter.get(`model.layers.${l}.${m}`)?.B.shape[1] ?? 0;
-    if ([Q, K, V, O, G, U, DOWN].some((m) => r(m) > MAX_RANK) || r(G) + r(U) > MAX_GLU_RANKS) return false;
+    const glu = cfg.fused ? 2 * r(GU) : r(G) + r(U);
+    if ([Q, K, V, QKV, O, G, U, GU, DOWN].some((m) => r(m) > MAX_RANK) || glu > MAX_GLU_RANKS) return false;
   }
   return true;
 }
@@ -87,48 +87,80 @@ export interface FusedStep {
   lowPrecision: boolean;
 }
 
+/** The rows [r0, r0 + n) of a LoRA term's output (its B's rows): one section of a fused projection. */
+function section(lo: LoraUp | null, r0: number, n: number): LoraUp | null {
+  return lo && { ...lo, B: rowsView(lo.B, r0, n) };
+}
+
 /**
- * Every layer on the residual stream x [B·T, C] (updated in place), then the final norm: the hidden states. `pending`
- * carries the down-projection's LoRA term into the next layer's norm.
+ * Every layer on the residual stream x [B·T, C] (updated in place), then the final norm: the hidden states. What a
+ * layer leaves for the next one's norm to add into x: its down-projection's LoRA term, or (Gemma) its normed output.
  */
 export function fusedLayers(x: Tensor, layers: FusedLayerWeights[], finalNorm: Tensor, s: FusedStep): Tensor {
   const { cfg, low, B, T, S, cache } = s;
-  const { headDim: D, heads: Hq, kvHeads: Hkv } = cfg, N = B * T;
-  let pending: LoraUp | null = null;
+  const { headDim: D, heads: Hq, kvHeads: Hkv, intermediate: I } = cfg, N = B * T, eps = cfg.eps, off = cfg.normOffset;
+  let pending: { add: Tensor | null; lora: LoraUp | null } = { add: null, lora: null };
   // (the inputs make their rope tables and key masks on first use: outside the layers' scopes, which free what they made)
   const ropes = layers.map((_, l) => s.rope(l)), keyss = layers.map((_, l) => s.keys(l));
   for (let l = 0; l < layers.length; l++) {
     const L = layers[l], p = `model.layers.${l}`;
     const part = (m: string): Part => { const { W, b } = L.linears.get(`${p}.${m}`)!; return { W, bias: b ?? null, lora: s.adapter?.get(`${p}.${m}`) ?? null }; };
-    const prev: LoraUp | null = pending;
+    const prev = pending;
     pending = scope(() => {
-      const [h, h16] = addRmsNorm(x, null, prev, L.ln1, cfg.eps, cfg.normOffset, low);
-      prev?.t.dispose();
-      const qkv = [part(Q), part(K), part(V)];
-      // one GEMM where q/k/v's weights are adjacent rows of their packed buffer, else one per run of one shape
-      const Y = linearConcat(h, qkv, h16);
-      const [q, k, v]: Cols[] = Y ? [0, Hq * D, (Hq + Hkv) * D].map((col) => ({ t: Y, col })) : linearGroup(h, qkv, h16).map((t) => ({ t, col: 0 }));
+      const [h, h16] = addRmsNorm(x, prev.add, prev.lora, L.ln1, eps, off, low);
+      prev.add?.dispose();
+      prev.lora?.t.dispose();
+      // q, k, v: column blocks of one GEMM's output (Phi-3's qkv_proj, or q/k/v weights that are adjacent rows), else
+      // one output per run of one shape; their LoRA terms (a fused projection's: one t, its B's rows by section)
+      let q: Cols, k: Cols, v: Cols, lq: LoraUp | null, lk: LoraUp | null, lv: LoraUp | null;
+      if (cfg.fused) {
+        const qkv = part(QKV), Y = loraLinear(h, qkv.W, qkv.bias, null, undefined, h16), [lo] = loraDown(h, [qkv]);
+        [q, k, v] = [0, Hq * D, (Hq + Hkv) * D].map((col) => ({ t: Y, col }));
+        [lq, lk, lv] = [section(lo, 0, Hq * D), section(lo, Hq * D, Hkv * D), section(lo, (Hq + Hkv) * D, Hkv * D)];
+      } else {
+        const qkv = [part(Q), part(K), part(V)], Y = linearConcat(h, qkv, h16);
+        [q, k, v] = Y ? [0, Hq * D, (Hq + Hkv) * D].map((col) => ({ t: Y, col })) : linearGroup(h, qkv, h16).map((t) => ({ t, col: 0 }));
+        [lq, lk, lv] = loraDown(h, qkv);
+      }
       const { cos, sin } = ropes[l];
-      const qr = qkvRopeCache(q, k, v, loraDown(h, qkv) as [LoraUp | null, LoraUp | null, LoraUp | null], { Hq, Hkv, D,
-        qNorm: L.qNorm ?? null, kNorm: L.kNorm ?? null, eps: cfg.eps, offset: cfg.normOffset, cos, sin, rot: cfg.rotaryDim,
-        kCache: cache.k[l], vCache: cache.v[l], rows: s.rows });
+      const qr = qkvRopeCache(q, k, v, [lq, lk, lv], { Hq, Hkv, D, qNorm: L.qNorm ?? null, kNorm: L.kNorm ?? null, eps, offset: off, cos, sin,
+        rot: cfg.rotaryDim, kCache: cache.k[l], vCache: cache.v[l], rows: s.rows });
       const keys = keyss[l];
       const opts: AttentionOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: keys.window, softcap: cfg.attnSoftcap, keyMask: keys.mask,
         lowPrecision: s.lowPrecision, S, kvStrideB: cache.strideB };
       const [a, a16] = low ? attention16(qr, cache.k[l], cache.v[l], opts, low) : [attention(qr, cache.k[l], cache.v[l], opts), null];
-      const a2 = reshape(a, [N, Hq * D]), o = part(O);
-      loraLinear(a2, o.W, o.bias, null, x, a16); // x += a Woᵀ + b
-      const [h2, h216] = addRmsNorm(x, null, loraDown(a2, [o])[0], L.ln2, cfg.eps, cfg.normOffset, low);
-      const gu = [part(G), part(U)];
-      const [g, u] = linearGroup(h2, gu, h216);
-      const [tg, tu] = loraDown(h2, gu);
-      const [act, act16] = gluLora(g, u, tg, tu, cfg.act, low);
-      const down = part(DOWN);
+      const a2 = reshape(a, [N, Hq * D]), o = part(O), [lo] = loraDown(a2, [o]);
+      let h2: Tensor, h216: Tensor | null;
+      if (L.postAttn) { // Gemma: x += norm(a Woᵀ + term), then the pre-feedforward norm
+        const y = loraLinear(a2, o.W, o.bias, null, undefined, a16);
+        const [yn] = addRmsNorm(y, null, lo, L.postAttn, eps, off, null);
+        [h2, h216] = addRmsNorm(x, yn, null, L.ln2, eps, off, low);
+      } else {
+        loraLinear(a2, o.W, o.bias, null, x, a16); // x += a Woᵀ + b
+        [h2, h216] = addRmsNorm(x, null, lo, L.ln2, eps, off, low);
+      }
+      // gate and up: column blocks of Phi-3's gate_up_proj output, else the outputs of one batched GEMM
+      let g: Cols, u: Cols, lg: LoraUp | null, lu: LoraUp | null;
+      if (cfg.fused) {
+        const gu = part(GU), Y = loraLinear(h2, gu.W, gu.bias, null, undefined, h216), [lgu] = loraDown(h2, [gu]);
+        [g, u, lg, lu] = [{ t: Y, col: 0 }, { t: Y, col: I }, section(lgu, 0, I), section(lgu, I, I)];
+      } else {
+        const gu = [part(G), part(U)], [yg, yu] = linearGroup(h2, gu, h216);
+        [g, u] = [{ t: yg, col: 0 }, { t: yu, col: 0 }];
+        [lg, lu] = loraDown(h2, gu);
+      }
+      const [act, act16] = gluLora(g, u, I, lg, lu, cfg.act, low);
+      const down = part(DOWN), [ld] = loraDown(act, [down]);
+      if (L.postFf) { // Gemma: the next norm adds norm(act Wdᵀ + term)
+        const y = loraLinear(act, down.W, down.bias, null, undefined, act16);
+        return { add: addRmsNorm(y, null, ld, L.postFf, eps, off, null)[0], lora: null };
+      }
       loraLinear(act, down.W, down.bias, null, x, act16); // x += act Wdᵀ + b
-      return loraDown(act, [down])[0];
+      return { add: null, lora: ld };
     });
   }
-  const out = addRmsNorm(x, null, pending, finalNorm, cfg.eps, cfg.normOffset, null)[0];
-  pending?.t.dispose();
+  const out = addRmsNorm(x, pending.add, pending.lora, finalNorm, eps, off, null)[0];
+  pending.add?.dispose();
+  pending.lora?.t.dispose();
   return out;
 }

@@ -50,14 +50,26 @@ export function addRmsNorm(h: Tensor, add: Tensor | null, lora: LoraUp | null, w
   return [y, y16];
 }
 
-/** act(g + term_g) · (u + term_u) for g, u [M, I]; with dt16 also the result's 16-bit copy. */
-export function gluLora(g: Tensor, u: Tensor, lg: LoraUp | null, lu: LoraUp | null, act: GluAct, dt16: DType | null): [Tensor, Tensor | null] {
-  assertF32("gluLora", g, u);
-  noAutograd("gluLora", g, u);
-  const I = g.shape[g.shape.length - 1], M = g.numel / I;
-  if (u.numel !== g.numel) throw new Error(`gluLora: gate ${g.describe()} and up ${u.describe()} differ`);
-  const out = like(g), out16 = dt16 ? like(g, g.shape, dt16) : null;
-  g.backend.k.glu_lora(out.buf, out16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1, g.buf, u.buf, I,
+/** Columns col..col+width of t [M, ld] (an op's input that is a column block of a wider output, or all of t). */
+export interface Cols {
+  t: Tensor;
+  col: number;
+}
+
+/**
+ * act(g + term_g) · (u + term_u) for g and u, column blocks I wide of [M, ·] at one row stride (two outputs, or one
+ * gate_up output); with dt16 also the result's 16-bit copy. Returns [M, I].
+ */
+export function gluLora(g: Cols, u: Cols, I: number, lg: LoraUp | null, lu: LoraUp | null, act: GluAct, dt16: DType | null): [Tensor, Tensor | null] {
+  assertF32("gluLora", g.t, u.t);
+  noAutograd("gluLora", g.t, u.t);
+  const ld = g.t.shape[g.t.shape.length - 1], M = g.t.numel / ld;
+  for (const c of [g, u])
+    if (c.t.shape[c.t.shape.length - 1] !== ld || c.t.numel !== M * ld || c.col < 0 || c.col + I > ld)
+      throw new Error(`gluLora: columns ${c.col}..${c.col + I} of ${c.t.describe()} (gate ${g.t.describe()}: ${M} rows at stride ${ld})`);
+  const be = g.t.backend, at = (c: Cols) => be.view(c.t.buf, "f32", c.col, c.t.numel - c.col);
+  const out = like(g.t, [M, I]), out16 = dt16 ? like(g.t, [M, I], dt16) : null;
+  be.k.glu_lora(out.buf, out16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1, at(g), at(u), ld,
     ...upArgs(lg, M, I, "gluLora"), ...upArgs(lu, M, I, "gluLora"), M, I, act === "silu" ? 0 : 1);
   return [out, out16];
 }
@@ -79,12 +91,6 @@ export interface QkvRopeCacheOpts {
   kCache: Tensor;
   vCache: Tensor;
   rows: Tensor;
-}
-
-/** Columns col..col+width of t [M, ld] (an op's input that is a column block of a wider output, or all of t). */
-export interface Cols {
-  t: Tensor;
-  col: number;
 }
 
 /**
