@@ -7,7 +7,7 @@
 // op sequence and token counts are those of the real shape, the weights stay small). The no-op backend answers as
 // CUDA's default GEMM mode does, and counts the activation conversion a GEMM of f32 activations by 16-bit weights
 // makes inside it, so the kernel counts are those a CUDA step launches.
-//   node --import tsx bench/host-overhead.ts [--micro 8] [--steps 3]
+//   node --import tsx bench/host-overhead.ts [--micro 8] [--steps 3] [--decode-only] (AHA_FUSED_DECODE=0: the general layer block)
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,7 +23,7 @@ import { GraphedMicroBatches } from "../src/grpo/graph-step.ts";
 import { flatOf } from "../src/engine/flat.ts";
 
 const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : def; };
-const MICRO = Number(arg("micro", "8")), STEPS = Number(arg("steps", "3"));
+const MICRO = Number(arg("micro", "8")), STEPS = process.argv.includes("--decode-only") ? 0 : Number(arg("steps", "3"));
 const NSEQ = 64, P = 128, T = 256;
 const histogram = (steps: number) => [...byName].sort((a, b) => b[1] - a[1]).map(([n, c]) => `${n} ${+(c / steps).toFixed(1)}`).join(", ");
 
@@ -85,7 +85,7 @@ try {
     const ms = performance.now() - t0;
     console.log(`train step (64 × (128 + 256), micro-batch ${MICRO}): host ${ms.toFixed(1)} ms, ${calls} kernel calls + writes, ${(1000 * ms / calls).toFixed(2)} µs each`);
   }
-  console.log(`  per train step: ${histogram(1)}`);
+  if (STEPS) console.log(`  per train step: ${histogram(1)}`);
   // the same steps with the micro-batches replayed from one captured graph per step (the capture itself runs the
   // JavaScript of one micro-batch; the no-op backend's capture also counts its calls)
   const flat = flatOf(opt.params)!;

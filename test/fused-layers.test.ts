@@ -16,7 +16,7 @@ import { availableDevices, cudaSkip, useDevice } from "./devices.ts";
 import { writeRandomModel } from "../bench/random-model.ts";
 import { CausalLM } from "../src/models/model.ts";
 import { KVCache } from "../src/models/kvcache.ts";
-import { fusable } from "../src/models/fused-layers.ts";
+import { fusedPlan } from "../src/models/fused-layers.ts";
 import { DecodeStep } from "../src/generate/decode-step.ts";
 import { defaultBackend, fromHost, linearConcat, noGrad, scope, type Backend } from "../src/engine/index.ts";
 
@@ -85,7 +85,7 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
       const model = CausalLM.load(dir);
       randomAdapter(model, targets as string[] | "all-linear", 17);
       const { diff, fusedCalls } = compare(model, "f32");
-      assert.ok(fusable(model.config, model.layers, model.adapter), "fusable() covers every architecture");
+      assert.ok(fusedPlan(model.config, model.layers, model.adapter), "the fused layers cover every architecture");
       // eager forwards: one kernel per layer per forward (the prefill and the steps); DecodeStep: at least its capture
       assert.ok(fusedCalls >= model.config.layers * 5, `the fused kernels ran (${fusedCalls} q/k/v calls)`);
       if (process.env.AHA_PRINT_DIFFS) console.log(name, what, diff);
@@ -111,7 +111,7 @@ for (const device of availableDevices())
     await useDevice(device);
     const model = CausalLM.load(fixtureModels()[0]);
     model.addAdapter({ r: 400, lora_alpha: 8, target_modules: "all-linear" }, () => 0.1); // gate + up: 800 > 768
-    assert.equal(fusable(model.config, model.layers, model.adapter), false);
+    assert.equal(fusedPlan(model.config, model.layers, model.adapter), null);
     const [, calls] = countFused(defaultBackend(), () => noGrad(() => scope(() => {
       const cache = new KVCache(model.config, 1, 4);
       model.forward(Int32Array.of(1, 2), 1, 2, { cache }).f32();

@@ -6,7 +6,7 @@
 // weights are adjacent rows, or Phi-3's fused qkv_proj) and their t, qkvRopeCache (LoRA terms, QK-norm, rotary, cache
 // write), attention, o GEMM and its t, norm (with o's term), gate/up GEMM and its t, gluLora, down GEMM and its t:
 // 13 kernels for the Qwen2.5 shapes, 20 in the general block (bench/host-overhead.ts counts them). Gemma's sandwich
-// norms add one norm kernel after o and one after down. fusable() says when it runs (LoRA ranks within the kernels'
+// norms add one norm kernel after o and one after down. fusedPlan() says when it runs (LoRA ranks within the kernels'
 // limits); test/fused-layers.test.ts checks it against the general block.
 import { addRmsNorm, gluLora, qkvRopeCache, linearGroup, linearConcat, loraLinear, type Cols, attention, attention16, empty, scope, reshape, rowsView, type LoraUp, type LinearPart,
   type AttentionOpts, type DType, type Tensor } from "../engine/index.ts";
@@ -31,18 +31,62 @@ const MAX_RANK = 1024, MAX_GLU_RANKS = 768;
 const Q = "self_attn.q_proj", K = "self_attn.k_proj", V = "self_attn.v_proj", QKV = "self_attn.qkv_proj", O = "self_attn.o_proj";
 const G = "mlp.gate_proj", U = "mlp.up_proj", GU = "mlp.gate_up_proj", DOWN = "mlp.down_proj";
 
-/** True when fusedLayers can run these layers with this adapter (null: none or switched off). */
-export function fusable(cfg: ModelConfig, layers: FusedLayerWeights[], adapter: LoraAdapter | null): boolean {
-  if (!adapter) return true;
+interface Part extends LinearPart { name: string; lora: LoraPair | null }
+
+/** One layer's projections as fusedLayers reads them (fixed for a model's weights and an adapter: FusedPlan). */
+interface LayerPlan {
+  /** q, k, v (or Phi-3's qkv_proj alone), o, gate and up (or gate_up_proj alone), down */
+  qkv: Part[];
+  o: Part[];
+  gu: Part[];
+  down: Part[];
+}
+/** What fusedLayers runs for a model and an adapter, from fusedPlan. */
+export interface FusedPlan { layers: LayerPlan[] }
+
+const NO_ADAPTER = {};
+const plans = new WeakMap<object, WeakMap<FusedLayerWeights[], FusedPlan | null>>();
+
+/**
+ * The plan of these layers with this adapter (null: none or switched off), or null when fusedLayers cannot run them
+ * (a LoRA rank beyond the kernels' limits). Worked out once per layers and adapter, and again only if a weight or a
+ * LoRA pair was replaced (full fine-tuning moves the weights).
+ */
+export function fusedPlan(cfg: ModelConfig, layers: FusedLayerWeights[], adapter: LoraAdapter | null): FusedPlan | null {
+  let byLayers = plans.get(adapter ?? NO_ADAPTER);
+  if (!byLayers) plans.set(adapter ?? NO_ADAPTER, (byLayers = new WeakMap()));
+  const cached = byLayers.get(layers);
+  if (cached !== undefined && (!cached || stillValid(cached, layers, adapter))) return cached;
+  const plan = makePlan(cfg, layers, adapter);
+  byLayers.set(layers, plan);
+  return plan;
+}
+function makePlan(cfg: ModelConfig, layers: FusedLayerWeights[], adapter: LoraAdapter | null): FusedPlan | null {
+  const out: LayerPlan[] = [];
   for (let l = 0; l < layers.length; l++) {
-    const r = (m: string) => adapter.get(`model.layers.${l}.${m}`)?.B.shape[1] ?? 0;
-    const glu = cfg.fused ? 2 * r(GU) : r(G) + r(U);
-    if ([Q, K, V, QKV, O, G, U, GU, DOWN].some((m) => r(m) > MAX_RANK) || glu > MAX_GLU_RANKS) return false;
+    const L = layers[l], p = `model.layers.${l}`;
+    const part = (m: string): Part => { const name = `${p}.${m}`, { W, b } = L.linears.get(name)!; return { name, W, bias: b ?? null, lora: adapter?.get(name) ?? null }; };
+    const lp: LayerPlan = { qkv: cfg.fused ? [part(QKV)] : [part(Q), part(K), part(V)], o: [part(O)], gu: cfg.fused ? [part(GU)] : [part(G), part(U)], down: [part(DOWN)] };
+    const r = (ps: Part[]) => ps.map((x) => x.lora?.A.shape[0] ?? 0);
+    const all = [...lp.qkv, ...lp.o, ...lp.gu, ...lp.down];
+    const glu = cfg.fused ? 2 * r(lp.gu)[0] : r(lp.gu)[0] + r(lp.gu)[1];
+    if (r(all).some((x) => x > MAX_RANK) || glu > MAX_GLU_RANKS) return null;
+    out.push(lp);
+  }
+  return { layers: out };
+}
+function stillValid(plan: FusedPlan, layers: FusedLayerWeights[], adapter: LoraAdapter | null): boolean {
+  // (plain loops: this runs at every forward)
+  for (let l = 0; l < plan.layers.length; l++) {
+    const lp = plan.layers[l];
+    for (const ps of [lp.qkv, lp.o, lp.gu, lp.down])
+      for (const p of ps) {
+        const cur = layers[l].linears.get(p.name);
+        if (cur?.W !== p.W || (cur.b ?? null) !== p.bias || (adapter?.get(p.name) ?? null) !== p.lora) return false;
+      }
   }
   return true;
 }
-
-interface Part extends LinearPart { lora: LoraPair | null }
 
 /**
  * The down-projections t = x Aᵀ of the parts that have a LoRA pair, side by side in one [M, Σr] (one GEMM where their
@@ -50,29 +94,40 @@ interface Part extends LinearPart { lora: LoraPair | null }
  */
 function loraDown(x: Tensor, parts: Part[]): (LoraUp | null)[] {
   const inF = x.shape[x.shape.length - 1], M = x.numel / inF, be = x.backend;
-  const As = parts.flatMap((p) => (p.lora ? [p.lora.A] : []));
-  if (!As.length) return parts.map(() => null);
-  const R = As.reduce((s, A) => s + A.shape[0], 0);
+  const g = downGroupOf(parts);
+  if (!g) return parts.map(() => null);
   const fast = parts[0].W.dtype !== "f32"; // (TF32 on CUDA, as loraLinear's LoRA GEMMs of a 16-bit model)
-  const t = empty([M, R], "f32", be); // [M, Σr]
-  const f = As[0].flat;
-  let end = f?.offset ?? 0;
-  const adjacent = !!f && As.every((A) => { const ok = A.flat?.params === f.params && A.flat.offset === end; end += A.numel; return ok; });
-  if (adjacent) be.k.gemm(t.buf, x.buf, be.view(f.params.data.buf, "f32", f.offset, R * inF), 0, 1, M, R, inF, false, true, inF, inF, R, 0, 0, 0, 1, 0, fast);
-  let col = 0;
-  return parts.map((p) => {
-    if (!p.lora) return null;
-    const r = p.lora.A.shape[0];
-    if (!adjacent) be.k.gemm(be.view(t.buf, "f32", col, t.numel - col), x.buf, p.lora.A.buf, 0, 1, M, r, inF, false, true, inF, inF, R, 0, 0, 0, 1, 0, fast);
-    const up: LoraUp = { t, col, B: p.lora.B, scale: p.lora.scale };
-    col += r;
-    return up;
-  });
+  const t = empty([M, g.R], "f32", be); // [M, Σr]
+  if (g.Ag) be.k.gemm(t.buf, x.buf, g.Ag, 0, 1, M, g.R, inF, false, true, inF, inF, g.R, 0, 0, 0, 1, 0, fast);
+  const out: (LoraUp | null)[] = [];
+  for (let i = 0; i < parts.length; i++) {
+    const lo = parts[i].lora;
+    if (!lo) { out.push(null); continue; }
+    const r = lo.A.shape[0], col = g.cols[i];
+    if (!g.Ag) be.k.gemm(be.view(t.buf, "f32", col, t.numel - col), x.buf, lo.A.buf, 0, 1, M, r, inF, false, true, inF, inF, g.R, 0, 0, 0, 1, 0, fast);
+    out.push({ t, col, B: lo.B, scale: lo.scale });
+  }
+  return out;
+}
+/** loraDown's layout for a parts array: Σr, each part's first column in t, and A_g [Σr, in] where the A's are adjacent rows of one buffer. */
+const downGroups = new WeakMap<Part[], { R: number; cols: number[]; Ag: unknown } | null>();
+function downGroupOf(parts: Part[]): { R: number; cols: number[]; Ag: unknown } | null {
+  if (downGroups.has(parts)) return downGroups.get(parts)!;
+  const As = parts.flatMap((p) => (p.lora ? [p.lora.A] : []));
+  let g: { R: number; cols: number[]; Ag: unknown } | null = null;
+  if (As.length) {
+    const R = As.reduce((s, A) => s + A.shape[0], 0), f = As[0].flat, inF = As[0].shape[1];
+    let end = f?.offset ?? 0, col = 0;
+    const adjacent = !!f && As.every((A) => { const ok = A.flat?.params === f.params && A.flat.offset === end; end += A.numel; return ok; });
+    const cols = parts.map((p) => { const c = col; col += p.lora?.A.shape[0] ?? 0; return c; });
+    g = { R, cols, Ag: adjacent ? As[0].backend.view(f.params.data.buf, "f32", f.offset, R * inF) : null };
+  }
+  downGroups.set(parts, g);
+  return g;
 }
 
 export interface FusedStep {
   cfg: ModelConfig;
-  adapter: LoraAdapter | null;
   /** the 16-bit type the projections' GEMMs take (bf16 copies made by the kernels), or null */
   low: DType | null;
   B: number;
@@ -96,15 +151,14 @@ function section(lo: LoraUp | null, r0: number, n: number): LoraUp | null {
  * Every layer on the residual stream x [B·T, C] (updated in place), then the final norm: the hidden states. What a
  * layer leaves for the next one's norm to add into x: its down-projection's LoRA term, or (Gemma) its normed output.
  */
-export function fusedLayers(x: Tensor, layers: FusedLayerWeights[], finalNorm: Tensor, s: FusedStep): Tensor {
+export function fusedLayers(x: Tensor, layers: FusedLayerWeights[], plan: FusedPlan, finalNorm: Tensor, s: FusedStep): Tensor {
   const { cfg, low, B, T, S, cache } = s;
   const { headDim: D, heads: Hq, kvHeads: Hkv, intermediate: I } = cfg, N = B * T, eps = cfg.eps, off = cfg.normOffset;
   let pending: { add: Tensor | null; lora: LoraUp | null } = { add: null, lora: null };
   // (the inputs make their rope tables and key masks on first use: outside the layers' scopes, which free what they made)
   const ropes = layers.map((_, l) => s.rope(l)), keyss = layers.map((_, l) => s.keys(l));
   for (let l = 0; l < layers.length; l++) {
-    const L = layers[l], p = `model.layers.${l}`;
-    const part = (m: string): Part => { const { W, b } = L.linears.get(`${p}.${m}`)!; return { W, bias: b ?? null, lora: s.adapter?.get(`${p}.${m}`) ?? null }; };
+    const L = layers[l], lp = plan.layers[l];
     const prev = pending;
     pending = scope(() => {
       const [h, h16] = addRmsNorm(x, prev.add, prev.lora, L.ln1, eps, off, low);
@@ -114,13 +168,13 @@ export function fusedLayers(x: Tensor, layers: FusedLayerWeights[], finalNorm: T
       // one output per run of one shape; their LoRA terms (a fused projection's: one t, its B's rows by section)
       let q: Cols, k: Cols, v: Cols, lq: LoraUp | null, lk: LoraUp | null, lv: LoraUp | null;
       if (cfg.fused) {
-        const qkv = part(QKV), Y = loraLinear(h, qkv.W, qkv.bias, null, undefined, h16), [lo] = loraDown(h, [qkv]);
+        const [qkv] = lp.qkv, Y = loraLinear(h, qkv.W, qkv.bias, null, undefined, h16), [lo] = loraDown(h, lp.qkv);
         [q, k, v] = [0, Hq * D, (Hq + Hkv) * D].map((col) => ({ t: Y, col }));
         [lq, lk, lv] = [section(lo, 0, Hq * D), section(lo, Hq * D, Hkv * D), section(lo, (Hq + Hkv) * D, Hkv * D)];
       } else {
-        const qkv = [part(Q), part(K), part(V)], Y = linearConcat(h, qkv, h16);
-        [q, k, v] = Y ? [0, Hq * D, (Hq + Hkv) * D].map((col) => ({ t: Y, col })) : linearGroup(h, qkv, h16).map((t) => ({ t, col: 0 }));
-        [lq, lk, lv] = loraDown(h, qkv);
+        const Y = linearConcat(h, lp.qkv, h16);
+        [q, k, v] = Y ? [0, Hq * D, (Hq + Hkv) * D].map((col) => ({ t: Y, col })) : linearGroup(h, lp.qkv, h16).map((t) => ({ t, col: 0 }));
+        [lq, lk, lv] = loraDown(h, lp.qkv);
       }
       const { cos, sin } = ropes[l];
       const qr = qkvRopeCache(q, k, v, [lq, lk, lv], { Hq, Hkv, D, qNorm: L.qNorm ?? null, kNorm: L.kNorm ?? null, eps, offset: off, cos, sin,
@@ -129,7 +183,7 @@ export function fusedLayers(x: Tensor, layers: FusedLayerWeights[], finalNorm: T
       const opts: AttentionOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: keys.window, softcap: cfg.attnSoftcap, keyMask: keys.mask,
         lowPrecision: s.lowPrecision, S, kvStrideB: cache.strideB };
       const [a, a16] = low ? attention16(qr, cache.k[l], cache.v[l], opts, low) : [attention(qr, cache.k[l], cache.v[l], opts), null];
-      const a2 = reshape(a, [N, Hq * D]), o = part(O), [lo] = loraDown(a2, [o]);
+      const a2 = reshape(a, [N, Hq * D]), [o] = lp.o, [lo] = loraDown(a2, lp.o);
       let h2: Tensor, h216: Tensor | null;
       if (L.postAttn) { // Gemma: x += norm(a Woᵀ + term), then the pre-feedforward norm
         const y = loraLinear(a2, o.W, o.bias, null, undefined, a16);
@@ -142,15 +196,15 @@ export function fusedLayers(x: Tensor, layers: FusedLayerWeights[], finalNorm: T
       // gate and up: column blocks of Phi-3's gate_up_proj output, else the outputs of one batched GEMM
       let g: Cols, u: Cols, lg: LoraUp | null, lu: LoraUp | null;
       if (cfg.fused) {
-        const gu = part(GU), Y = loraLinear(h2, gu.W, gu.bias, null, undefined, h216), [lgu] = loraDown(h2, [gu]);
+        const [gu] = lp.gu, Y = loraLinear(h2, gu.W, gu.bias, null, undefined, h216), [lgu] = loraDown(h2, lp.gu);
         [g, u, lg, lu] = [{ t: Y, col: 0 }, { t: Y, col: I }, section(lgu, 0, I), section(lgu, I, I)];
       } else {
-        const gu = [part(G), part(U)], [yg, yu] = linearGroup(h2, gu, h216);
+        const [yg, yu] = linearGroup(h2, lp.gu, h216);
         [g, u] = [{ t: yg, col: 0 }, { t: yu, col: 0 }];
-        [lg, lu] = loraDown(h2, gu);
+        [lg, lu] = loraDown(h2, lp.gu);
       }
       const [act, act16] = gluLora(g, u, I, lg, lu, cfg.act, low);
-      const down = part(DOWN), [ld] = loraDown(act, [down]);
+      const [down] = lp.down, [ld] = loraDown(act, lp.down);
       if (L.postFf) { // Gemma: the next norm adds norm(act Wdᵀ + term)
         const y = loraLinear(act, down.W, down.bias, null, undefined, act16);
         return { add: addRmsNorm(y, null, ld, L.postFf, eps, off, null)[0], lora: null };

@@ -12,7 +12,7 @@ import { packWeights } from "../engine/packed.ts";
 import { gemmTakes16 } from "../engine/backend.ts";
 import { ropeFrequencies, ropeTables as ropeTablesOf } from "./rope.ts";
 import type { KVCache } from "./kvcache.ts";
-import { fusable, fusedLayers } from "./fused-layers.ts";
+import { fusedPlan, fusedLayers } from "./fused-layers.ts";
 
 /** A projection's LoRA dropout: the forward's seed [1] i32 on the device and the module's salt. */
 interface Dropout { seed: Tensor; salt: number }
@@ -289,8 +289,9 @@ export class CausalLM {
     let x = embedding(inputs.ids, this.embed);
     if (cfg.embedScale !== 1) x = scale(x, cfg.embedScale);
     const adapter = this.adapter?.enabled ? this.adapter : null;
-    if (kv && this.fusedDecode && !isGradEnabled() && fusable(cfg, this.layers, adapter))
-      return fusedLayers(x, this.layers, this.finalNorm, { cfg, adapter, low: this.lowInputs(), B, T, S, cache: kv.cache, rows: kv.rows,
+    const plan = kv && this.fusedDecode && !isGradEnabled() ? fusedPlan(cfg, this.layers, adapter) : null;
+    if (plan)
+      return fusedLayers(x, this.layers, plan, this.finalNorm, { cfg, low: this.lowInputs(), B, T, S, cache: kv!.cache, rows: kv!.rows,
         rope: (l) => inputs.rope(cfg.ropeByLayer[l]), keys: (l) => inputs.keys(cfg.windowByLayer[l]), lowPrecision: this.embed.dtype !== "f32" });
     // LoRA dropout while training: one device seed per forward, one salt per (layer, module)
     const seed = this.dropout > 0 && isGradEnabled() ? (inputs.dropoutSeed ?? this.drawDropoutSeed()) : null;

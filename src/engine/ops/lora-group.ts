@@ -98,22 +98,29 @@ function gemmInput(x: Tensor, parts: LinearPart[], x16: Tensor | null): { xb: un
 export function linearConcat(x: Tensor, parts: LinearPart[], x16: Tensor | null = null): Tensor | null {
   assertF32("linearConcat", x);
   const inF = x.shape[x.shape.length - 1], N = x.numel / inF, be = x.backend;
+  const c = concatOf(parts, inF);
+  if (!c) return null;
+  if (isGradEnabled() && [x, ...parts.flatMap((p) => (p.bias ? [p.W, p.bias] : [p.W]))].some((t) => t.requiresGrad))
+    throw new Error("linearConcat: only without autograd");
+  const Y = like(x, [...x.shape.slice(0, -1), c.out]);
+  const { xb, dtX, xw } = gemmInput(x, parts, x16);
+  be.k.gemm(Y.buf, xb, c.W, dtypeCode(parts[0].W.dtype), 1, N, c.out, inF, false, true, inF, inF, c.out, 0, 0, 0, 1, 0, false, dtX, c.bias);
+  xw?.dispose();
+  return Y;
+}
+/** linearConcat's weights [Σ out, in] and biases [Σ out] as views of the packed buffers, or null: worked out once per parts array. */
+const concatCache = new WeakMap<LinearPart[], { W: unknown; bias: unknown; out: number } | null>();
+function concatOf(parts: LinearPart[], inF: number): { W: unknown; bias: unknown; out: number } | null {
+  if (concatCache.has(parts)) return concatCache.get(parts)!;
   const pk = parts.map((p) => packedOf(p.W)), pb = parts.map((p) => (p.bias ? packedOf(p.bias) : undefined));
   const adjacent = (ps: (ReturnType<typeof packedOf>)[], n: (i: number) => number) =>
     ps.every((p, i) => p && p.storage === ps[0]!.storage && (i === 0 || p.offset === ps[i - 1]!.offset + n(i - 1)));
-  if (!adjacent(pk, (i) => parts[i].W.numel) || parts.some((p) => p.W.shape[1] !== inF || p.W.dtype !== parts[0].W.dtype)) return null;
-  const withBias = parts.every((p) => p.bias);
-  if (!withBias && parts.some((p) => p.bias)) return null;
-  if (withBias && !adjacent(pb, (i) => parts[i].bias!.numel)) return null;
-  if (isGradEnabled() && [x, ...parts.flatMap((p) => (p.bias ? [p.W, p.bias] : [p.W]))].some((t) => t.requiresGrad))
-    throw new Error("linearConcat: only without autograd");
-  const out = parts.reduce((s, p) => s + p.W.shape[0], 0), dtW = parts[0].W.dtype;
-  const Y = like(x, [...x.shape.slice(0, -1), out]);
-  const { xb, dtX, xw } = gemmInput(x, parts, x16);
-  const W = be.view(pk[0]!.storage.buf, dtW, pk[0]!.offset, out * inF), b = withBias ? be.view(pb[0]!.storage.buf, "f32", pb[0]!.offset, out) : null;
-  be.k.gemm(Y.buf, xb, W, dtypeCode(dtW), 1, N, out, inF, false, true, inF, inF, out, 0, 0, 0, 1, 0, false, dtX, b);
-  xw?.dispose();
-  return Y;
+  const withBias = parts.every((p) => p.bias), out = parts.reduce((s, p) => s + p.W.shape[0], 0), dtW = parts[0].W.dtype, be = parts[0].W.backend;
+  const ok = adjacent(pk, (i) => parts[i].W.numel) && parts.every((p) => p.W.shape[1] === inF && p.W.dtype === dtW)
+    && (withBias ? adjacent(pb, (i) => parts[i].bias!.numel) : parts.every((p) => !p.bias));
+  const c = ok ? { W: be.view(pk[0]!.storage.buf, dtW, pk[0]!.offset, out * inF), bias: withBias ? be.view(pb[0]!.storage.buf, "f32", pb[0]!.offset, out) : null, out } : null;
+  concatCache.set(parts, c);
+  return c;
 }
 
 /**
