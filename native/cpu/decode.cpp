@@ -17,38 +17,21 @@ inline float lora_term(const LoraUp& lo, long m, long n) {
   for (long j = 0; j < lo.r; j++) s += t[j] * b[j];
   return lo.scale * s;
 }
-inline float act_f(float g, int act) {
-  if (act == 0) return g / (1.0f + std::exp(-g));
-  float t = std::tanh(0.7978845608028654f * (g + 0.044715f * g * g * g));
-  return 0.5f * g * (1.0f + t);
-}
 // rows [0, M) in parallel chunks
 template <class F> void rows_parallel(long M, F fn) {
   long chunks = std::max(1L, std::min(M, 64L)), per = (M + chunks - 1) / chunks;
   if (chunks == 1) { fn(0L, M); return; }
   parallel_for(chunks, [&](long c) { for (long m = c * per; m < std::min(M, (c + 1) * per); m++) fn(m, m + 1); });
 }
-// x[0:D] · rstd · (w + offset) in place, rstd = 1 / √(mean(x²) + eps) (as rms_norm_forward)
-void norm_in_place(float* x, long D, const float* w, float eps, float offset) {
-  double ss = 0;
-  for (long d = 0; d < D; d++) ss += (double)x[d] * x[d];
-  float r = 1.0f / std::sqrt((float)(ss / D) + eps);
-  for (long d = 0; d < D; d++) x[d] = x[d] * r * (w ? w[d] + offset : 1.0f);
-}
 }  // namespace
 
 void add_rms_norm(float* y, uint16_t* y16, float* h, const float* add, long ldAdd, LoraUp lo, const float* w, long M, long C,
                   float eps, float offset) {
   rows_parallel(M, [&](long a, long b) {
-    for (long m = a; m < b; m++) {
-      float* hr = h + m * C;
-      for (long c = 0; c < C; c++) hr[c] += (add ? add[m * ldAdd + c] : 0.f) + lora_term(lo, m, c);
-      float* yr = y + m * C;
-      std::copy(hr, hr + C, yr);
-      norm_in_place(yr, C, w, eps, offset);
-      if (y16) for (long c = 0; c < C; c++) y16[m * C + c] = f32_to_bf16(yr[c]);
-    }
+    for (long m = a; m < b; m++)
+      for (long c = 0; c < C; c++) h[m * C + c] += (add ? add[m * ldAdd + c] : 0.f) + lora_term(lo, m, c);
   });
+  rms_norm_forward(y, nullptr, h, w, M, C, eps, offset, y16);
 }
 
 void glu_lora(float* out, uint16_t* out16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act) {
@@ -73,7 +56,7 @@ void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* ro
       // head hh of section y (rows at stride ld, its LoRA term lo): the term added, normed, rotated, into o
       auto head = [&](const float* y, long ld, const LoraUp& lo, long hh, const float* nw, bool rotate) {
         for (long d = 0; d < D; d++) x[d] = y[m * ld + hh * D + d] + lora_term(lo, m, hh * D + d);
-        if (nw) norm_in_place(x.data(), D, nw, eps, offset);
+        if (nw) rms_norm_forward(x.data(), nullptr, x.data(), nw, 1, D, eps, offset);  // (in place: one row, no threads)
         o = x;
         if (rotate)
           for (long i = 0; i < half; i++) {

@@ -25,6 +25,13 @@ inline uint16_t f32_to_bf16(float f) {
   if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
   return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
 }
+// gated activations: 0 = silu, 1 = gelu (tanh approximation)
+constexpr float GELU_K = 0.7978845608028654f;  // sqrt(2/pi)
+inline float act_f(float g, int act) {
+  if (act == 0) return g / (1.0f + std::exp(-g));
+  float t = std::tanh(GELU_K * (g + 0.044715f * g * g * g));
+  return 0.5f * g * (1.0f + t);
+}
 // element i of a buffer of dtype dt as float
 inline float load_as_f32(const void* p, int dt, long i) {
   switch (dt) {

@@ -84,12 +84,6 @@ void rope_forward(float* y, const float* x, const float* cs, const float* sn, lo
 }
 
 namespace {
-constexpr float GELU_K = 0.7978845608028654f;  // sqrt(2/pi)
-inline float act_f(float g, int act) {
-  if (act == 0) return g / (1.0f + std::exp(-g));
-  float t = std::tanh(GELU_K * (g + 0.044715f * g * g * g));
-  return 0.5f * g * (1.0f + t);
-}
 inline float act_df(float g, int act) {
   if (act == 0) { float s = 1.0f / (1.0f + std::exp(-g)); return s * (1.0f + g * (1.0f - s)); }
   float inner = GELU_K * (g + 0.044715f * g * g * g), t = std::tanh(inner);

@@ -13,17 +13,7 @@ import { addRmsNorm, gluLora, qkvRopeCache, linearGroup, linearConcat, loraLinea
 import type { ModelConfig } from "./config.ts";
 import type { LoraAdapter, LoraPair } from "./lora.ts";
 import type { KVCache } from "./kvcache.ts";
-
-/** A layer as fusedLayer reads it (CausalLM's Layer). */
-export interface FusedLayerWeights {
-  ln1: Tensor;
-  ln2: Tensor;
-  postAttn?: Tensor;
-  postFf?: Tensor;
-  qNorm?: Tensor;
-  kNorm?: Tensor;
-  linears: Map<string, { W: Tensor; b?: Tensor }>;
-}
+import type { Layer } from "./model.ts";
 
 /** The kernels stage a row's t in shared memory: ranks up to 1024, gate + up ranks up to 768 (decode.cu). */
 const MAX_RANK = 1024, MAX_GLU_RANKS = 768;
@@ -45,14 +35,14 @@ interface LayerPlan {
 export interface FusedPlan { layers: LayerPlan[] }
 
 const NO_ADAPTER = {};
-const plans = new WeakMap<object, WeakMap<FusedLayerWeights[], FusedPlan | null>>();
+const plans = new WeakMap<object, WeakMap<Layer[], FusedPlan | null>>();
 
 /**
  * The plan of these layers with this adapter (null: none or switched off), or null when fusedLayers cannot run them
  * (a LoRA rank beyond the kernels' limits). Worked out once per layers and adapter, and again only if a weight or a
  * LoRA pair was replaced (full fine-tuning moves the weights).
  */
-export function fusedPlan(cfg: ModelConfig, layers: FusedLayerWeights[], adapter: LoraAdapter | null): FusedPlan | null {
+export function fusedPlan(cfg: ModelConfig, layers: Layer[], adapter: LoraAdapter | null): FusedPlan | null {
   let byLayers = plans.get(adapter ?? NO_ADAPTER);
   if (!byLayers) plans.set(adapter ?? NO_ADAPTER, (byLayers = new WeakMap()));
   const cached = byLayers.get(layers);
@@ -61,7 +51,7 @@ export function fusedPlan(cfg: ModelConfig, layers: FusedLayerWeights[], adapter
   byLayers.set(layers, plan);
   return plan;
 }
-function makePlan(cfg: ModelConfig, layers: FusedLayerWeights[], adapter: LoraAdapter | null): FusedPlan | null {
+function makePlan(cfg: ModelConfig, layers: Layer[], adapter: LoraAdapter | null): FusedPlan | null {
   const out: LayerPlan[] = [];
   for (let l = 0; l < layers.length; l++) {
     const L = layers[l], p = `model.layers.${l}`;
@@ -75,7 +65,7 @@ function makePlan(cfg: ModelConfig, layers: FusedLayerWeights[], adapter: LoraAd
   }
   return { layers: out };
 }
-function stillValid(plan: FusedPlan, layers: FusedLayerWeights[], adapter: LoraAdapter | null): boolean {
+function stillValid(plan: FusedPlan, layers: Layer[], adapter: LoraAdapter | null): boolean {
   // (plain loops: this runs at every forward)
   for (let l = 0; l < plan.layers.length; l++) {
     const lp = plan.layers[l];
@@ -151,7 +141,7 @@ function section(lo: LoraUp | null, r0: number, n: number): LoraUp | null {
  * Every layer on the residual stream x [B·T, C] (updated in place), then the final norm: the hidden states. What a
  * layer leaves for the next one's norm to add into x: its down-projection's LoRA term, or (Gemma) its normed output.
  */
-export function fusedLayers(x: Tensor, layers: FusedLayerWeights[], plan: FusedPlan, finalNorm: Tensor, s: FusedStep): Tensor {
+export function fusedLayers(x: Tensor, layers: Layer[], plan: FusedPlan, finalNorm: Tensor, s: FusedStep): Tensor {
   const { cfg, low, B, T, S, cache } = s;
   const { headDim: D, heads: Hq, kvHeads: Hkv, intermediate: I } = cfg, N = B * T, eps = cfg.eps, off = cfg.normOffset;
   let pending: { add: Tensor | null; lora: LoraUp | null } = { add: null, lora: null };

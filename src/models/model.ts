@@ -17,7 +17,8 @@ import { fusedPlan, fusedLayers } from "./fused-layers.ts";
 /** A projection's LoRA dropout: the forward's seed [1] i32 on the device and the module's salt. */
 interface Dropout { seed: Tensor; salt: number }
 
-interface Layer {
+/** One decoder layer's weights (views of the packed buffers where packWeights made them). */
+export interface Layer {
   ln1: Tensor;
   ln2: Tensor;
   /** gemma: post-attention and post-feedforward norms (ln2 is then the pre-feedforward norm) */
