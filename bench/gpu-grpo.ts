@@ -220,10 +220,13 @@ function main(): void {
   printProfile("prefill + decode", be.profile(), decodeS * 1000);
   cache.dispose();
   const decodeTps = (NSEQ * T) / decodeS;
-  // the same decode through a DecodeStep: fixed buffers, one CUDA graph launch per token step; with the fused layers
-  // (the default: models/fused-layers.ts) and with the general layer block, to compare them in one run
-  const graphDecode = (fused: boolean) => {
-    model.fusedDecode = fused;
+  // the same decode through a DecodeStep: fixed buffers, one CUDA graph launch per token step; with the general layer
+  // block, the fused layers making LoRA down-projections by GEMMs, and the default (fused layers, down-projections in
+  // the norm kernels: models/fused-layers.ts), to compare them in one run
+  const graphDecode = (variant: "general" | "fused, GEMM down-projections" | "fused") => {
+    const was = [model.fusedDecode, model.foldLoraDown];
+    model.fusedDecode = variant !== "general";
+    model.foldLoraDown = variant === "fused";
     const gcache = new KVCache(model.config, NSEQ, P + T, model.kvDtype());
     noGrad(() => scope(() => { model.forward(promptIds, NSEQ, P, { cache: gcache }); }));
     const dstep = new DecodeStep(model, gcache, true);
@@ -235,16 +238,16 @@ function main(): void {
     be.synchronize();
     const graphS = (performance.now() - tgd) / 1000;
     const tps = (NSEQ * (T - 1)) / graphS, graphed = dstep.graphed;
-    console.log(`decode through DecodeStep, ${fused ? "fused layers" : "general layer block"} (${graphed ? "captured" : `no graph: ${dstep.graphError}`}): ` +
+    console.log(`decode through DecodeStep, ${variant} (${graphed ? "captured" : `no graph: ${dstep.graphError}`}): ` +
       `${tps.toFixed(0)} tok/s, ${(1000 * graphS / (T - 1)).toFixed(2)} ms per step`);
-    printProfile(`graph decode, ${fused ? "fused" : "general"}`, be.profile(), graphS * 1000);
+    printProfile(`graph decode, ${variant}`, be.profile(), graphS * 1000);
     dstep.dispose();
     gcache.dispose();
-    model.fusedDecode = true;
+    [model.fusedDecode, model.foldLoraDown] = was;
     return { tps, graphed };
   };
-  const general = graphDecode(false), fusedDecode = graphDecode(true);
-  const graphTps = fusedDecode.tps, dstepGraphed = fusedDecode.graphed && general.graphed;
+  const general = graphDecode("general"), gemmDown = graphDecode("fused, GEMM down-projections"), fusedDecode = graphDecode("fused");
+  const graphTps = fusedDecode.tps, dstepGraphed = fusedDecode.graphed && general.graphed && gemmDown.graphed;
   // real rollouts: generate() with sampling (temperature 1) for 8 prompts × 8 completions
   const promptList = Array.from({ length: PROMPTS }, (_, b) => Array.from(promptIds.subarray(b * GENS * P, b * GENS * P + P)));
   const tg = performance.now();
@@ -266,7 +269,7 @@ function main(): void {
   const weightBytes = 2 * (V * C + LAYERS * (C * (HQ + 2 * HKV) * D + HQ * D * C + 3 * C * I));
   const kvBytes = (f: number) => 2 * LAYERS * NSEQ * (P + T / 2) * HKV * D * f;
   const bound = (f: number) => NSEQ / ((weightBytes + kvBytes(f)) / bw);
-  const aha = { grpo_step_estimate_s: (NSEQ * T) / genTps + stepS, grpo_step_estimate_graph_s: (NSEQ * T) / genGTps + stepGraphS, step_s: stepS, step_graph_s: stepGraphS, peak_graph_reserved_gib: gpeak / GB, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps, decode_graph_general_tok_s: general.tps,
+  const aha = { grpo_step_estimate_s: (NSEQ * T) / genTps + stepS, grpo_step_estimate_graph_s: (NSEQ * T) / genGTps + stepGraphS, step_s: stepS, step_graph_s: stepGraphS, peak_graph_reserved_gib: gpeak / GB, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps, decode_graph_general_tok_s: general.tps, decode_graph_gemm_down_tok_s: gemmDown.tps,
     generate_tok_s: genTps, generate_graph_tok_s: genGTps, checkpointing: CKPT, loss: lastLoss, step_mma_attention_s: stepMmaS };
   console.log("AHA " + JSON.stringify(aha));
 
@@ -291,6 +294,7 @@ function main(): void {
   row("decode (teacher-forced) ", aha.decode_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph per step", aha.decode_graph_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph, general layer block", aha.decode_graph_general_tok_s, torch?.decode_tok_s, "tok/s", false);
+  row("decode, CUDA graph, fused, GEMM down-projections", aha.decode_graph_gemm_down_tok_s, torch?.decode_tok_s, "tok/s", false);
   row(`generate() ${PROMPTS}×${GENS}×${GEN_TOKENS}, sampled`, aha.generate_tok_s, torch?.generate_tok_s, "tok/s", false);
   row(`generate() ${PROMPTS}×${GENS}×${GEN_TOKENS}, with graphs`, aha.generate_graph_tok_s, torch?.generate_tok_s, "tok/s", false);
   // what the next step for graphs is: on by default on CUDA (graphsByDefault in src/engine/backend.ts) only when
@@ -307,7 +311,8 @@ function main(): void {
     `(${rollS.toFixed(2)} + ${stepS.toFixed(2)}); with graphs ${(rollGS + stepGraphS).toFixed(2)} s (${rollGS.toFixed(2)} + ${stepGraphS.toFixed(2)})`);
   const kvF = model.kvDtype() === "bf16" ? 2 : 4;
   console.log(`decode bound at ${(bw / 1e12).toFixed(2)} TB/s: ${bound(4).toFixed(0)} tok/s with an f32 KV cache, ${bound(2).toFixed(0)} with bf16; aha (${kvF === 2 ? "bf16" : "f32"} cache) reaches ${(100 * decodeTps / bound(kvF)).toFixed(1)}% of its bound (${(100 * graphTps / bound(kvF)).toFixed(1)}% with graphs; ` +
-    `${(100 * general.tps / bound(kvF)).toFixed(1)}% with graphs and the general layer block)`);
+    `${(100 * general.tps / bound(kvF)).toFixed(1)}% with graphs and the general layer block, ${(100 * gemmDown.tps / bound(kvF)).toFixed(1)}% ` +
+    `with the fused layers' down-projections by GEMM)`);
 }
 
 /** Host cost of one call (µs, 2,000 calls then a synchronize) for the call kinds a decode step is made of. */

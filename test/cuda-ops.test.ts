@@ -153,18 +153,22 @@ test("cuda: glu forward/backward (silu, gelu_tanh)", { skip }, () => {
   }
 });
 
-test("cuda: the decode path's fused kernels (add_rms_norm, glu_lora, qkv_rope_cache) with LoRA terms", { skip }, () => {
+test("cuda: the decode path's fused kernels (add_rms_norm, glu_lora, qkv_rope_cache) with LoRA terms and down-projections", { skip }, () => {
   // a LoRA term's five arguments: t (its columns first, rows at stride ldt), B [out, r], ldt, r, scale
   const term = (M: number, out: number, r: number, ldt: number, col: number, sc: number): Arg[] => {
     const t = randn(M * ldt);
     return [t.subarray(col), randn(out * r), ldt, r, sc];
   };
   const none: Arg[] = [null, null, 0, 0, 0];
-  for (const [M, C, r, ldt, col, ldAdd, offset, withW] of [[5, 896, 16, 48, 16, 0, 0, true], [3, 64, 3, 7, 2, 80, 1, true], [2, 24, 0, 0, 0, 24, 0, false]] as const) {
-    const lo = r ? term(M, C, r, ldt, col, 0.7) : none;
-    const args: Arg[] = [new Float32Array(M * C), new Uint16Array(M * C), 1, randn(M * C), ldAdd ? randn(M * ldAdd) : null, ldAdd, ...lo,
-      withW ? randn(C) : null, M, C, 1e-6, offset];
-    both("add_rms_norm", args, [0, 1, 3], 1e-4, `add_rms_norm M=${M} C=${C} r=${r}`);
+  // add_rms_norm: the incoming term from its t, from a source row and A (t computed in the kernel), or none; the
+  // outgoing t = y Aoutᵀ or none
+  for (const [M, C, r, ldt, col, ldAdd, offset, withW, Kin, Rout] of [[5, 896, 16, 48, 16, 0, 0, true, 0, 48], [3, 64, 3, 7, 2, 80, 1, true, 40, 0],
+    [2, 24, 0, 0, 0, 24, 0, false, 0, 5], [4, 1536, 16, 0, 0, 0, 0, true, 1536, 32]] as const) {
+    const lo = !r ? none : Kin ? [null, randn(C * r), 0, r, 0.7] : term(M, C, r, ldt, col, 0.7);
+    const src: Arg[] = r && Kin ? [randn(M * Kin), Kin, randn(r * Kin), Kin] : [null, 0, null, 0];
+    const args: Arg[] = [new Float32Array(M * C), new Uint16Array(M * C), 1, randn(M * C), ldAdd ? randn(M * ldAdd) : null, ldAdd, ...lo, ...src,
+      withW ? randn(C) : null, M, C, 1e-6, offset, Rout ? new Float32Array(M * Rout) : null, Rout ? randn(Rout * C, 0.1) : null, Rout];
+    both("add_rms_norm", args, Rout ? [0, 1, 3, 20] : [0, 1, 3], 1e-4, `add_rms_norm M=${M} C=${C} r=${r}${Kin ? " from its source" : ""} Rout=${Rout}`);
   }
   for (const act of [0, 1])
     for (const [M, I, r, withG] of [[37, 300, 16, true], [5, 64, 5, false]] as const) {

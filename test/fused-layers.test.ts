@@ -5,7 +5,8 @@
 // on q, v, o and down only (missing terms), both with nonzero B's; and a model whose q/k/v weights are not adjacent
 // (one GEMM per shape, not one for all three). The fixtures cover Phi-3's fused projections (LoRA terms by section),
 // Gemma's sandwich norms and Qwen3's QK-norm. A random bf16 model checks the 16-bit copies and the bf16 cache in
-// CUDA's bf16 mode. Ranks beyond the kernels' limits take the general block.
+// CUDA's bf16 mode. Ranks beyond the kernels' limits take the general block. The LoRA down-projections are made both
+// ways: by the norm kernels (the default) and by GEMMs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
@@ -26,15 +27,26 @@ const relDiff = (a: Float32Array, b: Float32Array) => {
   return m / Math.max(s, 1e-30);
 };
 
-/** Count calls of the fused q/k/v kernel on a backend while fn runs. */
-function countFused<T>(be: Backend, fn: () => T): [T, number] {
-  const k = be.k as Record<string, (...a: unknown[]) => unknown>, orig = k.qkv_rope_cache;
+/** Count calls of a kernel (the fused q/k/v one by default) on a backend while fn runs. */
+function countFused<T>(be: Backend, fn: () => T, kernel = "qkv_rope_cache"): [T, number] {
+  const k = be.k as Record<string, (...a: unknown[]) => unknown>, orig = k[kernel];
   let n = 0;
-  k.qkv_rope_cache = (...a: unknown[]) => { n++; return orig(...a); };
+  k[kernel] = (...a: unknown[]) => { n++; return orig(...a); };
   try {
     return [fn(), n];
   } finally {
-    k.qkv_rope_cache = orig;
+    k[kernel] = orig;
+  }
+}
+
+/** GEMM calls of one decode step through the KV cache (after a 2-token prefill). */
+function decodeGemms(model: CausalLM): number {
+  const cache = new KVCache(model.config, 2, 4);
+  try {
+    noGrad(() => scope(() => { model.forward(Int32Array.of(1, 2, 3, 4), 2, 2, { cache }).f32(); }));
+    return countFused(defaultBackend(), () => noGrad(() => scope(() => { model.forward(Int32Array.of(5, 6), 2, 1, { cache }).f32(); })), "gemm")[1];
+  } finally {
+    cache.dispose();
   }
 }
 
@@ -79,16 +91,25 @@ function compare(model: CausalLM, kvDtype: "f32" | "bf16", steps = 4): { diff: n
 
 for (const device of availableDevices()) for (const dir of fixtureModels()) {
   const name = `${device} ${basename(dir)}`;
-  for (const [what, targets] of [["every linear module", "all-linear"], ["q, v, o and down only", ["q_proj", "v_proj", "o_proj", "down_proj"]]] as const) {
-    test(`${name}: fused layers give the general block's logits (prefill, decode, DecodeStep; LoRA on ${what})`, async () => {
+  for (const [what, targets, fold] of [["every linear module", "all-linear", true], ["every linear module", "all-linear", false],
+    ["q, v, o and down only", ["q_proj", "v_proj", "o_proj", "down_proj"], true]] as const) {
+    const how = fold ? "down-projections in the norm kernels" : "down-projections by GEMM";
+    test(`${name}: fused layers give the general block's logits (prefill, decode, DecodeStep; LoRA on ${what}; ${how})`, async () => {
       await useDevice(device);
       const model = CausalLM.load(dir);
+      model.foldLoraDown = fold;
       randomAdapter(model, targets as string[] | "all-linear", 17);
       const { diff, fusedCalls } = compare(model, "f32");
       assert.ok(fusedPlan(model.config, model.layers, model.adapter), "the fused layers cover every architecture");
       // eager forwards: one kernel per layer per forward (the prefill and the steps); DecodeStep: at least its capture
       assert.ok(fusedCalls >= model.config.layers * 5, `the fused kernels ran (${fusedCalls} q/k/v calls)`);
-      if (process.env.AHA_PRINT_DIFFS) console.log(name, what, diff);
+      if (fold && targets === "all-linear") {
+        // q/k/v's, o's and gate/up's down-projections are made by the norm kernels: three GEMMs fewer per layer
+        const folded = decodeGemms(model);
+        model.foldLoraDown = false;
+        assert.equal(decodeGemms(model) - folded, 3 * model.config.layers, "three GEMMs per layer folded into the norms");
+      }
+      if (process.env.AHA_PRINT_DIFFS) console.log(name, what, how, diff);
       assert.ok(diff <= 1e-5, `logits differ by ${diff} (relative to the largest)`);
     });
   }
@@ -155,9 +176,9 @@ test("cuda: fused layers in the bf16 GEMM mode (16-bit copies, bf16 cache) match
       randomAdapter(model, "all-linear", 9);
       const { diff, fusedCalls } = compare(model, "bf16");
       assert.ok(fusedCalls > 0);
-      // every GEMM input is rounded to bf16 in both (2^-9); the fused kernels add the LoRA terms in f32 where the
-      // general block's TF32 GEMMs round them (2^-11): a few bf16 steps over two layers (measured on the emulator:
-      // 3.6e-3)
+      // every base GEMM input is rounded to bf16 in both (2^-9); the fused kernels add the LoRA terms in f32 where the
+      // general block's TF32 GEMMs round them (2^-11), and make the down-projections in f32 too: a few bf16 steps
+      // over two layers (measured on the emulator: 5.5e-3)
       if (process.env.AHA_PRINT_DIFFS) console.log("cuda bf16 mode", diff);
       assert.ok(diff <= 2e-2, `logits differ by ${diff}`);
     } finally {

@@ -183,8 +183,8 @@ LoraUp lora_up(const Napi::CallbackInfo& a, size_t i) {
 FN(add_rms_norm) {
   const bool c16 = cpu16(a, 1);
   if (a.Env().IsExceptionPending()) return a.Env().Undefined();
-  add_rms_norm(ptr(a[0]), c16 ? ptr<uint16_t>(a[1]) : nullptr, ptr(a[3]), ptr(a[4]), L(a[5]), lora_up(a, 6), ptr(a[11]), L(a[12]),
-               L(a[13]), F(a[14]), F(a[15]));
+  add_rms_norm(ptr(a[0]), c16 ? ptr<uint16_t>(a[1]) : nullptr, ptr(a[3]), ptr(a[4]), L(a[5]), lora_up(a, 6), ptr(a[11]), L(a[12]), ptr(a[13]),
+               L(a[14]), ptr(a[15]), L(a[16]), L(a[17]), F(a[18]), F(a[19]), ptr(a[20]), ptr(a[21]), L(a[22]));
   return a.Env().Undefined();
 }
 FN(glu_lora) {

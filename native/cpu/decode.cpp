@@ -9,13 +9,14 @@
 namespace aha {
 
 namespace {
+inline float dot(const float* a, const float* b, long n) {
+  float s = 0.f;
+  for (long j = 0; j < n; j++) s += a[j] * b[j];
+  return s;
+}
 // the LoRA term of row m, output column n
 inline float lora_term(const LoraUp& lo, long m, long n) {
-  if (!lo.t) return 0.f;
-  const float *t = lo.t + m * lo.ldt, *b = lo.B + n * lo.r;
-  float s = 0.f;
-  for (long j = 0; j < lo.r; j++) s += t[j] * b[j];
-  return lo.scale * s;
+  return lo.B ? lo.scale * dot(lo.t + m * lo.ldt, lo.B + n * lo.r, lo.r) : 0.f;
 }
 // rows [0, M) in parallel chunks
 template <class F> void rows_parallel(long M, F fn) {
@@ -25,13 +26,22 @@ template <class F> void rows_parallel(long M, F fn) {
 }
 }  // namespace
 
-void add_rms_norm(float* y, uint16_t* y16, float* h, const float* add, long ldAdd, LoraUp lo, const float* w, long M, long C,
-                  float eps, float offset) {
+void add_rms_norm(float* y, uint16_t* y16, float* h, const float* add, long ldAdd, LoraUp lo, const float* src, long ldSrc,
+                  const float* Ain, long Kin, const float* w, long M, long C, float eps, float offset, float* tOut, const float* Aout,
+                  long Rout) {
   rows_parallel(M, [&](long a, long b) {
-    for (long m = a; m < b; m++)
-      for (long c = 0; c < C; c++) h[m * C + c] += (add ? add[m * ldAdd + c] : 0.f) + lora_term(lo, m, c);
+    std::vector<float> t(lo.B ? lo.r : 0);  // this row's t of the incoming branch
+    for (long m = a; m < b; m++) {
+      for (long j = 0; j < (long)t.size(); j++) t[j] = lo.t ? lo.t[m * lo.ldt + j] : dot(src + m * ldSrc, Ain + j * Kin, Kin);
+      for (long c = 0; c < C; c++) h[m * C + c] += (add ? add[m * ldAdd + c] : 0.f) + (lo.B ? lo.scale * dot(t.data(), lo.B + c * lo.r, lo.r) : 0.f);
+    }
   });
   rms_norm_forward(y, nullptr, h, w, M, C, eps, offset, y16);
+  if (Aout)
+    rows_parallel(M, [&](long a, long b) {
+      for (long m = a; m < b; m++)
+        for (long j = 0; j < Rout; j++) tOut[m * Rout + j] = dot(y + m * C, Aout + j * C, C);
+    });
 }
 
 void glu_lora(float* out, uint16_t* out16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act) {

@@ -127,12 +127,16 @@ void repetition_penalty(float* logits, const int32_t* ids, long B, long V, long 
 
 // ---- the decode path's fused kernels (decode.cpp; no autograd: generation with a KV cache) ----
 // Each adds LoRA branches' up-projections where their outputs are read, so a branch costs one GEMM (t = x Aᵀ) instead
-// of two. A branch's term for output column n of row m: scale · Σ_{j<r} t[m·ldt + j] · B[n·r + j] (none if t is null).
+// of two. A branch's term for output column n of row m: scale · Σ_{j<r} t[m·ldt + j] · B[n·r + j] (none if B is null).
 struct LoraUp { const float* t; const float* B; long ldt; long r; float scale; };
-// h[m, :] += add[m, 0:C] (add [M, ldAdd], may be null) + the term of lo; then y = rms_norm(h) · (w + offset), y16
-// (may be null) y rounded to bf16. The residual stream's add and the next norm in one pass.
-void add_rms_norm(float* y, uint16_t* y16, float* h, const float* add, long ldAdd, LoraUp lo, const float* w, long M, long C,
-                  float eps, float offset);
+// h[m, :] += add[m, 0:C] (add [M, ldAdd], may be null) + the term of lo (none if lo.B is null; its t is lo.t, or
+// when that is null src[m, 0:Kin] · Ainᵀ, src rows at stride ldSrc, Ain [r, Kin]: a branch whose down-projection is
+// folded in here too); then y = rms_norm(h) · (w + offset), y16 (may be null) y rounded to bf16; and tOut [M, Rout] =
+// y · Aoutᵀ (Aout [Rout, C], may be null: the next projections' down-projections). The residual stream's add, the
+// next norm and the LoRA GEMMs on either side of it in one pass.
+void add_rms_norm(float* y, uint16_t* y16, float* h, const float* add, long ldAdd, LoraUp lo, const float* src, long ldSrc,
+                  const float* Ain, long Kin, const float* w, long M, long C, float eps, float offset, float* tOut, const float* Aout,
+                  long Rout);
 // out[m, n] = act(g[m, n] + term_g) · (u[m, n] + term_u), g and u rows at stride ld; out16 (may be null) in bf16
 void glu_lora(float* out, uint16_t* out16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act);
 // After the q/k/v projections of M token rows (yq rows at stride ldq, yk and yv at ldkv): their LoRA terms added,

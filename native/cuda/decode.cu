@@ -1,9 +1,9 @@
 // The decode path's fused kernels (kernels.h; the CPU reference is native/cpu/decode.cpp). In a decode step every
 // kernel is small and the step's time is mostly their number, so these fold a LoRA branch's up-projection (the
 // second of its two GEMMs) into the kernel that reads the projection's output: the residual add and the next RMS
-// norm, the gated activation, and q/k/v's norm, rotary and KV-cache write (models/fused-layers.ts: 13 kernels per
-// layer instead of 20).
-// The branch's down-projection t = x Aᵀ stays a GEMM; t's row is staged in shared memory, pre-scaled.
+// norm, the gated activation, and q/k/v's norm, rotary and KV-cache write. The norm kernel can also make the
+// down-projections t = x Aᵀ on either side of it (warp per row of A, read whole from L2), so those GEMMs go too
+// (models/fused-layers.ts: 10 kernels per layer instead of 20). A row's t is staged in shared memory, pre-scaled.
 #include "common.cuh"
 
 namespace aha_cuda {
@@ -23,21 +23,39 @@ __device__ __forceinline__ float lora_dot(const float* ts, const float* b, long 
   return s;
 }
 
-// block per row: the residual update, then the norm of the updated row (smem: the row's t, r floats)
-__global__ void add_rms_norm_kernel(float* y, void* y16, int dt16, float* h, const float* add, long ldAdd, LoraUp lo, const float* w,
-                                    long C, float eps, float offset) {
-  extern __shared__ float ts[];
+// warp w of nw computes out[j] = x · A[j]ᵀ (A rows of n floats) for j = w, w + nw, … < R (rows read whole by a warp)
+__device__ __forceinline__ void warp_dots(float* out, long ldOut, float sc, const float* x, const float* A, long n, long R) {
+  const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  for (long j = threadIdx.x >> 5; j < R; j += nw) {
+    const float* a = A + j * n;
+    float s = 0.f;
+    for (long k = lane; k < n; k += 32) s += x[k] * a[k];
+    s = warp_sum(s);
+    if (lane == 0) out[j * ldOut] = s * sc;
+  }
+}
+
+// block per row: the incoming branch's t (given, or computed from its source row), the residual update, the norm of
+// the updated row, then the outgoing t (smem: the incoming t, lo.r floats, then the normed row, C floats)
+__global__ void add_rms_norm_kernel(float* y, void* y16, int dt16, float* h, const float* add, long ldAdd, LoraUp lo, const float* src,
+                                    long ldSrc, const float* Ain, long Kin, const float* w, long C, float eps, float offset, float* tOut,
+                                    const float* Aout, long Rout) {
+  extern __shared__ float smem[];
+  float *ts = smem, *ys = smem + lo.r;
   __shared__ float sh[32];
   const long m = blockIdx.x;
-  if (lo.t)
-    for (long j = threadIdx.x; j < lo.r; j += blockDim.x) ts[j] = lo.t[m * lo.ldt + j] * lo.scale;
+  if (lo.B) {
+    if (lo.t)
+      for (long j = threadIdx.x; j < lo.r; j += blockDim.x) ts[j] = lo.t[m * lo.ldt + j] * lo.scale;
+    else warp_dots(ts, 1, lo.scale, src + m * ldSrc, Ain, Kin, lo.r);
+  }
   __syncthreads();
   float* hr = h + m * C;
   float ss = 0.f;
   for (long c = threadIdx.x; c < C; c += blockDim.x) {
     float v = hr[c];
     if (add) v += add[m * ldAdd + c];
-    if (lo.t) v += lora_dot(ts, lo.B + c * lo.r, lo.r);
+    if (lo.B) v += lora_dot(ts, lo.B + c * lo.r, lo.r);
     hr[c] = v;  // (read back below by the thread that wrote it)
     ss += v * v;
   }
@@ -47,6 +65,11 @@ __global__ void add_rms_norm_kernel(float* y, void* y16, int dt16, float* h, con
     float v = hr[c] * rs * (w ? w[c] + offset : 1.f);
     y[m * C + c] = v;
     if (y16) store16(y16, dt16, m * C + c, v);
+    if (Aout) ys[c] = v;
+  }
+  if (Aout) {
+    __syncthreads();
+    warp_dots(tOut + m * Rout, 1, 1.f, ys, Aout, C, Rout);
   }
 }
 
@@ -58,9 +81,9 @@ __global__ void glu_lora_kernel(float* out, void* out16, int dt16, const float* 
   extern __shared__ float ts[];
   float *tg = ts, *tu = ts + GLU_ROWS * lg.r;  // [GLU_ROWS, r] each
   const long m0 = (long)blockIdx.y * GLU_ROWS, rows = min((long)GLU_ROWS, M - m0);
-  if (lg.t)
+  if (lg.B)
     for (long i = threadIdx.x; i < rows * lg.r; i += blockDim.x) tg[i] = lg.t[(m0 + i / lg.r) * lg.ldt + i % lg.r] * lg.scale;
-  if (lu.t)
+  if (lu.B)
     for (long i = threadIdx.x; i < rows * lu.r; i += blockDim.x) tu[i] = lu.t[(m0 + i / lu.r) * lu.ldt + i % lu.r] * lu.scale;
   __syncthreads();
   const long n = (long)blockIdx.x * GLU_COLS + threadIdx.x;
@@ -68,8 +91,8 @@ __global__ void glu_lora_kernel(float* out, void* out16, int dt16, const float* 
   for (long i = 0; i < rows; i++) {
     const long m = m0 + i;
     float gv = g[m * ld + n], uv = u[m * ld + n];
-    if (lg.t) gv += lora_dot(tg + i * lg.r, lg.B + n * lg.r, lg.r);
-    if (lu.t) uv += lora_dot(tu + i * lu.r, lu.B + n * lu.r, lu.r);
+    if (lg.B) gv += lora_dot(tg + i * lg.r, lg.B + n * lg.r, lg.r);
+    if (lu.B) uv += lora_dot(tu + i * lu.r, lu.B + n * lu.r, lu.r);
     const float v = act_f(gv, act) * uv;
     out[m * I + n] = v;
     if (out16) store16(out16, dt16, m * I + n, v);
@@ -91,13 +114,13 @@ __global__ void qkv_rope_cache_kernel(float* qOut, void* kc, void* vc, int dtKV,
   const float* y = (sec == 0 ? yq : sec == 1 ? yk : yv) + m * (sec == 0 ? ldq : ldkv) + hh * D;
   const float* nw = sec == 0 ? qNorm : sec == 1 ? kNorm : nullptr;
   float* ts = x + D;
-  if (lo.t)
+  if (lo.B)
     for (long j = threadIdx.x; j < lo.r; j += blockDim.x) ts[j] = lo.t[m * lo.ldt + j] * lo.scale;
   __syncthreads();
   float ss = 0.f;
   for (long d = threadIdx.x; d < D; d += blockDim.x) {
     float v = y[d];
-    if (lo.t) v += lora_dot(ts, lo.B + (hh * D + d) * lo.r, lo.r);
+    if (lo.B) v += lora_dot(ts, lo.B + (hh * D + d) * lo.r, lo.r);
     x[d] = v;
     ss += v * v;
   }
@@ -128,17 +151,22 @@ __global__ void qkv_rope_cache_kernel(float* qOut, void* kc, void* vc, int dtKV,
 // r is staged in shared memory: the kernels take ranks up to this (the model's decode path checks it first)
 constexpr long MAX_RANK = 1024;
 void check_rank(const LoraUp& lo, const char* name) {
-  if (lo.t && (lo.r < 1 || lo.r > MAX_RANK)) throw std::runtime_error(std::string(name) + ": LoRA rank " + std::to_string(lo.r) + " outside 1.." + std::to_string(MAX_RANK));
+  if (lo.B && (lo.r < 1 || lo.r > MAX_RANK)) throw std::runtime_error(std::string(name) + ": LoRA rank " + std::to_string(lo.r) + " outside 1.." + std::to_string(MAX_RANK));
 }
 int threads_for(long n) { return n >= 1024 ? 512 : n >= 256 ? 256 : n >= 64 ? 64 : 32; }
 
 }  // namespace
 
-void add_rms_norm(float* y, void* y16, int dt16, float* h, const float* add, long ldAdd, LoraUp lo, const float* w, long M, long C,
-                  float eps, float offset) {
+void add_rms_norm(float* y, void* y16, int dt16, float* h, const float* add, long ldAdd, LoraUp lo, const float* src, long ldSrc,
+                  const float* Ain, long Kin, const float* w, long M, long C, float eps, float offset, float* tOut, const float* Aout,
+                  long Rout) {
   if (M == 0) return;
   check_rank(lo, "add_rms_norm");
-  add_rms_norm_kernel<<<M, threads_for(C), (lo.t ? lo.r : 0) * sizeof(float), stream()>>>(y, y16, dt16, h, add, ldAdd, lo, w, C, eps, offset);
+  if (!lo.B) lo.r = 0;
+  if (lo.B && !lo.t && !(src && Ain)) throw std::runtime_error("add_rms_norm: a LoRA term needs its t or its source and A");
+  const size_t smem = (lo.r + (Aout ? C : 0)) * sizeof(float);
+  if (smem > 48 * 1024) throw std::runtime_error("add_rms_norm: " + std::to_string(C) + " features too many to stage");
+  add_rms_norm_kernel<<<M, threads_for(C), smem, stream()>>>(y, y16, dt16, h, add, ldAdd, lo, src, ldSrc, Ain, Kin, w, C, eps, offset, tOut, Aout, Rout);
   check_launch("add_rms_norm");
 }
 
@@ -146,8 +174,8 @@ void glu_lora(float* out, void* out16, int dt16, const float* g, const float* u,
   if (M * I == 0) return;
   check_rank(lg, "glu_lora");
   check_rank(lu, "glu_lora");
-  if (!lg.t) lg.r = 0;  // (no smem for an absent term)
-  if (!lu.t) lu.r = 0;
+  if (!lg.B) lg.r = 0;  // (no smem for an absent term)
+  if (!lu.B) lu.r = 0;
   const size_t smem = GLU_ROWS * (lg.r + lu.r) * sizeof(float);
   if (smem > 48 * 1024) throw std::runtime_error("glu_lora: LoRA ranks " + std::to_string(lg.r) + " + " + std::to_string(lu.r) + " too large");
   glu_lora_kernel<<<dim3((unsigned)((I + GLU_COLS - 1) / GLU_COLS), (unsigned)((M + GLU_ROWS - 1) / GLU_ROWS)), GLU_COLS, smem, stream()>>>(
@@ -161,7 +189,7 @@ void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* ro
   if (M == 0) return;
   for (const LoraUp* lo : {&lq, &lk, &lv}) check_rank(*lo, "qkv_rope_cache");
   long r = 0;
-  for (const LoraUp* lo : {&lq, &lk, &lv}) if (lo->t) r = std::max(r, lo->r);
+  for (const LoraUp* lo : {&lq, &lk, &lv}) if (lo->B) r = std::max(r, lo->r);
   qkv_rope_cache_kernel<<<dim3((unsigned)M, (unsigned)(Hq + 2 * Hkv)), D >= 128 ? 64 : 32, (D + r) * sizeof(float), stream()>>>(
       qOut, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset, cs, sn, rot, Hq, Hkv, D);
   check_launch("qkv_rope_cache");

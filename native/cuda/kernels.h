@@ -101,10 +101,11 @@ void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const fl
 void repetition_penalty(float* logits, const int32_t* ids, long B, long V, long L, float penalty);
 
 // ---- the decode path's fused kernels (decode.cu; as native/cpu/kernels.h, 16-bit copies in dt16) ----
-// A LoRA branch's term for output column n of row m: scale · Σ_{j<r} t[m·ldt + j] · B[n·r + j] (none if t is null).
+// A LoRA branch's term for output column n of row m: scale · Σ_{j<r} t[m·ldt + j] · B[n·r + j] (none if B is null).
 struct LoraUp { const float* t; const float* B; long ldt; long r; float scale; };
-void add_rms_norm(float* y, void* y16, int dt16, float* h, const float* add, long ldAdd, LoraUp lo, const float* w, long M, long C,
-                  float eps, float offset);
+void add_rms_norm(float* y, void* y16, int dt16, float* h, const float* add, long ldAdd, LoraUp lo, const float* src, long ldSrc,
+                  const float* Ain, long Kin, const float* w, long M, long C, float eps, float offset, float* tOut, const float* Aout,
+                  long Rout);
 void glu_lora(float* out, void* out16, int dt16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act);
 void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq, const float* yk,
                     const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm, const float* kNorm, float eps,

@@ -1,15 +1,16 @@
 // The layers' forward without autograd through a KV cache (generation: the prompt prefill and every decode step) in
-// fewer kernels than CausalLM's general block. A decode step is mostly kernel count, so here a LoRA branch costs one
-// GEMM (t = x Aᵀ, one for the adjacent A's of q/k/v and of gate/up) and its up-projection is added by the kernel that
-// reads the projection's output (engine/ops/decode.ts); the o and down projections add into the residual stream in
-// their GEMMs. Per layer: norm (with the previous layer's down-projection term), the q/k/v GEMM (one where their
-// weights are adjacent rows, or Phi-3's fused qkv_proj) and their t, qkvRopeCache (LoRA terms, QK-norm, rotary, cache
-// write), attention, o GEMM and its t, norm (with o's term), gate/up GEMM and its t, gluLora, down GEMM and its t:
-// 13 kernels for the Qwen2.5 shapes, 20 in the general block (bench/host-overhead.ts counts them). Gemma's sandwich
-// norms add one norm kernel after o and one after down. fusedPlan() says when it runs (LoRA ranks within the kernels'
-// limits); test/fused-layers.test.ts checks it against the general block.
-import { addRmsNorm, gluLora, qkvRopeCache, linearGroup, linearConcat, loraLinear, type Cols, attention, attention16, empty, scope, reshape, rowsView, type LoraUp, type LinearPart,
-  type AttentionOpts, type DType, type Tensor } from "../engine/index.ts";
+// fewer kernels than CausalLM's general block. A decode step is mostly kernel count, so here a LoRA branch's
+// up-projection is added by the kernel that reads the projection's output (engine/ops/decode.ts), its down-projection
+// t = x Aᵀ is made by the norm kernel next to it where it can be (q/k/v's, o's and gate/up's: `fold`; down's stays a
+// GEMM, its input being 5–10 K wide), and the o and down projections add into the residual stream in their GEMMs.
+// Per layer: norm (adding the previous layer's down term; making q/k/v's t), the q/k/v GEMM (one where their weights
+// are adjacent rows, or Phi-3's qkv_proj), qkvRopeCache (LoRA terms, QK-norm, rotary, cache write), attention, o GEMM,
+// norm (making and adding o's term; making gate/up's t), gate/up GEMM, gluLora, down GEMM and its t: 10 kernels for
+// the Qwen2.5 shapes (13 with fold off, 20 in the general block; bench/host-overhead.ts counts them). Gemma's
+// sandwich norms add one norm kernel after o and one after down. fusedPlan() says when it runs (LoRA ranks within the
+// kernels' limits); test/fused-layers.test.ts checks it against the general block.
+import { addRmsNorm, gluLora, qkvRopeCache, linearGroup, linearConcat, loraLinear, type Cols, attention, attention16, empty, scope, reshape, rowsView,
+  Tensor, type LoraUp, type LoraFromSource, type LinearPart, type AttentionOpts, type DType } from "../engine/index.ts";
 import type { ModelConfig } from "./config.ts";
 import type { LoraAdapter, LoraPair } from "./lora.ts";
 import type { KVCache } from "./kvcache.ts";
@@ -88,32 +89,37 @@ function loraDown(x: Tensor, parts: Part[]): (LoraUp | null)[] {
   if (!g) return parts.map(() => null);
   const fast = parts[0].W.dtype !== "f32"; // (TF32 on CUDA, as loraLinear's LoRA GEMMs of a 16-bit model)
   const t = empty([M, g.R], "f32", be); // [M, Σr]
-  if (g.Ag) be.k.gemm(t.buf, x.buf, g.Ag, 0, 1, M, g.R, inF, false, true, inF, inF, g.R, 0, 0, 0, 1, 0, fast);
-  const out: (LoraUp | null)[] = [];
-  for (let i = 0; i < parts.length; i++) {
-    const lo = parts[i].lora;
-    if (!lo) { out.push(null); continue; }
-    const r = lo.A.shape[0], col = g.cols[i];
-    if (!g.Ag) be.k.gemm(be.view(t.buf, "f32", col, t.numel - col), x.buf, lo.A.buf, 0, 1, M, r, inF, false, true, inF, inF, g.R, 0, 0, 0, 1, 0, fast);
-    out.push({ t, col, B: lo.B, scale: lo.scale });
-  }
-  return out;
+  if (g.Ag) be.k.gemm(t.buf, x.buf, g.Ag.buf, 0, 1, M, g.R, inF, false, true, inF, inF, g.R, 0, 0, 0, 1, 0, fast);
+  else parts.forEach((p, i) => {
+    const col = g.cols[i];
+    if (p.lora) be.k.gemm(be.view(t.buf, "f32", col, t.numel - col), x.buf, p.lora.A.buf, 0, 1, M, p.lora.A.shape[0], inF, false, true, inF, inF, g.R, 0, 0, 0, 1, 0, fast);
+  });
+  return termsOf(t, parts);
+}
+/** The parts' LoRA terms from t [M, Σr] (their down-projections side by side, as loraDown makes them). */
+function termsOf(t: Tensor, parts: Part[]): (LoraUp | null)[] {
+  const g = downGroupOf(parts)!;
+  return parts.map((p, i) => (p.lora ? { t, col: g.cols[i], B: p.lora.B, scale: p.lora.scale } : null));
 }
 /** loraDown's layout for a parts array: Σr, each part's first column in t, and A_g [Σr, in] where the A's are adjacent rows of one buffer. */
-const downGroups = new WeakMap<Part[], { R: number; cols: number[]; Ag: unknown } | null>();
-function downGroupOf(parts: Part[]): { R: number; cols: number[]; Ag: unknown } | null {
+const downGroups = new WeakMap<Part[], { R: number; cols: number[]; Ag: Tensor | null } | null>();
+function downGroupOf(parts: Part[]): { R: number; cols: number[]; Ag: Tensor | null } | null {
   if (downGroups.has(parts)) return downGroups.get(parts)!;
   const As = parts.flatMap((p) => (p.lora ? [p.lora.A] : []));
-  let g: { R: number; cols: number[]; Ag: unknown } | null = null;
+  let g: { R: number; cols: number[]; Ag: Tensor | null } | null = null;
   if (As.length) {
-    const R = As.reduce((s, A) => s + A.shape[0], 0), f = As[0].flat, inF = As[0].shape[1];
+    const R = As.reduce((s, A) => s + A.shape[0], 0), f = As[0].flat, inF = As[0].shape[1], be = As[0].backend;
     let end = f?.offset ?? 0, col = 0;
     const adjacent = !!f && As.every((A) => { const ok = A.flat?.params === f.params && A.flat.offset === end; end += A.numel; return ok; });
     const cols = parts.map((p) => { const c = col; col += p.lora?.A.shape[0] ?? 0; return c; });
-    g = { R, cols, Ag: adjacent ? As[0].backend.view(f.params.data.buf, "f32", f.offset, R * inF) : null };
+    g = { R, cols, Ag: adjacent ? new Tensor([R, inF], "f32", be.view(f.params.data.buf, "f32", f.offset, R * inF), be, false).keep() : null }; // (a view: kept out of the scope that made it)
   }
   downGroups.set(parts, g);
   return g;
+}
+/** A's [Σr, in] of the parts when every part has a LoRA pair and their A's are adjacent rows (addRmsNorm can then make t), else null. */
+function adjacentAs(parts: Part[]): Tensor | null {
+  return parts.every((p) => p.lora) ? (downGroupOf(parts)?.Ag ?? null) : null;
 }
 
 export interface FusedStep {
@@ -127,6 +133,8 @@ export interface FusedStep {
   cache: KVCache;
   /** [B·T] i32: the cache rows of this step's keys and values */
   rows: Tensor;
+  /** the LoRA down-projections of q/k/v, o and gate/up made by the norm kernels (addRmsNorm) instead of GEMMs */
+  fold: boolean;
   rope(l: number): { cos: Tensor; sin: Tensor };
   keys(l: number): { mask: Tensor | null; window: number };
   lowPrecision: boolean;
@@ -151,20 +159,23 @@ export function fusedLayers(x: Tensor, layers: Layer[], plan: FusedPlan, finalNo
     const L = layers[l], lp = plan.layers[l];
     const prev = pending;
     pending = scope(() => {
-      const [h, h16] = addRmsNorm(x, prev.add, prev.lora, L.ln1, eps, off, low);
+      // the norm, and q/k/v's down-projections with it where their A's are adjacent (fold), else by GEMM
+      const qkvAs = s.fold ? adjacentAs(lp.qkv) : null;
+      const [h, h16, tqkv] = addRmsNorm(x, prev.add, prev.lora, L.ln1, eps, off, low, qkvAs);
       prev.add?.dispose();
       prev.lora?.t.dispose();
+      const qkvTerms = tqkv ? termsOf(tqkv, lp.qkv) : loraDown(h, lp.qkv);
       // q, k, v: column blocks of one GEMM's output (Phi-3's qkv_proj, or q/k/v weights that are adjacent rows), else
       // one output per run of one shape; their LoRA terms (a fused projection's: one t, its B's rows by section)
       let q: Cols, k: Cols, v: Cols, lq: LoraUp | null, lk: LoraUp | null, lv: LoraUp | null;
       if (cfg.fused) {
-        const [qkv] = lp.qkv, Y = loraLinear(h, qkv.W, qkv.bias, null, undefined, h16), [lo] = loraDown(h, lp.qkv);
+        const [qkv] = lp.qkv, Y = loraLinear(h, qkv.W, qkv.bias, null, undefined, h16), [lo] = qkvTerms;
         [q, k, v] = [0, Hq * D, (Hq + Hkv) * D].map((col) => ({ t: Y, col }));
         [lq, lk, lv] = [section(lo, 0, Hq * D), section(lo, Hq * D, Hkv * D), section(lo, (Hq + Hkv) * D, Hkv * D)];
       } else {
         const Y = linearConcat(h, lp.qkv, h16);
         [q, k, v] = Y ? [0, Hq * D, (Hq + Hkv) * D].map((col) => ({ t: Y, col })) : linearGroup(h, lp.qkv, h16).map((t) => ({ t, col: 0 }));
-        [lq, lk, lv] = loraDown(h, lp.qkv);
+        [lq, lk, lv] = qkvTerms;
       }
       const { cos, sin } = ropes[l];
       const qr = qkvRopeCache(q, k, v, [lq, lk, lv], { Hq, Hkv, D, qNorm: L.qNorm ?? null, kNorm: L.kNorm ?? null, eps, offset: off, cos, sin,
@@ -173,25 +184,29 @@ export function fusedLayers(x: Tensor, layers: Layer[], plan: FusedPlan, finalNo
       const opts: AttentionOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: keys.window, softcap: cfg.attnSoftcap, keyMask: keys.mask,
         lowPrecision: s.lowPrecision, S, kvStrideB: cache.strideB };
       const [a, a16] = low ? attention16(qr, cache.k[l], cache.v[l], opts, low) : [attention(qr, cache.k[l], cache.v[l], opts), null];
-      const a2 = reshape(a, [N, Hq * D]), [o] = lp.o, [lo] = loraDown(a2, lp.o);
-      let h2: Tensor, h216: Tensor | null;
+      // o's LoRA term: its down-projection made by the next norm kernel (fold), else by GEMM; gate/up's made there too
+      const a2 = reshape(a, [N, Hq * D]), [o] = lp.o;
+      const lo: LoraUp | LoraFromSource | null = !o.lora ? null : s.fold ? { src: a2, A: o.lora.A, B: o.lora.B, scale: o.lora.scale } : loraDown(a2, lp.o)[0];
+      const guAs = s.fold ? adjacentAs(lp.gu) : null;
+      let h2: Tensor, h216: Tensor | null, tgu: Tensor | null;
       if (L.postAttn) { // Gemma: x += norm(a Woᵀ + term), then the pre-feedforward norm
         const y = loraLinear(a2, o.W, o.bias, null, undefined, a16);
         const [yn] = addRmsNorm(y, null, lo, L.postAttn, eps, off, null);
-        [h2, h216] = addRmsNorm(x, yn, null, L.ln2, eps, off, low);
+        [h2, h216, tgu] = addRmsNorm(x, yn, null, L.ln2, eps, off, low, guAs);
       } else {
         loraLinear(a2, o.W, o.bias, null, x, a16); // x += a Woᵀ + b
-        [h2, h216] = addRmsNorm(x, null, lo, L.ln2, eps, off, low);
+        [h2, h216, tgu] = addRmsNorm(x, null, lo, L.ln2, eps, off, low, guAs);
       }
+      const guTerms = tgu ? termsOf(tgu, lp.gu) : loraDown(h2, lp.gu);
       // gate and up: column blocks of Phi-3's gate_up_proj output, else the outputs of one batched GEMM
       let g: Cols, u: Cols, lg: LoraUp | null, lu: LoraUp | null;
       if (cfg.fused) {
-        const [gu] = lp.gu, Y = loraLinear(h2, gu.W, gu.bias, null, undefined, h216), [lgu] = loraDown(h2, lp.gu);
+        const [gu] = lp.gu, Y = loraLinear(h2, gu.W, gu.bias, null, undefined, h216), [lgu] = guTerms;
         [g, u, lg, lu] = [{ t: Y, col: 0 }, { t: Y, col: I }, section(lgu, 0, I), section(lgu, I, I)];
       } else {
         const [yg, yu] = linearGroup(h2, lp.gu, h216);
         [g, u] = [{ t: yg, col: 0 }, { t: yu, col: 0 }];
-        [lg, lu] = loraDown(h2, lp.gu);
+        [lg, lu] = guTerms;
       }
       const [act, act16] = gluLora(g, u, I, lg, lu, cfg.act, low);
       const [down] = lp.down, [ld] = loraDown(act, lp.down);

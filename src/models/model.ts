@@ -73,6 +73,9 @@ export class CausalLM {
   /** forwards without autograd through a KV cache run the fused layers (models/fused-layers.ts) where they cover the
    *  model; AHA_FUSED_DECODE=0 turns them off (the general block then runs, e.g. to compare) */
   fusedDecode = process.env.AHA_FUSED_DECODE !== "0";
+  /** the fused layers make q/k/v's, o's and gate/up's LoRA down-projections in their norm kernels rather than by GEMMs
+   *  (10 kernels per layer instead of 13); AHA_FOLD_LORA_DOWN=0 turns that off (to compare) */
+  foldLoraDown = process.env.AHA_FOLD_LORA_DOWN !== "0";
   dropoutRng: () => number = Math.random;
 
   private constructor(readonly config: ModelConfig) {}
@@ -292,7 +295,7 @@ export class CausalLM {
     const adapter = this.adapter?.enabled ? this.adapter : null;
     const plan = kv && this.fusedDecode && !isGradEnabled() ? fusedPlan(cfg, this.layers, adapter) : null;
     if (plan)
-      return fusedLayers(x, this.layers, plan, this.finalNorm, { cfg, low: this.lowInputs(), B, T, S, cache: kv!.cache, rows: kv!.rows,
+      return fusedLayers(x, this.layers, plan, this.finalNorm, { cfg, low: this.lowInputs(), B, T, S, cache: kv!.cache, rows: kv!.rows, fold: this.foldLoraDown,
         rope: (l) => inputs.rope(cfg.ropeByLayer[l]), keys: (l) => inputs.keys(cfg.windowByLayer[l]), lowPrecision: this.embed.dtype !== "f32" });
     // LoRA dropout while training: one device seed per forward, one salt per (layer, module)
     const seed = this.dropout > 0 && isGradEnabled() ? (inputs.dropoutSeed ?? this.drawDropoutSeed()) : null;

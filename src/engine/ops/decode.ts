@@ -1,7 +1,7 @@
 // The decode path's fused ops (models/fused-layers.ts): forward only, no autograd. Each folds LoRA branches'
-// up-projections into the kernel that reads the projections' outputs, so a branch costs its down-projection GEMM
-// t = x Aᵀ and nothing else: the residual add and the next RMS norm (addRmsNorm), the gated activation (gluLora),
-// and q/k/v's QK-norm, rotary and KV-cache write (qkvRopeCache). Kernels: native/cpu/decode.cpp, native/cuda/decode.cu.
+// up-projections into the kernel that reads the projections' outputs: the residual add and the next RMS norm
+// (addRmsNorm, which can make the down-projections t = x Aᵀ on either side of it too), the gated activation
+// (gluLora), and q/k/v's QK-norm, rotary and KV-cache write (qkvRopeCache). Kernels: native/cpu/decode.cpp, native/cuda/decode.cu.
 import { Tensor } from "../tensor.ts";
 import type { DType } from "../dtype.ts";
 import { isGradEnabled } from "../autograd.ts";
@@ -15,6 +15,14 @@ import type { GluAct } from "./nn.ts";
 export interface LoraUp {
   t: Tensor;
   col: number;
+  B: Tensor;
+  scale: number;
+}
+
+/** A LoRA branch whose down-projection addRmsNorm computes too: t = src Aᵀ (src [M, in], A [r, in]), then as LoraUp. */
+export interface LoraFromSource {
+  src: Tensor;
+  A: Tensor;
   B: Tensor;
   scale: number;
 }
@@ -35,19 +43,32 @@ function noAutograd(op: string, ...ts: Tensor[]): void {
 
 /**
  * In place on the residual stream h [M, C]: h += add (a projection's output [M, ldAdd], its first C columns; null:
- * none) + the LoRA term; returns rms_norm(h) · (w + offset) [M, C] and, with dt16, its 16-bit copy.
+ * none) + the LoRA term (its t given, or computed here from its source); returns y = rms_norm(h) · (w + offset)
+ * [M, C], with dt16 its 16-bit copy, and with `down` (the next projections' A's [R, C], adjacent rows) t = y downᵀ
+ * [M, R], their down-projections.
  */
-export function addRmsNorm(h: Tensor, add: Tensor | null, lora: LoraUp | null, w: Tensor | null, eps: number, offset: number,
-  dt16: DType | null): [Tensor, Tensor | null] {
-  assertF32("addRmsNorm", h, ...(add ? [add] : []), ...(w ? [w] : []));
+export function addRmsNorm(h: Tensor, add: Tensor | null, lora: LoraUp | LoraFromSource | null, w: Tensor | null, eps: number, offset: number,
+  dt16: DType | null, down: Tensor | null = null): [Tensor, Tensor | null, Tensor | null] {
+  assertF32("addRmsNorm", h, ...(add ? [add] : []), ...(w ? [w] : []), ...(down ? [down] : []));
   noAutograd("addRmsNorm", h);
   const C = h.shape[h.shape.length - 1], M = h.numel / C, ldAdd = add ? add.shape[add.shape.length - 1] : 0;
   if (add && (add.numel !== M * ldAdd || ldAdd < C)) throw new Error(`addRmsNorm: ${add.describe()} cannot be added to ${h.describe()}`);
   if (w && w.numel !== C) throw new Error(`addRmsNorm: ${w.describe()} for ${C} features`);
-  const y = like(h), y16 = dt16 ? like(h, h.shape, dt16) : null;
-  h.backend.k.add_rms_norm(y.buf, y16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1, h.buf, add?.buf ?? null, ldAdd,
-    ...upArgs(lora, M, C, "addRmsNorm"), w?.buf ?? null, M, C, eps, offset);
-  return [y, y16];
+  if (down && down.shape[1] !== C) throw new Error(`addRmsNorm: down-projections ${down.describe()} for ${C} features`);
+  let up: unknown[] = upArgs(null, M, C, "addRmsNorm"), src: unknown[] = [null, 0, null, 0];
+  if (lora && "t" in lora) up = upArgs(lora, M, C, "addRmsNorm");
+  else if (lora) {
+    const { src: x, A, B } = lora, inF = x.shape[x.shape.length - 1];
+    assertF32("addRmsNorm", x, A, B);
+    if (x.numel !== M * inF || A.shape[1] !== inF || B.shape[1] !== A.shape[0] || B.shape[0] !== C)
+      throw new Error(`addRmsNorm: LoRA source ${x.describe()}, A ${A.describe()}, B ${B.describe()} do not fit [${M}, ${C}]`);
+    up = [null, B.buf, 0, B.shape[1], lora.scale];
+    src = [x.buf, inF, A.buf, inF];
+  }
+  const y = like(h), y16 = dt16 ? like(h, h.shape, dt16) : null, t = down ? like(h, [M, down.shape[0]]) : null;
+  h.backend.k.add_rms_norm(y.buf, y16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1, h.buf, add?.buf ?? null, ldAdd, ...up, ...src,
+    w?.buf ?? null, M, C, eps, offset, t?.buf ?? null, down?.buf ?? null, down ? down.shape[0] : 0);
+  return [y, y16, t];
 }
 
 /** Columns col..col+width of t [M, ld] (an op's input that is a column block of a wider output, or all of t). */
