@@ -176,7 +176,7 @@ FN(sample_rows) {
   sample_rows(ptr<int32_t>(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), L(a[4]), L(a[5]), F(a[6]), L(a[7]), F(a[8]), F(a[9]));
   return a.Env().Undefined();
 }
-// the decode path's fused kernels (decode.cpp): a LoRA term is five arguments (t, B, ldt, r, scale; t null: none)
+// the decode path's fused kernels (decode.cpp): a LoRA term is five arguments (t, B, ldt, r, scale; B null: none)
 LoraUp lora_up(const Napi::CallbackInfo& a, size_t i) {
   return LoraUp{ptr(a[i]), ptr(a[i + 1]), L(a[i + 2]), L(a[i + 3]), F(a[i + 4])};
 }

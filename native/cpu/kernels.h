@@ -126,8 +126,8 @@ void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const fl
 void repetition_penalty(float* logits, const int32_t* ids, long B, long V, long L, float penalty);
 
 // ---- the decode path's fused kernels (decode.cpp; no autograd: generation with a KV cache) ----
-// Each adds LoRA branches' up-projections where their outputs are read, so a branch costs one GEMM (t = x Aᵀ) instead
-// of two. A branch's term for output column n of row m: scale · Σ_{j<r} t[m·ldt + j] · B[n·r + j] (none if B is null).
+// Each adds LoRA branches' up-projections where their outputs are read, so a branch costs at most one GEMM (t = x Aᵀ,
+// none where add_rms_norm makes t) instead of two. A branch's term for output column n of row m: scale · Σ_{j<r} t[m·ldt + j] · B[n·r + j] (none if B is null).
 struct LoraUp { const float* t; const float* B; long ldt; long r; float scale; };
 // h[m, :] += add[m, 0:C] (add [M, ldAdd], may be null) + the term of lo (none if lo.B is null; its t is lo.t, or
 // when that is null src[m, 0:Kin] · Ainᵀ, src rows at stride ldSrc, Ain [r, Kin]: a branch whose down-projection is

@@ -149,7 +149,7 @@ FN(sample_rows) { TRY(sample_rows)
   sample_rows(P<int32_t>(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), L(a[7]), F(a[8]), F(a[9]));
   UNDEF CATCH(sample_rows) }
 
-// the decode path's fused kernels (decode.cu): a LoRA term is five arguments (t, B, ldt, r, scale; t null: none)
+// the decode path's fused kernels (decode.cu): a LoRA term is five arguments (t, B, ldt, r, scale; B null: none)
 LoraUp lora_up(const Napi::CallbackInfo& a, size_t i) { return LoraUp{P(a[i]), P(a[i + 1]), L(a[i + 2]), L(a[i + 3]), F(a[i + 4])}; }
 FN(add_rms_norm) { TRY(add_rms_norm)
   add_rms_norm(P(a[0]), P<void>(a[1]), (int)L(a[2]), P(a[3]), P(a[4]), L(a[5]), lora_up(a, 6), P(a[11]), L(a[12]), P(a[13]), L(a[14]), P(a[15]),

@@ -52,7 +52,7 @@ export interface CpuAddon {
   sample_rows(tokens: I32, logprobs: F32, logits: F32, uniforms: F32, B: number, V: number, temperature: number, topK: number,
     topP: number, minP: number): void;
   // the decode path's fused kernels (native/cpu/decode.cpp, native/cuda/decode.cu; no autograd). A LoRA term is five
-  // arguments: t [M, ≥ r] (row stride ldt; null: none), B [out, r], ldt, r, scale (ops/decode.ts)
+  // arguments: t [M, ≥ r] (row stride ldt), B [out, r] (null: none), ldt, r, scale (ops/decode.ts)
   add_rms_norm(y: F32, y16: Uint16Array | null, dt16: number, h: F32, add: F32 | null, ldAdd: number, ...rest: (F32 | number | null)[]): void;
   glu_lora(out: F32, out16: Uint16Array | null, dt16: number, g: F32, u: F32, ld: number, ...rest: (F32 | number | null)[]): void;
   qkv_rope_cache(qOut: F32, kc: Any, vc: Any, dtKV: number, rows: I32, yq: F32, ldq: number, yk: F32, yv: F32, ldkv: number,
