@@ -39,12 +39,13 @@ function countFused<T>(be: Backend, fn: () => T, kernel = "qkv_rope_cache"): [T,
   }
 }
 
-/** GEMM calls of one decode step through the KV cache (after a 2-token prefill). */
-function decodeGemms(model: CausalLM): number {
-  const cache = new KVCache(model.config, 2, 4);
+/** GEMM calls of one forward of B × T tokens through a KV cache (a decode step after a 2-token prefill when T = 1). */
+function forwardGemms(model: CausalLM, B = 2, T = 1): number {
+  const cache = new KVCache(model.config, B, T + 2), V = model.config.vocabSize;
+  const ids = (n: number) => Int32Array.from({ length: n }, (_, i) => (i * 7 + 1) % V);
   try {
-    noGrad(() => scope(() => { model.forward(Int32Array.of(1, 2, 3, 4), 2, 2, { cache }).f32(); }));
-    return countFused(defaultBackend(), () => noGrad(() => scope(() => { model.forward(Int32Array.of(5, 6), 2, 1, { cache }).f32(); })), "gemm")[1];
+    noGrad(() => scope(() => { model.forward(ids(2 * B), B, 2, { cache }).f32(); }));
+    return countFused(defaultBackend(), () => noGrad(() => scope(() => { model.forward(ids(B * T), B, T, { cache }).f32(); })), "gemm")[1];
   } finally {
     cache.dispose();
   }
@@ -105,9 +106,10 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
       assert.ok(fusedCalls >= model.config.layers * 5, `the fused kernels ran (${fusedCalls} q/k/v calls)`);
       if (fold && targets === "all-linear") {
         // q/k/v's, o's and gate/up's down-projections are made by the norm kernels: three GEMMs fewer per layer
-        const folded = decodeGemms(model);
+        const folded = forwardGemms(model), foldedPrefill = forwardGemms(model, 2, 70);
         model.foldLoraDown = false;
-        assert.equal(decodeGemms(model) - folded, 3 * model.config.layers, "three GEMMs per layer folded into the norms");
+        assert.equal(forwardGemms(model) - folded, 3 * model.config.layers, "three GEMMs per layer folded into the norms");
+        assert.equal(forwardGemms(model, 2, 70), foldedPrefill, "a forward of more than 128 rows makes them by GEMM");
       }
       if (process.env.AHA_PRINT_DIFFS) console.log(name, what, how, diff);
       assert.ok(diff <= 1e-5, `logits differ by ${diff} (relative to the largest)`);

@@ -18,6 +18,9 @@ import type { Layer } from "./model.ts";
 
 /** The kernels stage a row's t in shared memory: ranks up to 1024, gate + up ranks up to 768 (decode.cu). */
 const MAX_RANK = 1024, MAX_GLU_RANKS = 768;
+/** The norm kernel makes down-projections for forwards of at most this many rows (decode steps). It reads each A once
+ *  per row, so a prefill of thousands of rows makes them by GEMM, which reads A once. */
+const FOLD_MAX_ROWS = 128;
 
 const Q = "self_attn.q_proj", K = "self_attn.k_proj", V = "self_attn.v_proj", QKV = "self_attn.qkv_proj", O = "self_attn.o_proj";
 const G = "mlp.gate_proj", U = "mlp.up_proj", GU = "mlp.gate_up_proj", DOWN = "mlp.down_proj";
@@ -133,7 +136,8 @@ export interface FusedStep {
   cache: KVCache;
   /** [B·T] i32: the cache rows of this step's keys and values */
   rows: Tensor;
-  /** the LoRA down-projections of q/k/v, o and gate/up made by the norm kernels (addRmsNorm) instead of GEMMs */
+  /** the LoRA down-projections of q/k/v, o and gate/up made by the norm kernels (addRmsNorm) instead of GEMMs, for
+   *  forwards of at most FOLD_MAX_ROWS rows */
   fold: boolean;
   rope(l: number): { cos: Tensor; sin: Tensor };
   keys(l: number): { mask: Tensor | null; window: number };
@@ -152,6 +156,7 @@ function section(lo: LoraUp | null, r0: number, n: number): LoraUp | null {
 export function fusedLayers(x: Tensor, layers: Layer[], plan: FusedPlan, finalNorm: Tensor, s: FusedStep): Tensor {
   const { cfg, low, B, T, S, cache } = s;
   const { headDim: D, heads: Hq, kvHeads: Hkv, intermediate: I } = cfg, N = B * T, eps = cfg.eps, off = cfg.normOffset;
+  const fold = s.fold && N <= FOLD_MAX_ROWS;
   let pending: { add: Tensor | null; lora: LoraUp | null } = { add: null, lora: null };
   // (the inputs make their rope tables and key masks on first use: outside the layers' scopes, which free what they made)
   const ropes = layers.map((_, l) => s.rope(l)), keyss = layers.map((_, l) => s.keys(l));
@@ -160,7 +165,7 @@ export function fusedLayers(x: Tensor, layers: Layer[], plan: FusedPlan, finalNo
     const prev = pending;
     pending = scope(() => {
       // the norm, and q/k/v's down-projections with it where their A's are adjacent (fold), else by GEMM
-      const qkvAs = s.fold ? adjacentAs(lp.qkv) : null;
+      const qkvAs = fold ? adjacentAs(lp.qkv) : null;
       const [h, h16, tqkv] = addRmsNorm(x, prev.add, prev.lora, L.ln1, eps, off, low, qkvAs);
       prev.add?.dispose();
       prev.lora?.t.dispose();
@@ -186,8 +191,8 @@ export function fusedLayers(x: Tensor, layers: Layer[], plan: FusedPlan, finalNo
       const [a, a16] = low ? attention16(qr, cache.k[l], cache.v[l], opts, low) : [attention(qr, cache.k[l], cache.v[l], opts), null];
       // o's LoRA term: its down-projection made by the next norm kernel (fold), else by GEMM; gate/up's made there too
       const a2 = reshape(a, [N, Hq * D]), [o] = lp.o;
-      const lo: LoraUp | LoraFromSource | null = !o.lora ? null : s.fold ? { src: a2, A: o.lora.A, B: o.lora.B, scale: o.lora.scale } : loraDown(a2, lp.o)[0];
-      const guAs = s.fold ? adjacentAs(lp.gu) : null;
+      const lo: LoraUp | LoraFromSource | null = !o.lora ? null : fold ? { src: a2, A: o.lora.A, B: o.lora.B, scale: o.lora.scale } : loraDown(a2, lp.o)[0];
+      const guAs = fold ? adjacentAs(lp.gu) : null;
       let h2: Tensor, h216: Tensor | null, tgu: Tensor | null;
       if (L.postAttn) { // Gemma: x += norm(a Woᵀ + term), then the pre-feedforward norm
         const y = loraLinear(a2, o.W, o.bias, null, undefined, a16);
