@@ -2,7 +2,8 @@
 // fewer kernels than CausalLM's general block. A decode step is mostly kernel count, so here a LoRA branch's
 // up-projection is added by the kernel that reads the projection's output (engine/ops/decode.ts), its down-projection
 // t = x Aᵀ is made by the norm kernel next to it where it can be (decode steps; q/k/v's, o's and gate/up's: `fold`;
-// down's stays a GEMM, its input being 5–10 K wide), and the o and down projections add into the residual stream in their GEMMs.
+// down's stays a GEMM, its input being 5–10 K wide), and the o and down projections add into the residual stream in
+// their GEMMs.
 // Per layer: norm (adding the previous layer's down term; making q/k/v's t), the q/k/v GEMM (one where their weights
 // are adjacent rows, or Phi-3's qkv_proj), qkvRopeCache (LoRA terms, QK-norm, rotary, cache write), attention, o GEMM,
 // norm (making and adding o's term; making gate/up's t), gate/up GEMM, gluLora, down GEMM and its t: 10 kernels for
