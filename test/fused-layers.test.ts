@@ -28,7 +28,7 @@ const relDiff = (a: Float32Array, b: Float32Array) => {
 };
 
 /** Count calls of a kernel (the fused q/k/v one by default) on a backend while fn runs. */
-function countFused<T>(be: Backend, fn: () => T, kernel = "qkv_rope_cache"): [T, number] {
+function countCalls<T>(be: Backend, fn: () => T, kernel = "qkv_rope_cache"): [T, number] {
   const k = be.k as Record<string, (...a: unknown[]) => unknown>, orig = k[kernel];
   let n = 0;
   k[kernel] = (...a: unknown[]) => { n++; return orig(...a); };
@@ -45,7 +45,7 @@ function forwardGemms(model: CausalLM, B = 2, T = 1): number {
   const ids = (n: number) => Int32Array.from({ length: n }, (_, i) => (i * 7 + 1) % V);
   try {
     noGrad(() => scope(() => { model.forward(ids(2 * B), B, 2, { cache }).f32(); }));
-    return countFused(defaultBackend(), () => noGrad(() => scope(() => { model.forward(ids(B * T), B, T, { cache }).f32(); })), "gemm")[1];
+    return countCalls(defaultBackend(), () => noGrad(() => scope(() => { model.forward(ids(B * T), B, T, { cache }).f32(); })), "gemm")[1];
   } finally {
     cache.dispose();
   }
@@ -82,7 +82,7 @@ function compare(model: CausalLM, kvDtype: "f32" | "bf16", steps = 4): { diff: n
     return out;
   };
   try {
-    const [fused, fusedCalls] = countFused(defaultBackend(), () => run(true));
+    const [fused, fusedCalls] = countCalls(defaultBackend(), () => run(true));
     const general = run(false);
     return { diff: Math.max(...fused.map((f, i) => relDiff(f, general[i]))), fusedCalls };
   } finally {
@@ -135,7 +135,7 @@ for (const device of availableDevices())
     const model = CausalLM.load(fixtureModels()[0]);
     model.addAdapter({ r: 400, lora_alpha: 8, target_modules: "all-linear" }, () => 0.1); // gate + up: 800 > 768
     assert.equal(fusedPlan(model.config, model.layers, model.adapter), null);
-    const [, calls] = countFused(defaultBackend(), () => noGrad(() => scope(() => {
+    const [, calls] = countCalls(defaultBackend(), () => noGrad(() => scope(() => {
       const cache = new KVCache(model.config, 1, 4);
       model.forward(Int32Array.of(1, 2), 1, 2, { cache }).f32();
       cache.dispose();
