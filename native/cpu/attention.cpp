@@ -17,11 +17,6 @@ inline bool allowed(long qi, long j, long off, long window, const int32_t* km) {
   if (km && km[j] == 0) return false;
   return true;
 }
-inline float dot(const float* a, const float* b, long D) {
-  float s = 0;
-  for (long d = 0; d < D; d++) s += a[d] * b[d];
-  return s;
-}
 }  // namespace
 
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,

@@ -9,11 +9,6 @@
 namespace aha {
 
 namespace {
-inline float dot(const float* a, const float* b, long n) {
-  float s = 0.f;
-  for (long j = 0; j < n; j++) s += a[j] * b[j];
-  return s;
-}
 // the LoRA term of row m, output column n
 inline float lora_term(const LoraUp& lo, long m, long n) {
   return lo.B ? lo.scale * dot(lo.t + m * lo.ldt, lo.B + n * lo.r, lo.r) : 0.f;

@@ -25,6 +25,12 @@ inline uint16_t f32_to_bf16(float f) {
   if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
   return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
 }
+// Σ a[i] · b[i] over n floats
+inline float dot(const float* a, const float* b, long n) {
+  float s = 0.f;
+  for (long i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
 // gated activations: 0 = silu, 1 = gelu (tanh approximation)
 constexpr float GELU_K = 0.7978845608028654f;  // sqrt(2/pi)
 inline float act_f(float g, int act) {
