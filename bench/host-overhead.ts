@@ -38,6 +38,7 @@ const noop: Backend = {
   view: (b: number) => b,
   write: () => count("write"),
   read: (_b: number, dtype: DType, n: number) => hostArray(dtype, n),
+  readAsync: (_b: number, dtype: DType, n: number) => () => hostArray(dtype, n),
   supports: () => true,
   synchronize: () => {},
   memory: () => ({ allocated: 0, peak: 0, buffers: 0 }),

@@ -28,6 +28,7 @@ test(`bench/gpu-grpo.ts ${flag} runs to the end on ${where} and reports every fi
       assert.ok(Number.isFinite(aha[k]) && aha[k] > 0, `${k} = ${aha[k]}`);
     assert.ok(Number.isFinite(aha.loss), `loss = ${aha.loss}`); // (a GRPO loss may have either sign)
     assert.match(out, /completions identical to the run without/);
+    assert.match(out, /rollout \(generate\(\) with graphs[^\n]*reaches [^\n]*% of the bound/, "the rollout figure beside the bound");
     assert.match(out, /micro-batches from a graph \(captured\)/, "the training micro-batches were captured");
     for (const block of ["fused", "fused, GEMM down-projections", "general"])
       assert.match(out, new RegExp(`decode through DecodeStep, ${block} \\(captured\\)`), `the decode steps were captured (${block})`);

@@ -58,6 +58,8 @@ FN(alloc) { TRY(alloc) size_t n = (size_t)L(a[0]); void* p = raw_alloc(n); if (a
 FN(free) { TRY(free) raw_free(P<void>(a[0])); UNDEF CATCH(free) }
 FN(write) { TRY(write) size_t n; void* h = host_ptr(a[1], &n); upload(P<void>(a[0]), h, n); UNDEF CATCH(write) }
 FN(read) { TRY(read) size_t n; void* h = host_ptr(a[1], &n); download(h, P<void>(a[0]), n); UNDEF CATCH(read) }
+FN(read_async) { TRY(read_async) return Napi::Number::New(a.Env(), download_async(P<void>(a[0]), (size_t)L(a[1]))); CATCH(read_async) }
+FN(read_wait) { TRY(read_wait) size_t n; void* h = host_ptr(a[1], &n); download_wait((int)L(a[0]), h, n); UNDEF CATCH(read_wait) }
 FN(synchronize) { TRY(synchronize) synchronize(); UNDEF CATCH(synchronize) }
 FN(memory) {
   double m[5];
@@ -166,7 +168,7 @@ FN(qkv_rope_cache) { TRY(qkv_rope_cache)
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
-  REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
+  REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(read_async); REG(read_wait); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
   REG(set_gemm_mode); REG(set_attention_kernel); REG(num_threads); REG(profile);
   REG(graph_begin); REG(graph_end); REG(graph_abort); REG(graph_launch); REG(graph_destroy);
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);

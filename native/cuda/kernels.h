@@ -21,6 +21,8 @@ void empty_cache();
 int num_sms();
 void upload(void* dst, const void* src, size_t bytes);
 void download(void* dst, const void* src, size_t bytes);
+int download_async(const void* src, size_t bytes);  // → a read id; download_wait copies it out once it has run
+void download_wait(int id, void* dst, size_t bytes);
 void zero(void* dst, size_t bytes);
 void synchronize();
 // CUDA graphs (runtime.cu): capture what the stream is given between begin and end, replay it with one launch.

@@ -278,6 +278,46 @@ void download(void* dst, const void* src, size_t bytes) {
   CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream));
   CK(cudaStreamSynchronize(g_stream));
 }
+// A read that does not wait for work enqueued after it: the copy goes, in stream order, to a pinned slot with an
+// event, and download_wait blocks only until that event (a decode step reads the previous step's tokens while the
+// next step runs). Slots are reused once waited for; a wait consumes its read.
+namespace {
+struct AsyncRead { char* host = nullptr; size_t cap = 0; cudaEvent_t ev = nullptr; bool busy = false; size_t bytes = 0; };
+std::vector<AsyncRead> g_reads;
+}  // namespace
+int download_async(const void* src, size_t bytes) {
+  if (g_capture) throw std::runtime_error("aha cuda: a read while capturing a graph");
+  int id = -1;
+  for (int i = 0; i < (int)g_reads.size() && id < 0; i++) if (!g_reads[i].busy && g_reads[i].cap >= bytes) id = i;
+  if (id < 0) {
+    for (int i = 0; i < (int)g_reads.size() && id < 0; i++) if (!g_reads[i].busy) id = i;
+    if (id < 0) { g_reads.emplace_back(); id = (int)g_reads.size() - 1; }
+    AsyncRead& r = g_reads[id];
+    if (r.cap < bytes) {
+      if (r.host) CK(cudaFreeHost(r.host));
+      r.host = nullptr;
+      r.cap = 0;
+      const size_t cap = std::max<size_t>(4096, round_size(bytes));
+      CK(cudaHostAlloc((void**)&r.host, cap, cudaHostAllocDefault));
+      r.cap = cap;
+    }
+    if (!r.ev) CK(cudaEventCreateWithFlags(&r.ev, cudaEventDisableTiming));
+  }
+  AsyncRead& r = g_reads[id];
+  if (bytes) CK(cudaMemcpyAsync(r.host, src, bytes, cudaMemcpyDeviceToHost, g_stream));
+  CK(cudaEventRecord(r.ev, g_stream));
+  r.busy = true;
+  r.bytes = bytes;
+  return id;
+}
+void download_wait(int id, void* dst, size_t bytes) {
+  if (id < 0 || id >= (int)g_reads.size() || !g_reads[id].busy) throw std::runtime_error("aha cuda: no pending read " + std::to_string(id));
+  AsyncRead& r = g_reads[id];
+  r.busy = false;
+  if (bytes != r.bytes) throw std::runtime_error("aha cuda: a pending read of " + std::to_string(r.bytes) + " bytes waited for with " + std::to_string(bytes));
+  CK(cudaEventSynchronize(r.ev));
+  memcpy(dst, r.host, bytes);
+}
 void zero(void* dst, size_t bytes) { if (bytes) CK(cudaMemsetAsync(dst, 0, bytes, g_stream)); }
 void synchronize() {
   if (g_capture) throw std::runtime_error("aha cuda: synchronize while capturing a graph");

@@ -30,6 +30,11 @@ export interface Backend {
   view(buf: Buf, dtype: DType, offset: number, numel: number): Buf;
   write(buf: Buf, data: HostArray): void;
   read(buf: Buf, dtype: DType, numel: number): HostArray;
+  /**
+   * Start a read of what the work enqueued so far leaves in buf; the returned function waits for that work only
+   * (not for what is enqueued after this call) and gives the values. Call it once.
+   */
+  readAsync(buf: Buf, dtype: DType, numel: number): () => HostArray;
   supports(op: string, dtype: DType): boolean;
   synchronize(): void;
   memory(): MemoryReport;

@@ -60,6 +60,10 @@ class CpuBackend implements Backend {
     if (this.capture) throw new Error("aha cpu: a read while capturing a graph");
     return (buf as HostArray).slice(0, numel);
   }
+  readAsync(buf: Buf, dtype: DType, numel: number): () => HostArray {
+    const out = this.read(buf, dtype, numel); // kernels have run by now
+    return () => out;
+  }
   captureGraph<T>(fn: () => T): { graph: number; result: T } {
     if (this.capture) throw new Error("aha cpu: a graph is already being captured");
     const calls: Call[] = (this.capture = []);

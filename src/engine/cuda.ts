@@ -1,7 +1,8 @@
 // The CUDA backend: buffers are device addresses (JS numbers) owned by the caching allocator in native/cuda, and
 // `k` is the native module itself, whose kernel exports take the CPU addon's arguments in the same order.
 // Registered only when aha_cuda.node loads and init() finds a device and cuBLAS; there is no fallback to the CPU:
-// an op the module lacks is an error naming it. Reads synchronise the stream; writes are enqueued on it.
+// an op the module lacks is an error naming it. Reads synchronise the stream (readAsync waits only for the work
+// enqueued before it); writes are enqueued on it.
 import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -32,6 +33,8 @@ interface CudaAddon extends Kernels {
   free(ptr: number): void;
   write(ptr: number, data: HostArray): void;
   read(ptr: number, out: HostArray): void;
+  read_async(ptr: number, bytes: number): number;
+  read_wait(id: number, out: HostArray): void;
   synchronize(): void;
   memory(): CudaMemoryReport;
   reset_peak(): void;
@@ -107,6 +110,14 @@ class CudaBackend implements Backend {
     const out = hostArray(dtype, numel);
     this.m.read(buf as number, out);
     return out;
+  }
+  readAsync(buf: Buf, dtype: DType, numel: number): () => HostArray {
+    const id = this.m.read_async(buf as number, numel * DTYPE_BYTES[dtype]);
+    return () => {
+      const out = hostArray(dtype, numel);
+      this.m.read_wait(id, out);
+      return out;
+    };
   }
   supports(op: string, dtype: DType): boolean {
     return op in this.m && (dtype !== "i32" || op === "embedding_forward");

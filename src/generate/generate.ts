@@ -5,6 +5,8 @@
 // Deterministic for a given seed: every completion draws from its own stream, seeded by (seed, prompt, index).
 // Sampling runs on the logits' device (sampleTokens: B ids and log-probs come back, not [B, V] logits), a repetition
 // penalty included (each row's distinct prompt and completion tokens go to the device with the step's uniforms).
+// With graphs (and no repetition penalty) the decode steps draw their tokens themselves and feed them to the next
+// step on the device, so a step is enqueued before the previous one's tokens are read (decodeSampled).
 import { noGrad, scope, fromHost, embedding, sampleTokens, graphsByDefault, type Tensor } from "../engine/index.ts";
 import { KVCache } from "../models/kvcache.ts";
 import type { CausalLM } from "../models/model.ts";
@@ -77,6 +79,8 @@ interface Live {
   seen: Set<number>;
   /** global completion number (prompt * n + index), for onToken */
   id: number;
+  /** its row of the KV cache (decodeSampled) */
+  row: number;
 }
 
 function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: number, maxTokens: number, opts: GenerateOptions): Completion[] {
@@ -103,14 +107,34 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
     for (let i = 0; i < n; i++) {
       const completion: Completion = { prompt: offset + b, index: i, tokenIds: [], finishReason: "length", logprobs: [] };
       results.push(completion);
-      live.push({ completion, rng: new Xoshiro(mixSeed(opts.seed ?? 0, offset + b, i)), seen: new Set(prompts[b]), id: (offset + b) * n + i });
+      live.push({ completion, rng: new Xoshiro(mixSeed(opts.seed ?? 0, offset + b, i)), seen: new Set(prompts[b]), id: (offset + b) * n + i, row: live.length });
       rows.push(b);
     }
   }
   cache = cache.select(rows);
-  let logitRows = rows; // which row of lastLogits each live sequence reads
-  let cacheRow = live.map((_, i) => i); // which cache row each live sequence occupies
   const graphs = opts.graphs ?? graphsByDefault(model.embed.device);
+  /** append a drawn token to s; false once s is finished (stop token, onToken, or maxTokens) */
+  const accept = (s: Live, d: Draw): boolean => {
+    s.completion.tokenIds.push(d.token);
+    if (wantLogprobs) s.completion.logprobs.push(d.logprob);
+    s.seen.add(d.token);
+    let done = stop.has(d.token);
+    if (opts.onToken && opts.onToken(s.id, d.token)) done = true;
+    if (done) s.completion.finishReason = "stop";
+    return !done && s.completion.tokenIds.length < maxTokens;
+  };
+  const penalty = params.repetitionPenalty !== undefined && params.repetitionPenalty !== 1;
+  if (graphs && !penalty) {
+    // the first token from the prefill's logits, the rest from steps that sample on the device
+    const first = drawTokens(lastLogits, rows, live, params);
+    lastLogits.dispose();
+    const active = live.filter((s, r) => accept(s, first[r]));
+    if (active.length > 0) decodeSampled(model, cache, active, maxTokens, params, accept);
+    else cache.dispose();
+    return results;
+  }
+  let logitRows = rows;
+  let cacheRow = live.map((_, i) => i); // which cache row each live sequence occupies
   let decode = graphs ? new DecodeStep(model, cache, true) : null;
   let ownLogits = true; // false while lastLogits is the DecodeStep's output buffer
 
@@ -123,13 +147,7 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
     if (ownLogits) lastLogits.dispose();
     active.forEach((s, r) => {
       const d = draws[r];
-      s.completion.tokenIds.push(d.token);
-      if (wantLogprobs) s.completion.logprobs.push(d.logprob);
-      s.seen.add(d.token);
-      let done = stop.has(d.token);
-      if (opts.onToken && opts.onToken(s.id, d.token)) done = true;
-      if (done) s.completion.finishReason = "stop";
-      else if (s.completion.tokenIds.length < maxTokens) {
+      if (accept(s, d)) {
         stillActive.push(s);
         keep.push(r);
         next.push(d.token);
@@ -162,6 +180,61 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
   decode?.dispose();
   cache.dispose();
   return results;
+}
+
+/**
+ * Decode with steps that draw their tokens on the device (DecodeStep with sampling): each step's input ids are the
+ * previous step's draws, already on the device, so step j + 1 is enqueued before step j's tokens are read back and
+ * the GPU stays busy while the host takes them in. Every sequence of the batch takes its j-th token at step j. A
+ * sequence that finishes at step j has already been given step j + 1: that token is dropped, and its uniform (the
+ * next draw of its own stream, which it no longer needs) is spent. The completions are therefore the ones drawn one
+ * step at a time. Finished sequences stay in the batch until at most half of it is live; then the steps in flight
+ * are taken in, the cache is compacted and a new step captured. Takes ownership of cache.
+ */
+function decodeSampled(model: CausalLM, cache: KVCache, active: Live[], maxTokens: number, params: SamplingParams, accept: (s: Live, d: Draw) => boolean): void {
+  type Pending = { wait: () => { tokens: Int32Array; logprobs: Float32Array }; byRow: (Live | null)[] };
+  const pending: Pending[] = [];
+  const finished = new Set<Live>();
+  let step: DecodeStep | null = null;
+  let hostIds: Int32Array | null = null; // the next launch's ids when they are not the previous draws (after a capture)
+  let launched = active[0].completion.tokenIds.length; // token index of the next step (the same for every sequence)
+  try {
+    for (;;) {
+      if (pending.length === 0) {
+        if (active.length === 0 || launched >= maxTokens) break;
+        if (!step || active.length <= cache.batch / 2) {
+          if (active.length <= cache.batch / 2) { // compact the cache to the live rows
+            cache = cache.select(active.map((s) => s.row)); // (disposes the old cache)
+            active.forEach((s, r) => { s.row = r; });
+          }
+          step?.dispose();
+          step = new DecodeStep(model, cache, true, params);
+          hostIds = new Int32Array(cache.batch);
+          for (const s of active) hostIds[s.row] = s.completion.tokenIds[s.completion.tokenIds.length - 1];
+        }
+      }
+      if (active.length > cache.batch / 2 && launched < maxTokens && pending.length < 2) {
+        // one uniform per live row, from its own stream; finished rows' draws are never read
+        const u = new Float32Array(cache.batch).fill(0.5), byRow: (Live | null)[] = new Array(cache.batch).fill(null);
+        for (const s of active) { u[s.row] = s.rng.next(); byRow[s.row] = s; }
+        pending.push({ wait: step!.launch(u, hostIds ?? undefined), byRow });
+        hostIds = null;
+        launched++;
+        if (pending.length < 2 && launched < maxTokens) continue; // enqueue the next step before reading this one
+      }
+      if (pending.length === 0) continue;
+      const { wait, byRow } = pending.shift()!;
+      const { tokens, logprobs } = wait();
+      byRow.forEach((s, r) => {
+        if (s && !finished.has(s) && !accept(s, { token: tokens[r], logprob: logprobs[r] })) finished.add(s);
+      });
+      active = active.filter((s) => !finished.has(s));
+    }
+  } finally {
+    for (const p of pending) p.wait(); // steps still in flight when every sequence had finished
+    (step as DecodeStep | null)?.dispose();
+    cache.dispose();
+  }
 }
 
 /** One draw per live sequence s (row logitRows[r] of logits [*, V]), its uniform from its own stream. */

@@ -6,5 +6,5 @@ export { attention, attention16, type AttentionOpts } from "./attention.ts";
 export { tokenLogprobs, grpoLoss, type TokenLogprobs, type GrpoLossParams } from "./logprobs.ts";
 export { loraLinear, type LoraBranch } from "./lora-linear.ts";
 export { loraLinearGroup, linearGroup, linearConcat, groupable, type LoraPart, type LinearPart } from "./lora-group.ts";
-export { sampleTokens, type SampleParams, type SampledTokens } from "./sample.ts";
+export { sampleTokens, sampleTokensInto, type SampleParams, type SampledTokens } from "./sample.ts";
 export { addRmsNorm, gluLora, qkvRopeCache, type LoraUp, type LoraFromSource, type Cols, type QkvRopeCacheOpts } from "./decode.ts";

@@ -52,10 +52,25 @@ export function sampleTokens(logits: Tensor, uniforms: Float32Array, p: SamplePa
       be.k.repetition_penalty(z.buf, idsT.buf, B, V, L, penalty);
       idsT.dispose();
     }
-    const topK = p.topK !== undefined && p.topK > 0 && p.topK < V ? Math.floor(p.topK) : 0;
-    be.k.sample_rows(tok.buf, lp.buf, (z ?? logits).buf, u.buf, B, V, p.temperature ?? 1, topK, p.topP ?? 1, p.minP ?? 0);
+    be.k.sample_rows(tok.buf, lp.buf, (z ?? logits).buf, u.buf, B, V, p.temperature ?? 1, topKOf(p, V), p.topP ?? 1, p.minP ?? 0);
     return { tokens: tok.data() as Int32Array, logprobs: lp.f32() };
   } finally {
     u.dispose(); tok.dispose(); lp.dispose(); z?.dispose();
   }
+}
+
+const topKOf = (p: SampleParams, V: number) => (p.topK !== undefined && p.topK > 0 && p.topK < V ? Math.floor(p.topK) : 0);
+
+/**
+ * sampleTokens without the read-back, for captured steps: row b of logits [B, V] drawn with uniforms[b] into
+ * tokens[b] (i32) and logprobs[b] (f32), all on the logits' device. No repetition penalty (it needs each row's seen
+ * tokens from the host).
+ */
+export function sampleTokensInto(logits: Tensor, uniforms: Tensor, tokens: Tensor, logprobs: Tensor, p: SampleParams = {}): void {
+  assertF32("sampleTokensInto", logits);
+  const V = logits.shape[logits.shape.length - 1], B = logits.numel / V;
+  for (const [name, t, dt] of [["uniforms", uniforms, "f32"], ["tokens", tokens, "i32"], ["logprobs", logprobs, "f32"]] as const)
+    if (t.numel !== B || t.dtype !== dt) throw new Error(`sampleTokensInto: ${name} must be [${B}] ${dt}, got [${t.shape}] ${t.dtype}`);
+  if ((p.repetitionPenalty ?? 1) !== 1) throw new Error("sampleTokensInto: no repetition penalty on the device (use sampleTokens)");
+  logits.backend.k.sample_rows(tokens.buf, logprobs.buf, logits.buf, uniforms.buf, B, V, p.temperature ?? 1, topKOf(p, V), p.topP ?? 1, p.minP ?? 0);
 }
