@@ -162,20 +162,25 @@ test("cuda: the decode path's fused kernels (add_rms_norm, glu_lora, qkv_rope_ca
   const none: Arg[] = [null, null, 0, 0, 0];
   // add_rms_norm: the incoming term from its t, from a source row and A (t computed in the kernel), or none; the
   // outgoing t = y Aoutᵀ or none
-  for (const [M, C, r, ldt, col, ldAdd, offset, withW, Kin, Rout] of [[5, 896, 16, 48, 16, 0, 0, true, 0, 48], [3, 64, 3, 7, 2, 80, 1, true, 40, 0],
-    [2, 24, 0, 0, 0, 24, 0, false, 0, 5], [4, 1536, 16, 0, 0, 0, 0, true, 1536, 32]] as const) {
+  // (parts: the incoming t in that many partial sums side by side, as glu_lora makes them)
+  for (const [M, C, r, ldt, col, ldAdd, offset, withW, Kin, Rout, parts] of [[5, 896, 16, 48, 16, 0, 0, true, 0, 48, 1], [3, 64, 3, 7, 2, 80, 1, true, 40, 0, 1],
+    [2, 24, 0, 0, 0, 24, 0, false, 0, 5, 1], [4, 1536, 16, 0, 0, 0, 0, true, 1536, 32, 1], [6, 896, 16, 3 * 16 + 5, 5, 0, 0, true, 0, 0, 3],
+    [3, 64, 5, 38 * 5, 0, 0, 0, true, 0, 16, 38]] as const) {
     const lo = !r ? none : Kin ? [null, randn(C * r), 0, r, 0.7] : term(M, C, r, ldt, col, 0.7);
     const src: Arg[] = r && Kin ? [randn(M * Kin), Kin, randn(r * Kin), Kin] : [null, 0, null, 0];
     const args: Arg[] = [new Float32Array(M * C), new Uint16Array(M * C), 1, randn(M * C), ldAdd ? randn(M * ldAdd) : null, ldAdd, ...lo, ...src,
-      withW ? randn(C) : null, M, C, 1e-6, offset, Rout ? new Float32Array(M * Rout) : null, Rout ? randn(Rout * C, 0.1) : null, Rout];
-    both("add_rms_norm", args, Rout ? [0, 1, 3, 20] : [0, 1, 3], 1e-4, `add_rms_norm M=${M} C=${C} r=${r}${Kin ? " from its source" : ""} Rout=${Rout}`);
+      withW ? randn(C) : null, M, C, 1e-6, offset, Rout ? new Float32Array(M * Rout) : null, Rout ? randn(Rout * C, 0.1) : null, Rout, parts];
+    both("add_rms_norm", args, Rout ? [0, 1, 3, 20] : [0, 1, 3], 1e-4, `add_rms_norm M=${M} C=${C} r=${r}${Kin ? " from its source" : ""} Rout=${Rout} parts=${parts}`);
   }
+  // Rout: the outgoing down-projection in partial sums over blocks of 128 columns [M, ⌈I/128⌉, Rout] (300: 3 blocks,
+  // the last partial; 37 rows: 3 blocks of 16 rows, the last partial)
   for (const act of [0, 1])
-    for (const [M, I, r, withG] of [[37, 300, 16, true], [5, 64, 5, false]] as const) {
-      const t = randn(M * 2 * r);
+    for (const [M, I, r, withG, Rout] of [[37, 300, 16, true, 16], [5, 64, 5, false, 0], [20, 4864, 16, true, 7]] as const) {
+      const t = randn(M * 2 * r), nb = Math.ceil(I / 128);
       const lg: Arg[] = withG ? [t, randn(I * r), 2 * r, r, 2] : none, lu: Arg[] = [t.subarray(r), randn(I * r), 2 * r, r, 0.5];
-      both("glu_lora", [new Float32Array(M * I), new Uint16Array(M * I), 1, randn(M * I, 2), randn(M * I), I, ...lg, ...lu, M, I, act], [0, 1], 1e-4,
-        `glu_lora act=${act} M=${M} I=${I}`);
+      both("glu_lora", [new Float32Array(M * I), new Uint16Array(M * I), 1, randn(M * I, 2), randn(M * I), I, ...lg, ...lu, M, I, act,
+        Rout ? new Float32Array(M * nb * Rout) : null, Rout ? randn(Rout * I, 0.1) : null, Rout], Rout ? [0, 1, 19] : [0, 1], 1e-4,
+        `glu_lora act=${act} M=${M} I=${I} Rout=${Rout}`);
     }
   for (const [M, Hq, Hkv, D, rot, bf16, norms, r] of [[6, 4, 2, 64, 64, false, true, 4], [3, 3, 1, 96, 32, true, false, 5], [4, 2, 2, 16, 16, false, true, 0]] as const) {
     const cap = 3 * M, rows = Int32Array.from({ length: M }, (_, i) => (i * 7 + 2) % cap), ldt = 3 * Math.max(r, 1);

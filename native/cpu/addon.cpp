@@ -184,14 +184,14 @@ FN(add_rms_norm) {
   const bool c16 = cpu16(a, 1);
   if (a.Env().IsExceptionPending()) return a.Env().Undefined();
   add_rms_norm(ptr(a[0]), c16 ? ptr<uint16_t>(a[1]) : nullptr, ptr(a[3]), ptr(a[4]), L(a[5]), lora_up(a, 6), ptr(a[11]), L(a[12]), ptr(a[13]),
-               L(a[14]), ptr(a[15]), L(a[16]), L(a[17]), F(a[18]), F(a[19]), ptr(a[20]), ptr(a[21]), L(a[22]));
+               L(a[14]), ptr(a[15]), L(a[16]), L(a[17]), F(a[18]), F(a[19]), ptr(a[20]), ptr(a[21]), L(a[22]), L(a[23]));
   return a.Env().Undefined();
 }
 FN(glu_lora) {
   const bool c16 = cpu16(a, 1);
   if (a.Env().IsExceptionPending()) return a.Env().Undefined();
   glu_lora(ptr(a[0]), c16 ? ptr<uint16_t>(a[1]) : nullptr, ptr(a[3]), ptr(a[4]), L(a[5]), lora_up(a, 6), lora_up(a, 11), L(a[16]),
-           L(a[17]), (int)L(a[18]));
+           L(a[17]), (int)L(a[18]), ptr(a[19]), ptr(a[20]), L(a[21]));
   return a.Env().Undefined();
 }
 FN(qkv_rope_cache) {

@@ -23,11 +23,16 @@ template <class F> void rows_parallel(long M, F fn) {
 
 void add_rms_norm(float* y, uint16_t* y16, float* h, const float* add, long ldAdd, LoraUp lo, const float* src, long ldSrc,
                   const float* Ain, long Kin, const float* w, long M, long C, float eps, float offset, float* tOut, const float* Aout,
-                  long Rout) {
+                  long Rout, long tParts) {
   rows_parallel(M, [&](long a, long b) {
     std::vector<float> t(lo.B ? lo.r : 0);  // this row's t of the incoming branch
     for (long m = a; m < b; m++) {
-      for (long j = 0; j < (long)t.size(); j++) t[j] = lo.t ? lo.t[m * lo.ldt + j] : dot(src + m * ldSrc, Ain + j * Kin, Kin);
+      for (long j = 0; j < (long)t.size(); j++) {
+        if (!lo.t) { t[j] = dot(src + m * ldSrc, Ain + j * Kin, Kin); continue; }
+        float s = 0.f;
+        for (long p = 0; p < tParts; p++) s += lo.t[m * lo.ldt + p * lo.r + j];
+        t[j] = s;
+      }
       for (long c = 0; c < C; c++) h[m * C + c] += (add ? add[m * ldAdd + c] : 0.f) + (lo.B ? lo.scale * dot(t.data(), lo.B + c * lo.r, lo.r) : 0.f);
     }
   });
@@ -39,14 +44,22 @@ void add_rms_norm(float* y, uint16_t* y16, float* h, const float* add, long ldAd
     });
 }
 
-void glu_lora(float* out, uint16_t* out16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act) {
+void glu_lora(float* out, uint16_t* out16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act,
+              float* tOut, const float* Aout, long Rout) {
+  const long nb = (I + kGluPartCols - 1) / kGluPartCols;
   rows_parallel(M, [&](long a, long b) {
-    for (long m = a; m < b; m++)
+    for (long m = a; m < b; m++) {
       for (long n = 0; n < I; n++) {
         float v = act_f(g[m * ld + n] + lora_term(lg, m, n), act) * (u[m * ld + n] + lora_term(lu, m, n));
         out[m * I + n] = v;
         if (out16) out16[m * I + n] = f32_to_bf16(v);
       }
+      if (Aout)  // the partial down-projections, block by block of columns
+        for (long p = 0; p < nb; p++) {
+          const long n0 = p * kGluPartCols, w = std::min(kGluPartCols, I - n0);
+          for (long j = 0; j < Rout; j++) tOut[(m * nb + p) * Rout + j] = dot(out + m * I + n0, Aout + j * I + n0, w);
+        }
+    }
   });
 }
 

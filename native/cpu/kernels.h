@@ -140,11 +140,16 @@ struct LoraUp { const float* t; const float* B; long ldt; long r; float scale; }
 // folded in here too); then y = rms_norm(h) · (w + offset), y16 (may be null) y rounded to bf16; and tOut [M, Rout] =
 // y · Aoutᵀ (Aout [Rout, C], may be null: the next projections' down-projections). The residual stream's add, the
 // next norm and the LoRA GEMMs on either side of it in one pass.
+// tParts: lo.t holds that many partial sums of t side by side (r wide each, within ldt), added up first (glu_lora's).
 void add_rms_norm(float* y, uint16_t* y16, float* h, const float* add, long ldAdd, LoraUp lo, const float* src, long ldSrc,
                   const float* Ain, long Kin, const float* w, long M, long C, float eps, float offset, float* tOut, const float* Aout,
-                  long Rout);
-// out[m, n] = act(g[m, n] + term_g) · (u[m, n] + term_u), g and u rows at stride ld; out16 (may be null) in bf16
-void glu_lora(float* out, uint16_t* out16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act);
+                  long Rout, long tParts);
+// out[m, n] = act(g[m, n] + term_g) · (u[m, n] + term_u), g and u rows at stride ld; out16 (may be null) in bf16.
+// With Aout [Rout, I] (may be null) also the next projection's down-projection out · Aoutᵀ, as partial sums over column
+// blocks of kGluPartCols: tOut [M, nb, Rout], nb = ceil(I / kGluPartCols) (add_rms_norm adds them up).
+constexpr long kGluPartCols = 128;
+void glu_lora(float* out, uint16_t* out16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act,
+              float* tOut, const float* Aout, long Rout);
 // After the q/k/v projections of M token rows (yq rows at stride ldq, yk and yv at ldkv): their LoRA terms added,
 // q and k RMS-normed per head (qNorm / kNorm [D], Qwen3; null: none), rotated (rotate_half on the first rot dims,
 // tables cos/sin [M, rot/2]); q to qOut [M, Hq, D], k and v to rows rows[m] of the caches kc / vc ([*, Hkv·D] of dtKV).

@@ -155,10 +155,11 @@ FN(sample_rows) { TRY(sample_rows)
 LoraUp lora_up(const Napi::CallbackInfo& a, size_t i) { return LoraUp{P(a[i]), P(a[i + 1]), L(a[i + 2]), L(a[i + 3]), F(a[i + 4])}; }
 FN(add_rms_norm) { TRY(add_rms_norm)
   add_rms_norm(P(a[0]), P<void>(a[1]), (int)L(a[2]), P(a[3]), P(a[4]), L(a[5]), lora_up(a, 6), P(a[11]), L(a[12]), P(a[13]), L(a[14]), P(a[15]),
-               L(a[16]), L(a[17]), F(a[18]), F(a[19]), P(a[20]), P(a[21]), L(a[22]));
+               L(a[16]), L(a[17]), F(a[18]), F(a[19]), P(a[20]), P(a[21]), L(a[22]), L(a[23]));
   UNDEF CATCH(add_rms_norm) }
 FN(glu_lora) { TRY(glu_lora)
-  glu_lora(P(a[0]), P<void>(a[1]), (int)L(a[2]), P(a[3]), P(a[4]), L(a[5]), lora_up(a, 6), lora_up(a, 11), L(a[16]), L(a[17]), (int)L(a[18]));
+  glu_lora(P(a[0]), P<void>(a[1]), (int)L(a[2]), P(a[3]), P(a[4]), L(a[5]), lora_up(a, 6), lora_up(a, 11), L(a[16]), L(a[17]), (int)L(a[18]),
+           P(a[19]), P(a[20]), L(a[21]));
   UNDEF CATCH(glu_lora) }
 FN(qkv_rope_cache) { TRY(qkv_rope_cache)
   qkv_rope_cache(P(a[0]), P<void>(a[1]), P<void>(a[2]), (int)L(a[3]), P<int32_t>(a[4]), P(a[5]), L(a[6]), P(a[7]), P(a[8]), L(a[9]),

@@ -2,8 +2,9 @@
 // kernel is small and the step's time is mostly their number, so these fold a LoRA branch's up-projection (the
 // second of its two GEMMs) into the kernel that reads the projection's output: the residual add and the next RMS
 // norm, the gated activation, and q/k/v's norm, rotary and KV-cache write. The norm kernel can also make the
-// down-projections t = x Aᵀ on either side of it (warp per row of A, read whole from L2), so those GEMMs go too
-// (models/fused-layers.ts: 10 kernels per layer instead of 20). A row's t is staged in shared memory, pre-scaled.
+// down-projections t = x Aᵀ on either side of it (warp per row of A, read whole from L2), and the activation kernel
+// the next projection's (partial sums per block of columns, added up by the next norm), so those GEMMs go too
+// (models/fused-layers.ts: 9 kernels per layer instead of 20). A row's t is staged in shared memory, pre-scaled.
 #include "common.cuh"
 
 namespace aha_cuda {
@@ -39,14 +40,18 @@ __device__ __forceinline__ void warp_dots(float* out, long ldOut, float sc, cons
 // the updated row, then the outgoing t (smem: the incoming t, lo.r floats, then the normed row, C floats)
 __global__ void add_rms_norm_kernel(float* y, void* y16, int dt16, float* h, const float* add, long ldAdd, LoraUp lo, const float* src,
                                     long ldSrc, const float* Ain, long Kin, const float* w, long C, float eps, float offset, float* tOut,
-                                    const float* Aout, long Rout) {
+                                    const float* Aout, long Rout, long tParts) {
   extern __shared__ float smem[];
   float *ts = smem, *ys = smem + lo.r;
   __shared__ float sh[32];
   const long m = blockIdx.x;
   if (lo.B) {
     if (lo.t)
-      for (long j = threadIdx.x; j < lo.r; j += blockDim.x) ts[j] = lo.t[m * lo.ldt + j] * lo.scale;
+      for (long j = threadIdx.x; j < lo.r; j += blockDim.x) {
+        float s = 0.f;  // (tParts partial sums side by side: glu_lora's)
+        for (long p = 0; p < tParts; p++) s += lo.t[m * lo.ldt + p * lo.r + j];
+        ts[j] = s * lo.scale;
+      }
     else warp_dots(ts, 1, lo.scale, src + m * ldSrc, Ain, Kin, lo.r);
   }
   __syncthreads();
@@ -74,28 +79,49 @@ __global__ void add_rms_norm_kernel(float* y, void* y16, int dt16, float* h, con
 }
 
 // block per (GLU_COLS columns, GLU_ROWS rows): each thread one column over the block's rows, so a B row is read once
-// per GLU_ROWS rows (smem: those rows' t for g, then for u, pre-scaled)
-constexpr int GLU_COLS = 128, GLU_ROWS = 16;
+// per GLU_ROWS rows (smem: those rows' t for g, then for u, pre-scaled). With Aout, the block's share of the down
+// projection's t = out · Aoutᵀ: its outputs and Aout's columns staged (rows padded to GLU_COLS + 1 floats, so the
+// threads of a warp, on different Aout rows, read different banks), then one thread per (row, j) dot over the block's
+// columns into tOut [M, gridDim.x, Rout] (add_rms_norm sums the partials: no atomics, the same bits every run)
+constexpr int GLU_COLS = 128, GLU_ROWS = 16, GLU_PAD = GLU_COLS + 1;
 __global__ void glu_lora_kernel(float* out, void* out16, int dt16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu,
-                                long M, long I, int act) {
+                                long M, long I, int act, float* tOut, const float* Aout, long Rout) {
   extern __shared__ float ts[];
   float *tg = ts, *tu = ts + GLU_ROWS * lg.r;  // [GLU_ROWS, r] each
-  const long m0 = (long)blockIdx.y * GLU_ROWS, rows = min((long)GLU_ROWS, M - m0);
+  float *vs = tu + GLU_ROWS * lu.r, *as = vs + GLU_ROWS * GLU_PAD;  // with Aout: [GLU_ROWS, GLU_PAD], [Rout, GLU_PAD]
+  const long m0 = (long)blockIdx.y * GLU_ROWS, rows = min((long)GLU_ROWS, M - m0), n0 = (long)blockIdx.x * GLU_COLS;
   if (lg.B)
     for (long i = threadIdx.x; i < rows * lg.r; i += blockDim.x) tg[i] = lg.t[(m0 + i / lg.r) * lg.ldt + i % lg.r] * lg.scale;
   if (lu.B)
     for (long i = threadIdx.x; i < rows * lu.r; i += blockDim.x) tu[i] = lu.t[(m0 + i / lu.r) * lu.ldt + i % lu.r] * lu.scale;
+  if (Aout)
+    for (long i = threadIdx.x; i < Rout * GLU_COLS; i += blockDim.x) {
+      const long j = i / GLU_COLS, c = i % GLU_COLS;
+      as[j * GLU_PAD + c] = n0 + c < I ? Aout[j * I + n0 + c] : 0.f;
+    }
   __syncthreads();
-  const long n = (long)blockIdx.x * GLU_COLS + threadIdx.x;
-  if (n >= I) return;
+  const long n = n0 + threadIdx.x;
   for (long i = 0; i < rows; i++) {
-    const long m = m0 + i;
-    float gv = g[m * ld + n], uv = u[m * ld + n];
-    if (lg.B) gv += lora_dot(tg + i * lg.r, lg.B + n * lg.r, lg.r);
-    if (lu.B) uv += lora_dot(tu + i * lu.r, lu.B + n * lu.r, lu.r);
-    const float v = act_f(gv, act) * uv;
-    out[m * I + n] = v;
-    if (out16) store16(out16, dt16, m * I + n, v);
+    float v = 0.f;
+    if (n < I) {
+      const long m = m0 + i;
+      float gv = g[m * ld + n], uv = u[m * ld + n];
+      if (lg.B) gv += lora_dot(tg + i * lg.r, lg.B + n * lg.r, lg.r);
+      if (lu.B) uv += lora_dot(tu + i * lu.r, lu.B + n * lu.r, lu.r);
+      v = act_f(gv, act) * uv;
+      out[m * I + n] = v;
+      if (out16) store16(out16, dt16, m * I + n, v);
+    }
+    if (Aout) vs[i * GLU_PAD + threadIdx.x] = v;
+  }
+  if (!Aout) return;
+  __syncthreads();
+  for (long p = threadIdx.x; p < rows * Rout; p += blockDim.x) {
+    const long i = p / Rout, j = p % Rout;
+    const float *x = vs + i * GLU_PAD, *a = as + j * GLU_PAD;
+    float s = 0.f;
+    for (int c = 0; c < GLU_COLS; c++) s += x[c] * a[c];
+    tOut[((m0 + i) * gridDim.x + blockIdx.x) * Rout + j] = s;
   }
 }
 
@@ -159,27 +185,32 @@ int threads_for(long n) { return n >= 1024 ? 512 : n >= 256 ? 256 : n >= 64 ? 64
 
 void add_rms_norm(float* y, void* y16, int dt16, float* h, const float* add, long ldAdd, LoraUp lo, const float* src, long ldSrc,
                   const float* Ain, long Kin, const float* w, long M, long C, float eps, float offset, float* tOut, const float* Aout,
-                  long Rout) {
+                  long Rout, long tParts) {
   if (M == 0) return;
   check_rank(lo, "add_rms_norm");
+  if (tParts < 1) throw std::runtime_error("add_rms_norm: " + std::to_string(tParts) + " partial sums of t");
   if (!lo.B) lo.r = 0;
   if (lo.B && !lo.t && !(src && Ain)) throw std::runtime_error("add_rms_norm: a LoRA term needs its t or its source and A");
   const size_t smem = (lo.r + (Aout ? C : 0)) * sizeof(float);
   if (smem > 48 * 1024) throw std::runtime_error("add_rms_norm: " + std::to_string(C) + " features too many to stage");
-  add_rms_norm_kernel<<<M, threads_for(C), smem, stream()>>>(y, y16, dt16, h, add, ldAdd, lo, src, ldSrc, Ain, Kin, w, C, eps, offset, tOut, Aout, Rout);
+  add_rms_norm_kernel<<<M, threads_for(C), smem, stream()>>>(y, y16, dt16, h, add, ldAdd, lo, src, ldSrc, Ain, Kin, w, C, eps, offset, tOut, Aout, Rout,
+                                                            tParts);
   check_launch("add_rms_norm");
 }
 
-void glu_lora(float* out, void* out16, int dt16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act) {
+void glu_lora(float* out, void* out16, int dt16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act,
+              float* tOut, const float* Aout, long Rout) {
   if (M * I == 0) return;
   check_rank(lg, "glu_lora");
   check_rank(lu, "glu_lora");
   if (!lg.B) lg.r = 0;  // (no smem for an absent term)
   if (!lu.B) lu.r = 0;
-  const size_t smem = GLU_ROWS * (lg.r + lu.r) * sizeof(float);
-  if (smem > 48 * 1024) throw std::runtime_error("glu_lora: LoRA ranks " + std::to_string(lg.r) + " + " + std::to_string(lu.r) + " too large");
+  if (!Aout) Rout = 0;
+  const size_t smem = (GLU_ROWS * (lg.r + lu.r) + (Aout ? (GLU_ROWS + Rout) * GLU_PAD : 0)) * sizeof(float);
+  if (smem > 48 * 1024)
+    throw std::runtime_error("glu_lora: LoRA ranks " + std::to_string(lg.r) + " + " + std::to_string(lu.r) + " (outgoing " + std::to_string(Rout) + ") too large");
   glu_lora_kernel<<<dim3((unsigned)((I + GLU_COLS - 1) / GLU_COLS), (unsigned)((M + GLU_ROWS - 1) / GLU_ROWS)), GLU_COLS, smem, stream()>>>(
-      out, out16, dt16, g, u, ld, lg, lu, M, I, act);
+      out, out16, dt16, g, u, ld, lg, lu, M, I, act, tOut, Aout, Rout);
   check_launch("glu_lora");
 }
 

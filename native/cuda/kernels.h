@@ -107,8 +107,10 @@ void repetition_penalty(float* logits, const int32_t* ids, long B, long V, long 
 struct LoraUp { const float* t; const float* B; long ldt; long r; float scale; };
 void add_rms_norm(float* y, void* y16, int dt16, float* h, const float* add, long ldAdd, LoraUp lo, const float* src, long ldSrc,
                   const float* Ain, long Kin, const float* w, long M, long C, float eps, float offset, float* tOut, const float* Aout,
-                  long Rout);
-void glu_lora(float* out, void* out16, int dt16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act);
+                  long Rout, long tParts);
+// tOut [M, nb, Rout]: partial sums of out · Aoutᵀ over column blocks of 128 (kGluPartCols of native/cpu/kernels.h)
+void glu_lora(float* out, void* out16, int dt16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act,
+              float* tOut, const float* Aout, long Rout);
 void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq, const float* yk,
                     const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm, const float* kNorm, float eps,
                     float offset, const float* cs, const float* sn, long rot, long M, long Hq, long Hkv, long D);

@@ -1,13 +1,13 @@
 // The layers' forward without autograd through a KV cache (generation: the prompt prefill and every decode step) in
 // fewer kernels than CausalLM's general block. A decode step is mostly kernel count, so here a LoRA branch's
 // up-projection is added by the kernel that reads the projection's output (engine/ops/decode.ts), its down-projection
-// t = x Aᵀ is made by the norm kernel next to it where it can be (decode steps; q/k/v's, o's and gate/up's: `fold`;
-// down's stays a GEMM, its input being 5–10 K wide), and the o and down projections add into the residual stream in
-// their GEMMs.
+// t = x Aᵀ is made by the kernel next to it where it can be (decode steps, `fold`: q/k/v's, o's and gate/up's by the
+// norm kernel; down's by gluLora, in partial sums over column blocks that the next norm adds up, since its input is
+// 5–10 K wide), and the o and down projections add into the residual stream in their GEMMs.
 // Per layer: norm (adding the previous layer's down term; making q/k/v's t), the q/k/v GEMM (one where their weights
 // are adjacent rows, or Phi-3's qkv_proj), qkvRopeCache (LoRA terms, QK-norm, rotary, cache write), attention, o GEMM,
-// norm (making and adding o's term; making gate/up's t), gate/up GEMM, gluLora, down GEMM and its t: 10 kernels for
-// the Qwen2.5 shapes (13 with fold off, 20 in the general block; bench/host-overhead.ts counts them). Gemma's
+// norm (making and adding o's term; making gate/up's t), gate/up GEMM, gluLora (making down's t), down GEMM: 9
+// kernels for the Qwen2.5 shapes (13 with fold off, 20 in the general block; bench/host-overhead.ts counts them). Gemma's
 // sandwich norms add one norm kernel after o and one after down. fusedPlan() says when it runs (LoRA ranks within the
 // kernels' limits); test/fused-layers.test.ts checks it against the general block.
 import { addRmsNorm, gluLora, qkvRopeCache, linearGroup, linearConcat, loraLinear, type Cols, attention, attention16, empty, scope, reshape, rowsView,
@@ -19,6 +19,9 @@ import type { Layer } from "./model.ts";
 
 /** The kernels stage a row's t in shared memory: ranks up to 1024, gate + up ranks up to 768 (decode.cu). */
 const MAX_RANK = 1024, MAX_GLU_RANKS = 768;
+/** gluLora makes down's t where its shared memory holds it too: 16 rows' gate/up t's, and 16 outputs and down's R rows
+ *  of A, 129 floats each, within 48 KiB (decode.cu's glu_lora) */
+const gluTakesDown = (gluRanks: number, R: number) => 16 * gluRanks + 129 * (16 + R) <= 12 * 1024;
 /** The norm kernel makes down-projections for forwards of at most this many rows (decode steps). It reads each A once
  *  per row, so a prefill of thousands of rows makes them by GEMM, which reads A once. */
 const FOLD_MAX_ROWS = 128;
@@ -35,6 +38,8 @@ interface LayerPlan {
   o: Part[];
   gu: Part[];
   down: Part[];
+  /** gluLora can make down's t (with fold) */
+  downInGlu: boolean;
 }
 /** What fusedLayers runs for a model and an adapter, from fusedPlan. */
 export interface FusedPlan { layers: LayerPlan[] }
@@ -61,12 +66,12 @@ function makePlan(cfg: ModelConfig, layers: Layer[], adapter: LoraAdapter | null
   for (let l = 0; l < layers.length; l++) {
     const L = layers[l], p = `model.layers.${l}`;
     const part = (m: string): Part => { const name = `${p}.${m}`, { W, b } = L.linears.get(name)!; return { name, W, bias: b ?? null, lora: adapter?.get(name) ?? null }; };
-    const lp: LayerPlan = { qkv: cfg.fused ? [part(QKV)] : [part(Q), part(K), part(V)], o: [part(O)], gu: cfg.fused ? [part(GU)] : [part(G), part(U)], down: [part(DOWN)] };
+    const parts = { qkv: cfg.fused ? [part(QKV)] : [part(Q), part(K), part(V)], o: [part(O)], gu: cfg.fused ? [part(GU)] : [part(G), part(U)], down: [part(DOWN)] };
     const r = (ps: Part[]) => ps.map((x) => x.lora?.A.shape[0] ?? 0);
-    const all = [...lp.qkv, ...lp.o, ...lp.gu, ...lp.down];
-    const glu = cfg.fused ? 2 * r(lp.gu)[0] : r(lp.gu)[0] + r(lp.gu)[1];
+    const all = [...parts.qkv, ...parts.o, ...parts.gu, ...parts.down];
+    const glu = cfg.fused ? 2 * r(parts.gu)[0] : r(parts.gu)[0] + r(parts.gu)[1];
     if (r(all).some((x) => x > MAX_RANK) || glu > MAX_GLU_RANKS) return null;
-    out.push(lp);
+    out.push({ ...parts, downInGlu: !!parts.down[0].lora && gluTakesDown(glu, r(parts.down)[0]) });
   }
   return { layers: out };
 }
@@ -137,8 +142,8 @@ export interface FusedStep {
   cache: KVCache;
   /** [B·T] i32: the cache rows of this step's keys and values */
   rows: Tensor;
-  /** the LoRA down-projections of q/k/v, o and gate/up made by the norm kernels (addRmsNorm) instead of GEMMs, for
-   *  forwards of at most FOLD_MAX_ROWS rows */
+  /** the LoRA down-projections of q/k/v, o and gate/up made by the norm kernels (addRmsNorm) and down's by gluLora
+   *  instead of GEMMs, for forwards of at most FOLD_MAX_ROWS rows */
   fold: boolean;
   rope(l: number): { cos: Tensor; sin: Tensor };
   keys(l: number): { mask: Tensor | null; window: number };
@@ -214,8 +219,11 @@ export function fusedLayers(x: Tensor, layers: Layer[], plan: FusedPlan, finalNo
         [g, u] = [{ t: yg, col: 0 }, { t: yu, col: 0 }];
         [lg, lu] = guTerms;
       }
-      const [act, act16] = gluLora(g, u, I, lg, lu, cfg.act, low);
-      const [down] = lp.down, [ld] = loraDown(act, lp.down);
+      // down's LoRA down-projection: made by gluLora in partial sums that the next norm adds up (fold), else by GEMM
+      const [down] = lp.down, foldDown = fold && lp.downInGlu;
+      const [act, act16, tdown] = gluLora(g, u, I, lg, lu, cfg.act, low, foldDown ? down.lora!.A : null);
+      const ld: LoraUp | null = tdown ? { t: tdown, col: 0, B: down.lora!.B, scale: down.lora!.scale, parts: tdown.shape[1] / down.lora!.A.shape[0] }
+        : loraDown(act, lp.down)[0];
       if (L.postFf) { // Gemma: the next norm adds norm(act Wdᵀ + term)
         const y = loraLinear(act, down.W, down.bias, null, undefined, act16);
         return { add: addRmsNorm(y, null, ld, L.postFf, eps, off, null)[0], lora: null };

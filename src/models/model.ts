@@ -73,8 +73,8 @@ export class CausalLM {
   /** forwards without autograd through a KV cache run the fused layers (models/fused-layers.ts) where they cover the
    *  model; AHA_FUSED_DECODE=0 turns them off (the general block then runs, e.g. to compare) */
   fusedDecode = process.env.AHA_FUSED_DECODE !== "0";
-  /** the fused layers make q/k/v's, o's and gate/up's LoRA down-projections in their norm kernels rather than by GEMMs
-   *  (10 kernels per layer instead of 13); AHA_FOLD_LORA_DOWN=0 turns that off (to compare) */
+  /** the fused layers make q/k/v's, o's and gate/up's LoRA down-projections in their norm kernels and down's in gluLora
+   *  rather than by GEMMs (9 kernels per layer instead of 13); AHA_FOLD_LORA_DOWN=0 turns that off (to compare) */
   foldLoraDown = process.env.AHA_FOLD_LORA_DOWN !== "0";
   dropoutRng: () => number = Math.random;
 

@@ -1,7 +1,7 @@
 // The decode path's fused ops (models/fused-layers.ts): forward only, no autograd. Each folds LoRA branches'
 // up-projections into the kernel that reads the projections' outputs: the residual add and the next RMS norm
 // (addRmsNorm, which can make the down-projections t = x Aᵀ on either side of it too), the gated activation
-// (gluLora), and q/k/v's QK-norm, rotary and KV-cache write (qkvRopeCache). Kernels: native/cpu/decode.cpp, native/cuda/decode.cu.
+// (gluLora, which can make the next projection's, in partial sums), and q/k/v's QK-norm, rotary and KV-cache write (qkvRopeCache). Kernels: native/cpu/decode.cpp, native/cuda/decode.cu.
 import { Tensor } from "../tensor.ts";
 import type { DType } from "../dtype.ts";
 import { isGradEnabled } from "../autograd.ts";
@@ -17,6 +17,9 @@ export interface LoraUp {
   col: number;
   B: Tensor;
   scale: number;
+  /** t holds this many partial sums of x Aᵀ side by side from col, r columns each, to be added up (gluLora's; only
+   *  addRmsNorm takes them). Default 1. */
+  parts?: number;
 }
 
 /** A LoRA branch whose down-projection addRmsNorm computes too: t = src Aᵀ (src [M, in], A [r, in]), then as LoraUp. */
@@ -28,12 +31,13 @@ export interface LoraFromSource {
 }
 
 /** The kernels' five arguments of a term (t at its column, B, ldt, r, scale), or of none. */
-function upArgs(lo: LoraUp | null, M: number, out: number, op: string): unknown[] {
+function upArgs(lo: LoraUp | null, M: number, out: number, op: string, partsOk = false): unknown[] {
   if (!lo) return [null, null, 0, 0, 0];
-  const { t, B } = lo, r = B.shape[1], ldt = t.shape[t.shape.length - 1];
+  const { t, B } = lo, r = B.shape[1], ldt = t.shape[t.shape.length - 1], parts = lo.parts ?? 1;
   assertF32(op, t, B);
-  if (t.numel !== M * ldt || lo.col < 0 || lo.col + r > ldt || B.shape[0] !== out)
-    throw new Error(`${op}: LoRA term t ${t.describe()} (columns ${lo.col}..${lo.col + r}) / B ${B.describe()} do not fit [${M}, ${out}]`);
+  if (parts !== 1 && !partsOk) throw new Error(`${op}: a LoRA term in ${parts} partial sums (only addRmsNorm adds them up)`);
+  if (t.numel !== M * ldt || lo.col < 0 || !(parts >= 1) || lo.col + parts * r > ldt || B.shape[0] !== out)
+    throw new Error(`${op}: LoRA term t ${t.describe()} (columns ${lo.col}..${lo.col + parts * r}) / B ${B.describe()} do not fit [${M}, ${out}]`);
   return [t.backend.view(t.buf, "f32", lo.col, t.numel - lo.col), B.buf, ldt, r, lo.scale];
 }
 
@@ -55,8 +59,8 @@ export function addRmsNorm(h: Tensor, add: Tensor | null, lora: LoraUp | LoraFro
   if (add && (add.numel !== M * ldAdd || ldAdd < C)) throw new Error(`addRmsNorm: ${add.describe()} cannot be added to ${h.describe()}`);
   if (w && w.numel !== C) throw new Error(`addRmsNorm: ${w.describe()} for ${C} features`);
   if (down && down.shape[1] !== C) throw new Error(`addRmsNorm: down-projections ${down.describe()} for ${C} features`);
-  let up: unknown[] = upArgs(null, M, C, "addRmsNorm"), src: unknown[] = [null, 0, null, 0];
-  if (lora && "t" in lora) up = upArgs(lora, M, C, "addRmsNorm");
+  let up: unknown[] = upArgs(null, M, C, "addRmsNorm"), src: unknown[] = [null, 0, null, 0], parts = 1;
+  if (lora && "t" in lora) [up, parts] = [upArgs(lora, M, C, "addRmsNorm", true), lora.parts ?? 1];
   else if (lora) {
     const { src: x, A, B } = lora, inF = x.shape[x.shape.length - 1];
     assertF32("addRmsNorm", x, A, B);
@@ -67,7 +71,7 @@ export function addRmsNorm(h: Tensor, add: Tensor | null, lora: LoraUp | LoraFro
   }
   const y = like(h), y16 = dt16 ? like(h, h.shape, dt16) : null, t = down ? like(h, [M, down.shape[0]]) : null;
   h.backend.k.add_rms_norm(y.buf, y16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1, h.buf, add?.buf ?? null, ldAdd, ...up, ...src,
-    w?.buf ?? null, M, C, eps, offset, t?.buf ?? null, down?.buf ?? null, down ? down.shape[0] : 0);
+    w?.buf ?? null, M, C, eps, offset, t?.buf ?? null, down?.buf ?? null, down ? down.shape[0] : 0, parts);
   return [y, y16, t];
 }
 
@@ -77,11 +81,17 @@ export interface Cols {
   col: number;
 }
 
+/** gluLora's outgoing down-projection comes in partial sums over blocks of this many columns (the kernels' kGluPartCols). */
+export const GLU_PART_COLS = 128;
+
 /**
  * act(g + term_g) · (u + term_u) for g and u, column blocks I wide of [M, ·] at one row stride (two outputs, or one
- * gate_up output); with dt16 also the result's 16-bit copy. Returns [M, I].
+ * gate_up output); with dt16 also the result's 16-bit copy. Returns [M, I]; with `down` (the next projection's A
+ * [R, I]) also its down-projection out · downᵀ as partial sums [M, nb·R] over nb = ⌈I / GLU_PART_COLS⌉ column blocks,
+ * for addRmsNorm (a LoraUp with parts nb).
  */
-export function gluLora(g: Cols, u: Cols, I: number, lg: LoraUp | null, lu: LoraUp | null, act: GluAct, dt16: DType | null): [Tensor, Tensor | null] {
+export function gluLora(g: Cols, u: Cols, I: number, lg: LoraUp | null, lu: LoraUp | null, act: GluAct, dt16: DType | null,
+  down: Tensor | null = null): [Tensor, Tensor | null, Tensor | null] {
   assertF32("gluLora", g.t, u.t);
   noAutograd("gluLora", g.t, u.t);
   const ld = g.t.shape[g.t.shape.length - 1], M = g.t.numel / ld;
@@ -89,10 +99,15 @@ export function gluLora(g: Cols, u: Cols, I: number, lg: LoraUp | null, lu: Lora
     if (c.t.shape[c.t.shape.length - 1] !== ld || c.t.numel !== M * ld || c.col < 0 || c.col + I > ld)
       throw new Error(`gluLora: columns ${c.col}..${c.col + I} of ${c.t.describe()} (gate ${g.t.describe()}: ${M} rows at stride ${ld})`);
   const be = g.t.backend, at = (c: Cols) => be.view(c.t.buf, "f32", c.col, c.t.numel - c.col);
+  if (down) {
+    assertF32("gluLora", down);
+    if (down.shape.length !== 2 || down.shape[1] !== I) throw new Error(`gluLora: down-projection ${down.describe()} for ${I} features`);
+  }
   const out = like(g.t, [M, I]), out16 = dt16 ? like(g.t, [M, I], dt16) : null;
+  const R = down ? down.shape[0] : 0, t = down ? like(g.t, [M, Math.ceil(I / GLU_PART_COLS) * R]) : null;
   be.k.glu_lora(out.buf, out16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1, at(g), at(u), ld,
-    ...upArgs(lg, M, I, "gluLora"), ...upArgs(lu, M, I, "gluLora"), M, I, act === "silu" ? 0 : 1);
-  return [out, out16];
+    ...upArgs(lg, M, I, "gluLora"), ...upArgs(lu, M, I, "gluLora"), M, I, act === "silu" ? 0 : 1, t?.buf ?? null, down?.buf ?? null, R);
+  return [out, out16, t];
 }
 
 export interface QkvRopeCacheOpts {
