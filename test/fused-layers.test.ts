@@ -29,14 +29,14 @@ const relDiff = (a: Float32Array, b: Float32Array) => {
 };
 
 /** Count calls of a kernel (the fused q/k/v one by default) on a backend while fn runs. */
-function countCalls<T>(be: Backend, fn: () => T, kernel = "qkv_rope_cache"): [T, number] {
-  const k = be.k as Record<string, (...a: unknown[]) => unknown>, orig = k[kernel];
+function countCalls<T>(be: Backend, fn: () => T, kernels = ["qkv_rope_cache", "qkv_attention_decode"]): [T, number] {
+  const k = be.k as Record<string, (...a: unknown[]) => unknown>, orig = kernels.map((name) => k[name]);
   let n = 0;
-  k[kernel] = (...a: unknown[]) => { n++; return orig(...a); };
+  kernels.forEach((name, i) => { k[name] = (...a: unknown[]) => { n++; return orig[i](...a); }; });
   try {
     return [fn(), n];
   } finally {
-    k[kernel] = orig;
+    kernels.forEach((name, i) => { k[name] = orig[i]; });
   }
 }
 
@@ -46,7 +46,7 @@ function forwardGemms(model: CausalLM, B = 2, T = 1): number {
   const ids = (n: number) => Int32Array.from({ length: n }, (_, i) => (i * 7 + 1) % V);
   try {
     noGrad(() => scope(() => { model.forward(ids(2 * B), B, 2, { cache }).f32(); }));
-    return countCalls(defaultBackend(), () => noGrad(() => scope(() => { model.forward(ids(B * T), B, T, { cache }).f32(); })), "gemm")[1];
+    return countCalls(defaultBackend(), () => noGrad(() => scope(() => { model.forward(ids(B * T), B, T, { cache }).f32(); })), ["gemm"])[1];
   } finally {
     cache.dispose();
   }
@@ -62,10 +62,11 @@ function randomAdapter(model: CausalLM, targets: string[] | "all-linear", seed: 
 
 /**
  * Logits of a left-padded prefill, then of `steps` decode steps (eager), then of `steps` more through DecodeStep,
- * for the fused layers and for the general block, each on its own cache; returns the worst relative difference and
- * how many fused q/k/v kernels ran.
+ * for the fused layers and for the general block, each on its own cache; returns the worst relative difference, how
+ * many fused q/k/v kernels ran (qkv_rope_cache in the prefill, qkv_attention_decode in decode steps) and how many of
+ * them were decode steps'.
  */
-function compare(model: CausalLM, kvDtype: "f32" | "bf16", steps = 4): { diff: number; fusedCalls: number } {
+function compare(model: CausalLM, kvDtype: "f32" | "bf16", steps = 4): { diff: number; fusedCalls: number; decodeCalls: number } {
   const V = model.config.vocabSize, B = 3, P = 6, cap = P + 2 * steps;
   const ids = Int32Array.from({ length: B * P }, (_, i) => (i * 29 + 7) % V);
   const mask = Int32Array.from({ length: B * P }, (_, i) => (i % P >= [0, 2, 3][Math.floor(i / P)] ? 1 : 0));
@@ -83,9 +84,9 @@ function compare(model: CausalLM, kvDtype: "f32" | "bf16", steps = 4): { diff: n
     return out;
   };
   try {
-    const [fused, fusedCalls] = countCalls(defaultBackend(), () => run(true));
+    const [[fused, decodeCalls], fusedCalls] = countCalls(defaultBackend(), () => countCalls(defaultBackend(), () => run(true), ["qkv_attention_decode"]));
     const general = run(false);
-    return { diff: Math.max(...fused.map((f, i) => relDiff(f, general[i]))), fusedCalls };
+    return { diff: Math.max(...fused.map((f, i) => relDiff(f, general[i]))), fusedCalls, decodeCalls };
   } finally {
     model.fusedDecode = true;
   }
@@ -101,10 +102,11 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
       const model = CausalLM.load(dir);
       model.foldLoraDown = fold;
       randomAdapter(model, targets as string[] | "all-linear", 17);
-      const { diff, fusedCalls } = compare(model, "f32");
+      const { diff, fusedCalls, decodeCalls } = compare(model, "f32");
       assert.ok(fusedPlan(model.config, model.layers, model.adapter), "the fused layers cover every architecture");
       // eager forwards: one kernel per layer per forward (the prefill and the steps); DecodeStep: at least its capture
       assert.ok(fusedCalls >= model.config.layers * 5, `the fused kernels ran (${fusedCalls} q/k/v calls)`);
+      assert.ok(decodeCalls >= model.config.layers * 4, `decode steps ran q/k/v and attention as one kernel (${decodeCalls} calls)`);
       if (fold && targets === "all-linear") {
         // q/k/v's, o's and gate/up's down-projections are made by the norm kernels, down's by gluLora: four GEMMs
         // fewer per layer

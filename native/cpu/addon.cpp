@@ -200,6 +200,15 @@ FN(qkv_rope_cache) {
                  ptr(a[29]), ptr(a[30]), L(a[31]), L(a[32]), L(a[33]), L(a[34]), L(a[35]));
   return a.Env().Undefined();
 }
+FN(qkv_attention_decode) {
+  const bool c16 = cpu16(a, 1);
+  if (a.Env().IsExceptionPending()) return a.Env().Undefined();
+  qkv_attention_decode(ptr(a[0]), c16 ? ptr<uint16_t>(a[1]) : nullptr, ptr<void>(a[3]), ptr<void>(a[4]), (int)L(a[5]), ptr<int32_t>(a[6]), ptr(a[7]),
+                       L(a[8]), ptr(a[9]), ptr(a[10]), L(a[11]), lora_up(a, 12), lora_up(a, 17), lora_up(a, 22), ptr(a[27]), ptr(a[28]), F(a[29]),
+                       F(a[30]), ptr(a[31]), ptr(a[32]), L(a[33]), L(a[34]), L(a[35]), L(a[36]), L(a[37]), ptr<int32_t>(a[38]), L(a[39]), L(a[40]),
+                       F(a[41]), L(a[42]), F(a[43]));
+  return a.Env().Undefined();
+}
 FN(num_threads) { return Napi::Number::New(a.Env(), ThreadPool::get().size()); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -208,7 +217,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward);
   REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
-  REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache);
+  REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache); REG(qkv_attention_decode);
   return exports;
 }
 }  // namespace

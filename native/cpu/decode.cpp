@@ -102,4 +102,14 @@ void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* ro
   });
 }
 
+void qkv_attention_decode(float* o, uint16_t* o16, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq,
+                          const float* yk, const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm,
+                          const float* kNorm, float eps, float offset, const float* cs, const float* sn, long rot, long B, long Hq,
+                          long Hkv, long D, const int32_t* keyMask, long S, long kvStrideB, float scale, long window, float softcap) {
+  std::vector<float> q(B * Hq * D), lse(B * Hq);
+  qkv_rope_cache(q.data(), kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset, cs, sn, rot, B, Hq, Hkv, D);
+  attention_forward(o, lse.data(), q.data(), (const float*)kc, (const float*)vc, keyMask, B, 1, S, Hq, Hkv, D, kvStrideB, scale, window, softcap,
+                    o16, dtKV);
+}
+
 }  // namespace aha

@@ -156,4 +156,11 @@ void glu_lora(float* out, uint16_t* out16, const float* g, const float* u, long 
 void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq, const float* yk,
                     const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm, const float* kNorm, float eps,
                     float offset, const float* cs, const float* sn, long rot, long M, long Hq, long Hkv, long D);
+// A decode step's qkv_rope_cache then attention_forward (T = 1: one query row per sequence b, its key and value to
+// cache row rows[b], S keys per sequence at stride kvStrideB): o [B, Hq, D] and o16 (may be null) its bf16 copy.
+// CUDA runs it as one kernel.
+void qkv_attention_decode(float* o, uint16_t* o16, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq,
+                          const float* yk, const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm,
+                          const float* kNorm, float eps, float offset, const float* cs, const float* sn, long rot, long B, long Hq,
+                          long Hkv, long D, const int32_t* keyMask, long S, long kvStrideB, float scale, long window, float softcap);
 }  // namespace aha

@@ -166,6 +166,12 @@ FN(qkv_rope_cache) { TRY(qkv_rope_cache)
                  lora_up(a, 10), lora_up(a, 15), lora_up(a, 20), P(a[25]), P(a[26]), F(a[27]), F(a[28]), P(a[29]), P(a[30]), L(a[31]),
                  L(a[32]), L(a[33]), L(a[34]), L(a[35]));
   UNDEF CATCH(qkv_rope_cache) }
+FN(qkv_attention_decode) { TRY(qkv_attention_decode)
+  qkv_attention_decode(P(a[0]), P<void>(a[1]), (int)L(a[2]), P<void>(a[3]), P<void>(a[4]), (int)L(a[5]), P<int32_t>(a[6]), P(a[7]), L(a[8]),
+                       P(a[9]), P(a[10]), L(a[11]), lora_up(a, 12), lora_up(a, 17), lora_up(a, 22), P(a[27]), P(a[28]), F(a[29]), F(a[30]),
+                       P(a[31]), P(a[32]), L(a[33]), L(a[34]), L(a[35]), L(a[36]), L(a[37]), P<int32_t>(a[38]), L(a[39]), L(a[40]), F(a[41]),
+                       L(a[42]), F(a[43]));
+  UNDEF CATCH(qkv_attention_decode) }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
@@ -176,7 +182,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);
   REG(sample_rows); REG(convert); REG(scatter_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
-  REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache);
+  REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache); REG(qkv_attention_decode);
   return exports;
 }
 }  // namespace

@@ -8,6 +8,7 @@
 // front, key padding mask [B, S], sliding window, tanh soft-capping. Head dims up to 256.
 // Decode (T = 1, one new token per sequence) has its own kernel that spreads the keys over 8 warps.
 #include "common.cuh"
+#include "attention_decode.cuh"
 
 namespace aha_cuda {
 
@@ -94,100 +95,18 @@ __global__ void __launch_bounds__(THREADS) attention_forward_kernel(float* o, fl
   }
 }
 
-// Decode (T = 1): a block = one (head, batch) query row; each warp takes 32 keys at a time (lane = key for the
-// score, so the K loads of a warp are independent), keeps its own online softmax, and the warps' partial results
-// are merged through shared memory at the end. The query sits at position S - 1 and sees every earlier key.
-constexpr int DEC_WARPS = 8;
+// Decode (T = 1): a block = one (head, batch) query row (attention_decode.cuh)
 template <int NDL>
 __global__ void __launch_bounds__(DEC_WARPS * 32) attention_decode_kernel(float* o, float* lse, const float* q, const void* k, const void* v,
     const int32_t* keyMask, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, void* o16, int dt16,
     int dtKV) {
   constexpr int DP = 32 * NDL;
   __shared__ float qs[DP];
-  __shared__ float wm[DEC_WARPS], wl[DEC_WARPS];
-  __shared__ float wacc[DEC_WARPS][DP];
   const long h = blockIdx.x, b = blockIdx.y, hk = h / (Hq / Hkv), row = b * Hq + h;
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const int32_t* km = keyMask ? keyMask + b * S : nullptr;
   for (int d = threadIdx.x; d < DP; d += blockDim.x) qs[d] = d < D ? q[row * D + d] * scale : 0.f;
   __syncthreads();
-  const long rs = Hkv * D;  // elements between consecutive keys of one kv head
-  const long kv0 = b * kvStrideB + hk * D;  // this row's first key/value element (f32, or bf16 in a KV cache)
-  const float* kb = dtKV == F32 ? (const float*)k + kv0 : nullptr;
-  const float* vb = dtKV == F32 ? (const float*)v + kv0 : nullptr;
-  // 4 values per load (8 bytes of bf16, 16 of f32) where every key row starts aligned for it
-  const bool vec = (D & 3) == 0 && (kvStrideB & 3) == 0 && (((uintptr_t)k | (uintptr_t)v) & (dtKV == F32 ? 15 : 7)) == 0;
-  float m = -INFINITY, l = 0.f, acc[NDL];
-#pragma unroll
-  for (int e = 0; e < NDL; e++) acc[e] = 0.f;
-  const long jbeg = window > 0 ? max(0L, S - window) : 0;
-  for (long j0 = jbeg + (long)w * 32; j0 < S; j0 += DEC_WARPS * 32) {
-    const long j = j0 + lane;
-    const bool ok = j < S && (!km || km[j] != 0);
-    float s = -INFINITY;
-    if (ok && !kb) {  // bf16 keys: 4 per 8-byte load where the head dim allows
-      const __nv_bfloat16* kr = (const __nv_bfloat16*)k + kv0 + j * rs;
-      float a = 0.f;
-      if (vec) {
-        for (int d = 0; d < D; d += 4) {
-          const uint2 kw = *(const uint2*)(kr + d);
-          const float2 x01 = __bfloat1622float2(*(const __nv_bfloat162*)&kw.x), x23 = __bfloat1622float2(*(const __nv_bfloat162*)&kw.y);
-          a += qs[d] * x01.x + qs[d + 1] * x01.y + qs[d + 2] * x23.x + qs[d + 3] * x23.y;
-        }
-      } else {
-        for (int d = 0; d < D; d++) a += qs[d] * __bfloat162float(kr[d]);
-      }
-      s = softcap > 0 ? softcap * tanhf(a / softcap) : a;
-    } else if (ok) {
-      const float* kr = kb + j * rs;
-      float a = 0.f;
-      if (vec) {
-        for (int d = 0; d < D; d += 4) {
-          float4 kv = *(const float4*)(kr + d);
-          a += qs[d] * kv.x + qs[d + 1] * kv.y + qs[d + 2] * kv.z + qs[d + 3] * kv.w;
-        }
-      } else {
-        for (int d = 0; d < D; d++) a += qs[d] * kr[d];
-      }
-      s = softcap > 0 ? softcap * tanhf(a / softcap) : a;
-    }
-    const float mnew = fmaxf(m, warp_max(s));
-    if (mnew == -INFINITY) continue;  // warp-uniform: no visible key in this group yet
-    const float p = ok ? __expf(s - mnew) : 0.f, corr = __expf(m - mnew);
-    l = l * corr + warp_sum(p);
-    m = mnew;
-#pragma unroll
-    for (int e = 0; e < NDL; e++) acc[e] *= corr;
-    const int nk = (int)min(32L, S - j0);
-#pragma unroll 4
-    for (int jj = 0; jj < nk; jj++) {
-      const float pj = __shfl_sync(0xffffffffu, p, jj);
-      if (pj == 0.f) continue;  // warp-uniform: a masked key (a DecodeStep's unwritten cache slots) costs no V read
-      const long vr = kv0 + (j0 + jj) * rs;
-#pragma unroll
-      for (int e = 0; e < NDL; e++) {
-        const int d = lane + 32 * e;
-        if (d < D) acc[e] += pj * (vb ? vb[vr - kv0 + d] : __bfloat162float(((const __nv_bfloat16*)v)[vr + d]));
-      }
-    }
-  }
-  if (lane == 0) { wm[w] = m; wl[w] = l; }
-#pragma unroll
-  for (int e = 0; e < NDL; e++) wacc[w][lane + 32 * e] = acc[e];
-  __syncthreads();
-  float M = -INFINITY;
-  for (int x = 0; x < DEC_WARPS; x++) M = fmaxf(M, wm[x]);
-  float L = 0.f;
-  if (M != -INFINITY)
-    for (int x = 0; x < DEC_WARPS; x++) if (wm[x] != -INFINITY) L += wl[x] * __expf(wm[x] - M);
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float a = 0.f;
-    if (L > 0.f)
-      for (int x = 0; x < DEC_WARPS; x++) if (wm[x] != -INFINITY) a += wacc[x][d] * __expf(wm[x] - M);
-    o[row * D + d] = L > 0.f ? a / L : 0.f;
-    if (o16) store16(o16, dt16, row * D + d, o[row * D + d]);
-  }
-  if (lse && threadIdx.x == 0) lse[row] = L > 0.f ? M + logf(L) : -INFINITY;
+  decode_attend<NDL>(o, lse, o16, dt16, row, qs, k, v, b * kvStrideB + hk * D, Hkv * D, keyMask ? keyMask + b * S : nullptr, S, D,
+                     (kvStrideB & 3) == 0, window, softcap, dtKV, -1, nullptr, nullptr);
 }
 
 // Di = sum_d dout * o, one warp per (b, t, h) row; stored as [B, Hq, T]
@@ -347,14 +266,6 @@ void launch_backward(float* dq, float* dk, float* dv, const float* dout, const f
   check_launch("attention_backward");
 }
 }  // namespace
-
-#define AHA_DISPATCH_D(D, CALL)                                  \
-  if ((D) <= 32) { constexpr int N_ = 1; CALL; }                 \
-  else if ((D) <= 64) { constexpr int N_ = 2; CALL; }            \
-  else if ((D) <= 96) { constexpr int N_ = 3; CALL; }            \
-  else if ((D) <= 128) { constexpr int N_ = 4; CALL; }           \
-  else if ((D) <= 256) { constexpr int N_ = 8; CALL; }           \
-  else throw std::runtime_error("aha cuda attention: head dim " + std::to_string(D) + " > 256 is not supported");
 
 void attention_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* keyMask,
                        long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, bool lowp,

@@ -30,6 +30,11 @@ __device__ __forceinline__ void store16(void* p, int dt, long i, float v) {
   else ((__half*)p)[i] = __float2half(v);
 }
 
+// v as a 16-bit buffer of type dt would hold it
+__device__ __forceinline__ float round16(float v, int dt) {
+  return dt == BF16 ? __bfloat162float(__float2bfloat16(v)) : __half2float(__float2half(v));
+}
+
 // the one stream all kernels, copies and GEMMs run on (created by init)
 cudaStream_t stream();
 // CUDA error → C++ exception (turned into a JS error by the binding)

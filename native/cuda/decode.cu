@@ -3,9 +3,11 @@
 // second of its two GEMMs) into the kernel that reads the projection's output: the residual add and the next RMS
 // norm, the gated activation, and q/k/v's norm, rotary and KV-cache write. The norm kernel can also make the
 // down-projections t = x Aᵀ on either side of it (warp per row of A, read whole from L2), and the activation kernel
-// the next projection's (partial sums per block of columns, added up by the next norm), so those GEMMs go too
-// (models/fused-layers.ts: 9 kernels per layer instead of 20). A row's t is staged in shared memory, pre-scaled.
+// the next projection's (partial sums per block of columns, added up by the next norm), so those GEMMs go too; in a
+// decode step q/k/v's kernel and attention are one (models/fused-layers.ts: 8 kernels per layer instead of 20). A
+// row's t is staged in shared memory, pre-scaled.
 #include "common.cuh"
+#include "attention_decode.cuh"
 
 namespace aha_cuda {
 
@@ -125,28 +127,18 @@ __global__ void glu_lora_kernel(float* out, void* out16, int dt16, const float* 
   }
 }
 
-// block per (row, head) of q, then k, then v (blockIdx.y): the head's D values with the LoRA term, normed, rotated
-// (smem: the head's values, D floats, then the row's t, r floats)
-__global__ void qkv_rope_cache_kernel(float* qOut, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq,
-                                      const float* yk, const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm,
-                                      const float* kNorm, float eps, float offset, const float* cs, const float* sn, long rot, long Hq,
-                                      long Hkv, long D) {
-  extern __shared__ float x[];
-  __shared__ float sh[32];
-  const long m = blockIdx.x, hy = blockIdx.y;
-  const int sec = hy < Hq ? 0 : hy < Hq + Hkv ? 1 : 2;  // q, k, v
-  const long hh = sec == 0 ? hy : sec == 1 ? hy - Hq : hy - Hq - Hkv;
-  const LoraUp lo = sec == 0 ? lq : sec == 1 ? lk : lv;
-  const float* y = (sec == 0 ? yq : sec == 1 ? yk : yv) + m * (sec == 0 ? ldq : ldkv) + hh * D;
-  const float* nw = sec == 0 ? qNorm : sec == 1 ? kNorm : nullptr;
-  float* ts = x + D;
+// One head of row m, by the whole block: y[0:D] (the head's projection output) + its LoRA term (output columns
+// col0 … col0 + D of lo, t of row m), RMS-normed with nw (null: not), rotated on its first rot dims (rot 0: not;
+// tables cs/sn of row m) into out. out, x (D floats each) and ts (lo.r floats) are shared memory.
+__device__ __forceinline__ void head_prep(float* out, float* x, float* ts, float* sh, const float* y, const LoraUp& lo, long m, long col0,
+                                          const float* nw, float eps, float offset, const float* cs, const float* sn, long rot, long D) {
   if (lo.B)
     for (long j = threadIdx.x; j < lo.r; j += blockDim.x) ts[j] = lo.t[m * lo.ldt + j] * lo.scale;
   __syncthreads();
   float ss = 0.f;
   for (long d = threadIdx.x; d < D; d += blockDim.x) {
     float v = y[d];
-    if (lo.B) v += lora_dot(ts, lo.B + (hh * D + d) * lo.r, lo.r);
+    if (lo.B) v += lora_dot(ts, lo.B + (col0 + d) * lo.r, lo.r);
     x[d] = v;
     ss += v * v;
   }
@@ -159,11 +151,33 @@ __global__ void qkv_rope_cache_kernel(float* qOut, void* kc, void* vc, int dtKV,
   const long half = rot / 2;
   for (long d = threadIdx.x; d < D; d += blockDim.x) {
     float v = x[d];
-    if (sec < 2 && d < rot) {
+    if (d < rot) {
       const long i = d < half ? d : d - half;
       const float c = cs[m * half + i], s = sn[m * half + i];
       v = d < half ? x[d] * c - x[d + half] * s : x[d] * c + x[d - half] * s;
     }
+    out[d] = v;
+  }
+  __syncthreads();  // (x and ts are free again, out complete)
+}
+
+// block per (row, head) of q, then k, then v (blockIdx.y): the head's D values with the LoRA term, normed, rotated
+// (smem: the head's values and scratch, D floats each, then the row's t, r floats)
+__global__ void qkv_rope_cache_kernel(float* qOut, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq,
+                                      const float* yk, const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm,
+                                      const float* kNorm, float eps, float offset, const float* cs, const float* sn, long rot, long Hq,
+                                      long Hkv, long D) {
+  extern __shared__ float x[];
+  __shared__ float sh[32];
+  const long m = blockIdx.x, hy = blockIdx.y;
+  const int sec = hy < Hq ? 0 : hy < Hq + Hkv ? 1 : 2;  // q, k, v
+  const long hh = sec == 0 ? hy : sec == 1 ? hy - Hq : hy - Hq - Hkv;
+  const float* y = (sec == 0 ? yq : sec == 1 ? yk : yv) + m * (sec == 0 ? ldq : ldkv) + hh * D;
+  float* out = x + D;
+  head_prep(out, x, x + 2 * D, sh, y, sec == 0 ? lq : sec == 1 ? lk : lv, m, hh * D, sec == 0 ? qNorm : sec == 1 ? kNorm : nullptr, eps, offset,
+            cs, sn, sec < 2 ? rot : 0, D);
+  for (long d = threadIdx.x; d < D; d += blockDim.x) {
+    const float v = out[d];
     if (sec == 0) qOut[(m * Hq + hh) * D + d] = v;
     else {
       void* cache = sec == 1 ? kc : vc;
@@ -172,6 +186,42 @@ __global__ void qkv_rope_cache_kernel(float* qOut, void* kc, void* vc, int dtKV,
       else store16(cache, dtKV, at, v);
     }
   }
+}
+
+// The decode step's q/k/v kernel and attention in one (T = 1): block per (q head h, row b). The block makes its q head,
+// and its kv head's new key and value, as qkv_rope_cache does; the first q head of each kv group writes them to the
+// cache, and every block of the group attends to them from shared memory, skipping their cache slot (decode_attend).
+// The new key's slot jnew = rows[b] - b·capacity (capacity = kvStrideB / (Hkv·D)) must be one of the row's S keys.
+// smem: q, the new key and value and a scratch head, 32·NDL floats each (static), then t, r floats (dynamic)
+template <int NDL>
+__global__ void __launch_bounds__(DEC_WARPS * 32) qkv_attention_decode_kernel(
+    float* o, void* o16, int dt16, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq, const float* yk,
+    const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm, const float* kNorm, float eps, float offset,
+    const float* cs, const float* sn, long rot, long Hq, long Hkv, long D, const int32_t* keyMask, long S, long kvStrideB, float scale,
+    long window, float softcap) {
+  constexpr int DP = 32 * NDL;
+  __shared__ float qs[DP], kn[DP], vn[DP], xs[DP], sh[32];
+  extern __shared__ float ts[];
+  const long h = blockIdx.x, b = blockIdx.y, hk = h / (Hq / Hkv);
+  head_prep(qs, xs, ts, sh, yq + b * ldq + h * D, lq, b, h * D, qNorm, eps, offset, cs, sn, rot, D);
+  head_prep(kn, xs, ts, sh, yk + b * ldkv + hk * D, lk, b, hk * D, kNorm, eps, offset, cs, sn, rot, D);
+  head_prep(vn, xs, ts, sh, yv + b * ldkv + hk * D, lv, b, hk * D, nullptr, eps, offset, cs, sn, 0, D);
+  const long at = (long)rows[b] * Hkv * D + hk * D;
+  for (long d = threadIdx.x; d < DP; d += blockDim.x) {
+    if (d >= D) { qs[d] = 0.f; continue; }
+    qs[d] *= scale;
+    if (dtKV == F32) {
+      if (h % (Hq / Hkv) == 0) { ((float*)kc)[at + d] = kn[d]; ((float*)vc)[at + d] = vn[d]; }
+    } else {  // the values the cache holds, rounded, are the ones attended to
+      if (h % (Hq / Hkv) == 0) { store16(kc, dtKV, at + d, kn[d]); store16(vc, dtKV, at + d, vn[d]); }
+      kn[d] = round16(kn[d], dtKV);
+      vn[d] = round16(vn[d], dtKV);
+    }
+  }
+  __syncthreads();
+  const long cap = kvStrideB / (Hkv * D);
+  decode_attend<NDL>(o, nullptr, o16, dt16, b * Hq + h, qs, kc, vc, b * kvStrideB + hk * D, Hkv * D, keyMask ? keyMask + b * S : nullptr,
+                     S, D, (kvStrideB & 3) == 0, window, softcap, dtKV, (long)rows[b] - b * cap, kn, vn);
 }
 
 // r is staged in shared memory: the kernels take ranks up to this (the model's decode path checks it first)
@@ -221,9 +271,25 @@ void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* ro
   for (const LoraUp* lo : {&lq, &lk, &lv}) check_rank(*lo, "qkv_rope_cache");
   long r = 0;
   for (const LoraUp* lo : {&lq, &lk, &lv}) if (lo->B) r = std::max(r, lo->r);
-  qkv_rope_cache_kernel<<<dim3((unsigned)M, (unsigned)(Hq + 2 * Hkv)), D >= 128 ? 64 : 32, (D + r) * sizeof(float), stream()>>>(
+  qkv_rope_cache_kernel<<<dim3((unsigned)M, (unsigned)(Hq + 2 * Hkv)), D >= 128 ? 64 : 32, (2 * D + r) * sizeof(float), stream()>>>(
       qOut, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset, cs, sn, rot, Hq, Hkv, D);
   check_launch("qkv_rope_cache");
+}
+
+void qkv_attention_decode(float* o, void* o16, int dt16, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq,
+                          const float* yk, const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm,
+                          const float* kNorm, float eps, float offset, const float* cs, const float* sn, long rot, long B, long Hq,
+                          long Hkv, long D, const int32_t* keyMask, long S, long kvStrideB, float scale, long window, float softcap) {
+  if (B * Hq == 0) return;
+  if (dtKV != F32 && dtKV != BF16) throw std::runtime_error("qkv_attention_decode: keys and values must be f32 or bf16");
+  if (Hkv < 1 || Hq % Hkv || kvStrideB % (Hkv * D)) throw std::runtime_error("qkv_attention_decode: bad heads or cache stride");
+  for (const LoraUp* lo : {&lq, &lk, &lv}) check_rank(*lo, "qkv_attention_decode");
+  long r = 0;
+  for (const LoraUp* lo : {&lq, &lk, &lv}) if (lo->B) r = std::max(r, lo->r);
+  AHA_DISPATCH_D(D, (qkv_attention_decode_kernel<N_><<<dim3((unsigned)Hq, (unsigned)B), DEC_WARPS * 32, r * sizeof(float), stream()>>>(
+      o, o16, dt16, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset, cs, sn, rot, Hq, Hkv, D, keyMask, S,
+      kvStrideB, scale, window, softcap)));
+  check_launch("qkv_attention_decode");
 }
 
 }  // namespace aha_cuda

@@ -114,5 +114,11 @@ void glu_lora(float* out, void* out16, int dt16, const float* g, const float* u,
 void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq, const float* yk,
                     const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm, const float* kNorm, float eps,
                     float offset, const float* cs, const float* sn, long rot, long M, long Hq, long Hkv, long D);
+// qkv_rope_cache then attention_forward for a decode step (T = 1, one row per sequence b, its cache row rows[b]) in one
+// kernel: o [B, Hq, D] (o16 its dt16 copy, may be null); no lse
+void qkv_attention_decode(float* o, void* o16, int dt16, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq,
+                          const float* yk, const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm,
+                          const float* kNorm, float eps, float offset, const float* cs, const float* sn, long rot, long B, long Hq,
+                          long Hkv, long D, const int32_t* keyMask, long S, long kvStrideB, float scale, long window, float softcap);
 
 }  // namespace aha_cuda

@@ -57,6 +57,7 @@ export interface CpuAddon {
   glu_lora(out: F32, out16: Uint16Array | null, dt16: number, g: F32, u: F32, ld: number, ...rest: (F32 | number | null)[]): void;
   qkv_rope_cache(qOut: F32, kc: Any, vc: Any, dtKV: number, rows: I32, yq: F32, ldq: number, yk: F32, yv: F32, ldkv: number,
     ...rest: (F32 | number | null)[]): void;
+  qkv_attention_decode(o: F32, o16: Uint16Array | null, dt16: number, kc: Any, vc: Any, dtKV: number, rows: I32, ...rest: (F32 | I32 | number | null)[]): void;
   num_threads(): number;
 }
 

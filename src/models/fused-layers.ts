@@ -5,12 +5,13 @@
 // norm kernel; down's by gluLora, in partial sums over column blocks that the next norm adds up, since its input is
 // 5–10 K wide), and the o and down projections add into the residual stream in their GEMMs.
 // Per layer: norm (adding the previous layer's down term; making q/k/v's t), the q/k/v GEMM (one where their weights
-// are adjacent rows, or Phi-3's qkv_proj), qkvRopeCache (LoRA terms, QK-norm, rotary, cache write), attention, o GEMM,
-// norm (making and adding o's term; making gate/up's t), gate/up GEMM, gluLora (making down's t), down GEMM: 9
-// kernels for the Qwen2.5 shapes (13 with fold off, 20 in the general block; bench/host-overhead.ts counts them). Gemma's
+// are adjacent rows, or Phi-3's qkv_proj), qkvRopeCache (LoRA terms, QK-norm, rotary, cache write) and attention (one
+// kernel in a decode step: qkvRopeAttention), o GEMM, norm (making and adding o's term; making gate/up's t), gate/up
+// GEMM, gluLora (making down's t), down GEMM: 8 kernels per decode step for the Qwen2.5 shapes (12 with fold off, 20 in
+// the general block; bench/host-overhead.ts counts them). Gemma's
 // sandwich norms add one norm kernel after o and one after down. fusedPlan() says when it runs (LoRA ranks within the
 // kernels' limits); test/fused-layers.test.ts checks it against the general block.
-import { addRmsNorm, gluLora, qkvRopeCache, linearGroup, linearConcat, loraLinear, type Cols, attention, attention16, empty, scope, reshape, rowsView,
+import { addRmsNorm, gluLora, qkvRopeCache, qkvRopeAttention, linearGroup, linearConcat, loraLinear, type Cols, attention, attention16, empty, scope, reshape, rowsView,
   Tensor, type LoraUp, type LoraFromSource, type LinearPart, type AttentionOpts, type DType } from "../engine/index.ts";
 import type { ModelConfig } from "./config.ts";
 import type { LoraAdapter, LoraPair } from "./lora.ts";
@@ -188,13 +189,19 @@ export function fusedLayers(x: Tensor, layers: Layer[], plan: FusedPlan, finalNo
         [q, k, v] = Y ? [0, Hq * D, (Hq + Hkv) * D].map((col) => ({ t: Y, col })) : linearGroup(h, lp.qkv, h16).map((t) => ({ t, col: 0 }));
         [lq, lk, lv] = qkvTerms;
       }
-      const { cos, sin } = ropes[l];
-      const qr = qkvRopeCache(q, k, v, [lq, lk, lv], { Hq, Hkv, D, qNorm: L.qNorm ?? null, kNorm: L.kNorm ?? null, eps, offset: off, cos, sin,
-        rot: cfg.rotaryDim, kCache: cache.k[l], vCache: cache.v[l], rows: s.rows });
-      const keys = keyss[l];
-      const opts: AttentionOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: keys.window, softcap: cfg.attnSoftcap, keyMask: keys.mask,
-        lowPrecision: s.lowPrecision, S, kvStrideB: cache.strideB };
-      const [a, a16] = low ? attention16(qr, cache.k[l], cache.v[l], opts, low) : [attention(qr, cache.k[l], cache.v[l], opts), null];
+      const { cos, sin } = ropes[l], keys = keyss[l];
+      const qkvOpts = { Hq, Hkv, D, qNorm: L.qNorm ?? null, kNorm: L.kNorm ?? null, eps, offset: off, cos, sin, rot: cfg.rotaryDim,
+        kCache: cache.k[l], vCache: cache.v[l], rows: s.rows };
+      let a: Tensor, a16: Tensor | null;
+      if (T === 1) // a decode step: q/k/v's kernel and attention in one
+        [a, a16] = qkvRopeAttention(q, k, v, [lq, lk, lv], qkvOpts, { S, kvStrideB: cache.strideB, keyMask: keys.mask, scale: cfg.attnScale,
+          window: keys.window, softcap: cfg.attnSoftcap }, low);
+      else {
+        const qr = qkvRopeCache(q, k, v, [lq, lk, lv], qkvOpts);
+        const opts: AttentionOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: keys.window, softcap: cfg.attnSoftcap, keyMask: keys.mask,
+          lowPrecision: s.lowPrecision, S, kvStrideB: cache.strideB };
+        [a, a16] = low ? attention16(qr, cache.k[l], cache.v[l], opts, low) : [attention(qr, cache.k[l], cache.v[l], opts), null];
+      }
       // o's LoRA term: its down-projection made by the next norm kernel (fold), else by GEMM; gate/up's made there too
       const a2 = reshape(a, [N, Hq * D]), [o] = lp.o;
       const lo: LoraUp | LoraFromSource | null = !o.lora ? null : fold ? { src: a2, A: o.lora.A, B: o.lora.B, scale: o.lora.scale } : loraDown(a2, lp.o)[0];

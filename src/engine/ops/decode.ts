@@ -135,23 +135,59 @@ export interface QkvRopeCacheOpts {
  * [M, Hq, D]; k and v go to the cache rows.
  */
 export function qkvRopeCache(q: Cols, k: Cols, v: Cols, loras: [LoraUp | null, LoraUp | null, LoraUp | null], o: QkvRopeCacheOpts): Tensor {
-  assertF32("qkvRopeCache", q.t, k.t, v.t, o.cos, o.sin);
-  noAutograd("qkvRopeCache", q.t, k.t, v.t);
+  const args = qkvArgs("qkvRopeCache", q, k, v, loras, o), { Hq, D } = o, M = o.rows.numel;
+  const out = like(q.t, [M, Hq, D]);
+  q.t.backend.k.qkv_rope_cache(out.buf, ...args);
+  return out;
+}
+
+/** The kernels' arguments from the cache through the head counts (qkv_rope_cache's after qOut), checked. */
+function qkvArgs(op: string, q: Cols, k: Cols, v: Cols, loras: [LoraUp | null, LoraUp | null, LoraUp | null], o: QkvRopeCacheOpts): unknown[] {
+  assertF32(op, q.t, k.t, v.t, o.cos, o.sin);
+  noAutograd(op, q.t, k.t, v.t);
   const { Hq, Hkv, D } = o, M = o.rows.numel, half = o.rot / 2;
   const ld = (c: Cols, width: number) => {
     const n = c.t.shape[c.t.shape.length - 1];
-    if (c.t.numel !== M * n || c.col < 0 || c.col + width > n) throw new Error(`qkvRopeCache: columns ${c.col}..${c.col + width} of ${c.t.describe()} for ${M} rows`);
+    if (c.t.numel !== M * n || c.col < 0 || c.col + width > n) throw new Error(`${op}: columns ${c.col}..${c.col + width} of ${c.t.describe()} for ${M} rows`);
     return n;
   };
   const ldq = ld(q, Hq * D), ldk = ld(k, Hkv * D), ldv = ld(v, Hkv * D);
-  if (ldk !== ldv) throw new Error(`qkvRopeCache: k and v rows at different strides (${ldk}, ${ldv})`);
-  if (o.cos.numel !== M * half || o.sin.numel !== M * half || o.rot > D || o.rot % 2) throw new Error(`qkvRopeCache: rotary tables ${o.cos.describe()} for ${M} rows, rot ${o.rot}`);
-  if (o.kCache.dtype !== o.vCache.dtype || o.kCache.numel % (Hkv * D)) throw new Error(`qkvRopeCache: caches ${o.kCache.describe()} / ${o.vCache.describe()}`);
-  for (const n of [o.qNorm, o.kNorm]) if (n && n.numel !== D) throw new Error(`qkvRopeCache: QK-norm ${n.describe()} for head dim ${D}`);
+  if (ldk !== ldv) throw new Error(`${op}: k and v rows at different strides (${ldk}, ${ldv})`);
+  if (o.cos.numel !== M * half || o.sin.numel !== M * half || o.rot > D || o.rot % 2) throw new Error(`${op}: rotary tables ${o.cos.describe()} for ${M} rows, rot ${o.rot}`);
+  if (o.kCache.dtype !== o.vCache.dtype || o.kCache.numel % (Hkv * D)) throw new Error(`${op}: caches ${o.kCache.describe()} / ${o.vCache.describe()}`);
+  for (const n of [o.qNorm, o.kNorm]) if (n && n.numel !== D) throw new Error(`${op}: QK-norm ${n.describe()} for head dim ${D}`);
   const be = q.t.backend, at = (c: Cols) => be.view(c.t.buf, "f32", c.col, c.t.numel - c.col);
-  const out = like(q.t, [M, Hq, D]);
-  be.k.qkv_rope_cache(out.buf, o.kCache.buf, o.vCache.buf, dtypeCode(o.kCache.dtype), o.rows.buf, at(q), ldq, at(k), at(v), ldk,
-    ...upArgs(loras[0], M, Hq * D, "qkvRopeCache"), ...upArgs(loras[1], M, Hkv * D, "qkvRopeCache"), ...upArgs(loras[2], M, Hkv * D, "qkvRopeCache"),
-    o.qNorm?.buf ?? null, o.kNorm?.buf ?? null, o.eps, o.offset, o.cos.buf, o.sin.buf, o.rot, M, Hq, Hkv, D);
-  return out;
+  return [o.kCache.buf, o.vCache.buf, dtypeCode(o.kCache.dtype), o.rows.buf, at(q), ldq, at(k), at(v), ldk,
+    ...upArgs(loras[0], M, Hq * D, op), ...upArgs(loras[1], M, Hkv * D, op), ...upArgs(loras[2], M, Hkv * D, op),
+    o.qNorm?.buf ?? null, o.kNorm?.buf ?? null, o.eps, o.offset, o.cos.buf, o.sin.buf, o.rot, M, Hq, Hkv, D];
+}
+
+/** What attention needs beside qkvRopeCache's options, for a decode step (one query row per sequence). */
+export interface DecodeAttentionOpts {
+  /** key positions per sequence: the query, at position S - 1, sees keys 0 … S - 1 */
+  S: number;
+  /** elements between sequences in the caches (the cache's capacity · Hkv · D); rows[b] must be b · capacity + j, j < S */
+  kvStrideB: number;
+  /** [B, S] i32, 1 = a key to see (null: all) */
+  keyMask: Tensor | null;
+  scale: number;
+  window: number;
+  softcap: number;
+}
+
+/**
+ * A decode step's qkvRopeCache and attention in one op (one kernel on CUDA): q/k/v as qkvRopeCache takes them for B
+ * rows (one per sequence), the new keys and values written to the cache rows, and the attention output [B, Hq, D]
+ * over each sequence's S keys, with its 16-bit copy when dt16 is given (the o projection's input).
+ */
+export function qkvRopeAttention(q: Cols, k: Cols, v: Cols, loras: [LoraUp | null, LoraUp | null, LoraUp | null], o: QkvRopeCacheOpts,
+  a: DecodeAttentionOpts, dt16: DType | null): [Tensor, Tensor | null] {
+  const args = qkvArgs("qkvRopeAttention", q, k, v, loras, o), { Hq, Hkv, D } = o, B = o.rows.numel;
+  if (a.kvStrideB % (Hkv * D) || a.S > a.kvStrideB / (Hkv * D) || o.kCache.numel < B * a.kvStrideB)
+    throw new Error(`qkvRopeAttention: ${B} sequences of ${a.S} keys at stride ${a.kvStrideB} in ${o.kCache.describe()}`);
+  if (a.keyMask && (a.keyMask.dtype !== "i32" || a.keyMask.numel !== B * a.S)) throw new Error(`qkvRopeAttention: key mask ${a.keyMask.describe()} for [${B}, ${a.S}]`);
+  const out = like(q.t, [B, Hq, D]), out16 = dt16 ? like(q.t, [B, Hq, D], dt16) : null;
+  q.t.backend.k.qkv_attention_decode(out.buf, out16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1, ...(args as [never]),
+    a.keyMask?.buf ?? null, a.S, a.kvStrideB, a.scale, a.window, a.softcap);
+  return [out, out16];
 }

@@ -7,4 +7,4 @@ export { tokenLogprobs, grpoLoss, type TokenLogprobs, type GrpoLossParams } from
 export { loraLinear, type LoraBranch } from "./lora-linear.ts";
 export { loraLinearGroup, linearGroup, linearConcat, groupable, type LoraPart, type LinearPart } from "./lora-group.ts";
 export { sampleTokens, sampleTokensInto, type SampleParams, type SampledTokens } from "./sample.ts";
-export { addRmsNorm, gluLora, qkvRopeCache, type LoraUp, type LoraFromSource, type Cols, type QkvRopeCacheOpts } from "./decode.ts";
+export { addRmsNorm, gluLora, qkvRopeCache, qkvRopeAttention, type DecodeAttentionOpts, type LoraUp, type LoraFromSource, type Cols, type QkvRopeCacheOpts } from "./decode.ts";
