@@ -211,7 +211,7 @@ test("cuda: the decode path's fused kernels (add_rms_norm, glu_lora, qkv_rope_ca
   }
 });
 
-test("cuda: embedding forward (f32/bf16/f16, bad ids → NaN) and backward (repeated ids), scatter_rows", { skip }, () => {
+test("cuda: embedding forward (f32/bf16/f16, bad ids → NaN) and backward (repeated ids), scatter_rows, copy_rows", { skip }, () => {
   const V = 50, C = 24, N = 40;
   const table = randn(V * C), ids = randi(N, V);
   ids[3] = V + 2;
@@ -225,6 +225,12 @@ test("cuda: embedding forward (f32/bf16/f16, bad ids → NaN) and backward (repe
   both("scatter_rows", [randn(V * C), randn(9 * C), rows, 9, C], [0], 0);
   both("scatter_rows", [randn(V * C), randn(9 * C), rows, 9, C, randn(V * C), randn(9 * C)], [0, 5], 0);
   both("scatter_rows", [new Uint16Array(V * C), randn(9 * C), rows, 9, C, new Uint16Array(V * C), randn(9 * C), 1], [0, 5], 0, "scatter_rows into bf16");
+  // copy_rows: repeated and reordered source rows (a fan-out, a compaction), f32 and bf16 elements, one tensor and two
+  const pairs = Int32Array.from({ length: 2 * 12 }, (_, i) => (i % 2 === 0 ? (i / 2) * 3 + 1 : [4, 4, 0, 9, 2, 2, 2, 7, 1, 5, 5, 3][(i - 1) / 2]));
+  both("copy_rows", [randn(V * C), randn(10 * C), pairs, 12, C, 4], [0], 0, "copy_rows f32");
+  both("copy_rows", [randn(V * C), randn(10 * C), pairs, 12, C, 4, randn(V * C), randn(10 * C)], [0, 6], 0, "copy_rows f32, two tensors");
+  both("copy_rows", [f32ToBf16(randn(V * C)), f32ToBf16(randn(10 * C)), pairs, 12, C, 2, f32ToBf16(randn(V * C)), f32ToBf16(randn(10 * C))], [0, 6], 0,
+    "copy_rows bf16, two tensors");
   both("softcap", [new Float32Array(4099), randn(4099, 20), 30, 4099], [0], 1e-5, "softcap");
   // repetition penalty in place: distinct tokens per row, -1 pads, both signs
   both("repetition_penalty", [randn(3 * 500), Int32Array.from([5, 7, 499, -1, 0, 3, -1, -1, 250, 251, 252, 1]), 3, 500, 4, 1.3], [0], 0, "repetition_penalty");

@@ -50,6 +50,16 @@ FN(gemm) {
   if (bias) for (long b = 0; b < batch; b++) binary(ptr(a[0]) + b * sC, ptr(a[0]) + b * sC, bias + b * biasStride, M * N, N, 0);
   return a.Env().Undefined();
 }
+FN(copy_rows) {
+  const int es = (int)L(a[5]);
+  if (es != 2 && es != 4) {
+    Napi::Error::New(a.Env(), "aha cpu copy_rows: elements of 2 or 4 bytes").ThrowAsJavaScriptException();
+    return a.Env().Undefined();
+  }
+  copy_rows(ptr<void>(a[0]), ptr<void>(a[1]), ptr<int32_t>(a[2]), L(a[3]), L(a[4]), es, a.Length() > 6 ? ptr<void>(a[6]) : nullptr,
+            a.Length() > 7 ? ptr<void>(a[7]) : nullptr);
+  return a.Env().Undefined();
+}
 FN(scatter_rows) {
   const int dt = a.Length() > 7 && a[7].IsNumber() ? (int)L(a[7]) : F32;
   if (dt != F32 && dt != BF16) {
@@ -216,7 +226,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward);
-  REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
+  REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows); REG(copy_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
   REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache); REG(qkv_attention_decode);
   return exports;
 }

@@ -86,6 +86,9 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* ids, lo
 // destinations' dtype (f32, or bf16: a KV cache of 16-bit values, rounded to nearest even)
 void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long C, void* dst2 = nullptr, const float* src2 = nullptr,
                   int dtDst = F32);
+// dst[pairs[2i], :] = src[pairs[2i + 1], :] for i < N (rows of C elements of esize bytes, 4 or 2), and the same for
+// dst2/src2 when given: a KV cache's sequences selected (fanned out, compacted) in one call per layer
+void copy_rows(void* dst, const void* src, const int32_t* pairs, long N, long C, int esize, void* dst2 = nullptr, const void* src2 = nullptr);
 // out[i] = a[i] op b[i % nb]; op: 0 add, 1 sub, 2 mul
 void binary(float* out, const float* a, const float* b, long n, long nb, int op);
 // out[i] = a[i] * s

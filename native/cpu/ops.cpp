@@ -118,6 +118,14 @@ void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long
   }
 }
 
+void copy_rows(void* dst, const void* src, const int32_t* pairs, long N, long C, int esize, void* dst2, const void* src2) {
+  const size_t row = (size_t)C * esize;
+  for (long i = 0; i < N; i++) {
+    std::memcpy((char*)dst + pairs[2 * i] * row, (const char*)src + pairs[2 * i + 1] * row, row);
+    if (dst2) std::memcpy((char*)dst2 + pairs[2 * i] * row, (const char*)src2 + pairs[2 * i + 1] * row, row);
+  }
+}
+
 void dropout_mask(float* out, const int32_t* seed, uint32_t salt, long n, float keep, float scale) {
   const uint32_t sd = (uint32_t)seed[0];
   chunked(n, 1 << 14, [&](long a, long b) { for (long i = a; i < b; i++) out[i] = aha_common::dropout_uniform(sd, salt, i) < keep ? scale : 0.f; });

@@ -96,6 +96,10 @@ FN(gemm) { TRY(gemm)
        L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]), a.Length() > 18 && a[18].ToBoolean().Value(),
        a.Length() > 20 ? P(a[20]) : nullptr, a.Length() > 21 && a[21].IsNumber() ? L(a[21]) : 0);
   UNDEF CATCH(gemm) }
+FN(copy_rows) { TRY(copy_rows)
+  copy_rows(P<void>(a[0]), P<void>(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4]), (int)L(a[5]), a.Length() > 6 ? P<void>(a[6]) : nullptr,
+            a.Length() > 7 ? P<void>(a[7]) : nullptr);
+  UNDEF CATCH(copy_rows) }
 FN(scatter_rows) { TRY(scatter_rows)
   scatter_rows(P<void>(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4]), a.Length() > 5 ? P<void>(a[5]) : nullptr, a.Length() > 6 ? P(a[6]) : nullptr,
                a.Length() > 7 && a[7].IsNumber() ? (int)L(a[7]) : F32);
@@ -181,7 +185,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);
-  REG(sample_rows); REG(convert); REG(scatter_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
+  REG(sample_rows); REG(convert); REG(scatter_rows); REG(copy_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
   REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache); REG(qkv_attention_decode);
   return exports;
 }

@@ -65,6 +65,8 @@ void dropout_mask(float* out, const int32_t* seed, uint32_t salt, long n, float 
 // dst[rows[n], :] = src[n, :] for n < N (rows of C elements), and the same for dst2/src2 when given
 void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long C, void* dst2 = nullptr, const float* src2 = nullptr,
                   int dtDst = F32);  // dtDst: f32, or bf16/f16 (a KV cache of 16-bit values)
+// dst[pairs[2i], :] = src[pairs[2i + 1], :] (rows of C elements of esize bytes, 4 or 2), and dst2/src2 when given
+void copy_rows(void* dst, const void* src, const int32_t* pairs, long N, long C, int esize, void* dst2 = nullptr, const void* src2 = nullptr);
 void binary(float* out, const float* a, const float* b, long n, long nb, int op);
 void scale(float* out, const float* a, float s, long n);
 void softcap(float* out, const float* x, float cap, long n);  // out = cap * tanh(x / cap)

@@ -164,6 +164,24 @@ void scatter_rows(void* dst, const float* src, const int32_t* rows, long N, long
   scatter_rows_kernel<<<blocks_for(N * C, 256), 256, 0, stream()>>>(dst, src, dst2, src2, rows, N, C, dtDst);
   check_launch("scatter_rows");
 }
+// element e of row pair i: dst[pairs[2i]·C + e] = src[pairs[2i + 1]·C + e] (T: the element's bytes)
+template <class T>
+__global__ void copy_rows_kernel(T* dst, const T* src, T* dst2, const T* src2, const int32_t* pairs, long N, long C) {
+  GRID_LOOP(idx, N * C) {
+    const long i = idx / C, e = idx % C, d = (long)pairs[2 * i] * C + e, s = (long)pairs[2 * i + 1] * C + e;
+    dst[d] = src[s];
+    if (dst2) dst2[d] = src2[s];
+  }
+}
+void copy_rows(void* dst, const void* src, const int32_t* pairs, long N, long C, int esize, void* dst2, const void* src2) {
+  if (N * C == 0) return;
+  if (esize == 4)
+    copy_rows_kernel<<<blocks_for(N * C, 256), 256, 0, stream()>>>((uint32_t*)dst, (const uint32_t*)src, (uint32_t*)dst2, (const uint32_t*)src2, pairs, N, C);
+  else if (esize == 2)
+    copy_rows_kernel<<<blocks_for(N * C, 256), 256, 0, stream()>>>((uint16_t*)dst, (const uint16_t*)src, (uint16_t*)dst2, (const uint16_t*)src2, pairs, N, C);
+  else throw std::runtime_error("copy_rows: elements of 2 or 4 bytes");
+  check_launch("copy_rows");
+}
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V) {
   if (N * C == 0) return;
   embedding_forward_kernel<<<blocks_for(N * C, 256), 256, 0, stream()>>>(out, ids, table, dt, N, C, V);

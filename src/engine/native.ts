@@ -15,6 +15,8 @@ export interface CpuAddon {
     fast?: boolean, dtA?: number, bias?: F32 | null, biasStride?: number): void;
   /** dst[rows[n], :] = src[n, :] (rows of C elements), and dst2/src2 alike when given */
   scatter_rows(dst: Any, src: F32, rows: I32, N: number, C: number, dst2?: Any | null, src2?: F32 | null, dtDst?: number): void;
+  /** dst row pairs[2i] = src row pairs[2i + 1] (rows of C elements of esize bytes, 4 or 2); dst2/src2 the same */
+  copy_rows(dst: Any, src: Any, pairs: I32, N: number, C: number, esize: number, dst2?: Any | null, src2?: Any | null): void;
   /** a LoRA dropout mask: out[i] = scale or 0, drawn from (seed[0], salt, i) the same way on every backend */
   dropout_mask(out: F32, seed: I32, salt: number, n: number, keep: number, scale: number): void;
   /** dst[0:n] = src[0:n] in another dtype (CPU targets: f32, bf16) */

@@ -2,7 +2,7 @@
 // positions valid, plus the key padding mask [B, capacity] (1 = real token). Sequences can be dropped
 // (compaction) when they finish, so they stop costing compute. Values are f32, or bf16 (half the memory and the
 // bandwidth decode attention reads) where the model's GEMMs take bf16 activations anyway (CausalLM.kvDtype).
-import { zeros, type DType, type Tensor } from "../engine/index.ts";
+import { fromHost, zeros, type DType, type Tensor } from "../engine/index.ts";
 import { DTYPE_BYTES, DTYPE_CODE } from "../engine/dtype.ts";
 import type { ModelConfig } from "./config.ts";
 
@@ -60,16 +60,18 @@ export class KVCache {
     const Kind = this.constructor as new (...a: ConstructorParameters<typeof KVCache>) => KVCache; // (a subclass selects into its own kind)
     const out = new Kind(this.cfg, keep.length, this.capacity, this.dtype);
     out.length = this.length;
-    const be = this.k[0].backend;
-    const used = this.length * this.cfg.kvHeads * this.cfg.headDim;
-    for (let l = 0; l < this.cfg.layers; l++) {
-      for (const [dst, src] of [[out.k[l], this.k[l]], [out.v[l], this.v[l]]] as const) {
-        keep.forEach((b, i) => {
-          const d = be.view(dst.buf, this.dtype, i * this.strideB, this.strideB), s = be.view(src.buf, this.dtype, b * this.strideB, this.strideB);
-          if (this.dtype === "f32") be.k.copy2d(d, s, 1, used, 0, 0, false);
-          else be.k.convert(d, DTYPE_CODE.bf16, s, DTYPE_CODE.bf16, used); // a copy (bf16 → bf16 is exact)
-        });
-      }
+    // the used rows of every kept sequence (row b · capacity + p of [B · capacity, Hkv · D]): one copy per layer
+    const be = this.k[0].backend, len = this.length, cap = this.capacity;
+    if (len > 0 && keep.length > 0) {
+      const pairs = new Int32Array(2 * keep.length * len); // (destination row, source row)
+      keep.forEach((b, i) => {
+        for (let p = 0, j = 2 * i * len; p < len; p++, j += 2) [pairs[j], pairs[j + 1]] = [i * cap + p, b * cap + p];
+      });
+      const rows = fromHost(pairs, [pairs.length], "i32", be);
+      for (let l = 0; l < this.cfg.layers; l++)
+        be.k.copy_rows(out.k[l].buf, this.k[l].buf, rows.buf, keep.length * len, this.cfg.kvHeads * this.cfg.headDim, DTYPE_BYTES[this.dtype],
+          out.v[l].buf, this.v[l].buf);
+      rows.dispose();
     }
     keep.forEach((b, i) => out.mask.set(this.mask.subarray(b * this.capacity, (b + 1) * this.capacity), i * this.capacity));
     this.dispose();
