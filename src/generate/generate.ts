@@ -33,8 +33,9 @@ export interface GenerateOptions extends SamplingParams {
   logprobs?: boolean;
   /**
    * Decode through a DecodeStep: fixed shapes, captured once as a graph and replayed (CUDA graphs; recorded kernel
-   * calls on the CPU). Finished sequences then stay in the batch until at most half of it is live, when the cache is
-   * compacted and the step captured again. Same completions either way. Default: graphsByDefault (on for the CPU).
+   * calls on the CPU), drawing its tokens on the device and enqueued one step ahead (without a repetition penalty).
+   * Finished sequences then stay in the batch until at most half of it is live, when the cache is compacted and the
+   * step captured again. Same completions either way. Default: graphsByDefault (on for the CPU).
    */
   graphs?: boolean;
 }
