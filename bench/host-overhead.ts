@@ -2,7 +2,8 @@
 // JavaScript engine (autograd, scopes, allocation bookkeeping, host-side tables and masks) costs per step before any
 // device work. On a GPU the step cannot be faster than this plus the native launch costs, so it shows when a step
 // is host-bound. Decode is timed three ways: model.forward, a DecodeStep run eagerly, and a DecodeStep replaying
-// its captured graph (what is left on the host per token step: the uploads and one launch). Runs on any machine (no
+// its captured graph (what is left on the host per token step: the uploads and one launch); then a whole rollout
+// through generate() with graphs (sampling in the step: the host's work per token step). Runs on any machine (no
 // GPU needed): a random Qwen2.5-0.5B-like model in bf16 (24 layers, 14/2 heads of 64, small MLP and vocabulary: the
 // op sequence and token counts are those of the real shape, the weights stay small). The no-op backend answers as
 // CUDA's default GEMM mode does, and counts the activation conversion a GEMM of f32 activations by 16-bit weights
@@ -19,6 +20,7 @@ import { hostArray, type DType } from "../src/engine/dtype.ts";
 import { batchLoss } from "../src/grpo/loss.ts";
 import { AdamW } from "../src/grpo/optim.ts";
 import { DecodeStep } from "../src/generate/decode-step.ts";
+import { generate } from "../src/generate/generate.ts";
 import { GraphedMicroBatches } from "../src/grpo/graph-step.ts";
 import { flatOf } from "../src/engine/flat.ts";
 
@@ -134,6 +136,17 @@ try {
     step.dispose();
     c.dispose();
   }
+  // a whole rollout through generate() with graphs (each step samples on the device and is enqueued one ahead): the
+  // host's work per step, which must stay below the GPU's for the GPU never to wait (reads give token 0: no stops)
+  const prompts = Array.from({ length: NSEQ / 8 }, (_, b) => Array.from(promptIds.subarray(b * 8 * P, b * 8 * P + P)));
+  calls = 0;
+  byName.clear();
+  const t2 = performance.now();
+  generate(model, prompts, { n: 8, maxTokens: T, temperature: 1, seed: 1, logprobs: false, graphs: true });
+  const ms2 = (performance.now() - t2) / T;
+  console.log(`generate() ${prompts.length}×8×${T} with graphs: host ${ms2.toFixed(3)} ms per step (prefill and capture included), ` +
+    `${(calls / T).toFixed(1)} kernel calls + writes + launches per step`);
+  console.log(`  per step: ${histogram(T)}`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
