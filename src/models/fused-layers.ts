@@ -7,8 +7,8 @@
 // Per layer: norm (adding the previous layer's down term; making q/k/v's t), the q/k/v GEMM (one where their weights
 // are adjacent rows, or Phi-3's qkv_proj), qkvRopeCache (LoRA terms, QK-norm, rotary, cache write) and attention (one
 // kernel in a decode step: qkvRopeAttention), o GEMM, norm (making and adding o's term; making gate/up's t), gate/up
-// GEMM, gluLora (making down's t), down GEMM: 8 kernels per decode step for the Qwen2.5 shapes (12 with fold off, 20 in
-// the general block; bench/host-overhead.ts counts them). Gemma's
+// GEMM, gluLora (making down's t), down GEMM: 8 kernels per layer of a decode step for the Qwen2.5 shapes (12 with fold
+// off, 20 in the general block; bench/host-overhead.ts counts them). Gemma's
 // sandwich norms add one norm kernel after o and one after down. fusedPlan() says when it runs (LoRA ranks within the
 // kernels' limits); test/fused-layers.test.ts checks it against the general block.
 import { addRmsNorm, gluLora, qkvRopeCache, qkvRopeAttention, linearGroup, linearConcat, loraLinear, type Cols, attention, attention16, empty, scope, reshape, rowsView,

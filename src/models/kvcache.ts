@@ -65,7 +65,10 @@ export class KVCache {
     if (len > 0 && keep.length > 0) {
       const pairs = new Int32Array(2 * keep.length * len); // (destination row, source row)
       keep.forEach((b, i) => {
-        for (let p = 0, j = 2 * i * len; p < len; p++, j += 2) [pairs[j], pairs[j + 1]] = [i * cap + p, b * cap + p];
+        for (let p = 0, j = 2 * i * len; p < len; p++, j += 2) {
+          pairs[j] = i * cap + p;
+          pairs[j + 1] = b * cap + p;
+        }
       });
       const rows = fromHost(pairs, [pairs.length], "i32", be);
       for (let l = 0; l < this.cfg.layers; l++)

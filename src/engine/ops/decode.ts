@@ -1,7 +1,9 @@
 // The decode path's fused ops (models/fused-layers.ts): forward only, no autograd. Each folds LoRA branches'
 // up-projections into the kernel that reads the projections' outputs: the residual add and the next RMS norm
 // (addRmsNorm, which can make the down-projections t = x Aᵀ on either side of it too), the gated activation
-// (gluLora, which can make the next projection's, in partial sums), and q/k/v's QK-norm, rotary and KV-cache write (qkvRopeCache). Kernels: native/cpu/decode.cpp, native/cuda/decode.cu.
+// (gluLora, which can make the next projection's, in partial sums), and q/k/v's QK-norm, rotary and KV-cache write
+// (qkvRopeCache; in a decode step with attention too: qkvRopeAttention). Kernels: native/cpu/decode.cpp,
+// native/cuda/decode.cu.
 import { Tensor } from "../tensor.ts";
 import type { DType } from "../dtype.ts";
 import { isGradEnabled } from "../autograd.ts";
@@ -82,7 +84,7 @@ export interface Cols {
 }
 
 /** gluLora's outgoing down-projection comes in partial sums over blocks of this many columns (the kernels' kGluPartCols). */
-export const GLU_PART_COLS = 128;
+const GLU_PART_COLS = 128;
 
 /**
  * act(g + term_g) · (u + term_u) for g and u, column blocks I wide of [M, ·] at one row stride (two outputs, or one
