@@ -229,6 +229,15 @@ constexpr long MAX_RANK = 1024;
 void check_rank(const LoraUp& lo, const char* name) {
   if (lo.B && (lo.r < 1 || lo.r > MAX_RANK)) throw std::runtime_error(std::string(name) + ": LoRA rank " + std::to_string(lo.r) + " outside 1.." + std::to_string(MAX_RANK));
 }
+// the largest rank of q/k/v's LoRA terms (0: none), each checked: the t a q/k/v kernel stages in shared memory
+long qkv_rank(const LoraUp& lq, const LoraUp& lk, const LoraUp& lv, const char* name) {
+  long r = 0;
+  for (const LoraUp* lo : {&lq, &lk, &lv}) {
+    check_rank(*lo, name);
+    if (lo->B) r = std::max(r, lo->r);
+  }
+  return r;
+}
 int threads_for(long n) { return n >= 1024 ? 512 : n >= 256 ? 256 : n >= 64 ? 64 : 32; }
 
 }  // namespace
@@ -268,9 +277,7 @@ void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* ro
                     const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm, const float* kNorm, float eps,
                     float offset, const float* cs, const float* sn, long rot, long M, long Hq, long Hkv, long D) {
   if (M == 0) return;
-  for (const LoraUp* lo : {&lq, &lk, &lv}) check_rank(*lo, "qkv_rope_cache");
-  long r = 0;
-  for (const LoraUp* lo : {&lq, &lk, &lv}) if (lo->B) r = std::max(r, lo->r);
+  const long r = qkv_rank(lq, lk, lv, "qkv_rope_cache");
   qkv_rope_cache_kernel<<<dim3((unsigned)M, (unsigned)(Hq + 2 * Hkv)), D >= 128 ? 64 : 32, (2 * D + r) * sizeof(float), stream()>>>(
       qOut, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset, cs, sn, rot, Hq, Hkv, D);
   check_launch("qkv_rope_cache");
@@ -283,9 +290,7 @@ void qkv_attention_decode(float* o, void* o16, int dt16, void* kc, void* vc, int
   if (B * Hq == 0) return;
   if (dtKV != F32 && dtKV != BF16) throw std::runtime_error("qkv_attention_decode: keys and values must be f32 or bf16");
   if (Hkv < 1 || Hq % Hkv || kvStrideB % (Hkv * D)) throw std::runtime_error("qkv_attention_decode: bad heads or cache stride");
-  for (const LoraUp* lo : {&lq, &lk, &lv}) check_rank(*lo, "qkv_attention_decode");
-  long r = 0;
-  for (const LoraUp* lo : {&lq, &lk, &lv}) if (lo->B) r = std::max(r, lo->r);
+  const long r = qkv_rank(lq, lk, lv, "qkv_attention_decode");
   AHA_DISPATCH_D(D, (qkv_attention_decode_kernel<N_><<<dim3((unsigned)Hq, (unsigned)B), DEC_WARPS * 32, r * sizeof(float), stream()>>>(
       o, o16, dt16, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset, cs, sn, rot, Hq, Hkv, D, keyMask, S,
       kvStrideB, scale, window, softcap)));

@@ -189,7 +189,7 @@ export function qkvRopeAttention(q: Cols, k: Cols, v: Cols, loras: [LoraUp | nul
     throw new Error(`qkvRopeAttention: ${B} sequences of ${a.S} keys at stride ${a.kvStrideB} in ${o.kCache.describe()}`);
   if (a.keyMask && (a.keyMask.dtype !== "i32" || a.keyMask.numel !== B * a.S)) throw new Error(`qkvRopeAttention: key mask ${a.keyMask.describe()} for [${B}, ${a.S}]`);
   const out = like(q.t, [B, Hq, D]), out16 = dt16 ? like(q.t, [B, Hq, D], dt16) : null;
-  q.t.backend.k.qkv_attention_decode(out.buf, out16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1, ...(args as [never]),
+  q.t.backend.k.qkv_attention_decode(out.buf, out16?.buf ?? null, dt16 ? dtypeCode(dt16) : 1, ...args,
     a.keyMask?.buf ?? null, a.S, a.kvStrideB, a.scale, a.window, a.softcap);
   return [out, out16];
 }
