@@ -4,7 +4,7 @@
 // (bench/torch_baseline.py, same folder of weights) in the same run, printed side by side. Decode is teacher-forced
 // (forward + lm-head logits per token, no sampling) and shown beside the memory-bandwidth bound.
 // Also times real rollouts through generate() (sampling on the device unless repetition_penalty) for 8 prompts × 8 completions.
-//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 256] [--torch-gen-tokens 64] [--no-torch] [--dir …] [--layers 24] [--host-costs-only] [--memory-only]
+//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 256] [--torch-gen-tokens 64] [--no-torch] [--no-profile] [--dir …] [--layers 24] [--host-costs-only] [--memory-only]
 // --smoke: the whole script on the CPU with a tiny model and short sequences, no torch (test/gpu-bench-smoke.test.ts
 // runs it, so a device call never finds the script broken); its figures mean nothing. --smoke-cuda: the same on CUDA.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -45,6 +45,9 @@ const PROMPTS = 8, GENS = 8, P = SMOKE ? 8 : 128, T = SMOKE ? 6 : 256, NSEQ = PR
 // fewer tokens (--torch-gen-tokens) to fit a device call
 const CKPT = arg("ckpt", "1") === "1", GEN_TOKENS = Number(arg("gen-tokens", String(T))), TORCH_GEN_TOKENS = Number(arg("torch-gen-tokens", SMOKE ? "4" : "64"));
 const V = SHAPE === "tiny" ? 1200 : 151936;
+// one more train step and a few decode steps with every op timed, after the timed ones (--no-profile: skip them;
+// under AHA_CUDA_PROFILE=1 every step is profiled already)
+const PROFILE_ONE = !process.argv.includes("--no-profile") && !process.env.AHA_CUDA_PROFILE && !MEMORY_ONLY;
 
 function makeModel(dir: string): void {
   if (existsSync(join(dir, "model.safetensors"))) return;
@@ -165,6 +168,14 @@ function main(): void {
     stepMmaS = median(mt) / 1000;
     console.log(`train step with the mma.sync attention kernels: ${stepMmaS.toFixed(3)} s (WMMA ${(median(times) / 1000).toFixed(3)} s), loss ${lossM.toFixed(4)}`);
   }
+  // one more eager step with every op timed (events around each op; the timed steps above ran without them): where
+  // a step's GPU time goes, in the same run (AHA_CUDA_PROFILE=1 profiles every step instead)
+  if (PROFILE_ONE) {
+    be.setProfiling(true);
+    const [dt] = eagerStep();
+    be.setProfiling(false);
+    printProfile("train step, profiled separately", be.profile(), dt);
+  }
   const cats = memoryByCategory("cuda");
   console.log("peak by category (GiB): " + Object.entries(cats).map(([c, b]) => `${c} ${(b.peak / GB).toFixed(2)}`).join(", "));
   const stepS = median(times) / 1000;
@@ -249,6 +260,24 @@ function main(): void {
     return { tps, graphed };
   };
   const general = graphDecode("general"), gemmDown = graphDecode("fused, GEMM down-projections"), fusedDecode = graphDecode("fused");
+  // the default decode step run eagerly with every op timed: the GPU time of each kernel of a step (a graph's
+  // replay cannot be timed by op; eager launches add gaps, not GPU time)
+  if (PROFILE_ONE) {
+    const pcache = new KVCache(model.config, NSEQ, P + T, model.kvDtype());
+    noGrad(() => scope(() => { model.forward(promptIds, NSEQ, P, { cache: pcache }); }));
+    const pstep = new DecodeStep(model, pcache, false);
+    const steps = Math.min(32, T - 1);
+    be.synchronize();
+    be.profile();
+    be.setProfiling(true);
+    const tpd = performance.now();
+    for (let t = 0; t < steps; t++) pstep.run(completionIds.filter((_, i) => i % T === t));
+    be.synchronize();
+    be.setProfiling(false);
+    printProfile(`${steps} decode steps (fused, eager), profiled`, be.profile(), performance.now() - tpd);
+    pstep.dispose();
+    pcache.dispose();
+  }
   const graphTps = fusedDecode.tps, dstepGraphed = fusedDecode.graphed && general.graphed && gemmDown.graphed;
   // real rollouts: generate() with sampling (temperature 1) for 8 prompts × 8 completions
   const promptList = Array.from({ length: PROMPTS }, (_, b) => Array.from(promptIds.subarray(b * GENS * P, b * GENS * P + P)));
@@ -347,18 +376,19 @@ function smokeBackend(): ReturnType<typeof cudaBackend> {
   const cpu = getBackend("cpu");
   return Object.assign(Object.create(cpu), {
     profile: () => ({}),
+    setProfiling: () => {},
     emptyCache: () => {},
     memory: () => { const m = cpu.memory(); return { ...m, reserved: m.allocated, peakReserved: m.peak }; },
   }) as ReturnType<typeof cudaBackend>;
 }
 
-/** GPU time by op (AHA_CUDA_PROFILE=1), beside the wall time of what was profiled */
+/** GPU time by op (AHA_CUDA_PROFILE=1 or setProfiling), beside the wall time of what was profiled */
 function printProfile(what: string, p: Record<string, [number, number]>, wallMs: number): void {
   const rows = Object.entries(p).sort((a, b) => b[1][0] - a[1][0]);
   if (!rows.length) return;
   const total = rows.reduce((a, r) => a + r[1][0], 0);
   console.log(`GPU time by op, ${what} (last one): ${total.toFixed(1)} ms busy of ${wallMs.toFixed(1)} ms wall`);
-  for (const [name, [ms, n]] of rows.slice(0, 14)) console.log(`  ${name.padEnd(20)} ${ms.toFixed(1).padStart(8)} ms ${String(n).padStart(7)} calls`);
+  for (const [name, [ms, n]] of rows.slice(0, 24)) console.log(`  ${name.padEnd(20)} ${ms.toFixed(1).padStart(8)} ms ${String(n).padStart(7)} calls`);
 }
 
 /** the last row of each sequence of hidden states [B*T, C] (what decoding needs the logits of) */

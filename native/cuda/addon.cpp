@@ -79,6 +79,7 @@ FN(profile) {
   for (int i = 0; i < n; i++) { Napi::Array v = Napi::Array::New(a.Env(), 2); v.Set(0u, ms[i]); v.Set(1u, (double)counts[i]); o.Set(names[i], v); }
   return o;
 }
+FN(set_profile) { set_profile(a[0].ToBoolean().Value()); UNDEF }
 FN(num_threads) { return Napi::Number::New(a.Env(), num_sms()); }
 FN(graph_begin) { TRY(graph_begin) graph_begin(); UNDEF CATCH(graph_begin) }
 FN(graph_end) { TRY(graph_end) return Napi::Number::New(a.Env(), graph_end()); CATCH(graph_end) }
@@ -180,7 +181,7 @@ FN(qkv_attention_decode) { TRY(qkv_attention_decode)
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
   REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(read_async); REG(read_wait); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
-  REG(set_gemm_mode); REG(set_attention_kernel); REG(num_threads); REG(profile);
+  REG(set_gemm_mode); REG(set_attention_kernel); REG(num_threads); REG(profile); REG(set_profile);
   REG(graph_begin); REG(graph_end); REG(graph_abort); REG(graph_launch); REG(graph_destroy);
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);

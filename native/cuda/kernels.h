@@ -38,6 +38,7 @@ void* prof_begin();
 void prof_end(const char* name, void* token);
 // fills names/ms/counts; clears the totals
 void prof_report(std::string* names, double* ms, long* counts, int* n, int cap);
+void set_profile(bool on);
 
 void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,
           bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC, float alpha, float beta,

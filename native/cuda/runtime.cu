@@ -367,6 +367,12 @@ void prof_report(std::string* names, double* ms, long* counts, int* n, int cap) 
   }
   g_prof_acc.clear();
 }
+// turns the per-op timing on or off (AHA_CUDA_PROFILE=1 turns it on from the start): a bench can time its steps
+// without the events, then profile one more
+void set_profile(bool on) {
+  prof_flush();
+  g_prof = on;
+}
 
 void* scratch_alloc(size_t bytes) { return raw_alloc(bytes); }
 void scratch_free(void* p) { raw_free(p); }

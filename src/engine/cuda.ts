@@ -42,6 +42,7 @@ interface CudaAddon extends Kernels {
   set_gemm_mode(mode: number): void;
   set_attention_kernel(which: number): void;
   profile(): Record<string, [number, number]>;
+  set_profile(on: boolean): void;
   graph_begin(): void;
   graph_end(): number;
   graph_abort(): void;
@@ -135,9 +136,13 @@ class CudaBackend implements Backend {
   emptyCache(): void {
     this.m.empty_cache();
   }
-  /** GPU milliseconds and calls per op since the last call (only with AHA_CUDA_PROFILE=1; else empty). */
+  /** GPU milliseconds and calls per op since the last call (with AHA_CUDA_PROFILE=1 or setProfiling(true); else empty). */
   profile(): Record<string, [number, number]> {
     return this.m.profile();
+  }
+  /** Time every op from now on (an event pair each, not inside graph captures), or stop. */
+  setProfiling(on: boolean): void {
+    this.m.set_profile(on);
   }
   captureGraph<T>(fn: () => T, discard?: (result: T) => void): { graph: number; result: T } {
     this.m.graph_begin();
