@@ -236,7 +236,7 @@ function main(): void {
   // the same decode through a DecodeStep: fixed buffers, one CUDA graph launch per token step; with the general layer
   // block, the fused layers making LoRA down-projections by GEMMs, and the default (fused layers, down-projections in
   // the norm kernels: models/fused-layers.ts), to compare them in one run
-  const graphDecode = (variant: "general" | "fused, GEMM down-projections" | "fused") => {
+  const graphDecode = (variant: "general" | "fused, GEMM down-projections" | "fused", label: string = variant) => {
     const was = [model.fusedDecode, model.foldLoraDown];
     model.fusedDecode = variant !== "general";
     model.foldLoraDown = variant === "fused";
@@ -251,9 +251,9 @@ function main(): void {
     be.synchronize();
     const graphS = (performance.now() - tgd) / 1000;
     const tps = (NSEQ * (T - 1)) / graphS, graphed = dstep.graphed;
-    console.log(`decode through DecodeStep, ${variant} (${graphed ? "captured" : `no graph: ${dstep.graphError}`}): ` +
+    console.log(`decode through DecodeStep, ${label} (${graphed ? "captured" : `no graph: ${dstep.graphError}`}): ` +
       `${tps.toFixed(0)} tok/s, ${(1000 * graphS / (T - 1)).toFixed(2)} ms per step`);
-    printProfile(`graph decode, ${variant}`, be.profile(), graphS * 1000);
+    printProfile(`graph decode, ${label}`, be.profile(), graphS * 1000);
     dstep.dispose();
     gcache.dispose();
     [model.fusedDecode, model.foldLoraDown] = was;
@@ -294,6 +294,38 @@ function main(): void {
   const genGTps = genG.reduce((a, c) => a + c.tokenIds.length, 0) / genGS;
   const same = genG.every((c, i) => c.tokenIds.join() === gen[i].tokenIds.join());
   console.log(`generate with graphs: ${genGS.toFixed(2)} s, ${genGTps.toFixed(0)} tok/s; completions ${same ? "identical to" : "DIFFER from"} the run without`);
+  // the train step and the graphed decode again with GEMM tuning (each shape's cuBLASLt algorithms timed at its first
+  // call, the fastest kept: setGemmTuning), to decide whether it should be on by default on CUDA
+  let stepTunedS = NaN, decodeTunedTps = NaN, genTunedTps = NaN;
+  if (!SMOKE_CPU) {
+    const cb = be as ReturnType<typeof cudaBackend>;
+    cb.setGemmTuning(true);
+    try {
+      const tt: number[] = [];
+      for (let step = 0; step < STEPS; step++) {
+        const [dt] = eagerStep();
+        if (step > 0 || STEPS === 1) tt.push(dt);
+      }
+      stepTunedS = median(tt) / 1000;
+      // one eager decode step first: plans made inside a capture keep the heuristic's first algorithm
+      const wcache = new KVCache(model.config, NSEQ, P + T, model.kvDtype());
+      noGrad(() => scope(() => { model.forward(promptIds, NSEQ, P, { cache: wcache }); }));
+      const warm = new DecodeStep(model, wcache, false);
+      warm.run(completionIds.filter((_, i) => i % T === 0));
+      warm.dispose();
+      wcache.dispose();
+      decodeTunedTps = graphDecode("fused", "fused, tuned GEMMs").tps;
+      const tgt = performance.now();
+      const genT = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false, graphs: true });
+      be.synchronize();
+      genTunedTps = genT.reduce((a, c) => a + c.tokenIds.length, 0) / ((performance.now() - tgt) / 1000);
+      const r = cb.gemmTuning();
+      console.log(`GEMM tuning: train step ${stepTunedS.toFixed(3)} s (heuristic's algorithms ${stepS.toFixed(3)} s), decode with graphs ` +
+        `${decodeTunedTps.toFixed(0)} tok/s (${graphTps.toFixed(0)}), generate() with graphs ${genTunedTps.toFixed(0)} tok/s (${genGTps.toFixed(0)}); ${r.tuned} shapes timed, ${r.changed} took another algorithm than the heuristic's first`);
+    } finally {
+      cb.setGemmTuning(false);
+    }
+  }
   // bound: every weight read once per step (bf16) + the KV cache read at its mean length (aha's: model.kvDtype(),
   // bf16 in the default GEMM mode; bf16 in torch)
   const bw = /H200/.test(info.name!) ? 4.8e12 : /H100/.test(info.name!) ? 3.35e12 : NaN;
@@ -301,7 +333,8 @@ function main(): void {
   const kvBytes = (f: number) => 2 * LAYERS * NSEQ * (P + T / 2) * HKV * D * f;
   const bound = (f: number) => NSEQ / ((weightBytes + kvBytes(f)) / bw);
   const aha = { grpo_step_estimate_s: (NSEQ * T) / genTps + stepS, grpo_step_estimate_graph_s: (NSEQ * T) / genGTps + stepGraphS, step_s: stepS, step_graph_s: stepGraphS, peak_graph_reserved_gib: gpeak / GB, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps, decode_graph_general_tok_s: general.tps, decode_graph_gemm_down_tok_s: gemmDown.tps,
-    generate_tok_s: genTps, generate_graph_tok_s: genGTps, checkpointing: CKPT, loss: lastLoss, step_mma_attention_s: stepMmaS };
+    generate_tok_s: genTps, generate_graph_tok_s: genGTps, checkpointing: CKPT, loss: lastLoss, step_mma_attention_s: stepMmaS,
+    step_tuned_gemm_s: stepTunedS, decode_graph_tuned_gemm_tok_s: decodeTunedTps, generate_graph_tuned_gemm_tok_s: genTunedTps };
   console.log("AHA " + JSON.stringify(aha));
 
   let torch: Record<string, number> | null = null;
@@ -320,10 +353,12 @@ function main(): void {
   console.log("| metric | aha | torch+transformers+peft | aha / torch |\n| --- | --- | --- | --- |");
   row("train step", aha.step_s, torch?.step_s, "s", true);
   row("train step, micro-batches from a CUDA graph", aha.step_graph_s, torch?.step_s, "s", true);
+  row("train step, tuned GEMM algorithms", aha.step_tuned_gemm_s, torch?.step_s, "s", true);
   row("peak memory (allocated)", aha.peak_gib, torch?.peak_gib, "GiB", true);
   row("peak memory (reserved)", aha.peak_reserved_gib, torch?.peak_reserved_gib, "GiB", true);
   row("decode (teacher-forced) ", aha.decode_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph per step", aha.decode_graph_tok_s, torch?.decode_tok_s, "tok/s", false);
+  row("decode, CUDA graph, tuned GEMM algorithms", aha.decode_graph_tuned_gemm_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph, general layer block", aha.decode_graph_general_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph, fused, GEMM down-projections", aha.decode_graph_gemm_down_tok_s, torch?.decode_tok_s, "tok/s", false);
   const torchGen = `torch: ${PROMPTS}×${GENS}×${TORCH_GEN_TOKENS}`;
@@ -347,7 +382,7 @@ function main(): void {
     `with the fused layers' down-projections by GEMM)`);
   // the issue's rollout target: generate() (sampling, stops checked every step) at ≥ 50% of the same bound
   console.log(`rollout (generate() with graphs: steps that sample on the device, one enqueued ahead) reaches ${(100 * genGTps / bound(kvF)).toFixed(1)}% of the bound ` +
-    `(${(100 * genTps / bound(kvF)).toFixed(1)}% without graphs)`);
+    `(${(100 * genTps / bound(kvF)).toFixed(1)}% without graphs, ${(100 * genTunedTps / bound(kvF)).toFixed(1)}% with graphs and tuned GEMM algorithms)`);
 }
 
 /** Host cost of one call (µs, 2,000 calls then a synchronize) for the call kinds a decode step is made of. */
@@ -377,6 +412,8 @@ function smokeBackend(): ReturnType<typeof cudaBackend> {
   return Object.assign(Object.create(cpu), {
     profile: () => ({}),
     setProfiling: () => {},
+    setGemmTuning: () => {},
+    gemmTuning: () => ({ tuned: 0, changed: 0 }),
     emptyCache: () => {},
     memory: () => { const m = cpu.memory(); return { ...m, reserved: m.allocated, peakReserved: m.peak }; },
   }) as ReturnType<typeof cudaBackend>;

@@ -122,6 +122,27 @@ test("cuda: gemm with a bias (cuBLASLt epilogue) and with 16-bit activations con
   be.setGemmMode("exact");
 });
 
+test("cuda: gemm tuning (timed algorithms) keeps every result: accumulate, bias, strided batch", { skip }, () => {
+  const be = cudaBackend();
+  be.setGemmMode("exact");
+  be.setGemmTuning(true);
+  try {
+    const before = be.gemmTuning().tuned;
+    // the timing runs write a scratch output: C is added to once (beta 1) whatever the number of algorithms timed
+    const M = 64, N = 96, K = 128;
+    both("gemm", [randn(M * N), randn(M * K), randn(N * K), 0, 1, M, N, K, false, true, K, K, N, 0, 0, 0, 1, 1], [0], 1e-4, "tuned gemm, beta 1");
+    both("gemm", [randn(M * N), randn(M * K), randn(N * K), 0, 1, M, N, K, false, true, K, K, N, 0, 0, 0, 0.7, 0.3, false, 0, randn(N)], [0], 1e-4, "tuned gemm + bias");
+    both("gemm", [randn(2 * M * N), randn(M * K), randn(2 * N * K), 0, 2, M, N, K, false, true, K, K, N, 0, N * K, M * N, 1, 1], [0], 1e-4, "tuned batched gemm");
+    // the same shapes again: their plans are made, the tuned algorithm is used
+    both("gemm", [randn(M * N), randn(M * K), randn(N * K), 0, 1, M, N, K, false, true, K, K, N, 0, 0, 0, 1, 1], [0], 1e-4, "tuned gemm, second call");
+    const after = be.gemmTuning();
+    assert.ok(after.tuned >= before + 3, `three shapes timed (${before} → ${after.tuned})`);
+    assert.ok(after.changed <= after.tuned);
+  } finally {
+    be.setGemmTuning(false);
+  }
+});
+
 test("cuda: rms_norm forward/backward", { skip }, () => {
   for (const [N, C, offset, withW] of [[33, 64, 0, true], [7, 896, 1, true], [19, 16, 0, false]] as const) {
     const x = randn(N * C), w = withW ? randn(C) : null, dy = randn(N * C);

@@ -36,6 +36,8 @@ test(`bench/gpu-grpo.ts ${flag} runs to the end on ${where} and reports every fi
     if (flag === "--smoke-cuda") {
       // (profiling switched on at run time for one more step, after the timed ones)
       assert.match(out, /GPU time by op, train step, profiled separately[^\n]*\n\s+\w/, "the train step's profile was printed");
+      assert.match(out, /GEMM tuning: train step [\d.]+ s [^\n]*; [1-9]\d* shapes timed/, "the tuned variants ran, and timed some shapes");
+      assert.match(out, /decode through DecodeStep, fused, tuned GEMMs \(captured\)/);
       assert.match(out, /GPU time by op, \d+ decode steps \(fused, eager\), profiled[^\n]*\n\s+\w/, "the decode steps' profile was printed");
     }
   } finally {

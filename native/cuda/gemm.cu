@@ -70,9 +70,21 @@ struct Lt {
   lt_heur_t heur = nullptr;
   lt_matmul_t matmul = nullptr;
 } lt;
-struct LtPlan { bool ok = false; ltObj_t desc = nullptr, a = nullptr, b = nullptr, c = nullptr; ltAlgo_t algo; };
+// cands: the heuristic's other algorithms, kept until the plan's first call times them all (AHA_GEMM_TUNE=1)
+struct LtPlan { bool ok = false; ltObj_t desc = nullptr, a = nullptr, b = nullptr, c = nullptr; ltAlgo_t algo; std::vector<ltAlgo_t> cands; };
 std::unordered_map<std::string, LtPlan> lt_plans;
 const size_t WORKSPACE = 32u << 20;
+
+// Tuning (off by default; AHA_GEMM_TUNE=1 or set_gemm_tuning): a plan made outside a graph capture asks the heuristic
+// for up to TUNE_ALGOS algorithms and, at its first call, times each on that call's operands into a scratch output
+// (never into C, so an accumulating call still adds once), keeping the fastest. Plans made inside a capture keep the
+// heuristic's first, as do outputs over TUNE_MAX_BYTES (the large training GEMMs, where the heuristic does well; the
+// skinny decode and LoRA shapes are the ones it may not). A plan's algorithm never changes once it has run, so
+// graphs and eager calls of one process agree; between processes the choice follows the timings.
+bool g_tune = getenv("AHA_GEMM_TUNE") && std::string(getenv("AHA_GEMM_TUNE")) == "1";
+constexpr int TUNE_ALGOS = 8;
+constexpr size_t TUNE_MAX_BYTES = 64u << 20;
+long g_tuned = 0, g_tuned_changed = 0;  // plans timed, and those whose fastest was not the heuristic's first
 
 void load_lt(void* lib) {
   const char* e = getenv("AHA_CUBLASLT");
@@ -123,10 +135,14 @@ LtPlan* lt_plan(int opB, int opA, long N, long M, long K, int tB, long ldb, int 
          (batch == 1 || lt.desc_set(p.desc, LT_DESC_BIAS_BATCH_STRIDE, &bs, sizeof bs) == 0);
   }
   if (ok) {
-    ltHeur_t r[1];
+    ltHeur_t r[TUNE_ALGOS];
     int n = 0;
-    ok = lt.heur(lt.h, p.desc, p.a, p.b, p.c, p.c, lt.pref, 1, r, &n) == 0 && n > 0 && r[0].state == 0;
+    const bool tune = g_tune && !capturing();
+    ok = lt.heur(lt.h, p.desc, p.a, p.b, p.c, p.c, lt.pref, tune ? TUNE_ALGOS : 1, r, &n) == 0 && n > 0 && r[0].state == 0;
     if (ok) p.algo = r[0].algo;
+    for (int i = 0; ok && tune && i < n; i++)
+      if (r[i].state == 0) p.cands.push_back(r[i].algo);
+    if (p.cands.size() < 2) p.cands.clear();
   }
   p.ok = ok;  // a failed plan is remembered: that shape always takes the fallback
   return ok ? &p : nullptr;
@@ -173,6 +189,41 @@ __global__ void convert_kernel(void* dst, int dtD, const void* src, int dtS, lon
   }
 }
 
+// times each of the plan's candidate algorithms on this call's operands (C = D = a scratch buffer of the output's
+// extent) and keeps the fastest: one warm-up and three timed runs each; a candidate that fails is passed over
+void tune_plan(LtPlan& p, const float* alpha, const void* pb, const void* pa, const float* beta, size_t outElems) {
+  std::vector<ltAlgo_t> cands;
+  std::swap(cands, p.cands);
+  if (outElems * 4 > TUNE_MAX_BYTES) return;
+  Scratch out(outElems * 4);
+  float* D = out.as<float>();
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  float best = INFINITY;
+  size_t pick = 0;
+  for (size_t i = 0; i < cands.size(); i++) {
+    const auto run = [&]() { return lt.matmul(lt.h, p.desc, alpha, pb, p.a, pa, p.b, beta, D, p.c, D, p.c, &cands[i], blas.workspace,
+                                              blas.workspace ? WORKSPACE : 0, stream()) == 0; };
+    if (!run()) continue;
+    CK(cudaEventRecord(e0, stream()));
+    bool ok = true;
+    for (int r = 0; r < 3 && ok; r++) ok = run();
+    CK(cudaEventRecord(e1, stream()));
+    CK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    if (ok && ms < best) { best = ms; pick = i; }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  if (best < INFINITY) {
+    p.algo = cands[pick];
+    g_tuned++;
+    if (pick != 0) g_tuned_changed++;
+  }
+}
+
 int cuda_type(int dt) { return dt == BF16 ? R_16BF : dt == F16 ? R_16F : R_32F; }
 int bytes_of(int dt) { return dt == F32 || dt == I32 ? 4 : 2; }
 // elements spanned by a strided batch of stored row-major matrices (rows × cols, row stride ld)
@@ -180,6 +231,13 @@ long extent(long batch, long rows, long cols, long ld, long stride) { return (ba
 }  // namespace
 
 void set_gemm_mode(int mode) { g_mode = mode; }
+// turns tuning on or off for plans made from now on: the cached plans are dropped (their descriptors are a few
+// hundred bytes each and stay allocated; graphs captured with them keep their kernels)
+void set_gemm_tuning(bool on) {
+  g_tune = on;
+  lt_plans.clear();
+}
+void gemm_tuning_report(long* tuned, long* changed) { *tuned = g_tuned; *changed = g_tuned_changed; }
 int gemm_mode() { return g_mode; }
 
 bool gemm_ready(std::string* why) {
@@ -239,6 +297,7 @@ bool gemm_product(float* C, const void* A, int dtA, const void* B, int dtB, long
     LtPlan* p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb, batch, strideB, strideA, strideC, biasStride);
     if (!p && eb) p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb = nullptr, batch, strideB, strideA, strideC, 0);
     if (p && eb && lt.desc_set(p->desc, LT_DESC_BIAS_POINTER, &eb, sizeof eb) != 0) p = nullptr;
+    if (p && !p->cands.empty()) tune_plan(*p, &alpha, pb, pa, &beta, (size_t)extent(batch, M, N, ldc, strideC));
     if (p) {
       if (lt.matmul(lt.h, p->desc, &alpha, pb, p->a, pa, p->b, &beta, C, p->c, C, p->c, &p->algo, blas.workspace,
                     blas.workspace ? WORKSPACE : 0, stream()) == 0) {

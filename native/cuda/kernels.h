@@ -48,6 +48,8 @@ void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, 
 bool gemm_ready(std::string* why);
 void set_gemm_mode(int mode);  // 0 = 16-bit operands with f32 accumulate (fast), 1 = f32 operands (exact), 2 = tf32
 int gemm_mode();
+void set_gemm_tuning(bool on);  // time the heuristic's algorithms per GEMM shape (plans made from now on; AHA_GEMM_TUNE=1)
+void gemm_tuning_report(long* tuned, long* changed);  // plans timed so far, and those that took another than the first
 void convert(void* dst, int dtDst, const void* src, int dtSrc, long n);
 
 // y16 / out16 (may be null): the output rounded to dt16 (bf16 or f16) as well, for GEMMs that take 16-bit inputs

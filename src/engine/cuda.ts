@@ -40,6 +40,8 @@ interface CudaAddon extends Kernels {
   reset_peak(): void;
   empty_cache(): void;
   set_gemm_mode(mode: number): void;
+  set_gemm_tuning(on: boolean): void;
+  gemm_tuning(): { tuned: number; changed: number };
   set_attention_kernel(which: number): void;
   profile(): Record<string, [number, number]>;
   set_profile(on: boolean): void;
@@ -165,6 +167,18 @@ class CudaBackend implements Backend {
   }
   destroyGraph(graph: number): void {
     this.m.graph_destroy(graph);
+  }
+  /**
+   * Time the heuristic's algorithms for each GEMM shape first met from now on, outside graph captures, and keep the
+   * fastest (AHA_GEMM_TUNE=1 at start-up does the same); drops the cached plans. Off by default: the choice follows
+   * timings, so two processes may pick differently and round differently.
+   */
+  setGemmTuning(on: boolean): void {
+    this.m.set_gemm_tuning(on);
+  }
+  /** GEMM plans timed so far, and how many of them took another algorithm than the heuristic's first. */
+  gemmTuning(): { tuned: number; changed: number } {
+    return this.m.gemm_tuning();
   }
   setGemmMode(mode: GemmMode): void {
     if (!(mode in GEMM_MODES)) throw new Error(`AHA_CUDA_GEMM / setGemmMode: '${mode}' is not one of ${Object.keys(GEMM_MODES).join(", ")}`);
