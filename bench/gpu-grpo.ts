@@ -319,11 +319,30 @@ function main(): void {
       const genT = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false, graphs: true });
       be.synchronize();
       genTunedTps = genT.reduce((a, c) => a + c.tokenIds.length, 0) / ((performance.now() - tgt) / 1000);
-      const r = cb.gemmTuning();
+      const r = cb.gemmStats();
       console.log(`GEMM tuning: train step ${stepTunedS.toFixed(3)} s (heuristic's algorithms ${stepS.toFixed(3)} s), decode with graphs ` +
         `${decodeTunedTps.toFixed(0)} tok/s (${graphTps.toFixed(0)}), generate() with graphs ${genTunedTps.toFixed(0)} tok/s (${genGTps.toFixed(0)}); ${r.tuned} shapes timed, ${r.changed} took another algorithm than the heuristic's first`);
     } finally {
       cb.setGemmTuning(false);
+    }
+  }
+  // the graphed decode and generate() again with the decode GEMMs (≤ 64 rows, bf16 weights) on aha's own kernel
+  // (native/cuda/skinny_gemm.cu, K split over the GPU) instead of cuBLASLt: whether to make it the default
+  let decodeSkinnyTps = NaN, genSkinnyTps = NaN;
+  if (!SMOKE_CPU) {
+    const cb = be as ReturnType<typeof cudaBackend>;
+    const before = cb.gemmStats().skinny;
+    cb.setSkinnyGemm(true);
+    try {
+      decodeSkinnyTps = graphDecode("fused", "fused, skinny GEMM kernel").tps;
+      const tgs = performance.now();
+      const genS = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false, graphs: true });
+      be.synchronize();
+      genSkinnyTps = genS.reduce((a, c) => a + c.tokenIds.length, 0) / ((performance.now() - tgs) / 1000);
+      console.log(`skinny GEMM kernel: decode with graphs ${decodeSkinnyTps.toFixed(0)} tok/s (cuBLASLt ${graphTps.toFixed(0)}), generate() with graphs ` +
+        `${genSkinnyTps.toFixed(0)} tok/s (${genGTps.toFixed(0)}); ${cb.gemmStats().skinny - before} GEMM calls took it`);
+    } finally {
+      cb.setSkinnyGemm(false);
     }
   }
   // bound: every weight read once per step (bf16) + the KV cache read at its mean length (aha's: model.kvDtype(),
@@ -334,7 +353,8 @@ function main(): void {
   const bound = (f: number) => NSEQ / ((weightBytes + kvBytes(f)) / bw);
   const aha = { grpo_step_estimate_s: (NSEQ * T) / genTps + stepS, grpo_step_estimate_graph_s: (NSEQ * T) / genGTps + stepGraphS, step_s: stepS, step_graph_s: stepGraphS, peak_graph_reserved_gib: gpeak / GB, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps, decode_graph_general_tok_s: general.tps, decode_graph_gemm_down_tok_s: gemmDown.tps,
     generate_tok_s: genTps, generate_graph_tok_s: genGTps, checkpointing: CKPT, loss: lastLoss, step_mma_attention_s: stepMmaS,
-    step_tuned_gemm_s: stepTunedS, decode_graph_tuned_gemm_tok_s: decodeTunedTps, generate_graph_tuned_gemm_tok_s: genTunedTps };
+    step_tuned_gemm_s: stepTunedS, decode_graph_tuned_gemm_tok_s: decodeTunedTps, generate_graph_tuned_gemm_tok_s: genTunedTps,
+    decode_graph_skinny_gemm_tok_s: decodeSkinnyTps, generate_graph_skinny_gemm_tok_s: genSkinnyTps };
   console.log("AHA " + JSON.stringify(aha));
 
   let torch: Record<string, number> | null = null;
@@ -359,6 +379,7 @@ function main(): void {
   row("decode (teacher-forced) ", aha.decode_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph per step", aha.decode_graph_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph, tuned GEMM algorithms", aha.decode_graph_tuned_gemm_tok_s, torch?.decode_tok_s, "tok/s", false);
+  row("decode, CUDA graph, skinny GEMM kernel", aha.decode_graph_skinny_gemm_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph, general layer block", aha.decode_graph_general_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph, fused, GEMM down-projections", aha.decode_graph_gemm_down_tok_s, torch?.decode_tok_s, "tok/s", false);
   const torchGen = `torch: ${PROMPTS}×${GENS}×${TORCH_GEN_TOKENS}`;
@@ -382,7 +403,7 @@ function main(): void {
     `with the fused layers' down-projections by GEMM)`);
   // the issue's rollout target: generate() (sampling, stops checked every step) at ≥ 50% of the same bound
   console.log(`rollout (generate() with graphs: steps that sample on the device, one enqueued ahead) reaches ${(100 * genGTps / bound(kvF)).toFixed(1)}% of the bound ` +
-    `(${(100 * genTps / bound(kvF)).toFixed(1)}% without graphs, ${(100 * genTunedTps / bound(kvF)).toFixed(1)}% with graphs and tuned GEMM algorithms)`);
+    `(${(100 * genTps / bound(kvF)).toFixed(1)}% without graphs, ${(100 * genTunedTps / bound(kvF)).toFixed(1)}% with graphs and tuned GEMM algorithms, ${(100 * genSkinnyTps / bound(kvF)).toFixed(1)}% with graphs and the skinny GEMM kernel)`);
 }
 
 /** Host cost of one call (µs, 2,000 calls then a synchronize) for the call kinds a decode step is made of. */
@@ -413,7 +434,8 @@ function smokeBackend(): ReturnType<typeof cudaBackend> {
     profile: () => ({}),
     setProfiling: () => {},
     setGemmTuning: () => {},
-    gemmTuning: () => ({ tuned: 0, changed: 0 }),
+    gemmStats: () => ({ tuned: 0, changed: 0, skinny: 0 }),
+    setSkinnyGemm: () => {},
     emptyCache: () => {},
     memory: () => { const m = cpu.memory(); return { ...m, reserved: m.allocated, peakReserved: m.peak }; },
   }) as ReturnType<typeof cudaBackend>;

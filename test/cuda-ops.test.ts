@@ -127,7 +127,7 @@ test("cuda: gemm tuning (timed algorithms) keeps every result: accumulate, bias,
   be.setGemmMode("exact");
   be.setGemmTuning(true);
   try {
-    const before = be.gemmTuning().tuned;
+    const before = be.gemmStats().tuned;
     // the timing runs write a scratch output: C is added to once (beta 1) whatever the number of algorithms timed
     const M = 64, N = 96, K = 128;
     both("gemm", [randn(M * N), randn(M * K), randn(N * K), 0, 1, M, N, K, false, true, K, K, N, 0, 0, 0, 1, 1], [0], 1e-4, "tuned gemm, beta 1");
@@ -135,11 +135,44 @@ test("cuda: gemm tuning (timed algorithms) keeps every result: accumulate, bias,
     both("gemm", [randn(2 * M * N), randn(M * K), randn(2 * N * K), 0, 2, M, N, K, false, true, K, K, N, 0, N * K, M * N, 1, 1], [0], 1e-4, "tuned batched gemm");
     // the same shapes again: their plans are made, the tuned algorithm is used
     both("gemm", [randn(M * N), randn(M * K), randn(N * K), 0, 1, M, N, K, false, true, K, K, N, 0, 0, 0, 1, 1], [0], 1e-4, "tuned gemm, second call");
-    const after = be.gemmTuning();
+    const after = be.gemmStats();
     assert.ok(after.tuned >= before + 3, `three shapes timed (${before} → ${after.tuned})`);
     assert.ok(after.changed <= after.tuned);
   } finally {
     be.setGemmTuning(false);
+  }
+});
+
+test("cuda: skinny GEMM kernel (≤ 64 rows × bf16 weights, K split over blocks) equals the CPU: bias, accumulate, batches", { skip }, () => {
+  const be = cudaBackend();
+  be.setGemmMode("bf16");
+  be.setSkinnyGemm(true);
+  try {
+    const before = be.gemmStats().skinny;
+    let calls = 0;
+    // rows 1..64 (each m16 tile count), N not a multiple of the 64-column tile, K from one 32-step to several staged
+    // chunks and not a multiple of 32 (a short last step), beta 0 / 1, a bias, alpha
+    for (const [M, N, K] of [[1, 8, 8], [7, 100, 40], [16, 64, 520], [33, 130, 264], [64, 200, 1096], [64, 72, 64]] as const) {
+      const W = f32ToBf16(randn(N * K, 0.1)), x16 = f32ToBf16(randn(M * K)), xf = randn(M * K);
+      for (const beta of [0, 1]) {
+        both("gemm", [randn(M * N), x16, W, 1, 1, M, N, K, false, true, K, K, N, 0, 0, 0, 0.5, beta, false, 1, randn(N)], [0], 1e-4, `skinny ${M}×${N}×${K} bf16 x, beta ${beta}`);
+        calls++;
+      }
+      // f32 activations: rounded to bf16 in the kernel, as cuBLAS's bf16 mode rounds them (2e-2 of the scale, as above)
+      both("gemm", [new Float32Array(M * N), xf, W, 1, 1, M, N, K, false, true, K, K, N, 0, 0, 0, 1, 0], [0], 2e-2, `skinny ${M}×${N}×${K} f32 x`);
+      calls++;
+    }
+    // packed projections: a strided batch of weights and biases, x the same for every batch (stride 0), as k/v and gate/up
+    const M = 64, N = 96, K = 128, W = f32ToBf16(randn(2 * N * K, 0.1)), x16 = f32ToBf16(randn(M * K));
+    both("gemm", [new Float32Array(2 * M * N), x16, W, 1, 2, M, N, K, false, true, K, K, N, 0, N * K, M * N, 1, 0, false, 1, randn(2 * N), N], [0], 1e-4, "skinny batched + biases");
+    calls++;
+    assert.equal(be.gemmStats().skinny - before, calls, "every call above ran the skinny kernel");
+    // what it does not take goes to cuBLAS: 65 rows, W not transposed
+    both("gemm", [new Float32Array(65 * 8), f32ToBf16(randn(65 * 16)), f32ToBf16(randn(16 * 8)), 1, 1, 65, 8, 16, false, true, 16, 16, 8, 0, 0, 0, 1, 0, false, 1], [0], 1e-4, "65 rows: cuBLAS");
+    assert.equal(be.gemmStats().skinny - before, calls, "65 rows are not the skinny kernel's");
+  } finally {
+    be.setSkinnyGemm(false);
+    be.setGemmMode("exact");
   }
 });
 

@@ -38,6 +38,8 @@ test(`bench/gpu-grpo.ts ${flag} runs to the end on ${where} and reports every fi
       assert.match(out, /GPU time by op, train step, profiled separately[^\n]*\n\s+\w/, "the train step's profile was printed");
       assert.match(out, /GEMM tuning: train step [\d.]+ s [^\n]*; [1-9]\d* shapes timed/, "the tuned variants ran, and timed some shapes");
       assert.match(out, /decode through DecodeStep, fused, tuned GEMMs \(captured\)/);
+      assert.match(out, /decode through DecodeStep, fused, skinny GEMM kernel \(captured\)/);
+      assert.match(out, /skinny GEMM kernel: decode with graphs [^\n]*; [1-9]\d* GEMM calls took it/, "the skinny kernel ran");
       assert.match(out, /GPU time by op, \d+ decode steps \(fused, eager\), profiled[^\n]*\n\s+\w/, "the decode steps' profile was printed");
     }
   } finally {

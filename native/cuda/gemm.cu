@@ -323,6 +323,7 @@ void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, 
   if (!gemm_ready(&why)) throw std::runtime_error("aha cuda gemm: " + why);
   if (bias && ldc != N) throw std::runtime_error("aha cuda gemm: a bias needs dense rows of C (ldc = N)");
   if (M == 0 || N == 0 || batch == 0) return;
+  if (skinny_gemm(C, A, dtA, B, dtB, batch, M, N, K, transA, transB, lda, ldb, ldc, strideA, strideB, strideC, alpha, beta, bias, biasStride)) return;
   if (!gemm_product(C, A, dtA, B, dtB, batch, M, N, K, transA, transB, lda, ldb, ldc, strideA, strideB, strideC, alpha, beta, fast, bias, biasStride) && bias)
     for (long b = 0; b < batch; b++) binary(C + b * strideC, C + b * strideC, bias + b * biasStride, M * N, N, 0);  // a bias the epilogue did not take
 }

@@ -50,6 +50,12 @@ void set_gemm_mode(int mode);  // 0 = 16-bit operands with f32 accumulate (fast)
 int gemm_mode();
 void set_gemm_tuning(bool on);  // time the heuristic's algorithms per GEMM shape (plans made from now on; AHA_GEMM_TUNE=1)
 void gemm_tuning_report(long* tuned, long* changed);  // plans timed so far, and those that took another than the first
+// C = alpha A Wᵀ (+ beta C) (+ bias) for M ≤ 64 rows by bf16 weights on our tensor-core kernel (skinny_gemm.cu),
+// when turned on (AHA_SKINNY_GEMM=1) and the call fits it; false: the caller runs cuBLAS
+bool skinny_gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA, bool transB,
+                 long lda, long ldb, long ldc, long sA, long sB, long sC, float alpha, float beta, const float* bias, long sBias);
+void set_skinny_gemm(bool on);
+long skinny_gemm_calls();
 void convert(void* dst, int dtDst, const void* src, int dtSrc, long n);
 
 // y16 / out16 (may be null): the output rounded to dt16 (bf16 or f16) as well, for GEMMs that take 16-bit inputs

@@ -41,7 +41,8 @@ interface CudaAddon extends Kernels {
   empty_cache(): void;
   set_gemm_mode(mode: number): void;
   set_gemm_tuning(on: boolean): void;
-  gemm_tuning(): { tuned: number; changed: number };
+  set_skinny_gemm(on: boolean): void;
+  gemm_stats(): { tuned: number; changed: number; skinny: number };
   set_attention_kernel(which: number): void;
   profile(): Record<string, [number, number]>;
   set_profile(on: boolean): void;
@@ -176,9 +177,17 @@ class CudaBackend implements Backend {
   setGemmTuning(on: boolean): void {
     this.m.set_gemm_tuning(on);
   }
-  /** GEMM plans timed so far, and how many of them took another algorithm than the heuristic's first. */
-  gemmTuning(): { tuned: number; changed: number } {
-    return this.m.gemm_tuning();
+  /**
+   * GEMMs of up to 64 rows by bf16 weights (decode steps) on aha's own tensor-core kernel with K split over the GPU
+   * (native/cuda/skinny_gemm.cu) instead of cuBLASLt, in the bf16 GEMM mode (AHA_SKINNY_GEMM=1 does the same). Off
+   * by default until a GPU run shows it faster.
+   */
+  setSkinnyGemm(on: boolean): void {
+    this.m.set_skinny_gemm(on);
+  }
+  /** GEMM plans timed so far (tuning), how many took another algorithm than the heuristic's first, and the GEMMs run by the skinny kernel. */
+  gemmStats(): { tuned: number; changed: number; skinny: number } {
+    return this.m.gemm_stats();
   }
   setGemmMode(mode: GemmMode): void {
     if (!(mode in GEMM_MODES)) throw new Error(`AHA_CUDA_GEMM / setGemmMode: '${mode}' is not one of ${Object.keys(GEMM_MODES).join(", ")}`);

@@ -1,0 +1,173 @@
+// GEMMs of few rows by bf16 weights, C = alpha · A Wᵀ (+ beta · C) (+ bias), for decode steps (A: M ≤ 64 rows of
+// activations, bf16 or f32; W: [N, K] bf16, a projection's weight), on tensor cores (mma.sync m16n8k16, f32 sums).
+// Every weight element meets at most 64 rows, so such a GEMM is a stream of the weights; a small N (the o and down
+// projections: 896 outputs at the Qwen2.5-0.5B shape) gives a tiled GEMM few tiles for 132 SMs. Here K is split
+// too, deterministically: each split writes its partial sums and the block that finishes a column tile last adds
+// them in split order, so every shape fills the GPU and every run gives the same bits.
+// Why by hand: cuBLASLt has no per-call split-K control, and its kernels cannot be chained with ours by
+// programmatic dependent launch; CUTLASS would be a header stack to vendor. Off by default until a GPU run compares
+// it with cuBLASLt (AHA_SKINNY_GEMM=1 or set_skinny_gemm; bench/gpu-grpo.ts times both).
+// Fragment layout: inside each 32-wide k step the k order is permuted alike for A and W (a dot product does not care
+// about order), so a lane's one 16-byte load of a W row (8 consecutive k) holds its B fragments for two k16 steps,
+// and its A fragments are two 16-byte reads (rows g and g + 8) from shared memory.
+#include "common.cuh"
+
+namespace aha_cuda {
+
+namespace {
+using bf16 = __nv_bfloat16;
+constexpr int SG_WARPS = 4, SG_COLS = SG_WARPS * 16;  // a block: 4 warps × 16 output columns, all rows
+constexpr int SG_KC = 256, SG_PITCH = SG_KC + 8;       // A staged in shared memory 256 k at a time (+8: bank spread)
+constexpr long SG_COUNTERS = 1 << 16;                  // arrival counters: one per (batch, column tile)
+
+bool g_skinny = getenv("AHA_SKINNY_GEMM") && std::string(getenv("AHA_SKINNY_GEMM")) == "1";
+unsigned* g_counters = nullptr;  // each goes back to 0 when its tile has been summed (graph replays reuse them)
+long g_skinny_calls = 0;
+
+// grid (column tiles, K splits, batch); MT: m16 tiles of rows (M ≤ 16 · MT)
+template <int MT>
+__global__ void __launch_bounds__(SG_WARPS * 32)
+skinny_gemm_kernel(float* C, const void* A, int dtA, const bf16* W, const float* bias, float* partial, unsigned* counters, int M, int N,
+                   int K, long lda, long ldb, long ldc, long sA, long sB, long sC, long sBias, float alpha, float beta, int S, int kPer) {
+  __align__(16) __shared__ bf16 As[MT * 16][SG_PITCH];
+  __shared__ bool last;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int tile = blockIdx.x, split = blockIdx.y, b = blockIdx.z;
+  const int n0 = tile * SG_COLS + w * 16;  // this warp's 16 columns: two n8 tiles
+  const int ks = split * kPer, ke = min(K, ks + kPer);
+  const bf16* Wb = W + b * sB;
+  float acc[MT][2][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) acc[mt][j][e] = 0.f;
+  for (int kc = ks; kc < ke; kc += SG_KC) {
+    const int kn = min(SG_KC, ke - kc);  // a multiple of 8
+    // A[rows, kc .. kc + kn) as bf16 (f32 rounded to nearest even), zero past M rows and past kn
+    for (int i = threadIdx.x; i < MT * 16 * (SG_KC / 8); i += blockDim.x) {
+      const int r = i / (SG_KC / 8), c = (i % (SG_KC / 8)) * 8;
+      uint4 v = make_uint4(0u, 0u, 0u, 0u);
+      if (r < M && c < kn) {
+        const long off = b * sA + r * lda + kc + c;
+        if (dtA == BF16) {
+          v = *(const uint4*)((const bf16*)A + off);
+        } else {
+          const float4 x0 = *(const float4*)((const float*)A + off), x1 = *(const float4*)((const float*)A + off + 4);
+          v = make_uint4(pack_bf16(x0.x, x0.y), pack_bf16(x0.z, x0.w), pack_bf16(x1.x, x1.y), pack_bf16(x1.z, x1.w));
+        }
+      }
+      *(uint4*)&As[r][c] = v;
+    }
+    __syncthreads();
+    for (int k = 0; k < kn; k += 32) {
+      // W rows n0 + 8j + g, k from kc + k + 8t: 8 values = B fragments of two k16 steps
+      uint4 wv[2];
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        const int n = n0 + 8 * j + g, kk = kc + k + 8 * t;
+        wv[j] = n < N && kk < ke ? *(const uint4*)(Wb + (long)n * ldb + kk) : make_uint4(0u, 0u, 0u, 0u);
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++) {
+        const uint4 a0 = *(const uint4*)&As[mt * 16 + g][k + 8 * t], a1 = *(const uint4*)&As[mt * 16 + g + 8][k + 8 * t];
+        // step 0: physical k 8t..8t+3 stand for logical 2t, 2t+1 (fragment 0) and 2t+8, 2t+9 (fragment 1); step 1: 8t+4..8t+7
+        const uint32_t f0[4] = {a0.x, a1.x, a0.y, a1.y}, f1[4] = {a0.z, a1.z, a0.w, a1.w};
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+          const uint32_t b0[2] = {wv[j].x, wv[j].y}, b1[2] = {wv[j].z, wv[j].w};
+          mma_bf16_16816(acc[mt][j], f0, b0);
+          mma_bf16_16816(acc[mt][j], f1, b1);
+        }
+      }
+    }
+    __syncthreads();
+  }
+  // the value of C[m][n] from its sum over k
+  const auto out = [&](int m, int n, float sum) {
+    float* c = C + b * sC + (long)m * ldc + n;
+    float v = alpha * sum;
+    if (beta != 0.f) v += beta * *c;  // (beta 0: C is not read, it may hold anything)
+    if (bias) v += bias[b * sBias + n];
+    *c = v;
+  };
+  if (S == 1) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int m = mt * 16 + g + (e >> 1) * 8, n = n0 + 8 * j + 2 * t + (e & 1);
+          if (m < M && n < N) out(m, n, acc[mt][j][e]);
+        }
+    return;
+  }
+  // K split: partial sums [batch][S][M][N]; the tile's last block to arrive adds them up in split order
+  float* P = partial + ((long)b * S + split) * M * N;
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int m = mt * 16 + g + (e >> 1) * 8, n = n0 + 8 * j + 2 * t + (e & 1);
+        if (m < M && n < N) P[(long)m * N + n] = acc[mt][j][e];
+      }
+  __threadfence();
+  __syncthreads();
+  unsigned* counter = counters + (long)b * gridDim.x + tile;
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == (unsigned)S - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const volatile float* Pb = partial + (long)b * S * M * N;  // (volatile: other blocks' sums, not this SM's L1)
+  for (int i = threadIdx.x; i < M * SG_COLS; i += blockDim.x) {
+    const int m = i / SG_COLS, n = tile * SG_COLS + i % SG_COLS;
+    if (n >= N) continue;
+    float sum = 0.f;
+    for (int s = 0; s < S; s++) sum += Pb[((long)s * M + m) * N + n];
+    out(m, n, sum);
+  }
+  if (threadIdx.x == 0) *counter = 0u;
+}
+}  // namespace
+
+void set_skinny_gemm(bool on) { g_skinny = on; }
+long skinny_gemm_calls() { return g_skinny_calls; }
+
+bool skinny_gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA, bool transB,
+                 long lda, long ldb, long ldc, long sA, long sB, long sC, float alpha, float beta, const float* bias, long sBias) {
+  if (!g_skinny || gemm_mode() != 0 || transA || !transB || dtB != BF16 || (dtA != BF16 && dtA != F32)) return false;
+  if (M < 1 || M > 64 || N < 1 || K < 8 || K % 8 || K > (1L << 30) || N > (1L << 30) || batch < 1 || batch > 65535) return false;
+  const long ea = dtA == BF16 ? 8 : 4;  // elements per 16 bytes
+  if (lda % ea || sA % ea || ldb % 8 || sB % 8 || ((uintptr_t)A & 15) || ((uintptr_t)B & 15)) return false;
+  const long tiles = (N + SG_COLS - 1) / SG_COLS;
+  if (tiles * batch > SG_COUNTERS) return false;
+  if (!g_counters) {
+    CK(cudaMalloc(&g_counters, SG_COUNTERS * sizeof(unsigned)));
+    CK(cudaMemsetAsync(g_counters, 0, SG_COUNTERS * sizeof(unsigned), stream()));
+  }
+  // enough blocks for two per SM: K split into S pieces of a multiple of 32, each at least 64 long
+  const long want = 2L * num_sms();
+  long S = std::max(1L, std::min((want + tiles * batch - 1) / (tiles * batch), K / 64));
+  const long kPer = ((K + S - 1) / S + 31) / 32 * 32;
+  S = (K + kPer - 1) / kPer;
+  Scratch part(S > 1 ? (size_t)(batch * S * M * N) * sizeof(float) : 0);
+  const dim3 grid((unsigned)tiles, (unsigned)S, (unsigned)batch);
+  const int mt = (int)((M + 15) / 16);
+#define SG_LAUNCH(MT_)                                                                                                                     \
+  skinny_gemm_kernel<MT_><<<grid, SG_WARPS * 32, 0, stream()>>>(C, A, dtA, (const bf16*)B, bias, part.as<float>(), g_counters, (int)M, (int)N, \
+                                                               (int)K, lda, ldb, ldc, sA, sB, sC, sBias, alpha, beta, (int)S, (int)kPer)
+  if (mt == 1) SG_LAUNCH(1);
+  else if (mt == 2) SG_LAUNCH(2);
+  else if (mt == 3) SG_LAUNCH(3);
+  else SG_LAUNCH(4);
+#undef SG_LAUNCH
+  check_launch("skinny_gemm");
+  g_skinny_calls++;
+  return true;
+}
+
+}  // namespace aha_cuda
