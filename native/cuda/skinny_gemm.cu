@@ -16,7 +16,7 @@ namespace aha_cuda {
 
 namespace {
 using bf16 = __nv_bfloat16;
-constexpr int SG_WARPS = 4, SG_COLS = SG_WARPS * 16;  // a block: 4 warps × 16 output columns, all rows
+constexpr int SG_WARPS = 8, SG_COLS = SG_WARPS * 16;  // a block: 8 warps × 16 output columns, all rows
 constexpr int SG_KC = 256, SG_PITCH = SG_KC + 8;       // A staged in shared memory 256 k at a time (+8: bank spread)
 constexpr long SG_COUNTERS = 1 << 16;                  // arrival counters: one per (batch, column tile)
 
@@ -27,7 +27,7 @@ long g_skinny_calls = 0;
 // grid (column tiles, K splits, batch); MT: m16 tiles of rows (M ≤ 16 · MT)
 template <int MT>
 __global__ void __launch_bounds__(SG_WARPS * 32)
-skinny_gemm_kernel(float* C, const void* A, int dtA, const bf16* W, const float* bias, float* partial, unsigned* counters, int M, int N,
+skinny_gemm_kernel(float* C, const void* A, int dtA, const bf16* __restrict__ W, const float* bias, float* partial, unsigned* counters, int M, int N,
                    int K, long lda, long ldb, long ldc, long sA, long sB, long sC, long sBias, float alpha, float beta, int S, int kPer) {
   __align__(16) __shared__ bf16 As[MT * 16][SG_PITCH];
   __shared__ bool last;
@@ -61,24 +61,31 @@ skinny_gemm_kernel(float* C, const void* A, int dtA, const bf16* W, const float*
       *(uint4*)&As[r][c] = v;
     }
     __syncthreads();
-    for (int k = 0; k < kn; k += 32) {
-      // W rows n0 + 8j + g, k from kc + k + 8t: 8 values = B fragments of two k16 steps
-      uint4 wv[2];
+    for (int k = 0; k < kn; k += 128) {
+      // W rows n0 + 8j + g, k from kc + k + 32s + 8t: 8 values = B fragments of two k16 steps; four 32-steps'
+      // loads in flight before the first is used (a lane streams 128 bytes of weights per round)
+      uint4 wv[4][2];
 #pragma unroll
-      for (int j = 0; j < 2; j++) {
-        const int n = n0 + 8 * j + g, kk = kc + k + 8 * t;
-        wv[j] = n < N && kk < ke ? *(const uint4*)(Wb + (long)n * ldb + kk) : make_uint4(0u, 0u, 0u, 0u);
-      }
-#pragma unroll
-      for (int mt = 0; mt < MT; mt++) {
-        const uint4 a0 = *(const uint4*)&As[mt * 16 + g][k + 8 * t], a1 = *(const uint4*)&As[mt * 16 + g + 8][k + 8 * t];
-        // step 0: physical k 8t..8t+3 stand for logical 2t, 2t+1 (fragment 0) and 2t+8, 2t+9 (fragment 1); step 1: 8t+4..8t+7
-        const uint32_t f0[4] = {a0.x, a1.x, a0.y, a1.y}, f1[4] = {a0.z, a1.z, a0.w, a1.w};
+      for (int s4 = 0; s4 < 4; s4++)
 #pragma unroll
         for (int j = 0; j < 2; j++) {
-          const uint32_t b0[2] = {wv[j].x, wv[j].y}, b1[2] = {wv[j].z, wv[j].w};
-          mma_bf16_16816(acc[mt][j], f0, b0);
-          mma_bf16_16816(acc[mt][j], f1, b1);
+          const int n = n0 + 8 * j + g, kk = kc + k + 32 * s4 + 8 * t;
+          wv[s4][j] = n < N && kk < ke ? __ldg((const uint4*)(Wb + (long)n * ldb + kk)) : make_uint4(0u, 0u, 0u, 0u);
+        }
+#pragma unroll
+      for (int s4 = 0; s4 < 4; s4++) {
+        const int kk = k + 32 * s4;  // (columns past kn of As are zero, as are the W values past ke)
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          const uint4 a0 = *(const uint4*)&As[mt * 16 + g][kk + 8 * t], a1 = *(const uint4*)&As[mt * 16 + g + 8][kk + 8 * t];
+          // step 0: physical k 8t..8t+3 stand for logical 2t, 2t+1 (fragment 0) and 2t+8, 2t+9 (fragment 1); step 1: 8t+4..8t+7
+          const uint32_t f0[4] = {a0.x, a1.x, a0.y, a1.y}, f1[4] = {a0.z, a1.z, a0.w, a1.w};
+#pragma unroll
+          for (int j = 0; j < 2; j++) {
+            const uint32_t b0[2] = {wv[s4][j].x, wv[s4][j].y}, b1[2] = {wv[s4][j].z, wv[s4][j].w};
+            mma_bf16_16816(acc[mt][j], f0, b0);
+            mma_bf16_16816(acc[mt][j], f1, b1);
+          }
         }
       }
     }
@@ -149,9 +156,10 @@ bool skinny_gemm(float* C, const void* A, int dtA, const void* B, int dtB, long 
     CK(cudaMalloc(&g_counters, SG_COUNTERS * sizeof(unsigned)));
     CK(cudaMemsetAsync(g_counters, 0, SG_COUNTERS * sizeof(unsigned), stream()));
   }
-  // enough blocks for two per SM: K split into S pieces of a multiple of 32, each at least 64 long
+  // enough blocks for two per SM: K split into S ≤ 16 pieces of a multiple of 32, each at least 128 long (the tile's
+  // last block adds S partial tiles of M × 128 floats: a long S would make that one block the slow part)
   const long want = 2L * num_sms();
-  long S = std::max(1L, std::min((want + tiles * batch - 1) / (tiles * batch), K / 64));
+  long S = std::max(1L, std::min({(want + tiles * batch - 1) / (tiles * batch), K / 128, 16L}));
   const long kPer = ((K + S - 1) / S + 31) / 32 * 32;
   S = (K + kPer - 1) / kPer;
   Scratch part(S > 1 ? (size_t)(batch * S * M * N) * sizeof(float) : 0);
