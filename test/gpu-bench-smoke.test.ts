@@ -40,6 +40,8 @@ test(`bench/gpu-grpo.ts ${flag} runs to the end on ${where} and reports every fi
       assert.match(out, /decode through DecodeStep, fused, tuned GEMMs \(captured\)/);
       assert.match(out, /decode through DecodeStep, fused, skinny GEMM kernel \(captured\)/);
       assert.match(out, /skinny GEMM kernel: decode with graphs [^\n]*; [1-9]\d* GEMM calls took it/, "the skinny kernel ran");
+      // (the emulator runs PDL launches as ordinary ones: the same kernels, so the same completions)
+      assert.match(out, /skinny GEMM kernel \+ PDL: [^\n]*completions identical to the skinny kernel's without PDL/);
       assert.match(out, /GPU time by op, \d+ decode steps \(fused, eager\), profiled[^\n]*\n\s+\w/, "the decode steps' profile was printed");
     }
   } finally {

@@ -53,6 +53,47 @@ struct Scratch {
   template <class T> T* as() const { return (T*)p; }
 };
 
+// Programmatic dependent launch (sm_90+): a kernel started by launch_pdl may be scheduled while the kernel before
+// it in the stream is still running, once every block of that one has called pdl_trigger(); pdl_wait() then holds it
+// until that kernel has finished and its writes are visible. So a kernel launched this way must call pdl_wait()
+// before it reads or writes any buffer (here: first thing), and calls pdl_trigger() to let its own successor be
+// scheduled early. Launched the ordinary way (or on an older GPU), both are no-ops. This takes the launch gap out of
+// chains of small kernels (a decode step: ~200 in a row); off unless pdl_enabled().
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(__CUDACC_EMU__)
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(__CUDACC_EMU__)
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+// kernel<<<grid, block, smem, stream()>>>(args...), with programmatic stream serialization when pdl_enabled(); only
+// for kernels that begin with pdl_wait()
+template <class... P, class... Args>
+void launch_pdl(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Args... args) {
+#ifdef __CUDACC_EMU__
+  ::emu::launch(name, ::emu::cfg(grid, block, smem, stream()), ::emu::kernel_address(kernel), [=](auto... a) { kernel(a...); }, args...);
+#else
+  if (!pdl_enabled()) {
+    kernel<<<grid, block, smem, stream()>>>(args...);
+    return;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream();
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  check(cudaLaunchKernelEx(&cfg, kernel, static_cast<P>(args)...), name);
+#endif
+}
+
 inline unsigned blocks_for(long n, int threads, long cap = 65535L * 32) {
   long b = (n + threads - 1) / threads;
   if (b < 1) b = 1;

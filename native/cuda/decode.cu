@@ -43,6 +43,8 @@ __device__ __forceinline__ void warp_dots(float* out, long ldOut, float sc, cons
 __global__ void add_rms_norm_kernel(float* y, void* y16, int dt16, float* h, const float* add, long ldAdd, LoraUp lo, const float* src,
                                     long ldSrc, const float* Ain, long Kin, const float* w, long C, float eps, float offset, float* tOut,
                                     const float* Aout, long Rout, long tParts) {
+  pdl_wait();
+  pdl_trigger();
   extern __shared__ float smem[];
   float *ts = smem, *ys = smem + lo.r;
   __shared__ float sh[32];
@@ -88,6 +90,8 @@ __global__ void add_rms_norm_kernel(float* y, void* y16, int dt16, float* h, con
 constexpr int GLU_COLS = 128, GLU_ROWS = 16, GLU_PAD = GLU_COLS + 1;
 __global__ void glu_lora_kernel(float* out, void* out16, int dt16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu,
                                 long M, long I, int act, float* tOut, const float* Aout, long Rout) {
+  pdl_wait();
+  pdl_trigger();
   extern __shared__ float ts[];
   float *tg = ts, *tu = ts + GLU_ROWS * lg.r;  // [GLU_ROWS, r] each
   float *vs = tu + GLU_ROWS * lu.r, *as = vs + GLU_ROWS * GLU_PAD;  // with Aout: [GLU_ROWS, GLU_PAD], [Rout, GLU_PAD]
@@ -199,6 +203,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) qkv_attention_decode_kernel(
     const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm, const float* kNorm, float eps, float offset,
     const float* cs, const float* sn, long rot, long Hq, long Hkv, long D, const int32_t* keyMask, long S, long kvStrideB, float scale,
     long window, float softcap) {
+  pdl_wait();
+  pdl_trigger();
   constexpr int DP = 32 * NDL;
   __shared__ float qs[DP], kn[DP], vn[DP], xs[DP], sh[32];
   extern __shared__ float ts[];
@@ -252,8 +258,8 @@ void add_rms_norm(float* y, void* y16, int dt16, float* h, const float* add, lon
   if (lo.B && !lo.t && !(src && Ain)) throw std::runtime_error("add_rms_norm: a LoRA term needs its t or its source and A");
   const size_t smem = (lo.r + (Aout ? C : 0)) * sizeof(float);
   if (smem > 48 * 1024) throw std::runtime_error("add_rms_norm: " + std::to_string(C) + " features too many to stage");
-  add_rms_norm_kernel<<<M, threads_for(C), smem, stream()>>>(y, y16, dt16, h, add, ldAdd, lo, src, ldSrc, Ain, Kin, w, C, eps, offset, tOut, Aout, Rout,
-                                                            tParts);
+  launch_pdl("add_rms_norm", add_rms_norm_kernel, dim3((unsigned)M), dim3(threads_for(C)), smem, y, y16, dt16, h, add, ldAdd, lo, src, ldSrc, Ain,
+             Kin, w, C, eps, offset, tOut, Aout, Rout, tParts);
   check_launch("add_rms_norm");
 }
 
@@ -268,8 +274,8 @@ void glu_lora(float* out, void* out16, int dt16, const float* g, const float* u,
   const size_t smem = (GLU_ROWS * (lg.r + lu.r) + (Aout ? (GLU_ROWS + Rout) * GLU_PAD : 0)) * sizeof(float);
   if (smem > 48 * 1024)
     throw std::runtime_error("glu_lora: LoRA ranks " + std::to_string(lg.r) + " + " + std::to_string(lu.r) + " (outgoing " + std::to_string(Rout) + ") too large");
-  glu_lora_kernel<<<dim3((unsigned)((I + GLU_COLS - 1) / GLU_COLS), (unsigned)((M + GLU_ROWS - 1) / GLU_ROWS)), GLU_COLS, smem, stream()>>>(
-      out, out16, dt16, g, u, ld, lg, lu, M, I, act, tOut, Aout, Rout);
+  launch_pdl("glu_lora", glu_lora_kernel, dim3((unsigned)((I + GLU_COLS - 1) / GLU_COLS), (unsigned)((M + GLU_ROWS - 1) / GLU_ROWS)), dim3(GLU_COLS),
+             smem, out, out16, dt16, g, u, ld, lg, lu, M, I, act, tOut, Aout, Rout);
   check_launch("glu_lora");
 }
 
@@ -291,9 +297,9 @@ void qkv_attention_decode(float* o, void* o16, int dt16, void* kc, void* vc, int
   if (dtKV != F32 && dtKV != BF16) throw std::runtime_error("qkv_attention_decode: keys and values must be f32 or bf16");
   if (Hkv < 1 || Hq % Hkv || kvStrideB % (Hkv * D)) throw std::runtime_error("qkv_attention_decode: bad heads or cache stride");
   const long r = qkv_rank(lq, lk, lv, "qkv_attention_decode");
-  AHA_DISPATCH_D(D, (qkv_attention_decode_kernel<N_><<<dim3((unsigned)Hq, (unsigned)B), DEC_WARPS * 32, r * sizeof(float), stream()>>>(
-      o, o16, dt16, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset, cs, sn, rot, Hq, Hkv, D, keyMask, S,
-      kvStrideB, scale, window, softcap)));
+  AHA_DISPATCH_D(D, (launch_pdl("qkv_attention_decode", qkv_attention_decode_kernel<N_>, dim3((unsigned)Hq, (unsigned)B), dim3(DEC_WARPS * 32),
+                               r * sizeof(float), o, o16, dt16, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset,
+                               cs, sn, rot, Hq, Hkv, D, keyMask, S, kvStrideB, scale, window, softcap)));
   check_launch("qkv_attention_decode");
 }
 

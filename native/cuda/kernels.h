@@ -19,6 +19,8 @@ void memory_report(double* out /* allocated, peak, buffers, reserved, peak_reser
 void reset_peak();
 void empty_cache();
 int num_sms();
+bool pdl_enabled();        // launch_pdl launches with programmatic stream serialization (AHA_PDL=1 / set_pdl, sm_90+)
+void set_pdl(bool on);
 void upload(void* dst, const void* src, size_t bytes);
 void download(void* dst, const void* src, size_t bytes);
 int download_async(const void* src, size_t bytes);  // → a read id; download_wait copies it out once it has run

@@ -131,6 +131,8 @@ void glu_backward(float* dg, float* du, const float* dout, const float* g, const
 
 // ---------------- embedding ----------------
 __global__ void embedding_forward_kernel(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V) {
+  pdl_wait();
+  pdl_trigger();
   GRID_LOOP(idx, N * C) {
     long n = idx / C, c = idx % C, id = ids[n];
     out[idx] = (id < 0 || id >= V) ? __int_as_float(0x7fc00000) : load_f(table, dt, id * C + c);
@@ -184,7 +186,7 @@ void copy_rows(void* dst, const void* src, const int32_t* pairs, long N, long C,
 }
 void embedding_forward(float* out, const int32_t* ids, const void* table, int dt, long N, long C, long V) {
   if (N * C == 0) return;
-  embedding_forward_kernel<<<blocks_for(N * C, 256), 256, 0, stream()>>>(out, ids, table, dt, N, C, V);
+  launch_pdl("embedding_forward", embedding_forward_kernel, dim3(blocks_for(N * C, 256)), dim3(256), 0, out, ids, table, dt, N, C, V);
   check_launch("embedding_forward");
 }
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, long N, long C) {

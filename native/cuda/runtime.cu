@@ -58,6 +58,11 @@ void check(cudaError_t e, const char* what) {
 
 cudaStream_t stream() { return g_stream; }
 int num_sms() { return g_sms; }
+// programmatic dependent launch (launch_pdl in common.cuh): asked for with AHA_PDL=1 or set_pdl, used on sm_90+
+bool g_pdl = getenv("AHA_PDL") && std::string(getenv("AHA_PDL")) == "1";
+int g_cc = 0;
+bool pdl_enabled() { return g_pdl && g_cc >= 90; }
+void set_pdl(bool on) { g_pdl = on; }
 
 // Returns "" on success, else why the backend cannot run (no device, old driver, ...).
 std::string init_device(std::string* name, size_t* total_mem, int* cc) {
@@ -77,6 +82,7 @@ std::string init_device(std::string* name, size_t* total_mem, int* cc) {
   if (p.major < 8) { g_error = std::string("device ") + p.name + " is older than sm_80"; return g_error; }
   if ((e = cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking)) != cudaSuccess) { g_error = std::string("stream: ") + cudaGetErrorString(e); return g_error; }
   g_sms = p.multiProcessorCount;
+  g_cc = p.major * 10 + p.minor;
   *name = p.name; *total_mem = p.totalGlobalMem; *cc = p.major * 10 + p.minor;
   g_ready = true;
   g_error = "";

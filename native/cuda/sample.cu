@@ -59,6 +59,8 @@ __device__ __forceinline__ long long block_argmax(float m, long long i, float* s
 __global__ void __launch_bounds__(kThreads) sample_rows_kernel(int32_t* tokens, float* logprobs, float* pbuf,
                                                                 const float* logits, const float* uniforms, long V,
                                                                 float temperature, long topK, float topP, float minP) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ double shd[32], wsum[32];
   __shared__ long long shl[32], wlast[32];
   __shared__ float shf[32];
@@ -187,6 +189,8 @@ __device__ __forceinline__ long long row_argmax(const float* pm, const long long
 
 // grid (nseg, rows): argmax of each segment's raw logits → pm, pi [rows, nseg]
 __global__ void __launch_bounds__(kSegThreads) seg_argmax_kernel(float* pm, long long* pi, const float* logits, long V, int nseg) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float shf[32];
   __shared__ long long shl[32];
   const long r = blockIdx.y, v0 = blockIdx.x * kSeg, v1 = v0 + kSeg < V ? v0 + kSeg : V;
@@ -208,6 +212,8 @@ __global__ void __launch_bounds__(kSegThreads) seg_argmax_kernel(float* pm, long
 // kept Σ p with p = f32(exp((x − max) / T)), kept when p ≥ tau and p > 0, and its last kept index (−1 if none)
 __global__ void __launch_bounds__(kSegThreads) seg_mass_kernel(double* ps, long long* plast, const float* pm, const long long* pi,
                                                                const float* logits, long V, int nseg, float temperature, float tau) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float shf[32];
   __shared__ long long shl[32];
   __shared__ double shd[32];
@@ -241,6 +247,8 @@ __global__ void __launch_bounds__(kSegThreads) seg_mass_kernel(double* ps, long 
 __global__ void __launch_bounds__(kSegThreads) seg_draw_kernel(int32_t* tokens, float* logprobs, const float* pm, const long long* pi,
                                                                const double* ps, const long long* plast, const float* logits,
                                                                const float* uniforms, long V, int nseg, float temperature, float tau) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float shf[32];
   __shared__ long long shl[32];
   __shared__ double shd[32];
@@ -348,12 +356,13 @@ void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const fl
       for (long r0 = 0; r0 < B; r0 += R) {
         const long rows = std::min(R, B - r0);
         const float* x = logits + r0 * V;
-        seg_argmax_kernel<<<dim3(nseg, (unsigned)rows), kSegThreads, 0, stream()>>>(pm, pi, x, V, nseg);
+        launch_pdl("sample_rows (segment argmax)", seg_argmax_kernel, dim3(nseg, (unsigned)rows), dim3(kSegThreads), 0, pm, pi, x, V, nseg);
         check_launch("sample_rows (segment argmax)");
-        seg_mass_kernel<<<dim3(nseg, (unsigned)rows), kSegThreads, 0, stream()>>>(ps, plast, pm, pi, x, V, nseg, temperature, tau);
+        launch_pdl("sample_rows (segment mass)", seg_mass_kernel, dim3(nseg, (unsigned)rows), dim3(kSegThreads), 0, ps, plast, pm, pi, x, V, nseg,
+                   temperature, tau);
         check_launch("sample_rows (segment mass)");
-        seg_draw_kernel<<<(unsigned)rows, kSegThreads, 0, stream()>>>(tokens + r0, logprobs + r0, pm, pi, ps, plast, x, uniforms + r0,
-                                                                     V, nseg, temperature, tau);
+        launch_pdl("sample_rows (draw)", seg_draw_kernel, dim3((unsigned)rows), dim3(kSegThreads), 0, tokens + r0, logprobs + r0, pm, pi, ps, plast,
+                   x, uniforms + r0, V, nseg, temperature, tau);
         check_launch("sample_rows (draw)");
       }
       return;
@@ -364,8 +373,8 @@ void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const fl
   Scratch p(temperature > 0 ? (size_t)R * V * 4 : 0);
   for (long r0 = 0; r0 < B; r0 += R) {
     const long rows = std::min(R, B - r0);
-    sample_rows_kernel<<<(unsigned)rows, kThreads, 0, stream()>>>(tokens + r0, logprobs + r0, p.as<float>(), logits + r0 * V,
-                                                                  uniforms + r0, V, temperature, topK, topP, minP);
+    launch_pdl("sample_rows", sample_rows_kernel, dim3((unsigned)rows), dim3(kThreads), 0, tokens + r0, logprobs + r0, p.as<float>(), logits + r0 * V,
+               uniforms + r0, V, temperature, topK, topP, minP);
     check_launch("sample_rows");
   }
 }

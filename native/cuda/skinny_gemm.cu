@@ -29,6 +29,8 @@ template <int MT>
 __global__ void __launch_bounds__(SG_WARPS * 32)
 skinny_gemm_kernel(float* C, const void* A, int dtA, const bf16* __restrict__ W, const float* bias, float* partial, unsigned* counters, int M, int N,
                    int K, long lda, long ldb, long ldc, long sA, long sB, long sC, long sBias, float alpha, float beta, int S, int kPer) {
+  pdl_wait();  // (launch_pdl: nothing is read or written before the kernel before this one has finished)
+  pdl_trigger();
   __align__(16) __shared__ bf16 As[MT * 16][SG_PITCH];
   __shared__ bool last;
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
@@ -165,9 +167,9 @@ bool skinny_gemm(float* C, const void* A, int dtA, const void* B, int dtB, long 
   Scratch part(S > 1 ? (size_t)(batch * S * M * N) * sizeof(float) : 0);
   const dim3 grid((unsigned)tiles, (unsigned)S, (unsigned)batch);
   const int mt = (int)((M + 15) / 16);
-#define SG_LAUNCH(MT_)                                                                                                                     \
-  skinny_gemm_kernel<MT_><<<grid, SG_WARPS * 32, 0, stream()>>>(C, A, dtA, (const bf16*)B, bias, part.as<float>(), g_counters, (int)M, (int)N, \
-                                                               (int)K, lda, ldb, ldc, sA, sB, sC, sBias, alpha, beta, (int)S, (int)kPer)
+#define SG_LAUNCH(MT_)                                                                                                                       \
+  launch_pdl("skinny_gemm", skinny_gemm_kernel<MT_>, grid, dim3(SG_WARPS * 32), 0, C, A, dtA, (const bf16*)B, bias, part.as<float>(), g_counters, \
+             (int)M, (int)N, (int)K, lda, ldb, ldc, sA, sB, sC, sBias, alpha, beta, (int)S, (int)kPer)
   if (mt == 1) SG_LAUNCH(1);
   else if (mt == 2) SG_LAUNCH(2);
   else if (mt == 3) SG_LAUNCH(3);

@@ -42,6 +42,7 @@ interface CudaAddon extends Kernels {
   set_gemm_mode(mode: number): void;
   set_gemm_tuning(on: boolean): void;
   set_skinny_gemm(on: boolean): void;
+  set_pdl(on: boolean): void;
   gemm_stats(): { tuned: number; changed: number; skinny: number };
   set_attention_kernel(which: number): void;
   profile(): Record<string, [number, number]>;
@@ -184,6 +185,14 @@ class CudaBackend implements Backend {
    */
   setSkinnyGemm(on: boolean): void {
     this.m.set_skinny_gemm(on);
+  }
+  /**
+   * Launch the decode path's own kernels (norms, attention, GLU, skinny GEMMs, sampling) with programmatic dependent
+   * launch on sm_90+, so each may be scheduled while the one before it finishes (AHA_PDL=1 does the same). Off by
+   * default until a GPU run shows it faster.
+   */
+  setPdl(on: boolean): void {
+    this.m.set_pdl(on);
   }
   /** GEMM plans timed so far (tuning), how many took another algorithm than the heuristic's first, and the GEMMs run by the skinny kernel. */
   gemmStats(): { tuned: number; changed: number; skinny: number } {
