@@ -45,6 +45,20 @@ skinny_gemm_kernel(float* C, const void* A, int dtA, const bf16* __restrict__ W,
     for (int j = 0; j < 2; j++)
 #pragma unroll
       for (int e = 0; e < 4; e++) acc[mt][j][e] = 0.f;
+  // a round: this lane's W values for k0 .. k0 + 128, rows n0 + 8j + g, k from k0 + 32s + 8t: 8 values = B fragments
+  // of two k16 steps, four 32-steps (128 bytes of weights per lane), zero past N or ke. The next round is loaded
+  // while this one is multiplied, and the first while A is staged.
+  const auto load_round = [&](uint4 (&wv)[4][2], int k0) {
+#pragma unroll
+    for (int s4 = 0; s4 < 4; s4++)
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        const int n = n0 + 8 * j + g, kk = k0 + 32 * s4 + 8 * t;
+        wv[s4][j] = n < N && kk < ke ? __ldg((const uint4*)(Wb + (long)n * ldb + kk)) : make_uint4(0u, 0u, 0u, 0u);
+      }
+  };
+  uint4 cur[4][2], nxt[4][2];
+  load_round(cur, ks);
   for (int kc = ks; kc < ke; kc += SG_KC) {
     const int kn = min(SG_KC, ke - kc);  // a multiple of 8
     // A[rows, kc .. kc + kn) as bf16 (f32 rounded to nearest even), zero past M rows and past kn
@@ -64,16 +78,8 @@ skinny_gemm_kernel(float* C, const void* A, int dtA, const bf16* __restrict__ W,
     }
     __syncthreads();
     for (int k = 0; k < kn; k += 128) {
-      // W rows n0 + 8j + g, k from kc + k + 32s + 8t: 8 values = B fragments of two k16 steps; four 32-steps'
-      // loads in flight before the first is used (a lane streams 128 bytes of weights per round)
-      uint4 wv[4][2];
-#pragma unroll
-      for (int s4 = 0; s4 < 4; s4++)
-#pragma unroll
-        for (int j = 0; j < 2; j++) {
-          const int n = n0 + 8 * j + g, kk = kc + k + 32 * s4 + 8 * t;
-          wv[s4][j] = n < N && kk < ke ? __ldg((const uint4*)(Wb + (long)n * ldb + kk)) : make_uint4(0u, 0u, 0u, 0u);
-        }
+      const bool more = kc + k + 128 < ke;  // (the same for the whole block)
+      if (more) load_round(nxt, kc + k + 128);
 #pragma unroll
       for (int s4 = 0; s4 < 4; s4++) {
         const int kk = k + 32 * s4;  // (columns past kn of As are zero, as are the W values past ke)
@@ -84,12 +90,17 @@ skinny_gemm_kernel(float* C, const void* A, int dtA, const bf16* __restrict__ W,
           const uint32_t f0[4] = {a0.x, a1.x, a0.y, a1.y}, f1[4] = {a0.z, a1.z, a0.w, a1.w};
 #pragma unroll
           for (int j = 0; j < 2; j++) {
-            const uint32_t b0[2] = {wv[s4][j].x, wv[s4][j].y}, b1[2] = {wv[s4][j].z, wv[s4][j].w};
+            const uint32_t b0[2] = {cur[s4][j].x, cur[s4][j].y}, b1[2] = {cur[s4][j].z, cur[s4][j].w};
             mma_bf16_16816(acc[mt][j], f0, b0);
             mma_bf16_16816(acc[mt][j], f1, b1);
           }
         }
       }
+      if (more)
+#pragma unroll
+        for (int s4 = 0; s4 < 4; s4++)
+#pragma unroll
+          for (int j = 0; j < 2; j++) cur[s4][j] = nxt[s4][j];
     }
     __syncthreads();
   }
