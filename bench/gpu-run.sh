@@ -5,7 +5,7 @@
 # Run from the repository root on the GPU machine after `source .device/use-node.sh`, with carry
 # [".device", ".devnm", ".fixtures", "native/build-dev"] (Node, tsx, fixtures and the addons built with
 # `AHA_PORTABLE=1 AHA_NO_CUDA_EMU=1 npx cmake-js compile --directory native --out native/build-dev`). Logs go to $OUT.
-#   bash bench/gpu-run.sh [ops] [models] [bench] [bench15] [profile]   (default: the first three)
+#   bash bench/gpu-run.sh [ops] [models] [variants] [bench] [bench15] [profile]   (default: ops models bench)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 what=${*:-ops models bench}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -18,6 +18,9 @@ for w in $what; do
   case $w in
     ops) timeout ${OPS_TIMEOUT:-150} node --import tsx --test --test-reporter=spec test/cuda-ops.test.ts 2>&1 | tee "$OUT/ops.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
     models) AHA_TEST_DEVICES=${AHA_TEST_DEVICES:-cuda} timeout ${MODELS_TIMEOUT:-240} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/models.test.ts test/grpo-loss.test.ts test/generate.test.ts test/decode-step.test.ts test/flat-params.test.ts test/train-graph.test.ts test/gemm-inputs.test.ts test/kv-cache.test.ts test/bf16-mode.test.ts test/tensor-core-attention.test.ts test/fused-layers.test.ts 2>&1 | tee "$OUT/models.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
+    # the opt-in decode paths (skinny GEMM kernel, programmatic dependent launch) through the tests that run 16-bit
+    # models, decode steps and graphs: the same assertions with them on
+    variants) AHA_SKINNY_GEMM=1 AHA_PDL=1 AHA_TEST_DEVICES=cuda timeout ${VARIANTS_TIMEOUT:-150} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/bf16-mode.test.ts test/decode-step.test.ts test/fused-layers.test.ts test/kv-cache.test.ts 2>&1 | tee "$OUT/variants.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
     bench) timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts $BENCH_ARGS 2>&1 | tee "$OUT/bench.log" ;;
     # the 1.5B shape at micro-batch 16 (5.89 GiB predicted by the emulator), torch at the same micro-batch
     bench15) timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts --shape 1.5b --micro 16 $BENCH15_ARGS 2>&1 | tee "$OUT/bench15.log" ;;
