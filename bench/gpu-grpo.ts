@@ -294,74 +294,66 @@ function main(): void {
   const genGTps = genG.reduce((a, c) => a + c.tokenIds.length, 0) / genGS;
   const same = genG.every((c, i) => c.tokenIds.join() === gen[i].tokenIds.join());
   console.log(`generate with graphs: ${genGS.toFixed(2)} s, ${genGTps.toFixed(0)} tok/s; completions ${same ? "identical to" : "DIFFER from"} the run without`);
-  // the train step and the graphed decode again with GEMM tuning (each shape's cuBLASLt algorithms timed at its first
-  // call, the fastest kept: setGemmTuning), to decide whether it should be on by default on CUDA
-  let stepTunedS = NaN, decodeTunedTps = NaN, genTunedTps = NaN;
-  if (!SMOKE_CPU) {
-    const cb = be as ReturnType<typeof cudaBackend>;
-    cb.setGemmTuning(true);
+  // The opt-in decode paths, each timed like the default (graphed decode, then generate() with graphs), to decide
+  // which to turn on by default on CUDA. A variant that fails is reported, not fatal: the figures above stand.
+  const cb = be as ReturnType<typeof cudaBackend>;
+  const genRate = () => {
+    const t0 = performance.now();
+    const out = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false, graphs: true });
+    be.synchronize();
+    return { tps: out.reduce((a, c) => a + c.tokenIds.length, 0) / ((performance.now() - t0) / 1000), tokens: out.map((c) => c.tokenIds.join()) };
+  };
+  const variant = (label: string, set: (on: boolean) => void, before?: () => void) => {
+    const r = { decode: NaN, gen: NaN, tokens: [] as string[] };
+    if (SMOKE_CPU) return r;
+    set(true);
     try {
-      const tt: number[] = [];
-      for (let step = 0; step < STEPS; step++) {
-        const [dt] = eagerStep();
-        if (step > 0 || STEPS === 1) tt.push(dt);
-      }
-      stepTunedS = median(tt) / 1000;
-      // one eager decode step first: plans made inside a capture keep the heuristic's first algorithm
-      const wcache = new KVCache(model.config, NSEQ, P + T, model.kvDtype());
-      noGrad(() => scope(() => { model.forward(promptIds, NSEQ, P, { cache: wcache }); }));
-      const warm = new DecodeStep(model, wcache, false);
-      warm.run(completionIds.filter((_, i) => i % T === 0));
-      warm.dispose();
-      wcache.dispose();
-      decodeTunedTps = graphDecode("fused", "fused, tuned GEMMs").tps;
-      const tgt = performance.now();
-      const genT = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false, graphs: true });
-      be.synchronize();
-      genTunedTps = genT.reduce((a, c) => a + c.tokenIds.length, 0) / ((performance.now() - tgt) / 1000);
-      const r = cb.gemmStats();
-      console.log(`GEMM tuning: train step ${stepTunedS.toFixed(3)} s (heuristic's algorithms ${stepS.toFixed(3)} s), decode with graphs ` +
-        `${decodeTunedTps.toFixed(0)} tok/s (${graphTps.toFixed(0)}), generate() with graphs ${genTunedTps.toFixed(0)} tok/s (${genGTps.toFixed(0)}); ${r.tuned} shapes timed, ${r.changed} took another algorithm than the heuristic's first`);
+      before?.();
+      r.decode = graphDecode("fused", `fused, ${label}`).tps;
+      const g = genRate();
+      r.gen = g.tps;
+      r.tokens = g.tokens;
+      console.log(`${label}: decode with graphs ${r.decode.toFixed(0)} tok/s (default ${graphTps.toFixed(0)}), generate() with graphs ${r.gen.toFixed(0)} tok/s (${genGTps.toFixed(0)})`);
+    } catch (e) {
+      console.log(`${label} failed: ${(e as Error).message}`);
     } finally {
-      cb.setGemmTuning(false);
+      set(false);
     }
-  }
-  // the graphed decode and generate() again with the decode GEMMs (≤ 64 rows, bf16 weights) on aha's own kernel
-  // (native/cuda/skinny_gemm.cu, K split over the GPU) instead of cuBLASLt: whether to make it the default
-  let decodeSkinnyTps = NaN, genSkinnyTps = NaN, decodePdlTps = NaN, genPdlTps = NaN;
+    return r;
+  };
+  // GEMM tuning (each cuBLASLt shape's algorithms timed at its first call outside a capture, the fastest kept): the
+  // train step too, and one eager decode step first so that the decode shapes' plans are made outside the capture
+  let stepTunedS = NaN;
+  const tuned = variant("tuned GEMMs", (on) => cb.setGemmTuning(on), () => {
+    const tt: number[] = [];
+    for (let step = 0; step < STEPS; step++) {
+      const [dt] = eagerStep();
+      if (step > 0 || STEPS === 1) tt.push(dt);
+    }
+    stepTunedS = median(tt) / 1000;
+    const wcache = new KVCache(model.config, NSEQ, P + T, model.kvDtype());
+    noGrad(() => scope(() => { model.forward(promptIds, NSEQ, P, { cache: wcache }); }));
+    const warm = new DecodeStep(model, wcache, false);
+    warm.run(completionIds.filter((_, i) => i % T === 0));
+    warm.dispose();
+    wcache.dispose();
+  });
   if (!SMOKE_CPU) {
-    const cb = be as ReturnType<typeof cudaBackend>;
-    const before = cb.gemmStats().skinny;
-    cb.setSkinnyGemm(true);
-    try {
-      decodeSkinnyTps = graphDecode("fused", "fused, skinny GEMM kernel").tps;
-      const tgs = performance.now();
-      const genS = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false, graphs: true });
-      be.synchronize();
-      genSkinnyTps = genS.reduce((a, c) => a + c.tokenIds.length, 0) / ((performance.now() - tgs) / 1000);
-      console.log(`skinny GEMM kernel: decode with graphs ${decodeSkinnyTps.toFixed(0)} tok/s (cuBLASLt ${graphTps.toFixed(0)}), generate() with graphs ` +
-        `${genSkinnyTps.toFixed(0)} tok/s (${genGTps.toFixed(0)}); ${cb.gemmStats().skinny - before} GEMM calls took it`);
-      // and with programmatic dependent launch: every kernel of a decode step is then ours, each scheduled while the
-      // one before it finishes (a refusal is reported, not fatal: the figures above stand)
-      cb.setPdl(true);
-      try {
-        decodePdlTps = graphDecode("fused", "fused, skinny GEMM kernel, PDL").tps;
-        const tgp = performance.now();
-        const genP = generate(model, promptList, { n: GENS, maxTokens: GEN_TOKENS, temperature: 1, seed: 1, logprobs: false, graphs: true });
-        be.synchronize();
-        genPdlTps = genP.reduce((a, c) => a + c.tokenIds.length, 0) / ((performance.now() - tgp) / 1000);
-        const sameP = genP.every((c, i) => c.tokenIds.join() === genS[i].tokenIds.join());
-        console.log(`skinny GEMM kernel + PDL: decode with graphs ${decodePdlTps.toFixed(0)} tok/s, generate() with graphs ${genPdlTps.toFixed(0)} tok/s; ` +
-          `completions ${sameP ? "identical to" : "DIFFER from"} the skinny kernel's without PDL`);
-      } catch (e) {
-        console.log(`skinny GEMM kernel + PDL failed: ${(e as Error).message}`);
-      } finally {
-        cb.setPdl(false);
-      }
-    } finally {
-      cb.setSkinnyGemm(false);
-    }
+    const r = cb.gemmStats();
+    console.log(`GEMM tuning: train step ${stepTunedS.toFixed(3)} s (heuristic's algorithms ${stepS.toFixed(3)} s); ${r.tuned} shapes timed, ${r.changed} took another algorithm than the heuristic's first`);
   }
+  // decode attention by kv group (one block per kv head and sequence: the cache read once per group, not per head)
+  const grouped = variant("kv-group attention", (on) => cb.setDecodeGroup(on));
+  // the decode GEMMs (≤ 64 rows, bf16 weights) on aha's own kernel (native/cuda/skinny_gemm.cu) instead of cuBLASLt;
+  // then also with programmatic dependent launch (every kernel of a decode step is then aha's, each scheduled while
+  // the one before it finishes), and then with the kv-group attention too
+  const skinnyBefore = SMOKE_CPU ? 0 : cb.gemmStats().skinny;
+  const skinny = variant("skinny GEMM kernel", (on) => cb.setSkinnyGemm(on));
+  if (!SMOKE_CPU) console.log(`skinny GEMM kernel: ${cb.gemmStats().skinny - skinnyBefore} GEMM calls took it`);
+  const pdl = variant("skinny GEMM kernel + PDL", (on) => { cb.setSkinnyGemm(on); cb.setPdl(on); });
+  if (pdl.tokens.length)
+    console.log(`PDL: completions ${pdl.tokens.every((t, i) => t === skinny.tokens[i]) ? "identical to" : "DIFFER from"} the skinny kernel's without PDL`);
+  const all = variant("skinny GEMM kernel + PDL + kv-group attention", (on) => { cb.setSkinnyGemm(on); cb.setPdl(on); cb.setDecodeGroup(on); });
   // bound: every weight read once per step (bf16) + the KV cache read at its mean length (aha's: model.kvDtype(),
   // bf16 in the default GEMM mode; bf16 in torch)
   const bw = /H200/.test(info.name!) ? 4.8e12 : /H100/.test(info.name!) ? 3.35e12 : NaN;
@@ -370,9 +362,10 @@ function main(): void {
   const bound = (f: number) => NSEQ / ((weightBytes + kvBytes(f)) / bw);
   const aha = { grpo_step_estimate_s: (NSEQ * T) / genTps + stepS, grpo_step_estimate_graph_s: (NSEQ * T) / genGTps + stepGraphS, step_s: stepS, step_graph_s: stepGraphS, peak_graph_reserved_gib: gpeak / GB, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps, decode_graph_general_tok_s: general.tps, decode_graph_gemm_down_tok_s: gemmDown.tps,
     generate_tok_s: genTps, generate_graph_tok_s: genGTps, checkpointing: CKPT, loss: lastLoss, step_mma_attention_s: stepMmaS,
-    step_tuned_gemm_s: stepTunedS, decode_graph_tuned_gemm_tok_s: decodeTunedTps, generate_graph_tuned_gemm_tok_s: genTunedTps,
-    decode_graph_skinny_gemm_tok_s: decodeSkinnyTps, generate_graph_skinny_gemm_tok_s: genSkinnyTps, decode_graph_skinny_pdl_tok_s: decodePdlTps,
-    generate_graph_skinny_pdl_tok_s: genPdlTps };
+    step_tuned_gemm_s: stepTunedS, decode_graph_tuned_gemm_tok_s: tuned.decode, generate_graph_tuned_gemm_tok_s: tuned.gen,
+    decode_graph_kv_group_tok_s: grouped.decode, generate_graph_kv_group_tok_s: grouped.gen,
+    decode_graph_skinny_gemm_tok_s: skinny.decode, generate_graph_skinny_gemm_tok_s: skinny.gen, decode_graph_skinny_pdl_tok_s: pdl.decode,
+    generate_graph_skinny_pdl_tok_s: pdl.gen, decode_graph_all_opt_in_tok_s: all.decode, generate_graph_all_opt_in_tok_s: all.gen };
   console.log("AHA " + JSON.stringify(aha));
 
   let torch: Record<string, number> | null = null;
@@ -399,6 +392,8 @@ function main(): void {
   row("decode, CUDA graph, tuned GEMM algorithms", aha.decode_graph_tuned_gemm_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph, skinny GEMM kernel", aha.decode_graph_skinny_gemm_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph, skinny GEMM kernel + PDL", aha.decode_graph_skinny_pdl_tok_s, torch?.decode_tok_s, "tok/s", false);
+  row("decode, CUDA graph, kv-group attention", aha.decode_graph_kv_group_tok_s, torch?.decode_tok_s, "tok/s", false);
+  row("decode, CUDA graph, skinny GEMM kernel + PDL + kv-group attention", aha.decode_graph_all_opt_in_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph, general layer block", aha.decode_graph_general_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph, fused, GEMM down-projections", aha.decode_graph_gemm_down_tok_s, torch?.decode_tok_s, "tok/s", false);
   const torchGen = `torch: ${PROMPTS}×${GENS}×${TORCH_GEN_TOKENS}`;
@@ -422,7 +417,8 @@ function main(): void {
     `with the fused layers' down-projections by GEMM)`);
   // the issue's rollout target: generate() (sampling, stops checked every step) at ≥ 50% of the same bound
   console.log(`rollout (generate() with graphs: steps that sample on the device, one enqueued ahead) reaches ${(100 * genGTps / bound(kvF)).toFixed(1)}% of the bound ` +
-    `(${(100 * genTps / bound(kvF)).toFixed(1)}% without graphs, ${(100 * genTunedTps / bound(kvF)).toFixed(1)}% with graphs and tuned GEMM algorithms, ${(100 * genSkinnyTps / bound(kvF)).toFixed(1)}% with graphs and the skinny GEMM kernel, ${(100 * genPdlTps / bound(kvF)).toFixed(1)}% with PDL too)`);
+    `(${(100 * genTps / bound(kvF)).toFixed(1)}% without graphs, ${[["tuned GEMM algorithms", tuned], ["kv-group attention", grouped], ["the skinny GEMM kernel", skinny], ["the skinny GEMM kernel + PDL", pdl],
+      ["the skinny GEMM kernel + PDL + kv-group attention", all]].map(([what, r]) => `${(100 * (r as typeof all).gen / bound(kvF)).toFixed(1)}% with ${what}`).join(", ")})`);
 }
 
 /** Host cost of one call (µs, 2,000 calls then a synchronize) for the call kinds a decode step is made of. */
@@ -456,6 +452,7 @@ function smokeBackend(): ReturnType<typeof cudaBackend> {
     gemmStats: () => ({ tuned: 0, changed: 0, skinny: 0 }),
     setSkinnyGemm: () => {},
     setPdl: () => {},
+    setDecodeGroup: () => {},
     emptyCache: () => {},
     memory: () => { const m = cpu.memory(); return { ...m, reserved: m.allocated, peakReserved: m.peak }; },
   }) as ReturnType<typeof cudaBackend>;

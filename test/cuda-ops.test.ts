@@ -246,22 +246,36 @@ test("cuda: the decode path's fused kernels (add_rms_norm, glu_lora, qkv_rope_ca
       randn(M * Hkv * D), Hkv * D, ...lq, ...lk, ...lv, norms ? randn(D) : null, norms ? randn(D) : null, 1e-6, 0, randn(M * rot / 2),
       randn(M * rot / 2), rot, M, Hq, Hkv, D], [0, 1, 2], 1e-4, `qkv_rope_cache D=${D} rot=${rot} bf16=${bf16} norms=${norms} r=${r}`);
   }
-  // qkv_attention_decode (qkv_rope_cache + decode attention in one kernel on CUDA): B sequences of S keys in caches of
-  // capacity cap; this step's key at position jnew (S - 1 as in an eager step, or inside S as in a DecodeStep, whose
-  // later slots are masked); some earlier keys masked; windows, softcap, bf16 caches, GQA groups, head dims 16 … 128
-  for (const [B, Hq, Hkv, D, rot, bf16, norms, r, cap, S, jnew, window, softcap] of [[3, 4, 2, 64, 64, false, true, 4, 10, 7, 6, 0, 0],
-    [2, 6, 2, 96, 32, true, false, 5, 9, 9, 5, 4, 30], [4, 2, 2, 16, 16, false, false, 0, 6, 5, 4, 0, 0], [2, 8, 1, 128, 128, true, true, 16, 40, 40, 33, 0, 0],
-    [3, 3, 3, 40, 20, false, false, 3, 5, 5, 2, 2, 0]] as const) {
-    const rows = Int32Array.from({ length: B }, (_, b) => b * cap + jnew), ldt = 3 * Math.max(r, 1);
-    const cache = () => (bf16 ? f32ToBf16(randn(B * cap * Hkv * D)) : randn(B * cap * Hkv * D));
-    const mask = Int32Array.from({ length: B * S }, (_, i) => { const j = i % S; return j > jnew ? 0 : j === jnew ? 1 : (i * 7) % 5 === 0 ? 0 : 1; });
-    const t = randn(B * ldt);
-    const lq: Arg[] = r ? [t, randn(Hq * D * r), ldt, r, 1.5] : none, lk: Arg[] = r ? [t.subarray(r), randn(Hkv * D * r), ldt, r, 1.5] : none;
-    const lv: Arg[] = r ? [t.subarray(2 * r), randn(Hkv * D * r), ldt, r, 1.5] : none;
-    both("qkv_attention_decode", [new Float32Array(B * Hq * D), new Uint16Array(B * Hq * D), 1, cache(), cache(), bf16 ? 1 : 0, rows,
-      randn(B * Hq * D), Hq * D, randn(B * Hkv * D), randn(B * Hkv * D), Hkv * D, ...lq, ...lk, ...lv, norms ? randn(D) : null, norms ? randn(D) : null,
-      1e-6, 0, randn(B * rot / 2), randn(B * rot / 2), rot, B, Hq, Hkv, D, mask, S, cap * Hkv * D, 1 / Math.sqrt(D), window, softcap],
-    [0, 1, 3, 4], 1e-4, `qkv_attention_decode D=${D} Hq=${Hq} Hkv=${Hkv} bf16=${bf16} norms=${norms} r=${r} S=${S} jnew=${jnew} window=${window} softcap=${softcap}`);
+});
+
+// qkv_attention_decode (qkv_rope_cache + decode attention in one kernel on CUDA), with a block per query head and
+// (setDecodeGroup) with a block per kv group: B sequences of S keys in caches of capacity cap; this step's key at
+// position jnew (S - 1 as in an eager step, or inside S as in a DecodeStep, whose later slots are masked); some
+// earlier keys masked; windows, softcap, bf16 caches, GQA groups of 1 … 8, head dims 16 … 128
+test("cuda: qkv_attention_decode by query head and by kv group", { skip }, () => {
+  const none: Arg[] = [null, null, 0, 0, 0];
+  const be = cudaBackend();
+  for (const group of [false, true]) {
+    be.setDecodeGroup(group);
+    try {
+      for (const [B, Hq, Hkv, D, rot, bf16, norms, r, cap, S, jnew, window, softcap] of [[3, 4, 2, 64, 64, false, true, 4, 10, 7, 6, 0, 0],
+        [2, 6, 2, 96, 32, true, false, 5, 9, 9, 5, 4, 30], [4, 2, 2, 16, 16, false, false, 0, 6, 5, 4, 0, 0], [2, 8, 1, 128, 128, true, true, 16, 40, 40, 33, 0, 0],
+        [3, 3, 3, 40, 20, false, false, 3, 5, 5, 2, 2, 0], [2, 14, 2, 64, 64, true, false, 16, 300, 300, 250, 0, 0],
+        [1, 12, 2, 128, 128, true, false, 16, 270, 270, 200, 0, 0]] as const) {
+        const rows = Int32Array.from({ length: B }, (_, b) => b * cap + jnew), ldt = 3 * Math.max(r, 1);
+        const cache = () => (bf16 ? f32ToBf16(randn(B * cap * Hkv * D)) : randn(B * cap * Hkv * D));
+        const mask = Int32Array.from({ length: B * S }, (_, i) => { const j = i % S; return j > jnew ? 0 : j === jnew ? 1 : (i * 7) % 5 === 0 ? 0 : 1; });
+        const t = randn(B * ldt);
+        const lq: Arg[] = r ? [t, randn(Hq * D * r), ldt, r, 1.5] : none, lk: Arg[] = r ? [t.subarray(r), randn(Hkv * D * r), ldt, r, 1.5] : none;
+        const lv: Arg[] = r ? [t.subarray(2 * r), randn(Hkv * D * r), ldt, r, 1.5] : none;
+        both("qkv_attention_decode", [new Float32Array(B * Hq * D), new Uint16Array(B * Hq * D), 1, cache(), cache(), bf16 ? 1 : 0, rows,
+          randn(B * Hq * D), Hq * D, randn(B * Hkv * D), randn(B * Hkv * D), Hkv * D, ...lq, ...lk, ...lv, norms ? randn(D) : null, norms ? randn(D) : null,
+          1e-6, 0, randn(B * rot / 2), randn(B * rot / 2), rot, B, Hq, Hkv, D, mask, S, cap * Hkv * D, 1 / Math.sqrt(D), window, softcap],
+        [0, 1, 3, 4], 1e-4, `qkv_attention_decode${group ? " by kv group" : ""} D=${D} Hq=${Hq} Hkv=${Hkv} bf16=${bf16} norms=${norms} r=${r} S=${S} jnew=${jnew} window=${window} softcap=${softcap}`);
+      }
+    } finally {
+      be.setDecodeGroup(false);
+    }
   }
 });
 

@@ -36,12 +36,14 @@ test(`bench/gpu-grpo.ts ${flag} runs to the end on ${where} and reports every fi
     if (flag === "--smoke-cuda") {
       // (profiling switched on at run time for one more step, after the timed ones)
       assert.match(out, /GPU time by op, train step, profiled separately[^\n]*\n\s+\w/, "the train step's profile was printed");
-      assert.match(out, /GEMM tuning: train step [\d.]+ s [^\n]*; [1-9]\d* shapes timed/, "the tuned variants ran, and timed some shapes");
-      assert.match(out, /decode through DecodeStep, fused, tuned GEMMs \(captured\)/);
-      assert.match(out, /decode through DecodeStep, fused, skinny GEMM kernel \(captured\)/);
-      assert.match(out, /skinny GEMM kernel: decode with graphs [^\n]*; [1-9]\d* GEMM calls took it/, "the skinny kernel ran");
+      assert.match(out, /GEMM tuning: train step [\d.]+ s [^\n]*; [1-9]\d* shapes timed/, "the tuned variant ran, and timed some shapes");
+      for (const v of ["tuned GEMMs", "kv-group attention", "skinny GEMM kernel", "skinny GEMM kernel \\+ PDL", "skinny GEMM kernel \\+ PDL \\+ kv-group attention"]) {
+        assert.match(out, new RegExp(`decode through DecodeStep, fused, ${v} \\(captured\\)`), `${v}: the decode steps were captured`);
+        assert.match(out, new RegExp(`\\n${v}: decode with graphs \\d+ tok/s`), `${v}: timed`);
+      }
+      assert.match(out, /skinny GEMM kernel: [1-9]\d* GEMM calls took it/, "the skinny kernel ran");
       // (the emulator runs PDL launches as ordinary ones: the same kernels, so the same completions)
-      assert.match(out, /skinny GEMM kernel \+ PDL: [^\n]*completions identical to the skinny kernel's without PDL/);
+      assert.match(out, /PDL: completions identical to the skinny kernel's without PDL/);
       assert.match(out, /GPU time by op, \d+ decode steps \(fused, eager\), profiled[^\n]*\n\s+\w/, "the decode steps' profile was printed");
     }
   } finally {

@@ -72,6 +72,7 @@ FN(reset_peak) { reset_peak(); UNDEF }
 FN(empty_cache) { TRY(empty_cache) empty_cache(); UNDEF CATCH(empty_cache) }
 FN(set_gemm_mode) { set_gemm_mode((int)L(a[0])); UNDEF }
 FN(set_gemm_tuning) { set_gemm_tuning(a[0].ToBoolean().Value()); UNDEF }
+FN(set_decode_group) { set_decode_group(a[0].ToBoolean().Value()); UNDEF }
 FN(set_pdl) { set_pdl(a[0].ToBoolean().Value()); UNDEF }
 FN(set_skinny_gemm) { set_skinny_gemm(a[0].ToBoolean().Value()); UNDEF }
 FN(gemm_stats) {
@@ -191,7 +192,7 @@ FN(qkv_attention_decode) { TRY(qkv_attention_decode)
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
   REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(read_async); REG(read_wait); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
-  REG(set_gemm_mode); REG(set_gemm_tuning); REG(set_skinny_gemm); REG(set_pdl); REG(gemm_stats); REG(set_attention_kernel); REG(num_threads); REG(profile); REG(set_profile);
+  REG(set_gemm_mode); REG(set_gemm_tuning); REG(set_skinny_gemm); REG(set_pdl); REG(set_decode_group); REG(gemm_stats); REG(set_attention_kernel); REG(num_threads); REG(profile); REG(set_profile);
   REG(graph_begin); REG(graph_end); REG(graph_abort); REG(graph_launch); REG(graph_destroy);
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);

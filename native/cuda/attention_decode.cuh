@@ -119,4 +119,141 @@ __device__ __forceinline__ void decode_attend(float* o, float* lse, void* o16, i
   if (lse && threadIdx.x == 0) lse[row] = L > 0.f ? M + logf(L) : -INFINITY;
 }
 
+// The same for the G = Hq / Hkv query heads of one kv group at once (G ≤ DEC_GMAX): each cached key and value is read
+// once for all of them (blocks per query head read their group's cache G times over, from L2), with the scores,
+// softmax state and V sums kept per head, in the same order of operations as decode_attend. qs: G rows of DP floats;
+// wacc: shared memory of DEC_WARPS · G · DP floats for the merge; the output rows are row0 … row0 + G - 1.
+constexpr int DEC_GMAX = 8;
+template <int NDL>
+__device__ __forceinline__ void decode_attend_group(float* o, void* o16, int dt16, long row0, int G, const float* qs, const void* k,
+                                                    const void* v, long kv0, long rs, const int32_t* km, long S, long D, bool strideOk,
+                                                    long window, float softcap, int dtKV, long jnew, const float* kn, const float* vn,
+                                                    float* wacc) {
+  constexpr int DP = 32 * NDL;
+  __shared__ float wm[DEC_WARPS][DEC_GMAX], wl[DEC_WARPS][DEC_GMAX], sNew[DEC_GMAX];
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const float* kb = dtKV == F32 ? (const float*)k + kv0 : nullptr;
+  const float* vb = dtKV == F32 ? (const float*)v + kv0 : nullptr;
+  const bool vec = (D & 3) == 0 && strideOk && (((uintptr_t)k | (uintptr_t)v) & (dtKV == F32 ? 15 : 7)) == 0;
+  const long jbeg = window > 0 ? max(0L, S - window) : 0;
+  const bool seeNew = kn && jnew >= jbeg && jnew < S && (!km || km[jnew] != 0);
+  if (seeNew && w == 0)  // the new key's score, per head
+    for (int g = 0; g < G; g++) {
+      float a = 0.f;
+      for (long d = lane; d < D; d += 32) a += qs[g * DP + d] * kn[d];
+      a = warp_sum(a);
+      if (lane == 0) sNew[g] = softcap > 0 ? softcap * tanhf(a / softcap) : a;
+    }
+  float m[DEC_GMAX], l[DEC_GMAX], acc[DEC_GMAX][NDL];
+#pragma unroll
+  for (int g = 0; g < DEC_GMAX; g++) {
+    m[g] = -INFINITY;
+    l[g] = 0.f;
+#pragma unroll
+    for (int e = 0; e < NDL; e++) acc[g][e] = 0.f;
+  }
+  for (long j0 = jbeg + (long)w * 32; j0 < S; j0 += DEC_WARPS * 32) {
+    const long j = j0 + lane;
+    const bool ok = j < S && (!km || km[j] != 0) && j != jnew;
+    float s[DEC_GMAX];
+#pragma unroll
+    for (int g = 0; g < DEC_GMAX; g++) s[g] = 0.f;
+    if (ok && !kb) {  // bf16 keys: 4 per 8-byte load where the head dim allows
+      const __nv_bfloat16* kr = (const __nv_bfloat16*)k + kv0 + j * rs;
+      if (vec) {
+        for (int d = 0; d < D; d += 4) {
+          const uint2 kw = *(const uint2*)(kr + d);
+          const float2 x01 = __bfloat1622float2(*(const __nv_bfloat162*)&kw.x), x23 = __bfloat1622float2(*(const __nv_bfloat162*)&kw.y);
+#pragma unroll
+          for (int g = 0; g < DEC_GMAX; g++)
+            if (g < G) s[g] += qs[g * DP + d] * x01.x + qs[g * DP + d + 1] * x01.y + qs[g * DP + d + 2] * x23.x + qs[g * DP + d + 3] * x23.y;
+        }
+      } else {
+        for (int d = 0; d < D; d++) {
+          const float x = __bfloat162float(kr[d]);
+#pragma unroll
+          for (int g = 0; g < DEC_GMAX; g++)
+            if (g < G) s[g] += qs[g * DP + d] * x;
+        }
+      }
+    } else if (ok) {
+      const float* kr = kb + j * rs;
+      if (vec) {
+        for (int d = 0; d < D; d += 4) {
+          const float4 kv = *(const float4*)(kr + d);
+#pragma unroll
+          for (int g = 0; g < DEC_GMAX; g++)
+            if (g < G) s[g] += qs[g * DP + d] * kv.x + qs[g * DP + d + 1] * kv.y + qs[g * DP + d + 2] * kv.z + qs[g * DP + d + 3] * kv.w;
+        }
+      } else {
+        for (int d = 0; d < D; d++) {
+#pragma unroll
+          for (int g = 0; g < DEC_GMAX; g++)
+            if (g < G) s[g] += qs[g * DP + d] * kr[d];
+        }
+      }
+    }
+    float p[DEC_GMAX];
+#pragma unroll
+    for (int g = 0; g < DEC_GMAX; g++) {
+      p[g] = 0.f;
+      if (g >= G) continue;
+      const float sg = !ok ? -INFINITY : softcap > 0 ? softcap * tanhf(s[g] / softcap) : s[g];
+      const float mnew = fmaxf(m[g], warp_max(sg));
+      if (mnew == -INFINITY) continue;  // warp-uniform: no visible key in this group yet
+      p[g] = ok ? __expf(sg - mnew) : 0.f;
+      const float corr = __expf(m[g] - mnew);
+      l[g] = l[g] * corr + warp_sum(p[g]);
+      m[g] = mnew;
+#pragma unroll
+      for (int e = 0; e < NDL; e++) acc[g][e] *= corr;
+    }
+    const int nk = (int)min(32L, S - j0);
+    for (int jj = 0; jj < nk; jj++) {
+      float pj[DEC_GMAX];
+      bool any = false;
+#pragma unroll
+      for (int g = 0; g < DEC_GMAX; g++) {
+        pj[g] = g < G ? __shfl_sync(0xffffffffu, p[g], jj) : 0.f;
+        any |= pj[g] != 0.f;
+      }
+      if (!any) continue;  // warp-uniform: a masked key costs no V read
+      const long vr = kv0 + (j0 + jj) * rs;
+#pragma unroll
+      for (int e = 0; e < NDL; e++) {
+        const int d = lane + 32 * e;
+        if (d < D) {
+          const float x = vb ? vb[vr - kv0 + d] : __bfloat162float(((const __nv_bfloat16*)v)[vr + d]);
+#pragma unroll
+          for (int g = 0; g < DEC_GMAX; g++)
+            if (g < G) acc[g][e] += pj[g] * x;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < DEC_GMAX; g++) {
+    if (g >= G) continue;
+    if (lane == 0) { wm[w][g] = m[g]; wl[w][g] = l[g]; }
+#pragma unroll
+    for (int e = 0; e < NDL; e++) wacc[((long)w * G + g) * DP + lane + 32 * e] = acc[g][e];
+  }
+  __syncthreads();
+  for (long i = threadIdx.x; i < G * D; i += blockDim.x) {
+    const int g = (int)(i / D);
+    const long d = i % D, row = row0 + g;
+    const float sn = seeNew ? sNew[g] : -INFINITY;
+    float M = sn;
+    for (int x = 0; x < DEC_WARPS; x++) M = fmaxf(M, wm[x][g]);
+    float L = M != -INFINITY && seeNew ? __expf(sn - M) : 0.f;
+    if (M != -INFINITY)
+      for (int x = 0; x < DEC_WARPS; x++) if (wm[x][g] != -INFINITY) L += wl[x][g] * __expf(wm[x][g] - M);
+    float a = L > 0.f && seeNew ? __expf(sn - M) * vn[d] : 0.f;
+    if (L > 0.f)
+      for (int x = 0; x < DEC_WARPS; x++) if (wm[x][g] != -INFINITY) a += wacc[((long)x * G + g) * DP + d] * __expf(wm[x][g] - M);
+    o[row * D + d] = L > 0.f ? a / L : 0.f;
+    if (o16) store16(o16, dt16, row * D + d, o[row * D + d]);
+  }
+}
+
 }  // namespace aha_cuda

@@ -230,6 +230,54 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) qkv_attention_decode_kernel(
                      S, D, (kvStrideB & 3) == 0, window, softcap, dtKV, (long)rows[b] - b * cap, kn, vn);
 }
 
+// The same with a block per (kv head hk, row b), for the group's G = Hq / Hkv query heads at once
+// (decode_attend_group): the group's cached keys and values are read once instead of G times. The block makes the G
+// query heads one after another, then the new key and value, writes them to the cache and attends.
+// smem (dynamic): the row's t (r floats, rounded up to 4), the G query heads (DP floats each), the merge's
+// DEC_WARPS · G · DP floats
+template <int NDL>
+__global__ void __launch_bounds__(DEC_WARPS * 32) qkv_attention_decode_group_kernel(
+    float* o, void* o16, int dt16, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq, const float* yk,
+    const float* yv, long ldkv, LoraUp lq, LoraUp lk, LoraUp lv, const float* qNorm, const float* kNorm, float eps, float offset,
+    const float* cs, const float* sn, long rot, long Hq, long Hkv, long D, const int32_t* keyMask, long S, long kvStrideB, float scale,
+    long window, float softcap, long rpad) {
+  pdl_wait();
+  pdl_trigger();
+  constexpr int DP = 32 * NDL;
+  __shared__ float kn[DP], vn[DP], xs[DP], sh[32];
+  extern __shared__ float dyn[];
+  const long hk = blockIdx.x, b = blockIdx.y;
+  const int G = (int)(Hq / Hkv);
+  float *ts = dyn, *qs = dyn + rpad, *wacc = qs + (long)G * DP;
+  for (int g = 0; g < G; g++) {
+    const long h = hk * G + g;
+    head_prep(qs + (long)g * DP, xs, ts, sh, yq + b * ldq + h * D, lq, b, h * D, qNorm, eps, offset, cs, sn, rot, D);
+  }
+  head_prep(kn, xs, ts, sh, yk + b * ldkv + hk * D, lk, b, hk * D, kNorm, eps, offset, cs, sn, rot, D);
+  head_prep(vn, xs, ts, sh, yv + b * ldkv + hk * D, lv, b, hk * D, nullptr, eps, offset, cs, sn, 0, D);
+  const long at = (long)rows[b] * Hkv * D + hk * D;
+  for (long d = threadIdx.x; d < DP; d += blockDim.x) {
+    for (int g = 0; g < G; g++) qs[(long)g * DP + d] = d < D ? qs[(long)g * DP + d] * scale : 0.f;
+    if (d >= D) continue;
+    if (dtKV == F32) {
+      ((float*)kc)[at + d] = kn[d];
+      ((float*)vc)[at + d] = vn[d];
+    } else {  // the values the cache holds, rounded, are the ones attended to
+      store16(kc, dtKV, at + d, kn[d]);
+      store16(vc, dtKV, at + d, vn[d]);
+      kn[d] = round16(kn[d], dtKV);
+      vn[d] = round16(vn[d], dtKV);
+    }
+  }
+  __syncthreads();
+  const long cap = kvStrideB / (Hkv * D);
+  decode_attend_group<NDL>(o, o16, dt16, b * Hq + hk * G, G, qs, kc, vc, b * kvStrideB + hk * D, Hkv * D, keyMask ? keyMask + b * S : nullptr,
+                           S, D, (kvStrideB & 3) == 0, window, softcap, dtKV, (long)rows[b] - b * cap, kn, vn, wacc);
+}
+
+// whether decode steps attend by kv group (qkv_attention_decode_group_kernel; AHA_DECODE_GROUP=1, set_decode_group)
+bool g_decode_group = getenv("AHA_DECODE_GROUP") && std::string(getenv("AHA_DECODE_GROUP")) == "1";
+
 // r is staged in shared memory: the kernels take ranks up to this (the model's decode path checks it first)
 constexpr long MAX_RANK = 1024;
 void check_rank(const LoraUp& lo, const char* name) {
@@ -297,10 +345,23 @@ void qkv_attention_decode(float* o, void* o16, int dt16, void* kc, void* vc, int
   if (dtKV != F32 && dtKV != BF16) throw std::runtime_error("qkv_attention_decode: keys and values must be f32 or bf16");
   if (Hkv < 1 || Hq % Hkv || kvStrideB % (Hkv * D)) throw std::runtime_error("qkv_attention_decode: bad heads or cache stride");
   const long r = qkv_rank(lq, lk, lv, "qkv_attention_decode");
+  const long G = Hq / Hkv, rpad = (r + 3) / 4 * 4;
+  AHA_DISPATCH_D(D, {
+    const size_t dyn = (size_t)(rpad + G * 32 * N_ + (long)DEC_WARPS * G * 32 * N_) * sizeof(float);
+    if (g_decode_group && G <= DEC_GMAX && dyn <= 40 * 1024) {
+      launch_pdl("qkv_attention_decode (by kv group)", qkv_attention_decode_group_kernel<N_>, dim3((unsigned)Hkv, (unsigned)B), dim3(DEC_WARPS * 32),
+                 dyn, o, o16, dt16, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset, cs, sn, rot, Hq, Hkv, D,
+                 keyMask, S, kvStrideB, scale, window, softcap, rpad);
+      check_launch("qkv_attention_decode");
+      return;
+    }
+  });
   AHA_DISPATCH_D(D, (launch_pdl("qkv_attention_decode", qkv_attention_decode_kernel<N_>, dim3((unsigned)Hq, (unsigned)B), dim3(DEC_WARPS * 32),
                                r * sizeof(float), o, o16, dt16, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset,
                                cs, sn, rot, Hq, Hkv, D, keyMask, S, kvStrideB, scale, window, softcap)));
   check_launch("qkv_attention_decode");
 }
+
+void set_decode_group(bool on) { g_decode_group = on; }
 
 }  // namespace aha_cuda

@@ -57,6 +57,7 @@ void gemm_tuning_report(long* tuned, long* changed);  // plans timed so far, and
 bool skinny_gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA, bool transB,
                  long lda, long ldb, long ldc, long sA, long sB, long sC, float alpha, float beta, const float* bias, long sBias);
 void set_skinny_gemm(bool on);
+void set_decode_group(bool on);  // decode attention by kv group, one block per (kv head, row) (AHA_DECODE_GROUP=1)
 long skinny_gemm_calls();
 void convert(void* dst, int dtDst, const void* src, int dtSrc, long n);
 

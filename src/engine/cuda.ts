@@ -43,6 +43,7 @@ interface CudaAddon extends Kernels {
   set_gemm_tuning(on: boolean): void;
   set_skinny_gemm(on: boolean): void;
   set_pdl(on: boolean): void;
+  set_decode_group(on: boolean): void;
   gemm_stats(): { tuned: number; changed: number; skinny: number };
   set_attention_kernel(which: number): void;
   profile(): Record<string, [number, number]>;
@@ -193,6 +194,14 @@ class CudaBackend implements Backend {
    */
   setPdl(on: boolean): void {
     this.m.set_pdl(on);
+  }
+  /**
+   * Decode steps' attention with one block per (kv head, sequence) for the group's query heads together, so the
+   * group's cached keys and values are read once rather than once per query head (AHA_DECODE_GROUP=1 does the same).
+   * Off by default until a GPU run shows it faster.
+   */
+  setDecodeGroup(on: boolean): void {
+    this.m.set_decode_group(on);
   }
   /** GEMM plans timed so far (tuning), how many took another algorithm than the heuristic's first, and the GEMMs run by the skinny kernel. */
   gemmStats(): { tuned: number; changed: number; skinny: number } {
