@@ -230,11 +230,42 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) qkv_attention_decode_kernel(
                      S, D, (kvStrideB & 3) == 0, window, softcap, dtKV, (long)rows[b] - b * cap, kn, vn);
 }
 
+// head_prep by one warp (the calling warp's lanes only, no block barrier), with the row's t already staged and
+// scaled in ts: a block makes several heads at once, a warp each
+__device__ __forceinline__ void warp_head_prep(float* out, float* x, const float* ts, const float* y, const LoraUp& lo, long m, long col0,
+                                               const float* nw, float eps, float offset, const float* cs, const float* sn, long rot, long D) {
+  const int lane = threadIdx.x & 31;
+  float ss = 0.f;
+  for (long d = lane; d < D; d += 32) {
+    float v = y[d];
+    if (lo.B) v += lora_dot(ts, lo.B + (col0 + d) * lo.r, lo.r);
+    x[d] = v;
+    ss += v * v;
+  }
+  if (nw) {
+    const float rs = rsqrtf(warp_sum(ss) / D + eps);
+    for (long d = lane; d < D; d += 32) x[d] *= rs * (nw[d] + offset);
+  }
+  __syncwarp();  // rotary reads the partner element another lane wrote
+  const long half = rot / 2;
+  for (long d = lane; d < D; d += 32) {
+    float v = x[d];
+    if (d < rot) {
+      const long i = d < half ? d : d - half;
+      const float c = cs[m * half + i], s = sn[m * half + i];
+      v = d < half ? x[d] * c - x[d + half] * s : x[d] * c + x[d - half] * s;
+    }
+    out[d] = v;
+  }
+  __syncwarp();
+}
+
 // The same with a block per (kv head hk, row b), for the group's G = Hq / Hkv query heads at once
-// (decode_attend_group): the group's cached keys and values are read once instead of G times. The block makes the G
-// query heads one after another, then the new key and value, writes them to the cache and attends.
-// smem (dynamic): the row's t (r floats, rounded up to 4), the G query heads (DP floats each), the merge's
-// DEC_WARPS · G · DP floats
+// (decode_attend_group): the group's cached keys and values are read once instead of G times. The block's warps make
+// the G query heads and the new key and value, one head per warp at a time; the block writes the key and value to
+// the cache and attends.
+// smem (dynamic): the row's t of q, k and v (rpad floats each: the largest rank rounded up to 4), the G query heads
+// (DP floats each), the merge's DEC_WARPS · G · DP floats
 template <int NDL>
 __global__ void __launch_bounds__(DEC_WARPS * 32) qkv_attention_decode_group_kernel(
     float* o, void* o16, int dt16, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq, const float* yk,
@@ -244,17 +275,28 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) qkv_attention_decode_group_ker
   pdl_wait();
   pdl_trigger();
   constexpr int DP = 32 * NDL;
-  __shared__ float kn[DP], vn[DP], xs[DP], sh[32];
+  __shared__ float kn[DP], vn[DP], xw[DEC_WARPS][DP];
   extern __shared__ float dyn[];
   const long hk = blockIdx.x, b = blockIdx.y;
-  const int G = (int)(Hq / Hkv);
-  float *ts = dyn, *qs = dyn + rpad, *wacc = qs + (long)G * DP;
-  for (int g = 0; g < G; g++) {
-    const long h = hk * G + g;
-    head_prep(qs + (long)g * DP, xs, ts, sh, yq + b * ldq + h * D, lq, b, h * D, qNorm, eps, offset, cs, sn, rot, D);
+  const int G = (int)(Hq / Hkv), w = threadIdx.x >> 5;
+  float *tq = dyn, *tk = tq + rpad, *tv = tk + rpad, *qs = tv + rpad, *wacc = qs + (long)G * DP;
+  for (long j = threadIdx.x; j < rpad; j += blockDim.x) {
+    if (lq.B && j < lq.r) tq[j] = lq.t[b * lq.ldt + j] * lq.scale;
+    if (lk.B && j < lk.r) tk[j] = lk.t[b * lk.ldt + j] * lk.scale;
+    if (lv.B && j < lv.r) tv[j] = lv.t[b * lv.ldt + j] * lv.scale;
   }
-  head_prep(kn, xs, ts, sh, yk + b * ldkv + hk * D, lk, b, hk * D, kNorm, eps, offset, cs, sn, rot, D);
-  head_prep(vn, xs, ts, sh, yv + b * ldkv + hk * D, lv, b, hk * D, nullptr, eps, offset, cs, sn, 0, D);
+  __syncthreads();
+  for (int x = w; x < G + 2; x += DEC_WARPS) {  // heads: the G queries, then the key, then the value
+    if (x < G) {
+      const long h = hk * G + x;
+      warp_head_prep(qs + (long)x * DP, xw[w], tq, yq + b * ldq + h * D, lq, b, h * D, qNorm, eps, offset, cs, sn, rot, D);
+    } else if (x == G) {
+      warp_head_prep(kn, xw[w], tk, yk + b * ldkv + hk * D, lk, b, hk * D, kNorm, eps, offset, cs, sn, rot, D);
+    } else {
+      warp_head_prep(vn, xw[w], tv, yv + b * ldkv + hk * D, lv, b, hk * D, nullptr, eps, offset, cs, sn, 0, D);
+    }
+  }
+  __syncthreads();
   const long at = (long)rows[b] * Hkv * D + hk * D;
   for (long d = threadIdx.x; d < DP; d += blockDim.x) {
     for (int g = 0; g < G; g++) qs[(long)g * DP + d] = d < D ? qs[(long)g * DP + d] * scale : 0.f;
@@ -347,8 +389,10 @@ void qkv_attention_decode(float* o, void* o16, int dt16, void* kc, void* vc, int
   const long r = qkv_rank(lq, lk, lv, "qkv_attention_decode");
   const long G = Hq / Hkv, rpad = (r + 3) / 4 * 4;
   AHA_DISPATCH_D(D, {
-    const size_t dyn = (size_t)(rpad + G * 32 * N_ + (long)DEC_WARPS * G * 32 * N_) * sizeof(float);
-    if (g_decode_group && G <= DEC_GMAX && dyn <= 40 * 1024) {
+    // (static shared memory: kn, vn, the warps' scratch heads, decode_attend_group's merge state; 48 KB in all)
+    const size_t dyn = (size_t)(3 * rpad + G * 32 * N_ + (long)DEC_WARPS * G * 32 * N_) * sizeof(float);
+    const size_t stat = (size_t)((2 + DEC_WARPS) * 32 * N_ + 2 * DEC_WARPS * DEC_GMAX + DEC_GMAX) * sizeof(float);
+    if (g_decode_group && G <= DEC_GMAX && dyn + stat + 256 <= 48 * 1024) {
       launch_pdl("qkv_attention_decode (by kv group)", qkv_attention_decode_group_kernel<N_>, dim3((unsigned)Hkv, (unsigned)B), dim3(DEC_WARPS * 32),
                  dyn, o, o16, dt16, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset, cs, sn, rot, Hq, Hkv, D,
                  keyMask, S, kvStrideB, scale, window, softcap, rpad);
