@@ -150,9 +150,10 @@ test("cuda: skinny GEMM kernel (≤ 64 rows × bf16 weights, K split over blocks
   try {
     const before = be.gemmStats().skinny;
     let calls = 0;
-    // rows 1..64 (each m16 tile count), N not a multiple of the 64-column tile, K from one 32-step to several staged
-    // chunks and not a multiple of 32 (a short last step), beta 0 / 1, a bias, alpha
-    for (const [M, N, K] of [[1, 8, 8], [7, 100, 40], [16, 64, 520], [33, 130, 264], [64, 200, 1096], [64, 72, 64]] as const) {
+    // rows 1..64 (each m16 tile count), N not a multiple of the 128-column tile, K from one 32-step to several staged
+    // chunks and not a multiple of 32 (a short last step), beta 0 / 1, a bias, alpha; 33 column tiles (f32 x rounded
+    // to bf16 by a conversion first)
+    for (const [M, N, K] of [[1, 8, 8], [7, 100, 40], [16, 64, 520], [33, 130, 264], [64, 200, 1096], [64, 72, 64], [8, 4200, 64]] as const) {
       const W = f32ToBf16(randn(N * K, 0.1)), x16 = f32ToBf16(randn(M * K)), xf = randn(M * K);
       for (const beta of [0, 1]) {
         both("gemm", [randn(M * N), x16, W, 1, 1, M, N, K, false, true, K, K, N, 0, 0, 0, 0.5, beta, false, 1, randn(N)], [0], 1e-4, `skinny ${M}×${N}×${K} bf16 x, beta ${beta}`);

@@ -181,6 +181,8 @@ void load_blas() {
 }
 
 __global__ void convert_kernel(void* dst, int dtD, const void* src, int dtS, long n) {
+  pdl_wait();  // (launch_pdl)
+  pdl_trigger();
   for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
     float x = load_f(src, dtS, i);
     if (dtD == BF16) ((__nv_bfloat16*)dst)[i] = __float2bfloat16(x);
@@ -248,7 +250,7 @@ bool gemm_ready(std::string* why) {
 
 void convert(void* dst, int dtDst, const void* src, int dtSrc, long n) {
   if (n <= 0) return;
-  convert_kernel<<<blocks_for(n, 256, 8192), 256, 0, stream()>>>(dst, dtDst, src, dtSrc, n);
+  launch_pdl("convert", convert_kernel, dim3(blocks_for(n, 256, 8192)), dim3(256), 0, dst, dtDst, src, dtSrc, n);
   check_launch("convert");
 }
 
