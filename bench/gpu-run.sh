@@ -1,7 +1,8 @@
 #!/bin/bash
 # One device call: CUDA op parity, the shared fixture test files on CUDA (AHA_TEST_DEVICES=cpu,cuda for the CPU's
 # runs too; with them the CUDA-graph, flat-storage, 16-bit-input and KV-cache tests), then the GRPO/decode benchmark
-# against PyTorch. Device time is short: `ops models` in one call and `bench` in another fit the 10-minute limit.
+# against PyTorch. Device time is short: `ops models variants` in one call and `bench bench15` in another fit the
+# 10-minute limit.
 # Run from the repository root on the GPU machine after `source .device/use-node.sh`, with carry
 # [".device", ".devnm", ".fixtures", "native/build-dev"] (Node, tsx, fixtures and the addons built with
 # `AHA_PORTABLE=1 AHA_NO_CUDA_EMU=1 npx cmake-js compile --directory native --out native/build-dev`). Logs go to $OUT.
