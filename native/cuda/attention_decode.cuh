@@ -19,6 +19,25 @@ constexpr int DEC_WARPS = 8;
   else if ((D) <= 256) { constexpr int N_ = 8; CALL; }           \
   else throw std::runtime_error("aha cuda attention: head dim " + std::to_string(D) + " > 256 is not supported");
 
+// What both decode attentions first work out: f32 key/value bases (null for bf16), whether 4-value loads fit (every
+// key row aligned for them), the first key in the window, and whether this step's new key (kn, slot jnew) is seen,
+// by the rules of its slot (in a decode step it always is: it is the query's own position)
+struct DecodeKeys {
+  const float *kb, *vb;
+  bool vec, seeNew;
+  long jbeg;
+};
+__device__ __forceinline__ DecodeKeys decode_keys(const void* k, const void* v, long kv0, const int32_t* km, long S, long D, bool strideOk,
+                                                  long window, int dtKV, long jnew, const float* kn) {
+  DecodeKeys r;
+  r.kb = dtKV == F32 ? (const float*)k + kv0 : nullptr;
+  r.vb = dtKV == F32 ? (const float*)v + kv0 : nullptr;
+  r.vec = (D & 3) == 0 && strideOk && (((uintptr_t)k | (uintptr_t)v) & (dtKV == F32 ? 15 : 7)) == 0;
+  r.jbeg = window > 0 ? max(0L, S - window) : 0;
+  r.seeNew = kn && jnew >= r.jbeg && jnew < S && (!km || km[jnew] != 0);
+  return r;
+}
+
 // Output row `row` (o[row·D + d], o16 the same in dt16, lse[row]) of the query qs (shared memory, DP = 32·NDL floats,
 // pre-scaled, zero beyond D) over keys/values k, v (f32 or bf16 as dtKV): key j of this row at element kv0 + j·rs,
 // visible where km[j] != 0 (km null: all) and j ≥ S - window (window > 0). strideOk: every key row of the cache is
@@ -33,13 +52,7 @@ __device__ __forceinline__ void decode_attend(float* o, float* lse, void* o16, i
   __shared__ float wm[DEC_WARPS], wl[DEC_WARPS], sNew;
   __shared__ float wacc[DEC_WARPS][DP];
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const float* kb = dtKV == F32 ? (const float*)k + kv0 : nullptr;
-  const float* vb = dtKV == F32 ? (const float*)v + kv0 : nullptr;
-  // 4 values per load (8 bytes of bf16, 16 of f32) where every key row starts aligned for it
-  const bool vec = (D & 3) == 0 && strideOk && (((uintptr_t)k | (uintptr_t)v) & (dtKV == F32 ? 15 : 7)) == 0;
-  const long jbeg = window > 0 ? max(0L, S - window) : 0;
-  // the new key is seen by the rules of its slot (in a decode step it always is: it is the query's own position)
-  const bool seeNew = kn && jnew >= jbeg && jnew < S && (!km || km[jnew] != 0);
+  const auto [kb, vb, vec, seeNew, jbeg] = decode_keys(k, v, kv0, km, S, D, strideOk, window, dtKV, jnew, kn);
   if (seeNew && w == 0) {  // the new key's score
     float a = 0.f;
     for (long d = lane; d < D; d += 32) a += qs[d] * kn[d];
@@ -132,11 +145,7 @@ __device__ __forceinline__ void decode_attend_group(float* o, void* o16, int dt1
   constexpr int DP = 32 * NDL;
   __shared__ float wm[DEC_WARPS][DEC_GMAX], wl[DEC_WARPS][DEC_GMAX], sNew[DEC_GMAX];
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const float* kb = dtKV == F32 ? (const float*)k + kv0 : nullptr;
-  const float* vb = dtKV == F32 ? (const float*)v + kv0 : nullptr;
-  const bool vec = (D & 3) == 0 && strideOk && (((uintptr_t)k | (uintptr_t)v) & (dtKV == F32 ? 15 : 7)) == 0;
-  const long jbeg = window > 0 ? max(0L, S - window) : 0;
-  const bool seeNew = kn && jnew >= jbeg && jnew < S && (!km || km[jnew] != 0);
+  const auto [kb, vb, vec, seeNew, jbeg] = decode_keys(k, v, kv0, km, S, D, strideOk, window, dtKV, jnew, kn);
   if (seeNew && w == 0)  // the new key's score, per head
     for (int g = 0; g < G; g++) {
       float a = 0.f;

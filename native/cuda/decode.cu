@@ -131,6 +131,22 @@ __global__ void glu_lora_kernel(float* out, void* out16, int dt16, const float* 
   }
 }
 
+// out[d] = x[d] rotated on its first rot dims (tables cs/sn of row m) for d = d0, d0 + step, … < D (the block's or a
+// warp's share), after x is complete
+__device__ __forceinline__ void rotate_head(float* out, const float* x, const float* cs, const float* sn, long m, long rot, long D, long d0,
+                                            long step) {
+  const long half = rot / 2;
+  for (long d = d0; d < D; d += step) {
+    float v = x[d];
+    if (d < rot) {
+      const long i = d < half ? d : d - half;
+      const float c = cs[m * half + i], s = sn[m * half + i];
+      v = d < half ? x[d] * c - x[d + half] * s : x[d] * c + x[d - half] * s;
+    }
+    out[d] = v;
+  }
+}
+
 // One head of row m, by the whole block: y[0:D] (the head's projection output) + its LoRA term (output columns
 // col0 … col0 + D of lo, t of row m), RMS-normed with nw (null: not), rotated on its first rot dims (rot 0: not;
 // tables cs/sn of row m) into out. out, x (D floats each) and ts (lo.r floats) are shared memory.
@@ -152,16 +168,7 @@ __device__ __forceinline__ void head_prep(float* out, float* x, float* ts, float
     for (long d = threadIdx.x; d < D; d += blockDim.x) x[d] *= rs * (nw[d] + offset);
   }
   __syncthreads();  // rotary reads the partner element another thread wrote
-  const long half = rot / 2;
-  for (long d = threadIdx.x; d < D; d += blockDim.x) {
-    float v = x[d];
-    if (d < rot) {
-      const long i = d < half ? d : d - half;
-      const float c = cs[m * half + i], s = sn[m * half + i];
-      v = d < half ? x[d] * c - x[d + half] * s : x[d] * c + x[d - half] * s;
-    }
-    out[d] = v;
-  }
+  rotate_head(out, x, cs, sn, m, rot, D, threadIdx.x, blockDim.x);
   __syncthreads();  // (x and ts are free again, out complete)
 }
 
@@ -247,16 +254,7 @@ __device__ __forceinline__ void warp_head_prep(float* out, float* x, const float
     for (long d = lane; d < D; d += 32) x[d] *= rs * (nw[d] + offset);
   }
   __syncwarp();  // rotary reads the partner element another lane wrote
-  const long half = rot / 2;
-  for (long d = lane; d < D; d += 32) {
-    float v = x[d];
-    if (d < rot) {
-      const long i = d < half ? d : d - half;
-      const float c = cs[m * half + i], s = sn[m * half + i];
-      v = d < half ? x[d] * c - x[d + half] * s : x[d] * c + x[d - half] * s;
-    }
-    out[d] = v;
-  }
+  rotate_head(out, x, cs, sn, m, rot, D, lane, 32);
   __syncwarp();
 }
 

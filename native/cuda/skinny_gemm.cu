@@ -112,7 +112,9 @@ skinny_gemm_kernel(float* C, const void* A, int dtA, const bf16* __restrict__ W,
     if (bias) v += bias[b * sBias + n];
     *c = v;
   };
-  if (S == 1) {
+  // f(m, n, sum) for each of this lane's accumulators inside C (fragment d[e] of tile (mt, j): row g + 8·(e / 2),
+  // column 2t + e % 2)
+  const auto each = [&](auto&& f) {
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -120,21 +122,16 @@ skinny_gemm_kernel(float* C, const void* A, int dtA, const bf16* __restrict__ W,
 #pragma unroll
         for (int e = 0; e < 4; e++) {
           const int m = mt * 16 + g + (e >> 1) * 8, n = n0 + 8 * j + 2 * t + (e & 1);
-          if (m < M && n < N) out(m, n, acc[mt][j][e]);
+          if (m < M && n < N) f(m, n, acc[mt][j][e]);
         }
+  };
+  if (S == 1) {
+    each(out);
     return;
   }
   // K split: partial sums [batch][S][M][N]; the tile's last block to arrive adds them up in split order
   float* P = partial + ((long)b * S + split) * M * N;
-#pragma unroll
-  for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-    for (int j = 0; j < 2; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int m = mt * 16 + g + (e >> 1) * 8, n = n0 + 8 * j + 2 * t + (e & 1);
-        if (m < M && n < N) P[(long)m * N + n] = acc[mt][j][e];
-      }
+  each([&](int m, int n, float sum) { P[(long)m * N + n] = sum; });
   __threadfence();
   __syncthreads();
   unsigned* counter = counters + (long)b * gridDim.x + tile;
