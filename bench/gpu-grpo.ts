@@ -354,6 +354,8 @@ function main(): void {
   if (pdl.tokens.length)
     console.log(`PDL: completions ${pdl.tokens.every((t, i) => t === skinny.tokens[i]) ? "identical to" : "DIFFER from"} the skinny kernel's without PDL`);
   const all = variant("skinny GEMM kernel + PDL + kv-group attention", (on) => { cb.setSkinnyGemm(on); cb.setPdl(on); cb.setDecodeGroup(on); });
+  const optIns: [string, typeof all][] = [["tuned GEMM algorithms", tuned], ["kv-group attention", grouped], ["the skinny GEMM kernel", skinny],
+    ["the skinny GEMM kernel + PDL", pdl], ["the skinny GEMM kernel + PDL + kv-group attention", all]];
   // bound: every weight read once per step (bf16) + the KV cache read at its mean length (aha's: model.kvDtype(),
   // bf16 in the default GEMM mode; bf16 in torch)
   const bw = /H200/.test(info.name!) ? 4.8e12 : /H100/.test(info.name!) ? 3.35e12 : NaN;
@@ -417,8 +419,7 @@ function main(): void {
     `with the fused layers' down-projections by GEMM)`);
   // the issue's rollout target: generate() (sampling, stops checked every step) at ≥ 50% of the same bound
   console.log(`rollout (generate() with graphs: steps that sample on the device, one enqueued ahead) reaches ${(100 * genGTps / bound(kvF)).toFixed(1)}% of the bound ` +
-    `(${(100 * genTps / bound(kvF)).toFixed(1)}% without graphs, ${[["tuned GEMM algorithms", tuned], ["kv-group attention", grouped], ["the skinny GEMM kernel", skinny], ["the skinny GEMM kernel + PDL", pdl],
-      ["the skinny GEMM kernel + PDL + kv-group attention", all]].map(([what, r]) => `${(100 * (r as typeof all).gen / bound(kvF)).toFixed(1)}% with ${what}`).join(", ")})`);
+    `(${(100 * genTps / bound(kvF)).toFixed(1)}% without graphs, ${optIns.map(([what, r]) => `${(100 * r.gen / bound(kvF)).toFixed(1)}% with ${what}`).join(", ")})`);
 }
 
 /** Host cost of one call (µs, 2,000 calls then a synchronize) for the call kinds a decode step is made of. */
