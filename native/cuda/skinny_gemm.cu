@@ -151,21 +151,31 @@ skinny_gemm_kernel(float* C, const void* A, int dtA, const bf16* __restrict__ W,
 }
 }  // namespace
 
-void set_skinny_gemm(bool on) { g_skinny = on; }
+// the arrival counters, made outside any graph capture (a capture must not allocate them; zeroed once)
+static bool skinny_counters() {
+  if (!g_counters && !capturing()) {
+    CK(cudaMalloc(&g_counters, SG_COUNTERS * sizeof(unsigned)));
+    CK(cudaMemsetAsync(g_counters, 0, SG_COUNTERS * sizeof(unsigned), stream()));
+  }
+  return g_counters != nullptr;
+}
+
+void set_skinny_gemm(bool on) {
+  g_skinny = on;
+  if (on) skinny_counters();
+}
 long skinny_gemm_calls() { return g_skinny_calls; }
 
 bool skinny_gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA, bool transB,
                  long lda, long ldb, long ldc, long sA, long sB, long sC, float alpha, float beta, const float* bias, long sBias) {
-  if (!g_skinny || gemm_mode() != 0 || transA || !transB || dtB != BF16 || (dtA != BF16 && dtA != F32)) return false;
+  // (with AHA_SKINNY_GEMM=1 the process's first GEMM, made before any capture, makes the counters)
+  if (!g_skinny || !skinny_counters()) return false;
+  if (gemm_mode() != 0 || transA || !transB || dtB != BF16 || (dtA != BF16 && dtA != F32)) return false;
   if (M < 1 || M > 64 || N < 1 || K < 8 || K % 8 || K > (1L << 30) || N > (1L << 30) || batch < 1 || batch > 65535) return false;
   const long ea = dtA == BF16 ? 8 : 4;  // elements per 16 bytes
   if (lda % ea || sA % ea || ldb % 8 || sB % 8 || ((uintptr_t)A & 15) || ((uintptr_t)B & 15)) return false;
   const long tiles = (N + SG_COLS - 1) / SG_COLS;
   if (tiles * batch > SG_COUNTERS) return false;
-  if (!g_counters) {
-    CK(cudaMalloc(&g_counters, SG_COUNTERS * sizeof(unsigned)));
-    CK(cudaMemsetAsync(g_counters, 0, SG_COUNTERS * sizeof(unsigned), stream()));
-  }
   // enough blocks for two per SM: K split into S ≤ 16 pieces of a multiple of 32, each at least 128 long (the tile's
   // last block adds S partial tiles of M × 128 floats: a long S would make that one block the slow part)
   const long want = 2L * num_sms();
