@@ -465,7 +465,8 @@ function printProfile(what: string, p: Record<string, [number, number]>, wallMs:
   if (!rows.length) return;
   const total = rows.reduce((a, r) => a + r[1][0], 0);
   console.log(`GPU time by op, ${what} (last one): ${total.toFixed(1)} ms busy of ${wallMs.toFixed(1)} ms wall`);
-  for (const [name, [ms, n]] of rows.slice(0, 24)) console.log(`  ${name.padEnd(20)} ${ms.toFixed(1).padStart(8)} ms ${String(n).padStart(7)} calls`);
+  for (const [name, [ms, n]] of rows.slice(0, 24))
+    console.log(`  ${name.padEnd(20)} ${ms.toFixed(1).padStart(8)} ms ${String(n).padStart(7)} calls ${((1000 * ms) / n).toFixed(1).padStart(9)} µs/call`);
 }
 
 /** the last row of each sequence of hidden states [B*T, C] (what decoding needs the logits of) */
