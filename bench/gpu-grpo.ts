@@ -97,6 +97,8 @@ function main(): void {
   console.log(`random model folder ${DIR} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   setDefaultDevice(SMOKE_CPU ? "cpu" : "cuda");
   const be = SMOKE_CPU ? smokeBackend() : cudaBackend();
+  // what was profiled since the last call (and clears it): GPU time by op, and the GEMMs by shape
+  const takeProfile = (): Profile => ({ ops: be.profile(), gemms: be.profileGemmShapes() });
   t0 = performance.now();
   const model = CausalLM.load(DIR);
   let rs = 1;
@@ -140,7 +142,7 @@ function main(): void {
   let peak = 0, peakReserved = 0, lastLoss = 0;
   for (let step = 0; step < STEPS; step++) {
     be.synchronize();
-    be.profile();
+    takeProfile();
     be.resetPeak();
     const [dt, loss] = eagerStep();
     lastLoss = loss;
@@ -149,7 +151,7 @@ function main(): void {
     console.log(`aha step ${step}: ${(dt / 1000).toFixed(3)} s, loss ${lastLoss.toFixed(4)}, peak ${(mem.peak / GB).toFixed(2)} GiB (reserved ${(mem.peakReserved / GB).toFixed(2)})`);
     if (step > 0 || STEPS === 1) times.push(dt);
   }
-  printProfile("train step", be.profile(), median(times));
+  printProfile("train step", takeProfile(), median(times));
   // the same eager steps with the mma.sync attention kernels (attention_tc.cu), where the tensor-core kernels run
   // (16-bit weights, head dim 64/96/128): which kernels to make the default
   let stepMmaS = NaN;
@@ -163,7 +165,7 @@ function main(): void {
       lossM = loss;
       if (step > 0 || STEPS === 1) mt.push(dt);
     }
-    printProfile("train step, mma.sync attention", be.profile(), median(mt));
+    printProfile("train step, mma.sync attention", takeProfile(), median(mt));
     cb.setAttentionKernel("wmma");
     stepMmaS = median(mt) / 1000;
     console.log(`train step with the mma.sync attention kernels: ${stepMmaS.toFixed(3)} s (WMMA ${(median(times) / 1000).toFixed(3)} s), loss ${lossM.toFixed(4)}`);
@@ -174,7 +176,7 @@ function main(): void {
     be.setProfiling(true);
     const [dt] = eagerStep();
     be.setProfiling(false);
-    printProfile("train step, profiled separately", be.profile(), dt);
+    printProfile("train step, profiled separately", takeProfile(), dt);
   }
   const cats = memoryByCategory("cuda");
   console.log("peak by category (GiB): " + Object.entries(cats).map(([c, b]) => `${c} ${(b.peak / GB).toFixed(2)}`).join(", "));
@@ -230,7 +232,7 @@ function main(): void {
   }
   be.synchronize();
   const decodeS = (performance.now() - td) / 1000;
-  printProfile("prefill + decode", be.profile(), decodeS * 1000);
+  printProfile("prefill + decode", takeProfile(), decodeS * 1000);
   cache.dispose();
   const decodeTps = (NSEQ * T) / decodeS;
   // the same decode through a DecodeStep: fixed buffers, one CUDA graph launch per token step; with the general layer
@@ -245,7 +247,7 @@ function main(): void {
     const dstep = new DecodeStep(model, gcache, true);
     dstep.run(completionIds.filter((_, i) => i % T === 0)); // the capture
     be.synchronize();
-    be.profile(); // (clears the totals)
+    takeProfile(); // (clears the totals)
     const tgd = performance.now();
     for (let t = 1; t < T; t++) dstep.run(completionIds.filter((_, i) => i % T === t));
     be.synchronize();
@@ -253,7 +255,7 @@ function main(): void {
     const tps = (NSEQ * (T - 1)) / graphS, graphed = dstep.graphed;
     console.log(`decode through DecodeStep, ${label} (${graphed ? "captured" : `no graph: ${dstep.graphError}`}): ` +
       `${tps.toFixed(0)} tok/s, ${(1000 * graphS / (T - 1)).toFixed(2)} ms per step`);
-    printProfile(`graph decode, ${label}`, be.profile(), graphS * 1000);
+    printProfile(`graph decode, ${label}`, takeProfile(), graphS * 1000);
     dstep.dispose();
     gcache.dispose();
     [model.fusedDecode, model.foldLoraDown] = was;
@@ -268,13 +270,13 @@ function main(): void {
     const pstep = new DecodeStep(model, pcache, false);
     const steps = Math.min(32, T - 1);
     be.synchronize();
-    be.profile();
+    takeProfile();
     be.setProfiling(true);
     const tpd = performance.now();
     for (let t = 0; t < steps; t++) pstep.run(completionIds.filter((_, i) => i % T === t));
     be.synchronize();
     be.setProfiling(false);
-    printProfile(`${steps} decode steps (fused, eager), profiled`, be.profile(), performance.now() - tpd);
+    printProfile(`${steps} decode steps (fused, eager), profiled`, takeProfile(), performance.now() - tpd);
     pstep.dispose();
     pcache.dispose();
   }
@@ -448,6 +450,7 @@ function smokeBackend(): ReturnType<typeof cudaBackend> {
   const cpu = getBackend("cpu");
   return Object.assign(Object.create(cpu), {
     profile: () => ({}),
+    profileGemmShapes: () => [],
     setProfiling: () => {},
     setGemmTuning: () => {},
     gemmStats: () => ({ tuned: 0, changed: 0, skinny: 0 }),
@@ -459,14 +462,29 @@ function smokeBackend(): ReturnType<typeof cudaBackend> {
   }) as ReturnType<typeof cudaBackend>;
 }
 
-/** GPU time by op (AHA_CUDA_PROFILE=1 or setProfiling), beside the wall time of what was profiled */
-function printProfile(what: string, p: Record<string, [number, number]>, wallMs: number): void {
-  const rows = Object.entries(p).sort((a, b) => b[1][0] - a[1][0]);
+type Profile = { ops: Record<string, [number, number]>; gemms: ReturnType<ReturnType<typeof cudaBackend>["profileGemmShapes"]> };
+
+/**
+ * GPU time by op (AHA_CUDA_PROFILE=1 or setProfiling), beside the wall time of what was profiled; then the GEMM shapes
+ * that took the most time, each with the rate it reached: TFLOP/s, and GB/s of the bytes it must move at least (a
+ * shape far below both the tensor cores' peak and the memory bandwidth is where a GEMM loses time)
+ */
+function printProfile(what: string, p: Profile, wallMs: number): void {
+  const rows = Object.entries(p.ops).sort((a, b) => b[1][0] - a[1][0]);
   if (!rows.length) return;
   const total = rows.reduce((a, r) => a + r[1][0], 0);
   console.log(`GPU time by op, ${what} (last one): ${total.toFixed(1)} ms busy of ${wallMs.toFixed(1)} ms wall`);
   for (const [name, [ms, n]] of rows.slice(0, 24))
     console.log(`  ${name.padEnd(20)} ${ms.toFixed(1).padStart(8)} ms ${String(n).padStart(7)} calls ${((1000 * ms) / n).toFixed(1).padStart(9)} µs/call`);
+  const gemms = [...p.gemms].sort((a, b) => b.ms - a.ms);
+  if (!gemms.length) return;
+  const gemmMs = gemms.reduce((a, g) => a + g.ms, 0);
+  console.log(`  GEMMs by shape (${gemms.length} shapes, ${gemmMs.toFixed(1)} ms; C [M, N] = op(A) op(B), f32 out; the first ${Math.min(16, gemms.length)}):`);
+  for (const g of gemms.slice(0, 16)) {
+    const s = g.ms / 1000;
+    console.log(`    ${g.shape.padEnd(44)} ${g.ms.toFixed(1).padStart(8)} ms ${String(g.calls).padStart(6)} calls ${((1000 * g.ms) / g.calls).toFixed(1).padStart(8)} µs/call ` +
+      `${(g.flops / s / 1e12).toFixed(1).padStart(6)} TFLOP/s ${(g.bytes / s / 1e9).toFixed(0).padStart(6)} GB/s`);
+  }
 }
 
 /** the last row of each sequence of hidden states [B*T, C] (what decoding needs the logits of) */

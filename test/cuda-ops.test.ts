@@ -122,6 +122,40 @@ test("cuda: gemm with a bias (cuBLASLt epilogue) and with 16-bit activations con
   be.setGemmMode("exact");
 });
 
+test("cuda: the profile sums GPU time by op and GEMMs by shape (label, calls, FLOPs, bytes), only while it is on", { skip }, () => {
+  const be = cudaBackend();
+  be.setGemmMode("bf16");
+  const B = 2, M = 37, N = 29, K = 53;
+  const dev = (h: Float32Array | Uint16Array) => { const p = be.alloc(h instanceof Float32Array ? "f32" : "bf16", h.length); be.write(p, h); return p; };
+  const C = dev(new Float32Array(B * M * N)), A = dev(randn(M * K)), W = dev(f32ToBf16(randn(B * N * K))), bias = dev(randn(N));
+  // C[b] = A W[b]ᵀ: A shared by the batch (stride 0), accumulating (beta 0.5), with a bias
+  const gemm = () => be.k.gemm(C, A, W, 1, B, M, N, K, false, true, K, K, N, 0, N * K, M * N, 1, 0.5, false, 0, bias);
+  try {
+    be.profile(); be.profileGemmShapes(); // (clears what an earlier case left)
+    gemm();
+    be.setProfiling(true);
+    gemm(); gemm();
+    be.k.scale(C, C, 2, B * M * N);
+    be.setProfiling(false);
+    gemm();
+    const ops = be.profile(), shapes = be.profileGemmShapes();
+    assert.equal(ops["gemm 16-bit, skinny"]?.[1], 2, `two profiled GEMM calls under their category: ${JSON.stringify(ops)}`);
+    assert.equal(ops["scale"]?.[1], 1);
+    assert.equal(shapes.length, 1, JSON.stringify(shapes));
+    const [s] = shapes;
+    assert.equal(s.shape, `${B} × ${M}×${N}×${K}, A f32, Bᵀ bf16, β, bias`);
+    assert.equal(s.calls, 2);
+    assert.equal(s.flops, 2 * 2 * B * M * N * K);
+    assert.equal(s.bytes, 2 * (M * K * 4 + B * N * K * 2 + B * M * N * 4 * 2), "A once for the batch, W per batch, C read and written");
+    assert.ok(s.ms >= 0 && s.ms >= ops["gemm 16-bit, skinny"][0] - 1e-9 && s.ms <= ops["gemm 16-bit, skinny"][0] + 1e-9, "the shape's time is its calls' time");
+    assert.deepEqual([Object.keys(be.profile()).length, be.profileGemmShapes().length], [0, 0], "taking the profile clears it");
+  } finally {
+    be.setProfiling(false);
+    for (const p of [C, A, W, bias]) be.free(p, "f32", 0);
+    be.setGemmMode("exact");
+  }
+});
+
 test("cuda: gemm tuning (timed algorithms) keeps every result: accumulate, bias, strided batch", { skip }, () => {
   const be = cudaBackend();
   be.setGemmMode("exact");

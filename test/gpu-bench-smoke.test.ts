@@ -36,6 +36,8 @@ test(`bench/gpu-grpo.ts ${flag} runs to the end on ${where} and reports every fi
     if (flag === "--smoke-cuda") {
       // (profiling switched on at run time for one more step, after the timed ones)
       assert.match(out, /GPU time by op, train step, profiled separately[^\n]*\n\s+\w/, "the train step's profile was printed");
+      assert.match(out, /GPU time by op, train step, profiled separately[^]*?GEMMs by shape \(\d+ shapes[^\n]*\n\s+\d[^\n]*TFLOP\/s[^\n]*GB\/s/,
+        "the train step's GEMMs by shape, with their rates");
       assert.match(out, /GEMM tuning: train step [\d.]+ s [^\n]*; [1-9]\d* shapes timed/, "the tuned variant ran, and timed some shapes");
       for (const v of ["tuned GEMMs", "kv-group attention", "skinny GEMM kernel", "skinny GEMM kernel \\+ PDL", "skinny GEMM kernel \\+ PDL \\+ kv-group attention"]) {
         assert.match(out, new RegExp(`decode through DecodeStep, fused, ${v} \\(captured\\)`), `${v}: the decode steps were captured`);

@@ -23,11 +23,29 @@ void* host_ptr(const Napi::Value& v, size_t* bytes) {
   return static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
 }
 
+// "[batch ×] M×N×K, A bf16, Bᵀ bf16[, tf32][, β][, bias]" for the profile by GEMM shape (C [M, N] = op(A) op(B), f32),
+// with the call's FLOPs and the bytes it must move at least (A and B once, a broadcast operand once for the batch,
+// C written, and read too when accumulating)
+std::string gemm_shape_label(int dtA, int dtB, long batch, long M, long N, long K, bool tA, bool tB, long sA, long sB, float beta, bool fast,
+                             bool bias, double* flops, double* bytes) {
+  const auto dt = [](int d) { return d == F32 ? "f32" : d == BF16 ? "bf16" : "f16"; };
+  const auto size = [](int d) { return d == F32 ? 4.0 : 2.0; };
+  std::string s = (batch > 1 ? std::to_string(batch) + " × " : "") + std::to_string(M) + "×" + std::to_string(N) + "×" + std::to_string(K) +
+                  ", A" + (tA ? "ᵀ " : " ") + dt(dtA) + ", B" + (tB ? "ᵀ " : " ") + dt(dtB);
+  if (fast && dtA == F32 && dtB == F32) s += ", tf32";
+  if (beta != 0.f) s += ", β";
+  if (bias) s += ", bias";
+  *flops = 2.0 * batch * M * N * K;
+  *bytes = (sA ? batch : 1) * (double)M * K * size(dtA) + (sB ? batch : 1) * (double)N * K * size(dtB) + batch * (double)M * N * 4 * (beta != 0.f ? 2 : 1);
+  return s;
+}
+
 #define FN(name) Napi::Value name##_js(const Napi::CallbackInfo& a)
 struct ProfScope {
   const char* name; void* tok;
+  std::string shape; double flops = 0, bytes = 0;  // a GEMM's shape label, FLOPs and bytes (profile by shape)
   explicit ProfScope(const char* n) : name(n), tok(prof_begin()) {}
-  ~ProfScope() { prof_end(name, tok); }
+  ~ProfScope() { prof_end(name, tok, shape.empty() ? nullptr : &shape, flops, bytes); }
 };
 #define TRY(name) ProfScope prof_(#name); try {
 #define CATCH(name)                                                                                   \
@@ -90,6 +108,16 @@ FN(profile) {
   for (int i = 0; i < n; i++) { Napi::Array v = Napi::Array::New(a.Env(), 2); v.Set(0u, ms[i]); v.Set(1u, (double)counts[i]); o.Set(names[i], v); }
   return o;
 }
+// GPU time by GEMM shape since the last call: { label: [ms, calls, flops, bytes] }
+FN(profile_gemm_shapes) {
+  Napi::Object o = Napi::Object::New(a.Env());
+  for (auto& [label, s] : prof_shapes()) {
+    Napi::Array v = Napi::Array::New(a.Env(), 4);
+    v.Set(0u, s.ms); v.Set(1u, (double)s.calls); v.Set(2u, s.flops); v.Set(3u, s.bytes);
+    o.Set(label, v);
+  }
+  return o;
+}
 FN(set_profile) { set_profile(a[0].ToBoolean().Value()); UNDEF }
 FN(num_threads) { return Napi::Number::New(a.Env(), num_sms()); }
 FN(graph_begin) { TRY(graph_begin) graph_begin(); UNDEF CATCH(graph_begin) }
@@ -99,11 +127,14 @@ FN(graph_launch) { TRY(graph_launch) graph_launch((int)L(a[0])); UNDEF CATCH(gra
 FN(graph_destroy) { TRY(graph_destroy) graph_destroy((int)L(a[0])); UNDEF CATCH(graph_destroy) }
 
 FN(gemm) { TRY(gemm)
-  {  // the profile tells GEMMs apart by weight type and by shape: skinny = some dimension ≤ 64 (LoRA ranks, decode rows)
+  const int dtA = a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32;  // A's dtype (a 16-bit A: already rounded)
+  if (prof_.tok) {  // the profile tells GEMMs apart by weight type and by shape: skinny = some dimension ≤ 64 (LoRA ranks, decode rows)
     const bool w16 = L(a[3]) != F32, skinny = std::min({L(a[5]), L(a[6]), L(a[7])}) <= 64;
     prof_.name = w16 ? (skinny ? "gemm 16-bit, skinny" : "gemm 16-bit") : (skinny ? "gemm f32, skinny" : "gemm f32");
+    prof_.shape = gemm_shape_label(dtA, (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]), L(a[13]), L(a[14]), F(a[17]),
+                                   a.Length() > 18 && a[18].ToBoolean().Value(), a.Length() > 20 && !a[20].IsNull() && !a[20].IsUndefined(),
+                                   &prof_.flops, &prof_.bytes);
   }
-  const int dtA = a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32;  // A's dtype (a 16-bit A: already rounded)
   gemm(P(a[0]), P<void>(a[1]), dtA, P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), Bo(a[9]),
        L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]), a.Length() > 18 && a[18].ToBoolean().Value(),
        a.Length() > 20 ? P(a[20]) : nullptr, a.Length() > 21 && a[21].IsNumber() ? L(a[21]) : 0);
@@ -192,7 +223,7 @@ FN(qkv_attention_decode) { TRY(qkv_attention_decode)
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
   REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(read_async); REG(read_wait); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
-  REG(set_gemm_mode); REG(set_gemm_tuning); REG(set_skinny_gemm); REG(set_pdl); REG(set_decode_group); REG(gemm_stats); REG(set_attention_kernel); REG(num_threads); REG(profile); REG(set_profile);
+  REG(set_gemm_mode); REG(set_gemm_tuning); REG(set_skinny_gemm); REG(set_pdl); REG(set_decode_group); REG(gemm_stats); REG(set_attention_kernel); REG(num_threads); REG(profile); REG(profile_gemm_shapes); REG(set_profile);
   REG(graph_begin); REG(graph_end); REG(graph_abort); REG(graph_launch); REG(graph_destroy);
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <cstddef>
+#include <map>
 #include <string>
 
 namespace aha_cuda {
@@ -37,9 +38,12 @@ void graph_destroy(int id);
 bool capturing();
 // per-op GPU time (AHA_CUDA_PROFILE=1): events around each binding call, summed by op name
 void* prof_begin();
-void prof_end(const char* name, void* token);
+// shape (GEMMs): a label to sum this call under as well, with its FLOPs and the bytes it reads and writes
+void prof_end(const char* name, void* token, const std::string* shape = nullptr, double flops = 0, double bytes = 0);
 // fills names/ms/counts; clears the totals
 void prof_report(std::string* names, double* ms, long* counts, int* n, int cap);
+struct ProfShape { double ms = 0, flops = 0, bytes = 0; long calls = 0; };
+std::map<std::string, ProfShape> prof_shapes();  // GPU time by GEMM shape label since the last call; clears them
 void set_profile(bool on);
 
 void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,

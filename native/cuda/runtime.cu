@@ -9,6 +9,7 @@
 #include <cstring>
 #include <unordered_map>
 #include <mutex>
+#include <set>
 #include <vector>
 
 namespace aha_cuda {
@@ -332,9 +333,12 @@ void synchronize() {
 
 namespace {
 bool g_prof = getenv("AHA_CUDA_PROFILE") != nullptr;
-struct Ev { const char* name; cudaEvent_t a, b; };
+// shape: a GEMM's shape label (interned in g_shapes, so the pointer lives as long as the process), its FLOPs and bytes
+struct Ev { const char* name; cudaEvent_t a, b; const char* shape; double flops, bytes; };
 std::vector<Ev> g_evs;
 std::map<std::string, std::pair<double, long>> g_prof_acc;
+std::map<std::string, ProfShape> g_shape_acc;
+std::set<std::string> g_shapes;
 void prof_flush() {
   if (g_evs.empty()) return;
   cudaStreamSynchronize(g_stream);
@@ -343,6 +347,10 @@ void prof_flush() {
     cudaEventElapsedTime(&ms, e.a, e.b);
     auto& x = g_prof_acc[e.name];
     x.first += ms; x.second++;
+    if (e.shape) {
+      ProfShape& s = g_shape_acc[e.shape];
+      s.ms += ms; s.calls++; s.flops += e.flops; s.bytes += e.bytes;
+    }
     cudaEventDestroy(e.a); cudaEventDestroy(e.b);
   }
   g_evs.clear();
@@ -355,13 +363,13 @@ void* prof_begin() {
   cudaEventRecord(a, g_stream);
   return (void*)a;
 }
-void prof_end(const char* name, void* token) {
+void prof_end(const char* name, void* token, const std::string* shape, double flops, double bytes) {
   if (!token) return;
   if (g_capture) { cudaEventDestroy((cudaEvent_t)token); return; }  // began before a capture (graph_begin itself)
   cudaEvent_t b;
   cudaEventCreate(&b);
   cudaEventRecord(b, g_stream);
-  g_evs.push_back({name, (cudaEvent_t)token, b});
+  g_evs.push_back({name, (cudaEvent_t)token, b, shape ? g_shapes.insert(*shape).first->c_str() : nullptr, flops, bytes});
   if (g_evs.size() >= 8192) prof_flush();
 }
 void prof_report(std::string* names, double* ms, long* counts, int* n, int cap) {
@@ -372,6 +380,12 @@ void prof_report(std::string* names, double* ms, long* counts, int* n, int cap) 
     names[*n] = kv.first; ms[*n] = kv.second.first; counts[*n] = kv.second.second; (*n)++;
   }
   g_prof_acc.clear();
+}
+std::map<std::string, ProfShape> prof_shapes() {
+  prof_flush();
+  std::map<std::string, ProfShape> r;
+  r.swap(g_shape_acc);
+  return r;
 }
 // turns the per-op timing on or off (AHA_CUDA_PROFILE=1 turns it on from the start): a bench can time its steps
 // without the events, then profile one more

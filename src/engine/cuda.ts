@@ -47,6 +47,7 @@ interface CudaAddon extends Kernels {
   gemm_stats(): { tuned: number; changed: number; skinny: number };
   set_attention_kernel(which: number): void;
   profile(): Record<string, [number, number]>;
+  profile_gemm_shapes(): Record<string, [number, number, number, number]>;
   set_profile(on: boolean): void;
   graph_begin(): void;
   graph_end(): number;
@@ -144,6 +145,13 @@ class CudaBackend implements Backend {
   /** GPU milliseconds and calls per op since the last call (with AHA_CUDA_PROFILE=1 or setProfiling(true); else empty). */
   profile(): Record<string, [number, number]> {
     return this.m.profile();
+  }
+  /**
+   * The profiled GEMMs by shape since the last call (label "[batch ×] M×N×K, A dtype, B dtype…", C = op(A) op(B)):
+   * GPU milliseconds, calls, FLOPs and the bytes each must move at least (operands once, C written, read too with β).
+   */
+  profileGemmShapes(): { shape: string; ms: number; calls: number; flops: number; bytes: number }[] {
+    return Object.entries(this.m.profile_gemm_shapes()).map(([shape, [ms, calls, flops, bytes]]) => ({ shape, ms, calls, flops, bytes }));
   }
   /** Time every op from now on (an event pair each, not inside graph captures), or stop. */
   setProfiling(on: boolean): void {
