@@ -4,7 +4,7 @@
 // (bench/torch_baseline.py, same folder of weights) in the same run, printed side by side. Decode is teacher-forced
 // (forward + lm-head logits per token, no sampling) and shown beside the memory-bandwidth bound.
 // Also times real rollouts through generate() (sampling on the device unless repetition_penalty) for 8 prompts × 8 completions.
-//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 256] [--torch-gen-tokens 64] [--no-torch] [--no-profile] [--dir …] [--layers 24] [--host-costs-only] [--memory-only]
+//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 256] [--torch-gen-tokens 64] [--no-torch] [--no-profile] [--dir …] [--layers 24] [--host-costs-only] [--memory-only] [--peaks H100|H200]
 // --smoke: the whole script on the CPU with a tiny model and short sequences, no torch (test/gpu-bench-smoke.test.ts
 // runs it, so a device call never finds the script broken); its figures mean nothing. --smoke-cuda: the same on CUDA.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -92,6 +92,7 @@ function main(): void {
   const info = SMOKE_CPU ? { ok: true, name: "CPU (smoke run)", totalMemory: 0, sms: 0 } : cudaInfo();
   if (!info.ok) { console.error(`no CUDA: ${info.error}`); process.exit(1); }
   console.log(`device: ${info.name}, ${(info.totalMemory! / GB).toFixed(0)} GiB, ${info.sms} SMs`);
+  PEAK = peaksOf(arg("peaks", info.name ?? "")); // (--peaks H100: those of another card, e.g. for the floors of an emulated run)
   let t0 = performance.now();
   makeModel(DIR);
   console.log(`random model folder ${DIR} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -462,6 +463,23 @@ function smokeBackend(): ReturnType<typeof cudaBackend> {
   }) as ReturnType<typeof cudaBackend>;
 }
 
+/**
+ * Data-sheet peaks of the GPU (dense tensor-core FLOP/s for 16-bit and TF32 operands, f32 on CUDA cores, memory
+ * bandwidth), where the bench knows the card: a GEMM shape's floor is max(FLOPs / peak, least bytes / bandwidth).
+ */
+type Peaks = { tc16: number; tf32: number; f32: number; bw: number };
+let PEAK: Peaks | null = null;
+function peaksOf(name: string): Peaks | null {
+  if (/H200/.test(name)) return { tc16: 989e12, tf32: 494e12, f32: 67e12, bw: 4.8e12 };
+  if (/H100/.test(name)) return { tc16: 989e12, tf32: 494e12, f32: 67e12, bw: 3.35e12 };
+  return null;
+}
+/** the floor of a profiled GEMM shape in ms, from its label ("…, A f32, B f32, tf32…") and totals */
+function gemmFloorMs(g: { shape: string; flops: number; bytes: number }, p: Peaks): number {
+  const f32 = /A\S* f32, B\S* f32/.test(g.shape), rate = !f32 ? p.tc16 : g.shape.includes("tf32") ? p.tf32 : p.f32;
+  return 1000 * Math.max(g.flops / rate, g.bytes / p.bw);
+}
+
 type Profile = { ops: Record<string, [number, number]>; gemms: ReturnType<ReturnType<typeof cudaBackend>["profileGemmShapes"]> };
 
 /**
@@ -478,12 +496,13 @@ function printProfile(what: string, p: Profile, wallMs: number): void {
     console.log(`  ${name.padEnd(20)} ${ms.toFixed(1).padStart(8)} ms ${String(n).padStart(7)} calls ${((1000 * ms) / n).toFixed(1).padStart(9)} µs/call`);
   const gemms = [...p.gemms].sort((a, b) => b.ms - a.ms);
   if (!gemms.length) return;
-  const gemmMs = gemms.reduce((a, g) => a + g.ms, 0);
-  console.log(`  GEMMs by shape (${gemms.length} shapes, ${gemmMs.toFixed(1)} ms; C [M, N] = op(A) op(B), f32 out; the first ${Math.min(16, gemms.length)}):`);
+  const gemmMs = gemms.reduce((a, g) => a + g.ms, 0), pk = PEAK;
+  const floor = pk ? ` (the data sheet's floor: ${gemms.reduce((a, g) => a + gemmFloorMs(g, pk), 0).toFixed(1)} ms)` : "";
+  console.log(`  GEMMs by shape (${gemms.length} shapes, ${gemmMs.toFixed(1)} ms${floor}; C [M, N] = op(A) op(B), f32 out; the first ${Math.min(16, gemms.length)}):`);
   for (const g of gemms.slice(0, 16)) {
     const s = g.ms / 1000;
     console.log(`    ${g.shape.padEnd(44)} ${g.ms.toFixed(1).padStart(8)} ms ${String(g.calls).padStart(6)} calls ${((1000 * g.ms) / g.calls).toFixed(1).padStart(8)} µs/call ` +
-      `${(g.flops / s / 1e12).toFixed(1).padStart(6)} TFLOP/s ${(g.bytes / s / 1e9).toFixed(0).padStart(6)} GB/s`);
+      `${(g.flops / s / 1e12).toFixed(1).padStart(6)} TFLOP/s ${(g.bytes / s / 1e9).toFixed(0).padStart(6)} GB/s` + (pk ? ` ${(g.ms / gemmFloorMs(g, pk)).toFixed(1).padStart(6)}× floor` : ""));
   }
 }
 
