@@ -1,10 +1,10 @@
 // Linear + LoRA for projections that read the same input (q/k/v, gate/up): y_i = x W_iᵀ + b_i + s_i · (x A_iᵀ) B_iᵀ,
 // as loraLinear computes each, with the work they share done once. Needs the A's adjacent rows of one flat buffer
 // (a LoRA adapter's storage, A's in module order), so that A_g = [A_1; A_2; …] [Σr, in] is one matrix:
-//   forward:  tᵀ = A_g xᵀ [Σr, N] (one GEMM for all parts), then the base products x W_iᵀ + b_i and the B products
-//             (t_i = rows of tᵀ): one strided-batched GEMM each for a run of parts of one shape whose weights are
-//             packed side by side (k and v, gate and up: runsOf), else one GEMM per part
-//   backward: uᵀ_i = s_i B_iᵀ dy_iᵀ (rows of uᵀ [Σr, N]),  dx = Σ dy_i W_i + uᵀᵀ A_g (one GEMM),
+//   forward:  tᵀ = A_g xᵀ [Σr, N] (one GEMM for all parts), then the B products s_i t_i B_iᵀ (t_i = rows of tᵀ) and
+//             the base products x W_iᵀ + b_i added to them: one strided-batched GEMM each for a run of parts of one
+//             shape whose weights are packed side by side (k and v, gate and up: runsOf), else one GEMM per part
+//   backward: uᵀ_i = s_i B_iᵀ dy_iᵀ (rows of uᵀ [Σr, N]),  dx = uᵀᵀ A_g (one GEMM) + Σ dy_i W_i,
 //             dA_g = uᵀ x (one GEMM, into the adapter's gradient buffer),  dB_i = s_i dy_iᵀ t_i
 // One autograd node for all outputs (recordMulti), so x gets one gradient instead of one per part plus the adds.
 // No dropout (each part would need its own masked input): the model uses loraLinear per part then.
@@ -123,35 +123,43 @@ function concatOf(parts: LinearPart[], inF: number): { W: unknown; bias: unknown
   return c;
 }
 
-/**
- * The base products y_i = x W_iᵀ + b_i of the parts, by runs (one buffer Ys[r] per run, the parts' outputs ys its
- * views where a run has several). Where the GEMMs round x to the weights' 16-bit type anyway (CUDA's default) they
- * take x16 when the caller has it, else x converted once for all parts instead of once per GEMM.
- */
-function baseProducts(x: Tensor, parts: LinearPart[], x16: Tensor | null, runs: Run[]): { ys: Tensor[]; Ys: Tensor[] } {
-  const inF = x.shape[x.shape.length - 1], N = x.numel / inF, be = x.backend, k = be.k;
-  const dtW = parts[0].W.dtype;
-  const { xb, dtX, xw } = gemmInput(x, parts, x16);
+/** The parts' outputs, by runs: one buffer Ys[r] per run, the parts' outputs ys its views where a run has several. */
+function outputsOf(x: Tensor, parts: LinearPart[], runs: Run[]): { ys: Tensor[]; Ys: Tensor[] } {
+  const inF = x.shape[x.shape.length - 1], N = x.numel / inF, be = x.backend;
   const ys: Tensor[] = [], Ys: Tensor[] = [];
   const lead = x.shape.slice(0, -1);
   for (const p of parts) sameBackend("linear group", x, p.W);
   for (const run of runs) {
-    const i0 = run.first, n = run.count, p0 = parts[i0], outF = p0.W.shape[0];
+    const n = run.count, outF = parts[run.first].W.shape[0];
     const Y = like(x, n === 1 ? [...lead, outF] : [n, N, outF]);
     Ys.push(Y);
     if (n === 1) ys.push(Y);
     else for (let j = 0; j < n; j++) ys.push(new Tensor([...lead, outF], "f32", be.view(Y.buf, "f32", j * N * outF, N * outF), be, false));
+  }
+  return { ys, Ys };
+}
+
+/**
+ * The base products y_i = x W_iᵀ + b_i of the parts into outputsOf's buffers (beta 1: added to what they hold). Where
+ * the GEMMs round x to the weights' 16-bit type anyway (CUDA's default) they take x16 when the caller has it, else x
+ * converted once for all parts instead of once per GEMM.
+ */
+function baseProducts(x: Tensor, parts: LinearPart[], x16: Tensor | null, runs: Run[], ys: Tensor[], Ys: Tensor[], beta: 0 | 1): void {
+  const inF = x.shape[x.shape.length - 1], N = x.numel / inF, be = x.backend, k = be.k;
+  const dtW = parts[0].W.dtype;
+  const { xb, dtX, xw } = gemmInput(x, parts, x16);
+  for (let r = 0; r < runs.length; r++) {
+    const run = runs[r], i0 = run.first, n = run.count, p0 = parts[i0], outF = p0.W.shape[0];
     if (run.wStride) { // one batched GEMM over views that span the n weights (and biases)
       const pk = packedOf(p0.W)!, Ws = be.view(pk.storage.buf, dtW, pk.offset, (n - 1) * run.wStride + p0.W.numel);
       const pb = p0.bias && packedOf(p0.bias), bs = pb ? be.view(pb.storage.buf, "f32", pb.offset, (n - 1) * run.biasStride + outF) : null;
-      k.gemm(Y.buf, xb, Ws, dtypeCode(dtW), n, N, outF, inF, false, true, inF, inF, outF, 0, run.wStride, N * outF, 1, 0, false, dtX, bs, run.biasStride);
+      k.gemm(Ys[r].buf, xb, Ws, dtypeCode(dtW), n, N, outF, inF, false, true, inF, inF, outF, 0, run.wStride, N * outF, 1, beta, false, dtX, bs, run.biasStride);
     } else for (let j = 0; j < n; j++) {
       const p = parts[i0 + j];
-      k.gemm(ys[i0 + j].buf, xb, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, 0, false, dtX, p.bias?.buf ?? null);
+      k.gemm(ys[i0 + j].buf, xb, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, beta, false, dtX, p.bias?.buf ?? null);
     }
   }
   xw?.dispose();
-  return { ys, Ys };
 }
 
 /**
@@ -164,7 +172,9 @@ export function linearGroup(x: Tensor, parts: LinearPart[], x16: Tensor | null =
     throw new Error("linearGroup: only without autograd (use loraLinear per part)");
   const inF = x.shape[x.shape.length - 1];
   for (const p of parts) if (p.W.shape[1] !== inF) throw new Error(`linearGroup: input has ${inF} features, ${p.W.describe()} expects ${p.W.shape[1]}`);
-  return baseProducts(x, parts, x16, runsOf(parts)).ys;
+  const runs = runsOf(parts), { ys, Ys } = outputsOf(x, parts, runs);
+  baseProducts(x, parts, x16, runs, ys, Ys, 1);
+  return ys;
 }
 
 /** x [N, in] → one [N, out_i] per part. x16: x already rounded to the weights' 16-bit type (rmsNorm16), or null. */
@@ -188,7 +198,10 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[], x16: Tensor | null
     if (p.B.shape[0] !== outF || p.B.shape[1] !== rs[i]) throw new Error(`loraLinearGroup: B [${p.B.shape}] does not fit [${inF} → ${outF}], r ${rs[i]}`);
   }
   const runs = runsOf(parts);
-  const { ys, Ys } = baseProducts(x, parts, x16, runs);
+  const { ys, Ys } = outputsOf(x, parts, runs);
+  // the LoRA products first, written (beta 0), then the base products added to them: the outputs' extra read and
+  // write go to the base GEMMs' epilogues (tensor-core bound) instead of to rank-r GEMMs that only stream them (the
+  // gate/up outputs of an MLP: as many bytes as the base GEMM's work takes time)
   // (plain loops: this runs per layer and decode step, and every closure made here costs host time)
   for (let r = 0; r < runs.length; r++) {
     const run = runs[r], i0 = run.first, n = run.count, p0 = parts[i0], outF = p0.W.shape[0], Y = Ys[r];
@@ -196,11 +209,12 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[], x16: Tensor | null
     if (run.bStride) {
       const fb = p0.B.flat!, Bs = be.view(fb.params.data.buf, "f32", fb.offset, (n - 1) * run.bStride + p0.B.numel);
       const ts = be.view(tT.buf, "f32", row0[i0] * N, n * rs[i0] * N);
-      k.gemm(Y.buf, ts, Bs, 0, n, N, outF, rs[i0], true, true, N, rs[i0], outF, rs[i0] * N, run.bStride, N * outF, p0.scale, 1, fast[i0]);
+      k.gemm(Y.buf, ts, Bs, 0, n, N, outF, rs[i0], true, true, N, rs[i0], outF, rs[i0] * N, run.bStride, N * outF, p0.scale, 0, fast[i0]);
     }
     else for (let j = i0; j < i0 + n; j++)
-      k.gemm(ys[j].buf, rows(tT, j), parts[j].B.buf, 0, 1, N, outF, rs[j], true, true, N, rs[j], outF, 0, 0, 0, parts[j].scale, 1, fast[j]);
+      k.gemm(ys[j].buf, rows(tT, j), parts[j].B.buf, 0, 1, N, outF, rs[j], true, true, N, rs[j], outF, 0, 0, 0, parts[j].scale, 0, fast[j]);
   }
+  baseProducts(x, parts, x16, runs, ys, Ys, 1);
   if (!isGradEnabled()) return ys; // (what recordMulti would decide, without building the inputs list)
   const inputs = [x];
   for (const p of parts) { inputs.push(p.W); if (p.bias) inputs.push(p.bias); inputs.push(p.A, p.B); }
@@ -215,14 +229,12 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[], x16: Tensor | null
       });
     }
     if (x.requiresGrad) {
+      // (as forward: the rank-Σr term written first, then the base GEMMs add dy_i W_i to it)
       const dx = like(x);
-      let beta = 0;
+      k.gemm(dx.buf, uT!.buf, Ag, 0, 1, N, inF, R, true, false, N, inF, inF, 0, 0, 0, 1, 0, fast[0]);
       parts.forEach((p, i) => {
-        if (!gs[i]) return;
-        k.gemm(dx.buf, gs[i]!.buf, p.W.buf, dtypeCode(p.W.dtype), 1, N, inF, p.W.shape[0], false, false, p.W.shape[0], inF, inF, 0, 0, 0, 1, beta);
-        beta = 1;
+        if (gs[i]) k.gemm(dx.buf, gs[i]!.buf, p.W.buf, dtypeCode(p.W.dtype), 1, N, inF, p.W.shape[0], false, false, p.W.shape[0], inF, inF, 0, 0, 0, 1, 1);
       });
-      k.gemm(dx.buf, uT!.buf, Ag, 0, 1, N, inF, R, true, false, N, inF, inF, 0, 0, 0, 1, beta, fast[0]);
       grads.set(x, dx);
     }
     if (needA) {

@@ -1,6 +1,7 @@
-// Fused linear + LoRA: y = x Wᵀ + b + s · (drop(x) Aᵀ) Bᵀ in one output buffer, with a hand-written backward, so a
-// projection keeps only y [N, out] and t = drop(x) Aᵀ [N, r] alive instead of four [N, out] intermediates.
-//   backward (u = dy B [N, r]):  dx = dy W + s · (u A) ⊙ mask,   dA = s · uᵀ drop(x),   dB = s · dyᵀ t
+// Fused linear + LoRA: y = x Wᵀ + b + s · (drop(x) Aᵀ) Bᵀ in one output buffer (the LoRA term written first, the base
+// product added to it by its GEMM), with a hand-written backward, so a projection keeps only y [N, out] and
+// t = drop(x) Aᵀ [N, r] alive instead of four [N, out] intermediates.
+//   backward (u = dy B [N, r]):  dx = s · (u A) ⊙ mask + dy W,   dA = s · uᵀ drop(x),   dB = s · dyᵀ t
 //   (dW = dyᵀ x and db = Σ dy when the base weights are trained).
 // W may be bf16/f16 (converted in the GEMM); everything else is f32. With 16-bit W the LoRA GEMMs are marked `fast`
 // (CUDA runs them on TF32 tensor cores, 10-bit mantissa, like the bf16 base GEMM they add to; the CPU ignores it).
@@ -39,7 +40,6 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
   }
   const y = into ?? like(x, [...x.shape.slice(0, -1), outF]);
   const low = x16?.dtype === W.dtype && gemmTakes16(x.backend, W.dtype);
-  k.gemm(y.buf, low ? x16!.buf : x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, into ? 1 : 0, false, low ? dtW : 0, bias?.buf ?? null);
   let xd: Tensor | null = null, t: Tensor | null = null, r = 0;
   if (lora) {
     r = lora.A.shape[0];
@@ -49,8 +49,11 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
     if (lora.mask) { xd = like(x); k.binary(xd.buf, x.buf, lora.mask.buf, x.numel, x.numel, 2); }
     t = like(x, [N, r]);
     k.gemm(t.buf, xd.buf, lora.A.buf, 0, 1, N, r, inF, false, true, inF, inF, r, 0, 0, 0, 1, 0, fast);
-    k.gemm(y.buf, t.buf, lora.B.buf, 0, 1, N, outF, r, false, true, r, r, outF, 0, 0, 0, lora.scale, 1, fast);
+    // the LoRA product first (written, unless adding into a residual stream), then the base product added to it: the
+    // output's extra read and write go to the base GEMM's epilogue, not to a rank-r GEMM that only streams them
+    k.gemm(y.buf, t.buf, lora.B.buf, 0, 1, N, outF, r, false, true, r, r, outF, 0, 0, 0, lora.scale, into ? 1 : 0, fast);
   }
+  k.gemm(y.buf, low ? x16!.buf : x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, into || lora ? 1 : 0, false, low ? dtW : 0, bias?.buf ?? null);
   const inputs = [x, W, ...(bias ? [bias] : []), ...(lora ? [lora.A, lora.B] : [])];
   return record(y, "lora_linear", inputs, (dy) => {
     const grads: (Tensor | null)[] = inputs.map(() => null);
@@ -61,16 +64,12 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
     }
     if (x.requiresGrad) {
       const dx = like(x);
-      k.gemm(dx.buf, dy.buf, W.buf, dtW, 1, N, inF, outF, false, false, outF, inF, inF, 0, 0, 0, 1, 0);
+      // (as forward: the rank-r term written first, s · (u A) ⊙ mask, then dy W added to it by the base GEMM)
       if (lora && u) {
-        if (lora.mask) {
-          const tmp = like(x);
-          k.gemm(tmp.buf, u.buf, lora.A.buf, 0, 1, N, inF, r, false, false, r, inF, inF, 0, 0, 0, lora.scale, 0, fast);
-          k.binary(tmp.buf, tmp.buf, lora.mask.buf, x.numel, x.numel, 2);
-          k.binary(dx.buf, dx.buf, tmp.buf, x.numel, x.numel, 0);
-          tmp.dispose();
-        } else k.gemm(dx.buf, u.buf, lora.A.buf, 0, 1, N, inF, r, false, false, r, inF, inF, 0, 0, 0, lora.scale, 1, fast);
+        k.gemm(dx.buf, u.buf, lora.A.buf, 0, 1, N, inF, r, false, false, r, inF, inF, 0, 0, 0, lora.scale, 0, fast);
+        if (lora.mask) k.binary(dx.buf, dx.buf, lora.mask.buf, x.numel, x.numel, 2);
       }
+      k.gemm(dx.buf, dy.buf, W.buf, dtW, 1, N, inF, outF, false, false, outF, inF, inF, 0, 0, 0, 1, lora && u ? 1 : 0);
       grads[0] = dx;
     }
     if (W.requiresGrad) {
