@@ -173,7 +173,7 @@ export function linearGroup(x: Tensor, parts: LinearPart[], x16: Tensor | null =
   const inF = x.shape[x.shape.length - 1];
   for (const p of parts) if (p.W.shape[1] !== inF) throw new Error(`linearGroup: input has ${inF} features, ${p.W.describe()} expects ${p.W.shape[1]}`);
   const runs = runsOf(parts), { ys, Ys } = outputsOf(x, parts, runs);
-  baseProducts(x, parts, x16, runs, ys, Ys, 1);
+  baseProducts(x, parts, x16, runs, ys, Ys, 0);
   return ys;
 }
 
