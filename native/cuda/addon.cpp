@@ -72,7 +72,7 @@ FN(init) {
   o.Set("sms", num_sms());
   return o;
 }
-FN(alloc) { TRY(alloc) size_t n = (size_t)L(a[0]); void* p = raw_alloc(n); if (a.Length() < 2 || a[1].ToBoolean().Value()) zero(p, n); return Napi::Number::New(a.Env(), (double)(uintptr_t)p); CATCH(alloc) }
+FN(alloc) { TRY(alloc) size_t n = (size_t)L(a[0]); void* p = raw_alloc(n); if (a.Length() < 2 || a[1].ToBoolean().Value()) zero(p, n); else poison(p, n); return Napi::Number::New(a.Env(), (double)(uintptr_t)p); CATCH(alloc) }
 FN(free) { TRY(free) raw_free(P<void>(a[0])); UNDEF CATCH(free) }
 FN(write) { TRY(write) size_t n; void* h = host_ptr(a[1], &n); upload(P<void>(a[0]), h, n); UNDEF CATCH(write) }
 FN(read) { TRY(read) size_t n; void* h = host_ptr(a[1], &n); download(h, P<void>(a[0]), n); UNDEF CATCH(read) }

@@ -27,6 +27,7 @@ void download(void* dst, const void* src, size_t bytes);
 int download_async(const void* src, size_t bytes);  // → a read id; download_wait copies it out once it has run
 void download_wait(int id, void* dst, size_t bytes);
 void zero(void* dst, size_t bytes);
+void poison(void* dst, size_t bytes);  // all-ones bytes where AHA_POISON=1 (tests: reads of unwritten outputs show)
 void synchronize();
 // CUDA graphs (runtime.cu): capture what the stream is given between begin and end, replay it with one launch.
 // Buffers allocated while capturing belong to the graph until graph_destroy (see runtime.cu).

@@ -326,6 +326,13 @@ void download_wait(int id, void* dst, size_t bytes) {
   memcpy(dst, r.host, bytes);
 }
 void zero(void* dst, size_t bytes) { if (bytes) CK(cudaMemsetAsync(dst, 0, bytes, g_stream)); }
+// AHA_POISON=1 (the test suite): a block handed out without zeroing (an op's output, a kernel's scratch) is filled
+// with all-ones bytes (NaN in f32/bf16), so a kernel that reads what it was meant to write first shows in the tests
+// instead of depending on what the recycled block held
+void poison(void* dst, size_t bytes) {
+  static const bool on = getenv("AHA_POISON") && std::string(getenv("AHA_POISON")) == "1";
+  if (on && bytes) CK(cudaMemsetAsync(dst, 0xff, bytes, g_stream));
+}
 void synchronize() {
   if (g_capture) throw std::runtime_error("aha cuda: synchronize while capturing a graph");
   if (g_ready) CK(cudaStreamSynchronize(g_stream));
@@ -394,7 +401,11 @@ void set_profile(bool on) {
   g_prof = on;
 }
 
-void* scratch_alloc(size_t bytes) { return raw_alloc(bytes); }
+void* scratch_alloc(size_t bytes) {
+  void* p = raw_alloc(bytes);
+  poison(p, bytes);
+  return p;
+}
 void scratch_free(void* p) { raw_free(p); }
 
 void memory_report(double* out /* allocated, peak, buffers, reserved, peak_reserved */) {

@@ -10,6 +10,10 @@ import { DTYPE_BYTES, hostArray, type DType, type HostArray } from "./dtype.ts";
 const RETURNS_TO_HOST = new Set(["sum_squares", "grpo_loss", "num_threads"]);
 type Call = [(...args: unknown[]) => unknown, unknown[]];
 const fill0 = (a: unknown) => (a as HostArray).fill(0);
+// AHA_POISON=1 (the test suite): buffers allocated without zeroing hold all-ones bytes (NaN in f32/bf16, -1 in i32),
+// as CUDA's recycled blocks hold stale values, so a kernel that reads an output it was meant to write first shows
+const POISON = process.env.AHA_POISON === "1";
+const poison = (a: unknown) => { const h = a as HostArray; new Uint8Array(h.buffer, h.byteOffset, h.byteLength).fill(0xff); };
 
 class CpuBackend implements Backend {
   readonly device = "cpu" as const;
@@ -33,7 +37,8 @@ class CpuBackend implements Backend {
     if (this.capture) {
       this.captured.add(a);
       if (zero) this.capture.push([fill0, [a]]); // as on CUDA, where the zero-fill is a node of the graph
-    }
+      else if (POISON) this.capture.push([poison, [a]]);
+    } else if (!zero && POISON) poison(a);
     this.allocated += numel * DTYPE_BYTES[dtype];
     this.buffers++;
     if (this.allocated > this.peak) this.peak = this.allocated;
