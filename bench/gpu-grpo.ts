@@ -4,7 +4,7 @@
 // (bench/torch_baseline.py, same folder of weights) in the same run, printed side by side. Decode is teacher-forced
 // (forward + lm-head logits per token, no sampling) and shown beside the memory-bandwidth bound.
 // Also times real rollouts through generate() (sampling on the device unless repetition_penalty) for 8 prompts × 8 completions.
-//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--gen-tokens 256] [--torch-gen-tokens 64] [--no-torch] [--no-profile] [--dir …] [--layers 24] [--host-costs-only] [--memory-only] [--peaks H100|H200]
+//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--ckpt-layers N] [--gen-tokens 256] [--torch-gen-tokens 64] [--no-torch] [--no-profile] [--dir …] [--layers 24] [--host-costs-only] [--memory-only] [--peaks H100|H200]
 // --smoke: the whole script on the CPU with a tiny model and short sequences, no torch (test/gpu-bench-smoke.test.ts
 // runs it, so a device call never finds the script broken); its figures mean nothing. --smoke-cuda: the same on CUDA.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -43,7 +43,9 @@ const MICRO = Number(arg("micro", "8")), STEPS = Number(arg("steps", SMOKE ? "2"
 const PROMPTS = 8, GENS = 8, P = SMOKE ? 8 : 128, T = SMOKE ? 6 : 256, NSEQ = PROMPTS * GENS;
 // rollouts of the issue's length (T new tokens); torch's generate() runs at ~700 tokens/s, so its rate is taken over
 // fewer tokens (--torch-gen-tokens) to fit a device call
-const CKPT = arg("ckpt", "1") === "1", GEN_TOKENS = Number(arg("gen-tokens", String(T))), TORCH_GEN_TOKENS = Number(arg("torch-gen-tokens", SMOKE ? "4" : "64"));
+// --ckpt-layers N: checkpoint only the first N layers (the others keep their activations), instead of all (--ckpt 1)
+const CKPT: boolean | number = process.argv.includes("--ckpt-layers") ? Number(arg("ckpt-layers", "0")) : arg("ckpt", "1") === "1";
+const GEN_TOKENS = Number(arg("gen-tokens", String(T))), TORCH_GEN_TOKENS = Number(arg("torch-gen-tokens", SMOKE ? "4" : "64"));
 const V = SHAPE === "tiny" ? 1200 : 151936;
 // one more train step and a few decode steps with every op timed, after the timed ones (--no-profile: skip them;
 // under AHA_CUDA_PROFILE=1 every step is profiled already)
@@ -106,7 +108,7 @@ function main(): void {
   const rng = () => ((rs = (rs * 16807) % 2147483647) / 2147483647);
   model.addAdapter({ r: 16, lora_alpha: 32, target_modules: "all-linear" }, rng);
   model.gradientCheckpointing = CKPT;
-  console.log(`gradient checkpointing: ${CKPT ? "on" : "off"}`);
+  console.log(`gradient checkpointing: ${CKPT === true ? "on" : CKPT === false ? "off" : `the first ${CKPT} of ${LAYERS} layers`}`);
   const params = model.parameters();
   const opt = new AdamW(params, { lr: 1e-5 });
   be.synchronize();
@@ -170,6 +172,25 @@ function main(): void {
     cb.setAttentionKernel("wmma");
     stepMmaS = median(mt) / 1000;
     console.log(`train step with the mma.sync attention kernels: ${stepMmaS.toFixed(3)} s (WMMA ${(median(times) / 1000).toFixed(3)} s), loss ${lossM.toFixed(4)}`);
+  }
+  // the same eager steps with only the first ¾ of the layers checkpointed (the rest keep their activations: a quarter
+  // of the recomputing saved, for their activations' memory), where every layer is checkpointed by default
+  let partialCkpt = { layers: 0, s: NaN, peak: NaN, peakReserved: NaN };
+  if (CKPT === true && !MEMORY_ONLY) {
+    const layers = Math.min(LAYERS - 1, Math.round(0.75 * LAYERS)), pt: number[] = [];
+    model.gradientCheckpointing = layers;
+    be.synchronize();
+    be.resetPeak();
+    for (let step = 0; step < STEPS; step++) {
+      const [dt] = eagerStep();
+      if (step > 0 || STEPS === 1) pt.push(dt);
+    }
+    model.gradientCheckpointing = true;
+    const m = be.memory();
+    partialCkpt = { layers, s: median(pt) / 1000, peak: m.peak / GB, peakReserved: m.peakReserved / GB };
+    console.log(`train step with the first ${layers} of ${LAYERS} layers checkpointed: ${partialCkpt.s.toFixed(3)} s, peak ${partialCkpt.peak.toFixed(2)} GiB ` +
+      `(reserved ${partialCkpt.peakReserved.toFixed(2)}); every layer: ${(median(times) / 1000).toFixed(3)} s, ${(peak / GB).toFixed(2)} GiB`);
+    takeProfile(); // (drops what a profiled run collected meanwhile)
   }
   // one more eager step with every op timed (events around each op; the timed steps above ran without them): where
   // a step's GPU time goes, in the same run (AHA_CUDA_PROFILE=1 profiles every step instead)
@@ -367,6 +388,7 @@ function main(): void {
   const bound = (f: number) => NSEQ / ((weightBytes + kvBytes(f)) / bw);
   const aha = { grpo_step_estimate_s: (NSEQ * T) / genTps + stepS, grpo_step_estimate_graph_s: (NSEQ * T) / genGTps + stepGraphS, step_s: stepS, step_graph_s: stepGraphS, peak_graph_reserved_gib: gpeak / GB, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps, decode_graph_general_tok_s: general.tps, decode_graph_gemm_down_tok_s: gemmDown.tps,
     generate_tok_s: genTps, generate_graph_tok_s: genGTps, checkpointing: CKPT, loss: lastLoss, step_mma_attention_s: stepMmaS,
+    step_partial_ckpt_s: partialCkpt.s, peak_partial_ckpt_gib: partialCkpt.peak, peak_reserved_partial_ckpt_gib: partialCkpt.peakReserved,
     step_tuned_gemm_s: stepTunedS, decode_graph_tuned_gemm_tok_s: tuned.decode, generate_graph_tuned_gemm_tok_s: tuned.gen,
     decode_graph_kv_group_tok_s: grouped.decode, generate_graph_kv_group_tok_s: grouped.gen,
     decode_graph_skinny_gemm_tok_s: skinny.decode, generate_graph_skinny_gemm_tok_s: skinny.gen, decode_graph_skinny_pdl_tok_s: pdl.decode,
@@ -392,6 +414,10 @@ function main(): void {
   row("train step, tuned GEMM algorithms", aha.step_tuned_gemm_s, torch?.step_s, "s", true);
   row("peak memory (allocated)", aha.peak_gib, torch?.peak_gib, "GiB", true);
   row("peak memory (reserved)", aha.peak_reserved_gib, torch?.peak_reserved_gib, "GiB", true);
+  const pc = `the first ${partialCkpt.layers} of ${LAYERS} layers checkpointed`;
+  row(`train step, ${pc}`, aha.step_partial_ckpt_s, torch?.step_s, "s", true);
+  row(`peak memory (allocated), ${pc}`, aha.peak_partial_ckpt_gib, torch?.peak_gib, "GiB", true);
+  row(`peak memory (reserved), ${pc}`, aha.peak_reserved_partial_ckpt_gib, torch?.peak_reserved_gib, "GiB", true);
   row("decode (teacher-forced) ", aha.decode_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph per step", aha.decode_graph_tok_s, torch?.decode_tok_s, "tok/s", false);
   row("decode, CUDA graph, tuned GEMM algorithms", aha.decode_graph_tuned_gemm_tok_s, torch?.decode_tok_s, "tok/s", false);

@@ -24,7 +24,7 @@ test(`bench/gpu-grpo.ts ${flag} runs to the end on ${where} and reports every fi
     const line = out.split("\n").find((l) => l.startsWith("AHA "));
     assert.ok(line, `no AHA line in:\n${out}`);
     const aha = JSON.parse(line.slice(4)) as Record<string, number>;
-    for (const k of ["grpo_step_estimate_s", "grpo_step_estimate_graph_s", "step_s", "step_graph_s", "peak_gib", "prefill_s", "decode_tok_s", "decode_graph_tok_s", "decode_graph_general_tok_s", "decode_graph_gemm_down_tok_s", "generate_tok_s", "generate_graph_tok_s"])
+    for (const k of ["grpo_step_estimate_s", "grpo_step_estimate_graph_s", "step_s", "step_graph_s", "step_partial_ckpt_s", "peak_partial_ckpt_gib", "peak_gib", "prefill_s", "decode_tok_s", "decode_graph_tok_s", "decode_graph_general_tok_s", "decode_graph_gemm_down_tok_s", "generate_tok_s", "generate_graph_tok_s"])
       assert.ok(Number.isFinite(aha[k]) && aha[k] > 0, `${k} = ${aha[k]}`);
     assert.ok(Number.isFinite(aha.loss), `loss = ${aha.loss}`); // (a GRPO loss may have either sign)
     assert.match(out, /completions identical to the run without/);

@@ -8,7 +8,7 @@ import { join, basename } from "node:path";
 import { fixtureModels } from "./fixtures.ts";
 import { readSafetensors } from "../src/models/safetensors.ts";
 import { CausalLM } from "../src/models/model.ts";
-import { backward, scope } from "../src/engine/index.ts";
+import { backward, defaultBackend, scope } from "../src/engine/index.ts";
 import { batchLoss, lossWeights, type LossType } from "../src/grpo/loss.ts";
 import { availableDevices, useDevice } from "./devices.ts";
 
@@ -26,13 +26,14 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
   const ref = readSafetensors(stPath);
   const cases = [...ref.tensors.keys()].filter((k) => k.startsWith("loss.")).map((k) => k.slice(5));
   test(`${name}: GRPO fixture has cases`, () => assert.ok(cases.length > 0));
-  for (const c of cases) for (const ckpt of [false, true]) {
-    // with gradient checkpointing only for the plain grpo case: it must not change a single gradient
+  for (const c of cases) for (const ckpt of [false, true, "first half"] as const) {
+    // with gradient checkpointing (of every layer, or of the first half of them) only for the plain grpo case: it
+    // must not change a single gradient
     if (ckpt && c !== "grpo") continue;
-    test(`${name}: GRPO loss and LoRA gradients, ${c}${ckpt ? " (gradient checkpointing)" : ""}`, async () => {
+    test(`${name}: GRPO loss and LoRA gradients, ${c}${ckpt ? ` (gradient checkpointing${ckpt === true ? "" : `, ${ckpt} of the layers`})` : ""}`, async () => {
       await useDevice(device);
       const model = CausalLM.load(dir, { adapter: join(dir, "adapter") });
-      model.gradientCheckpointing = ckpt;
+      model.gradientCheckpointing = ckpt === "first half" ? Math.ceil(model.config.layers / 2) : ckpt;
       const [B, P] = ref.info("prompt_ids").shape;
       const T = ref.info("completion_ids").shape[1];
       const batch = {
@@ -68,6 +69,31 @@ for (const device of availableDevices()) for (const dir of fixtureModels()) {
       assert.equal(checked, model.adapter!.parameters().length, "every LoRA parameter has a reference gradient");
     });
   }
+}
+
+// what checkpointing some layers buys: a peak between none and all (the gradients are checked above)
+for (const device of availableDevices()) {
+  const dir = fixtureModels().find((d) => existsSync(join(d, "reference_grpo.safetensors")));
+  test(`${device}: checkpointing the first half of the layers peaks between checkpointing none and all`, { skip: !dir && "no GRPO fixture" }, async () => {
+    await useDevice(device);
+    const ref = readSafetensors(join(dir!, "reference_grpo.safetensors"));
+    const [B, P] = ref.info("prompt_ids").shape, T = ref.info("completion_ids").shape[1];
+    const batch = { promptIds: ref.int32("prompt_ids"), completionIds: ref.int32("completion_ids"), completionMask: ref.float32("completion_mask"), B, P, T };
+    const params = { lossType: "grpo" as const, epsilon: 0.2, epsilonHigh: 0.2, delta: 0, beta: 0, temperature: 1, maxCompletionLength: T };
+    const model = CausalLM.load(dir!, { adapter: join(dir!, "adapter") });
+    const L = model.config.layers, be = defaultBackend();
+    const peak = (ckpt: boolean | number) => {
+      model.gradientCheckpointing = ckpt;
+      be.resetPeak();
+      const before = be.memory().allocated;
+      scope(() => backward(batchLoss(model, batch, null, null, ref.float32("advantages"), params).loss));
+      for (const p of model.parameters()) { p.grad?.dispose(); p.grad = null; }
+      return be.memory().peak - before;
+    };
+    const none = peak(false), all = peak(true), half = peak(Math.ceil(L / 2));
+    assert.ok(L >= 2, `${L} layers`);
+    assert.ok(all < half && half < none, `peaks: all ${all} < first half ${half} < none ${none} bytes`);
+  });
 }
 
 test("loss weights normalise as each loss type says", () => {

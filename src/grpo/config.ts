@@ -39,8 +39,11 @@ export const GRPOConfigSchema = z.object({
   device: z.enum(["cpu", "cuda"]).default("cpu"),
   /** LoRA settings; set `fullFinetune: true` instead to train every weight (f32, much more memory). */
   lora: lora.default(lora.parse({})),
-  /** Recompute each layer's activations in the backward pass: far less memory, about one more forward of time. Default true. */
-  gradientCheckpointing: z.boolean().default(true),
+  /**
+   * Recompute each layer's activations in the backward pass: far less memory, about one more forward of time. Default
+   * true. A number checkpoints that many of the first layers and keeps the others' activations (between the two).
+   */
+  gradientCheckpointing: z.union([z.boolean(), z.number().int().min(0)]).default(true),
   /** Train all weights instead of a LoRA adapter. Default false. */
   fullFinetune: z.boolean().default(false),
   /** Start from an existing PEFT adapter folder. */

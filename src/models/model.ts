@@ -68,8 +68,11 @@ export class CausalLM {
   adapter: LoraAdapter | null = null;
   /** LoRA dropout probability in training (applied only while recording gradients) */
   dropout = 0;
-  /** recompute each layer in the backward pass instead of keeping its activations */
-  gradientCheckpointing = false;
+  /**
+   * recompute each layer in the backward pass instead of keeping its activations: true for every layer, a number for
+   * that many of the first layers (the rest keep theirs: less recomputing for more memory)
+   */
+  gradientCheckpointing: boolean | number = false;
   /** forwards without autograd through a KV cache run the fused layers (models/fused-layers.ts) where they cover the
    *  model; AHA_FUSED_DECODE=0 turns them off (the general block then runs, e.g. to compare) */
   fusedDecode = process.env.AHA_FUSED_DECODE !== "0";
@@ -371,7 +374,8 @@ export class CausalLM {
         return add(x, m);
       };
       // (without autograd checkpoint would only run the block: run it directly, in place)
-      x = this.gradientCheckpointing && !cache && isGradEnabled() ? checkpoint(block, x, this.layerParameters(l)) : block(x, !isGradEnabled());
+      const ckpt = this.gradientCheckpointing === true || l < Number(this.gradientCheckpointing);
+      x = ckpt && !cache && isGradEnabled() ? checkpoint(block, x, this.layerParameters(l)) : block(x, !isGradEnabled());
     }
     return rmsNorm(x, this.finalNorm, cfg.eps, cfg.normOffset);
   }
