@@ -78,15 +78,17 @@ test("a run killed after 2 steps and resumed logs the same metrics as an uninter
 
 test("config validation names every bad field (snake_case from YAML)", () => {
   const p = join(tmp, "bad.yaml");
-  writeFileSync(p, "model: ./m\nlearning_rate: -1\nloss_type: ppo\nnum_generations: 3\nper_device_train_batch_size: 8\nreward_funcs: [gsm8k/correctness]\nbogus_option: 1\n");
+  writeFileSync(p, "model: ./m\nlearning_rate: -1\nloss_type: ppo\nnum_generations: 3\nper_device_train_batch_size: 8\nreward_funcs: [gsm8k/correctness]\nbogus_option: 1\ngradient_checkpointing: 2.5\n");
   assert.throws(() => loadConfigFile(p), (e: ConfigError) => {
     assert.ok(e instanceof ConfigError);
     const msg = e.message;
     for (const f of ["learning_rate", "loss_type", "bogus_option", "per_device_train_batch_size"]) assert.ok(msg.includes(f), `${f} not named in:\n${msg}`);
+    assert.match(msg, /gradient_checkpointing: true, false, or how many of the first layers/);
     assert.ok(msg.includes(p));
     return true;
   });
   assert.throws(() => validateConfig({ model: "m", rewardFuncs: [] }), /rewardFuncs/);
+  assert.equal(validateConfig({ model: "m", rewardFuncs: ["x"], gradientCheckpointing: 12 }).gradientCheckpointing, 12);
   const ok = validateConfig({ model: "m", rewardFuncs: ["x"] });
   assert.equal(ok.lossType, "dapo");
   assert.equal(ok.scaleRewards, "group");

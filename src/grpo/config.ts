@@ -43,7 +43,7 @@ export const GRPOConfigSchema = z.object({
    * Recompute each layer's activations in the backward pass: far less memory, about one more forward of time. Default
    * true. A number checkpoints that many of the first layers and keeps the others' activations (between the two).
    */
-  gradientCheckpointing: z.union([z.boolean(), z.number().int().min(0)]).default(true),
+  gradientCheckpointing: z.union([z.boolean(), z.number().int().min(0)], { error: "true, false, or how many of the first layers to checkpoint (an integer ≥ 0)" }).default(true),
   /** Train all weights instead of a LoRA adapter. Default false. */
   fullFinetune: z.boolean().default(false),
   /** Start from an existing PEFT adapter folder. */
