@@ -1,5 +1,6 @@
 #!/bin/bash
-# One device call: CUDA op parity, the shared fixture test files on CUDA (AHA_TEST_DEVICES=cpu,cuda for the CPU's
+# One device call: CUDA op parity, the shared fixture test files on CUDA (tests with AHA_POISON=1 as in npm test;
+# AHA_TEST_DEVICES=cpu,cuda for the CPU's
 # runs too; with them the CUDA-graph, flat-storage, 16-bit-input and KV-cache tests), then the GRPO/decode benchmark
 # against PyTorch. Device time is short: `ops models variants` in one call and `bench bench15` in another fit the
 # 10-minute limit.
@@ -17,11 +18,11 @@ export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:/opt/torch/.venv/lib/python3.12/site-pac
 node --import tsx -e 'import("./src/engine/cuda.ts").then(m => console.log("cudaInfo", JSON.stringify(m.cudaInfo())))'
 for w in $what; do
   case $w in
-    ops) timeout ${OPS_TIMEOUT:-150} node --import tsx --test --test-reporter=spec test/cuda-ops.test.ts 2>&1 | tee "$OUT/ops.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
-    models) AHA_TEST_DEVICES=${AHA_TEST_DEVICES:-cuda} timeout ${MODELS_TIMEOUT:-240} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/models.test.ts test/grpo-loss.test.ts test/generate.test.ts test/decode-step.test.ts test/flat-params.test.ts test/train-graph.test.ts test/gemm-inputs.test.ts test/kv-cache.test.ts test/bf16-mode.test.ts test/tensor-core-attention.test.ts test/fused-layers.test.ts 2>&1 | tee "$OUT/models.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
+    ops) AHA_POISON=1 timeout ${OPS_TIMEOUT:-150} node --import tsx --test --test-reporter=spec test/cuda-ops.test.ts 2>&1 | tee "$OUT/ops.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
+    models) AHA_POISON=1 AHA_TEST_DEVICES=${AHA_TEST_DEVICES:-cuda} timeout ${MODELS_TIMEOUT:-240} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/models.test.ts test/grpo-loss.test.ts test/generate.test.ts test/decode-step.test.ts test/flat-params.test.ts test/train-graph.test.ts test/gemm-inputs.test.ts test/kv-cache.test.ts test/bf16-mode.test.ts test/tensor-core-attention.test.ts test/fused-layers.test.ts 2>&1 | tee "$OUT/models.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
     # the opt-in decode paths (skinny GEMM kernel, programmatic dependent launch, kv-group attention) through the tests that run 16-bit
     # models, decode steps and graphs: the same assertions with them on
-    variants) AHA_SKINNY_GEMM=1 AHA_PDL=1 AHA_DECODE_GROUP=1 AHA_TEST_DEVICES=cuda timeout ${VARIANTS_TIMEOUT:-150} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/bf16-mode.test.ts test/decode-step.test.ts test/fused-layers.test.ts test/kv-cache.test.ts 2>&1 | tee "$OUT/variants.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
+    variants) AHA_POISON=1 AHA_SKINNY_GEMM=1 AHA_PDL=1 AHA_DECODE_GROUP=1 AHA_TEST_DEVICES=cuda timeout ${VARIANTS_TIMEOUT:-150} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/bf16-mode.test.ts test/decode-step.test.ts test/fused-layers.test.ts test/kv-cache.test.ts 2>&1 | tee "$OUT/variants.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
     bench) timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts $BENCH_ARGS 2>&1 | tee "$OUT/bench.log" ;;
     # the 1.5B shape at micro-batch 16 (5.89 GiB predicted by the emulator), torch at the same micro-batch
     bench15) timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts --shape 1.5b --micro 16 $BENCH15_ARGS 2>&1 | tee "$OUT/bench15.log" ;;
