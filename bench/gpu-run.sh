@@ -1,7 +1,7 @@
 #!/bin/bash
 # One device call: CUDA op parity, the shared fixture test files on CUDA (tests with AHA_POISON=1 as in npm test;
-# AHA_TEST_DEVICES=cpu,cuda for the CPU's
-# runs too; with them the CUDA-graph, flat-storage, 16-bit-input and KV-cache tests), then the GRPO/decode benchmark
+# AHA_TEST_DEVICES=cpu,cuda for the CPU's runs too; with them the CUDA-graph, flat-storage, 16-bit-input and KV-cache
+# tests), then the GRPO/decode benchmark
 # against PyTorch. Device time is short: `ops models variants` in one call and `bench bench15` in another fit the
 # 10-minute limit.
 # Run from the repository root on the GPU machine after `source .device/use-node.sh`, with carry
