@@ -140,9 +140,9 @@ function outputsOf(x: Tensor, parts: LinearPart[], runs: Run[]): { ys: Tensor[];
 }
 
 /**
- * The base products y_i = x W_iᵀ + b_i of the parts into outputsOf's buffers (beta 1: added to what they hold). Where
- * the GEMMs round x to the weights' 16-bit type anyway (CUDA's default) they take x16 when the caller has it, else x
- * converted once for all parts instead of once per GEMM.
+ * The base products y_i = x W_iᵀ + b_i of the parts into outputsOf's buffers (beta 0: written; 1: added to what they
+ * hold, the LoRA products). Where the GEMMs round x to the weights' 16-bit type anyway (CUDA's default) they take x16
+ * when the caller has it, else x converted once for all parts instead of once per GEMM.
  */
 function baseProducts(x: Tensor, parts: LinearPart[], x16: Tensor | null, runs: Run[], ys: Tensor[], Ys: Tensor[], beta: 0 | 1): void {
   const inF = x.shape[x.shape.length - 1], N = x.numel / inF, be = x.backend, k = be.k;
