@@ -476,7 +476,7 @@ function hostCosts(be: ReturnType<typeof cudaBackend>): void {
 function smokeBackend(): ReturnType<typeof cudaBackend> {
   const cpu = getBackend("cpu");
   return Object.assign(Object.create(cpu), {
-    profile: () => ({}),
+    profile: () => ({}) as Record<string, [number, number, number, number]>,
     profileGemmShapes: () => [],
     setProfiling: () => {},
     setGemmTuning: () => {},
@@ -505,8 +505,26 @@ function gemmFloorMs(g: { shape: string; flops: number; bytes: number }, p: Peak
   const f32 = /A\S* f32, B\S* f32/.test(g.shape), rate = !f32 ? p.tc16 : g.shape.includes("tf32") ? p.tf32 : p.f32;
   return 1000 * Math.max(g.flops / rate, g.bytes / p.bw);
 }
+/**
+ * The floor of a profiled op in ms from its cost model (NaN without one): FLOPs at the tensor cores' 16-bit rate
+ * (this bench's model has bf16 weights: attention and the lm head run there; LoRA's f32 GEMMs at TF32's), bytes at
+ * the memory bandwidth.
+ */
+function opFloorMs(name: string, flops: number, bytes: number, p: Peaks): number {
+  if (!flops && !bytes) return NaN;
+  const rate = name.startsWith("gemm f32") ? p.tf32 : p.tc16;
+  return 1000 * Math.max(flops / rate, bytes / p.bw);
+}
 
-type Profile = { ops: Record<string, [number, number]>; gemms: ReturnType<ReturnType<typeof cudaBackend>["profileGemmShapes"]> };
+/** the profile's GEMM category of a shape label (as native/cuda/addon.cpp names them: weights' type, skinny = a dimension ≤ 64) */
+function gemmCategory(shape: string): string {
+  const m = /^(?:\d+ × )?(\d+)×(\d+)×(\d+), A\S* \w+, B\S* (\w+)/.exec(shape);
+  if (!m) return "";
+  const skinny = Math.min(+m[1], +m[2], +m[3]) <= 64;
+  return `gemm ${m[4] === "f32" ? "f32" : "16-bit"}${skinny ? ", skinny" : ""}`;
+}
+
+type Profile = { ops: Record<string, [number, number, number, number]>; gemms: ReturnType<ReturnType<typeof cudaBackend>["profileGemmShapes"]> };
 
 /**
  * GPU time by op (AHA_CUDA_PROFILE=1 or setProfiling), beside the wall time of what was profiled; then the GEMM shapes
@@ -516,13 +534,23 @@ type Profile = { ops: Record<string, [number, number]>; gemms: ReturnType<Return
 function printProfile(what: string, p: Profile, wallMs: number): void {
   const rows = Object.entries(p.ops).sort((a, b) => b[1][0] - a[1][0]);
   if (!rows.length) return;
-  const total = rows.reduce((a, r) => a + r[1][0], 0);
-  console.log(`GPU time by op, ${what} (last one): ${total.toFixed(1)} ms busy of ${wallMs.toFixed(1)} ms wall`);
-  for (const [name, [ms, n]] of rows.slice(0, 24))
-    console.log(`  ${name.padEnd(20)} ${ms.toFixed(1).padStart(8)} ms ${String(n).padStart(7)} calls ${((1000 * ms) / n).toFixed(1).padStart(9)} µs/call`);
+  const total = rows.reduce((a, r) => a + r[1][0], 0), pk = PEAK;
+  // the data sheet's floor of what was profiled: each op's cost model at the card's peaks (ops without one count 0)
+  const floors = new Map(rows.map(([name, [, , flops, bytes]]) => [name, pk ? opFloorMs(name, flops, bytes, pk) : NaN]));
+  // (a GEMM category's floor: the sum of its shapes' floors, each flop- or memory-bound on its own)
+  if (pk) for (const name of floors.keys()) if (name.startsWith("gemm"))
+    floors.set(name, p.gemms.filter((g) => gemmCategory(g.shape) === name).reduce((a, g) => a + gemmFloorMs(g, pk), 0));
+  const floorSum = [...floors.values()].reduce((a, f) => a + (Number.isFinite(f) ? f : 0), 0);
+  console.log(`GPU time by op, ${what} (last one): ${total.toFixed(1)} ms busy of ${wallMs.toFixed(1)} ms wall` +
+    (pk ? `; the data sheet's floor of the ops with a cost model: ${floorSum.toFixed(1)} ms` : ""));
+  for (const [name, [ms, n]] of rows.slice(0, 24)) {
+    const f = floors.get(name)!;
+    console.log(`  ${name.padEnd(20)} ${ms.toFixed(1).padStart(8)} ms ${String(n).padStart(7)} calls ${((1000 * ms) / n).toFixed(1).padStart(9)} µs/call` +
+      (Number.isFinite(f) ? ` ${f.toFixed(1).padStart(8)} ms floor ${(ms / f).toFixed(1).padStart(6)}×` : ""));
+  }
   const gemms = [...p.gemms].sort((a, b) => b.ms - a.ms);
   if (!gemms.length) return;
-  const gemmMs = gemms.reduce((a, g) => a + g.ms, 0), pk = PEAK;
+  const gemmMs = gemms.reduce((a, g) => a + g.ms, 0);
   const floor = pk ? ` (the data sheet's floor: ${gemms.reduce((a, g) => a + gemmFloorMs(g, pk), 0).toFixed(1)} ms)` : "";
   console.log(`  GEMMs by shape (${gemms.length} shapes, ${gemmMs.toFixed(1)} ms${floor}; C [M, N] = op(A) op(B), f32 out; the first ${Math.min(16, gemms.length)}):`);
   for (const g of gemms.slice(0, 16)) {

@@ -122,7 +122,7 @@ test("cuda: gemm with a bias (cuBLASLt epilogue) and with 16-bit activations con
   be.setGemmMode("exact");
 });
 
-test("cuda: the profile sums GPU time by op and GEMMs by shape (label, calls, FLOPs, bytes), only while it is on", { skip }, () => {
+test("cuda: the profile sums GPU time, FLOPs and bytes by op and GEMMs by shape (label, calls, FLOPs, bytes), only while it is on", { skip }, () => {
   const be = cudaBackend();
   be.setGemmMode("bf16");
   const B = 2, M = 37, N = 29, K = 53;
@@ -138,9 +138,11 @@ test("cuda: the profile sums GPU time by op and GEMMs by shape (label, calls, FL
     be.k.scale(C, C, 2, B * M * N);
     be.setProfiling(false);
     gemm();
-    const ops = be.profile(), shapes = be.profileGemmShapes();
+    const ops = be.profile(), shapes = be.profileGemmShapes(), s0 = () => shapes[0];
     assert.equal(ops["gemm 16-bit, skinny"]?.[1], 2, `two profiled GEMM calls under their category: ${JSON.stringify(ops)}`);
     assert.equal(ops["scale"]?.[1], 1);
+    assert.deepEqual(ops["scale"].slice(2), [0, 8 * B * M * N], "scale's cost model: no FLOPs, its input read and output written");
+    assert.deepEqual(ops["gemm 16-bit, skinny"].slice(2), [s0().flops, s0().bytes], "a GEMM category sums its calls' FLOPs and bytes");
     assert.equal(shapes.length, 1, JSON.stringify(shapes));
     const [s] = shapes;
     assert.equal(s.shape, `${B} × ${M}×${N}×${K}, A f32, Bᵀ bf16, β, bias`);

@@ -19,7 +19,8 @@ for (const [where, flag, env] of [["the CPU", "--smoke", {}], ["the CUDA emulato
 test(`bench/gpu-grpo.ts ${flag} runs to the end on ${where} and reports every figure`, { skip: flag === "--smoke" ? false : noEmu }, () => {
   const dir = mkdtempSync(join(tmpdir(), "aha-gpu-smoke-"));
   try {
-    const out = execFileSync(process.execPath, ["--import", "tsx", script, flag, "--dir", join(dir, "model")],
+    // (--peaks: the floors of an H100's data sheet, which the emulator has none of)
+    const out = execFileSync(process.execPath, ["--import", "tsx", script, flag, "--dir", join(dir, "model"), ...(flag === "--smoke-cuda" ? ["--peaks", "H100"] : [])],
       { encoding: "utf8", timeout: 600_000, env: { ...process.env, ...env } });
     const line = out.split("\n").find((l) => l.startsWith("AHA "));
     assert.ok(line, `no AHA line in:\n${out}`);
@@ -36,8 +37,10 @@ test(`bench/gpu-grpo.ts ${flag} runs to the end on ${where} and reports every fi
     if (flag === "--smoke-cuda") {
       // (profiling switched on at run time for one more step, after the timed ones)
       assert.match(out, /GPU time by op, train step, profiled separately[^\n]*\n\s+\w/, "the train step's profile was printed");
-      assert.match(out, /GPU time by op, train step, profiled separately[^]*?GEMMs by shape \(\d+ shapes[^\n]*\n\s+\d[^\n]*TFLOP\/s[^\n]*GB\/s/,
-        "the train step's GEMMs by shape, with their rates");
+      assert.match(out, /GPU time by op, train step, profiled separately[^]*?GEMMs by shape \(\d+ shapes[^\n]*floor: [\d.]+ ms[^\n]*\n\s+\d[^\n]*TFLOP\/s[^\n]*GB\/s[^\n]*× floor/,
+        "the train step's GEMMs by shape, with their rates and floors");
+      assert.match(out, /GPU time by op, train step, profiled separately[^\n]*floor of the ops with a cost model: [\d.]+ ms\n[^]*?\n\s+glu_forward [^\n]*ms floor/,
+        "the ops' floors from their cost models");
       assert.match(out, /GEMM tuning: train step [\d.]+ s [^\n]*; [1-9]\d* shapes timed/, "the tuned variant ran, and timed some shapes");
       for (const v of ["tuned GEMMs", "kv-group attention", "skinny GEMM kernel", "skinny GEMM kernel \\+ PDL", "skinny GEMM kernel \\+ PDL \\+ kv-group attention"]) {
         assert.match(out, new RegExp(`decode through DecodeStep, fused, ${v} \\(captured\\)`), `${v}: the decode steps were captured`);

@@ -40,13 +40,23 @@ std::string gemm_shape_label(int dtA, int dtB, long batch, long M, long N, long 
   return s;
 }
 
+// attention's FLOPs: QKᵀ and PV over the keys each query sees (causal: on average S - (T - 1) / 2 of S, or the window)
+double attention_flops(long B, long T, long S, long Hq, long D, long window) {
+  double keys = T > 1 ? S - (T - 1) / 2.0 : S;
+  if (window > 0) keys = std::min(keys, (double)window);
+  return 4.0 * B * Hq * T * keys * D;
+}
+
 #define FN(name) Napi::Value name##_js(const Napi::CallbackInfo& a)
 struct ProfScope {
   const char* name; void* tok;
   std::string shape; double flops = 0, bytes = 0;  // a GEMM's shape label, FLOPs and bytes (profile by shape)
   explicit ProfScope(const char* n) : name(n), tok(prof_begin()) {}
-  ~ProfScope() { prof_end(name, tok, shape.empty() ? nullptr : &shape, flops, bytes); }
+  ~ProfScope() { prof_end(name, tok, flops, bytes, shape.empty() ? nullptr : &shape); }
 };
+// a call's cost model for the profile (FLOPs, least bytes read and written), worked out only while profiling
+#define COST(f, b) if (prof_.tok) { prof_.flops = (double)(f); prof_.bytes = (double)(b); }
+double esize(int dt) { return dt == F32 || dt == I32 ? 4.0 : 2.0; }
 #define TRY(name) ProfScope prof_(#name); try {
 #define CATCH(name)                                                                                   \
   } catch (const std::exception& e) {                                                                 \
@@ -101,23 +111,18 @@ FN(gemm_stats) {
   return o;
 }
 FN(set_attention_kernel) { set_attention_kernel((int)L(a[0])); UNDEF }
-FN(profile) {
-  std::string names[64]; double ms[64]; long counts[64]; int n = 0;
-  prof_report(names, ms, counts, &n, 64);
-  Napi::Object o = Napi::Object::New(a.Env());
-  for (int i = 0; i < n; i++) { Napi::Array v = Napi::Array::New(a.Env(), 2); v.Set(0u, ms[i]); v.Set(1u, (double)counts[i]); o.Set(names[i], v); }
-  return o;
-}
-// GPU time by GEMM shape since the last call: { label: [ms, calls, flops, bytes] }
-FN(profile_gemm_shapes) {
-  Napi::Object o = Napi::Object::New(a.Env());
-  for (auto& [label, s] : prof_shapes()) {
-    Napi::Array v = Napi::Array::New(a.Env(), 4);
+// the profile's totals since the last call, by op name or GEMM shape: { name: [ms, calls, flops, bytes] }
+Napi::Object prof_object(Napi::Env env, const std::map<std::string, ProfSum>& sums) {
+  Napi::Object o = Napi::Object::New(env);
+  for (auto& [name, s] : sums) {
+    Napi::Array v = Napi::Array::New(env, 4);
     v.Set(0u, s.ms); v.Set(1u, (double)s.calls); v.Set(2u, s.flops); v.Set(3u, s.bytes);
-    o.Set(label, v);
+    o.Set(name, v);
   }
   return o;
 }
+FN(profile) { return prof_object(a.Env(), prof_ops()); }
+FN(profile_gemm_shapes) { return prof_object(a.Env(), prof_shapes()); }
 FN(set_profile) { set_profile(a[0].ToBoolean().Value()); UNDEF }
 FN(num_threads) { return Napi::Number::New(a.Env(), num_sms()); }
 FN(graph_begin) { TRY(graph_begin) graph_begin(); UNDEF CATCH(graph_begin) }
@@ -150,43 +155,50 @@ FN(scatter_rows) { TRY(scatter_rows)
 FN(repetition_penalty) { TRY(repetition_penalty) repetition_penalty(P(a[0]), P<int32_t>(a[1]), L(a[2]), L(a[3]), L(a[4]), F(a[5])); UNDEF CATCH(repetition_penalty) }
 FN(softcap) { TRY(softcap) softcap(P(a[0]), P(a[1]), F(a[2]), L(a[3])); UNDEF CATCH(softcap) }
 FN(dropout_mask) { TRY(dropout_mask) dropout_mask(P(a[0]), P<int32_t>(a[1]), (uint32_t)L(a[2]), L(a[3]), F(a[4]), F(a[5])); UNDEF CATCH(dropout_mask) }
-FN(convert) { TRY(convert) convert(P<void>(a[0]), (int)L(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4])); UNDEF CATCH(convert) }
+FN(convert) { TRY(convert) COST(0, L(a[4]) * (esize((int)L(a[1])) + esize((int)L(a[3])))) convert(P<void>(a[0]), (int)L(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4])); UNDEF CATCH(convert) }
 FN(rms_norm_forward) { TRY(rms_norm_forward)
+  COST(0, (double)L(a[4]) * L(a[5]) * (8 + (a.Length() > 8 && !a[8].IsNull() && !a[8].IsUndefined() ? 2 : 0)))
   rms_norm_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7]), a.Length() > 8 ? P<void>(a[8]) : nullptr,
                    a.Length() > 9 && a[9].IsNumber() ? (int)L(a[9]) : BF16);
   UNDEF CATCH(rms_norm_forward) }
-FN(rms_norm_backward) { TRY(rms_norm_backward) rms_norm_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), L(a[7]), F(a[8])); UNDEF CATCH(rms_norm_backward) }
+FN(rms_norm_backward) { TRY(rms_norm_backward) COST(0, 12.0 * L(a[6]) * L(a[7])) rms_norm_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), L(a[7]), F(a[8])); UNDEF CATCH(rms_norm_backward) }
 FN(rope_forward) { TRY(rope_forward)
   const bool two = a.Length() > 11 && !a[9].IsNull() && !a[9].IsUndefined();
+  COST(0, 8.0 * L(a[4]) * (L(a[5]) + (two ? L(a[11]) : 0)) * L(a[6]))
   rope_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), L(a[6]), L(a[7]), Bo(a[8]), two ? P(a[9]) : nullptr,
                two ? P(a[10]) : nullptr, two ? L(a[11]) : 0);
   UNDEF CATCH(rope_forward) }
 FN(glu_forward) { TRY(glu_forward)
+  COST(0, L(a[3]) * (12.0 + (a.Length() > 5 && !a[5].IsNull() && !a[5].IsUndefined() ? 2 : 0)))
   glu_forward(P(a[0]), P(a[1]), P(a[2]), L(a[3]), (int)L(a[4]), a.Length() > 5 ? P<void>(a[5]) : nullptr, a.Length() > 6 && a[6].IsNumber() ? (int)L(a[6]) : BF16);
   UNDEF CATCH(glu_forward) }
-FN(glu_backward) { TRY(glu_backward) glu_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), L(a[5]), (int)L(a[6])); UNDEF CATCH(glu_backward) }
-FN(embedding_forward) { TRY(embedding_forward) embedding_forward(P(a[0]), P<int32_t>(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6])); UNDEF CATCH(embedding_forward) }
-FN(embedding_backward) { TRY(embedding_backward) embedding_backward(P(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4])); UNDEF CATCH(embedding_backward) }
-FN(binary) { TRY(binary) binary(P(a[0]), P(a[1]), P(a[2]), L(a[3]), L(a[4]), (int)L(a[5])); UNDEF CATCH(binary) }
-FN(scale) { TRY(scale) scale(P(a[0]), P(a[1]), F(a[2]), L(a[3])); UNDEF CATCH(scale) }
-FN(sum_rows) { TRY(sum_rows) sum_rows(P(a[0]), P(a[1]), L(a[2]), L(a[3]), Bo(a[4])); UNDEF CATCH(sum_rows) }
-FN(copy2d) { TRY(copy2d) copy2d(P(a[0]), P(a[1]), L(a[2]), L(a[3]), L(a[4]), L(a[5]), Bo(a[6])); UNDEF CATCH(copy2d) }
-FN(adamw) { TRY(adamw) adamw(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), F(a[5]), F(a[6]), F(a[7]), F(a[8]), F(a[9]), L(a[10])); UNDEF CATCH(adamw) }
+FN(glu_backward) { TRY(glu_backward) COST(0, 20.0 * L(a[5])) glu_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), L(a[5]), (int)L(a[6])); UNDEF CATCH(glu_backward) }
+FN(embedding_forward) { TRY(embedding_forward) COST(0, (double)L(a[4]) * L(a[5]) * (4 + esize((int)L(a[3])))) embedding_forward(P(a[0]), P<int32_t>(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6])); UNDEF CATCH(embedding_forward) }
+FN(embedding_backward) { TRY(embedding_backward) COST(0, 8.0 * L(a[3]) * L(a[4])) embedding_backward(P(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4])); UNDEF CATCH(embedding_backward) }
+FN(binary) { TRY(binary) COST(0, 8.0 * L(a[3]) + 4.0 * L(a[4])) binary(P(a[0]), P(a[1]), P(a[2]), L(a[3]), L(a[4]), (int)L(a[5])); UNDEF CATCH(binary) }
+FN(scale) { TRY(scale) COST(0, 8.0 * L(a[3])) scale(P(a[0]), P(a[1]), F(a[2]), L(a[3])); UNDEF CATCH(scale) }
+FN(sum_rows) { TRY(sum_rows) COST(0, 4.0 * L(a[2]) * L(a[3]) + 4.0 * L(a[3])) sum_rows(P(a[0]), P(a[1]), L(a[2]), L(a[3]), Bo(a[4])); UNDEF CATCH(sum_rows) }
+FN(copy2d) { TRY(copy2d) COST(0, (Bo(a[6]) ? 12.0 : 8.0) * L(a[2]) * L(a[3])) copy2d(P(a[0]), P(a[1]), L(a[2]), L(a[3]), L(a[4]), L(a[5]), Bo(a[6])); UNDEF CATCH(copy2d) }
+FN(adamw) { TRY(adamw) COST(0, 28.0 * L(a[4])) adamw(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), F(a[5]), F(a[6]), F(a[7]), F(a[8]), F(a[9]), L(a[10])); UNDEF CATCH(adamw) }
 FN(sum_squares) { TRY(sum_squares) return Napi::Number::New(a.Env(), sum_squares(P(a[0]), L(a[1]))); CATCH(sum_squares) }
 FN(attention_forward) { TRY(attention_forward)
+  COST(attention_flops(L(a[6]), L(a[7]), L(a[8]), L(a[9]), L(a[11]), L(a[14])), 0)
   attention_forward(P(a[0]), P(a[1]), P(a[2]), P<void>(a[3]), P<void>(a[4]), P<int32_t>(a[5]), L(a[6]), L(a[7]), L(a[8]), L(a[9]), L(a[10]),
                     L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]), a.Length() > 16 && a[16].ToBoolean().Value(),
                     a.Length() > 17 ? P<void>(a[17]) : nullptr, a.Length() > 18 && a[18].IsNumber() ? (int)L(a[18]) : BF16,
                     a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32);
   UNDEF CATCH(attention_forward) }
 FN(attention_backward) { TRY(attention_backward)
+  COST(2.5 * attention_flops(L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[15]), L(a[17])), 0)
   attention_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), P(a[6]), P(a[7]), P(a[8]), P<int32_t>(a[9]), L(a[10]),
                      L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), L(a[17]), F(a[18]), a.Length() > 19 && a[19].ToBoolean().Value());
   UNDEF CATCH(attention_backward) }
 FN(lm_logp_forward) { TRY(lm_logp_forward)
+  COST(2.0 * L(a[7]) * L(a[8]) * L(a[9]), 0)
   lm_logp_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P<void>(a[4]), (int)L(a[5]), P<int32_t>(a[6]), L(a[7]), L(a[8]), L(a[9]), F(a[10]), F(a[11]));
   UNDEF CATCH(lm_logp_forward) }
 FN(lm_logp_backward) { TRY(lm_logp_backward)
+  COST((a[1].IsNull() || a[1].IsUndefined() ? 4.0 : 6.0) * L(a[8]) * L(a[9]) * L(a[10]), 0)  // logits again, dh (and dW)
   lm_logp_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P<void>(a[5]), (int)L(a[6]), P<int32_t>(a[7]), L(a[8]), L(a[9]), L(a[10]),
                    F(a[11]), F(a[12]));
   UNDEF CATCH(lm_logp_backward) }

@@ -257,7 +257,7 @@ void convert(void* dst, int dtDst, const void* src, int dtSrc, long n) {
 namespace {
 // a GEMM's own conversion of an operand, shown apart in AHA_CUDA_PROFILE (the binding profiles direct convert calls)
 void convert_in_gemm(void* dst, int dtDst, const void* src, int dtSrc, long n) {
-  struct P { void* t = prof_begin(); ~P() { prof_end("convert (in gemm)", t); } } prof;
+  struct P { void* t; double bytes; ~P() { prof_end("convert (in gemm)", t, 0, bytes); } } prof{prof_begin(), n * (double)(bytes_of(dtSrc) + bytes_of(dtDst))};
   convert(dst, dtDst, src, dtSrc, n);
 }
 

@@ -37,14 +37,13 @@ void graph_abort();  // end a capture that failed on the host side, discarding i
 void graph_launch(int id);
 void graph_destroy(int id);
 bool capturing();
-// per-op GPU time (AHA_CUDA_PROFILE=1): events around each binding call, summed by op name
+// per-op GPU time (AHA_CUDA_PROFILE=1): events around each binding call, summed by op name, with the calls' cost
+// model (FLOPs, and the least bytes they read and write) where the binding gives one; GEMMs also by shape label
 void* prof_begin();
-// shape (GEMMs): a label to sum this call under as well, with its FLOPs and the bytes it reads and writes
-void prof_end(const char* name, void* token, const std::string* shape = nullptr, double flops = 0, double bytes = 0);
-// fills names/ms/counts; clears the totals
-void prof_report(std::string* names, double* ms, long* counts, int* n, int cap);
-struct ProfShape { double ms = 0, flops = 0, bytes = 0; long calls = 0; };
-std::map<std::string, ProfShape> prof_shapes();  // GPU time by GEMM shape label since the last call; clears them
+void prof_end(const char* name, void* token, double flops = 0, double bytes = 0, const std::string* shape = nullptr);
+struct ProfSum { double ms = 0, flops = 0, bytes = 0; long calls = 0; };
+std::map<std::string, ProfSum> prof_ops();     // by op name since the last call; clears them
+std::map<std::string, ProfSum> prof_shapes();  // GEMMs by shape label since the last call; clears them
 void set_profile(bool on);
 
 void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K, bool transA,

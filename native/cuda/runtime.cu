@@ -340,11 +340,11 @@ void synchronize() {
 
 namespace {
 bool g_prof = getenv("AHA_CUDA_PROFILE") != nullptr;
-// shape: a GEMM's shape label (interned in g_shapes, so the pointer lives as long as the process), its FLOPs and bytes
+// shape: a GEMM's shape label (interned in g_shapes, so the pointer lives as long as the process); flops, bytes: the
+// call's cost model (0: none given)
 struct Ev { const char* name; cudaEvent_t a, b; const char* shape; double flops, bytes; };
 std::vector<Ev> g_evs;
-std::map<std::string, std::pair<double, long>> g_prof_acc;
-std::map<std::string, ProfShape> g_shape_acc;
+std::map<std::string, ProfSum> g_op_acc, g_shape_acc;
 std::set<std::string> g_shapes;
 void prof_flush() {
   if (g_evs.empty()) return;
@@ -352,15 +352,18 @@ void prof_flush() {
   for (auto& e : g_evs) {
     float ms = 0;
     cudaEventElapsedTime(&ms, e.a, e.b);
-    auto& x = g_prof_acc[e.name];
-    x.first += ms; x.second++;
-    if (e.shape) {
-      ProfShape& s = g_shape_acc[e.shape];
-      s.ms += ms; s.calls++; s.flops += e.flops; s.bytes += e.bytes;
-    }
+    for (ProfSum* s : {&g_op_acc[e.name], e.shape ? &g_shape_acc[e.shape] : nullptr})
+      if (s) { s->ms += ms; s->calls++; s->flops += e.flops; s->bytes += e.bytes; }
     cudaEventDestroy(e.a); cudaEventDestroy(e.b);
   }
   g_evs.clear();
+}
+// the totals so far, cleared
+std::map<std::string, ProfSum> take(std::map<std::string, ProfSum>& acc) {
+  prof_flush();
+  std::map<std::string, ProfSum> r;
+  r.swap(acc);
+  return r;
 }
 }  // namespace
 void* prof_begin() {
@@ -370,7 +373,7 @@ void* prof_begin() {
   cudaEventRecord(a, g_stream);
   return (void*)a;
 }
-void prof_end(const char* name, void* token, const std::string* shape, double flops, double bytes) {
+void prof_end(const char* name, void* token, double flops, double bytes, const std::string* shape) {
   if (!token) return;
   if (g_capture) { cudaEventDestroy((cudaEvent_t)token); return; }  // began before a capture (graph_begin itself)
   cudaEvent_t b;
@@ -379,21 +382,8 @@ void prof_end(const char* name, void* token, const std::string* shape, double fl
   g_evs.push_back({name, (cudaEvent_t)token, b, shape ? g_shapes.insert(*shape).first->c_str() : nullptr, flops, bytes});
   if (g_evs.size() >= 8192) prof_flush();
 }
-void prof_report(std::string* names, double* ms, long* counts, int* n, int cap) {
-  prof_flush();
-  *n = 0;
-  for (auto& kv : g_prof_acc) {
-    if (*n >= cap) break;
-    names[*n] = kv.first; ms[*n] = kv.second.first; counts[*n] = kv.second.second; (*n)++;
-  }
-  g_prof_acc.clear();
-}
-std::map<std::string, ProfShape> prof_shapes() {
-  prof_flush();
-  std::map<std::string, ProfShape> r;
-  r.swap(g_shape_acc);
-  return r;
-}
+std::map<std::string, ProfSum> prof_ops() { return take(g_op_acc); }
+std::map<std::string, ProfSum> prof_shapes() { return take(g_shape_acc); }
 // turns the per-op timing on or off (AHA_CUDA_PROFILE=1 turns it on from the start): a bench can time its steps
 // without the events, then profile one more
 void set_profile(bool on) {

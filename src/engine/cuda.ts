@@ -46,7 +46,7 @@ interface CudaAddon extends Kernels {
   set_decode_group(on: boolean): void;
   gemm_stats(): { tuned: number; changed: number; skinny: number };
   set_attention_kernel(which: number): void;
-  profile(): Record<string, [number, number]>;
+  profile(): Record<string, [number, number, number, number]>;
   profile_gemm_shapes(): Record<string, [number, number, number, number]>;
   set_profile(on: boolean): void;
   graph_begin(): void;
@@ -142,8 +142,11 @@ class CudaBackend implements Backend {
   emptyCache(): void {
     this.m.empty_cache();
   }
-  /** GPU milliseconds and calls per op since the last call (with AHA_CUDA_PROFILE=1 or setProfiling(true); else empty). */
-  profile(): Record<string, [number, number]> {
+  /**
+   * GPU milliseconds, calls, FLOPs and least bytes moved per op since the last call (with AHA_CUDA_PROFILE=1 or
+   * setProfiling(true); else empty). FLOPs and bytes come from each op's cost model (0 where it has none).
+   */
+  profile(): Record<string, [number, number, number, number]> {
     return this.m.profile();
   }
   /**
