@@ -596,7 +596,7 @@ __global__ void __launch_bounds__(TT) mma_backward_kernel(float* dq, float* dk, 
 
 bool aligned16(const void* p) { return ((uintptr_t)p & 15) == 0; }
 // which kernels: 0 WMMA (tc_*_kernel), 1 mma.sync (mma_*_kernel); AHA_ATTENTION=mma or set_attention_kernel choose
-int g_attention_kernel = getenv("AHA_ATTENTION") && std::string(getenv("AHA_ATTENTION")) == "mma" ? 1 : 0;
+int g_attention_kernel = env_is("AHA_ATTENTION", "mma") ? 1 : 0;
 }  // namespace
 
 void set_attention_kernel(int which) { g_attention_kernel = which; }

@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <stdexcept>
@@ -41,6 +42,11 @@ cudaStream_t stream();
 void check(cudaError_t e, const char* what);
 #define CK(x) ::aha_cuda::check((x), #x)
 inline void check_launch(const char* name) { check(cudaGetLastError(), name); }
+// whether the environment variable `name` is set to exactly `value` (the AHA_* switches)
+inline bool env_is(const char* name, const char* value) {
+  const char* e = getenv(name);
+  return e && std::string(e) == value;
+}
 
 // scratch from the caching allocator (stream-ordered reuse, counted in the memory report)
 void* scratch_alloc(size_t bytes);
@@ -69,15 +75,17 @@ __device__ __forceinline__ void pdl_trigger() {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
-// kernel<<<grid, block, smem, stream()>>>(args...), with programmatic stream serialization when pdl_enabled(); only
-// for kernels that begin with pdl_wait()
+// kernel<<<grid, block, smem, stream()>>>(args...), with programmatic stream serialization when pdl_enabled(), and
+// the launch checked (name in the error); only for kernels that begin with pdl_wait()
 template <class... P, class... Args>
 void launch_pdl(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Args... args) {
 #ifdef __CUDACC_EMU__
   ::emu::launch(name, ::emu::cfg(grid, block, smem, stream()), ::emu::kernel_address(kernel), [=](auto... a) { kernel(a...); }, args...);
+  check_launch(name);
 #else
   if (!pdl_enabled()) {
     kernel<<<grid, block, smem, stream()>>>(args...);
+    check_launch(name);
     return;
   }
   cudaLaunchConfig_t cfg = {};

@@ -316,7 +316,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) qkv_attention_decode_group_ker
 }
 
 // whether decode steps attend by kv group (qkv_attention_decode_group_kernel; AHA_DECODE_GROUP=1, set_decode_group)
-bool g_decode_group = getenv("AHA_DECODE_GROUP") && std::string(getenv("AHA_DECODE_GROUP")) == "1";
+bool g_decode_group = env_is("AHA_DECODE_GROUP", "1");
 
 // r is staged in shared memory: the kernels take ranks up to this (the model's decode path checks it first)
 constexpr long MAX_RANK = 1024;
@@ -348,7 +348,6 @@ void add_rms_norm(float* y, void* y16, int dt16, float* h, const float* add, lon
   if (smem > 48 * 1024) throw std::runtime_error("add_rms_norm: " + std::to_string(C) + " features too many to stage");
   launch_pdl("add_rms_norm", add_rms_norm_kernel, dim3((unsigned)M), dim3(threads_for(C)), smem, y, y16, dt16, h, add, ldAdd, lo, src, ldSrc, Ain,
              Kin, w, C, eps, offset, tOut, Aout, Rout, tParts);
-  check_launch("add_rms_norm");
 }
 
 void glu_lora(float* out, void* out16, int dt16, const float* g, const float* u, long ld, LoraUp lg, LoraUp lu, long M, long I, int act,
@@ -364,7 +363,6 @@ void glu_lora(float* out, void* out16, int dt16, const float* g, const float* u,
     throw std::runtime_error("glu_lora: LoRA ranks " + std::to_string(lg.r) + " + " + std::to_string(lu.r) + " (outgoing " + std::to_string(Rout) + ") too large");
   launch_pdl("glu_lora", glu_lora_kernel, dim3((unsigned)((I + GLU_COLS - 1) / GLU_COLS), (unsigned)((M + GLU_ROWS - 1) / GLU_ROWS)), dim3(GLU_COLS),
              smem, out, out16, dt16, g, u, ld, lg, lu, M, I, act, tOut, Aout, Rout);
-  check_launch("glu_lora");
 }
 
 void qkv_rope_cache(float* qOut, void* kc, void* vc, int dtKV, const int32_t* rows, const float* yq, long ldq, const float* yk,
@@ -394,14 +392,12 @@ void qkv_attention_decode(float* o, void* o16, int dt16, void* kc, void* vc, int
       launch_pdl("qkv_attention_decode (by kv group)", qkv_attention_decode_group_kernel<N_>, dim3((unsigned)Hkv, (unsigned)B), dim3(DEC_WARPS * 32),
                  dyn, o, o16, dt16, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset, cs, sn, rot, Hq, Hkv, D,
                  keyMask, S, kvStrideB, scale, window, softcap, rpad);
-      check_launch("qkv_attention_decode");
       return;
     }
   });
   AHA_DISPATCH_D(D, (launch_pdl("qkv_attention_decode", qkv_attention_decode_kernel<N_>, dim3((unsigned)Hq, (unsigned)B), dim3(DEC_WARPS * 32),
                                r * sizeof(float), o, o16, dt16, kc, vc, dtKV, rows, yq, ldq, yk, yv, ldkv, lq, lk, lv, qNorm, kNorm, eps, offset,
                                cs, sn, rot, Hq, Hkv, D, keyMask, S, kvStrideB, scale, window, softcap)));
-  check_launch("qkv_attention_decode");
 }
 
 void set_decode_group(bool on) { g_decode_group = on; }

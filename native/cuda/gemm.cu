@@ -81,14 +81,13 @@ const size_t WORKSPACE = 32u << 20;
 // heuristic's first, as do outputs over TUNE_MAX_BYTES (the large training GEMMs, where the heuristic does well; the
 // skinny decode and LoRA shapes are the ones it may not). A plan's algorithm never changes once it has run, so
 // graphs and eager calls of one process agree; between processes the choice follows the timings.
-bool g_tune = getenv("AHA_GEMM_TUNE") && std::string(getenv("AHA_GEMM_TUNE")) == "1";
+bool g_tune = env_is("AHA_GEMM_TUNE", "1");
 constexpr int TUNE_ALGOS = 8;
 constexpr size_t TUNE_MAX_BYTES = 64u << 20;
 long g_tuned = 0, g_tuned_changed = 0;  // plans timed, and those whose fastest was not the heuristic's first
 
 void load_lt(void* lib) {
-  const char* e = getenv("AHA_CUBLASLT");
-  if (e && std::string(e) == "0") return;
+  if (env_is("AHA_CUBLASLT", "0")) return;
   auto create = (lt_create_t)dlsym(lib, "cublasLtCreate");
   auto pref_create = (lt_pref_create_t)dlsym(lib, "cublasLtMatmulPreferenceCreate");
   auto pref_set = (lt_set_t)dlsym(lib, "cublasLtMatmulPreferenceSetAttribute");
@@ -251,7 +250,6 @@ bool gemm_ready(std::string* why) {
 void convert(void* dst, int dtDst, const void* src, int dtSrc, long n) {
   if (n <= 0) return;
   launch_pdl("convert", convert_kernel, dim3(blocks_for(n, 256, 8192)), dim3(256), 0, dst, dtDst, src, dtSrc, n);
-  check_launch("convert");
 }
 
 namespace {
@@ -294,7 +292,7 @@ bool gemm_product(float* C, const void* A, int dtA, const void* B, int dtB, long
   if (lt.ok && strides_aligned && aligned(pa) && aligned(pb) && aligned(C)) {
     const int opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N, opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     // a bias in the epilogue (AHA_GEMM_EPILOGUE=0: never, the binary kernel adds it)
-    static const bool epilogue = !getenv("AHA_GEMM_EPILOGUE") || std::string(getenv("AHA_GEMM_EPILOGUE")) != "0";
+    static const bool epilogue = !env_is("AHA_GEMM_EPILOGUE", "0");
     const float* eb = epilogue && bias && aligned(bias) && (biasStride * 4) % 256 == 0 ? bias : nullptr;
     LtPlan* p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb, batch, strideB, strideA, strideC, biasStride);
     if (!p && eb) p = lt_plan(opB, opA, N, M, K, cuda_type(tb), ldb, cuda_type(ta), lda, ldc, compute, eb = nullptr, batch, strideB, strideA, strideC, 0);

@@ -60,7 +60,7 @@ void check(cudaError_t e, const char* what) {
 cudaStream_t stream() { return g_stream; }
 int num_sms() { return g_sms; }
 // programmatic dependent launch (launch_pdl in common.cuh): asked for with AHA_PDL=1 or set_pdl, used on sm_90+
-bool g_pdl = getenv("AHA_PDL") && std::string(getenv("AHA_PDL")) == "1";
+bool g_pdl = env_is("AHA_PDL", "1");
 int g_cc = 0;
 bool pdl_enabled() { return g_pdl && g_cc >= 90; }
 void set_pdl(bool on) { g_pdl = on; }
@@ -330,7 +330,7 @@ void zero(void* dst, size_t bytes) { if (bytes) CK(cudaMemsetAsync(dst, 0, bytes
 // with all-ones bytes (NaN in f32/bf16), so a kernel that reads what it was meant to write first shows in the tests
 // instead of depending on what the recycled block held
 void poison(void* dst, size_t bytes) {
-  static const bool on = getenv("AHA_POISON") && std::string(getenv("AHA_POISON")) == "1";
+  static const bool on = env_is("AHA_POISON", "1");
   if (on && bytes) CK(cudaMemsetAsync(dst, 0xff, bytes, g_stream));
 }
 void synchronize() {

@@ -357,13 +357,10 @@ void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const fl
         const long rows = std::min(R, B - r0);
         const float* x = logits + r0 * V;
         launch_pdl("sample_rows (segment argmax)", seg_argmax_kernel, dim3(nseg, (unsigned)rows), dim3(kSegThreads), 0, pm, pi, x, V, nseg);
-        check_launch("sample_rows (segment argmax)");
         launch_pdl("sample_rows (segment mass)", seg_mass_kernel, dim3(nseg, (unsigned)rows), dim3(kSegThreads), 0, ps, plast, pm, pi, x, V, nseg,
                    temperature, tau);
-        check_launch("sample_rows (segment mass)");
         launch_pdl("sample_rows (draw)", seg_draw_kernel, dim3((unsigned)rows), dim3(kSegThreads), 0, tokens + r0, logprobs + r0, pm, pi, ps, plast,
                    x, uniforms + r0, V, nseg, temperature, tau);
-        check_launch("sample_rows (draw)");
       }
       return;
     }
@@ -375,7 +372,6 @@ void sample_rows(int32_t* tokens, float* logprobs, const float* logits, const fl
     const long rows = std::min(R, B - r0);
     launch_pdl("sample_rows", sample_rows_kernel, dim3((unsigned)rows), dim3(kThreads), 0, tokens + r0, logprobs + r0, p.as<float>(), logits + r0 * V,
                uniforms + r0, V, temperature, topK, topP, minP);
-    check_launch("sample_rows");
   }
 }
 
