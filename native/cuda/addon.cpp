@@ -29,14 +29,13 @@ void* host_ptr(const Napi::Value& v, size_t* bytes) {
 std::string gemm_shape_label(int dtA, int dtB, long batch, long M, long N, long K, bool tA, bool tB, long sA, long sB, float beta, bool fast,
                              bool bias, double* flops, double* bytes) {
   const auto dt = [](int d) { return d == F32 ? "f32" : d == BF16 ? "bf16" : "f16"; };
-  const auto size = [](int d) { return d == F32 ? 4.0 : 2.0; };
   std::string s = (batch > 1 ? std::to_string(batch) + " × " : "") + std::to_string(M) + "×" + std::to_string(N) + "×" + std::to_string(K) +
                   ", A" + (tA ? "ᵀ " : " ") + dt(dtA) + ", B" + (tB ? "ᵀ " : " ") + dt(dtB);
   if (fast && dtA == F32 && dtB == F32) s += ", tf32";
   if (beta != 0.f) s += ", β";
   if (bias) s += ", bias";
   *flops = 2.0 * batch * M * N * K;
-  *bytes = (sA ? batch : 1) * (double)M * K * size(dtA) + (sB ? batch : 1) * (double)N * K * size(dtB) + batch * (double)M * N * 4 * (beta != 0.f ? 2 : 1);
+  *bytes = (sA ? batch : 1) * (double)M * K * bytes_of(dtA) + (sB ? batch : 1) * (double)N * K * bytes_of(dtB) + batch * (double)M * N * 4 * (beta != 0.f ? 2 : 1);
   return s;
 }
 
@@ -56,7 +55,6 @@ struct ProfScope {
 };
 // a call's cost model for the profile (FLOPs, least bytes read and written), worked out only while profiling
 #define COST(f, b) if (prof_.tok) { prof_.flops = (double)(f); prof_.bytes = (double)(b); }
-double esize(int dt) { return dt == F32 || dt == I32 ? 4.0 : 2.0; }
 #define TRY(name) ProfScope prof_(#name); try {
 #define CATCH(name)                                                                                   \
   } catch (const std::exception& e) {                                                                 \
@@ -155,7 +153,7 @@ FN(scatter_rows) { TRY(scatter_rows)
 FN(repetition_penalty) { TRY(repetition_penalty) repetition_penalty(P(a[0]), P<int32_t>(a[1]), L(a[2]), L(a[3]), L(a[4]), F(a[5])); UNDEF CATCH(repetition_penalty) }
 FN(softcap) { TRY(softcap) softcap(P(a[0]), P(a[1]), F(a[2]), L(a[3])); UNDEF CATCH(softcap) }
 FN(dropout_mask) { TRY(dropout_mask) dropout_mask(P(a[0]), P<int32_t>(a[1]), (uint32_t)L(a[2]), L(a[3]), F(a[4]), F(a[5])); UNDEF CATCH(dropout_mask) }
-FN(convert) { TRY(convert) COST(0, L(a[4]) * (esize((int)L(a[1])) + esize((int)L(a[3])))) convert(P<void>(a[0]), (int)L(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4])); UNDEF CATCH(convert) }
+FN(convert) { TRY(convert) COST(0, L(a[4]) * (double)(bytes_of((int)L(a[1])) + bytes_of((int)L(a[3])))) convert(P<void>(a[0]), (int)L(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4])); UNDEF CATCH(convert) }
 FN(rms_norm_forward) { TRY(rms_norm_forward)
   COST(0, (double)L(a[4]) * L(a[5]) * (8 + (a.Length() > 8 && !a[8].IsNull() && !a[8].IsUndefined() ? 2 : 0)))
   rms_norm_forward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), F(a[7]), a.Length() > 8 ? P<void>(a[8]) : nullptr,
@@ -173,7 +171,7 @@ FN(glu_forward) { TRY(glu_forward)
   glu_forward(P(a[0]), P(a[1]), P(a[2]), L(a[3]), (int)L(a[4]), a.Length() > 5 ? P<void>(a[5]) : nullptr, a.Length() > 6 && a[6].IsNumber() ? (int)L(a[6]) : BF16);
   UNDEF CATCH(glu_forward) }
 FN(glu_backward) { TRY(glu_backward) COST(0, 20.0 * L(a[5])) glu_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), L(a[5]), (int)L(a[6])); UNDEF CATCH(glu_backward) }
-FN(embedding_forward) { TRY(embedding_forward) COST(0, (double)L(a[4]) * L(a[5]) * (4 + esize((int)L(a[3])))) embedding_forward(P(a[0]), P<int32_t>(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6])); UNDEF CATCH(embedding_forward) }
+FN(embedding_forward) { TRY(embedding_forward) COST(0, (double)L(a[4]) * L(a[5]) * (4 + bytes_of((int)L(a[3])))) embedding_forward(P(a[0]), P<int32_t>(a[1]), P<void>(a[2]), (int)L(a[3]), L(a[4]), L(a[5]), L(a[6])); UNDEF CATCH(embedding_forward) }
 FN(embedding_backward) { TRY(embedding_backward) COST(0, 8.0 * L(a[3]) * L(a[4])) embedding_backward(P(a[0]), P(a[1]), P<int32_t>(a[2]), L(a[3]), L(a[4])); UNDEF CATCH(embedding_backward) }
 FN(binary) { TRY(binary) COST(0, 8.0 * L(a[3]) + 4.0 * L(a[4])) binary(P(a[0]), P(a[1]), P(a[2]), L(a[3]), L(a[4]), (int)L(a[5])); UNDEF CATCH(binary) }
 FN(scale) { TRY(scale) COST(0, 8.0 * L(a[3])) scale(P(a[0]), P(a[1]), F(a[2]), L(a[3])); UNDEF CATCH(scale) }

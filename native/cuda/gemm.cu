@@ -226,7 +226,6 @@ void tune_plan(LtPlan& p, const float* alpha, const void* pb, const void* pa, co
 }
 
 int cuda_type(int dt) { return dt == BF16 ? R_16BF : dt == F16 ? R_16F : R_32F; }
-int bytes_of(int dt) { return dt == F32 || dt == I32 ? 4 : 2; }
 // elements spanned by a strided batch of stored row-major matrices (rows × cols, row stride ld)
 long extent(long batch, long rows, long cols, long ld, long stride) { return (batch - 1) * stride + (rows - 1) * ld + cols; }
 }  // namespace

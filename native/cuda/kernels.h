@@ -10,6 +10,7 @@
 namespace aha_cuda {
 
 enum DType : int { F32 = 0, BF16 = 1, F16 = 2, I32 = 3 };
+inline int bytes_of(int dt) { return dt == F32 || dt == I32 ? 4 : 2; }  // bytes of one element
 
 // device runtime (runtime.cu)
 std::string init_device(std::string* name, size_t* total_mem, int* cc);
