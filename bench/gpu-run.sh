@@ -5,15 +5,16 @@
 # against PyTorch. Device time is short: `ops models variants` in one call and `bench bench15` in another fit the
 # 10-minute limit.
 # Run from the repository root on the GPU machine after `source .device/use-node.sh`, with carry
-# [".device", ".devnm", ".fixtures", "native/build-dev"] (Node, tsx, fixtures and the addons built with
-# `AHA_PORTABLE=1 AHA_NO_CUDA_EMU=1 npx cmake-js compile --directory native --out native/build-dev`). Logs go to $OUT.
+# [".device", ".devnm", "native/build-dev"] (Node, tsx, and the addons built with
+# `AHA_PORTABLE=1 AHA_NO_CUDA_EMU=1 npx cmake-js compile --directory native --out native/build-dev`); the fixtures travel
+# with the working tree (test/fixtures). Logs go to $OUT.
 #   bash bench/gpu-run.sh [ops] [models] [variants] [bench] [bench15] [profile]   (default: ops models bench)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 what=${*:-ops models bench}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 ln -sfn .devnm/node_modules node_modules
 mkdir -p native/build/Release && cp native/build-dev/Release/*.node native/build/Release/
-export AHA_FIXTURES=$PWD/.fixtures
+export AHA_FIXTURES=${AHA_FIXTURES:-$PWD/test/fixtures}
 export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cublas/lib
 node --import tsx -e 'import("./src/engine/cuda.ts").then(m => console.log("cudaInfo", JSON.stringify(m.cudaInfo())))'
 for w in $what; do

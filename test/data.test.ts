@@ -15,7 +15,7 @@ import { loadTokenizer } from "../src/tokenize/index.ts";
 import { fixtureModels } from "./fixtures.ts";
 
 const ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
-const GSM8K = resolve(ROOT, "..", "shared", "datasets", "gsm8k");
+const GSM8K = resolve(ROOT, "datasets", "gsm8k");
 const tmp = mkdtempSync(join(tmpdir(), "aha-data-"));
 process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
 

@@ -1,11 +1,11 @@
-// Where the reference fixtures live: $AHA_FIXTURES, default ../shared/fixtures (the project root's sibling).
+// Where the reference fixtures live: $AHA_FIXTURES, default test/fixtures (in the repository).
 // Cases are discovered by listing folders, never by hard-coded names.
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
-export const FIXTURES = resolve(process.env.AHA_FIXTURES ?? join(root, "..", "shared", "fixtures"));
+export const FIXTURES = resolve(process.env.AHA_FIXTURES ?? join(root, "test", "fixtures"));
 
 /** Sub-folders of `$AHA_FIXTURES/<sub>` (sorted); empty when the folder is missing. */
 export function listFixtureDirs(sub: string): string[] {
