@@ -268,25 +268,25 @@ void launch_backward(float* dq, float* dk, float* dv, const float* dout, const f
 }  // namespace
 
 void attention_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* keyMask,
-                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, bool lowp,
+                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, int lowp,
                        void* o16, int dt16, int dtKV) {
   if (B * T * Hq == 0) return;
   if (dtKV != F32 && dtKV != BF16) throw std::runtime_error("aha cuda attention: keys and values must be f32 or bf16");
   if (lowp && T > 1 && gemm_mode() == 0 &&
-      attention_tc_forward(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16, dtKV)) return;
+      attention_tc_forward(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16, dtKV, lowp)) return;
   AHA_DISPATCH_D(D, (launch_forward<N_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16, dtKV)));
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
                         const float* q, const float* k, const float* v, const int32_t* keyMask,
-                        long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap, bool lowp) {
+                        long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap, int lowp) {
   if (B * T * Hq == 0) return;
   Scratch di((size_t)B * Hq * T * 4);
   long rows = B * T * Hq;
   attention_di_kernel<<<blocks_for(rows * 32, 256, 1L << 30), 256, 0, stream()>>>(di.as<float>(), dout, o, B, T, Hq, D);
   check_launch("attention_di");
   if (lowp && gemm_mode() == 0 &&
-      attention_tc_backward(dq, dk, dv, dout, lse, di.as<float>(), q, k, v, keyMask, B, T, S, Hq, Hkv, D, scale, window, softcap)) return;
+      attention_tc_backward(dq, dk, dv, dout, lse, di.as<float>(), q, k, v, keyMask, B, T, S, Hq, Hkv, D, scale, window, softcap, lowp)) return;
   AHA_DISPATCH_D(D, (launch_backward<N_>(dq, dk, dv, dout, lse, di.as<float>(), q, k, v, keyMask, B, T, S, Hq, Hkv, D, scale, window, softcap)));
 }
 

@@ -169,6 +169,12 @@ export class CausalLM {
     return gemmTakes16(this.embed.backend, wdt) ? wdt : null;
   }
 
+  /** The 16-bit type attention may compute in on tensor cores: the weights' (false for an f32 model). */
+  private attention16(): false | "bf16" | "f16" {
+    const dt = this.embed.dtype;
+    return dt === "bf16" || dt === "f16" ? dt : false;
+  }
+
   /** Every linear module: name → [in, out]. */
   linearShapes(): Map<string, [number, number]> {
     const out = new Map<string, [number, number]>();
@@ -299,7 +305,7 @@ export class CausalLM {
     const plan = kv && this.fusedDecode && !isGradEnabled() ? fusedPlan(cfg, this.layers, adapter) : null;
     if (plan)
       return fusedLayers(x, this.layers, plan, this.finalNorm, { cfg, low: this.lowInputs(), B, T, S, cache: kv!.cache, rows: kv!.rows, fold: this.foldLoraDown,
-        rope: (l) => inputs.rope(cfg.ropeByLayer[l]), keys: (l) => inputs.keys(cfg.windowByLayer[l]), lowPrecision: this.embed.dtype !== "f32" });
+        rope: (l) => inputs.rope(cfg.ropeByLayer[l]), keys: (l) => inputs.keys(cfg.windowByLayer[l]), lowPrecision: this.attention16() });
     // LoRA dropout while training: one device seed per forward, one salt per (layer, module)
     const seed = this.dropout > 0 && isGradEnabled() ? (inputs.dropoutSeed ?? this.drawDropoutSeed()) : null;
     const low = this.lowInputs(); // the projections' inputs get 16-bit copies where their GEMMs take those
@@ -341,7 +347,7 @@ export class CausalLM {
         [q, k] = ropePair(reshape(q, [N, Hq, D]), reshape(k, [N, Hkv, D]), cos, sin, cfg.rotaryDim);
         v = reshape(v, [N, Hkv, D]);
         const aOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: keys.window, softcap: cfg.attnSoftcap, keyMask: keys.mask,
-          lowPrecision: this.embed.dtype !== "f32" };
+          lowPrecision: this.attention16() };
         const attend = (k: Tensor, v: Tensor, opts: AttentionOpts): [Tensor, Tensor | null] =>
           low ? attention16(q, k, v, opts, low) : [attention(q, k, v, opts), null];
         let a: Tensor, a16: Tensor | null;
