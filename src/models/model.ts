@@ -80,6 +80,9 @@ export class CausalLM {
    *  rather than by GEMMs (9 kernels per layer instead of 13); AHA_FOLD_LORA_DOWN=0 turns that off (to compare) */
   foldLoraDown = process.env.AHA_FOLD_LORA_DOWN !== "0";
   dropoutRng: () => number = Math.random;
+  /** bf16 weights kept as f16 for the device (Turing has no bf16 tensor cores): tensors converted at load, and their
+   *  values below f16's smallest subnormal that became 0 (models/weights.ts; a value beyond f16's range is an error) */
+  weightsToF16 = { tensors: 0, flushed: 0 };
 
   private constructor(readonly config: ModelConfig) {}
 
@@ -143,6 +146,7 @@ export class CausalLM {
       m.layers.push(layer);
     }
     if (opts.adapter) m.adapter = LoraAdapter.load(opts.adapter, m.linearShapes());
+    m.weightsToF16 = ws.toF16;
     return m;
   }
 
