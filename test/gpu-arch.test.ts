@@ -50,22 +50,21 @@ test("the CUDA module carries machine code for every architecture it is built fo
   if (!existsSync(mod)) return t.skip(`${mod} not built (no nvcc when npm install ran)`);
   // the default build's list (native/cuda/CMakeLists.txt), with sm_100 and sm_120 where this nvcc has them; or
   // AHA_CUDA_ARCH's numbers where the build was asked for fewer
-  let want = [75, 80, 86, 89, 90], ptx = 90;
-  if (process.env.AHA_CUDA_ARCH) {
-    want = [...process.env.AHA_CUDA_ARCH.matchAll(/(\d+)(-real)?/g)].map((m) => Number(m[1]));
-    ptx = Math.max(...want);
-  } else {
+  let want = [75, 80, 86, 89, 90];
+  if (process.env.AHA_CUDA_ARCH) want = [...process.env.AHA_CUDA_ARCH.matchAll(/(\d+)/g)].map((m) => Number(m[1]));
+  else {
     let list = "";
     for (const nvcc of ["nvcc", "/usr/local/cuda/bin/nvcc"]) {
-      try { list = execFileSync(nvcc, ["--list-gpu-arch"], { encoding: "utf8" }); break; } catch { /* the next */ }
+      try { list = execFileSync(nvcc, ["--list-gpu-arch"], { encoding: "utf8" }); break; } catch { /* the next; none on a GPU machine that only runs the module */ }
     }
-    for (const a of [100, 120]) if (list.includes(`compute_${a}`)) { want.push(a); ptx = a; }
+    for (const a of [100, 120]) if (list.includes(`compute_${a}`)) want.push(a);
   }
   const s = fatSummary(mod);
   t.diagnostic(`${s.binaries} fat binaries: machine code for ${s.elf.join(", ")}; PTX for ${s.ptx.join(", ")}`);
   assert.ok(s.binaries >= 9, "one fat binary per .cu file");
   for (const a of want) assert.ok(s.elf.includes(a), `every .cu file has sm_${a} machine code (has ${s.elf})`);
-  assert.ok(s.ptx.includes(ptx), `PTX for the newest, compute_${ptx} (has ${s.ptx})`);
+  const newest = Math.max(...s.elf);
+  assert.ok(s.ptx.includes(newest), `PTX for the newest, compute_${newest}, which newer GPUs compile (has ${s.ptx})`);
 });
 
 test("cuda: the tensor-core attention kernels each device's shared memory allows (T4, A100, RTX 30/40 and L4, H100)", { skip: cudaSkip() }, () => {

@@ -99,6 +99,7 @@ typedef __half half;
 struct alignas(4) __nv_bfloat162 { __nv_bfloat16 x, y; };
 struct alignas(4) __half2 { __half x, y; };
 inline __half2 __floats2half2_rn(float a, float b) { return {__half(a), __half(b)}; }
+inline float2 __half22float2(__half2 v) { return {(float)v.x, (float)v.y}; }
 inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16(f); }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
 inline float __bfloat162float(__nv_bfloat16 h) { return (float)h; }

@@ -25,6 +25,15 @@ __device__ __forceinline__ float load_f(const void* p, int dt, long i) {
   return ((const float*)p)[i];
 }
 
+// elements i .. i + 3 of a 16-bit buffer (bf16 or f16 as dt) as floats, in one 8-byte load (i a multiple of 4)
+__device__ __forceinline__ float4 load4_16(const void* p, int dt, long i) {
+  const uint2 w = *(const uint2*)((const uint16_t*)p + i);
+  float2 a, b;
+  if (dt == BF16) { a = __bfloat1622float2(*(const __nv_bfloat162*)&w.x); b = __bfloat1622float2(*(const __nv_bfloat162*)&w.y); }
+  else { a = __half22float2(*(const __half2*)&w.x); b = __half22float2(*(const __half2*)&w.y); }
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+
 // element i of a 16-bit buffer (bf16 or f16) set to v, rounded to nearest even (the 16-bit copies of outputs that
 // GEMMs take as inputs)
 __device__ __forceinline__ void store16(void* p, int dt, long i, float v) {
@@ -120,15 +129,15 @@ __device__ __forceinline__ bool attention_visible(long i, long j, long T, long S
 // ---- tensor cores: the 16-bit type T16 of a kernel's operands is bf16 (sm_80+) or f16 (sm_75+: Turing has no bf16
 // tensor-core instructions). A kernel templated on T16 compiles its body only in the passes that have T16's
 // instructions (tc_compiled) and traps elsewhere; the host launches it only where tc_runs(T16) (runtime.cu).
-template <class T16> constexpr bool is_bf16() { return std::is_same<T16, __nv_bfloat16>::value; }
-template <class T16> constexpr bool tc_compiled() {
+template <class T16> __host__ __device__ constexpr bool is_bf16() { return std::is_same<T16, __nv_bfloat16>::value; }
+template <class T16> __host__ __device__ constexpr bool tc_compiled() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   return !is_bf16<T16>();
 #else
   return true;
 #endif
 }
-template <class T16> constexpr int dtype_of() { return is_bf16<T16>() ? BF16 : F16; }
+template <class T16> __host__ __device__ constexpr int dtype_of() { return is_bf16<T16>() ? BF16 : F16; }
 // v rounded to T16 (nearest even)
 template <class T16> __device__ __forceinline__ T16 to16(float v) {
   if constexpr (is_bf16<T16>()) return __float2bfloat16(v);

@@ -151,11 +151,13 @@ export class CausalLM {
   }
 
   /**
-   * The dtype a KV cache for this model should hold: bf16 where the backend's GEMMs round activations to bf16 anyway
-   * (CUDA's default with bf16 weights; keys and values then come from such GEMMs), f32 otherwise (the CPU, exact mode).
+   * The dtype a KV cache for this model should hold: the weights' 16-bit type where the backend's GEMMs round
+   * activations to it anyway (CUDA's default with bf16 weights, or f16 ones: Turing keeps bf16 weights as f16; keys
+   * and values then come from such GEMMs), f32 otherwise (the CPU, exact mode).
    */
-  kvDtype(): "f32" | "bf16" {
-    return this.lowInputs() === "bf16" ? "bf16" : "f32";
+  kvDtype(): "f32" | "bf16" | "f16" {
+    const dt = this.lowInputs();
+    return dt === "bf16" || dt === "f16" ? dt : "f32";
   }
 
   /** The next forward's dropout seed, [1] i32 on the device, from `dropoutRng`. */

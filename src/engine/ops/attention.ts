@@ -35,12 +35,12 @@ export function attention16(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts, d
 }
 
 function attentionAnd16(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpts, dt16: DType | null): [Tensor, Tensor | null] {
-  // keys and values may be bf16 (a KV cache of 16-bit values: no gradient flows into it)
+  // keys and values may be bf16 or f16 (a KV cache of 16-bit values: no gradient flows into it)
   assertF32("attention", q);
-  if (k.dtype !== v.dtype || (k.dtype !== "f32" && k.dtype !== "bf16")) throw new Error(`attention: keys ${k.describe()} and values ${v.describe()} must both be f32 or bf16`);
-  // (no backward reads bf16 keys: a recorded forward over them would pass them to a kernel that reads f32)
+  if (k.dtype !== v.dtype || k.dtype === "i32") throw new Error(`attention: keys ${k.describe()} and values ${v.describe()} must both be f32, bf16 or f16`);
+  // (no backward reads 16-bit keys: a recorded forward over them would pass them to a kernel that reads f32)
   if (k.dtype !== "f32" && (k.requiresGrad || v.requiresGrad || (q.requiresGrad && isGradEnabled())))
-    throw new Error("attention: bf16 keys/values are for a KV cache, without gradients");
+    throw new Error(`attention: ${k.dtype} keys/values are for a KV cache, without gradients`);
   const S = o.S ?? o.T;
   const kvStrideB = o.kvStrideB ?? S * o.Hkv * o.D;
   if (q.numel !== o.B * o.T * o.Hq * o.D) throw new Error(`attention: q [${q.shape}] is not [${o.B},${o.T},${o.Hq},${o.D}]`);
