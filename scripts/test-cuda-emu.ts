@@ -9,7 +9,8 @@
 // the files and tests whose code differs by architecture (SAMPLE), and one more file drawn from ROTATION by a seed:
 // AHA_EMU_SEED, else one made from the commit (git HEAD), so a commit always draws the same and commits rotate
 // through the pool; the seed is printed first. AHA_EMU_FULL=1 runs every file on every architecture (what a change
-// to the kernels or a release should pass: bench/results/25-gpu-archs.md has the last such run).
+// to the kernels or a release should pass: bench/results/25-gpu-archs.md has the last such run). AHA_EMU_ARCH=sm_75
+// (a comma list) runs those architectures only.
 //   node --import tsx scripts/test-cuda-emu.ts        (npm run test:cuda-emu)
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -64,8 +65,9 @@ function run(arch: Arch, files: string[], pattern?: string): boolean {
 }
 
 console.log(`# CUDA emulator runs: ${full ? "every file on every architecture (AHA_EMU_FULL=1)" : `every file on sm_90, a sample elsewhere (seed ${seed}: AHA_EMU_SEED=${seed} repeats it)`}`);
+const only = process.env.AHA_EMU_ARCH?.split(",").map((a) => a.trim());
 let ok = true;
-for (const arch of ARCHS) {
+for (const arch of ARCHS.filter((a) => !only || only.includes(a.name))) {
   if (!existsSync(join(release, arch.module))) {
     // (native/CMakeLists.txt builds the emulator on x86-64 Linux only; AHA_EMU_ARCHS may leave an architecture out)
     console.log(`\n# CUDA emulator as ${arch.name}: ${arch.module} not built, skipped`);
