@@ -47,6 +47,8 @@ export interface TurnsOptions extends SamplingParams {
   /** bytes of KV cache to allow at once (default 1 GiB); decides how many prompts run together */
   memoryBudget?: number;
   onTurnEnd: TurnHandler;
+  /** filled in as it runs: forwards (the prompts' prefill included) and cache repacks (for tests and benches) */
+  stats?: { forwards: number; repacks: number };
 }
 
 export interface MultiTurnCompletion {
@@ -143,6 +145,7 @@ async function runChunk(model: CausalLM, prompts: number[][], offset: number, n:
   const draw = (logits: Tensor, rows: number[], who: Seq[]) => drawTokens(logits, rows, who, params).forEach((d, r) => accept(who[r], d.token, d.logprob));
 
   try {
+    if (opts.stats) opts.stats.forwards++;
     draw(first, seqs.map((s) => Math.floor((s.id - offset * n) / n)), seqs);
     first.dispose();
     for (;;) {
@@ -160,6 +163,7 @@ async function runChunk(model: CausalLM, prompts: number[][], offset: number, n:
       const live = seqs.filter((s) => s.state !== "done");
       if (needsRepack(cache, live, T, dense)) {
         cache = repack(cache, live.map((s) => s.row));
+        if (opts.stats) opts.stats.repacks++;
         live.forEach((s, r) => { s.row = r; });
         if (cache.length + T > cache.capacity) throw new Error(`generateTurns: ${cache.length} + ${T} positions do not fit a cache of ${cache.capacity}`);
       }
@@ -173,6 +177,7 @@ async function runChunk(model: CausalLM, prompts: number[][], offset: number, n:
         s.feed = [];
       }
       const logits = noGrad(() => scope(() => lastRowLogits(model, model.forward(step, B, T, { attentionMask: stepMask, cache }), B, T)));
+      if (opts.stats) opts.stats.forwards++;
       draw(logits, ready.map((s) => s.row), ready);
       logits.dispose();
     }
