@@ -11,7 +11,7 @@
 // Defaults made the committed assets/tiny-calc (timings in the README section docs/sections/21-agents.md).
 //
 //   node --import tsx scripts/make-calculator-model.ts [--out assets/tiny-calc] [--steps N] [--tool-rate 0.3]
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { backward, embedding, fromHost, noGrad, scale, scope, sum } from "../src/engine/index.ts";
@@ -40,6 +40,8 @@ const { values: a } = parseArgs({
     "tool-rate": { type: "string", default: "0.3" },
     "eval-every": { type: "string", default: "250" },
     "eval-n": { type: "string", default: "100" },
+    /** also write the weights every N steps (0: only at the end); the first s steps are the same whatever --steps is */
+    "save-every": { type: "string", default: "0" },
   },
 });
 const num = (k: keyof typeof a) => Number(a[k]);
@@ -131,6 +133,14 @@ function encodeConversation(prompt: Message[], traj: Message[]): { ids: number[]
   return { ids, own, P };
 }
 
+/** Write the current weights (f32) under a temporary name, then rename. */
+function saveWeights(): void {
+  const t: Record<string, StWriteTensor> = {};
+  for (const w of model.allWeights()) t[w.name!] = { dtype: "F32", shape: w.shape, data: w.f32() };
+  writeSafetensors(join(out, "model.safetensors.tmp"), t);
+  renameSync(join(out, "model.safetensors.tmp"), join(out, "model.safetensors"));
+}
+
 function sftLoss(batch: { ids: number[]; own: Uint8Array }[]) {
   const T = Math.max(...batch.map((e) => e.ids.length));
   const ids = new Int32Array(batch.length * T), mask = new Int32Array(batch.length * T);
@@ -195,8 +205,7 @@ for (let step = 0; step < steps; step++) {
   const done = step + 1;
   if (done % 50 === 0) console.log(`step ${done}/${steps} loss ${ema.toFixed(4)} lr ${cur.toExponential(2)} ${((Date.now() - t0) / done).toFixed(0)} ms/step`);
   if (done % num("eval-every") === 0 || done === steps) report(done, (Date.now() - t0) / 1000);
+  if (num("save-every") > 0 && done % num("save-every") === 0 && done < steps) { saveWeights(); console.log(`  saved the weights of step ${done}`); }
 }
-const t: Record<string, StWriteTensor> = {};
-for (const w of model.allWeights()) t[w.name!] = { dtype: "F32", shape: w.shape, data: w.f32() };
-writeSafetensors(join(out, "model.safetensors"), t);
+saveWeights();
 console.log(`done: ${steps} steps in ${((Date.now() - t0) / 1000).toFixed(0)} s → ${out}`);

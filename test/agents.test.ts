@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { fixtureModels } from "./fixtures.ts";
 import { CausalLM } from "../src/models/model.ts";
@@ -165,8 +165,25 @@ function replay(secret: number, msgs: Message[]): { replies: string[]; reward: n
   return { replies, reward };
 }
 
+/**
+ * A copy of a fixture model whose generation_config lists 40 more end-of-turn ids (as Llama 3.1 lists three), none of
+ * them in the template's rendering of the game's replies: a random model then ends its turns every ~13 tokens.
+ */
+function withFrequentStops(dir: string): string {
+  const tok = loadTokenizer(dir);
+  const used = new Set<number>();
+  for (const reply of ["Higher.", "Lower.", "Say a digit.", "Guess my number (0-9). Hint: odd.", "Guess my number (0-9). Hint: even.", "dummy"])
+    for (const id of tok.encodeChat([{ role: "user", content: reply }, { role: "assistant", content: "" }, { role: "user", content: reply }], { addGenerationPrompt: true })) used.add(id);
+  const extra = Array.from({ length: 512 }, (_, i) => i).filter((i) => i > 2 && !used.has(i)).filter((_, k) => k % 11 === 0).slice(0, 40);
+  const out = mkdtempSync(join(tmpdir(), "aha-stops-"));
+  for (const f of readdirSync(dir)) if (statSync(join(dir, f)).isFile()) copyFileSync(join(dir, f), join(out, f));
+  const gen = JSON.parse(readFileSync(join(dir, "generation_config.json"), "utf8"));
+  writeFileSync(join(out, "generation_config.json"), JSON.stringify({ ...gen, eos_token_id: [2, ...extra] }));
+  return out;
+}
+
 test("environment: a guessing game drives the episodes; its messages are prefilled as the template renders them; rewards see the trajectory", async () => {
-  const dir = modelDir("llama");
+  const dir = withFrequentStops(modelDir("llama"));
   const model = CausalLM.load(dir);
   const tok = loadTokenizer(dir);
   const cfg = validateConfig({ model: dir, maxCompletionLength: 160, numGenerations: 4, perDeviceTrainBatchSize: 16, seed: 5, environment: guessingGame, temperature: 1 });
@@ -207,9 +224,11 @@ test("environment: a guessing game drives the episodes; its messages are prefill
     assert.equal(pos, ids.length, `episode ${i}: every id accounted for`);
     if (ep.completion.turns > 1) multi++;
   });
-  assert.ok(multi >= 4, `${multi} episodes took several turns`);
+  assert.ok(multi >= 8, `${multi} episodes took several turns`);
+  assert.ok(eps.filter((e) => e.messages.filter((m) => m.role === "user").length >= 2).length >= 3, "some episodes got two replies or more");
   assert.deepEqual(ro.completionIds, eps.map((e) => e.completion.tokenIds), "the rollout is the same episodes (same seed)");
   assert.equal(seen.length, 16);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test("environment in the trainer: metrics, the environment reward, completions.jsonl with whole conversations", async () => {
