@@ -21,7 +21,7 @@ test("a messages column is a prompt up to its trailing assistant turn", () => {
   assert.deepEqual(rowPrompt({ messages }), messages.slice(0, 2));
   assert.deepEqual(rowPrompt({ messages: messages.slice(0, 2) }), messages.slice(0, 2));
   assert.deepEqual(rowPrompt({ messages, prompt: "own" }), "own", "an explicit prompt wins");
-  assert.throws(() => rowPrompt({ text: "x" }), /no "prompt" \(or "messages"\) column/);
+  assert.throws(() => rowPrompt({ text: "x" }), /no "prompt" column \(nor a "messages" column/);
 });
 
 test("rewards get message lists for conversational prompts and text for standard ones", async () => {

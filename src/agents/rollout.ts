@@ -43,7 +43,7 @@ export async function createAgent(cfg: GRPOConfig, tok: Tokenizer, modelType?: s
   const environment = cfg.environment === undefined ? null
     : typeof cfg.environment === "string" ? await loadEnvironment(cfg.environment, baseDir) : (cfg.environment as EnvironmentFactory);
   const format = tools.length > 0 ? toolCallFormatFor(tok, { override: cfg.toolCallFormat, modelType, kwargs: cfg.chatTemplateKwargs }) : null;
-  if (!tok.hasChatTemplate) throw new Error(`${tok.source}: an environment needs a chat template (set chat_template)`);
+  if (!tok.hasChatTemplate) throw new Error(`${tok.source}: tools and environments need a chat template (set chat_template)`);
   return {
     tools, templateTools: tools.length > 0 ? toolSchemas(tools) : undefined, format, environment,
     maxToolCallingIterations: cfg.maxToolCallingIterations ?? Infinity, toolTimeoutMs: cfg.toolTimeoutMs, chatTemplateKwargs: cfg.chatTemplateKwargs,
@@ -132,6 +132,12 @@ export async function runEpisodes(model: CausalLM, tok: Tokenizer, rows: Row[], 
   return episodes;
 }
 
+/** An episode's completion ids as rewards see them: without the stop token that ended it. */
+export function bareIds(ep: Episode, stop: Set<number>): number[] {
+  const c = ep.completion.tokenIds;
+  return c.length > 0 && stop.has(c[c.length - 1]) ? c.slice(0, -1) : c;
+}
+
 /** Turn and tool metrics of a set of episodes (TRL's tools/call_frequency and tools/failure_frequency among them). */
 export function episodeMetrics(eps: Episode[]): Metrics {
   const n = Math.max(1, eps.length), sum = (f: (e: Episode) => number) => eps.reduce((a, e) => a + f(e), 0);
@@ -153,7 +159,7 @@ export async function agentRollout(model: CausalLM, tok: Tokenizer, rows: Row[],
   const eps = await runEpisodes(model, tok, rows, agent, { ...cfg, n: G, seed: mixSeed(cfg.seed, step) });
   const stop = new Set(stopIds(model, tok));
   const ids = eps.map((e) => e.completion.tokenIds);
-  const bare = ids.map((c) => (c.length > 0 && stop.has(c[c.length - 1]) ? c.slice(0, -1) : c));
+  const bare = eps.map((e) => bareIds(e, stop));
   const truncated = eps.map((e) => e.completion.finishReason === "length");
   const funcs = agent.environment && eps.some((e) => e.envReward !== null)
     ? [...rewardFuncs, { name: "environment", fn: () => eps.map((e) => e.envReward) }] : rewardFuncs;

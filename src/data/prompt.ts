@@ -54,7 +54,7 @@ export function rowPrompt(row: Row, opts: { systemPrompt?: string; where?: strin
     "dataset",
     where,
     p === undefined
-      ? `no "prompt" (or "messages") column (columns: ${Object.keys(row).join(", ")}); map your data to a prompt column or use a preset`
+      ? `no "prompt" column (nor a "messages" column; columns: ${Object.keys(row).join(", ")}); map your data to a prompt column or use a preset`
       : `"prompt" must be a string or a list of {role, content} messages, got ${typeof p}`,
   );
 }

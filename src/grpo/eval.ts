@@ -10,7 +10,7 @@ import { generate } from "../generate/generate.ts";
 import { encodeRow, stopIds, withoutStop } from "./rollout.ts";
 import type { GRPOConfig } from "./config.ts";
 import type { Metrics } from "./metrics.ts";
-import { episodeMetrics, runEpisodes, type Agent } from "../agents/rollout.ts";
+import { bareIds, episodeMetrics, runEpisodes, type Agent } from "../agents/rollout.ts";
 
 export interface EvalResult {
   n: number;
@@ -39,10 +39,9 @@ export async function evaluate(model: CausalLM, tok: Tokenizer, rows: Row[], fun
   let prompts: (string | Message[])[], completions: Completion[], bare: number[][], metrics: Metrics | undefined;
   if (o.agent) {
     const eps = await runEpisodes(model, tok, rows, o.agent, { ...cfg, temperature, maxCompletionLength: maxTokens, n: 1, seed });
-    const stop = new Set(eos);
     prompts = eps.map((e) => e.prompt);
     completions = eps.map((e) => e.messages);
-    bare = eps.map((e) => e.completion.tokenIds.filter((_, t, a) => !(t === a.length - 1 && stop.has(a[t]))));
+    bare = eps.map((e) => bareIds(e, new Set(eos)));
     metrics = episodeMetrics(eps);
   } else {
     const enc = rows.map((r) => encodeRow(tok, r, cfg));
