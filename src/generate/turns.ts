@@ -13,12 +13,11 @@
 // seeded by (seed, prompt, index) as generate() does.
 // Is not: text. Ids only (the agent layer, src/agents, decodes, parses and renders). Simplifies: eager forwards (no
 // captured DecodeStep); the cache holds prompt + 2 × maxTokens slots per row so a repack always leaves room.
-import { noGrad, scope, type Tensor } from "../engine/index.ts";
+import { fromHost, noGrad, scope, type Tensor } from "../engine/index.ts";
 import { KVCache } from "../models/kvcache.ts";
 import type { CausalLM } from "../models/model.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { DTYPE_BYTES } from "../engine/dtype.ts";
-import { fromHost } from "../engine/index.ts";
 import type { SamplingParams } from "./sampler.ts";
 import { drawTokens, lastRowLogits } from "./generate.ts";
 
