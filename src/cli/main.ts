@@ -4,6 +4,7 @@ import { runLogits } from "./logits.ts";
 import { runGenerate } from "./generate.ts";
 import { runEval, runSft, runTrain } from "./train.ts";
 import { exportModel } from "../export/index.ts";
+import { registerServe } from "./serve.ts";
 
 const program = new Command();
 program.name("aha").description("GRPO-family reinforcement learning for open LLMs, in TypeScript").showHelpAfterError();
@@ -100,6 +101,8 @@ program.command("export")
     for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
     for (const f of res.files) process.stdout.write(`${f}\n`);
   });
+
+registerServe(program, int);
 
 try {
   await program.parseAsync(process.argv);
