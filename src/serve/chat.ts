@@ -50,7 +50,7 @@ export async function chatCompletions(ctx: ServeContext, body: unknown, res: Ser
   const sse = r.stream ? new Sse(res) : null;
   if (sse) for (let i = 0; i < n; i++) sse.send({ ...head, choices: [{ index: i, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }] });
   const run = runText(ctx.sch, ctx.tok, {
-    promptIds, n, maxTokens, sampling: samplingOf(r), seed: r.seed ?? undefined, stops: stopsOf(r), adapter,
+    promptIds, n, maxTokens, sampling: samplingOf(r), seed: r.seed ?? undefined, stops: stopsOf(r), adapter, ignoreEos: r.ignore_eos ?? false,
     topLogprobs: r.logprobs ? (r.top_logprobs ?? 0) : undefined,
     holdFrom: tools ? [QWEN_TOOL_CALL_OPEN] : undefined,
     onPiece: sse ? (i, text, evs) => {

@@ -24,7 +24,11 @@ function legacyLogprobs(ctx: ServeContext, evs: TokenEvent[], offset0: number) {
   const tokens = evs.map((e) => tokenText(ctx.tok, e.token));
   let off = offset0;
   const text_offset = tokens.map((t) => { const o = off; off += t.length; return o; });
-  const top_logprobs = evs.map((e) => Object.fromEntries((e.top ?? []).map((t) => [tokenText(ctx.tok, t.token), t.logprob])));
+  const top_logprobs = evs.map((e) => {
+    const o: Record<string, number> = {}; // keyed by text: of tokens that decode alike, the likeliest stays
+    for (const t of e.top ?? []) o[tokenText(ctx.tok, t.token)] ??= t.logprob;
+    return o;
+  });
   return { tokens, token_logprobs: evs.map((e) => e.logprob), top_logprobs, text_offset };
 }
 
@@ -44,7 +48,7 @@ export async function completions(ctx: ServeContext, body: unknown, res: ServerR
     if (sse && r.echo) for (let i = 0; i < n; i++) sse.send({ ...head, choices: [{ index: p * n + i, text: echoText(p), logprobs: null, finish_reason: null }] });
     const offsets = new Array(n).fill(0);
     return runText(ctx.sch, ctx.tok, {
-      promptIds, n, maxTokens: budgets[p], sampling: samplingOf(r), seed: r.seed ?? undefined, stops: stopsOf(r), adapter,
+      promptIds, n, maxTokens: budgets[p], sampling: samplingOf(r), seed: r.seed ?? undefined, stops: stopsOf(r), adapter, ignoreEos: r.ignore_eos ?? false,
       topLogprobs: r.logprobs ?? undefined,
       onPiece: sse ? (i, text, evs) => {
         if (!text && !(r.logprobs != null && evs.length)) return;

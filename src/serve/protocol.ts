@@ -1,6 +1,6 @@
 // The request bodies `aha serve` accepts, as zod schemas with OpenAI's field names: chat completions, completions
-// and embeddings. Unknown fields are refused (400 naming them), as OpenAI does; vLLM's sampling extras top_k, min_p
-// and repetition_penalty are accepted. Fields OpenAI has that the engine cannot honour (presence/frequency penalties
+// and embeddings. Unknown fields are refused (400 naming them), as OpenAI does; vLLM's sampling extras top_k, min_p,
+// repetition_penalty and ignore_eos are accepted. Fields OpenAI has that the engine cannot honour (presence/frequency penalties
 // other than 0, logit_bias, tool_choice "required", suffix, …) are refused with a message that says so, never ignored.
 import { z } from "zod";
 
@@ -20,6 +20,8 @@ const sampling = {
   top_k: z.number().int().min(-1).nullish(),
   min_p: z.number().min(0).max(1).nullish(),
   repetition_penalty: z.number().gt(0).nullish(),
+  /** keep sampling past end-of-sequence tokens (benchmarks: a fixed number of tokens) */
+  ignore_eos: z.boolean().nullish(),
 };
 
 const textPart = z.object({ type: z.literal("text", { error: "only text content parts are supported" }), text: z.string() });

@@ -102,8 +102,8 @@ export class Scheduler {
   private wake: (() => void) | null = null;
   private closed = false;
   private readonly loopDone: Promise<void>;
-  /** decode steps run and tokens drawn since start (for /health and benches) */
-  stats = { steps: 0, tokens: 0 };
+  /** decode steps run, tokens drawn, and requests that joined a batch already decoding, since start (tests, benches) */
+  stats = { steps: 0, tokens: 0, joinedRunning: 0 };
 
   constructor(readonly model: CausalLM, o: SchedulerOptions = {}) {
     this.adapters = o.adapters ?? new Map();
@@ -227,7 +227,10 @@ export class Scheduler {
       const newcomers = joining.get(key) ?? [];
       try {
         this.withAdapter(key || null, () => {
-          if (newcomers.length) b!.join(newcomers);
+          if (newcomers.length) {
+            if (b!.liveCount > 0) this.stats.joinedRunning += newcomers.length;
+            b!.join(newcomers);
+          }
           b!.step();
         });
         this.stats.steps++;

@@ -18,6 +18,8 @@ export interface TextRunOptions {
   /** log-probs per token: see SequenceRequest.topLogprobs */
   topLogprobs?: number;
   adapter?: string | null;
+  /** keep going past end-of-sequence tokens (they stay out of the text) */
+  ignoreEos?: boolean;
   /** strings that end the streamed text without ending the completion (a tool call's opening tag) */
   holdFrom?: string[];
   /** completion i's newly final text and the tokens drawn since the last piece (stop tokens left out) */
@@ -41,7 +43,7 @@ export function runText(sch: Scheduler, tok: Tokenizer, o: TextRunOptions): { do
     pending: [] as TokenEvent[],
   }));
   const sub = sch.submit({
-    promptIds: o.promptIds, n: o.n, maxTokens: o.maxTokens, sampling: o.sampling, seed: o.seed, stopTokenIds: eos,
+    promptIds: o.promptIds, n: o.n, maxTokens: o.maxTokens, sampling: o.sampling, seed: o.seed, stopTokenIds: o.ignoreEos ? [] : eos,
     topLogprobs: o.topLogprobs, adapter: o.adapter,
     onToken: (i, ev) => {
       const c = per[i];

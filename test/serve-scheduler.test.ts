@@ -1,0 +1,55 @@
+// Continuous batching (src/serve/scheduler.ts) against one-request-at-a-time generation: requests that join a
+// running batch at different steps, with different prompt lengths, n, seeds, temperatures and lengths, get exactly
+// the tokens generate() gives each of them alone, on every fixture model (sliding windows and every rope included).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { basename } from "node:path";
+import { fixtureModels } from "./fixtures.ts";
+import { CausalLM } from "../src/models/model.ts";
+import { generate } from "../src/generate/generate.ts";
+import { Scheduler } from "../src/serve/scheduler.ts";
+
+for (const dir of fixtureModels()) {
+  test(`scheduler (${basename(dir)}): requests joining and leaving a running batch get generate()'s tokens`, async () => {
+    const model = CausalLM.load(dir);
+    const sch = new Scheduler(model, { maxBatch: 6 });
+    const prompts = [[5, 17, 99, 3], [250, 41, 7, 8, 9, 10, 11, 12, 13], [1, 2], [300, 301, 302, 303, 304, 305], [42]];
+    const cases = prompts.flatMap((p, i) => [
+      { p, temperature: 0, n: 1, seed: 1, maxTokens: 30 + i, penalty: 1 },
+      { p, temperature: 1, n: 3, seed: 7 + i, maxTokens: 12 + 9 * i, penalty: i === 2 ? 1.3 : 1 },
+    ]);
+    const subs = [];
+    for (const [k, c] of cases.entries()) {
+      subs.push(sch.submit({ promptIds: c.p, n: c.n, maxTokens: c.maxTokens, sampling: { temperature: c.temperature, repetitionPenalty: c.penalty }, seed: c.seed, stopTokenIds: [7] }).done);
+      await new Promise((r) => setTimeout(r, k % 3)); // some join at once, some a few steps later
+    }
+    const got = await Promise.all(subs);
+    cases.forEach((c, k) => {
+      const want = generate(model, [c.p], { n: c.n, maxTokens: c.maxTokens, temperature: c.temperature, repetitionPenalty: c.penalty, seed: c.seed, stopTokenIds: [7] });
+      want.forEach((w, i) => {
+        assert.deepEqual(got[k][i].tokenIds, w.tokenIds, `request ${k} completion ${i}`);
+        assert.equal(got[k][i].finishReason, w.finishReason);
+      });
+    });
+    assert.ok(sch.stats.joinedRunning > 0, "some requests joined a batch that was already decoding");
+    assert.ok(sch.stats.steps < sch.stats.tokens / 2, `${sch.stats.tokens} tokens in ${sch.stats.steps} steps`);
+    await sch.close();
+  });
+}
+
+test("scheduler: cancel ends a request's completions at the next step; close() cancels the rest", async () => {
+  const model = CausalLM.load(fixtureModels()[0]);
+  const sch = new Scheduler(model, { maxBatch: 4 });
+  let seen = 0;
+  const a = sch.submit({ promptIds: [1, 2, 3], n: 2, maxTokens: 300, sampling: { temperature: 1 }, seed: 1, onToken: () => { if (++seen === 10) a.cancel(); } });
+  const r = await a.done;
+  assert.deepEqual(r.map((c) => c.finishReason), ["cancelled", "cancelled"]);
+  assert.ok(r[0].tokenIds.length <= 6, `${r[0].tokenIds.length} tokens`);
+  const waiting = sch.submit({ promptIds: [4, 5], n: 4, maxTokens: 300, seed: 2 });
+  const b = sch.submit({ promptIds: [4, 5], n: 1, maxTokens: 300, seed: 2 }); // waits: the batch is full
+  await new Promise((r) => setTimeout(r, 5));
+  await sch.close();
+  assert.ok((await waiting.done).every((c) => c.finishReason === "cancelled" || c.finishReason === "length"));
+  assert.deepEqual((await b.done).map((c) => c.finishReason), ["cancelled"]);
+  assert.throws(() => sch.submit({ promptIds: [1], maxTokens: 1 }), /closed/);
+});
