@@ -5,6 +5,7 @@ import { runGenerate } from "./generate.ts";
 import { runEval, runSft, runTrain } from "./train.ts";
 import { exportModel } from "../export/index.ts";
 import { registerServe } from "./serve.ts";
+import { registerChat } from "./chat.ts";
 
 const program = new Command();
 program.name("aha").description("GRPO-family reinforcement learning for open LLMs, in TypeScript").showHelpAfterError();
@@ -103,6 +104,7 @@ program.command("export")
   });
 
 registerServe(program, int);
+registerChat(program, num, int);
 
 try {
   await program.parseAsync(process.argv);
