@@ -6,6 +6,7 @@ import { runEval, runSft, runTrain } from "./train.ts";
 import { exportModel } from "../export/index.ts";
 import { registerServe } from "./serve.ts";
 import { registerChat } from "./chat.ts";
+import { registerDashboard } from "./dashboard.ts";
 
 const program = new Command();
 program.name("aha").description("GRPO-family reinforcement learning for open LLMs, in TypeScript").showHelpAfterError();
@@ -58,6 +59,7 @@ program.command("train")
   .option("--device <d>", "cpu or cuda (overrides the config)")
   .addOption(new Option("--max-steps <n>", "override max_steps").argParser(int))
   .option("--output-dir <dir>", "override output_dir")
+  .option("--dashboard [port]", "serve a live dashboard of the run (report_to: dashboard; default port 6006)")
   .action(async (config, o) => {
     if (config) return runTrain(config, o);
     const { runDefault } = await import("../defaults/run.ts");
@@ -105,6 +107,7 @@ program.command("export")
 
 registerServe(program, int);
 registerChat(program, num, int);
+registerDashboard(program, int);
 
 try {
   await program.parseAsync(process.argv);
