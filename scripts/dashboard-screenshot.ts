@@ -21,11 +21,12 @@ const browser = await puppeteer.launch({ executablePath: process.env.AHA_CHROMIU
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", `--user-data-dir=${join(tmp, "profile")}`] });
 try {
   const page = await browser.newPage();
-  await page.setViewport({ width: 1380, height: 900 });
+  await page.setViewport({ width: 1380, height: 1240 });
   await page.goto(url);
-  await page.waitForFunction((n: number) => Number(document.querySelector("#steps-0")?.textContent ?? 0) >= n, { timeout: 30 * 60_000, polling: 1000 }, steps);
+  const step = () => page.evaluate(() => Number(document.querySelector("#steps-0")?.textContent ?? 0));
+  while ((await step()) < steps) await new Promise((r) => setTimeout(r, 2000));
   await new Promise((r) => setTimeout(r, 2500));
-  writeFileSync(outPng, await page.screenshot({ fullPage: true }));
+  writeFileSync(outPng, await page.screenshot()); // the charts and the newest completions
   process.stderr.write(`wrote ${outPng}\n`);
 } finally {
   await browser.close();

@@ -1,6 +1,7 @@
 // Continuous batching (src/serve/scheduler.ts) against one-request-at-a-time generation: requests that join a
 // running batch at different steps, with different prompt lengths, n, seeds, temperatures and lengths, get exactly
-// the tokens generate() gives each of them alone, on every fixture model (sliding windows and every rope included).
+// the tokens generate() gives each of them alone, on every fixture model (sliding windows and every rope included),
+// on every device the suite has (the CUDA half runs it on the emulator).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { basename } from "node:path";
@@ -8,9 +9,13 @@ import { fixtureModels } from "./fixtures.ts";
 import { CausalLM } from "../src/models/model.ts";
 import { generate } from "../src/generate/generate.ts";
 import { Scheduler } from "../src/serve/scheduler.ts";
+import { availableDevices, useDevice } from "./devices.ts";
 
-for (const dir of fixtureModels()) {
-  test(`scheduler (${basename(dir)}): requests joining and leaving a running batch get generate()'s tokens`, async () => {
+// on the GPU (or its emulator, slow) two of the models: the first and the middle one of the sorted list
+const models = (device: string) => (device === "cpu" ? fixtureModels() : [fixtureModels()[0], fixtureModels()[fixtureModels().length >> 1]]);
+for (const device of availableDevices()) for (const dir of models(device)) {
+  test(`scheduler (${device} ${basename(dir)}): requests joining and leaving a running batch get generate()'s tokens`, async () => {
+    await useDevice(device);
     const model = CausalLM.load(dir);
     const sch = new Scheduler(model, { maxBatch: 6 });
     const prompts = [[5, 17, 99, 3], [250, 41, 7, 8, 9, 10, 11, 12, 13], [1, 2], [300, 301, 302, 303, 304, 305], [42]];
@@ -37,7 +42,8 @@ for (const dir of fixtureModels()) {
   });
 }
 
-test("scheduler: cancel ends a request's completions at the next step; close() cancels the rest", async () => {
+test("scheduler (cpu): cancel ends a request's completions at the next step; close() cancels the rest", async () => {
+  await useDevice("cpu");
   const model = CausalLM.load(fixtureModels()[0]);
   const sch = new Scheduler(model, { maxBatch: 4 });
   let seen = 0;

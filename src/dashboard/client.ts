@@ -129,10 +129,14 @@ function drawCompletions() {
     var c = x.c, tr = el("tr", { "data-step": String(c.step) });
     if (runs.length > 1) tr.appendChild(el("td", {}, x.run));
     tr.appendChild(el("td", { class: "num" }, fmt(c.step)));
-    var p = typeof c.prompt === "string" ? c.prompt : JSON.stringify(c.prompt);
+    var p = typeof c.prompt === "string" ? c.prompt : Array.isArray(c.prompt)
+      ? c.prompt.filter(function (m) { return m && m.role !== "system"; }).map(function (m) { return (typeof m.content === "string" ? m.content : JSON.stringify(m.content)); }).join(" / ")
+      : JSON.stringify(c.prompt);
     tr.appendChild(el("td", { class: "prompt", title: p }, p.length > 160 ? "…" + p.slice(-160) : p));
     var comp = typeof c.completion === "string" ? c.completion : JSON.stringify(c.completion);
-    tr.appendChild(el("td", { class: "completion" }, comp));
+    var cell = el("td", { class: "completion" });
+    cell.appendChild(el("div", {}, comp));
+    tr.appendChild(cell);
     rewardNames.forEach(function (k) { tr.appendChild(el("td", { class: "num" }, fmt((c.rewards || {})[k]))); });
     tr.appendChild(el("td", { class: "num" }, fmt(c.reward)));
     var adv = el("td", { class: "num " + (c.advantage > 0 ? "pos" : c.advantage < 0 ? "neg" : "") }, fmt(c.advantage));

@@ -36,7 +36,9 @@ th, td { border: 1px solid #e5e7eb; padding: 3px 6px; text-align: left; vertical
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.pos { color: #15803d; } td.neg { color: #b91c1c; }
 td.prompt { max-width: 260px; color: #6b7280; }
-td.completion { max-width: 640px; white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 11px; }
+td.completion { max-width: 640px; font-family: ui-monospace, monospace; font-size: 11px; }
+td.completion div { white-space: pre-wrap; max-height: 4.2em; overflow: auto; }
+details summary { cursor: pointer; font-weight: 600; font-size: 14px; margin: 18px 0 8px; }
 tr.differs th, tr.differs td { background: #fef9c3; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 .empty { color: #6b7280; }
@@ -49,7 +51,7 @@ caption { text-align: left; font-weight: 600; padding: 4px 0; }
 <h2>Curves</h2><div id="charts"></div>
 <h2>Newest completions</h2><p id="completions-empty" class="empty">none logged yet (completions.jsonl)</p><table id="completions"></table>
 <h2>Held-out evaluations</h2><p id="evals-empty" class="empty">none logged (eval/… metrics or summary.json)</p><div id="evals"></div>
-<h2>Config</h2><p id="config-empty" class="empty">no run_config.json in the run folder</p><table id="config"></table>
+<details id="config-box"><summary>Config</summary><p id="config-empty" class="empty">no run_config.json in the run folder</p><table id="config"></table></details>
 </main>
 ${script(uplotJs)}
 ${script(CLIENT_JS)}

@@ -175,11 +175,6 @@ export class Scheduler {
     await this.loopDone;
   }
 
-  /** Resolves when no request is running or waiting. */
-  async idle(): Promise<void> {
-    while (this.queue.length > 0 || this.load.running > 0) await new Promise((r) => setTimeout(r, 5));
-  }
-
   /** Run fn with the model's adapter set to `name` (null: the base model), restoring it after. */
   withAdapter<T>(name: string | null, fn: () => T): T {
     const prev = this.model.adapter;
@@ -251,7 +246,7 @@ export class Scheduler {
 /** The rows decoding together under one adapter: a KV cache, its captured step, and which completion holds each row. */
 class Batch {
   private cache: KVCache | null = null;
-  private step_: DecodeStep | null = null;
+  private decode: DecodeStep | null = null;
   private rows: (Seq | null)[] = [];
   /** tokens drawn since the scheduler last counted */
   drawn = 0;
@@ -310,7 +305,7 @@ class Batch {
     if (this.cache.length >= this.cache.capacity) this.layout(this.liveSources()); // grow
     const B = this.cache.batch, ids = new Int32Array(B); // rows of finished sequences take token 0; their logits are not read
     for (const s of live) ids[s.row] = s.tokens[s.tokens.length - 1];
-    const logits = this.step_!.run(ids); // [B, V], the step's own buffer
+    const logits = this.decode!.run(ids); // [B, V], the step's own buffer
     this.draw(logits, live.map((s) => s.row), live);
     live = this.live();
     if (live.length === 0) this.dispose();
@@ -326,11 +321,11 @@ class Batch {
     const length = Math.max(...sources.map((r) => r.src.length - r.from));
     const remaining = Math.max(...sources.map((r) => r.seq.owner.req.maxTokens - r.seq.tokens.length));
     const cache = assembleCache(sources, length + Math.max(1, Math.min(remaining, GROW)));
-    this.step_?.dispose();
+    this.decode?.dispose();
     this.cache?.dispose();
     this.cache = cache;
     this.rows = sources.map((r, i) => { r.seq.row = i; return r.seq; });
-    this.step_ = new DecodeStep(this.model, cache, this.graphs);
+    this.decode = new DecodeStep(this.model, cache, this.graphs);
   }
 
   /**
@@ -384,9 +379,9 @@ class Batch {
 
   dispose(): void {
     for (const s of this.live()) this.finish(s, "cancelled");
-    this.step_?.dispose();
+    this.decode?.dispose();
     this.cache?.dispose();
-    this.step_ = null;
+    this.decode = null;
     this.cache = null;
     this.rows = [];
   }
