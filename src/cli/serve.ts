@@ -10,7 +10,7 @@ export function registerServe(program: Command, int: (v: string) => number): voi
     .description("serve a model (and LoRA adapters) over OpenAI's HTTP API with continuous batching")
     .requiredOption("--model <dir>", "Hugging Face model folder")
     .option("--adapter <name=dir...>", "LoRA adapter served under a name (requests pick it with `model`); repeatable", collect, [])
-    .option("--host <host>", "address to bind (default 127.0.0.1: this machine only)", "127.0.0.1")
+    .option("--host <host>", "address to bind (127.0.0.1: this machine only; 0.0.0.0: every interface)", "127.0.0.1")
     .addOption(new Option("--port <port>", "port (0: any free port)").argParser(int).default(8000))
     .addOption(new Option("--device <d>", "cpu or cuda").choices(["cpu", "cuda"]).default("cpu"))
     .option("--api-key <key>", "require 'Authorization: Bearer <key>' (default: $AHA_API_KEY, else none)")

@@ -74,6 +74,8 @@ export class GRPOTrainer {
     if (cfg.fullFinetune && cfg.beta > 0) t.refModel = CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter });
     return t;
   }
+  /** the live dashboard's address while train() runs with report_to: dashboard */
+  dashboardUrl: string | null = null;
   /** full fine-tuning with beta > 0: the starting weights, frozen (the KL reference) */
   private refModel: CausalLM | null = null;
 
@@ -113,6 +115,7 @@ export class GRPOTrainer {
     this.log.open(this.state.global_step);
     this.log.writeConfig(configForLog(c));
     const dashboard = reportsToDashboard(c) ? await startDashboardWorker({ runs: [c.outputDir], port: c.dashboardPort }) : null;
+    this.dashboardUrl = dashboard?.url ?? null;
     if (dashboard) this.log.note(`aha: dashboard at ${dashboard.url}`);
     const all: Metrics[] = [];
     let done = 0;
@@ -148,6 +151,7 @@ export class GRPOTrainer {
     } finally {
       this.log.close();
       await dashboard?.stop();
+      this.dashboardUrl = null;
     }
     return all;
   }

@@ -129,7 +129,7 @@ export class Scheduler {
       cancel: () => {
         r.cancelled = true;
         const q = this.queue.indexOf(r);
-        if (q >= 0) { this.queue.splice(q, 1); r.resolve(Array.from({ length: n }, () => ({ tokenIds: [], finishReason: "cancelled" }))); }
+        if (q >= 0) { this.queue.splice(q, 1); cancelWaiting(r); }
         this.wake?.();
       },
     };
@@ -198,7 +198,7 @@ export class Scheduler {
       this.tick();
       await new Promise((r) => setImmediate(r)); // let I/O (new requests, disconnects) in between steps
     }
-    for (const r of this.queue.splice(0)) r.resolve(r.seqs.map((s) => ({ tokenIds: s.tokens, finishReason: "cancelled" })));
+    for (const r of this.queue.splice(0)) cancelWaiting(r);
     for (const b of this.batches.values()) b.dispose();
     this.batches.clear();
   }
@@ -209,7 +209,7 @@ export class Scheduler {
     const joining = new Map<string, Request[]>();
     while (this.queue.length > 0) {
       const r = this.queue[0], n = r.req.n ?? 1;
-      if (this.closed || r.cancelled) { this.queue.shift(); r.resolve(Array.from({ length: n }, () => ({ tokenIds: [], finishReason: "cancelled" }))); continue; }
+      if (this.closed || r.cancelled) { this.queue.shift(); cancelWaiting(r); continue; }
       if (live + n > this.maxBatch) break; // first come, first served: later requests wait behind it
       this.queue.shift();
       live += n;
@@ -229,6 +229,8 @@ export class Scheduler {
           b!.step();
         });
         this.stats.steps++;
+        this.stats.tokens += b.drawn;
+        b.drawn = 0;
       } catch (e) {
         // the engine failed: fail this batch's requests, keep serving the others
         const err = e instanceof Error ? e : new Error(String(e));
@@ -239,8 +241,12 @@ export class Scheduler {
       }
       if (b.liveCount === 0) { b.dispose(); this.batches.delete(key); }
     }
-    for (const b of this.batches.values()) this.stats.tokens += b.drawn, b.drawn = 0;
   }
+}
+
+/** Resolve a request that never joined a batch: every completion empty and cancelled. */
+function cancelWaiting(r: Request): void {
+  r.resolve(Array.from({ length: r.req.n ?? 1 }, () => ({ tokenIds: [], finishReason: "cancelled" as const })));
 }
 
 /** The rows decoding together under one adapter: a KV cache, its captured step, and which completion holds each row. */
