@@ -25,6 +25,7 @@ try {
   await page.goto(url);
   const step = () => page.evaluate(() => Number(document.querySelector("#steps-0")?.textContent ?? 0));
   while ((await step()) < steps) await new Promise((r) => setTimeout(r, 2000));
+  await page.evaluate(() => { const s = document.getElementById("smooth") as HTMLInputElement; s.value = "0.6"; s.dispatchEvent(new Event("input")); });
   await new Promise((r) => setTimeout(r, 2500));
   writeFileSync(outPng, await page.screenshot()); // the charts and the newest completions
   process.stderr.write(`wrote ${outPng}\n`);

@@ -97,6 +97,15 @@ test("the dashboard in headless Chromium during a training run: new steps in the
     assert.deepEqual(later.series, ["step", "reward", "rewards/brevity/mean", "rewards/digits/mean"]);
     assert.match(later.config, /learning_rate/);
     assert.ok(statSync(join(out, "reward.svg")).mtimeMs > svgTime, "reward.svg rewritten at later steps");
+    // the smoothing slider: same points, a smoother curve
+    const curve = () => page.evaluate(() => (window as unknown as { aha: { charts: Record<string, { data: (number | null)[][] }> } }).aha.charts.reward.data[1].slice(0, 8) as number[]);
+    const raw = await curve();
+    await page.evaluate(() => { const s = document.getElementById("smooth") as HTMLInputElement; s.value = "0.9"; s.dispatchEvent(new Event("input")); });
+    const smooth = await curve();
+    const tv = (ys: number[]) => ys.slice(1).reduce((a, y, i) => a + Math.abs(y - ys[i]), 0);
+    assert.equal(smooth.length, raw.length);
+    assert.equal(smooth[0], raw[0]);
+    assert.ok(tv(smooth) < tv(raw), `total variation ${tv(raw)} → ${tv(smooth)}`);
     const png = await page.screenshot({ fullPage: true });
     writeFileSync(join(tmp, "dashboard.png"), png);
     assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);

@@ -57,6 +57,18 @@ function keysOf(chart) {
   return ks.filter(function (k) { return all[k]; });
 }
 
+// TensorBoard's smoothing: a debiased exponential moving average, weight from the page's slider (0 = raw values)
+function smooth(ys) {
+  var w = Number(document.getElementById("smooth").value), acc = 0, n = 0;
+  if (!(w > 0)) return ys;
+  return ys.map(function (y) {
+    if (y === null) return null;
+    acc = acc * w + (1 - w) * y;
+    n++;
+    return acc / (1 - Math.pow(w, n));
+  });
+}
+
 function chartData(keys) {
   var steps = {};
   runs.forEach(function (run) { run.rows.forEach(function (r) { if (typeof r.step === "number") steps[r.step] = 1; }); });
@@ -67,8 +79,8 @@ function chartData(keys) {
     run.rows.forEach(function (r) { byStep[r.step] = r; });
     keys.forEach(function (k, ki) {
       if (!run.rows.some(function (r) { return typeof r[k] === "number"; })) return; // a metric this run does not log
-      data.push(xs.map(function (s) { var r = byStep[s]; return r && typeof r[k] === "number" && isFinite(r[k]) ? r[k] : null; }));
-      series.push({ label: (runs.length > 1 ? run.name + " · " : "") + k, stroke: COLORS[ki % COLORS.length], dash: DASH[ri % DASH.length], width: 1.5, spanGaps: true, points: { show: xs.length < 40 } });
+      data.push(smooth(xs.map(function (s) { var r = byStep[s]; return r && typeof r[k] === "number" && isFinite(r[k]) ? r[k] : null; })));
+      series.push({ label: (runs.length > 1 ? run.name + " · " : "") + k, stroke: COLORS[ki % COLORS.length], dash: DASH[ri % DASH.length], width: 1.5, spanGaps: true });
     });
   });
   return { data: data, series: series };
@@ -86,7 +98,7 @@ function drawCharts() {
     var box = el("section", { class: "chart", id: "chart-" + c.id });
     box.appendChild(el("h3", {}, c.title));
     grid.appendChild(box);
-    var opts = { width: 420, height: 220, series: d.series, scales: { x: { time: false } }, axes: [{ label: "step" }, { size: 60 }], legend: { live: false } };
+    var opts = { width: 420, height: 220, series: d.series, scales: { x: { time: false } }, axes: [{ label: "step" }, { size: 60, values: function (u, vals) { return vals.map(fmt); } }], legend: { live: false } };
     charts[c.id] = { sig: sig, box: box, plot: new uPlot(opts, d.data, box), data: d.data };
   });
   // keep the charts in the order of CHARTS
@@ -197,6 +209,11 @@ function poll() {
   }).catch(function (e) { document.getElementById("error").textContent = "cannot reach the dashboard server: " + e; })
     .then(function () { setTimeout(poll, window.AHA_POLL_MS || 1500); });
 }
+
+document.getElementById("smooth").addEventListener("input", function () {
+  document.getElementById("smooth-value").textContent = this.value;
+  drawCharts();
+});
 
 fetch("api/runs").then(function (r) { return r.json(); }).then(function (list) {
   list.forEach(function (r) { runs.push({ id: r.id, name: r.name, dir: r.dir, rows: [], offset: 0, completions: [], config: null, summary: null, updated: 0 }); });

@@ -43,12 +43,14 @@ tr.differs th, tr.differs td { background: #fef9c3; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 .empty { color: #6b7280; }
 #error { color: #b91c1c; }
+.smooth { font-weight: normal; font-size: 12px; margin-left: 16px; color: #374151; }
+.smooth input { vertical-align: middle; width: 140px; }
 #evals { display: flex; gap: 16px; flex-wrap: wrap; }
 </style></head>
 <body>
 <header><h1>${esc(title)}</h1><div id="runs"></div><div id="error"></div></header>
 <main>
-<h2>Curves</h2><div id="charts"></div>
+<h2>Curves <label class="smooth">smoothing <input id="smooth" type="range" min="0" max="0.99" step="0.01" value="0"> <span id="smooth-value">0</span></label></h2><div id="charts"></div>
 <h2>Newest completions</h2><p id="completions-empty" class="empty">none logged yet (completions.jsonl)</p><table id="completions"></table>
 <h2>Held-out evaluations</h2><p id="evals-empty" class="empty">none logged (eval/… metrics or summary.json)</p><div id="evals"></div>
 <details id="config-box"><summary>Config</summary><p id="config-empty" class="empty">no run_config.json in the run folder</p><table id="config"></table></details>
