@@ -106,7 +106,7 @@ export async function runChat(a: ChatArgs, input: NodeJS.ReadStream = process.st
     const run = runText(sch, tok, {
       promptIds: ids, n: 1, maxTokens: Math.min(settings.max_tokens, model.config.maxPositions - ids.length),
       sampling: { temperature: settings.temperature, topP: settings.top_p }, seed: settings.seed + turn++, adapter: a.adapter ? "adapter" : null,
-      onPiece: (_i, piece) => out.write(tty ? sanitize(piece) : piece),
+      onPiece: (_i, piece) => out.write(out.isTTY ? sanitize(piece) : piece),
     });
     state.cancel = run.cancel;
     answering = state;
