@@ -17,19 +17,30 @@ for (const device of availableDevices()) for (const dir of models(device)) {
   test(`scheduler (${device} ${basename(dir)}): requests joining and leaving a running batch get generate()'s tokens`, async () => {
     await useDevice(device);
     const model = CausalLM.load(dir);
-    const sch = new Scheduler(model, { maxBatch: 6 });
-    const prompts = [[5, 17, 99, 3], [250, 41, 7, 8, 9, 10, 11, 12, 13], [1, 2], [300, 301, 302, 303, 304, 305], [42]];
-    const cases = prompts.flatMap((p, i) => [
-      { p, temperature: 0, n: 1, seed: 1, maxTokens: 30 + i, penalty: 1 },
-      { p, temperature: 1, n: 3, seed: 7 + i, maxTokens: 12 + 9 * i, penalty: i === 2 ? 1.3 : 1 },
-    ]);
-    const subs = [];
-    for (const [k, c] of cases.entries()) {
-      subs.push(sch.submit({ promptIds: c.p, n: c.n, maxTokens: c.maxTokens, sampling: { temperature: c.temperature, repetitionPenalty: c.penalty }, seed: c.seed, stopTokenIds: [7] }).done);
+    const sch = new Scheduler(model, { maxBatch: 8 });
+    type Case = { p: number[]; temperature: number; n: number; seed: number; maxTokens: number; penalty?: number };
+    const wave1: Case[] = [
+      { p: [250, 41, 7, 8, 9, 10, 11, 12, 13], temperature: 0, n: 1, seed: 1, maxTokens: 40 },
+      { p: [300, 301, 302, 303, 304, 305], temperature: 1, n: 3, seed: 7, maxTokens: 36 },
+      { p: [5, 17, 99, 3], temperature: 0, n: 1, seed: 1, maxTokens: 3 },
+      { p: [1, 2], temperature: 1, n: 2, seed: 8, maxTokens: 25, penalty: 1.3 },
+    ];
+    // joins once the short request has finished (its row is free, and the batch is longer than these prompts)
+    const wave2: Case[] = [
+      { p: [1, 2], temperature: 1, n: 2, seed: 9, maxTokens: 20 },
+      { p: [42], temperature: 0, n: 1, seed: 1, maxTokens: 15 },
+      { p: [7, 8, 9], temperature: 0.7, n: 1, seed: 10, maxTokens: 12 },
+    ];
+    const run = (c: Case, onToken?: () => void) => sch.submit({ promptIds: c.p, n: c.n, maxTokens: c.maxTokens, sampling: { temperature: c.temperature, repetitionPenalty: c.penalty },
+      seed: c.seed, stopTokenIds: [7], onToken }).done;
+    const subs: Promise<{ tokenIds: number[]; finishReason: string }[]>[] = [], later: typeof subs = [];
+    for (const [k, c] of wave1.entries()) {
+      subs.push(run(c, k === 2 ? () => { if (later.length === 0) for (const w of wave2) later.push(run(w)); } : undefined));
       await new Promise((r) => setTimeout(r, k % 3)); // some join at once, some a few steps later
     }
-    const got = await Promise.all(subs);
-    cases.forEach((c, k) => {
+    await subs[2];
+    const got = await Promise.all([...subs, ...later]);
+    [...wave1, ...wave2].forEach((c, k) => {
       const want = generate(model, [c.p], { n: c.n, maxTokens: c.maxTokens, temperature: c.temperature, repetitionPenalty: c.penalty, seed: c.seed, stopTokenIds: [7] });
       want.forEach((w, i) => {
         assert.deepEqual(got[k][i].tokenIds, w.tokenIds, `request ${k} completion ${i}`);
@@ -37,6 +48,7 @@ for (const device of availableDevices()) for (const dir of models(device)) {
       });
     });
     assert.ok(sch.stats.joinedRunning > 0, "some requests joined a batch that was already decoding");
+    assert.ok(sch.stats.placedInFreeRows > 0 && sch.stats.layouts > 1, `joins into free rows ${sch.stats.placedInFreeRows}, layouts ${sch.stats.layouts}`);
     assert.ok(sch.stats.steps < sch.stats.tokens / 2, `${sch.stats.tokens} tokens in ${sch.stats.steps} steps`);
     await sch.close();
   });

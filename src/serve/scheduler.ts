@@ -4,7 +4,7 @@
 // for different adapters step in different batches, one after the other), and per step: admit what fits under
 // maxBatch (prefill the newcomers together, draw their first tokens, move them and the live rows into one new cache:
 // cache-rows.ts), one DecodeStep over the batch (captured once per cache layout and replayed), draws per row, and
-// compaction once half the rows are done (as generate.ts does). Each completion draws from its own stream seeded by
+// compaction once three quarters of the rows are done. Each completion draws from its own stream seeded by
 // (seed, 0, index) exactly as generate() seeds completion `index` of a single prompt, and samples with the same
 // kernel, so a request gives the tokens generate() gives for it alone.
 // Is not: text (the HTTP and chat layers decode tokens and check stop strings through onToken), paged attention,
@@ -16,7 +16,7 @@ import type { LoraAdapter } from "../models/lora.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import type { SamplingParams } from "../generate/sampler.ts";
 import { DecodeStep } from "../generate/decode-step.ts";
-import { assembleCache, firstReal, type RowSource } from "./cache-rows.ts";
+import { assembleCache, firstReal, placeRows, spanOf, type RowSource } from "./cache-rows.ts";
 
 export type FinishReason = "stop" | "length" | "cancelled";
 
@@ -102,8 +102,11 @@ export class Scheduler {
   private wake: (() => void) | null = null;
   private closed = false;
   private readonly loopDone: Promise<void>;
-  /** decode steps run, tokens drawn, and requests that joined a batch already decoding, since start (tests, benches) */
-  stats = { steps: 0, tokens: 0, joinedRunning: 0 };
+  /**
+   * Since start (tests, benches): decode steps, tokens drawn, requests that joined a batch already decoding, completions
+   * that took free rows of a running cache, and new cache layouts.
+   */
+  stats = { steps: 0, tokens: 0, joinedRunning: 0, placedInFreeRows: 0, layouts: 0 };
 
   constructor(readonly model: CausalLM, o: SchedulerOptions = {}) {
     this.adapters = o.adapters ?? new Map();
@@ -218,7 +221,7 @@ export class Scheduler {
     }
     for (const key of new Set([...joining.keys(), ...this.batches.keys()])) {
       let b = this.batches.get(key);
-      if (!b) this.batches.set(key, (b = new Batch(this.model, this.graphs)));
+      if (!b) this.batches.set(key, (b = new Batch(this.model, this.graphs, this.maxBatch, this.stats)));
       const newcomers = joining.get(key) ?? [];
       try {
         this.withAdapter(key || null, () => {
@@ -249,7 +252,12 @@ function cancelWaiting(r: Request): void {
   r.resolve(Array.from({ length: r.req.n ?? 1 }, () => ({ tokenIds: [], finishReason: "cancelled" as const })));
 }
 
-/** The rows decoding together under one adapter: a KV cache, its captured step, and which completion holds each row. */
+/**
+ * The rows decoding together under one adapter: a KV cache, its captured step, and which completion holds each row.
+ * A cache has a power of two of rows (at most maxBatch), so newcomers usually take free rows of the running cache
+ * and its captured step (placeRows) instead of a new layout: a new one is made when no row is free, when a newcomer's
+ * prompt is longer than the batch's length, when the cache is full, and to compact once three quarters of its rows are done.
+ */
 class Batch {
   private cache: KVCache | null = null;
   private decode: DecodeStep | null = null;
@@ -257,7 +265,7 @@ class Batch {
   /** tokens drawn since the scheduler last counted */
   drawn = 0;
 
-  constructor(private readonly model: CausalLM, private readonly graphs: boolean) {}
+  constructor(private readonly model: CausalLM, private readonly graphs: boolean, private readonly maxRows: number, private readonly stats: Scheduler["stats"]) {}
 
   get liveCount(): number {
     let n = 0;
@@ -269,7 +277,7 @@ class Batch {
     return this.rows.filter((s): s is Seq => !!s && !s.finish);
   }
 
-  /** Prefill the newcomers' prompts together, draw their first tokens, and lay out one cache of every live row. */
+  /** Prefill the newcomers' prompts together, draw their first tokens, and give each one a row of the batch's cache. */
   join(reqs: Request[]): void {
     const prompts = reqs.map((r) => r.req.promptIds);
     const Bp = prompts.length, P = Math.max(...prompts.map((p) => p.length));
@@ -297,7 +305,14 @@ class Batch {
       this.draw(logits, logitRows, seqs);
       logits.dispose();
       const joined = seqs.filter((s) => !s.finish).map((s) => ({ src: prefill, row: reqs.indexOf(s.owner), from: P - s.owner.req.promptIds.length, seq: s }));
-      if (joined.length > 0) this.layout([...this.liveSources(), ...joined]);
+      if (joined.length === 0) return;
+      const cache = this.cache, free = this.rows.flatMap((s, r) => (!s || s.finish ? [r] : []));
+      if (cache && free.length >= joined.length && joined.every((j) => spanOf(j) <= cache.length)) {
+        const at = free.slice(0, joined.length);
+        placeRows(cache, joined, at);
+        this.stats.placedInFreeRows += joined.length;
+        joined.forEach((j, i) => { j.seq.row = at[i]; this.rows[at[i]] = j.seq; });
+      } else this.layout([...this.liveSources(), ...joined]);
     } finally {
       prefill.dispose();
     }
@@ -315,22 +330,24 @@ class Batch {
     this.draw(logits, live.map((s) => s.row), live);
     live = this.live();
     if (live.length === 0) this.dispose();
-    else if (live.length <= B / 2) this.layout(this.liveSources()); // compact
+    else if (live.length <= B / 4) this.layout(this.liveSources()); // compact (keeping some free rows for newcomers)
   }
 
   private liveSources(): (RowSource & { seq: Seq })[] {
     return this.cache ? this.live().map((s) => ({ src: this.cache!, row: s.row, from: firstReal(this.cache!, s.row), seq: s })) : [];
   }
 
-  /** A new cache (and captured step) holding these rows, in this order. */
+  /** A new cache (and captured step) holding these rows first, in this order, then free rows up to a power of two. */
   private layout(sources: (RowSource & { seq: Seq })[]): void {
-    const length = Math.max(...sources.map((r) => r.src.length - r.from));
+    const length = Math.max(...sources.map(spanOf));
     const remaining = Math.max(...sources.map((r) => r.seq.owner.req.maxTokens - r.seq.tokens.length));
-    const cache = assembleCache(sources, length + Math.max(1, Math.min(remaining, GROW)));
+    const batch = Math.max(sources.length, Math.min(this.maxRows, 2 ** Math.ceil(Math.log2(sources.length))));
+    const cache = assembleCache(sources, batch, length + Math.max(1, Math.min(remaining, GROW)));
+    this.stats.layouts++;
     this.decode?.dispose();
     this.cache?.dispose();
     this.cache = cache;
-    this.rows = sources.map((r, i) => { r.seq.row = i; return r.seq; });
+    this.rows = Array.from({ length: batch }, (_, i) => { const r = sources[i]; if (r) r.seq.row = i; return r?.seq ?? null; });
     this.decode = new DecodeStep(this.model, cache, this.graphs);
   }
 
