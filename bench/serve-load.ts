@@ -2,7 +2,9 @@
 // each asking for a fixed number of tokens (ignore_eos), against a server started as its own process so its resident
 // memory can be read from /proc. Prints per concurrency: every request completed without error, the tokens each
 // client got and its tokens/s, the server's aggregate tokens/s, time to first token, and the ratio to one client
-// (the baseline, measured in the same run); then the 64-client round repeated, with the server's RSS after each.
+// (the baseline, measured in the same run), and the CPU time the server and the clients used (on a shared machine the
+// wall-clock figures depend on the other load; tokens per server CPU second do not); then the 64-client round
+// repeated, with the server's RSS after each.
 //   node --import tsx bench/serve-load.ts [--model DIR] [--max-tokens 64] [--rounds 4] [--max-batch 64]
 // Bounded: at most 64 clients, --max-tokens each, --rounds repeats, 10 minutes in all.
 import { spawn } from "node:child_process";
@@ -23,6 +25,9 @@ const url = await new Promise<string>((ok, fail) => {
   server.stdout!.on("data", (d) => { out += d; const m = /listening on (\S+)/.exec(out); if (m) ok(m[1]); });
   server.on("exit", (c) => fail(new Error(`aha serve exited ${c}`)));
 });
+/** CPU seconds the server process has used (utime + stime from /proc) */
+const serverCpu = () => { const f = readFileSync(`/proc/${server.pid}/stat`, "utf8").split(") ")[1].split(" "); return (Number(f[11]) + Number(f[12])) / 100; };
+const clientCpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
 const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, "utf8"))![1]) / 1024;
 const client = new OpenAI({ baseURL: url, apiKey: "none", maxRetries: 0, timeout: 300_000 });
 const modelName = (await client.models.list()).data[0].id;
@@ -48,27 +53,27 @@ async function request(k: number): Promise<One> {
   }
 }
 
-async function round(c: number): Promise<{ ok: boolean; aggregate: number; perClient: number[]; ttft: number; errors: number }> {
-  const t0 = performance.now();
+async function round(c: number): Promise<{ ok: boolean; aggregate: number; perClient: number[]; ttft: number; errors: number; wall: number; server: number; client: number }> {
+  const t0 = performance.now(), s0 = serverCpu(), c0 = clientCpu();
   const res = await Promise.all(Array.from({ length: c }, (_, k) => request(k)));
   const wall = (performance.now() - t0) / 1000;
   const errors = res.filter((r) => r.error || r.finish !== "length" || r.tokens !== maxTokens).length;
   for (const r of res) if (r.error) console.error(`  error: ${r.error}`);
   const perClient = res.map((r) => r.tokens / r.seconds).sort((a, b) => a - b);
-  return { ok: errors === 0, aggregate: res.reduce((a, r) => a + r.tokens, 0) / wall, perClient, ttft: Math.max(...res.map((r) => r.ttft)), errors };
+  return { ok: errors === 0, aggregate: res.reduce((a, r) => a + r.tokens, 0) / wall, perClient, ttft: Math.max(...res.map((r) => r.ttft)), errors, wall, server: serverCpu() - s0, client: clientCpu() - c0 };
 }
 
 const f = (x: number, d = 0) => x.toFixed(d);
 try {
   await round(4); // warm-up (first captures, JIT)
   console.log(`aha serve load bench: ${modelName}, ${maxTokens} tokens per request, streaming, loopback, --max-batch ${maxBatch}`);
-  console.log("clients | completed | errors | aggregate tok/s | per client tok/s (min / median / max) | max time to first token | × 1 client");
+  console.log("clients | completed | errors | aggregate tok/s | per client tok/s (min / median / max) | max time to first token | × 1 client | wall s | server CPU s | client CPU s | tokens per server CPU s");
   let base = 0;
   for (const c of [1, 8, 64]) {
     const r = await round(c);
     if (c === 1) base = r.aggregate;
     const med = r.perClient[Math.floor(r.perClient.length / 2)];
-    console.log(`${String(c).padStart(7)} | ${String(c - r.errors).padStart(9)} | ${String(r.errors).padStart(6)} | ${f(r.aggregate).padStart(15)} | ${f(r.perClient[0])} / ${f(med)} / ${f(r.perClient.at(-1)!)} | ${f(r.ttft * 1000)} ms | ${f(r.aggregate / base, 1)}×`);
+    console.log(`${String(c).padStart(7)} | ${String(c - r.errors).padStart(9)} | ${String(r.errors).padStart(6)} | ${f(r.aggregate).padStart(15)} | ${f(r.perClient[0])} / ${f(med)} / ${f(r.perClient.at(-1)!)} | ${f(r.ttft * 1000)} ms | ${f(r.aggregate / base, 1)}× | ${f(r.wall, 1)} | ${f(r.server, 1)} | ${f(r.client, 1)} | ${f((c * maxTokens) / Math.max(r.server, 0.01))}`);
   }
   console.log(`64 clients, ${rounds} rounds: server RSS after each (MiB)`);
   const rss: number[] = [rssMiB()];
