@@ -5,7 +5,7 @@
 // (the baseline, measured in the same run), and the CPU time the server and the clients used (on a shared machine the
 // wall-clock figures depend on the other load; tokens per server CPU second do not); then the 64-client round
 // repeated, with the server's RSS after each.
-//   node --import tsx bench/serve-load.ts [--model DIR] [--max-tokens 64] [--rounds 4] [--max-batch 64]
+//   node --import tsx bench/serve-load.ts [--model DIR] [--max-tokens 64] [--rounds 10] [--max-batch 64]
 // Bounded: at most 64 clients, --max-tokens each, --rounds repeats, 10 minutes in all.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -16,7 +16,7 @@ import OpenAI from "openai";
 const root = fileURLToPath(new URL("..", import.meta.url));
 const arg = (name: string, d: string) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : d; };
 const model = arg("model", join(root, "assets", "tiny-arith"));
-const maxTokens = Number(arg("max-tokens", "64")), rounds = Number(arg("rounds", "4")), maxBatch = arg("max-batch", "64");
+const maxTokens = Number(arg("max-tokens", "64")), rounds = Number(arg("rounds", "10")), maxBatch = arg("max-batch", "64");
 const deadline = Date.now() + 10 * 60_000;
 
 const server = spawn(process.execPath, [join(root, "bin", "aha.js"), "serve", "--model", model, "--port", "0", "--max-batch", maxBatch, "--quiet"], { stdio: ["ignore", "pipe", "inherit"] });
@@ -76,14 +76,22 @@ try {
     console.log(`${String(c).padStart(7)} | ${String(c - r.errors).padStart(9)} | ${String(r.errors).padStart(6)} | ${f(r.aggregate).padStart(15)} | ${f(r.perClient[0])} / ${f(med)} / ${f(r.perClient.at(-1)!)} | ${f(r.ttft * 1000)} ms | ${f(r.aggregate / base, 1)}× | ${f(r.wall, 1)} | ${f(r.server, 1)} | ${f(r.client, 1)} | ${f((c * maxTokens) / Math.max(r.server, 0.01))}`);
   }
   console.log(`64 clients, ${rounds} rounds: server RSS after each (MiB)`);
-  const rss: number[] = [rssMiB()];
+  const health = async () => (await (await fetch(url.replace(/\/v1$/, "/health"))).json()).memory;
+  const engineMiB = async () => (await health()).engine_bytes / 2 ** 20, heapMiB = async () => (await health()).heap_bytes / 2 ** 20;
+  const rss: number[] = [rssMiB()], engine: number[] = [await engineMiB()], heap: number[] = [await heapMiB()];
   let allOk = true;
   for (let i = 0; i < rounds && Date.now() < deadline; i++) {
     const r = await round(64);
     allOk &&= r.ok;
     rss.push(rssMiB());
+    engine.push(await engineMiB());
+    heap.push(await heapMiB());
   }
-  console.log(`  start ${f(rss[0])} → ${rss.slice(1).map((x) => f(x)).join(", ")} (growth over the last ${rss.length - 2} rounds: ${f(rss.at(-1)! - rss[1], 1)} MiB); every request completed: ${allOk ? "yes" : "NO"}`);
+  const after = rss.slice(1), half = Math.floor(after.length / 2), mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;
+  console.log(`  start ${f(rss[0])} → ${after.map((x) => f(x)).join(", ")}`);
+  console.log(`  range ${f(Math.min(...after))}–${f(Math.max(...after))} MiB; mean of the first ${half} rounds ${f(mean(after.slice(0, half)))}, of the last ${after.length - half} ${f(mean(after.slice(half)))}; every request completed: ${allOk ? "yes" : "NO"}`);
+  console.log(`  engine buffers (/health) after each: ${engine.map((x) => f(x, 2)).join(", ")} MiB`);
+  console.log(`  JavaScript heap used (/health) after each: ${heap.map((x) => f(x, 1)).join(", ")} MiB`);
 } finally {
   server.kill("SIGTERM");
 }

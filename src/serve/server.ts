@@ -11,7 +11,7 @@ import { basename, resolve } from "node:path";
 import { CausalLM } from "../models/model.ts";
 import { LoraAdapter } from "../models/lora.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
-import { setDefaultDevice, type Device } from "../engine/index.ts";
+import { memory, setDefaultDevice, type Device } from "../engine/index.ts";
 import { Scheduler } from "./scheduler.ts";
 import { ApiError } from "./errors.ts";
 import { now, type ServeContext } from "./context.ts";
@@ -75,7 +75,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? "/", "http://x"), path = url.pathname.replace(/\/+$/, "") || "/";
-    if (path === "/health") return json(res, 200, { status: "ok", ...sch.load });
+    if (path === "/health") return json(res, 200, { status: "ok", ...sch.load, memory: { engine_bytes: memory(model.embed.device).allocated, heap_bytes: process.memoryUsage().heapUsed, rss_bytes: process.memoryUsage.rss() } });
     if (!path.startsWith("/v1/")) throw new ApiError(404, `no route ${req.method} ${path}`, null, "unknown_url");
     if (keyBytes) {
       const given = Buffer.from(/^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? "")?.[1] ?? "");
