@@ -1,13 +1,17 @@
 // POST /v1/chat/completions: messages through the model's chat template (tools rendered by it, the model's tool
-// calls parsed back into `tool_calls`), n completions sharing the batch, stop strings, seed, log-probs, usage, and
-// streaming as OpenAI's chat.completion.chunk events ending with [DONE].
+// calls parsed back into `tool_calls` by src/tools in the format the template uses), n completions sharing the batch,
+// stop strings, seed, log-probs, usage, and streaming as OpenAI's chat.completion.chunk events ending with [DONE].
+// Streamed with tools: text before a Hermes/Qwen <tool_call> streams as it comes; the calls arrive in one tool_calls
+// delta at the end. Other formats mark calls with special tokens or a whole-turn JSON object, so their answers are
+// held and sent at the end.
 import type { ServerResponse } from "node:http";
 import type { Message } from "../tokenize/index.ts";
 import { ApiError, parseBody } from "./errors.ts";
 import { chatRequest, type ChatMessageIn, type ChatRequest } from "./protocol.ts";
 import { adapterFor, chatLogprobs, completionBudget, newId, now, samplingOf, stopsOf, Sse, type ServeContext } from "./context.ts";
 import { runText, type TextResult } from "./text-run.ts";
-import { parseQwenToolCalls, QWEN_TOOL_CALL_OPEN } from "./tool-calls-qwen.ts";
+import { firstStop } from "../text/completion-text.ts";
+import { parseToolCalls, toolCallFormatFor, ToolTemplateError, type ToolCallFormat } from "../tools/index.ts";
 
 /** OpenAI messages → the messages a Hugging Face chat template expects (text parts joined, tool-call arguments as objects). */
 export function templateMessages(msgs: ChatMessageIn[]): Message[] {
@@ -25,9 +29,23 @@ export function templateMessages(msgs: ChatMessageIn[]): Message[] {
   });
 }
 
-function toolCallsOut(text: string) {
-  const { content, calls } = parseQwenToolCalls(text);
-  return { content, calls: calls.map((c, index) => ({ index, id: newId("call"), type: "function" as const, function: { name: c.name, arguments: JSON.stringify(c.arguments) } })) };
+/** The answer's content and tool calls (OpenAI's shape), read from its tokens decoded with special tokens kept. */
+function toolCallsOut(ctx: ServeContext, tokenIds: number[], format: ToolCallFormat, stops: string[]) {
+  let raw = ctx.tok.decode(tokenIds.filter((t) => !ctx.tok.eosTokenIds.includes(t)));
+  const hit = firstStop(raw, stops);
+  if (hit >= 0) raw = raw.slice(0, hit);
+  const { content, calls } = parseToolCalls(raw, format);
+  return { content: content || null, calls: calls.map((c, index) => ({ index, id: newId("call"), type: "function" as const, function: { name: c.name, arguments: JSON.stringify(c.arguments) } })) };
+}
+
+/** The tool-call format of the served model's template (checked once), or a 400 naming `tools`. */
+function toolFormat(ctx: ServeContext): ToolCallFormat {
+  try {
+    return (ctx.toolFormat ??= toolCallFormatFor(ctx.tok, { modelType: ctx.model.config.arch }));
+  } catch (e) {
+    if (e instanceof ToolTemplateError) throw new ApiError(400, e.message, "tools");
+    throw e;
+  }
 }
 
 export async function chatCompletions(ctx: ServeContext, body: unknown, res: ServerResponse): Promise<void> {
@@ -35,7 +53,7 @@ export async function chatCompletions(ctx: ServeContext, body: unknown, res: Ser
   const adapter = adapterFor(ctx, r.model);
   if (!ctx.tok.hasChatTemplate) throw new ApiError(400, "this model has no chat template: use /v1/completions", "messages");
   const tools = r.tools?.length && r.tool_choice !== "none" ? r.tools : undefined;
-  if (tools && !/\btools\b/.test(ctx.tok.chatTemplateText({ tools }))) throw new ApiError(400, "this model's chat template does not render tools", "tools");
+  const format = tools ? toolFormat(ctx) : null;
   if (r.top_logprobs && !r.logprobs) throw new ApiError(400, "top_logprobs needs logprobs: true", "top_logprobs");
   let promptIds: number[];
   try {
@@ -52,8 +70,8 @@ export async function chatCompletions(ctx: ServeContext, body: unknown, res: Ser
   const run = runText(ctx.sch, ctx.tok, {
     promptIds, n, maxTokens, sampling: samplingOf(r), seed: r.seed ?? undefined, stops: stopsOf(r), adapter, ignoreEos: r.ignore_eos ?? false,
     topLogprobs: r.logprobs ? (r.top_logprobs ?? 0) : undefined,
-    holdFrom: tools ? [QWEN_TOOL_CALL_OPEN] : undefined,
-    onPiece: sse ? (i, text, evs) => {
+    holdFrom: format === "hermes" ? ["<tool_call>"] : undefined,
+    onPiece: sse && (!format || format === "hermes") ? (i, text, evs) => {
       if (!text && !(r.logprobs && evs.length)) return;
       sse.send({ ...head, choices: [{ index: i, delta: { content: text }, logprobs: r.logprobs ? { content: chatLogprobs(ctx.tok, evs) } : null, finish_reason: null }] });
     } : undefined,
@@ -65,7 +83,8 @@ export async function chatCompletions(ctx: ServeContext, body: unknown, res: Ser
   const usage = { prompt_tokens: promptIds.length, completion_tokens: completionTokens, total_tokens: promptIds.length + completionTokens };
   if (sse) {
     results.forEach((c, i) => {
-      const t = tools ? toolCallsOut(c.text) : { content: c.text, calls: [] };
+      const t = format ? toolCallsOut(ctx, c.tokenIds, format, stopsOf(r)) : { content: c.text, calls: [] };
+      if (format && format !== "hermes" && t.content) sse.send({ ...head, choices: [{ index: i, delta: { content: t.content }, logprobs: null, finish_reason: null }] }); // held until now
       if (t.calls.length) sse.send({ ...head, choices: [{ index: i, delta: { tool_calls: t.calls }, logprobs: null, finish_reason: null }] });
       sse.send({ ...head, choices: [{ index: i, delta: {}, logprobs: null, finish_reason: finish(c, t.calls) }] });
     });
@@ -74,7 +93,7 @@ export async function chatCompletions(ctx: ServeContext, body: unknown, res: Ser
     return;
   }
   const choices = results.map((c, i) => {
-    const t = tools ? toolCallsOut(c.text) : { content: c.text, calls: [] };
+    const t = format ? toolCallsOut(ctx, c.tokenIds, format, stopsOf(r)) : { content: c.text, calls: [] };
     const message: Record<string, unknown> = { role: "assistant", content: t.content, refusal: null };
     if (t.calls.length) message.tool_calls = t.calls.map(({ index: _i, ...call }) => call);
     return { index: i, message, logprobs: r.logprobs ? { content: chatLogprobs(ctx.tok, c.tokens) } : null, finish_reason: finish(c, t.calls) };

@@ -16,6 +16,8 @@ export interface ServeContext {
   baseName: string;
   /** longest prompt + completion in tokens (the model's max_position_embeddings) */
   maxContext: number;
+  /** the tool-call format of the chat template, once a request with tools has asked (src/tools) */
+  toolFormat?: import("../tools/index.ts").ToolCallFormat;
 }
 
 /** The adapter a request's `model` names (null: the base model), or a 404. */
