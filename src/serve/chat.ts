@@ -81,9 +81,10 @@ export async function chatCompletions(ctx: ServeContext, body: unknown, res: Ser
   const finish = (c: TextResult, calls: unknown[]) => (calls.length && c.finishReason === "stop" ? "tool_calls" : c.finishReason === "cancelled" ? "abort" : c.finishReason);
   const completionTokens = results.reduce((a, c) => a + c.tokenIds.length, 0);
   const usage = { prompt_tokens: promptIds.length, completion_tokens: completionTokens, total_tokens: promptIds.length + completionTokens };
+  const outs = results.map((c) => (format ? toolCallsOut(ctx, c.tokenIds, format, stopsOf(r)) : { content: c.text, calls: [] }));
   if (sse) {
     results.forEach((c, i) => {
-      const t = format ? toolCallsOut(ctx, c.tokenIds, format, stopsOf(r)) : { content: c.text, calls: [] };
+      const t = outs[i];
       if (format && format !== "hermes" && t.content) sse.send({ ...head, choices: [{ index: i, delta: { content: t.content }, logprobs: null, finish_reason: null }] }); // held until now
       if (t.calls.length) sse.send({ ...head, choices: [{ index: i, delta: { tool_calls: t.calls }, logprobs: null, finish_reason: null }] });
       sse.send({ ...head, choices: [{ index: i, delta: {}, logprobs: null, finish_reason: finish(c, t.calls) }] });
@@ -93,7 +94,7 @@ export async function chatCompletions(ctx: ServeContext, body: unknown, res: Ser
     return;
   }
   const choices = results.map((c, i) => {
-    const t = format ? toolCallsOut(ctx, c.tokenIds, format, stopsOf(r)) : { content: c.text, calls: [] };
+    const t = outs[i];
     const message: Record<string, unknown> = { role: "assistant", content: t.content, refusal: null };
     if (t.calls.length) message.tool_calls = t.calls.map(({ index: _i, ...call }) => call);
     return { index: i, message, logprobs: r.logprobs ? { content: chatLogprobs(ctx.tok, c.tokens) } : null, finish_reason: finish(c, t.calls) };
