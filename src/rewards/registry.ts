@@ -1,13 +1,21 @@
 // Reward registry and resolveReward: turn a config entry into a named reward function.
-// Is: built-in names ("gsm8k/correctness", …), parameterised built-ins ({type: "length_penalty", target: 200, …}, YAML
-// snake_case keys), and user files "./path/rewards.ts#exportName" loaded with dynamic import (tsx is the loader at
-// run time, so .ts files work). Is not: a sandbox — a user file runs with the trainer's full rights.
+// Is: built-in names ("gsm8k/correctness", …), parameterised built-ins ({type: "length_penalty", target: 200, …},
+// {type: code_tests | judge | judge_group | embedding_similarity | rubric | verifier, …}; YAML snake_case keys), and
+// user files "./path/rewards.ts#exportName" loaded with dynamic import (tsx is the loader at run time, so .ts files
+// work). Is not: a sandbox — a user file runs with the trainer's full rights (code_tests is the sandbox for
+// model-written code).
 import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { gsm8k } from "./builtins/gsm8k.ts";
 import { lengthPenalty } from "./builtins/length.ts";
 import { numericProximity } from "./builtins/numeric.ts";
 import { regexReward } from "./builtins/regex.ts";
+import { codeTests } from "./builtins/code-tests.ts";
+import { judgeGroupReward, judgeReward, type JudgeOptions } from "./builtins/judge.ts";
+import { embeddingSimilarity } from "./builtins/embedding.ts";
+import { rubricReward, type RubricItem } from "./builtins/rubric.ts";
+import { fromVerifier, type Verifier } from "./builtins/verifier.ts";
+import type { EndpointOptions } from "./endpoint.ts";
 import { isNamedReward, type NamedReward, type RewardInput, toNamedReward } from "./types.ts";
 
 /** Built-in rewards by name. */
@@ -37,8 +45,32 @@ function str(p: Params, key: string): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
+function bool(p: Params, key: string, type: string): boolean | undefined {
+  const v = p[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== "boolean") throw new Error(`reward "${type}": "${key}" must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** The endpoint keys shared by judge, judge_group, embedding_similarity (and a rubric's judge items). */
+function endpointOptions(p: Params, type: string): EndpointOptions {
+  const model = str(p, "model");
+  if (!model) throw new Error(`reward "${type}" needs "model" (the endpoint's model name)`);
+  return {
+    model, baseUrl: str(p, "base_url"), apiKeyEnv: str(p, "api_key_env"), concurrency: num(p, "concurrency", type), maxRetries: num(p, "max_retries", type),
+    timeoutMs: num(p, "timeout_ms", type), cache: bool(p, "cache", type),
+  };
+}
+
+function judgeOptions(p: Params, type: string): JudgeOptions {
+  return {
+    ...endpointOptions(p, type), prompt: str(p, "prompt"), system: str(p, "system"), min: num(p, "min", type), max: num(p, "max", type),
+    temperature: num(p, "temperature", type), maxTokens: num(p, "max_tokens", type), name: str(p, "name"),
+  };
+}
+
 /** Parameterised built-ins, for object specs `{type, ...params}` (snake_case as in YAML). */
-export const REWARD_FACTORIES: Record<string, (p: Params) => NamedReward> = {
+export const REWARD_FACTORIES: Record<string, (p: Params, ctx: { baseDir: string }) => NamedReward | Promise<NamedReward>> = {
   numeric_proximity: (p) =>
     numericProximity({ maxReward: num(p, "max_reward", "numeric_proximity"), minScale: num(p, "min_scale", "numeric_proximity"), column: str(p, "column"), name: str(p, "name") }),
   regex: (p) => {
@@ -50,6 +82,29 @@ export const REWARD_FACTORIES: Record<string, (p: Params) => NamedReward> = {
     const unit = str(p, "unit");
     if (unit !== undefined && unit !== "chars" && unit !== "tokens") throw new Error(`reward "length_penalty": unit must be "chars" or "tokens", got "${unit}"`);
     return lengthPenalty({ target: num(p, "target", "length_penalty", true)!, penaltyPer: num(p, "penalty_per", "length_penalty", true)!, unit, name: str(p, "name") });
+  },
+  code_tests: (p) => {
+    const language = str(p, "language");
+    if (language !== "python" && language !== "javascript") throw new Error(`reward "code_tests" needs "language": python or javascript (got ${JSON.stringify(p.language)})`);
+    return codeTests({
+      language, testsColumn: str(p, "tests_column"), timeoutMs: num(p, "timeout_ms", "code_tests"), memoryMb: num(p, "memory_mb", "code_tests"),
+      partial: bool(p, "partial", "code_tests"), name: str(p, "name"),
+    });
+  },
+  judge: (p) => judgeReward(judgeOptions(p, "judge")),
+  judge_group: (p) => judgeGroupReward(judgeOptions(p, "judge_group")),
+  embedding_similarity: (p) => embeddingSimilarity({ ...endpointOptions(p, "embedding_similarity"), column: str(p, "column"), name: str(p, "name") }),
+  rubric: (p) => {
+    if (!Array.isArray(p.items)) throw new Error(`reward "rubric" needs "items" (a list of {name, check, weight, …})`);
+    return rubricReward({ items: p.items as RubricItem[], name: str(p, "name") });
+  },
+  verifier: async (p, ctx) => {
+    const path = str(p, "path");
+    if (!path) throw new Error(`reward "verifier" needs "path" ("./verify.ts#exportName": a function (prompt, completion, row) → true | false | null)`);
+    const { value, where } = await importExport(path, ctx.baseDir);
+    if (typeof value !== "function") throw new Error(`reward "verifier": ${where} is ${typeof value}, expected a function (prompt, completion, row) → true | false | null`);
+    const name = str(p, "name") ?? (value.name && value.name !== "default" ? value.name : path.split("#").pop()!);
+    return fromVerifier(name, value as Verifier, { correct: num(p, "correct", "verifier"), incorrect: num(p, "incorrect", "verifier") });
   },
 };
 
@@ -65,8 +120,8 @@ function looksLikeFile(spec: string): boolean {
   return spec.includes("#") || /\.(m?[jt]s|cjs|cts|mts)$/.test(spec) || spec.startsWith(".") || isAbsolute(spec);
 }
 
-/** Load `path#exportName` (default export when no #). */
-async function loadFromFile(spec: string, baseDir: string): Promise<NamedReward> {
+/** Import `path#exportName` (default export when no #): the exported value, and where it came from for messages. */
+async function importExport(spec: string, baseDir: string): Promise<{ value: unknown; where: string }> {
   const hash = spec.lastIndexOf("#");
   const file = hash >= 0 ? spec.slice(0, hash) : spec;
   const exportName = hash >= 0 ? spec.slice(hash + 1) : "default";
@@ -81,6 +136,13 @@ async function loadFromFile(spec: string, baseDir: string): Promise<NamedReward>
   if (v === undefined) {
     throw new Error(`reward "${spec}": ${abs} has no export "${exportName}" (exports: ${Object.keys(mod).join(", ") || "none"})`);
   }
+  return { value: v, where: `export "${exportName}" of ${abs}` };
+}
+
+/** Load `path#exportName` as a reward function. */
+async function loadFromFile(spec: string, baseDir: string): Promise<NamedReward> {
+  const { value: v } = await importExport(spec, baseDir);
+  const exportName = spec.includes("#") ? spec.slice(spec.lastIndexOf("#") + 1) : "default";
   if (isNamedReward(v)) return v;
   if (typeof v === "function") return { name: v.name && v.name !== "default" ? v.name : exportName, fn: v as NamedReward["fn"] };
   throw new Error(`reward "${spec}": export "${exportName}" is ${typeof v}, expected a reward function or {name, fn}`);
@@ -93,7 +155,7 @@ export async function resolveReward(spec: RewardSpec, opts: ResolveRewardOptions
     const { type, ...params } = spec as { type: string; [k: string]: unknown };
     const f = REWARD_FACTORIES[type];
     if (!f) throw new Error(`unknown parameterised reward "${type}"; known: ${Object.keys(REWARD_FACTORIES).join(", ")}`);
-    return f(params);
+    return f(params, { baseDir: opts.baseDir ?? process.cwd() });
   }
   if (typeof spec !== "string") throw new Error(`reward spec must be a name, "file.ts#export", {type, ...} or a function; got ${JSON.stringify(spec)}`);
   const builtin = REWARD_REGISTRY[spec];
