@@ -71,7 +71,7 @@ export function codeTests(opts: CodeTestsOptions): NamedReward {
     const counts: Record<SandboxOutcome, number> = { passed: 0, failed: 0, timeout: 0, error: 0 };
     for (const r of results) if (r) counts[r.outcome]++;
     return withDetails(values, {
-      samples: results.map((r) => r && { outcome: r.outcome, passed: r.passed, total: r.total, ...(r.message ? { message: r.message } : {}) }),
+      samples: results.map((r) => r && { outcome: r.outcome, passed: r.passed, total: r.total, ...(r.message ? { message: r.message } : {}), ...(r.ms !== undefined ? { ms: r.ms } : {}) }),
       counts,
     });
   };

@@ -3,12 +3,13 @@
 // Is: the code, then each test as its own script in the same context, with pending promise jobs run after each; an
 // `assert` (plus assert.equal / deepEqual / strictEqual / ok / throws) defined inside the VM; QuickJS's own memory
 // limit, stack limit and deadline (its interrupt handler), over a WebAssembly memory whose maximum is the cap.
-// Is not: Node. The VM has no host functions at all: no console, require, process, timers, files or network.
+// Is not: Node. The VM's one host function is console.log (and .info/.warn/.error/.debug), which only counts the
+// length of what it is given (output past MAX_OUTPUT is an error); no require, process, timers, files or network.
 import { parentPort, workerData } from "node:worker_threads";
 import { newQuickJSWASMModuleFromVariant, newVariant, shouldInterruptAfterDeadline, type QuickJSContext, type QuickJSSyncVariant, type QuickJSWASMModule } from "quickjs-emscripten-core";
 import RELEASE_SYNC from "@jitl/quickjs-wasmfile-release-sync";
 import { capWasmMemory, lockdown } from "./lockdown.ts";
-import { shorten, type Job, type JobResult, type WorkerMessage, type WorkerSetup } from "./protocol.ts";
+import { MAX_OUTPUT, shorten, type Job, type JobResult, type WorkerMessage, type WorkerSetup } from "./protocol.ts";
 
 const setup = workerData as WorkerSetup;
 const port = parentPort!;
@@ -51,7 +52,7 @@ async function main(): Promise<void> {
   lockdown();
 
   /** Evaluate one script; the error's text, or null when it ran (pending jobs included). */
-  const evaluate = (ctx: QuickJSContext, code: string, filename: string): string | null => {
+  const evaluate = (ctx: QuickJSContext, code: string, filename: string, deadline: number): string | null => {
     let r;
     try {
       r = ctx.evalCode(code, filename, { type: "global" });
@@ -64,26 +65,51 @@ async function main(): Promise<void> {
       return typeof err === "object" && err !== null && "message" in err ? `${err.name ?? "Error"}: ${err.message}` : String(err);
     }
     r.value.dispose();
-    const jobs = ctx.runtime.executePendingJobs();
-    if (jobs.error) {
-      const err = ctx.dump(jobs.error);
-      jobs.error.dispose();
-      return typeof err === "object" && err !== null && "message" in err ? `${err.name ?? "Error"}: ${err.message}` : String(err);
+    // promise jobs run to the end, or to the deadline (an endless chain of jobs is a timeout)
+    for (;;) {
+      const jobs = ctx.runtime.executePendingJobs();
+      if (jobs.error) {
+        const err = ctx.dump(jobs.error);
+        jobs.error.dispose();
+        return typeof err === "object" && err !== null && "message" in err ? `${err.name ?? "Error"}: ${err.message}` : String(err);
+      }
+      // (an interrupted job chain may also end with no error and nothing pending: past the deadline is a timeout)
+      if (Date.now() >= deadline) return "InternalError: interrupted";
+      if (!ctx.runtime.hasPendingJob()) return null;
     }
-    return null;
   };
 
   const runJob = (job: Job): JobResult => {
     const total = job.tests.length;
     const deadline = Date.now() + job.timeoutMs;
-    const rt = QuickJS.newRuntime({ memoryLimitBytes: capBytes, maxStackSizeBytes: STACK_BYTES, interruptHandler: shouldInterruptAfterDeadline(deadline) });
+    let printed = 0;
+    const pastDeadline = shouldInterruptAfterDeadline(deadline);
+    // output past the limit stops the program as the deadline does
+    const rt = QuickJS.newRuntime({ memoryLimitBytes: capBytes, maxStackSizeBytes: STACK_BYTES, interruptHandler: (r) => printed > MAX_OUTPUT || pastDeadline(r) });
     const ctx = rt.newContext();
+    const consoleObj = ctx.newObject();
+    for (const m of ["log", "info", "warn", "error", "debug"]) {
+      const f = ctx.newFunction(m, (...args) => {
+        for (const a of args) {
+          if (ctx.typeof(a) !== "string") printed += 16;
+          else {
+            const len = ctx.getProp(a, "length");
+            printed += ctx.getNumber(len);
+            len.dispose();
+          }
+        }
+      });
+      ctx.setProp(consoleObj, m, f);
+      f.dispose();
+    }
+    ctx.setProp(ctx.global, "console", consoleObj);
+    consoleObj.dispose();
     const timedOut = (msg: string | null) => msg !== null && /interrupted/.test(msg) && Date.now() >= deadline - 5;
     let res: JobResult;
     try {
-      const setupErr = evaluate(ctx, PRELUDE, "prelude.js");
+      const setupErr = evaluate(ctx, PRELUDE, "prelude.js", deadline);
       if (setupErr) throw new Damaged(setupErr);
-      const codeErr = evaluate(ctx, job.code, "solution.js");
+      const codeErr = evaluate(ctx, job.code, "solution.js", deadline);
       if (codeErr !== null) {
         res = timedOut(codeErr) ? { id: job.id, outcome: "timeout", passed: 0, total, message: `timed out after ${job.timeoutMs} ms` } : { id: job.id, outcome: "error", passed: 0, total, message: shorten(codeErr) };
       } else {
@@ -91,7 +117,7 @@ async function main(): Promise<void> {
         let message: string | undefined;
         let timeout = false;
         for (let t = 0; t < total && !timeout; t++) {
-          const err = evaluate(ctx, job.tests[t]!, `test-${t}.js`);
+          const err = evaluate(ctx, job.tests[t]!, `test-${t}.js`, deadline);
           if (err === null) passed++;
           else if (timedOut(err)) timeout = true;
           else message ??= `test ${t}: ${shorten(err)}`;
@@ -103,6 +129,7 @@ async function main(): Promise<void> {
     } catch (e) {
       res = { id: job.id, outcome: "error", passed: 0, total, message: shorten(`interpreter failed: ${(e as Error).message}`), recycle: true };
     }
+    if (printed > MAX_OUTPUT && !res.recycle) res = { id: job.id, outcome: "error", passed: 0, total, message: `output limit exceeded (${printed} characters > ${MAX_OUTPUT})` };
     try {
       ctx.dispose();
       rt.dispose();

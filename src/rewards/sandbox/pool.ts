@@ -38,6 +38,8 @@ function spawn(entry: URL, options: ConstructorParameters<typeof Worker>[1]): Wo
 
 interface Pending {
   job: Job;
+  /** When it went to a worker (performance.now()). */
+  started?: number;
   resolve: (r: JobResult) => void;
   reject: (e: Error) => void;
 }
@@ -163,7 +165,7 @@ export class SandboxPool {
     slot.timers = [];
     slot.current = null;
     slot.programs++;
-    p.resolve(r);
+    p.resolve({ ...r, ms: Math.round(performance.now() - p.started!) });
     this.refs();
   }
 
@@ -190,6 +192,7 @@ export class SandboxPool {
       if (!slot.ready || slot.current) continue;
       const p = this.queue.shift()!;
       slot.current = p;
+      p.started = performance.now();
       Atomics.store(slot.interrupt, 0, 0);
       const { timeoutMs } = p.job;
       slot.timers.push(setTimeout(() => Atomics.store(slot.interrupt, 0, 2), timeoutMs)); // Python: KeyboardInterrupt

@@ -5,7 +5,8 @@
 export type SandboxLanguage = "python" | "javascript";
 
 /** passed: the code ran and every test passed; failed: the code ran, some test failed; timeout: the wall-clock limit
- * cut it; error: the code itself did not run (syntax error, exception, memory cap, no code, crashed interpreter). */
+ * cut it; error: the code itself did not run (syntax error, exception, memory cap, output past MAX_OUTPUT, no code, crashed
+ * interpreter). */
 export type SandboxOutcome = "passed" | "failed" | "timeout" | "error";
 
 /** What the pool hands a worker when it starts (workerData). */
@@ -33,14 +34,18 @@ export interface JobResult {
   total: number;
   /** First error or failed test, shortened (MAX_MESSAGE). */
   message?: string;
+  /** Wall-clock time of the program with its tests, in ms (set by the pool). */
+  ms?: number;
   /** true when the interpreter may be damaged (memory cap, stack overflow, fatal error): the pool replaces the worker. */
   recycle?: boolean;
 }
 
 export type WorkerMessage = { type: "ready" } | { type: "result"; result: JobResult } | { type: "failed"; message: string };
 
-/** Longest message kept from an error (program output itself is discarded). */
+/** Longest message kept from an error. */
 export const MAX_MESSAGE = 400;
+/** Output a program may print (then discarded: only the tests count); more is an error, as in contest judges. */
+export const MAX_OUTPUT = 1 << 20;
 
 /** Start…end of a long message. */
 export function shorten(s: string, max = MAX_MESSAGE): string {

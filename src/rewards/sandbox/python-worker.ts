@@ -11,7 +11,7 @@ import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadPyodide, type PyodideAPI } from "pyodide";
 import { capWasmMemory, lockdown } from "./lockdown.ts";
-import { shorten, type Job, type JobResult, type WorkerMessage, type WorkerSetup } from "./protocol.ts";
+import { MAX_OUTPUT, shorten, type Job, type JobResult, type WorkerMessage, type WorkerSetup } from "./protocol.ts";
 
 const setup = workerData as WorkerSetup;
 const port = parentPort!;
@@ -81,8 +81,11 @@ async function main(): Promise<void> {
     indexURL, packageCacheDir: indexURL, jsglobals: Object.create(null), env: { HOME: "/home/pyodide" },
     stdout: () => {}, stderr: () => {}, checkAPIVersion: true,
   });
-  py.setStdout({ write: (buf: Uint8Array) => buf.length }); // output is discarded: only the tests count
-  py.setStderr({ write: (buf: Uint8Array) => buf.length });
+  // output is counted and discarded: only the tests count
+  let printed = 0;
+  const sink = { write: (buf: Uint8Array) => ((printed += buf.length), buf.length) };
+  py.setStdout(sink);
+  py.setStderr(sink);
   py.setStdin({ error: true });
   py.setInterruptBuffer(new Int32Array(setup.interrupt));
   py.unregisterJsModule("pyodide_js");
@@ -100,6 +103,7 @@ async function main(): Promise<void> {
 
   const runJob = (job: Job): JobResult => {
     const start = performance.now();
+    printed = 0;
     const total = job.tests.length;
     const ns = newDict();
     ns.set("__name__", "__main__");
@@ -126,6 +130,7 @@ async function main(): Promise<void> {
       const timeout = pyType(e) === "KeyboardInterrupt" && performance.now() - start >= job.timeoutMs * 0.9;
       res = { id: job.id, outcome: timeout ? "timeout" : "error", passed: 0, total, message: timeout ? `timed out after ${job.timeoutMs} ms` : lastLine(e), ...(damaging(e) ? { recycle: true } : {}) };
     }
+    if (printed > MAX_OUTPUT && res.outcome !== "timeout") res = { id: job.id, outcome: "error", passed: 0, total, message: `output limit exceeded (${printed} bytes > ${MAX_OUTPUT})` };
     try {
       ns.destroy();
       reset();
