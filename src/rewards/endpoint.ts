@@ -98,7 +98,8 @@ export class Endpoint {
       const inputs = missing.slice(b, b + EMBED_BATCH);
       const batch = this.limit(async () => {
         this.stats.requests++;
-        const r = await this.client.embeddings.create({ model: this.model, input: inputs });
+        // floats asked for explicitly: the client's default is base64, which not every compatible server implements
+        const r = await this.client.embeddings.create({ model: this.model, input: inputs, encoding_format: "float" });
         if (r.data.length !== inputs.length) throw new Error(`${this.baseUrl} (${this.model}): ${r.data.length} embeddings for ${inputs.length} inputs`);
         const out = new Array<number[]>(inputs.length);
         for (const d of r.data) out[d.index] = d.embedding as number[];
