@@ -19,7 +19,7 @@ const post = (m: WorkerMessage) => port.postMessage(m);
 
 // Set up once, in a private namespace (not in sys.modules): what the reset puts back.
 const PRELUDE = `
-import sys, builtins, os, shutil, gc
+import sys, builtins, os, shutil
 for _m in ("pyodide_js",):
     sys.modules.pop(_m, None)
 _saved_builtins = dict(builtins.__dict__)
@@ -50,7 +50,6 @@ def _reset():
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 os.unlink(p)
-    gc.collect()
 `;
 
 /** Python exception type of a PythonError ("" for anything else). */
