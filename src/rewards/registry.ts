@@ -11,11 +11,11 @@ import { lengthPenalty } from "./builtins/length.ts";
 import { numericProximity } from "./builtins/numeric.ts";
 import { regexReward } from "./builtins/regex.ts";
 import { codeTests } from "./builtins/code-tests.ts";
-import { judgeGroupReward, judgeReward, type JudgeOptions } from "./builtins/judge.ts";
+import { judgeGroupReward, judgeReward } from "./builtins/judge.ts";
 import { embeddingSimilarity } from "./builtins/embedding.ts";
 import { rubricReward, type RubricItem } from "./builtins/rubric.ts";
 import { fromVerifier, type Verifier } from "./builtins/verifier.ts";
-import type { EndpointOptions } from "./endpoint.ts";
+import { bool, judgeOptions, num, str, endpointOptions, type Params } from "./params.ts";
 import { isNamedReward, type NamedReward, type RewardInput, toNamedReward } from "./types.ts";
 
 /** Built-in rewards by name. */
@@ -27,47 +27,6 @@ export const REWARD_REGISTRY: Record<string, NamedReward> = {
   "gsm8k/xml_count": gsm8k.xmlCount,
   numeric_proximity: numericProximity(),
 };
-
-type Params = Record<string, unknown>;
-
-function num(p: Params, key: string, type: string, required = false): number | undefined {
-  const v = p[key];
-  if (v === undefined) {
-    if (required) throw new Error(`reward "${type}" needs "${key}" (a number)`);
-    return undefined;
-  }
-  if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`reward "${type}": "${key}" must be a number, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function str(p: Params, key: string): string | undefined {
-  const v = p[key];
-  return typeof v === "string" ? v : undefined;
-}
-
-function bool(p: Params, key: string, type: string): boolean | undefined {
-  const v = p[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== "boolean") throw new Error(`reward "${type}": "${key}" must be true or false, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-/** The endpoint keys shared by judge, judge_group, embedding_similarity (and a rubric's judge items). */
-function endpointOptions(p: Params, type: string): EndpointOptions {
-  const model = str(p, "model");
-  if (!model) throw new Error(`reward "${type}" needs "model" (the endpoint's model name)`);
-  return {
-    model, baseUrl: str(p, "base_url"), apiKeyEnv: str(p, "api_key_env"), concurrency: num(p, "concurrency", type), maxRetries: num(p, "max_retries", type),
-    timeoutMs: num(p, "timeout_ms", type), cache: bool(p, "cache", type),
-  };
-}
-
-function judgeOptions(p: Params, type: string): JudgeOptions {
-  return {
-    ...endpointOptions(p, type), prompt: str(p, "prompt"), system: str(p, "system"), min: num(p, "min", type), max: num(p, "max", type),
-    temperature: num(p, "temperature", type), maxTokens: num(p, "max_tokens", type), name: str(p, "name"),
-  };
-}
 
 /** Parameterised built-ins, for object specs `{type, ...params}` (snake_case as in YAML). */
 export const REWARD_FACTORIES: Record<string, (p: Params, ctx: { baseDir: string }) => NamedReward | Promise<NamedReward>> = {

@@ -10,7 +10,8 @@ import { Ajv, type ValidateFunction } from "ajv";
 import { RewardSampleErrors } from "../errors.ts";
 import type { NamedReward, RewardArgs, RewardValues } from "../types.ts";
 import { withDetails } from "../types.ts";
-import { judgeReward, type JudgeOptions } from "./judge.ts";
+import { judgeReward } from "./judge.ts";
+import { judgeOptions, type Params } from "../params.ts";
 
 export type RubricCheck =
   | { check: "regex"; pattern: string; flags?: string }
@@ -82,12 +83,7 @@ function scorer(item: RubricItem, rubric: string): ItemScorer {
       return each((c, i, args) => (unit === "chars" ? [...c].length : (args.completionIds[i]?.length ?? 0)) <= item.max);
     }
     case "judge": {
-      const { check: _c, name: _n, weight: _w, negate: _neg, base_url, api_key_env, max_tokens, timeout_ms, ...rest } = item as Record<string, unknown>;
-      const judge = judgeReward({
-        ...(rest as Partial<JudgeOptions>), model: String(rest.model ?? ""), baseUrl: base_url as string | undefined, apiKeyEnv: api_key_env as string | undefined,
-        maxTokens: max_tokens as number | undefined, timeoutMs: timeout_ms as number | undefined, name: `${rubric}/${item.name}`,
-      });
-      if (!rest.model) throw new Error(`${where}: judge needs "model"`);
+      const judge = judgeReward({ ...judgeOptions(item as Params, `${rubric}/${item.name}`), name: `${rubric}/${item.name}` });
       return async (args) => (await judge.fn(args)) as (number | null)[];
     }
     default:
