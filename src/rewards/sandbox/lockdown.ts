@@ -27,13 +27,12 @@ import * as os from "node:os";
 import * as tls from "node:tls";
 import * as v8 from "node:v8";
 import * as vm from "node:vm";
-import * as wasi from "node:wasi";
 import * as workerThreads from "node:worker_threads";
 
 /** Node modules whose every function is replaced (their CommonJS objects, shared by every importer in the thread). */
 const HOST_MODULES: Record<string, unknown> = {
   child_process: childProcess, cluster, dgram, dns, fs, "fs.promises": fs.promises, "dns.promises": dns.promises, http,
-  http2, https, inspector, net, os, tls, v8, vm, wasi, worker_threads: workerThreads,
+  http2, https, inspector, net, os, tls, v8, vm, worker_threads: workerThreads,
 };
 
 /** process methods that reach outside the thread. */

@@ -113,11 +113,10 @@ export class SandboxPool {
     const worker = spawn(ENTRIES[this.language], {
       workerData: setup,
       env: {}, // no environment (API keys) even for a program that got out of its interpreter
-      stdout: true, stderr: true, // not piped to the trainer's console
+      // stdout/stderr stay piped to the trainer's (own streams would keep the process alive): the lockdown silences the
+      // worker's console and the interpreters' output goes to counting sinks, so nothing a program prints reaches it
       resourceLimits: { maxOldGenerationSizeMb: Math.max(128, this.memoryMb), maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
     });
-    worker.stdout.resume();
-    worker.stderr.resume();
     const slot: Slot = { worker, interrupt: new Int32Array(interrupt), ready: false, current: null, timers: [], programs: 0 };
     this.slots.add(slot);
     this.stats.started++;
