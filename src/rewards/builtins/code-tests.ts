@@ -56,10 +56,12 @@ export function codeTests(opts: CodeTestsOptions): NamedReward {
   if (!TAGS[language]) throw new Error(`code_tests: language must be "python" or "javascript", got ${JSON.stringify(language)}`);
   if (!(timeoutMs > 0)) throw new Error(`code_tests: timeout_ms must be > 0 (got ${timeoutMs})`);
   const name = opts.name ?? `code_tests/${language}`;
+  // the workers start now: the interpreters load while the model loads and the first rollout generates
+  (opts.pool ?? sandboxPool(language, memoryMb)).prestart();
   const fn = async (args: RewardArgs): Promise<RewardValues> => {
     const col = args[testsColumn];
     if (!Array.isArray(col)) throw new Error(`${name} needs a "${testsColumn}" column in the dataset (columns: ${Object.keys(args).join(", ")})`);
-    const pool = opts.pool ?? sandboxPool(language, memoryMb);
+    const pool = opts.pool ?? sandboxPool(language, memoryMb); // (a new one after closeSandboxes())
     const results = await Promise.all(args.completions.map(async (c, i): Promise<JobResult | null> => {
       const tests = testList(col[i], testsColumn);
       if (tests === null) return null;

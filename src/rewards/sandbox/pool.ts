@@ -75,14 +75,11 @@ export class SandboxPool {
     this.recycleAfter = opts.recycleAfter ?? (this.language === "python" ? 1000 : 0);
   }
 
-  /** Start every worker now (the first run() does it otherwise); resolves when all are loaded. */
-  async warm(): Promise<void> {
+  /** Start every worker now, so interpreters load while other work goes on (the first run() does it otherwise). */
+  prestart(): this {
     this.fill();
-    await Promise.all([...this.slots].map((s) => new Promise<void>((res, rej) => {
-      if (s.ready) return res();
-      s.worker.once("message", (m: WorkerMessage) => (m.type === "ready" ? res() : rej(new Error(`sandbox (${this.language}): ${m.type === "failed" ? m.message : "no ready message"}`))));
-      s.worker.once("error", rej);
-    })));
+    this.refs();
+    return this;
   }
 
   /** Run `code` then each test; never rejects for anything the program does (only when the interpreter cannot load). */
