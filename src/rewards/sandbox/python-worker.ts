@@ -4,8 +4,8 @@
 // each through its own runPython so the counting stays in JavaScript where the program cannot touch it. The deadline
 // comes from the pool through Pyodide's interrupt buffer (KeyboardInterrupt inside the program).
 // Is not: a full snapshot restore. Between programs the namespace is new and builtins, sys.modules, sys's hooks and
-// the writable folders are put back; a program that damages the interpreter (memory cap, stack overflow, fatal
-// error) gets the worker replaced, and the pool replaces every worker after RECYCLE_AFTER programs as well.
+// the writable folders are put back; a program that may have damaged the interpreter (memory cap, C stack overflow,
+// Pyodide's fatal error) gets the worker replaced, and the pool replaces every worker after RECYCLE_AFTER programs as well.
 import { parentPort, workerData } from "node:worker_threads";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -64,10 +64,10 @@ function lastLine(e: unknown): string {
   return shorten(lines[lines.length - 1] ?? msg);
 }
 
-/** Errors after which the interpreter is not to be trusted. */
+/** Errors after which the interpreter is not to be trusted (a host error: Pyodide's fatal state; a failed allocation). */
 function damaging(e: unknown): boolean {
   const t = pyType(e);
-  return t === "" || t === "MemoryError" || t === "RecursionError";
+  return t === "" || t === "MemoryError";
 }
 
 async function main(): Promise<void> {
