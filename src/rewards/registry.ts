@@ -60,9 +60,9 @@ export const REWARD_FACTORIES: Record<string, (p: Params, ctx: { baseDir: string
   verifier: async (p, ctx) => {
     const path = str(p, "path");
     if (!path) throw new Error(`reward "verifier" needs "path" ("./verify.ts#exportName": a function (prompt, completion, row) → true | false | null)`);
-    const { value, where } = await importExport(path, ctx.baseDir);
+    const { value, exportName, where } = await importExport(path, ctx.baseDir);
     if (typeof value !== "function") throw new Error(`reward "verifier": ${where} is ${typeof value}, expected a function (prompt, completion, row) → true | false | null`);
-    const name = str(p, "name") ?? (value.name && value.name !== "default" ? value.name : path.split("#").pop()!);
+    const name = str(p, "name") ?? (value.name && value.name !== "default" ? value.name : exportName);
     return fromVerifier(name, value as Verifier, { correct: num(p, "correct", "verifier"), incorrect: num(p, "incorrect", "verifier") });
   },
 };
@@ -80,7 +80,7 @@ function looksLikeFile(spec: string): boolean {
 }
 
 /** Import `path#exportName` (default export when no #): the exported value, and where it came from for messages. */
-async function importExport(spec: string, baseDir: string): Promise<{ value: unknown; where: string }> {
+async function importExport(spec: string, baseDir: string): Promise<{ value: unknown; exportName: string; where: string }> {
   const hash = spec.lastIndexOf("#");
   const file = hash >= 0 ? spec.slice(0, hash) : spec;
   const exportName = hash >= 0 ? spec.slice(hash + 1) : "default";
@@ -95,13 +95,12 @@ async function importExport(spec: string, baseDir: string): Promise<{ value: unk
   if (v === undefined) {
     throw new Error(`reward "${spec}": ${abs} has no export "${exportName}" (exports: ${Object.keys(mod).join(", ") || "none"})`);
   }
-  return { value: v, where: `export "${exportName}" of ${abs}` };
+  return { value: v, exportName, where: `export "${exportName}" of ${abs}` };
 }
 
 /** Load `path#exportName` as a reward function. */
 async function loadFromFile(spec: string, baseDir: string): Promise<NamedReward> {
-  const { value: v } = await importExport(spec, baseDir);
-  const exportName = spec.includes("#") ? spec.slice(spec.lastIndexOf("#") + 1) : "default";
+  const { value: v, exportName } = await importExport(spec, baseDir);
   if (isNamedReward(v)) return v;
   if (typeof v === "function") return { name: v.name && v.name !== "default" ? v.name : exportName, fn: v as NamedReward["fn"] };
   throw new Error(`reward "${spec}": export "${exportName}" is ${typeof v}, expected a reward function or {name, fn}`);
