@@ -1,6 +1,6 @@
 // Public API of src/rewards: the reward contract, the runner, metrics, built-ins and the registry.
-export type { NamedReward, RewardArgs, RewardDetails, RewardFunc, RewardInput, RewardValues } from "./types.ts";
-export { detailsOf, isNamedReward, toNamedReward, withDetails } from "./types.ts";
+export type { Completion, NamedReward, RewardArgs, RewardDetails, RewardFunc, RewardInput, RewardValues } from "./types.ts";
+export { completionText, detailsOf, isNamedReward, toNamedReward, withDetails } from "./types.ts";
 export { computeRewards, type ComputeRewardsOptions, type RewardResult } from "./compute.ts";
 export { RewardError, RewardSampleErrors, type RewardProblem, type RewardProblemKind } from "./errors.ts";
 export { meanStd, rewardMetrics } from "./stats.ts";

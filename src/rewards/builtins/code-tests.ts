@@ -1,14 +1,15 @@
 // code_tests: run the model's code against the row's tests in a sandbox (Python in Pyodide, JavaScript in QuickJS).
-// Is: the code — the last fenced block in the language (```python / ```py, ```javascript / ```js), else the last
-// untagged block, else the whole completion — run in a sandbox worker, then the row's tests (a string: one test; a
-// list: one test each) in the same namespace. Reward 1 when every test passes (partial: the fraction that pass), 0 on
-// failure, timeout, error or no code; null for a row without tests. Each sample's outcome goes to completions.jsonl
-// (details) and the batch's counts of passed / failed / timeout / error to the metrics.
+// Is: the code — from the completion's text (a conversation's last assistant message), the last fenced block in the
+// language (```python / ```py, ```javascript / ```js), else the last untagged block, else the whole text — run in a
+// sandbox worker, then the row's tests (a string: one test; a list: one test each) in the same namespace. Reward 1
+// when every test passes (partial: the fraction that pass), 0 on failure, timeout, error or no code; null for a row
+// without tests. Each sample's outcome goes to completions.jsonl (details) and the batch's counts of passed / failed /
+// timeout / error to the metrics.
 // Is not: a grader of output printed to stdout (tests are assertions), nor a guard against programs that fake
 // equality (an object whose __eq__ is always true passes `assert f(x) == y`; write tests that check types too).
 import { sandboxPool, type SandboxPool } from "../sandbox/pool.ts";
 import type { JobResult, SandboxLanguage, SandboxOutcome } from "../sandbox/protocol.ts";
-import { type NamedReward, type RewardArgs, type RewardValues, withDetails } from "../types.ts";
+import { completionText, type NamedReward, type RewardArgs, type RewardValues, withDetails } from "../types.ts";
 
 export interface CodeTestsOptions {
   language: SandboxLanguage;
@@ -65,7 +66,7 @@ export function codeTests(opts: CodeTestsOptions): NamedReward {
     const results = await Promise.all(args.completions.map(async (c, i): Promise<JobResult | null> => {
       const tests = testList(col[i], testsColumn);
       if (tests === null) return null;
-      const code = extractCode(c, language);
+      const code = extractCode(completionText(c), language);
       if (!code.trim()) return { id: 0, outcome: "error", passed: 0, total: tests.length, message: "no code" };
       return pool.run(code, tests, timeoutMs);
     }));

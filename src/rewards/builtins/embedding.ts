@@ -3,7 +3,7 @@
 // Is: cos(e(completion), e(reference)) in [−1, 1]; null where the reference is missing. Is not: a judge of
 // correctness (paraphrases score high, a fluent wrong answer may too); weight it beside a verifiable reward.
 import { endpoint, type EndpointOptions } from "../endpoint.ts";
-import type { NamedReward, RewardArgs, RewardValues } from "../types.ts";
+import { completionText, type NamedReward, type RewardArgs, type RewardValues } from "../types.ts";
 
 export interface EmbeddingSimilarityOptions extends EndpointOptions {
   /** Dataset column with the reference text. Default "answer". */
@@ -29,7 +29,7 @@ export function embeddingSimilarity(opts: EmbeddingSimilarityOptions): NamedRewa
   const fn = async (args: RewardArgs): Promise<RewardValues> => {
     const refs = args[column];
     if (!Array.isArray(refs)) throw new Error(`${name} needs a "${column}" column in the dataset (columns: ${Object.keys(args).join(", ")})`);
-    const rows = args.completions.map((c, i) => ({ c, ref: refs[i] === null || refs[i] === undefined ? null : String(refs[i]) }));
+    const rows = args.completions.map((c, i) => ({ c: completionText(c), ref: refs[i] === null || refs[i] === undefined ? null : String(refs[i]) }));
     // an empty completion scores 0 (endpoints reject empty inputs)
     const live = rows.filter((r) => r.ref !== null && r.c.trim() !== "");
     const vecs = await ep.embed(live.flatMap((r) => [r.c, r.ref!]));

@@ -9,7 +9,7 @@
 import { RewardSampleErrors } from "../errors.ts";
 import { endpoint, type EndpointOptions } from "../endpoint.ts";
 import type { Message } from "../../tokenize/index.ts";
-import type { NamedReward, RewardArgs, RewardValues } from "../types.ts";
+import { completionText, type NamedReward, type RewardArgs, type RewardValues } from "../types.ts";
 
 export interface JudgeOptions extends EndpointOptions {
   /** The judge's prompt (see the header for placeholders). Default DEFAULT_JUDGE_PROMPT / DEFAULT_GROUP_PROMPT. */
@@ -68,7 +68,7 @@ export function fillTemplate(template: string, values: Record<string, unknown>, 
 function sampleValues(args: RewardArgs, i: number, min: number, max: number): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(args)) if (k !== "prompts" && k !== "completions" && k !== "completionIds") out[k] = v[i];
-  return { ...out, prompt: promptForJudge(args.prompts[i]), completion: args.completions[i], min, max };
+  return { ...out, prompt: promptForJudge(args.prompts[i]), completion: completionText(args.completions[i]!), min, max };
 }
 
 /**
@@ -161,7 +161,7 @@ export function judgeGroupReward(opts: JudgeOptions): NamedReward {
     const values: (number | null)[] = new Array(args.completions.length).fill(null);
     const failures: { index: number; message: string }[] = [];
     await Promise.all(promptGroups(args.prompts).map(async ([a, b]) => {
-      const list = args.completions.slice(a, b).map((c, k) => `Response ${k + 1}:\n${c}`).join("\n\n");
+      const list = args.completions.slice(a, b).map((c, k) => `Response ${k + 1}:\n${completionText(c)}`).join("\n\n");
       try {
         const { completion: _one, ...values0 } = sampleValues(args, a, min, max); // {completion} is not a group's
         const text = fillTemplate(prompt, { ...values0, completions: list, n: b - a }, `${name} prompt`);

@@ -8,8 +8,7 @@
 // Is not: a partial-credit grader inside a check (regex, contains, json_schema and max_length score 0 or 1).
 import { Ajv, type ValidateFunction } from "ajv";
 import { RewardSampleErrors } from "../errors.ts";
-import type { NamedReward, RewardArgs, RewardValues } from "../types.ts";
-import { withDetails } from "../types.ts";
+import { completionText, type NamedReward, type RewardArgs, type RewardValues, withDetails } from "../types.ts";
 import { judgeReward } from "./judge.ts";
 import { judgeOptions, type Params } from "../params.ts";
 
@@ -40,7 +39,7 @@ const ajv = new Ajv({ allErrors: false, strict: false });
 
 function scorer(item: RubricItem, rubric: string): ItemScorer {
   const where = `rubric "${rubric}" item "${item.name}"`;
-  const each = (f: (c: string, i: number, args: RewardArgs) => boolean): ItemScorer => async (args) => args.completions.map((c, i) => (f(c, i, args) ? 1 : 0));
+  const each = (f: (c: string, i: number, args: RewardArgs) => boolean): ItemScorer => async (args) => args.completions.map((c, i) => (f(completionText(c), i, args) ? 1 : 0));
   switch (item.check) {
     case "regex": {
       if (typeof item.pattern !== "string") throw new Error(`${where}: regex needs "pattern" (a string)`);
