@@ -25,13 +25,13 @@ test("examples/code: the reference solutions earn the full reward in the sandbox
   const [code] = await resolveRewards([cfg.rewardFuncs![0]] as never);
   const res = await computeRewards([code!], undefined, {
     prompts: rows.map((r) => r.prompt), completions: rows.map((r) => "```python\n" + r.solution + "\n```"), completionIds: rows.map(() => []), tests: rows.map((r) => r.tests),
-  });
+  }, { timeoutMs: 600_000 }); // (Pyodide's cold start counts)
   assert.deepEqual(res.total, rows.map(() => 1));
 });
 
 test("examples/code: a few GRPO steps on the CPU with code_tests, outcomes in completions.jsonl and metrics", async () => {
   const model = fixtureModels().find((d) => d.endsWith("qwen2")) ?? fixtureModels()[0]!;
-  const cfg = loadConfigFile(CONFIG, { model, output_dir: out, max_steps: 2, max_completion_length: 12, per_device_train_batch_size: 4, num_generations: 2, log_completions: 4 });
+  const cfg = loadConfigFile(CONFIG, { model, output_dir: out, max_steps: 2, max_completion_length: 12, per_device_train_batch_size: 4, num_generations: 2, log_completions: 4, reward_timeout_ms: 600_000 });
   const t = await GRPOTrainer.create(cfg, { quiet: true });
   const metrics = await t.train();
   assert.equal(metrics.length, 2);

@@ -69,7 +69,7 @@ for (const language of ["python", "javascript"] as const) {
     add(tasks[0]![language].right, null, { all: null, partial: null }); // a row without tests
     add("```\n)(\n```", ["assert(1)"], { all: 0, partial: 0, outcome: "error" }); // syntax error
     const t0 = performance.now();
-    const res = await computeRewards([all, partial], [1, 0], batch(completions, tests));
+    const res = await computeRewards([all, partial], [1, 0], batch(completions, tests), { timeoutMs: 600_000 }); // (the cold start counts)
     const secs = (performance.now() - t0) / 1000;
     want.forEach((w, i) => {
       assert.equal(res.byName.all![i], w.all, `sample ${i} (all): ${completions[i]}`);
@@ -169,7 +169,7 @@ for (const language of ["python", "javascript"] as const) {
     assert.ok(!existsSync(`${PWNED}-system`) && !existsSync(`${PWNED}-js-require`));
     // and the sandbox still works
     const s = tasks[0]![language];
-    const again = await computeRewards([reward], undefined, batch([s.right, s.wrong], [s.tests, s.tests]));
+    const again = await computeRewards([reward], undefined, batch([s.right, s.wrong], [s.tests, s.tests]), { timeoutMs: 600_000 });
     assert.deepEqual(again.total, [1, 0]);
     const outcomes = attacks.map(([what], i) => {
       const d = res.details.sandboxed!.samples![i] as { outcome: string; ms: number; message?: string };
