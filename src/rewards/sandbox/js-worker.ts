@@ -6,7 +6,7 @@
 // Is not: Node. The VM's one host function is console.log (and .info/.warn/.error/.debug), which only counts the
 // length of what it is given (output past MAX_OUTPUT is an error); no require, process, timers, files or network.
 import { parentPort, workerData } from "node:worker_threads";
-import { newQuickJSWASMModuleFromVariant, newVariant, shouldInterruptAfterDeadline, type QuickJSContext, type QuickJSSyncVariant, type QuickJSWASMModule } from "quickjs-emscripten-core";
+import { newQuickJSWASMModuleFromVariant, newVariant, shouldInterruptAfterDeadline, type QuickJSContext, type QuickJSHandle, type QuickJSSyncVariant, type QuickJSWASMModule } from "quickjs-emscripten-core";
 import RELEASE_SYNC from "@jitl/quickjs-wasmfile-release-sync";
 import { capWasmMemory, lockdown } from "./lockdown.ts";
 import { MAX_OUTPUT, shorten, type Job, type JobResult, type WorkerMessage, type WorkerSetup } from "./protocol.ts";
@@ -43,6 +43,13 @@ globalThis.assert = (function () {
 
 class Damaged extends Error {}
 
+/** "Name: message" of a thrown value (the handle is disposed). */
+function errorText(ctx: QuickJSContext, handle: QuickJSHandle): string {
+  const err = ctx.dump(handle);
+  handle.dispose();
+  return typeof err === "object" && err !== null && "message" in err ? `${err.name ?? "Error"}: ${err.message}` : String(err);
+}
+
 async function main(): Promise<void> {
   const capBytes = setup.memoryMb * 1024 * 1024;
   capWasmMemory(capBytes);
@@ -59,20 +66,12 @@ async function main(): Promise<void> {
     } catch (e) {
       throw new Damaged(e instanceof Error ? e.message : String(e));
     }
-    if (r.error) {
-      const err = ctx.dump(r.error);
-      r.error.dispose();
-      return typeof err === "object" && err !== null && "message" in err ? `${err.name ?? "Error"}: ${err.message}` : String(err);
-    }
+    if (r.error) return errorText(ctx, r.error);
     r.value.dispose();
     // promise jobs run to the end, or to the deadline (an endless chain of jobs is a timeout)
     for (;;) {
       const jobs = ctx.runtime.executePendingJobs();
-      if (jobs.error) {
-        const err = ctx.dump(jobs.error);
-        jobs.error.dispose();
-        return typeof err === "object" && err !== null && "message" in err ? `${err.name ?? "Error"}: ${err.message}` : String(err);
-      }
+      if (jobs.error) return errorText(ctx, jobs.error);
       // (an interrupted job chain may also end with no error and nothing pending: past the deadline is a timeout)
       if (Date.now() >= deadline) return "InternalError: interrupted";
       if (!ctx.runtime.hasPendingJob()) return null;
