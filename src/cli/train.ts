@@ -11,16 +11,19 @@ import { loadTokenizer } from "../tokenize/index.ts";
 import { resolveRewards, type NamedReward } from "../rewards/index.ts";
 import { setDefaultDevice } from "../engine/index.ts";
 import { saveAdapter, saveFullModel } from "../grpo/checkpoint.ts";
+import { dashboardOverrides } from "./dashboard.ts";
 
 export interface TrainArgs {
   resume?: boolean;
   device?: string;
   maxSteps?: number;
   outputDir?: string;
+  /** --dashboard [port] */
+  dashboard?: boolean | string;
 }
 
 function overrides(a: TrainArgs): Record<string, unknown> {
-  const o: Record<string, unknown> = {};
+  const o: Record<string, unknown> = dashboardOverrides(a.dashboard);
   if (a.device) o.device = a.device;
   if (a.maxSteps !== undefined) o.max_steps = a.maxSteps;
   if (a.outputDir) o.output_dir = a.outputDir;

@@ -145,6 +145,14 @@ export const GRPOConfigSchema = z.object({
    * for the CPU, off for CUDA until measured on a GPU; the environment variable AHA_GRAPHS=1 or 0 overrides.
    */
   graphs: z.boolean().optional(),
+  /**
+   * Where the run is reported besides metrics.jsonl and the console (TRL's option name): "none" (default) or
+   * "dashboard", a local web page with live curves, the newest completions, evaluations and the config, served while
+   * the run trains (`aha train --dashboard [port]`; `aha dashboard DIR…` opens finished runs).
+   */
+  reportTo: z.union([z.enum(["none", "dashboard"]), z.array(z.enum(["none", "dashboard"]))]).default("none"),
+  /** Port of the dashboard page (report_to: dashboard; 0 = any free port). Default 6006. */
+  dashboardPort: z.number().int().min(0).max(65535).default(6006),
 
   // ---- agents (src/agents): tools and environments inside the rollout ----
   /**
@@ -216,6 +224,17 @@ export function validateConfig(input: unknown, source = "config", yamlNames = fa
   if (obj && typeof obj === "object") for (const [k, m] of crossFieldProblems(obj)) problems.push(`${name(k)}: ${m}`);
   if (problems.length) throw new ConfigError(source, problems);
   return r.data!;
+}
+
+/** The config as a run folder records it (run_config.json): TRL's snake_case names, reward functions by name. */
+export function configForLog(c: GRPOConfig): Record<string, unknown> {
+  const name = (f: unknown) => (typeof f === "string" ? f : (f as { name?: string })?.name || "function");
+  return Object.fromEntries(Object.entries({ ...c, rewardFuncs: c.rewardFuncs?.map(name) }).map(([k, v]) => [snake(k), v]));
+}
+
+/** Whether report_to asks for the dashboard. */
+export function reportsToDashboard(c: Pick<GRPOConfig, "reportTo">): boolean {
+  return Array.isArray(c.reportTo) ? c.reportTo.includes("dashboard") : c.reportTo === "dashboard";
 }
 
 /** Read a YAML (or JSON) config file; relative paths in it are resolved from the file's folder. */
