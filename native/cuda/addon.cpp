@@ -5,6 +5,7 @@
 #include <napi.h>
 #include <algorithm>
 #include "kernels.h"
+#include "q4.h"
 #include <stdexcept>
 
 using namespace aha_cuda;
@@ -230,6 +231,17 @@ FN(qkv_attention_decode) { TRY(qkv_attention_decode)
                        L(a[42]), F(a[43]));
   UNDEF CATCH(qkv_attention_decode) }
 
+// bitsandbytes 4-bit weights (q4.cu): a weight is seven arguments from i (packed, absmax, nested, code, ncode, offset, dtype)
+Q4 q4_arg(const Napi::CallbackInfo& a, size_t i) {
+  return Q4{P<uint8_t>(a[i]), P<void>(a[i + 1]), P(a[i + 2]), P(a[i + 3]), P(a[i + 4]), F(a[i + 5]), (int)L(a[i + 6])};
+}
+FN(q4_gemm) { TRY(q4_gemm)  // (C, A, dtA, weight…, M, R, K, trans, alpha, beta, bias, dtCompute)
+  const long M = L(a[10]), R = L(a[11]), K = L(a[12]);
+  COST(2.0 * M * R * K, R * (double)K / 2 + M * (double)(R + K) * 4)
+  q4_gemm(P(a[0]), P<void>(a[1]), (int)L(a[2]), q4_arg(a, 3), M, R, K, Bo(a[13]), F(a[14]), F(a[15]), P(a[16]), (int)L(a[17]));
+  UNDEF CATCH(q4_gemm) }
+FN(q4_dequantize) { TRY(q4_dequantize) q4_dequantize(P<void>(a[0]), (int)L(a[1]), q4_arg(a, 2), L(a[9]), L(a[10])); UNDEF CATCH(q4_dequantize) }
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
   REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(read_async); REG(read_wait); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
@@ -240,6 +252,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);
   REG(sample_rows); REG(convert); REG(scatter_rows); REG(copy_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
   REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache); REG(qkv_attention_decode);
+  REG(q4_gemm); REG(q4_dequantize);
   return exports;
 }
 }  // namespace

@@ -4,7 +4,7 @@
 // capturing, as CUDA refuses them, so code that captures steps (generate/decode-step.ts) is checked here too.
 import { cpuAddon, type CpuAddon } from "./native.ts";
 import { registerBackend, type Backend, type Buf, type Kernels, type MemoryReport } from "./backend.ts";
-import { DTYPE_BYTES, hostArray, type DType, type HostArray } from "./dtype.ts";
+import { byteSize, hostArray, type DType, type HostArray } from "./dtype.ts";
 
 /** Kernels whose result comes back to the host (a device sync on CUDA): not capturable. */
 const RETURNS_TO_HOST = new Set(["sum_squares", "grpo_loss", "num_threads"]);
@@ -39,13 +39,13 @@ class CpuBackend implements Backend {
       if (zero) this.capture.push([fill0, [a]]); // as on CUDA, where the zero-fill is a node of the graph
       else if (POISON) this.capture.push([poison, [a]]);
     } else if (!zero && POISON) poison(a);
-    this.allocated += numel * DTYPE_BYTES[dtype];
+    this.allocated += byteSize(dtype, numel);
     this.buffers++;
     if (this.allocated > this.peak) this.peak = this.allocated;
     return a;
   }
   free(buf: Buf, dtype: DType, numel: number): void {
-    this.allocated -= numel * DTYPE_BYTES[dtype];
+    this.allocated -= byteSize(dtype, numel);
     this.buffers--;
     if (this.captureFree && this.captured.has(buf as HostArray)) {
       const key = `${dtype}:${numel}`;

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join, resolve } from "node:path";
 import { registerBackend, type Backend, type Buf, type Kernels, type MemoryReport } from "./backend.ts";
-import { DTYPE_BYTES, hostArray, type DType, type HostArray } from "./dtype.ts";
+import { byteSize, DTYPE_BYTES, hostArray, type DType, type HostArray } from "./dtype.ts";
 
 /** What init() of the native module says about the device. */
 export interface CudaInfo {
@@ -102,7 +102,7 @@ class CudaBackend implements Backend {
     if (mode) this.setGemmMode(mode);
   }
   alloc(dtype: DType, numel: number, zero = true): Buf {
-    return this.m.alloc(numel * DTYPE_BYTES[dtype], zero);
+    return this.m.alloc(byteSize(dtype, numel), zero);
   }
   free(buf: Buf, _dtype: DType, _numel: number): void {
     this.m.free(buf as number);
@@ -119,7 +119,7 @@ class CudaBackend implements Backend {
     return out;
   }
   readAsync(buf: Buf, dtype: DType, numel: number): () => HostArray {
-    const id = this.m.read_async(buf as number, numel * DTYPE_BYTES[dtype]);
+    const id = this.m.read_async(buf as number, byteSize(dtype, numel));
     return () => {
       const out = hostArray(dtype, numel);
       this.m.read_wait(id, out);

@@ -2,7 +2,7 @@
 // disposed when fn returns, except what it returns or what is `keep()`-ed; long-lived tensors (weights, LoRA,
 // optimiser state) are created outside scopes or kept, and freed by dispose().
 import { defaultBackend, getBackend, registerLazyBackend, type Backend, type Buf, type Device } from "./backend.ts";
-import { DTYPE_BYTES, type DType, type HostArray } from "./dtype.ts";
+import { byteSize, type DType, type HostArray } from "./dtype.ts";
 import { registerCpuBackend } from "./cpu.ts";
 import { registerCudaBackend, cudaInfo } from "./cuda.ts";
 import type { FlatParams } from "./flat.ts";
@@ -96,7 +96,7 @@ export class Tensor {
     return this.backend.device;
   }
   get bytes(): number {
-    return this.numel * DTYPE_BYTES[this.dtype];
+    return byteSize(this.dtype, this.numel);
   }
   get isDisposed(): boolean {
     return this.disposed;
