@@ -4,8 +4,11 @@
 // (the GRPO reference) from the same weights.
 import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, ropePair, glu, glu16, embedding, dropoutMask, attention, attention16, type AttentionOpts, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, linearGroup, groupable, type LoraPart, type LinearPart, checkpoint,
   isGradEnabled, type Backend, type DType, type Tensor, type TokenLogprobs } from "../engine/index.ts";
+import { join } from "node:path";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
 import { WeightStore } from "./weights.ts";
+import { loadLinearWeight, storedQuant4, type Quant4Settings } from "./bnb4.ts";
+import { gemmDtypeOf } from "../engine/quant4.ts";
 import { LoraAdapter, type LoraConfig, type LoraPair } from "./lora.ts";
 import { FlatParams } from "../engine/flat.ts";
 import { packWeights } from "../engine/packed.ts";
@@ -58,6 +61,12 @@ export interface LoadOpts {
   /** keep bf16/f16 weights as stored (default) or convert everything to f32 */
   dtype?: "auto" | "f32";
   adapter?: string;
+  /**
+   * 4-bit base weights (QLoRA): every linear layer's weight quantised at load to bitsandbytes' format (models/bnb4.ts;
+   * embeddings, norms, biases and the lm head stay as stored). A folder saved in 4-bit loads as stored whatever this
+   * says (these settings then only choose the compute dtype).
+   */
+  quantization?: Quant4Settings | null;
 }
 
 export class CausalLM {
@@ -88,6 +97,9 @@ export class CausalLM {
     const m = new CausalLM(cfg);
     const ws = new WeightStore(dir);
     const keep16 = opts.dtype !== "f32";
+    const stored = storedQuant4(cfg.raw, join(dir, "config.json"));
+    const q4 = opts.quantization ?? stored;
+    if (q4 && opts.dtype === "f32" && !stored) throw new Error(`${dir}: 4-bit weights (load_in_4bit) and f32 weights (dtype f32, full fine-tuning) exclude each other`);
     const { hidden: C, headDim: D, heads: Hq, kvHeads: Hkv, intermediate: I, vocabSize: V } = cfg;
     m.embed = ws.load("model.embed_tokens.weight", [V, C], keep16);
     m.finalNorm = ws.load("model.norm.weight", [C], false);
@@ -100,7 +112,7 @@ export class CausalLM {
       const lin = new Map<string, { W: Tensor; b?: Tensor }>();
       const addLin = (name: string, out: number, inF: number, bias: boolean) => {
         const full = `${p}.${name}`;
-        lin.set(full, { W: ws.load(`${full}.weight`, [out, inF], keep16), b: bias ? ws.load(`${full}.bias`, [out], false) : undefined });
+        lin.set(full, { W: loadLinearWeight(ws, `${full}.weight`, [out, inF], keep16, q4), b: bias ? ws.load(`${full}.bias`, [out], false) : undefined });
       };
       if (cfg.fused) addLin("self_attn.qkv_proj", (Hq + 2 * Hkv) * D, C, cfg.attentionBias);
       else {
@@ -165,7 +177,8 @@ export class CausalLM {
 
   /** The 16-bit type the projections' GEMMs round their inputs to (CUDA's default with 16-bit weights), or null. */
   private lowInputs(): DType | null {
-    const wdt = this.layers[0]?.linears.values().next().value?.W.dtype ?? "f32";
+    const W = this.layers[0]?.linears.values().next().value?.W;
+    const wdt = W ? gemmDtypeOf(W) : "f32";
     return gemmTakes16(this.embed.backend, wdt) ? wdt : null;
   }
 
