@@ -79,9 +79,10 @@ export class CausalLM {
   dropout = 0;
   /**
    * recompute each layer in the backward pass instead of keeping its activations: true for every layer, a number for
-   * that many of the first layers (the rest keep theirs: less recomputing for more memory)
+   * that many of the first layers (the rest keep theirs: less recomputing for more memory); "offload": every layer,
+   * with each layer's input kept in host memory until its backward (engine/offload.ts)
    */
-  gradientCheckpointing: boolean | number = false;
+  gradientCheckpointing: boolean | number | "offload" = false;
   /** forwards without autograd through a KV cache run the fused layers (models/fused-layers.ts) where they cover the
    *  model; AHA_FUSED_DECODE=0 turns them off (the general block then runs, e.g. to compare) */
   fusedDecode = process.env.AHA_FUSED_DECODE !== "0";
@@ -387,7 +388,7 @@ export class CausalLM {
         return add(x, m);
       };
       // (without autograd checkpoint would only run the block: run it directly, in place)
-      const ckpt = this.gradientCheckpointing === true || l < Number(this.gradientCheckpointing);
+      const gc = this.gradientCheckpointing, ckpt = gc === true || gc === "offload" || l < Number(gc);
       x = ckpt && !cache && isGradEnabled() ? checkpoint(block, x, this.layerParameters(l)) : block(x, !isGradEnabled());
     }
     return rmsNorm(x, this.finalNorm, cfg.eps, cfg.normOffset);
