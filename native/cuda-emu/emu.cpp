@@ -533,6 +533,8 @@ cudaError_t cudaStreamSynchronize(cudaStream_t) {
   if (capturing_illegal("cudaStreamSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
   return cudaSuccess;
 }
+// one stream underneath every stream: work already runs in the order it was enqueued, so a wait has nothing to do
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned) { return e ? cudaSuccess : fail(cudaErrorInvalidValue); }
 cudaError_t cudaEventCreate(cudaEvent_t* e) { *e = new EmuEvent{std::chrono::steady_clock::now(), true}; return cudaSuccess; }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags) {
   *e = new EmuEvent{std::chrono::steady_clock::now(), !(flags & cudaEventDisableTiming)};

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include "kernels.h"
 #include "q4.h"
+#include "offload.h"
 #include <stdexcept>
 
 using namespace aha_cuda;
@@ -241,6 +242,11 @@ FN(q4_gemm) { TRY(q4_gemm)  // (C, A, dtA, weight…, M, R, K, trans, alpha, bet
   q4_gemm(P(a[0]), P<void>(a[1]), (int)L(a[2]), q4_arg(a, 3), M, R, K, Bo(a[13]), F(a[14]), F(a[15]), P(a[16]), (int)L(a[17]));
   UNDEF CATCH(q4_gemm) }
 FN(q4_dequantize) { TRY(q4_dequantize) q4_dequantize(P<void>(a[0]), (int)L(a[1]), q4_arg(a, 2), L(a[9]), L(a[10])); UNDEF CATCH(q4_dequantize) }
+// offloaded checkpointing's copies (offload.cu)
+FN(offload_to_host) { TRY(offload_to_host) return Napi::Number::New(a.Env(), offload_to_host(P<void>(a[0]), (size_t)L(a[1]))); CATCH(offload_to_host) }
+FN(offload_wait) { TRY(offload_wait) offload_wait((int)L(a[0])); UNDEF CATCH(offload_wait) }
+FN(offload_to_device) { TRY(offload_to_device) offload_to_device((int)L(a[0]), P<void>(a[1])); UNDEF CATCH(offload_to_device) }
+FN(offload_release) { TRY(offload_release) offload_release((int)L(a[0])); UNDEF CATCH(offload_release) }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
@@ -252,7 +258,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);
   REG(sample_rows); REG(convert); REG(scatter_rows); REG(copy_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
   REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache); REG(qkv_attention_decode);
-  REG(q4_gemm); REG(q4_dequantize);
+  REG(q4_gemm); REG(q4_dequantize); REG(offload_to_host); REG(offload_wait); REG(offload_to_device); REG(offload_release);
   return exports;
 }
 }  // namespace

@@ -3,7 +3,7 @@
 // run, and a launch replays them. Host transfers and kernels that return a value to the host are refused while
 // capturing, as CUDA refuses them, so code that captures steps (generate/decode-step.ts) is checked here too.
 import { cpuAddon, type CpuAddon } from "./native.ts";
-import { registerBackend, type Backend, type Buf, type Kernels, type MemoryReport } from "./backend.ts";
+import { registerBackend, type Backend, type Buf, type Kernels, type MemoryReport, type OffloadCopies } from "./backend.ts";
 import { byteSize, hostArray, type DType, type HostArray } from "./dtype.ts";
 
 /** Kernels whose result comes back to the host (a device sync on CUDA): not capturable. */
@@ -105,6 +105,23 @@ class CpuBackend implements Backend {
   destroyGraph(graph: number): void {
     this.graphs.delete(graph);
   }
+  /** offloaded checkpointing: the "host" copy is another array (not counted as device memory), copied by copy2d through
+   *  `k` so that a captured graph replays the copies; synchronous, so waiting has nothing to do */
+  readonly offload: OffloadCopies = (() => {
+    const copies = new Map<number, Float32Array>();
+    let next = 0;
+    return {
+      toHost: (buf: Buf, numel: number) => {
+        const host = new Float32Array(numel);
+        this.k.copy2d(host, buf, 1, numel, 0, 0, false);
+        copies.set(next, host);
+        return next++;
+      },
+      wait: () => {},
+      toDevice: (id: number, buf: Buf) => { const h = copies.get(id)!; this.k.copy2d(buf, h, 1, h.length, 0, 0, false); },
+      release: (id: number) => { copies.delete(id); },
+    };
+  })();
   supports(_op: string, _dtype: DType): boolean {
     return true;
   }

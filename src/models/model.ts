@@ -11,6 +11,7 @@ import { loadLinearWeight, storedQuant4, type Quant4Settings } from "./bnb4.ts";
 import { gemmDtypeOf } from "../engine/quant4.ts";
 import { LoraAdapter, type LoraConfig, type LoraPair } from "./lora.ts";
 import { FlatParams } from "../engine/flat.ts";
+import { ActivationOffload } from "../engine/offload.ts";
 import { packWeights } from "../engine/packed.ts";
 import { gemmTakes16 } from "../engine/backend.ts";
 import { ropeFrequencies, ropeTables as ropeTablesOf } from "./rope.ts";
@@ -317,6 +318,7 @@ export class CausalLM {
     // LoRA dropout while training: one device seed per forward, one salt per (layer, module)
     const seed = this.dropout > 0 && isGradEnabled() ? (inputs.dropoutSeed ?? this.drawDropoutSeed()) : null;
     const low = this.lowInputs(); // the projections' inputs get 16-bit copies where their GEMMs take those
+    let offload: ActivationOffload | undefined; // offloaded checkpointing's chain of layer inputs (engine/offload.ts)
     for (let l = 0; l < cfg.layers; l++) {
       const L = this.layers[l];
       const p = `model.layers.${l}`;
@@ -389,7 +391,9 @@ export class CausalLM {
       };
       // (without autograd checkpoint would only run the block: run it directly, in place)
       const gc = this.gradientCheckpointing, ckpt = gc === true || gc === "offload" || l < Number(gc);
-      x = ckpt && !cache && isGradEnabled() ? checkpoint(block, x, this.layerParameters(l)) : block(x, !isGradEnabled());
+      if (gc === "offload" && !cache && isGradEnabled()) offload ??= new ActivationOffload(x.backend);
+      x = ckpt && !cache && isGradEnabled() ? checkpoint(block, x, this.layerParameters(l), offload && { chain: offload, last: l === cfg.layers - 1 })
+        : block(x, !isGradEnabled());
     }
     return rmsNorm(x, this.finalNorm, cfg.eps, cfg.normOffset);
   }
