@@ -67,7 +67,7 @@ for (const device of availableDevices()) {
         logCompletions: 0, maxSteps: 1, perDeviceTrainBatchSize: 2, gradientAccumulationSteps: 2, gradientCheckpointing: gc, outputDir: join(tmp, `${device}-${gc}`) } as never,
         { rows, rewardFuncs: [variety], quiet: true });
       const metrics = await t.train();
-      return { loss: metrics[0].loss, params: t.model.parameters().map((p) => p.f32()) };
+      return { loss: Number(metrics[0].loss), params: t.model.parameters().map((p) => p.f32()) };
     };
     const a = await run(true), b = await run("offload");
     const tol = device === "cpu" ? 0 : 1e-4; // (as test/train-graph.test.ts: CUDA's atomics add in any order)

@@ -90,10 +90,10 @@ FN(read_async) { TRY(read_async) return Napi::Number::New(a.Env(), download_asyn
 FN(read_wait) { TRY(read_wait) size_t n; void* h = host_ptr(a[1], &n); download_wait((int)L(a[0]), h, n); UNDEF CATCH(read_wait) }
 FN(synchronize) { TRY(synchronize) synchronize(); UNDEF CATCH(synchronize) }
 FN(memory) {
-  double m[5];
+  double m[6];
   memory_report(m);
   Napi::Object o = Napi::Object::New(a.Env());
-  o.Set("allocated", m[0]); o.Set("peak", m[1]); o.Set("buffers", m[2]); o.Set("reserved", m[3]); o.Set("peakReserved", m[4]);
+  o.Set("allocated", m[0]); o.Set("peak", m[1]); o.Set("buffers", m[2]); o.Set("reserved", m[3]); o.Set("peakReserved", m[4]); o.Set("largest", m[5]);
   return o;
 }
 FN(reset_peak) { reset_peak(); UNDEF }

@@ -19,6 +19,8 @@ export interface MemoryReport {
   peak: number;
   /** live buffer count */
   buffers: number;
+  /** the largest single buffer allocated since the last resetPeak() (CUDA: the kernels' scratch included) */
+  largest?: number;
 }
 
 export interface Backend {

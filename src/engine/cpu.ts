@@ -28,6 +28,7 @@ class CpuBackend implements Backend {
   private allocated = 0;
   private peak = 0;
   private buffers = 0;
+  private largest = 0;
 
   alloc(dtype: DType, numel: number, zero = true): Buf {
     // while capturing, a buffer the capture itself allocated and freed is handed out again, as CUDA's allocator does:
@@ -42,6 +43,7 @@ class CpuBackend implements Backend {
     this.allocated += byteSize(dtype, numel);
     this.buffers++;
     if (this.allocated > this.peak) this.peak = this.allocated;
+    if (byteSize(dtype, numel) > this.largest) this.largest = byteSize(dtype, numel);
     return a;
   }
   free(buf: Buf, dtype: DType, numel: number): void {
@@ -129,10 +131,11 @@ class CpuBackend implements Backend {
     if (this.capture) throw new Error("aha cpu: synchronize while capturing a graph");
   }
   memory(): MemoryReport {
-    return { allocated: this.allocated, peak: this.peak, buffers: this.buffers };
+    return { allocated: this.allocated, peak: this.peak, buffers: this.buffers, largest: this.largest };
   }
   resetPeak(): void {
     this.peak = this.allocated;
+    this.largest = 0;
   }
 }
 
