@@ -414,7 +414,8 @@ struct EmuGraphExec { std::vector<std::function<void()>> ops; };
 
 namespace {
 EmuStream g_stream_obj{1};
-constexpr size_t TOTAL = 24ull << 30;
+// the device's memory: 24 GiB, or AHA_EMU_MEMORY_GIB (memory planning of shapes larger than that, without arithmetic)
+const size_t TOTAL = (getenv("AHA_EMU_MEMORY_GIB") ? std::stoull(getenv("AHA_EMU_MEMORY_GIB")) : 24ull) << 30;
 size_t g_used = 0;
 // device allocations: start → (mapping base, mapping length, size asked)
 struct Map { char* base; size_t len; size_t size; };

@@ -57,7 +57,15 @@ program.command("train")
   .option("--device <d>", "cpu or cuda (overrides the config)")
   .addOption(new Option("--max-steps <n>", "override max_steps").argParser(int))
   .option("--output-dir <dir>", "override output_dir")
+  .option("--dry-run", "print the predicted peak device memory by category (from config.json alone, no weights read) and exit")
+  .option("--gpu-memory <size>", "with --dry-run: the device memory to fit (e.g. 24GiB, 16GB); the largest micro-batch that fits")
+  .option("--gpu <name>", "with --dry-run: a card's memory (t4, a100-40, a100-80, 4090, 3090, l4, h100, h200)")
   .action(async (config, o) => {
+    if (o.dryRun) {
+      if (!config) throw new Error("--dry-run needs a config");
+      const { runDryRun } = await import("./dry-run.ts");
+      return runDryRun(config, o);
+    }
     if (config) return runTrain(config, o);
     const { runDefault } = await import("../defaults/run.ts");
     await runDefault(o);

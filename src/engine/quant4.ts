@@ -157,6 +157,14 @@ export class Q4Weight extends Tensor {
     return new Q4Weight(p.shape, buf, backend, p.type, p.dtype, absmax, code, nested, computeDtype);
   }
 
+  /** A weight of this shape and settings whose values are undefined: memory planning without weights (models/weights.ts ShapeOnlyWeights). */
+  static allocate(shape: number[], type: Q4Type, doubleQuant: boolean, wdtype: "f32" | "bf16" | "f16", computeDtype: "f32" | "bf16" | "f16", backend: Backend): Q4Weight {
+    const nb = Math.ceil(numelOf(shape) / Q4_BLOCK), side = (t: Tensor) => t.setCategory("weights").keep();
+    const absmax = side(empty([nb], doubleQuant ? "u8" : "f32", backend)), code = side(empty([16], "f32", backend));
+    const nested = doubleQuant ? { absmax: side(empty([Math.ceil(nb / Q4_NESTED_BLOCK)], "f32", backend)), code: side(empty([256], "f32", backend)), offset: 0 } : null;
+    return new Q4Weight(shape, backend.alloc("q4", numelOf(shape), false), backend, type, wdtype, absmax, code, nested, computeDtype);
+  }
+
   /** The seven kernel arguments of this weight (native/cpu/q4.h's Q4): packed, absmax, nested, code, ncode, offset, dtype. */
   kernelArgs(): unknown[] {
     this.check();

@@ -6,7 +6,7 @@
 import type { SafetensorsFile, StWriteTensor } from "./safetensors.ts";
 import { Q4Weight, quantize4, Q4_BLOCK, Q4_NESTED_BLOCK, type Q4Parts, type Q4Type } from "../engine/quant4.ts";
 import { defaultBackend, type Tensor } from "../engine/index.ts";
-import type { WeightStore } from "./weights.ts";
+import { ShapeOnlyWeights, type WeightStore } from "./weights.ts";
 
 /** 4-bit base weights: bitsandbytes' BitsAndBytesConfig fields that aha reads (load_in_4bit implied). */
 export interface Quant4Settings {
@@ -137,7 +137,13 @@ export function hostValues(f: SafetensorsFile, name: string): { x: Float32Array 
  * A linear layer's weight `<module>.weight` [out, in]: stored 4-bit weights as they are; with `q` a 16-bit or f32
  * weight quantised now (on the host, then uploaded); otherwise WeightStore.load's tensor.
  */
-export function loadLinearWeight(ws: WeightStore, name: string, shape: number[], keep16: boolean, q: Quant4Settings | null): Tensor {
+export function loadLinearWeight(ws: WeightStore | ShapeOnlyWeights, name: string, shape: number[], keep16: boolean, q: Quant4Settings | null): Tensor {
+  if (ws instanceof ShapeOnlyWeights) {
+    if (!q) return ws.load(name, shape, keep16);
+    const w = Q4Weight.allocate(shape, q.type, q.doubleQuant, ws.dtype === "f32" ? "f32" : ws.dtype === "f16" ? "f16" : "bf16", q.computeDtype, defaultBackend());
+    w.name = name;
+    return w.setCategory("weights").keep();
+  }
   const f = ws.file(name);
   const stored = readStoredQ4(f, name, shape);
   if (!stored && !q) return ws.load(name, shape, keep16);

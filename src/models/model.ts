@@ -6,7 +6,7 @@ import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, ropePair, glu, glu16, 
   isGradEnabled, type Backend, type DType, type Tensor, type TokenLogprobs } from "../engine/index.ts";
 import { join } from "node:path";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
-import { WeightStore } from "./weights.ts";
+import { ShapeOnlyWeights, WeightStore } from "./weights.ts";
 import { loadLinearWeight, storedQuant4, type Quant4Settings } from "./bnb4.ts";
 import { gemmDtypeOf } from "../engine/quant4.ts";
 import { LoraAdapter, type LoraConfig, type LoraPair } from "./lora.ts";
@@ -68,6 +68,9 @@ export interface LoadOpts {
    * says (these settings then only choose the compute dtype).
    */
   quantization?: Quant4Settings | null;
+  /** allocate every weight without reading the folder's safetensors (values undefined): memory planning on the CUDA
+   *  emulator without arithmetic (bench/memory-table.ts); only config.json is read */
+  shapeOnly?: boolean;
 }
 
 export class CausalLM {
@@ -97,7 +100,7 @@ export class CausalLM {
   static load(dir: string, opts: LoadOpts = {}): CausalLM {
     const cfg = readModelConfig(dir);
     const m = new CausalLM(cfg);
-    const ws = new WeightStore(dir);
+    const ws = opts.shapeOnly ? new ShapeOnlyWeights(cfg) : new WeightStore(dir);
     const keep16 = opts.dtype !== "f32";
     const stored = storedQuant4(cfg.raw, join(dir, "config.json"));
     const q4 = opts.quantization ?? stored;
