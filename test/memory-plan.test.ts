@@ -92,3 +92,16 @@ test("aha train --dry-run on a folder with only config.json: categories, the lar
   assert.match(b16.stdout, /bfloat16 base/);
   assert.match(b16.stderr, /try load_in_4bit: true/);
 });
+
+test("the benches' 4-bit runs work: bench/gpu-grpo.ts --smoke --load-in-4bit on the CPU, bench/memory-table.ts --smoke on the emulator", () => {
+  const out = execFileSync(process.execPath, ["--import", "tsx", join(root, "bench", "gpu-grpo.ts"), "--smoke", "--load-in-4bit", "--dir", join(tmp, "smoke4")],
+    { encoding: "utf8", timeout: 120_000 });
+  const aha = JSON.parse(out.split("\n").find((l) => l.startsWith("AHA "))!.slice(4));
+  assert.equal(aha.four_bit, true);
+  assert.ok(aha.step_s > 0 && aha.decode_tok_s > 0);
+  if (!existsSync(emu)) return;
+  const t = execFileSync(process.execPath, ["--import", "tsx", join(root, "bench", "memory-table.ts"), "--smoke"],
+    { encoding: "utf8", timeout: 120_000, env: { ...process.env, AHA_CUDA_ADDON: emu, AHA_EMU_NO_COMPUTE: "1" } });
+  const rows = JSON.parse(t.split("\n").find((l) => l.startsWith("MEMORY_TABLE "))!.slice(13));
+  assert.equal(rows.length, 1);
+});
