@@ -133,6 +133,11 @@ function main(): void {
         `train step ${(m.train.peak / GiB).toFixed(2)}; reserved ${(reserved / GiB).toFixed(2)}), weights + LoRA + AdamW ${(m.weights / GiB).toFixed(2)} GiB ` +
         `[${((performance.now() - t0) / 1000).toFixed(0)} s]`);
     }
+    if (row.checkpointing === "offload" && !smoke) { // what offloading saves: the same 4-bit step with plain checkpointing
+      const m = measure({ ...row, checkpointing: true }, true, dir);
+      out.qlora_plain_checkpointing = { peak_gib: +(Math.max(m.rollout.peak, m.train.peak) / GiB).toFixed(2), train_gib: +(m.train.peak / GiB).toFixed(2) };
+      console.log(`${row.label}, 4-bit with plain checkpointing (no offload): train step ${(m.train.peak / GiB).toFixed(2)} GiB`);
+    }
     results.push(out);
     const q = out.qlora as { peak_gib: number }, b = out.bf16 as { peak_gib: number };
     if (!smoke) console.log(`  → QLoRA ${q.peak_gib} GiB vs 16-bit ${b.peak_gib} GiB vs the seeds' ${row.seedGB} GB; goal ≤ ${row.goalGiB} GiB: ${q.peak_gib <= row.goalGiB ? "met" : "NOT met"}`);

@@ -1,8 +1,8 @@
 // bitsandbytes 4-bit weights on CUDA: products that read the 4-bit codes, never a 16-bit copy of the whole weight.
 //   - Few rows (M ≤ 8, decode steps): q4_gemv_kernel, one warp per output row; each lane reads 8 codes (4 bytes) at a
 //     time, dequantises them in registers (the block's absmax decoded once for the 8, the code table in shared
-//     memory) and multiplies them by every row of A: each weight byte is read once, about 3.6× fewer bytes than bf16
-//     (0.5 byte per value plus 1/64 byte of scale with double quantisation, against 2).
+//     memory) and multiplies them by every row of A: each weight byte is read once, 3.6–3.9× fewer bytes than bf16
+//     (0.5 byte per value plus 1/16 byte of f32 scale, or 1/64 with double quantisation, against 2).
 //   - More rows (prefill, training, and the backward to the input): a panel of W's rows (at most kPanelBytes) is
 //     dequantised into a scratch tile in the compute dtype, and cuBLAS multiplies it (tensor cores in the default GEMM
 //     mode; exact mode: f32), panel after panel. This is what bitsandbytes does for such products, a whole weight at
