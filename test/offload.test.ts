@@ -14,7 +14,7 @@ import { writeRandomModel } from "../bench/random-model.ts";
 import { CausalLM } from "../src/models/model.ts";
 import { backward, getBackend, scale, scope, sum } from "../src/engine/index.ts";
 import { GRPOTrainer } from "../src/grpo/trainer.ts";
-import type { NamedReward } from "../src/rewards/index.ts";
+import { completionText, type NamedReward } from "../src/rewards/index.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "aha-offload-"));
 process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
@@ -60,7 +60,7 @@ for (const device of availableDevices()) {
   test(`${device}: GRPO with gradient_checkpointing offload trains as with plain checkpointing${device === "cpu" ? " (micro-batches from a captured graph)" : ""}`, async () => {
     await useDevice(device);
     const modelDir = fixtureModels().find((d) => d.endsWith("qwen2")) ?? fixtureModels()[0];
-    const variety: NamedReward = { name: "variety", fn: ({ completions }) => completions.map((c) => new Set(c).size / 10) };
+    const variety: NamedReward = { name: "variety", fn: ({ completions }) => completions.map((c) => new Set(completionText(c)).size / 10) };
     const rows = Array.from({ length: 8 }, (_, i) => ({ prompt: `question ${i}: what is ${i} + ${i}?`, answer: String(2 * i) }));
     const run = async (gc: boolean | "offload") => {
       const t = await GRPOTrainer.create({ model: modelDir, device, maxCompletionLength: 5, numGenerations: 4, learningRate: 1e-2, rewardFuncs: ["unused"], seed: 4,

@@ -60,6 +60,7 @@ program.command("train")
   .option("--dry-run", "print the predicted peak device memory by category (from config.json alone, no weights read) and exit")
   .option("--gpu-memory <size>", "with --dry-run: the device memory to fit (e.g. 24GiB, 16GB); the largest micro-batch that fits")
   .option("--gpu <name>", "with --dry-run: a card's memory (t4, a100-40, a100-80, 4090, 3090, l4, h100, h200)")
+  .option("--example <name>", "an embedded example instead of the default run: calculator (a tiny model learns to call a calculator tool)")
   .action(async (config, o) => {
     if (o.dryRun) {
       if (!config) throw new Error("--dry-run needs a config");
@@ -67,6 +68,12 @@ program.command("train")
       return runDryRun(config, o);
     }
     if (config) return runTrain(config, o);
+    if (o.example !== undefined) {
+      if (o.example !== "calculator") throw new Error(`unknown example "${o.example}"; examples: calculator`);
+      const { runCalculator } = await import("../defaults/calculator-run.ts");
+      await runCalculator(o);
+      return;
+    }
     const { runDefault } = await import("../defaults/run.ts");
     await runDefault(o);
   });
