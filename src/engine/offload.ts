@@ -8,8 +8,7 @@
 // So the device holds one layer's input at a time beyond the current one, in both directions. The CPU backend runs the
 // same steps through its own copy path (copy2d into host arrays), so the tests cover this logic.
 // Simplifies: one chain per forward (the model's layer loop); an input that is a view (not its buffer's owner) stays.
-import type { Tensor } from "./tensor.ts";
-import { Tensor as T } from "./tensor.ts";
+import { Tensor } from "./tensor.ts";
 import type { Backend } from "./backend.ts";
 
 interface Entry {
@@ -57,10 +56,10 @@ export class ActivationOffload {
       off.toDevice(p.id!, p.restored);
     };
     if (e.prev) bring(e.prev); // overlaps this layer's work
-    if (!e.released) return new T(e.x.shape, "f32", e.x.buf, this.be, false);
+    if (!e.released) return new Tensor(e.x.shape, "f32", e.x.buf, this.be, false);
     bring(e);
     off.wait(e.id!);
-    return new T(e.x.shape, "f32", e.restored, this.be, true);
+    return new Tensor(e.x.shape, "f32", e.restored, this.be, true);
   }
 
   /** After a layer's backward: its host copy may be reused. */

@@ -46,7 +46,7 @@ export const GRPOConfigSchema = z.object({
    * the next layers compute) instead of on the GPU, which then holds one layer's input at a time beyond the current
    * one: the long-context setting (8B at 20K tokens: 10 GiB less), for the copies' PCIe traffic, mostly hidden.
    */
-  gradientCheckpointing: z.union([z.boolean(), z.number().int().min(0), z.literal("offload")], { error: "true, false, \"offload\", or how many of the first layers to checkpoint (an integer ≥ 0)" }).default(true),
+  gradientCheckpointing: z.union([z.boolean(), z.number().int().min(0), z.literal("offload")], { error: "true, false, or how many of the first layers to checkpoint (an integer ≥ 0), or \"offload\"" }).default(true),
   /**
    * QLoRA: the base model's linear layers in 4 bits (bitsandbytes' format, quantised at load): about 3.6× less weight
    * memory than bf16 for slightly less exact base weights. Embeddings, norms, biases and the lm head stay as stored.

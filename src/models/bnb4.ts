@@ -127,7 +127,7 @@ function pyFloat(x: number): string {
 export const Q4_SUFFIXES = [".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map", ".quant_state.bitsandbytes__nf4", ".quant_state.bitsandbytes__fp4"];
 
 /** The host values of a stored 16-bit or f32 tensor, for quantisation: words of bf16/f16, or f32. */
-export function hostValues(f: SafetensorsFile, name: string): { x: Float32Array | Uint16Array; dtype: "f32" | "bf16" | "f16" } {
+function hostValues(f: SafetensorsFile, name: string): { x: Float32Array | Uint16Array; dtype: "f32" | "bf16" | "f16" } {
   const dt = f.info(name).dtype;
   if (dt === "BF16" || dt === "F16") return { x: f.uint16(name), dtype: dt === "BF16" ? "bf16" : "f16" };
   return { x: f.float32(name), dtype: "f32" };

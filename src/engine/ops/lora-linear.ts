@@ -3,8 +3,9 @@
 // t = drop(x) Aᵀ [N, r] alive instead of four [N, out] intermediates.
 //   backward (u = dy B [N, r]):  dx = s · (u A) ⊙ mask + dy W,   dA = s · uᵀ drop(x),   dB = s · dyᵀ t
 //   (dW = dyᵀ x and db = Σ dy when the base weights are trained).
-// W may be bf16/f16 (converted in the GEMM) or 4-bit (ops/weight-gemm.ts); everything else is f32. With 16-bit W the LoRA GEMMs are marked `fast`
-// (CUDA runs them on TF32 tensor cores, 10-bit mantissa, like the bf16 base GEMM they add to; the CPU ignores it).
+// W may be bf16/f16 (converted in the GEMM) or 4-bit (ops/weight-gemm.ts); everything else is f32. With 16-bit (or
+// 4-bit) W the LoRA GEMMs are marked `fast` (CUDA runs them on TF32 tensor cores, 10-bit mantissa, like the bf16 base
+// GEMM they add to; the CPU ignores it).
 import { Tensor } from "../tensor.ts";
 import { gradSink, isGradEnabled, record } from "../autograd.ts";
 import { gemmTakes16 } from "../backend.ts";
