@@ -12,6 +12,7 @@ import { GRPOTrainer } from "../grpo/trainer.ts";
 import { evaluate, type EvalResult } from "../grpo/eval.ts";
 import { validateConfig, type GRPOConfigInput } from "../grpo/config.ts";
 import { arithRows } from "./arith.ts";
+import { dashboardOverrides } from "../cli/dashboard.ts";
 import { completionText, type Completion } from "../rewards/index.ts";
 
 export const DEFAULT_MODEL = fileURLToPath(new URL("../../assets/tiny-arith", import.meta.url));
@@ -49,6 +50,8 @@ export interface DefaultRunArgs {
   quiet?: boolean;
   outputDir?: string;
   resume?: boolean;
+  /** serve the live dashboard (true: on the default port) */
+  dashboard?: boolean | string;
 }
 
 function line(label: string, r: EvalResult): string {
@@ -58,7 +61,7 @@ function line(label: string, r: EvalResult): string {
 
 export async function runDefault(a: DefaultRunArgs = {}): Promise<{ before: EvalResult; after: EvalResult; minutes: number }> {
   const t0 = Date.now();
-  const cfg = validateConfig({ ...DEFAULT_CONFIG, ...(a.maxSteps ? { maxSteps: a.maxSteps } : {}), ...(a.outputDir ? { outputDir: a.outputDir } : {}) });
+  const cfg = validateConfig({ ...DEFAULT_CONFIG, ...(a.maxSteps ? { maxSteps: a.maxSteps } : {}), ...(a.outputDir ? { outputDir: a.outputDir } : {}), ...dashboardOverrides(a.dashboard) });
   const seed = cfg.seed;
   const rows = arithRows("train", 20000, seed);
   const nHeld = a.heldOut ?? HELD_OUT;

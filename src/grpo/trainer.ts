@@ -5,13 +5,14 @@
 // One optimiser step = gradient_accumulation_steps micro-batches of per_device_train_batch_size completions;
 // a generation round produces those completions and feeds num_iterations optimiser steps.
 import { join } from "node:path";
-import { backward, graphsByDefault, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
+import { backward, graphsByDefault, memory, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
 import { CausalLM } from "../models/model.ts";
+import { dtypeFromTorch, type Quant4Settings } from "../models/bnb4.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
 import { resolveRewards, rewardMetrics, type NamedReward, type RewardSpec } from "../rewards/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
-import { validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
+import { configForLog, reportsToDashboard, validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
 import { batchLoss, completionLogprobs, kernelParams, lossWeights, tokenAdvantages, type CompletionBatch, type LossParams } from "./loss.ts";
 import { GraphedMicroBatches } from "./graph-step.ts";
 import { flatOf } from "../engine/flat.ts";
@@ -21,6 +22,7 @@ import { rollout, sliceBatch, type Rollout } from "./rollout.ts";
 import { agentRollout, createAgent, type Agent } from "../agents/rollout.ts";
 import { RunLog, TokenStats, type Metrics } from "./metrics.ts";
 import { plotMetrics } from "./plot.ts";
+import { startDashboardWorker } from "../dashboard/worker.ts";
 import { listCheckpoints, loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
 
 export interface TrainerOptions {
@@ -75,6 +77,8 @@ export class GRPOTrainer {
     if (cfg.fullFinetune && cfg.beta > 0) t.refModel = CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter });
     return t;
   }
+  /** the live dashboard's address while train() runs with report_to: dashboard */
+  dashboardUrl: string | null = null;
   /** full fine-tuning with beta > 0: the starting weights, frozen (the KL reference) */
   private refModel: CausalLM | null = null;
   /** tools and/or an environment: rollouts are multi-turn episodes (src/agents) */
@@ -114,6 +118,10 @@ export class GRPOTrainer {
     }
     this.log = new RunLog(c.outputDir, total, this.opts.quiet);
     this.log.open(this.state.global_step);
+    this.log.writeConfig(configForLog(c));
+    const dashboard = reportsToDashboard(c) ? await startDashboardWorker({ runs: [c.outputDir], port: c.dashboardPort }) : null;
+    this.dashboardUrl = dashboard?.url ?? null;
+    if (dashboard) this.log.note(`aha: dashboard at ${dashboard.url}`);
     const all: Metrics[] = [];
     let done = 0;
     try {
@@ -136,22 +144,35 @@ export class GRPOTrainer {
             step: this.state.global_step, ...m, ...rewardMetrics(ro.rewards) as Metrics,
             reward_std: mean(adv.groupStd), frac_reward_zero_std: adv.fracZeroStd, ...lengthMetrics(ro), ...ro.metrics,
             num_tokens: this.state.num_tokens, step_time: stepTime,
+            tokens_per_second: it === 0 ? tokens / stepTime : null, ...this.memoryMetrics(),
           };
           if (this.state.global_step % c.loggingSteps === 0 || this.state.global_step === total) {
             this.log.step(metrics, it === 0 ? sampleCompletions(ro, adv.advantages, this.state.global_step, c.logCompletions) : []);
+            this.plotRewards();
             all.push(metrics);
           }
           if (c.saveSteps > 0 && this.state.global_step % c.saveSteps === 0) saveCheckpoint(c.outputDir, this.model, this.opt, this.state, c.model, c.saveTotalLimit);
         }
       }
-      if (this.state.global_step >= total) {
-        this.saveFinal();
-        plotMetrics(this.log.metricsPath, join(c.outputDir, "reward.svg"), { keys: ["reward", ...this.rewardFuncs.map((f) => `rewards/${f.name}/mean`)], title: `reward per step (${c.model.split("/").pop()})` });
-      }
+      if (this.state.global_step >= total) this.saveFinal();
     } finally {
       this.log.close();
+      await dashboard?.stop();
+      this.dashboardUrl = null;
     }
     return all;
+  }
+
+  /** <output_dir>/reward.svg from metrics.jsonl: the total reward and each function's. */
+  private plotRewards(): void {
+    const c = this.config;
+    plotMetrics(this.log!.metricsPath, join(c.outputDir, "reward.svg"), { keys: ["reward", ...this.rewardFuncs.map((f) => `rewards/${f.name}/mean`)], title: `reward per step (${c.model.split("/").pop()})` });
+  }
+
+  /** Bytes the model's device holds now and at its high-water mark, and the process's resident memory, in GiB. */
+  private memoryMetrics(): Metrics {
+    const be = memory(this.model.embed.device), gib = 2 ** 30;
+    return { "memory/allocated_gb": be.allocated / gib, "memory/peak_gb": be.peak / gib, "memory/rss_gb": process.memoryUsage.rss() / gib };
   }
 
   /** Write the trained adapter (or weights) to <output_dir>/final. */
@@ -245,9 +266,15 @@ export class GRPOTrainer {
   }
 }
 
-/** Load config.model for training: f32 weights under full fine-tuning, else as stored; the config's adapter if any. */
+/** Load config.model for training: f32 weights under full fine-tuning, else as stored (4-bit with load_in_4bit); the config's adapter if any. */
 export function loadForTraining(cfg: GRPOConfig): CausalLM {
-  return CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter });
+  return CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter, quantization: quantizationOf(cfg) });
+}
+
+/** The 4-bit loading settings of a config (null without load_in_4bit). */
+export function quantizationOf(cfg: GRPOConfig): Quant4Settings | null {
+  if (!cfg.loadIn4bit) return null;
+  return { type: cfg.bnb4bitQuantType, doubleQuant: cfg.bnb4bitUseDoubleQuant, computeDtype: dtypeFromTorch(cfg.bnb4bitComputeDtype)! };
 }
 
 /** Make a model trainable as the config says: every weight, or a LoRA adapter (a fresh one, PEFT init, if it has none). */
@@ -297,8 +324,13 @@ function sampleCompletions(ro: Rollout, adv: Float32Array, step: number, n: numb
   const G = ro.texts.length / ro.rows.length;
   for (let i = 0; i < Math.min(n, ro.texts.length); i++) {
     const rewards: Record<string, number | null> = {};
-    for (const name of ro.rewards.names) rewards[name] = ro.rewards.byName[name][i];
-    out.push({ step, prompt: ro.completionPrompts?.[i] ?? ro.prompts[Math.floor(i / G)], completion: ro.completions[i], rewards, reward: ro.rewards.total[i], advantage: adv[i] });
+    const details: Record<string, unknown> = {};
+    for (const name of ro.rewards.names) {
+      rewards[name] = ro.rewards.byName[name][i];
+      const d = ro.rewards.details[name]?.samples?.[i];
+      if (d) details[name] = d;
+    }
+    out.push({ step, prompt: ro.completionPrompts?.[i] ?? ro.prompts[Math.floor(i / G)], completion: ro.completions[i], rewards, reward: ro.rewards.total[i], advantage: adv[i], ...(Object.keys(details).length ? { details } : {}) });
   }
   return out;
 }
