@@ -75,14 +75,14 @@ const TOOLS = toolSchemas([calculatorTool]);
 /** tags with underscores (<tool_call>), words with an optional leading space, digits, punctuation, whitespace */
 const REGEX = "</?[a-z_]+>| ?[A-Za-z]+|[0-9]| ?[^\\sA-Za-z0-9]|\\s";
 
-// ---- tokenizer: the vocabulary of every rendered conversation (both paths) of both splits ----
+// ---- tokenizer: the vocabulary of rendered conversations of both splits (the tool path holds every word of the direct one) ----
 mkdirSync(out, { recursive: true });
 const templates = ChatTemplates.from(CALC_TEMPLATE, {});
 /** The template's text of a conversation (before the tokenizer exists). */
 const render = (msgs: Message[], gen: boolean) => templates.render(msgs, { tools: TOOLS, addGenerationPrompt: gen });
 const corpus: string[] = [];
 for (const split of ["train", "test"] as const)
-  for (const p of calcDataset(split, 4000, 12345)) corpus.push(render([user(p), ...calcTrajectory(p, true)], false)); // the tool path has every word of the direct one
+  for (const p of calcDataset(split, 4000, 12345)) corpus.push(render([user(p), ...calcTrajectory(p, true)], false));
 corpus.push(render([{ role: "user", content: "x" }, { role: "tool", content: "{\"error\": \"calculator: unexpected end at position 3\"}" }], true));
 const tokFiles = buildTokenizer(corpus, { regex: REGEX, chatTemplate: CALC_TEMPLATE });
 const fresh = [...calcDataset("train", 1000, seed + 999), ...calcDataset("test", 300, seed + 999)];

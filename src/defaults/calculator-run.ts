@@ -64,8 +64,8 @@ const calls = (r: EvalResult) => (r.metrics?.["tools/call_frequency"] ?? 0).toFi
 
 /** One message of an episode on one line: a tool call as name(arguments), text with its newlines shown as spaces. */
 function episodeLine(m: Message): string {
-  const calls = (m.tool_calls ?? []) as { function: { name: string; arguments: unknown } }[];
-  const text = calls.length > 0 ? calls.map((c) => `${c.function.name}(${JSON.stringify(c.function.arguments)})`).join(" ") : String(m.content ?? "");
+  const tc = (m.tool_calls ?? []) as { function: { name: string; arguments: unknown } }[];
+  const text = tc.length > 0 ? tc.map((c) => `${c.function.name}(${JSON.stringify(c.function.arguments)})`).join(" ") : String(m.content ?? "");
   return `  [${m.role}] ${text.replace(/\s*\n\s*/g, " ").trim()}`;
 }
 
