@@ -163,6 +163,18 @@ test("embedding_similarity against aha serve: cosines of the served embeddings e
   want.forEach((w, i) => (w === null ? assert.equal(got[i], null) : assert.ok(Math.abs(got[i]! - w) < 1e-5, `sample ${i}: ${got[i]} vs ${w}`)));
   assert.ok(Math.abs(got[0]! - 1) < 1e-6, "a text and itself");
   assert.ok(got[1]! < got[3]!, `a paraphrase (${got[3]}) is closer than another sentence (${got[1]})`);
+
+  // a completion longer than the embedding model's context: the server refuses the batch (400), the runner asks again
+  // sample by sample (isolateErrors), and only that sample fails
+  const long = "word ".repeat(model.config.maxPositions);
+  const cs2 = ["Birds fly south.", long, "Rain falls."], refs2 = ["Birds migrate south.", "Birds migrate south.", "It rains."]; // (not cached yet)
+  const refused = posts("embeddings", 400);
+  const mixed = await computeRewards([emb!], undefined, batch(cs2.map(() => "p"), cs2, { reference: refs2 }), { onError: "skip" });
+  assert.ok(posts("embeddings", 400) > refused, "the server refused the long input");
+  assert.deepEqual(mixed.skipped, [false, true, false]);
+  [0, 2].forEach((i) => assert.ok(Math.abs(mixed.byName.embedding_similarity![i]! - cosineOf(pooled(cs2[i]!), pooled(refs2[i]!))) < 1e-5, `sample ${i}`));
+  assert.equal(mixed.errors.length, 1);
+  assert.match(mixed.errors[0]!.message, /400 This model's maximum context length is \d+ tokens.* on sample 1/);
 });
 
 test("judge against aha serve: the server's refusals (context too long, unknown model, wrong key) fail their samples with its message, unretried", async () => {
