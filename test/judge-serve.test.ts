@@ -35,6 +35,7 @@ process.env[KEY_ENV] = "sk-judge-serve";
 // What the judge is asked, and what the fine-tuned model learns to answer.
 const TASK = "Is the sky blue?";
 const GOOD = "Yes, the sky is blue on a clear day.", WRONG = "The sky is green.", ODD = "Bananas.";
+const UNSEEN = "Perhaps, who knows?"; // not taught: the reply is whatever the model makes of it
 const TASK2 = "Name a prime number.";
 const GROUP2 = ["7", "8", "9"];
 
@@ -95,19 +96,20 @@ const endpointKeys = () => ({ base_url: `${srv.url}/v1`, model: MODEL, api_key_e
 
 test("judge against aha serve: each score is what the served model's greedy reply parses to; unparseable replies follow reward_errors", async () => {
   const [judge] = await resolveRewards([{ type: "judge", ...endpointKeys() }]);
-  const cs = [GOOD, WRONG, ODD];
+  const cs = [GOOD, WRONG, ODD, UNSEEN];
   const args = batch(cs.map(() => user(TASK)), cs); // conversational prompts: the judge shows the last user message
   const want = cs.map((c) => outcome(() => parseScore(direct(judgeText(TASK, c)), 0, 10)));
-  assert.deepEqual(want, [0.9, 0.2, 'judge reply has no score: "I cannot tell."'], "the fine-tuned judge answers as taught");
+  assert.deepEqual(want.slice(0, 3), [0.9, 0.2, 'judge reply has no score: "I cannot tell."'], "the fine-tuned judge answers as taught");
 
   const before = posts("chat/completions");
   const skip = await computeRewards([judge!], undefined, args, { onError: "skip" });
   assert.equal(posts("chat/completions") - before, cs.length, "one request per completion");
   assert.deepEqual(skip.skipped, want.map((w) => typeof w === "string"));
   want.forEach((w, i) => (typeof w === "number" ? assert.equal(skip.total[i], w) : assert.ok(Number.isNaN(skip.total[i]))));
-  assert.equal(skip.errors.length, 1);
-  assert.equal(skip.errors[0]!.index, 2);
-  assert.ok(skip.errors[0]!.message.includes(want[2] as string), skip.errors[0]!.message);
+  const failed = want.flatMap((w, i) => (typeof w === "string" ? [i] : []));
+  assert.deepEqual(skip.errors.map((e) => e.index), failed);
+  // (an error quotes the reply: the untaught sample's reply, sampled instead of greedy, would differ here)
+  skip.errors.forEach((e) => assert.ok(e.message.includes(want[e.index!] as string), e.message));
 
   // stop: the run ends naming the sample; every reply now comes from the cache
   const stop = await computeRewards([judge!], undefined, args, { onError: "stop" }).catch((e: unknown) => e);
