@@ -1,6 +1,6 @@
 // judge, judge_group, embedding_similarity and a rubric's judge item against a real OpenAI-compatible server: `aha
 // serve` (startServer) of a fixture model, through the rewards' own code (YAML params → resolveRewards → endpoint.ts →
-// the official openai client). The fixture is first fully fine-tuned (~1 s) to answer a few judge prompts with a
+// the official openai client). The fixture is first fully fine-tuned (a few seconds) to answer a few judge prompts with a
 // score, a group's scores, or words with no score, so that every path is taken on replies the served model really
 // wrote. Oracles: the score parsed from a direct greedy generate() of the prompt rendered independently (string
 // replacement of the default templates, the model's chat template), the server's own request log for request counts,
@@ -64,9 +64,7 @@ before(async () => {
   const cfg = validateConfig({ model: fixture, chatTemplate: false, fullFinetune: true, learningRate: 6e-3, maxSteps: 30, perDeviceTrainBatchSize: 5, numGenerations: 5,
     lrSchedulerType: "constant", gradientCheckpointing: false });
   const m = prepareForTraining(CausalLM.load(fixture, { dtype: "f32" }), cfg);
-  const t0 = performance.now(), c0 = process.cpuUsage();
-  const { losses } = sft(m, tok, rows, cfg);
-  console.log(`sft ${losses.length} steps in ${(performance.now() - t0).toFixed(0)} ms (cpu ${((process.cpuUsage(c0).user) / 1000).toFixed(0)} ms), loss ${losses[0]!.toFixed(3)} → ${losses.at(-1)!.toFixed(4)}`);
+  sft(m, tok, rows, cfg); // (whether it learnt is checked against the served model's replies below)
   saveFullModel(m, served);
   model = CausalLM.load(served); // the oracle's copy; the server loads its own from the folder
   srv = await startServer({ model: served, port: 0, maxBatch: 8, apiKey: process.env[KEY_ENV], log: (l) => log.push(l) });
@@ -92,6 +90,8 @@ const outcome = <T>(f: () => T): T | string => {
 };
 const batch = (prompts: (string | Message[])[], completions: string[], columns: Record<string, unknown[]> = {}): RewardArgs =>
   ({ prompts, completions, completionIds: completions.map(() => []), ...columns });
+/** A text longer than the served model's context. */
+const tooLong = () => "word ".repeat(model.config.maxPositions);
 const endpointKeys = () => ({ base_url: `${srv.url}/v1`, model: MODEL, api_key_env: KEY_ENV, max_tokens: MAX_TOKENS, max_retries: 0 });
 
 test("judge against aha serve: each score is what the served model's greedy reply parses to; unparseable replies follow reward_errors", async () => {
@@ -168,8 +168,7 @@ test("embedding_similarity against aha serve: cosines of the served embeddings e
 
   // a completion longer than the embedding model's context: the server refuses the batch (400), the runner asks again
   // sample by sample (isolateErrors), and only that sample fails
-  const long = "word ".repeat(model.config.maxPositions);
-  const cs2 = ["Birds fly south.", long, "Rain falls."], refs2 = ["Birds migrate south.", "Birds migrate south.", "It rains."]; // (not cached yet)
+  const cs2 = ["Birds fly south.", tooLong(), "Rain falls."], refs2 = ["Birds migrate south.", "Birds migrate south.", "It rains."]; // (not cached yet)
   const refused = posts("embeddings", 400);
   const mixed = await computeRewards([emb!], undefined, batch(cs2.map(() => "p"), cs2, { reference: refs2 }), { onError: "skip" });
   assert.ok(posts("embeddings", 400) > refused, "the server refused the long input");
@@ -181,9 +180,8 @@ test("embedding_similarity against aha serve: cosines of the served embeddings e
 
 test("judge against aha serve: the server's refusals (context too long, unknown model, wrong key) fail their samples with its message, unretried", async () => {
   process.env.AHA_JUDGE_SERVE_WRONG_KEY = "sk-wrong";
-  const long = "word ".repeat(model.config.maxPositions); // the judge prompt no longer fits the served model's context
   const cases: [Record<string, unknown>, string[], number, RegExp][] = [
-    [{}, [GOOD, long], 400, /maximum context length is \d+ tokens/],
+    [{}, [GOOD, tooLong()], 400, /maximum context length is \d+ tokens/],
     [{ model: "no-such-judge" }, [GOOD], 404, /The model 'no-such-judge' does not exist/],
     [{ api_key_env: "AHA_JUDGE_SERVE_WRONG_KEY" }, [GOOD], 401, /Incorrect API key/],
   ];
