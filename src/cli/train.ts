@@ -13,6 +13,7 @@ import { saveAdapter, saveFullModel } from "../grpo/checkpoint.ts";
 
 export interface TrainArgs {
   resume?: boolean;
+  overwrite?: boolean;
   device?: string;
   maxSteps?: number;
   outputDir?: string;
@@ -23,6 +24,7 @@ function overrides(a: TrainArgs): Record<string, unknown> {
   if (a.device) o.device = a.device;
   if (a.maxSteps !== undefined) o.max_steps = a.maxSteps;
   if (a.outputDir) o.output_dir = a.outputDir;
+  if (a.overwrite) o.overwrite_output_dir = true;
   return o;
 }
 

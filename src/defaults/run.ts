@@ -5,7 +5,7 @@
 // The model was pretrained on a "careless teacher" corpus (half the worked solutions slip by ±1 or ±10 in the last
 // step): it knows the right calculation as the most likely one but samples slips, which is the room RL has to work
 // in — rewarding correct answers teaches it to stop slipping.
-import { writeFileSync } from "node:fs";
+import { writeFileAtomic } from "../files/atomic.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { GRPOTrainer } from "../grpo/trainer.ts";
@@ -80,6 +80,6 @@ export async function runDefault(a: DefaultRunArgs = {}): Promise<{ before: Eval
     `reward curve ${join(cfg.outputDir, "reward.svg")}, trained model ${join(cfg.outputDir, "final")}\n`);
   const sample = after.samples[0];
   if (sample) out.write(`example completion after training:\n${sample.completion}\n`);
-  writeFileSync(join(cfg.outputDir, "summary.json"), JSON.stringify({ before: before.accuracy, after: after.accuracy, greedy_before: greedyBefore, greedy_after: greedyAfter, minutes, heldOut: nHeld, steps: cfg.maxSteps, before_rewards: before.meanReward, after_rewards: after.meanReward }, null, 2) + "\n");
+  writeFileAtomic(join(cfg.outputDir, "summary.json"), JSON.stringify({ before: before.accuracy, after: after.accuracy, greedy_before: greedyBefore, greedy_after: greedyAfter, minutes, heldOut: nHeld, steps: cfg.maxSteps, before_rewards: before.meanReward, after_rewards: after.meanReward }, null, 2) + "\n");
   return { before, after, minutes };
 }

@@ -5,9 +5,12 @@
 // comes last, so a reader never sees an index whose shards are missing.
 // Is not: a quantised (bnb/GPTQ) checkpoint writer; lm_head is dropped when the config ties it, as save_pretrained does.
 // Hand-written: the safetensors npm writers buffer whole files (Node buffers stop at 4 GiB) or lack the index.
-import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync } from "node:fs";
+import { copyFileSync, existsSync, fsyncSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { f32ToBf16, f32ToF16, writeAll, writeFileAtomic, type StDType } from "../models/safetensors.js";
+import { f32ToBf16, f32ToF16, type StDType } from "../models/safetensors.js";
+import { ensureDir, namingPath, writeAll, writeFileAtomic, writeFileVia } from "../files/atomic.ts";
+import { faultPoint } from "../files/fault.ts";
+import { assertFinite } from "../engine/finite.ts";
 import type { WeightSet } from "./weights.js";
 
 export type HfDtype = "f32" | "f16" | "bf16";
@@ -32,7 +35,8 @@ export const HF_SIDE_FILES = [
   "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json",
 ];
 
-function encode(x: Float32Array, dt: HfDtype): Uint8Array {
+function encode(name: string, x: Float32Array, dt: HfDtype): Uint8Array {
+  assertFinite(`tensor '${name}'`, x, "refusing to export values that are not finite");
   const v = dt === "f32" ? x : dt === "bf16" ? f32ToBf16(x) : f32ToF16(x);
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
@@ -54,10 +58,7 @@ function writeShard(path: string, names: string[], shapes: Map<string, number[]>
   const hb = Buffer.from(hjson, "utf8");
   const lenBuf = Buffer.alloc(8);
   lenBuf.writeBigUInt64LE(BigInt(hb.length));
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, "w");
-  let ok = false;
-  try {
+  writeFileVia(path, (fd) => {
     writeAll(fd, lenBuf);
     writeAll(fd, hb);
     for (const n of order) {
@@ -65,15 +66,11 @@ function writeShard(path: string, names: string[], shapes: Map<string, number[]>
       const want = shapes.get(n)!.reduce((a, c) => a * c, 1) * BYTES[dt];
       if (b.byteLength !== want) throw new Error(`tensor ${n}: ${b.byteLength} bytes, expected ${want}`);
       writeAll(fd, b);
+      faultPoint("hf:tensor");
       onTensor(n);
     }
     fsyncSync(fd);
-    ok = true;
-  } finally {
-    closeSync(fd);
-    if (!ok) try { unlinkSync(tmp); } catch { /* gone */ }
-  }
-  renameSync(tmp, path);
+  });
 }
 
 
@@ -104,14 +101,14 @@ export function saveHfCheckpoint(outDir: string, weights: WeightSet, opts: SaveH
   const shapes = new Map(names.map((n) => [n, weights.shape(n)] as const));
   const nbytes = (n: string) => shapes.get(n)!.reduce((a, b) => a * b, 1) * BYTES[dt];
   const shards = planShards(names, nbytes, maxShard);
-  mkdirSync(outDir, { recursive: true });
+  ensureDir(outDir);
   const files: string[] = [];
   const weightMap: Record<string, string> = {};
   let done = 0;
   shards.forEach((shard, i) => {
     const fname = shards.length === 1 ? "model.safetensors"
       : `model-${String(i + 1).padStart(5, "0")}-of-${String(shards.length).padStart(5, "0")}.safetensors`;
-    writeShard(join(outDir, fname), shard, shapes, dt, (n) => encode(weights.get(n), dt), (n) => opts.onProgress?.(++done, names.length, n));
+    writeShard(join(outDir, fname), shard, shapes, dt, (n) => encode(n, weights.get(n), dt), (n) => opts.onProgress?.(++done, names.length, n));
     for (const n of shard) weightMap[n] = fname;
     files.push(fname);
   });
@@ -133,7 +130,7 @@ export function saveHfCheckpoint(outDir: string, weights: WeightSet, opts: SaveH
   if (opts.sourceDir) {
     for (const f of HF_SIDE_FILES) {
       const p = join(opts.sourceDir, f);
-      if (existsSync(p)) { copyFileSync(p, join(outDir, f)); files.push(f); }
+      if (existsSync(p)) { namingPath("copy to", join(outDir, f), () => copyFileSync(p, join(outDir, f))); files.push(f); }
     }
   }
   return files;

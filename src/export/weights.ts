@@ -60,7 +60,7 @@ export function loadHfWeights(dir: string): WeightSet {
     names,
     shape: (n) => [...file(n).info(n).shape],
     dtype: (n) => file(n).info(n).dtype,
-    get: (n) => file(n).float32(n).slice(),
+    get: (n) => file(n).weight(n),
   };
 }
 

@@ -14,6 +14,8 @@ export interface Rollout {
   rows: Row[];
   prompts: (string | Message[])[];
   promptIds: number[][];
+  /** per prompt: tokens max_prompt_length cut from its left (0: whole) */
+  promptCut: number[];
   completionIds: number[][];
   texts: string[];
   /** true when the completion ended without EOS (hit max_completion_length) */
@@ -23,8 +25,8 @@ export interface Rollout {
   batch: CompletionBatch;
 }
 
-/** Prompt ids for a row: chat-templated (with the system prompt) or plain, cut from the left to maxLen. */
-export function encodeRow(tok: Tokenizer, row: Row, cfg: Pick<GRPOConfig, "systemPrompt" | "chatTemplate" | "maxPromptLength">): { prompt: string | Message[]; ids: number[] } {
+/** Prompt ids for a row: chat-templated (with the system prompt) or plain, cut from the left to maxLen (`cut` tokens). */
+export function encodeRow(tok: Tokenizer, row: Row, cfg: Pick<GRPOConfig, "systemPrompt" | "chatTemplate" | "maxPromptLength">): { prompt: string | Message[]; ids: number[]; cut: number } {
   const prompt = rowPrompt(row, { systemPrompt: cfg.systemPrompt });
   const chat = cfg.chatTemplate ?? tok.hasChatTemplate;
   let ids: number[];
@@ -32,8 +34,9 @@ export function encodeRow(tok: Tokenizer, row: Row, cfg: Pick<GRPOConfig, "syste
     const messages: Message[] = Array.isArray(prompt) ? prompt : [...(cfg.systemPrompt ? [{ role: "system", content: cfg.systemPrompt }] : []), { role: "user", content: prompt }];
     ids = tok.encodeChat(messages, { addGenerationPrompt: true });
   } else ids = tok.encode(cfg.systemPrompt ? `${cfg.systemPrompt}\n\n${prompt}` : prompt);
-  if (ids.length > cfg.maxPromptLength) ids = ids.slice(ids.length - cfg.maxPromptLength);
-  return { prompt, ids };
+  const cut = Math.max(0, ids.length - cfg.maxPromptLength);
+  if (cut) ids = ids.slice(cut);
+  return { prompt, ids, cut };
 }
 
 /** Token ids that end a completion: the tokenizer's EOS ids and the model config's. */
@@ -83,7 +86,7 @@ export async function rollout(model: CausalLM, tok: Tokenizer, rows: Row[], rewa
     if (counts) cMask.fill(1, i * T, i * T + c.tokenIds.length);
   });
   return {
-    rows, prompts: enc.map((e) => e.prompt), promptIds: enc.map((e) => e.ids), completionIds, texts, truncated, rewards,
+    rows, prompts: enc.map((e) => e.prompt), promptIds: enc.map((e) => e.ids), promptCut: enc.map((e) => e.cut), completionIds, texts, truncated, rewards,
     batch: { promptIds, promptMask, completionIds: cIds, completionMask: cMask, B: N, P, T },
   };
 }

@@ -1,9 +1,10 @@
 // Reward registry and resolveReward: turn a config entry into a named reward function.
 // Is: built-in names ("gsm8k/correctness", …), parameterised built-ins ({type: "length_penalty", target: 200, …}, YAML
 // snake_case keys), and user files "./path/rewards.ts#exportName" loaded with dynamic import (tsx is the loader at
-// run time, so .ts files work). Is not: a sandbox — a user file runs with the trainer's full rights.
+// run time, so .ts files work; load-module.ts). A file's reward remembers where it came from (`file`), so that a
+// worker thread can load it too (pool.ts). Is not: a sandbox — a user file runs with the trainer's full rights.
 import { isAbsolute, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { importUserModule } from "./load-module.ts";
 import { gsm8k } from "./builtins/gsm8k.ts";
 import { lengthPenalty } from "./builtins/length.ts";
 import { numericProximity } from "./builtins/numeric.ts";
@@ -73,7 +74,7 @@ async function loadFromFile(spec: string, baseDir: string): Promise<NamedReward>
   const abs = resolve(baseDir, file);
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
+    mod = await importUserModule(abs);
   } catch (e) {
     throw new Error(`reward "${spec}": cannot import ${abs} (${(e as Error).message})`);
   }
@@ -81,10 +82,16 @@ async function loadFromFile(spec: string, baseDir: string): Promise<NamedReward>
   if (v === undefined) {
     throw new Error(`reward "${spec}": ${abs} has no export "${exportName}" (exports: ${Object.keys(mod).join(", ") || "none"})`);
   }
-  if (isNamedReward(v)) return v;
-  if (typeof v === "function") return { name: v.name && v.name !== "default" ? v.name : exportName, fn: v as NamedReward["fn"] };
+  const origin = { path: abs, export: exportName };
+  if (isNamedReward(v)) return { ...v, file: origin };
+  if (typeof v === "function") return { name: v.name && v.name !== "default" ? v.name : exportName, fn: v as NamedReward["fn"], file: origin };
   throw new Error(`reward "${spec}": export "${exportName}" is ${typeof v}, expected a reward function or {name, fn}`);
 }
+
+/** Rewards of the registry or made by a factory: they run inline (fast, trusted), never in a worker. */
+const builtins = new WeakSet<NamedReward>(Object.values(REWARD_REGISTRY));
+const builtin = (r: NamedReward): NamedReward => (builtins.add(r), r);
+export const isBuiltinReward = (r: NamedReward): boolean => builtins.has(r);
 
 /** Resolve one reward spec to {name, fn}. */
 export async function resolveReward(spec: RewardSpec, opts: ResolveRewardOptions = {}): Promise<NamedReward> {
@@ -93,11 +100,10 @@ export async function resolveReward(spec: RewardSpec, opts: ResolveRewardOptions
     const { type, ...params } = spec as { type: string; [k: string]: unknown };
     const f = REWARD_FACTORIES[type];
     if (!f) throw new Error(`unknown parameterised reward "${type}"; known: ${Object.keys(REWARD_FACTORIES).join(", ")}`);
-    return f(params);
+    return builtin(f(params));
   }
   if (typeof spec !== "string") throw new Error(`reward spec must be a name, "file.ts#export", {type, ...} or a function; got ${JSON.stringify(spec)}`);
-  const builtin = REWARD_REGISTRY[spec];
-  if (builtin) return builtin;
+  if (REWARD_REGISTRY[spec]) return builtin(REWARD_REGISTRY[spec]);
   if (looksLikeFile(spec)) return loadFromFile(spec, opts.baseDir ?? process.cwd());
   throw new Error(`unknown reward "${spec}"; built-ins: ${Object.keys(REWARD_REGISTRY).join(", ")}; or give a file as ./rewards.ts#exportName`);
 }

@@ -1,0 +1,105 @@
+// Fault injection: `aha train` and `aha export` (gguf, hf, peft) killed with SIGKILL at seeded random moments — half
+// of the trials at a named point on a write path (inside checkpoint, final and export saves, between the renames of a
+// folder swap, around log appends: AHA_FAULT_AT, src/files/fault.ts), half after a random delay. After each kill:
+// every file under a final name parses completely; a resumed train run reproduces the uninterrupted run's
+// metrics.jsonl (all but step_time), completions.jsonl and final weights bit for bit; an export run again replaces
+// what the killed one left and writes the same bytes as an uninterrupted export, leaving no temporary name behind.
+// AHA_FAULT_TRIALS (train trials; exports get half as many, split over the formats, default 16 → 24 in all) and
+// AHA_FAULT_SEED (default 18) choose the set; bench/fault-trials.sh runs a fuller one.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { aha, ahaKilledAfter, checkFinalNames, digest, metricsOf, model, rng, TEMP_NAME, trainConfig } from "./faults.ts";
+
+const TRIALS = Number(process.env.AHA_FAULT_TRIALS ?? 16);
+const SEED = Number(process.env.AHA_FAULT_SEED ?? 18);
+const tmp = mkdtempSync(join(tmpdir(), "aha-faults-"));
+process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
+
+/** Fault points a run passes, in order (a run with AHA_FAULT_LOG), and its wall time in ms. */
+function faultPoints(args: string[]): { points: string[]; ms: number } {
+  const log = join(tmp, `points-${Math.random().toString(36).slice(2)}.txt`);
+  const t0 = Date.now();
+  const r = aha(args, { AHA_FAULT_LOG: log });
+  assert.equal(r.status, 0, r.stderr);
+  return { points: readFileSync(log, "utf8").trim().split("\n"), ms: Date.now() - t0 };
+}
+
+/** Kill a run of `args` as trial `i` decides: at a fault point (even trials) or after a delay (odd). */
+async function killRun(i: number, next: () => number, args: string[], ref: { points: string[]; ms: number }): Promise<string> {
+  if (i % 2 === 0) {
+    const k = 1 + Math.floor(next() * ref.points.length);
+    const r = aha(args, { AHA_FAULT_AT: String(k) });
+    assert.equal(r.signal, "SIGKILL", `trial ${i}: the run was to kill itself at point ${k} (${ref.points[k - 1]}): ${r.stderr}`);
+    return `at ${ref.points[k - 1]} (#${k})`;
+  }
+  const ms = Math.round(next() * ref.ms);
+  const r = await ahaKilledAfter(ms, args);
+  return `after ${ms} ms${r.killed ? "" : " (it had finished)"}`;
+}
+
+const noTemps = (dir: string) => readdirSync(dir).filter((n) => TEMP_NAME.test(n));
+
+test(`kill -9 during train (${TRIALS} seeded trials): final names parse, --resume reproduces the run bit for bit`, async () => {
+  const refDir = join(tmp, "ref");
+  const ref = faultPoints(["train", trainConfig(tmp, "ref")]);
+  assert.ok(ref.points.some((p) => p.startsWith("folder:checkpoint-")) && ref.points.some((p) => p.startsWith("folder:final")), "the points reach into checkpoint and final saves");
+  assert.ok(metricsOf(refDir).some((m) => (m.kl as number) > 0), "the reference run's weights moved (else bit-for-bit equality would say little)");
+  const next = rng(SEED);
+  const seen: string[] = [];
+  for (let i = 0; i < TRIALS; i++) {
+    const name = `run${i}`, dir = join(tmp, name);
+    const cfg = trainConfig(tmp, name);
+    const how = await killRun(i, next, ["train", cfg], ref);
+    seen.push(how);
+    await checkFinalNames(dir).catch((e) => assert.fail(`trial ${i} (killed ${how}): ${e.message}`));
+    const r = aha(["train", cfg, "--resume"]);
+    assert.equal(r.status, 0, `trial ${i} (killed ${how}): resume failed: ${r.stderr}`);
+    assert.deepEqual(metricsOf(dir), metricsOf(refDir), `trial ${i} (killed ${how}): metrics differ`);
+    assert.equal(readFileSync(join(dir, "completions.jsonl"), "utf8"), readFileSync(join(refDir, "completions.jsonl"), "utf8"), `trial ${i}: completions differ`);
+    assert.equal(digest(join(dir, "final")), digest(join(refDir, "final")), `trial ${i} (killed ${how}): final weights differ`);
+    assert.deepEqual(readdirSync(dir).sort(), readdirSync(refDir).sort(), `trial ${i} (killed ${how}): the folder's entries differ`);
+    assert.deepEqual(noTemps(dir), []);
+    rmSync(dir, { recursive: true });
+  }
+  assert.ok(seen.some((s) => s.includes("checkpoint-")), `some trial killed inside a checkpoint save: ${seen.join("; ")}`);
+});
+
+const FORMATS = [
+  { format: "gguf", out: "model.gguf", type: "f16", old: "q8_0" },
+  { format: "hf", out: "merged", type: "bf16", old: "f32" },
+  { format: "peft", out: "adapter", type: "bf16", old: "f32" },
+];
+
+test(`kill -9 during export (${FORMATS.length * Math.ceil(TRIALS / 2 / FORMATS.length)} seeded trials): the old or the new output, whole; a rerun completes`, async () => {
+  const next = rng(SEED + 1);
+  const adapter = join(model, "adapter");
+  for (const f of FORMATS) {
+    const args = (out: string, type: string) => ["export", "--model", model, "--adapter", adapter, "--format", f.format, "--type", type, "--out", out, "--overwrite"];
+    const refDir = join(tmp, `export-ref-${f.format}`);
+    const ref = faultPoints(args(join(refDir, f.out), f.type));
+    const oldDir = join(tmp, `export-old-${f.format}`);
+    assert.equal(aha(args(join(oldDir, f.out), f.old)).status, 0);
+    const [newOut, oldOut] = [digest(join(refDir, f.out)), digest(join(oldDir, f.out))];
+    for (let i = 0; i < Math.ceil(TRIALS / 2 / FORMATS.length); i++) {
+      const dir = join(tmp, `export-${f.format}-${i}`), out = join(dir, f.out);
+      const withOld = next() < 0.5; // half the trials replace an earlier export
+      if (withOld) cpSync(oldDir, dir, { recursive: true });
+      const how = await killRun(i, next, args(out, f.type), ref);
+      const what = `${f.format} trial ${i} (${withOld ? "replacing an old export, " : ""}killed ${how})`;
+      await checkFinalNames(dir).catch((e) => assert.fail(`${what}: ${e.message}`));
+      // a kill between the two renames of a swap leaves the old output whole under <out>.old-<pid> (the rerun restores it)
+      const aside = readdirSync(dir).find((n) => n.startsWith(`${f.out}.old-`));
+      const now = digest(out) ?? (aside ? digest(join(dir, aside)) : null);
+      assert.ok(now === newOut || now === (withOld ? oldOut : null), `${what}: ${f.out} is neither the old output nor the new one, whole`);
+      const r = aha(args(out, f.type));
+      assert.equal(r.status, 0, `${what}: the rerun failed: ${r.stderr}`);
+      assert.equal(digest(out), newOut, `${what}: the rerun's output differs from an uninterrupted export`);
+      assert.deepEqual(noTemps(dir), [], `${what}: temporary names left`);
+      rmSync(dir, { recursive: true });
+    }
+    assert.ok(statSync(join(refDir, f.out)));
+  }
+});
