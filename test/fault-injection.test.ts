@@ -1,39 +1,32 @@
 // Fault injection: `aha train` and `aha export` (gguf, hf, peft) killed with SIGKILL at seeded random moments — half
-// of the trials at a named point on a write path (inside checkpoint, final and export saves, between the renames of a
-// folder swap, around log appends: AHA_FAULT_AT, src/files/fault.ts), half after a random delay. After each kill:
-// every file under a final name parses completely; a resumed train run reproduces the uninterrupted run's
-// metrics.jsonl (all but step_time), completions.jsonl and final weights bit for bit; an export run again replaces
-// what the killed one left and writes the same bytes as an uninterrupted export, leaving no temporary name behind.
-// AHA_FAULT_TRIALS (train trials; exports get half as many, split over the formats, default 16 → 24 in all) and
+// of the trials just before a file-system call picked at random among those the run makes in its output folder (inside
+// checkpoint, final and export saves, between the renames of a folder swap, mid-file between writes, around log
+// appends: test/fs-kill.mjs), half after a random delay. After each kill: every file under a final name parses
+// completely; a resumed train run reproduces the uninterrupted run's metrics.jsonl (all but step_time),
+// completions.jsonl and final weights bit for bit; an export run again replaces what the killed one left and writes
+// the same bytes as an uninterrupted export, leaving no temporary name behind.
+// AHA_FAULT_TRIALS (train trials; exports get half as many, split over the formats; default 16 → 24 in all) and
 // AHA_FAULT_SEED (default 18) choose the set; bench/fault-trials.sh runs a fuller one.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { aha, ahaKilledAfter, checkFinalNames, digest, metricsOf, model, rng, TEMP_NAME, trainConfig } from "./faults.ts";
+import { aha, ahaKilledAfter, ahaKilledAt, checkFinalNames, digest, fsCalls, metricsOf, model, rng, TEMP_NAME, trainConfig } from "./faults.ts";
 
 const TRIALS = Number(process.env.AHA_FAULT_TRIALS ?? 16);
 const SEED = Number(process.env.AHA_FAULT_SEED ?? 18);
 const tmp = mkdtempSync(join(tmpdir(), "aha-faults-"));
 process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
 
-/** Fault points a run passes, in order (a run with AHA_FAULT_LOG), and its wall time in ms. */
-function faultPoints(args: string[]): { points: string[]; ms: number } {
-  const log = join(tmp, `points-${Math.random().toString(36).slice(2)}.txt`);
-  const t0 = Date.now();
-  const r = aha(args, { AHA_FAULT_LOG: log });
-  assert.equal(r.status, 0, r.stderr);
-  return { points: readFileSync(log, "utf8").trim().split("\n"), ms: Date.now() - t0 };
-}
-
-/** Kill a run of `args` as trial `i` decides: at a fault point (even trials) or after a delay (odd). */
-async function killRun(i: number, next: () => number, args: string[], ref: { points: string[]; ms: number }): Promise<string> {
+/** Kill a run of `args` as trial `i` decides: just before a random one of its file-system calls in `fsRoot` (even
+ *  trials), or after a random delay (odd); returns how. */
+async function killRun(i: number, next: () => number, args: string[], fsRoot: string, ref: { calls: string[]; ms: number }): Promise<string> {
   if (i % 2 === 0) {
-    const k = 1 + Math.floor(next() * ref.points.length);
-    const r = aha(args, { AHA_FAULT_AT: String(k) });
-    assert.equal(r.signal, "SIGKILL", `trial ${i}: the run was to kill itself at point ${k} (${ref.points[k - 1]}): ${r.stderr}`);
-    return `at ${ref.points[k - 1]} (#${k})`;
+    const k = 1 + Math.floor(next() * ref.calls.length);
+    const r = ahaKilledAt(k, args, fsRoot);
+    assert.equal(r.signal, "SIGKILL", `trial ${i}: the run was to be killed at call ${k} (${ref.calls[k - 1]}): ${r.stderr}`);
+    return `before call ${k} of ${ref.calls.length}, ${ref.calls[k - 1].replace(fsRoot, "")}`;
   }
   const ms = Math.round(next() * ref.ms);
   const r = await ahaKilledAfter(ms, args);
@@ -44,15 +37,15 @@ const noTemps = (dir: string) => readdirSync(dir).filter((n) => TEMP_NAME.test(n
 
 test(`kill -9 during train (${TRIALS} seeded trials): final names parse, --resume reproduces the run bit for bit`, async () => {
   const refDir = join(tmp, "ref");
-  const ref = faultPoints(["train", trainConfig(tmp, "ref")]);
-  assert.ok(ref.points.some((p) => p.startsWith("folder:checkpoint-")) && ref.points.some((p) => p.startsWith("folder:final")), "the points reach into checkpoint and final saves");
+  const ref = fsCalls(["train", trainConfig(tmp, "ref")], refDir);
+  assert.ok(ref.calls.some((c) => c.includes("/checkpoint-")) && ref.calls.some((c) => c.includes("/final")), "the calls reach into checkpoint and final saves");
   assert.ok(metricsOf(refDir).some((m) => (m.kl as number) > 0), "the reference run's weights moved (else bit-for-bit equality would say little)");
   const next = rng(SEED);
   const seen: string[] = [];
   for (let i = 0; i < TRIALS; i++) {
     const name = `run${i}`, dir = join(tmp, name);
     const cfg = trainConfig(tmp, name);
-    const how = await killRun(i, next, ["train", cfg], ref);
+    const how = await killRun(i, next, ["train", cfg], dir, ref);
     seen.push(how);
     await checkFinalNames(dir).catch((e) => assert.fail(`trial ${i} (killed ${how}): ${e.message}`));
     const r = aha(["train", cfg, "--resume"]);
@@ -64,7 +57,7 @@ test(`kill -9 during train (${TRIALS} seeded trials): final names parse, --resum
     assert.deepEqual(noTemps(dir), []);
     rmSync(dir, { recursive: true });
   }
-  assert.ok(seen.some((s) => s.includes("checkpoint-")), `some trial killed inside a checkpoint save: ${seen.join("; ")}`);
+  assert.ok(seen.some((s) => s.includes("/checkpoint-")), `no trial was killed inside a checkpoint save: ${seen.join("; ")}`);
 });
 
 const FORMATS = [
@@ -79,7 +72,7 @@ test(`kill -9 during export (${FORMATS.length * Math.ceil(TRIALS / 2 / FORMATS.l
   for (const f of FORMATS) {
     const args = (out: string, type: string) => ["export", "--model", model, "--adapter", adapter, "--format", f.format, "--type", type, "--out", out, "--overwrite"];
     const refDir = join(tmp, `export-ref-${f.format}`);
-    const ref = faultPoints(args(join(refDir, f.out), f.type));
+    const ref = fsCalls(args(join(refDir, f.out), f.type), refDir);
     const oldDir = join(tmp, `export-old-${f.format}`);
     assert.equal(aha(args(join(oldDir, f.out), f.old)).status, 0);
     const [newOut, oldOut] = [digest(join(refDir, f.out)), digest(join(oldDir, f.out))];
@@ -87,7 +80,7 @@ test(`kill -9 during export (${FORMATS.length * Math.ceil(TRIALS / 2 / FORMATS.l
       const dir = join(tmp, `export-${f.format}-${i}`), out = join(dir, f.out);
       const withOld = next() < 0.5; // half the trials replace an earlier export
       if (withOld) cpSync(oldDir, dir, { recursive: true });
-      const how = await killRun(i, next, args(out, f.type), ref);
+      const how = await killRun(i, next, args(out, f.type), dir, ref);
       const what = `${f.format} trial ${i} (${withOld ? "replacing an old export, " : ""}killed ${how})`;
       await checkFinalNames(dir).catch((e) => assert.fail(`${what}: ${e.message}`));
       // a kill between the two renames of a swap leaves the old output whole under <out>.old-<pid> (the rerun restores it)

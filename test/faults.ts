@@ -3,7 +3,7 @@
 // read-only folders where the tests run as root.
 import { spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gguf } from "@huggingface/gguf";
@@ -29,9 +29,27 @@ export function rng(seed: number): () => number {
   };
 }
 
+/** The kill-at-a-file-system-call preload (fs-kill.mjs): inert unless AHA_FS_ROOT and AHA_KILL_AT / AHA_FS_LOG are set. */
+const preload = ["--import", join(root, "test", "fs-kill.mjs")];
+
 /** Run `aha args…` to completion. */
 export function aha(args: string[], env: Record<string, string> = {}, timeout = 120_000): SpawnSyncReturns<string> {
-  return spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", env: { ...process.env, ...env }, timeout });
+  return spawnSync(process.execPath, [...preload, bin, ...args], { encoding: "utf8", env: { ...process.env, ...env }, timeout });
+}
+
+/** The file-system calls a run of `aha args…` makes under `fsRoot` ("<call> <path>", in order), and its wall time in ms. */
+export function fsCalls(args: string[], fsRoot: string): { calls: string[]; ms: number } {
+  const log = join(fsRoot, "..", `${relative(join(fsRoot, ".."), fsRoot)}.fs-calls.txt`);
+  rmSync(log, { force: true });
+  const t0 = Date.now();
+  const r = aha(args, { AHA_FS_ROOT: fsRoot, AHA_FS_LOG: log });
+  if (r.status !== 0) throw new Error(`aha ${args.join(" ")}: ${r.stderr}`);
+  return { calls: readFileSync(log, "utf8").trim().split("\n"), ms: Date.now() - t0 };
+}
+
+/** Run `aha args…`, killed with SIGKILL just before its k-th file-system call under `fsRoot` (1-based). */
+export function ahaKilledAt(k: number, args: string[], fsRoot: string): SpawnSyncReturns<string> {
+  return aha(args, { AHA_FS_ROOT: fsRoot, AHA_KILL_AT: String(k) });
 }
 
 /** Run `aha args…` under a shell's file-size limit (ulimit -f, KiB): writes past it fail with EFBIG. */
@@ -42,7 +60,7 @@ export function ahaLimited(kib: number, args: string[]): SpawnSyncReturns<string
 
 /** Run `aha args…`, killing it with SIGKILL after `ms` (unless it ended first); resolves when it has exited. */
 export function ahaKilledAfter(ms: number, args: string[], env: Record<string, string> = {}): Promise<{ killed: boolean; stderr: string }> {
-  const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [...preload, bin, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (b) => { stderr += String(b); });
   const timer = setTimeout(() => child.kill("SIGKILL"), ms);

@@ -6,7 +6,6 @@
 import { fsyncSync } from "node:fs";
 import { ggmlNbytes, type GgmlType } from "./gguf-types.js";
 import { writeAll, writeFileVia } from "../files/atomic.ts";
-import { faultPoint } from "../files/fault.ts";
 
 /** A metadata value with its GGUF type (llama.cpp reads each key with an exact-type getter, §3.1). */
 export type GgufValue =
@@ -128,7 +127,6 @@ export function writeGguf(path: string, kvs: GgufKV[], tensors: GgufTensorPlan[]
       pos += writeAll(fd, bytes);
       const p = pad(want, alignment) - want;
       if (p) pos += writeAll(fd, zeros.subarray(0, p));
-      faultPoint("gguf:tensor");
       opts.onTensor?.(k + 1, tensors.length, t.name);
     });
     fsyncSync(fd);

@@ -9,7 +9,6 @@ import { copyFileSync, existsSync, fsyncSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { f32ToBf16, f32ToF16, type StDType } from "../models/safetensors.js";
 import { ensureDir, namingPath, writeAll, writeFileAtomic, writeFileVia } from "../files/atomic.ts";
-import { faultPoint } from "../files/fault.ts";
 import { assertFinite } from "../engine/finite.ts";
 import type { WeightSet } from "./weights.js";
 
@@ -66,7 +65,6 @@ function writeShard(path: string, names: string[], shapes: Map<string, number[]>
       const want = shapes.get(n)!.reduce((a, c) => a * c, 1) * BYTES[dt];
       if (b.byteLength !== want) throw new Error(`tensor ${n}: ${b.byteLength} bytes, expected ${want}`);
       writeAll(fd, b);
-      faultPoint("hf:tensor");
       onTensor(n);
     }
     fsyncSync(fd);

@@ -9,7 +9,6 @@
 // renameat2(RENAME_EXCHANGE)); cleanStaleTemps restores it, so the next start sees the old folder, whole.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { faultPoint } from "./fault.ts";
 
 /** The temporary name this process writes `path` under. */
 export const tempName = (path: string): string => `${path}.tmp-${process.pid}`;
@@ -41,7 +40,15 @@ export function writeAll(fd: number, b: Uint8Array): number {
 
 /** Create a folder (and its parents); an error names it. */
 export function ensureDir(dir: string): void {
-  namingPath("create folder", dir, () => mkdirSync(dir, { recursive: true }));
+  namingPath("create folder", dir, () => {
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      // a recursive mkdir says ENOENT where the parent exists but cannot be written (EROFS, EACCES): ask again plainly
+      if ((e as NodeJS.ErrnoException).code === "ENOENT" && existsSync(dirname(dir))) mkdirSync(dir);
+      throw e;
+    }
+  });
 }
 
 /**
@@ -58,7 +65,6 @@ export function writeFileVia(path: string, write: (fd: number) => void): void {
     } finally {
       closeSync(fd);
     }
-    faultPoint(`file:${basename(path)}`);
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
@@ -89,17 +95,14 @@ export function writeFolderAtomic(out: string, build: (tmp: string) => void): vo
     rmSync(tmp, { recursive: true, force: true });
     ensureDir(tmp);
     build(tmp);
-    faultPoint(`folder:${basename(out)}:built`);
     if (existsSync(out)) {
       renameSync(out, old);
-      faultPoint(`folder:${basename(out)}:old-aside`);
       try {
         renameSync(tmp, out);
       } catch (e) {
         renameSync(old, out);
         throw e;
       }
-      faultPoint(`folder:${basename(out)}:swapped`);
       try { rmSync(old, { recursive: true, force: true }); } catch { /* the new folder is in place; a leftover is cleaned at the next start */ }
     } else renameSync(tmp, out);
   } catch (e) {
@@ -126,7 +129,6 @@ export function removeFolder(dir: string): void {
   const trash = `${dir}.trash-${process.pid}`;
   namingPath("remove", dir, () => {
     renameSync(dir, trash);
-    faultPoint(`remove:${basename(dir)}`);
     rmSync(trash, { recursive: true, force: true });
   });
 }

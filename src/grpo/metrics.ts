@@ -7,7 +7,6 @@ import { appendFileSync } from "node:fs";
 import { join } from "node:path";
 import cliProgress from "cli-progress";
 import { ensureDir, namingPath } from "../files/atomic.ts";
-import { faultPoint } from "../files/fault.ts";
 import { cutLog } from "./run-dir.ts";
 
 export type Metrics = Record<string, number | null>;
@@ -56,10 +55,8 @@ export class RunLog {
   /** Log a step's metrics (and sampled completions); `extra` is added to the console line. */
   step(m: Metrics, completions: Record<string, unknown>[], extra = ""): void {
     this.prepare();
-    faultPoint("log:metrics");
     namingPath("append to", this.metricsPath, () => appendFileSync(this.metricsPath, JSON.stringify(m) + "\n"));
     if (completions.length) namingPath("append to", this.completionsPath, () => appendFileSync(this.completionsPath, completions.map((c) => JSON.stringify(c)).join("\n") + "\n"));
-    faultPoint("log:appended");
     const f = (k: string, d = 3) => (typeof m[k] === "number" ? (m[k] as number).toFixed(d) : "-");
     if (this.bar) this.bar.update(m.step as number, { reward: f("reward"), loss: f("loss", 4), step_time: f("step_time", 1) });
     else if (!this.quiet) this.out.write(`step ${m.step}/${this.totalSteps} reward ${f("reward")} (±${f("reward_std")})${extra} loss ${f("loss", 4)} kl ${f("kl", 4)} len ${f("completions/mean_length", 1)} lr ${m.learning_rate?.toExponential(2)} ${f("step_time", 2)}s\n`);

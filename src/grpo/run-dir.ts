@@ -3,11 +3,11 @@
 // resumed run continues from the newest complete checkpoint and cuts metrics.jsonl and completions.jsonl back to it,
 // so the files end up as an uninterrupted run's; a torn last line (a disk that filled mid-append) is dropped with a
 // warning naming the file. Nothing of an earlier run is touched before the new run's first step has run: the start
-// only reads, and removes what dead processes left under temporary names.
+// only reads (and checks that the folder can be written), and removes what dead processes left under temporary names.
 // Is not: a lock against two live runs in one folder.
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { cleanStaleTemps, namingPath, removeFolder, writeFileAtomic } from "../files/atomic.ts";
+import { cleanStaleTemps, ensureDir, namingPath, removeFolder, writeFileAtomic } from "../files/atomic.ts";
 import { listCheckpoints } from "./checkpoint.ts";
 
 export const LOG_FILES = ["metrics.jsonl", "completions.jsonl"];
@@ -42,6 +42,8 @@ export interface RunStart {
 export function startRun(dir: string, o: { resume?: boolean; overwrite?: boolean }): RunStart {
   if (o.resume && o.overwrite) throw new Error("--resume and --overwrite (overwrite_output_dir) exclude each other: continue the run in the folder, or replace it");
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new Error(`output_dir ${dir} exists and is not a folder`);
+  ensureDir(dir); // an output_dir that cannot be written fails now, not after the first step
+  namingPath("write to", dir, () => accessSync(dir, constants.W_OK));
   const notes = cleanStaleTemps(dir, (base) => RUN_ENTRY.test(base));
   if (o.resume) {
     const last = listCheckpoints(dir).pop();
