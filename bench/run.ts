@@ -1,7 +1,9 @@
-// `npm run bench [-- gemm|generate]`: the CPU benchmarks, each printing figures beside a baseline of the same run.
+// `npm run bench [-- gemm|generate|reward-pool]`: the CPU benchmarks, each printing figures beside a baseline of the same run.
 import { benchGemm } from "./gemm.ts";
 import { benchGenerate } from "./generate.ts";
+import { benchRewardPool } from "./reward-pool.ts";
 
 const which = process.argv[2];
 if (!which || which === "gemm") benchGemm();
 if (!which || which === "generate") benchGenerate();
+if (!which || which === "reward-pool") await benchRewardPool();

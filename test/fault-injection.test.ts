@@ -9,7 +9,7 @@
 // AHA_FAULT_SEED (default 18) choose the set; bench/fault-trials.sh runs a fuller one.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { aha, ahaKilledAfter, ahaKilledAt, checkFinalNames, digest, fsCalls, metricsOf, model, rng, TEMP_NAME, trainConfig } from "./faults.ts";
@@ -35,19 +35,28 @@ async function killRun(i: number, next: () => number, args: string[], fsRoot: st
 
 const noTemps = (dir: string) => readdirSync(dir).filter((n) => TEMP_NAME.test(n));
 
-test(`kill -9 during train (${TRIALS} seeded trials): final names parse, --resume reproduces the run bit for bit`, async () => {
+/** Where a kill fell, for the summary: the kind of file the interrupted call was on, or how a timed kill went. */
+function where(how: string): string {
+  if (how.startsWith("after")) return how.includes("finished") ? "after a delay (run had ended)" : "after a random delay";
+  for (const [k, re] of [["checkpoint save", /\/checkpoint-/], ["final save", /\/final/], ["log append", /\.jsonl/], ["reward plot", /\.svg/], ["gguf", /\.gguf|Modelfile/], ["folder swap", /renameSync|rmSync/]] as const) if (re.test(how)) return k;
+  return "other write";
+}
+const tally = (xs: string[]) => Object.entries(xs.reduce<Record<string, number>>((a, x) => ((a[x] = (a[x] ?? 0) + 1), a), {})).map(([k, n]) => `${k} ${n}`).join(", ");
+
+test(`kill -9 during train (${TRIALS} seeded trials): final names parse, --resume reproduces the run bit for bit`, async (t) => {
   const refDir = join(tmp, "ref");
   const ref = fsCalls(["train", trainConfig(tmp, "ref")], refDir);
   assert.ok(ref.calls.some((c) => c.includes("/checkpoint-")) && ref.calls.some((c) => c.includes("/final")), "the calls reach into checkpoint and final saves");
   assert.ok(metricsOf(refDir).some((m) => (m.kl as number) > 0), "the reference run's weights moved (else bit-for-bit equality would say little)");
   const next = rng(SEED);
   const seen: string[] = [];
+  let files = 0;
   for (let i = 0; i < TRIALS; i++) {
     const name = `run${i}`, dir = join(tmp, name);
     const cfg = trainConfig(tmp, name);
     const how = await killRun(i, next, ["train", cfg], dir, ref);
     seen.push(how);
-    await checkFinalNames(dir).catch((e) => assert.fail(`trial ${i} (killed ${how}): ${e.message}`));
+    files += await checkFinalNames(dir).catch((e) => assert.fail(`trial ${i} (killed ${how}): ${e.message}`));
     const r = aha(["train", cfg, "--resume"]);
     assert.equal(r.status, 0, `trial ${i} (killed ${how}): resume failed: ${r.stderr}`);
     assert.deepEqual(metricsOf(dir), metricsOf(refDir), `trial ${i} (killed ${how}): metrics differ`);
@@ -58,6 +67,7 @@ test(`kill -9 during train (${TRIALS} seeded trials): final names parse, --resum
     rmSync(dir, { recursive: true });
   }
   assert.ok(seen.some((s) => s.includes("/checkpoint-")), `no trial was killed inside a checkpoint save: ${seen.join("; ")}`);
+  t.diagnostic(`train: ${TRIALS} kills (${tally(seen.map(where))}); ${files} files under final names checked, 0 partial; resume exact in ${TRIALS} of ${TRIALS}`);
 });
 
 const FORMATS = [
@@ -66,8 +76,10 @@ const FORMATS = [
   { format: "peft", out: "adapter", type: "bf16", old: "f32" },
 ];
 
-test(`kill -9 during export (${FORMATS.length * Math.ceil(TRIALS / 2 / FORMATS.length)} seeded trials): the old or the new output, whole; a rerun completes`, async () => {
+test(`kill -9 during export (${FORMATS.length * Math.ceil(TRIALS / 2 / FORMATS.length)} seeded trials): the old or the new output, whole; a rerun completes`, async (t) => {
   const next = rng(SEED + 1);
+  const seen: string[] = [];
+  let files = 0, replacing = 0;
   const adapter = join(model, "adapter");
   for (const f of FORMATS) {
     const args = (out: string, type: string) => ["export", "--model", model, "--adapter", adapter, "--format", f.format, "--type", type, "--out", out, "--overwrite"];
@@ -81,18 +93,21 @@ test(`kill -9 during export (${FORMATS.length * Math.ceil(TRIALS / 2 / FORMATS.l
       const withOld = next() < 0.5; // half the trials replace an earlier export
       if (withOld) cpSync(oldDir, dir, { recursive: true });
       const how = await killRun(i, next, args(out, f.type), dir, ref);
+      seen.push(`${f.format}`);
+      if (withOld) replacing++;
       const what = `${f.format} trial ${i} (${withOld ? "replacing an old export, " : ""}killed ${how})`;
-      await checkFinalNames(dir).catch((e) => assert.fail(`${what}: ${e.message}`));
+      files += await checkFinalNames(dir).catch((e) => assert.fail(`${what}: ${e.message}`));
       // a kill between the two renames of a swap leaves the old output whole under <out>.old-<pid> (the rerun restores it)
-      const aside = readdirSync(dir).find((n) => n.startsWith(`${f.out}.old-`));
+      const aside = existsSync(dir) ? readdirSync(dir).find((n) => n.startsWith(`${f.out}.old-`)) : undefined;
       const now = digest(out) ?? (aside ? digest(join(dir, aside)) : null);
       assert.ok(now === newOut || now === (withOld ? oldOut : null), `${what}: ${f.out} is neither the old output nor the new one, whole`);
       const r = aha(args(out, f.type));
       assert.equal(r.status, 0, `${what}: the rerun failed: ${r.stderr}`);
       assert.equal(digest(out), newOut, `${what}: the rerun's output differs from an uninterrupted export`);
       assert.deepEqual(noTemps(dir), [], `${what}: temporary names left`);
-      rmSync(dir, { recursive: true });
+      rmSync(dir, { recursive: true, force: true });
     }
     assert.ok(statSync(join(refDir, f.out)));
   }
+  t.diagnostic(`export: ${seen.length} kills (${tally(seen)}; ${replacing} replacing an earlier export); ${files} files under final names checked, 0 partial; every rerun gave the uninterrupted export's bytes`);
 });

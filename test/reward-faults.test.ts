@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { computeRewards, placeRewards, resolveReward, type NamedReward, type RewardArgs } from "../src/rewards/index.ts";
 import { GRPOTrainer } from "../src/grpo/trainer.ts";
+import { evaluate } from "../src/grpo/eval.ts";
 import { aha, metricsOf, model, trainConfig } from "./faults.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "aha-reward-faults-"));
@@ -119,4 +120,9 @@ test("reward_errors: skip prints each problem once per step, counts it, and leav
     if (failed.length) assert.ok(log.includes(`reward ${(m.reward as number).toFixed(3)} (±`) && log.includes(`over ${8 - failed.length} of 8 samples (${failed.length} skipped)`));
   }
   assert.ok(failedSomewhere, "no sample failed: the test shows nothing");
+
+  // evaluation too: a sample the accuracy reward failed on is neither a success nor a 0
+  const res = await evaluate(t.model, t.tokenizer, rows, [{ name: "correctness", fn: flaky.fn }], t.config);
+  assert.ok(res.errors > 0 && res.errors < rows.length, `errors ${res.errors}`);
+  assert.equal(res.accuracy, 1, "every sample the reward scored got 1");
 });

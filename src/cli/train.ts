@@ -55,7 +55,7 @@ export async function runEval(configPath: string, a: EvalArgs): Promise<void> {
   const funcs = (await resolveRewards(cfg.rewardFuncs as never)) as NamedReward[];
   const r = await evaluate(model, tok, rows, funcs, cfg, { temperature: a.temperature });
   if (a.json) { process.stdout.write(JSON.stringify(r) + "\n"); return; }
-  process.stdout.write(`accuracy (${r.accuracyReward} full): ${(r.accuracy * 100).toFixed(1)}% of ${r.n}\n`);
+  process.stdout.write(`accuracy (${r.accuracyReward} full): ${(r.accuracy * 100).toFixed(1)}% of ${r.n - r.errors}${r.errors ? ` (${r.errors} left out: the reward failed on them)` : ""}\n`);
   for (const [n, v] of Object.entries(r.meanReward)) process.stdout.write(`  mean ${n}: ${v.toFixed(3)}\n`);
 }
 

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import cliProgress from "cli-progress";
 import { ensureDir, namingPath } from "../files/atomic.ts";
 import { cutLog } from "./run-dir.ts";
+import { problemLines, type RewardProblem } from "../rewards/index.ts";
 
 export type Metrics = Record<string, number | null>;
 
@@ -74,6 +75,33 @@ export class RunLog {
     this.bar?.stop();
     this.bar = null;
   }
+}
+
+/** The console notes of each rollout: every reward problem once per step, and prompts that max_prompt_length cut. */
+export class RolloutReport {
+  private cut = 0;
+  private prompts = 0;
+
+  constructor(private readonly log: RunLog, private readonly maxPromptLength: number) {}
+
+  /** `promptCut`: tokens cut from each prompt (0: whole). The first cut is reported with its size, then a total at end(). */
+  rollout(step: number, problems: RewardProblem[], promptCut: number[]): void {
+    for (const line of problemLines(problems)) this.log.note(`step ${step}: ${line}`);
+    const cut = promptCut.filter((x) => x > 0);
+    if (cut.length && !this.cut) this.log.note(`step ${step}: max_prompt_length (${this.maxPromptLength}) cut ${cut.length} of ${promptCut.length} prompts, by up to ${Math.max(...cut)} tokens (cut from the left)`);
+    this.cut += cut.length;
+    this.prompts += promptCut.length;
+  }
+
+  end(): void {
+    if (this.cut) this.log.note(`max_prompt_length (${this.maxPromptLength}) cut ${this.cut} of ${this.prompts} prompts in this run`);
+  }
+}
+
+/** The console's word on skipped samples (reward_errors: skip): "" when none. */
+export function skippedNote(skipped: boolean[]): string {
+  const n = skipped.filter(Boolean).length;
+  return n ? ` over ${skipped.length - n} of ${skipped.length} samples (${n} skipped)` : "";
 }
 
 /** Masked statistics of one micro-batch, accumulated over a step. */

@@ -10,7 +10,7 @@ import { backward, graphsByDefault, noGrad, scope, setDefaultDevice, type Tensor
 import { CausalLM } from "../models/model.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
-import { placeRewards, problemLines, resolveRewards, rewardMetrics, type NamedReward, type RewardPool, type RewardSpec } from "../rewards/index.ts";
+import { placeRewards, resolveRewards, rewardMetrics, type NamedReward, type RewardPool, type RewardSpec } from "../rewards/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
 import { batchLoss, completionLogprobs, kernelParams, lossWeights, tokenAdvantages, type CompletionBatch, type LossParams } from "./loss.ts";
@@ -19,7 +19,7 @@ import { flatOf } from "../engine/flat.ts";
 import { groupAdvantages } from "./advantages.ts";
 import { AdamW, clipGradNorm, scheduledLr } from "./optim.ts";
 import { rollout, sliceBatch, type Rollout } from "./rollout.ts";
-import { RunLog, TokenStats, type LogOut, type Metrics } from "./metrics.ts";
+import { RolloutReport, RunLog, skippedNote, TokenStats, type LogOut, type Metrics } from "./metrics.ts";
 import { plotMetrics } from "./plot.ts";
 import { loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
 import { checkRollout, checkStep, NonFiniteGuard, type NonFinite } from "./guard.ts";
@@ -120,18 +120,15 @@ export class GRPOTrainer {
     log.open(this.state.global_step);
     for (const n of [...start.notes, ...this.rewardNotes]) log.note(n);
     const guard = new NonFiniteGuard(c.maxNonfiniteSteps);
+    const report = new RolloutReport(log, c.maxPromptLength);
     const all: Metrics[] = [];
-    let done = 0, promptsCut = 0, prompts = 0;
+    let done = 0;
     try {
       while (this.state.global_step < total && (this.opts.stopAfter === undefined || done < this.opts.stopAfter)) {
         const t0 = performance.now();
         const ro = await rollout(this.model, this.tokenizer, this.roundRows(this.state.rounds), this.rewardFuncs, c, this.state.rounds);
         const adv = groupAdvantages(ro.rewards.total, c.numGenerations, c.scaleRewards);
-        for (const line of problemLines(ro.rewards.errors)) log.note(`step ${this.state.global_step + 1}: ${line}`);
-        const cut = ro.promptCut.filter((x) => x > 0);
-        if (cut.length && !promptsCut) log.note(`step ${this.state.global_step + 1}: max_prompt_length (${c.maxPromptLength}) cut ${cut.length} of ${ro.promptCut.length} prompts, by up to ${Math.max(...cut)} tokens (cut from the left)`);
-        promptsCut += cut.length;
-        prompts += ro.promptCut.length;
+        report.rollout(this.state.global_step + 1, ro.rewards.errors, ro.promptCut);
         const badRollout = checkRollout(ro, adv.advantages, c.numGenerations, c.scaleRewards);
         const { old, ref } = badRollout ? { old: null, ref: null } : this.referenceLogprobs(ro.batch);
         this.state.rounds++;
@@ -153,15 +150,14 @@ export class GRPOTrainer {
             num_tokens: this.state.num_tokens, nonfinite: bad ? 1 : 0, step_time: stepTime,
           };
           if (this.state.global_step % c.loggingSteps === 0 || this.state.global_step === total || guard.stopped) {
-            const n = ro.rewards.skipped.filter(Boolean).length;
-            log.step(metrics, it === 0 ? sampleCompletions(ro, adv.advantages, this.state.global_step, c.logCompletions) : [], n ? ` over ${ro.texts.length - n} of ${ro.texts.length} samples (${n} skipped)` : "");
+            log.step(metrics, it === 0 ? sampleCompletions(ro, adv.advantages, this.state.global_step, c.logCompletions) : [], skippedNote(ro.rewards.skipped));
             all.push(metrics);
           }
           if (guard.stopped) throw guard.stopped;
           if (c.saveSteps > 0 && this.state.global_step % c.saveSteps === 0) saveCheckpoint(c.outputDir, this.model, this.opt, this.state, c.model, c.saveTotalLimit);
         }
       }
-      if (promptsCut) log.note(`max_prompt_length (${c.maxPromptLength}) cut ${promptsCut} of ${prompts} prompts in this run`);
+      report.end();
       if (this.state.global_step >= total) {
         this.saveFinal();
         plotMetrics(log.metricsPath, join(c.outputDir, "reward.svg"), { keys: ["reward", ...this.rewardFuncs.map((f) => `rewards/${f.name}/mean`)], title: `reward per step (${c.model.split("/").pop()})` });
