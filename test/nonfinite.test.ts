@@ -1,6 +1,6 @@
 // Never train on NaN: a step whose advantages, loss or gradient is not finite makes no update and is reported
 // (console and metrics.jsonl), the run stops after max_nonfinite_steps such steps in a row naming the first bad
-// quantity, a finite step in between resets the count, and no writer (checkpoint, final model, PEFT / HF / GGUF export)
+// quantity, a finite step in between resets the count (SFT too), and no writer (checkpoint, final model, PEFT / HF / GGUF export)
 // writes a non-finite value: each names the tensor and leaves nothing behind.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -8,6 +8,7 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GRPOTrainer } from "../src/grpo/trainer.ts";
+import { sft } from "../src/grpo/sft.ts";
 import { exportModel } from "../src/export/index.ts";
 import { readSafetensors, serializeSafetensors, writeSafetensors } from "../src/models/safetensors.ts";
 import type { NamedReward } from "../src/rewards/index.ts";
@@ -98,4 +99,16 @@ test("writers refuse non-finite weights: checkpoint, final, PEFT, HF and GGUF na
     assert.ok(!existsSync(out), `${format}: something was written`);
   }
   if (existsSync(outs)) noTemps(outs);
+});
+
+test("SFT has the same guard: a non-finite loss makes no update, and the run stops after max_nonfinite_steps", async () => {
+  const { t } = await trainer(join(tmp, "sft"), { maxSteps: 4, maxNonfiniteSteps: 2 }, { name: "ok", fn: ({ completions }) => completions.map(() => 1) });
+  const p = t.model.parameters().filter((q) => q.name!.includes("lora_B")).pop()!;
+  p.backend.write(p.buf, new Float32Array(p.numel).fill(NaN));
+  const before = state(t);
+  const notes: string[] = [];
+  const sftRows = rows.map((r) => ({ ...r, completion: r.answer }));
+  assert.throws(() => sft(t.model, t.tokenizer, sftRows, t.config, undefined, (l) => notes.push(l)), /2 steps in a row were not finite.*step 1: loss not finite/);
+  assert.equal(notes.length, 2);
+  assert.deepEqual(state(t).map((x) => x.map((v) => (Number.isNaN(v) ? "NaN" : v))), before.map((x) => x.map((v) => (Number.isNaN(v) ? "NaN" : v))), "an update happened");
 });

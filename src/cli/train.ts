@@ -65,7 +65,8 @@ export async function runSft(configPath: string, a: TrainArgs): Promise<void> {
   const model = prepareForTraining(loadForTraining(cfg), cfg);
   const tok = loadTokenizer(cfg.model);
   const rows = await configRows(cfg);
-  const res = sft(model, tok, rows, cfg, (s, total, loss) => { if (s % cfg.loggingSteps === 0 || s === total) process.stderr.write(`sft step ${s}/${total} loss ${loss.toFixed(4)}\n`); });
+  const res = sft(model, tok, rows, cfg, (s, total, loss) => { if (s % cfg.loggingSteps === 0 || s === total) process.stderr.write(`sft step ${s}/${total} loss ${loss.toFixed(4)}\n`); },
+    (line) => process.stderr.write(`${line}\n`));
   const out = join(cfg.outputDir, "sft");
   if (cfg.fullFinetune) saveFullModel(model, out);
   else saveAdapter(model, out, cfg.model);

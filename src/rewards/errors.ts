@@ -40,8 +40,8 @@ export function problemLines(problems: RewardProblem[]): string[] {
 
 /** A reward call that ran past reward_timeout_ms. */
 export class RewardTimeout extends Error {
-  constructor(ms: number) {
-    super(`timed out after ${ms} ms`);
+  constructor(ms: number, why = `timed out after ${ms} ms`) {
+    super(why);
     this.name = "RewardTimeout";
   }
 }

@@ -42,7 +42,8 @@ export class RewardPool {
 
   /**
    * Run one call in a worker, cut at `timeoutMs` after a worker began it (the worker is terminated, which stops even
-   * a synchronous loop, and replaced): the call rejects with RewardTimeout. Time spent waiting for a worker is free.
+   * a synchronous loop, and replaced): the call rejects with RewardTimeout. Time spent waiting for a free worker does
+   * not count, up to 10 × timeoutMs (then the call fails too: never a hang).
    */
   async run(ref: WorkerRef, args: RewardArgs, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
     const started = new Float64Array(new SharedArrayBuffer(8));
@@ -50,11 +51,13 @@ export class RewardPool {
     const stop = () => abort.abort();
     signal?.addEventListener("abort", stop);
     let timer: NodeJS.Timeout | undefined;
+    const queued = Date.now();
     const deadline = new Promise<never>((_, reject) => {
       const check = () => {
-        const left = started[0] ? started[0] + timeoutMs - Date.now() : timeoutMs;
-        if (started[0] && left <= 0) {
-          reject(new RewardTimeout(timeoutMs));
+        const now = Date.now(), left = started[0] ? started[0] + timeoutMs - now : timeoutMs;
+        const waitedOut = !started[0] && now - queued >= 10 * timeoutMs;
+        if ((started[0] && left <= 0) || waitedOut) {
+          reject(waitedOut ? new RewardTimeout(timeoutMs, `no reward worker was free for ${10 * timeoutMs} ms`) : new RewardTimeout(timeoutMs));
           abort.abort();
         } else timer = setTimeout(check, started[0] ? left : 20);
       };
