@@ -48,6 +48,8 @@ export interface DefaultRunArgs {
   quiet?: boolean;
   outputDir?: string;
   resume?: boolean;
+  /** replace the run in outputDir */
+  overwrite?: boolean;
 }
 
 function line(label: string, r: EvalResult): string {
@@ -57,7 +59,7 @@ function line(label: string, r: EvalResult): string {
 
 export async function runDefault(a: DefaultRunArgs = {}): Promise<{ before: EvalResult; after: EvalResult; minutes: number }> {
   const t0 = Date.now();
-  const cfg = validateConfig({ ...DEFAULT_CONFIG, ...(a.maxSteps ? { maxSteps: a.maxSteps } : {}), ...(a.outputDir ? { outputDir: a.outputDir } : {}) });
+  const cfg = validateConfig({ ...DEFAULT_CONFIG, ...(a.maxSteps ? { maxSteps: a.maxSteps } : {}), ...(a.outputDir ? { outputDir: a.outputDir } : {}), overwriteOutputDir: !!a.overwrite });
   const seed = cfg.seed;
   const rows = arithRows("train", 20000, seed);
   const nHeld = a.heldOut ?? HELD_OUT;

@@ -56,11 +56,16 @@ export function startRun(dir: string, o: { resume?: boolean; overwrite?: boolean
     notes.push(`resume: continuing from ${checkpoint} (step ${last}); metrics.jsonl and completions.jsonl are cut back to step ${last}`);
     return { checkpoint, notes };
   }
-  const prior = priorRun(dir);
-  if (prior.length && !o.overwrite)
+  checkRunDir(dir, o);
+  return { checkpoint: null, notes };
+}
+
+/** Throw if a fresh run (not resume, not overwrite) would write into a folder that holds another run. Reads only. */
+export function checkRunDir(dir: string, o: { resume?: boolean; overwrite?: boolean }): void {
+  const prior = o.resume || o.overwrite ? [] : priorRun(dir);
+  if (prior.length)
     throw new Error(`output_dir ${dir} holds another run (${prior.join("; ")}): pass --resume to continue it, ` +
       `--overwrite (overwrite_output_dir: true) to replace it, or choose another output_dir`);
-  return { checkpoint: null, notes };
 }
 
 /** Remove an earlier run's checkpoints and final model (overwrite), each folder whole or not at all. */

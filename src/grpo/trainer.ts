@@ -23,7 +23,7 @@ import { RolloutReport, RunLog, skippedNote, TokenStats, type LogOut, type Metri
 import { plotMetrics } from "./plot.ts";
 import { loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
 import { checkRollout, checkStep, NonFiniteGuard, type NonFinite } from "./guard.ts";
-import { clearRun, startRun } from "./run-dir.ts";
+import { checkRunDir, clearRun, startRun } from "./run-dir.ts";
 
 export interface TrainerOptions {
   /** rows to train on instead of config.dataset */
@@ -68,6 +68,7 @@ export class GRPOTrainer {
 
   static async create(input: GRPOConfigInput | GRPOConfig, opts: TrainerOptions = {}): Promise<GRPOTrainer> {
     const cfg = validateConfig(opts.rewardFuncs && !(input as GRPOConfigInput).rewardFuncs ? { ...input, rewardFuncs: opts.rewardFuncs } : input);
+    checkRunDir(cfg.outputDir, { resume: opts.resume, overwrite: cfg.overwriteOutputDir }); // before any loading
     setDefaultDevice(cfg.device);
     const model = prepareForTraining(opts.model ?? loadForTraining(cfg), cfg);
     const tok = opts.tokenizer ?? loadTokenizer(cfg.model);
