@@ -10,14 +10,16 @@ import { computeRewards, placeRewards, type NamedReward, type RewardArgs } from 
 
 function batch(n: number): RewardArgs {
   const completions = Array.from({ length: n }, (_, i) => `<think>\nstep ${i}: 12 + 30 = 42\n</think>\n<answer>\n42\n</answer>\n`.repeat(4));
-  return { prompts: completions.map((_, i) => `question ${i}`), completions, completionIds: completions.map((c) => Array.from(c, (ch) => ch.charCodeAt(0))), answer: completions.map(() => "42") };
+  return { prompts: completions.map((_, i) => `question ${i}`), completions, completionIds: completions.map((c) => Array.from(c, (ch: string) => ch.charCodeAt(0))), answer: completions.map(() => "42") };
 }
 
-const trivial: NamedReward = { name: "trivial", fn: ({ completions }) => completions.map((c) => (c.includes("42") ? 1 : 0)) };
+// (plain-text prompts: each completion is a string)
+const trivial: NamedReward = { name: "trivial", fn: ({ completions }) => completions.map((c) => (String(c).includes("42") ? 1 : 0)) };
 // ~10 ms per completion on an idle core of integer hashing (self-contained, so it moves to a worker)
 const heavy: NamedReward = {
   name: "heavy",
-  fn: ({ completions }) => completions.map((c) => {
+  fn: ({ completions }) => completions.map((completion) => {
+    const c = String(completion);
     let h = 2166136261;
     for (let r = 0; r < 6000; r++) for (let i = 0; i < c.length; i++) h = Math.imul(h ^ c.charCodeAt(i), 16777619);
     return (h >>> 0) / 2 ** 32;

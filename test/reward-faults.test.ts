@@ -92,7 +92,7 @@ export async function who(a: { completions: string[]; answer: string[]; barrier:
 });
 
 test("reward_errors: skip prints each problem once per step, counts it, and leaves failed values out of the means and advantages", async () => {
-  const flaky: NamedReward = { name: "flaky", fn: ({ completions }) => completions.map((c) => { if (c.charCodeAt(0) % 2) throw new Error(`odd first character\nsecond line`); return 1; }) };
+  const flaky: NamedReward = { name: "flaky", fn: ({ completions }) => completions.map((c) => { if (String(c).charCodeAt(0) % 2) throw new Error(`odd first character\nsecond line`); return 1; }) };
   const rows = Array.from({ length: 16 }, (_, i) => ({ prompt: `question ${i}: what is ${i} + ${i}?` }));
   let log = "";
   const dir = join(tmp, "skip");

@@ -58,8 +58,15 @@ program.command("train")
   .option("--device <d>", "cpu or cuda (overrides the config)")
   .addOption(new Option("--max-steps <n>", "override max_steps").argParser(ranged(true, 1)))
   .option("--output-dir <dir>", "override output_dir")
+  .option("--example <name>", "an embedded example instead of the default run: calculator (a tiny model learns to call a calculator tool)")
   .action(async (config, o) => {
     if (config) return runTrain(config, o);
+    if (o.example !== undefined) {
+      if (o.example !== "calculator") throw new Error(`unknown example "${o.example}"; examples: calculator`);
+      const { runCalculator } = await import("../defaults/calculator-run.ts");
+      await runCalculator(o);
+      return;
+    }
     const { runDefault } = await import("../defaults/run.ts");
     await runDefault(o);
   });

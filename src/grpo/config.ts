@@ -53,6 +53,8 @@ export const GRPOConfigSchema = z.object({
   systemPrompt: z.string().optional(),
   /** Render prompts with the tokenizer's chat template (default true when it has one). */
   chatTemplate: z.boolean().optional(),
+  /** Extra variables for the chat template, e.g. `{enable_thinking: false}` (TRL's chat_template_kwargs). Default none. */
+  chatTemplateKwargs: z.record(z.string(), z.unknown()).optional(),
 
   /** Peak learning rate. TRL default 1e-6 (for full fine-tuning); LoRA usually wants 1e-5 … 1e-4. */
   learningRate: z.number().positive().default(1e-6),
@@ -157,6 +159,28 @@ export const GRPOConfigSchema = z.object({
    * for the CPU, off for CUDA until measured on a GPU; the environment variable AHA_GRAPHS=1 or 0 overrides.
    */
   graphs: z.boolean().optional(),
+
+  // ---- agents (src/agents): tools and environments inside the rollout ----
+  /**
+   * Tools the model may call during its rollout: "./tools.ts#tools" (a list of {name, description, parameters: JSON
+   * schema or zod, execute}, or an object of them by name) or the tools themselves (TS API). Shown to the model through
+   * the chat template's `tools` argument; calls are parsed per model family (tool_call_format), run concurrently with
+   * a timeout, and their results (errors included) prefilled into the live KV cache as `tool` messages. Only the
+   * model's own tokens take loss. Needs a chat template that renders tool calls. Default none.
+   */
+  tools: z.union([z.string(), z.array(z.any()), z.record(z.string(), z.any())]).optional(),
+  /**
+   * "./env.ts#create" (or the function, TS API): create(row) → {reset() → messages, step(assistantMessage) →
+   * {messages, done, reward?}}, one instance per completion. It answers every turn without a tool call until it
+   * says done; step rewards are summed into a reward named "environment" (weight 1). Default none.
+   */
+  environment: z.union([z.string(), z.function()]).optional(),
+  /** Tool-calling turns per episode (TRL's name); a further call ends the episode ("cut"). Default no limit. */
+  maxToolCallingIterations: z.number().int().positive().optional(),
+  /** hermes (Qwen2.5/Qwen3), llama3_json, mistral or phi4_mini; default: read from the chat template. */
+  toolCallFormat: z.enum(["hermes", "llama3_json", "mistral", "phi4_mini"]).optional(),
+  /** Per-call tool timeout in ms (the error goes back to the model). Default 30000. */
+  toolTimeoutMs: z.number().int().positive().default(30000),
 }).strict();
 
 /** Checks across fields, run on whatever parsed (so they are reported together with per-field problems). */
@@ -225,5 +249,6 @@ export function loadConfigFile(path: string, overrides: Record<string, unknown> 
   if (typeof obj.outputDir === "string") obj.outputDir = rel(obj.outputDir);
   if (obj.dataset && typeof obj.dataset === "object") (obj.dataset as Record<string, unknown>).path = rel((obj.dataset as Record<string, unknown>).path);
   if (Array.isArray(obj.rewardFuncs)) obj.rewardFuncs = obj.rewardFuncs.map((f) => (typeof f === "string" && f.startsWith(".") ? rel(f) : f));
+  for (const k of ["tools", "environment"]) if (typeof obj[k] === "string") obj[k] = rel(obj[k]);
   return validateConfig(obj, path, true);
 }

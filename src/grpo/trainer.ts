@@ -19,6 +19,7 @@ import { flatOf } from "../engine/flat.ts";
 import { groupAdvantages } from "./advantages.ts";
 import { AdamW, clipGradNorm, scheduledLr } from "./optim.ts";
 import { rollout, sliceBatch, type Rollout } from "./rollout.ts";
+import { agentRollout, createAgent, type Agent } from "../agents/rollout.ts";
 import { RolloutReport, RunLog, skippedNote, TokenStats, type LogOut, type Metrics } from "./metrics.ts";
 import { plotMetrics } from "./plot.ts";
 import { loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
@@ -74,11 +75,12 @@ export class GRPOTrainer {
     const tok = opts.tokenizer ?? loadTokenizer(cfg.model);
     const rows = opts.rows ?? (await configRows(cfg));
     if (rows.length === 0) throw new Error("GRPOTrainer: the dataset is empty");
-    const specs = opts.rewardFuncs ?? cfg.rewardFuncs;
-    if (!specs || specs.length === 0) throw new Error("config: reward_funcs is required for GRPO (at least one reward function)");
+    const specs = opts.rewardFuncs ?? cfg.rewardFuncs ?? [];
+    if (specs.length === 0 && cfg.environment === undefined) throw new Error("config: reward_funcs is required for GRPO (at least one reward function; or an environment that gives rewards)");
     const placed = await placeRewards((await resolveRewards(specs as never)) as NamedReward[], { workers: cfg.rewardWorkers, groupSize: cfg.numGenerations });
     placed.pool?.start().catch(() => {}); // the workers load while the first rollout generates (a failure shows at the first call)
     const t = new GRPOTrainer(cfg, model, tok, rows, placed.rewards, opts, placed.pool, placed.notes);
+    t.agent = await createAgent(cfg, tok, model.config.arch);
     // the KL reference: the same weights with the adapter off (LoRA), or under full fine-tuning a frozen copy of the
     // starting weights (as TRL keeps a ref_model), loaded again from the model folder in the policy's dtype
     if (cfg.fullFinetune && cfg.beta > 0) t.refModel = CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter });
@@ -86,6 +88,8 @@ export class GRPOTrainer {
   }
   /** full fine-tuning with beta > 0: the starting weights, frozen (the KL reference) */
   private refModel: CausalLM | null = null;
+  /** tools and/or an environment: rollouts are multi-turn episodes (src/agents) */
+  agent: Agent | null = null;
 
   get promptsPerRound(): number {
     const c = this.config;
@@ -127,9 +131,11 @@ export class GRPOTrainer {
     try {
       while (this.state.global_step < total && (this.opts.stopAfter === undefined || done < this.opts.stopAfter)) {
         const t0 = performance.now();
-        const ro = await rollout(this.model, this.tokenizer, this.roundRows(this.state.rounds), this.rewardFuncs, c, this.state.rounds);
+        const rows = this.roundRows(this.state.rounds);
+        const ro = this.agent ? await agentRollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, this.state.rounds, this.agent)
+          : await rollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, this.state.rounds);
         const adv = groupAdvantages(ro.rewards.total, c.numGenerations, c.scaleRewards);
-        report.rollout(this.state.global_step + 1, ro.rewards.errors, ro.promptCut);
+        report.rollout(this.state.global_step + 1, ro.rewards.errors, ro.promptCut ?? []);
         const badRollout = checkRollout(ro, adv.advantages, c.numGenerations, c.scaleRewards);
         const { old, ref } = badRollout ? { old: null, ref: null } : this.referenceLogprobs(ro.batch);
         this.state.rounds++;
@@ -147,7 +153,7 @@ export class GRPOTrainer {
           const stepTime = (performance.now() - t0) / 1000;
           const metrics: Metrics = {
             step: this.state.global_step, ...m, ...rewardMetrics(ro.rewards) as Metrics,
-            reward_std: mean(adv.groupStd), frac_reward_zero_std: adv.fracZeroStd, ...lengthMetrics(ro),
+            reward_std: mean(adv.groupStd), frac_reward_zero_std: adv.fracZeroStd, ...lengthMetrics(ro), ...ro.metrics,
             num_tokens: this.state.num_tokens, nonfinite: bad ? 1 : 0, step_time: stepTime,
           };
           if (this.state.global_step % c.loggingSteps === 0 || this.state.global_step === total || guard.stopped) {
@@ -329,7 +335,7 @@ function sampleCompletions(ro: Rollout, adv: Float32Array, step: number, n: numb
   for (let i = 0; i < Math.min(n, ro.texts.length); i++) {
     const rewards: Record<string, number | null> = {};
     for (const name of ro.rewards.names) rewards[name] = ro.rewards.byName[name][i];
-    out.push({ step, prompt: ro.prompts[Math.floor(i / G)], completion: ro.texts[i], rewards, reward: ro.rewards.total[i], advantage: adv[i] });
+    out.push({ step, prompt: ro.completionPrompts?.[i] ?? ro.prompts[Math.floor(i / G)], completion: ro.completions[i], rewards, reward: ro.rewards.total[i], advantage: adv[i] });
   }
   return out;
 }

@@ -73,11 +73,11 @@ export function makeProblem(
   detail: string,
   index: number | null,
   prompt: string | Message[] | undefined,
-  completion: string | undefined,
+  completion: string | Message[] | undefined,
   value?: unknown,
 ): RewardProblem {
   const p = excerpt(promptText(prompt));
-  const c = excerpt(completion ?? "");
+  const c = excerpt(promptText(completion));
   const where = index === null ? "on the whole batch" : `on sample ${index}`;
   const message = `reward "${reward}" ${detail} ${where}${index === null ? " (sample 0 shown)" : ""}\n  prompt: "${p}"\n  completion: "${c}"`;
   return { reward, kind, index, prompt: p, completion: c, ...(value !== undefined ? { value } : {}), detail: detail.split("\n")[0], message };

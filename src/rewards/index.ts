@@ -1,6 +1,6 @@
 // Public API of src/rewards: the reward contract, the runner, metrics, built-ins and the registry.
-export type { NamedReward, RewardArgs, RewardCallContext, RewardFunc, RewardInput, RewardValues } from "./types.ts";
-export { isNamedReward, toNamedReward } from "./types.ts";
+export type { Completion, NamedReward, RewardArgs, RewardCallContext, RewardFunc, RewardInput, RewardValues } from "./types.ts";
+export { completionText, isNamedReward, toNamedReward } from "./types.ts";
 export { computeRewards, type ComputeRewardsOptions, type RewardResult } from "./compute.ts";
 export { RewardError, problemLines, type RewardProblem, type RewardProblemKind } from "./errors.ts";
 export { placeRewards, RewardPool, type PlacedRewards, type PlaceOptions } from "./pool.ts";

@@ -7,12 +7,27 @@ import type { Message } from "../tokenize/index.ts";
 export interface RewardArgs {
   /** The prompt of each completion as the dataset gave it: a string, or the messages (system prompt applied). */
   prompts: (string | Message[])[];
-  /** The generated text (decoded without special tokens). */
-  completions: string[];
+  /**
+   * What was generated: the text (decoded without special tokens) for a standard prompt; for a conversational prompt
+   * (a list of messages) the messages that follow it, as TRL passes them: `[{role: "assistant", content}]`, and with
+   * tools or an environment the whole trajectory (assistant turns with their `tool_calls`, `tool` results, the
+   * environment's messages). `completionText` gives the final answer's text either way.
+   */
+  completions: Completion[];
   /** The generated token ids (EOS excluded). */
   completionIds: number[][];
   /** Every other dataset column, one value per completion (e.g. `answer`). */
   [column: string]: unknown[];
+}
+
+/** A completion as rewards see it: its text, or (conversational data) the messages generated after the prompt. */
+export type Completion = string | Message[];
+
+/** The text of a completion: the string itself, or the content of its last assistant message ("" if none). */
+export function completionText(c: Completion): string {
+  if (typeof c === "string") return c;
+  for (let i = c.length - 1; i >= 0; i--) if (c[i].role === "assistant") return typeof c[i].content === "string" ? (c[i].content as string) : "";
+  return "";
 }
 
 /** One reward per completion; null = this function does not apply to that sample (ignored in the weighted sum). */
