@@ -20,7 +20,7 @@ export type WorkerRef = { module: string; export: string } | { code: string };
 export interface WorkerTask {
   ref: WorkerRef;
   args: RewardArgs;
-  /** [1] shared: Date.now() when a worker began the call (0 while it waits for one); the deadline counts from there */
+  /** [1] shared: Date.now() when the worker called the function (0 before); the deadline counts from there */
   started: Float64Array;
 }
 
@@ -41,9 +41,9 @@ export class RewardPool {
   }
 
   /**
-   * Run one call in a worker, cut at `timeoutMs` after a worker began it (the worker is terminated, which stops even
-   * a synchronous loop, and replaced): the call rejects with RewardTimeout. Time spent waiting for a free worker does
-   * not count, up to 10 × timeoutMs (then the call fails too: never a hang).
+   * Run one call in a worker, cut at `timeoutMs` after the function was called there (the worker is terminated, which
+   * stops even a synchronous loop, and replaced): the call rejects with RewardTimeout. Waiting for a free worker and
+   * loading the function's module in it do not count, up to 10 × timeoutMs (then the call fails too: never a hang).
    */
   async run(ref: WorkerRef, args: RewardArgs, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
     const started = new Float64Array(new SharedArrayBuffer(8));
