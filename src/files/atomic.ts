@@ -1,8 +1,9 @@
 // Files and folders that appear whole or not at all, and file-system errors that name their path.
 // Is: the one way aha writes outputs — a file or folder is built under `<name>.tmp-<pid>` and renamed into place; a
 // folder that replaces an older one moves the old aside as `<name>.old-<pid>` first and removes it only once the new
-// one is in place; temporary names left by processes that died (kill -9, power loss) are removed, or the old folder
-// put back, by cleanStaleTemps at the next start; every error path removes its temporary name.
+// one is in place; a folder is removed by renaming it to `<name>.trash-<pid>` first; temporary names left by processes
+// that died (kill -9, power loss) are removed, or the old folder put back, by cleanStaleTemps at the next start;
+// every error path removes its temporary name.
 // Is not: crash-consistent across power loss (no fsync of folders), nor a lock: two live processes writing the same
 // output are not detected (pids tell only dead from alive).
 // Simplifies: between the two renames of a replacement a kill leaves only `<name>.old-<pid>` (Node has no
@@ -19,8 +20,7 @@ export function fsError(e: unknown, what: string, path: string): Error {
   if (!err || typeof err !== "object" || !err.code) return e as Error;
   if ((err as { aha?: boolean }).aha) return err; // already named by an inner call
   const cause = err.message.replace(/^[A-Z]+: /, "").replace(/, \w+( '.*')?$/, "");
-  const out = Object.assign(new Error(`cannot ${what} ${path}: ${cause} (${err.code})`), { code: err.code, path, aha: true });
-  return out;
+  return Object.assign(new Error(`cannot ${what} ${path}: ${cause} (${err.code})`), { code: err.code, path, aha: true });
 }
 
 /** Run fn; an fs error it throws comes back naming `path`. */

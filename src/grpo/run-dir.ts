@@ -40,8 +40,7 @@ export interface RunStart {
  * (unless overwrite), a resumed one gets the newest complete checkpoint. Temporary names of dead processes are cleaned.
  */
 export function startRun(dir: string, o: { resume?: boolean; overwrite?: boolean }): RunStart {
-  if (o.resume && o.overwrite) throw new Error("--resume and --overwrite (overwrite_output_dir) exclude each other: continue the run in the folder, or replace it");
-  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new Error(`output_dir ${dir} exists and is not a folder`);
+  checkRunDir(dir, o);
   ensureDir(dir); // an output_dir that cannot be written fails now, not after the first step
   namingPath("write to", dir, () => accessSync(dir, constants.W_OK));
   const notes = cleanStaleTemps(dir, (base) => RUN_ENTRY.test(base));
@@ -56,12 +55,16 @@ export function startRun(dir: string, o: { resume?: boolean; overwrite?: boolean
     notes.push(`resume: continuing from ${checkpoint} (step ${last}); metrics.jsonl and completions.jsonl are cut back to step ${last}`);
     return { checkpoint, notes };
   }
-  checkRunDir(dir, o);
   return { checkpoint: null, notes };
 }
 
-/** Throw if a fresh run (not resume, not overwrite) would write into a folder that holds another run. Reads only. */
+/**
+ * Throw if the options clash, `dir` is not a folder, or a fresh run (not resume, not overwrite) would write into a
+ * folder that holds another run. Reads only.
+ */
 export function checkRunDir(dir: string, o: { resume?: boolean; overwrite?: boolean }): void {
+  if (o.resume && o.overwrite) throw new Error("--resume and --overwrite (overwrite_output_dir) exclude each other: continue the run in the folder, or replace it");
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new Error(`output_dir ${dir} exists and is not a folder`);
   const prior = o.resume || o.overwrite ? [] : priorRun(dir);
   if (prior.length)
     throw new Error(`output_dir ${dir} holds another run (${prior.join("; ")}): pass --resume to continue it, ` +

@@ -7,7 +7,7 @@
 // functions that close over local state, which cannot move to another thread — the documented exception, with a
 // note at start: their promises still time out, but a synchronous loop in them cannot be cut.
 // Is not: a sandbox for model-written code (that is a sandbox reward's job), nor a memory cap.
-// piscina (pool.ts) and the parser (movable.ts) load only when a user reward needs them.
+// piscina and the source parser (movable.ts) are loaded only when a user reward needs them.
 import { availableParallelism } from "node:os";
 import type { Piscina } from "piscina";
 import { isBuiltinReward } from "./registry.ts";
@@ -57,7 +57,7 @@ export class RewardPool {
         const now = Date.now(), left = started[0] ? started[0] + timeoutMs - now : timeoutMs;
         const waitedOut = !started[0] && now - queued >= 10 * timeoutMs;
         if ((started[0] && left <= 0) || waitedOut) {
-          reject(waitedOut ? new RewardTimeout(timeoutMs, `no reward worker was free for ${10 * timeoutMs} ms`) : new RewardTimeout(timeoutMs));
+          reject(waitedOut ? new RewardTimeout(timeoutMs, `did not start within ${10 * timeoutMs} ms (no free reward worker, or its module did not load)`) : new RewardTimeout(timeoutMs));
           abort.abort();
         } else timer = setTimeout(check, started[0] ? left : 20);
       };
