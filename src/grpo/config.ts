@@ -248,7 +248,8 @@ export function loadConfigFile(path: string, overrides: Record<string, unknown> 
   if (typeof obj.adapter === "string") obj.adapter = rel(obj.adapter);
   if (typeof obj.outputDir === "string") obj.outputDir = rel(obj.outputDir);
   if (obj.dataset && typeof obj.dataset === "object") (obj.dataset as Record<string, unknown>).path = rel((obj.dataset as Record<string, unknown>).path);
-  if (Array.isArray(obj.rewardFuncs)) obj.rewardFuncs = obj.rewardFuncs.map((f) => (typeof f === "string" && f.startsWith(".") ? rel(f) : f));
+  const relSpec = (f: unknown) => (typeof f === "string" && f.startsWith(".") ? rel(f) : f); // a file, or {type: verifier, path}
+  if (Array.isArray(obj.rewardFuncs)) obj.rewardFuncs = obj.rewardFuncs.map((f) => (f && typeof f === "object" && "path" in f ? { ...f, path: relSpec(f.path) } : relSpec(f)));
   for (const k of ["tools", "environment"]) if (typeof obj[k] === "string") obj[k] = rel(obj[k]);
   return validateConfig(obj, path, true);
 }

@@ -334,8 +334,13 @@ function sampleCompletions(ro: Rollout, adv: Float32Array, step: number, n: numb
   const G = ro.texts.length / ro.rows.length;
   for (let i = 0; i < Math.min(n, ro.texts.length); i++) {
     const rewards: Record<string, number | null> = {};
-    for (const name of ro.rewards.names) rewards[name] = ro.rewards.byName[name][i];
-    out.push({ step, prompt: ro.completionPrompts?.[i] ?? ro.prompts[Math.floor(i / G)], completion: ro.completions[i], rewards, reward: ro.rewards.total[i], advantage: adv[i] });
+    const details: Record<string, unknown> = {};
+    for (const name of ro.rewards.names) {
+      rewards[name] = ro.rewards.byName[name][i];
+      const d = ro.rewards.details[name]?.samples?.[i];
+      if (d) details[name] = d;
+    }
+    out.push({ step, prompt: ro.completionPrompts?.[i] ?? ro.prompts[Math.floor(i / G)], completion: ro.completions[i], rewards, reward: ro.rewards.total[i], advantage: adv[i], ...(Object.keys(details).length ? { details } : {}) });
   }
   return out;
 }

@@ -53,6 +53,17 @@ export class RewardError extends Error {
   }
 }
 
+/**
+ * Thrown by a reward that scored some samples and failed on others (a judge's unparseable reply): the runner keeps
+ * `values` and reports each failure on its own sample, under the reward_errors policy, without calling again.
+ */
+export class RewardSampleErrors extends Error {
+  constructor(readonly values: (number | null)[], readonly failures: { index: number; message: string }[]) {
+    super(failures.map((f) => `sample ${f.index}: ${f.message}`).join("; "));
+    this.name = "RewardSampleErrors";
+  }
+}
+
 /** Start…end of a long text, on one line. */
 export function excerpt(text: string, max = 160): string {
   const flat = text.replace(/\n/g, "\\n");

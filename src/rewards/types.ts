@@ -47,6 +47,33 @@ export const TIMES_ITSELF = Symbol("aha.rewardTimesItself");
 
 export type RewardFunc = (args: RewardArgs, ctx?: RewardCallContext) => RewardValues | Promise<RewardValues>;
 
+/**
+ * What a reward may say beside its values (attach with withDetails): per-sample records, sub-scores and counts.
+ * The runner keeps them in RewardResult.details; the trainer writes `samples` to completions.jsonl and `parts` /
+ * `counts` to the metrics.
+ */
+export interface RewardDetails {
+  /** One record per completion (null where none), written to completions.jsonl under `details.<reward>`. */
+  samples?: (Record<string, unknown> | null)[];
+  /** Sub-scores per completion, logged as `rewards/<reward>/<part>/mean` (a rubric's items). */
+  parts?: Record<string, (number | null)[]>;
+  /** Counts over the batch, logged as `rewards/<reward>/<key>` (code_tests' outcomes). */
+  counts?: Record<string, number>;
+}
+
+const DETAILS = Symbol.for("aha.rewardDetails");
+
+/** Attach details to a reward's values (a hidden property: the values stay a plain array of numbers and nulls). */
+export function withDetails(values: RewardValues, details: RewardDetails): RewardValues {
+  Object.defineProperty(values, DETAILS, { value: details, enumerable: false });
+  return values;
+}
+
+/** The details a reward attached to what it returned, if any. */
+export function detailsOf(values: unknown): RewardDetails | undefined {
+  return Array.isArray(values) ? ((values as unknown as Record<symbol, RewardDetails | undefined>)[DETAILS]) : undefined;
+}
+
 /** A reward function with the name used in metrics (`rewards/<name>/mean`) and error messages. */
 export interface NamedReward {
   name: string;
