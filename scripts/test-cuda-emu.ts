@@ -23,7 +23,7 @@ const release = join(root, "native", "build", "Release");
 
 /** every file that runs on CUDA */
 const ALL = ["cuda-ops", "models", "grpo-loss", "generate", "decode-step", "flat-params", "train-graph", "gemm-inputs", "kv-cache", "bf16-mode",
-  "tensor-core-attention", "fused-layers", "gpu-arch"];
+  "tensor-core-attention", "fused-layers", "gpu-arch", "quant4", "qlora", "offload", "long-context", "serve-scheduler"];
 /** what differs by architecture: the 16-bit mode on the fixtures, the tensor-core kernels, the device's choices
  *  (files, and the tests of cuda-ops.test.ts matching ops) */
 interface Sample { files: string[]; ops: string }

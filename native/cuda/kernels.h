@@ -30,7 +30,7 @@ bool tc_runs(int dt16);  // tensor-core instructions for this 16-bit type on the
 std::string device_summary();  // one line: the device and what the backend chose for it
 void* raw_alloc(size_t n);
 void raw_free(void* p);
-void memory_report(double* out /* allocated, peak, buffers, reserved, peak_reserved */);
+void memory_report(double* out /* allocated, peak, buffers, reserved, peak_reserved, largest block since reset_peak */);
 void reset_peak();
 void empty_cache();
 int num_sms();

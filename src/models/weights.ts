@@ -6,7 +6,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { bf16ToF32, f32ToF16, readSafetensors, type SafetensorsFile } from "./safetensors.ts";
-import { defaultBackend, fromHost, type Tensor } from "../engine/index.ts";
+import { defaultBackend, empty, fromHost, type Tensor } from "../engine/index.ts";
+import type { ModelConfig } from "./config.ts";
 import type { DType } from "../engine/dtype.ts";
 
 /** bf16 → f16 of every 65,536 bf16 bit patterns (round to nearest even; beyond ±65504 → ±Inf), made once. */
@@ -93,7 +94,7 @@ export class WeightStore {
     let t: Tensor;
     if (keep16 && (info.dtype === "BF16" || info.dtype === "F16")) {
       const stored: DType = info.dtype === "BF16" ? "bf16" : "f16", kept = defaultBackend().weightDtype?.(stored) ?? stored;
-      let words = f.uint16(name);
+      let words = f.weight16(name);
       if (kept !== stored) {
         const c = bf16ToF16(words, `${f.path}: tensor '${name}'`);
         words = c.out;
@@ -102,8 +103,29 @@ export class WeightStore {
       }
       t = fromHost(words, shape, kept);
     } else {
-      t = fromHost(f.float32(name), shape, "f32");
+      t = fromHost(f.weight(name), shape, "f32");
     }
+    t.name = name;
+    return t.setCategory("weights").keep();
+  }
+}
+
+/**
+ * A model's weights allocated in the config's dtype but never read from a file, their values undefined: memory
+ * planning on the CUDA emulator without arithmetic (AHA_EMU_NO_COMPUTE=1; bench/memory-table.ts), where no kernel
+ * reads them. `has` follows the config (lm_head present unless tied).
+ */
+export class ShapeOnlyWeights {
+  readonly dtype: DType;
+  constructor(readonly cfg: ModelConfig) {
+    const dt = String(cfg.raw.torch_dtype ?? cfg.raw.dtype ?? "bfloat16");
+    this.dtype = dt === "float32" ? "f32" : dt === "float16" ? "f16" : "bf16";
+  }
+  has(name: string): boolean {
+    return name !== "lm_head.weight" || !this.cfg.tieEmbeddings;
+  }
+  load(name: string, shape: number[], keep16 = true): Tensor {
+    const t = empty(shape, keep16 ? this.dtype : "f32");
     t.name = name;
     return t.setCategory("weights").keep();
   }
