@@ -163,7 +163,7 @@ export class CausalLM {
       m.layers.push(layer);
     }
     if (opts.adapter) m.adapter = LoraAdapter.load(opts.adapter, m.linearShapes());
-    m.weightsToF16 = ws.toF16;
+    if (ws instanceof WeightStore) m.weightsToF16 = ws.toF16;
     return m;
   }
 

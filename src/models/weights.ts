@@ -125,7 +125,7 @@ export class ShapeOnlyWeights {
     return name !== "lm_head.weight" || !this.cfg.tieEmbeddings;
   }
   load(name: string, shape: number[], keep16 = true): Tensor {
-    const t = empty(shape, keep16 ? this.dtype : "f32");
+    const t = empty(shape, keep16 ? (defaultBackend().weightDtype?.(this.dtype) ?? this.dtype) : "f32");
     t.name = name;
     return t.setCategory("weights").keep();
   }
