@@ -4,7 +4,10 @@
 # tests), then the GRPO/decode benchmark
 # against PyTorch. Device time is short: `ops models variants` in one call and `bench bench15` in another fit the
 # 10-minute limit.
-# Run from the repository root on the GPU machine after `source .device/use-node.sh`, with carry
+# On your own GPU machine: `npm install` (it builds the CUDA module where nvcc is), then from the repository root
+# `OUT=bench/results/gpu-<card> bash bench/gpu-run.sh ops models archs qlora bench` (a slower card than an H100 may need
+# the *_TIMEOUT variables raised: MODELS_TIMEOUT=1200 …). docs/sections/25-gpus.md lists each card's command.
+# On the device tool: run from the repository root on the GPU machine after `source .device/use-node.sh`, with carry
 # [".device", ".devnm", "native/build-dev"] (Node, tsx, and the addons built with
 # `AHA_PORTABLE=1 AHA_NO_CUDA_EMU=1 npx cmake-js compile --directory native --out native/build-dev`: the fat module,
 # code for every GPU from Turing on; AHA_CUDA_ARCH=90 in front builds an H100/H200-only one in a fraction of the time);
@@ -17,8 +20,10 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 what=${*:-ops models bench}
 card=$(nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv,noheader | head -1)
 echo "card: $card" | tee "$OUT/card.txt"
-ln -sfn .devnm/node_modules node_modules
-mkdir -p native/build/Release && cp native/build-dev/Release/*.node native/build/Release/
+# (the device tool's carried Node packages and addons; on your own GPU machine, after `npm install`, neither exists
+# and the checkout's node_modules and native/build are used as they are)
+if [ -d .devnm/node_modules ]; then ln -sfn .devnm/node_modules node_modules; fi
+if [ -d native/build-dev/Release ]; then mkdir -p native/build/Release && cp native/build-dev/Release/*.node native/build/Release/; fi
 export AHA_FIXTURES=${AHA_FIXTURES:-$PWD/test/fixtures}
 export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cublas/lib
 node --import tsx -e 'import("./src/engine/cuda.ts").then(m => { console.log("cudaInfo", JSON.stringify(m.cudaInfo())); m.registerCudaBackend(); })' 2>&1 | tee -a "$OUT/card.txt"
