@@ -9,7 +9,7 @@
 // the files and tests whose code differs by architecture (SAMPLE), and one more file drawn from ROTATION by a seed:
 // AHA_EMU_SEED, else one made from the commit (git HEAD), so a commit always draws the same and commits rotate
 // through the pool; the seed is printed first. AHA_EMU_FULL=1 runs every file on every architecture (what a change
-// to the kernels or a release should pass: bench/results/25-gpu-archs.md has the last such run). AHA_EMU_ARCH=sm_75
+// to the kernels or a release should pass; bench/results/25-gpu-archs.md records the runs by architecture). AHA_EMU_ARCH=sm_75
 // (a comma list) runs those architectures only.
 //   node --import tsx scripts/test-cuda-emu.ts        (npm run test:cuda-emu)
 import { spawnSync } from "node:child_process";
@@ -29,7 +29,7 @@ const ALL = ["cuda-ops", "models", "grpo-loss", "generate", "decode-step", "flat
 interface Sample { files: string[]; ops: string }
 const SAMPLE: Sample = { files: ["bf16-mode", "tensor-core-attention", "gpu-arch", "quant4", "qlora"], ops: "tensor cores|gemm with|skinny|profile" };
 /** the rest, light enough for one of them to join each sample (models, generate and the rest of cuda-ops: AHA_EMU_FULL) */
-const ROTATION = ["decode-step", "fused-layers", "kv-cache", "gemm-inputs", "grpo-loss", "flat-params", "train-graph"];
+const ROTATION = ["decode-step", "fused-layers", "kv-cache", "gemm-inputs", "grpo-loss", "flat-params", "train-graph", "offload", "long-context"];
 
 /** sample: what runs where not every file does (rotate: one file of ROTATION joins it) */
 interface Arch { name: string; module: string; env?: Record<string, string>; full?: boolean; sample?: Sample; rotate?: boolean }
