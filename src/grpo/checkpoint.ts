@@ -11,8 +11,10 @@ import type { AdamW } from "./optim.ts";
 
 export interface TrainerState {
   global_step: number;
-  /** generation rounds done (each feeds num_iterations optimiser steps) */
+  /** rollouts generated (each generation round one, and one per extra round of dynamic sampling): their seeds */
   rounds: number;
+  /** prompts drawn from the dataset so far (absent in older checkpoints: rounds × prompts per round) */
+  prompts?: number;
   seed: number;
   num_tokens: number;
 }
@@ -27,7 +29,8 @@ export function saveAdapter(model: CausalLM, dir: string, baseModel: string): vo
   savePeftAdapter(dir, { r: c.r, lora_alpha: c.lora_alpha, target_modules: c.target_modules, use_rslora: !!c.use_rslora, lora_dropout: c.lora_dropout ?? 0, base_model_name_or_path: baseModel, task_type: "CAUSAL_LM" }, tensors);
 }
 
-export function saveCheckpoint(outputDir: string, model: CausalLM, opt: AdamW, state: TrainerState, baseModel: string, limit?: number): string {
+/** extra: writes more files into the checkpoint folder before it gets its name (the kept KL reference). */
+export function saveCheckpoint(outputDir: string, model: CausalLM, opt: AdamW, state: TrainerState, baseModel: string, limit?: number, extra?: (dir: string) => void): string {
   const final = join(outputDir, `checkpoint-${state.global_step}`);
   const tmp = `${final}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
@@ -46,6 +49,7 @@ export function saveCheckpoint(outputDir: string, model: CausalLM, opt: AdamW, s
   });
   writeSafetensors(join(tmp, "optimizer.safetensors"), o, { format: "pt", step: String(opt.step) });
   writeFileSync(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2) + "\n");
+  extra?.(tmp);
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
   if (limit) for (const old of listCheckpoints(outputDir).slice(0, -limit)) rmSync(join(outputDir, `checkpoint-${old}`), { recursive: true, force: true });

@@ -19,6 +19,10 @@ export interface Rollout {
   /** true when the completion ended without EOS (hit max_completion_length) */
   truncated: boolean[];
   rewards: RewardResult;
+  /** whether each completion takes loss (not skipped by a reward error, not a masked truncation) */
+  counts: boolean[];
+  /** the id padding uses */
+  pad: number;
   /** all completions padded: prompts left-padded to P, completions right-padded to T */
   batch: CompletionBatch;
 }
@@ -60,32 +64,36 @@ export async function rollout(model: CausalLM, tok: Tokenizer, rows: Row[], rewa
   // rewards see the text and ids without the EOS token
   const bare = out.map(withoutStop);
   const texts = bare.map((ids) => tok.decode(ids, { skipSpecialTokens: true }));
-  const N = out.length;
   const columns = rowsToColumns(out.map((c) => rows[c.prompt]));
   const rewards = await computeRewards(rewardFuncs, cfg.rewardWeights, {
     ...columns, prompts: out.map((c) => enc[c.prompt].prompt), completions: texts, completionIds: bare,
   }, { timeoutMs: cfg.rewardTimeoutMs, onError: cfg.rewardErrors });
 
-  // pad into one batch
-  const P = Math.max(...enc.map((e) => e.ids.length));
-  const T = Math.max(1, ...completionIds.map((c) => c.length));
+  const pad = tok.padTokenId ?? eos[0] ?? 0;
+  const counts = out.map((_, i) => !(cfg.maskTruncatedCompletions && truncated[i]) && !rewards.skipped[i]);
+  return {
+    rows, prompts: enc.map((e) => e.prompt), promptIds: enc.map((e) => e.ids), completionIds, texts, truncated, rewards, counts, pad,
+    batch: padBatch(out.map((c) => enc[c.prompt].ids), completionIds, counts, pad),
+  };
+}
+
+/** Completions with their prompts as one padded batch: prompts left-padded to P, completions right-padded to T. */
+export function padBatch(prompts: number[][], completions: number[][], counts: boolean[], pad: number): CompletionBatch {
+  const N = completions.length;
+  const P = Math.max(...prompts.map((p) => p.length));
+  const T = Math.max(1, ...completions.map((c) => c.length));
   const promptIds = new Int32Array(N * P), promptMask = new Int32Array(N * P);
   const cIds = new Int32Array(N * T), cMask = new Float32Array(N * T);
-  const pad = tok.padTokenId ?? eos[0] ?? 0;
-  out.forEach((c, i) => {
-    const p = enc[c.prompt].ids;
+  completions.forEach((c, i) => {
+    const p = prompts[i];
     promptIds.fill(pad, i * P, (i + 1) * P);
     promptIds.set(p, i * P + P - p.length);
     promptMask.fill(1, i * P + P - p.length, (i + 1) * P);
     cIds.fill(pad, i * T, (i + 1) * T);
-    cIds.set(c.tokenIds, i * T);
-    const counts = !(cfg.maskTruncatedCompletions && truncated[i]) && !rewards.skipped[i];
-    if (counts) cMask.fill(1, i * T, i * T + c.tokenIds.length);
+    cIds.set(c, i * T);
+    if (counts[i]) cMask.fill(1, i * T, i * T + c.length);
   });
-  return {
-    rows, prompts: enc.map((e) => e.prompt), promptIds: enc.map((e) => e.ids), completionIds, texts, truncated, rewards,
-    batch: { promptIds, promptMask, completionIds: cIds, completionMask: cMask, B: N, P, T },
-  };
+  return { promptIds, promptMask, completionIds: cIds, completionMask: cMask, B: N, P, T };
 }
 
 /** Rows [b0, b1) of a padded batch (a micro-batch). */

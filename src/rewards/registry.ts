@@ -6,6 +6,7 @@ import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { gsm8k } from "./builtins/gsm8k.ts";
 import { lengthPenalty } from "./builtins/length.ts";
+import { overlongPenalty } from "./builtins/overlong.ts";
 import { numericProximity } from "./builtins/numeric.ts";
 import { regexReward } from "./builtins/regex.ts";
 import { isNamedReward, type NamedReward, type RewardInput, toNamedReward } from "./types.ts";
@@ -37,8 +38,8 @@ function str(p: Params, key: string): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
-/** Parameterised built-ins, for object specs `{type, ...params}` (snake_case as in YAML). */
-export const REWARD_FACTORIES: Record<string, (p: Params) => NamedReward> = {
+/** Parameterised built-ins, for object specs `{type, ...params}` (snake_case as in YAML); `o` carries the run's settings. */
+export const REWARD_FACTORIES: Record<string, (p: Params, o: ResolveRewardOptions) => NamedReward> = {
   numeric_proximity: (p) =>
     numericProximity({ maxReward: num(p, "max_reward", "numeric_proximity"), minScale: num(p, "min_scale", "numeric_proximity"), column: str(p, "column"), name: str(p, "name") }),
   regex: (p) => {
@@ -51,6 +52,11 @@ export const REWARD_FACTORIES: Record<string, (p: Params) => NamedReward> = {
     if (unit !== undefined && unit !== "chars" && unit !== "tokens") throw new Error(`reward "length_penalty": unit must be "chars" or "tokens", got "${unit}"`);
     return lengthPenalty({ target: num(p, "target", "length_penalty", true)!, penaltyPer: num(p, "penalty_per", "length_penalty", true)!, unit, name: str(p, "name") });
   },
+  overlong_penalty: (p, o) => {
+    const maxLength = num(p, "max_length", "overlong_penalty") ?? o.maxCompletionLength;
+    if (maxLength === undefined) throw new Error(`reward "overlong_penalty" needs "max_length" (the trainer fills it from max_completion_length)`);
+    return overlongPenalty({ maxLength, bufferLength: num(p, "buffer_length", "overlong_penalty", true)!, penalty: num(p, "penalty", "overlong_penalty"), name: str(p, "name") });
+  },
 };
 
 /** What a config may name: a built-in, a file export, a parameterised built-in, or a function. */
@@ -59,6 +65,8 @@ export type RewardSpec = string | { type: string; [param: string]: unknown } | R
 export interface ResolveRewardOptions {
   /** Folder that relative file paths are resolved against (the config file's folder). Default process.cwd(). */
   baseDir?: string;
+  /** The run's max_completion_length (overlong_penalty's default max_length). */
+  maxCompletionLength?: number;
 }
 
 function looksLikeFile(spec: string): boolean {
@@ -93,7 +101,7 @@ export async function resolveReward(spec: RewardSpec, opts: ResolveRewardOptions
     const { type, ...params } = spec as { type: string; [k: string]: unknown };
     const f = REWARD_FACTORIES[type];
     if (!f) throw new Error(`unknown parameterised reward "${type}"; known: ${Object.keys(REWARD_FACTORIES).join(", ")}`);
-    return f(params);
+    return f(params, opts);
   }
   if (typeof spec !== "string") throw new Error(`reward spec must be a name, "file.ts#export", {type, ...} or a function; got ${JSON.stringify(spec)}`);
   const builtin = REWARD_REGISTRY[spec];
