@@ -5,14 +5,19 @@
 // luspo differs from TRL on purpose where TRL's loss is a [B, T] mean over padding (β > 0, an entropy mask, token
 // level; see src/grpo/loss.ts): those cases are checked against a loop transcription of our formula below (its
 // gradient by central differences), and must have no gradient at padded positions, where TRL's has one.
+// Then, per variant, the LoRA gradients of a fixture model (fused lm-head backward of the kernel's d loss / d logp)
+// against central differences of the loss along random directions of the LoRA weights (CPU: f32 model, f64 sums).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { FIXTURES } from "./fixtures.ts";
+import { FIXTURES, fixtureModels } from "./fixtures.ts";
 import { availableDevices, useDevice } from "./devices.ts";
-import { backward, fromHost, grpoLoss, scope } from "../src/engine/index.ts";
-import { kernelParams, lossWeights, type LossParams, type LossType } from "../src/grpo/loss.ts";
+import { backward, fromHost, grpoLoss, noGrad, scope } from "../src/engine/index.ts";
+import { batchLoss, kernelParams, lossWeights, type LossParams, type LossType } from "../src/grpo/loss.ts";
+import { CausalLM } from "../src/models/model.ts";
+import { readSafetensors } from "../src/models/safetensors.ts";
+import { Xoshiro } from "../src/engine/rng.ts";
 
 interface Case {
   name: string; note: string; extra: boolean; B: number; T: number;
@@ -140,3 +145,43 @@ for (const device of availableDevices()) for (const c of cases) {
     assert.ok(mask.some((m, i) => !m && trl[i] !== 0) || c.cfg.importance_sampling_level === "sequence", "TRL's gradient at padding: the case shows the difference");
   });
 }
+
+const fdModel = fixtureModels().find((d) => d.endsWith("llama") && existsSync(join(d, "reference_grpo.safetensors")));
+const fdVariants: [string, Partial<LossParams>][] = [
+  ["grpo, token level, delta, KL", { lossType: "grpo", delta: 1.5 }],
+  ["GSPO (grpo, sequence level), KL", { lossType: "grpo", importanceSamplingLevel: "sequence" }],
+  // cispo's gradient holds sg(min(r, cap)) fixed while its loss value moves with it: a cap below every ratio here
+  // keeps that factor constant, so the loss's central differences are the gradient's
+  ["cispo (cap 0.2, below every ratio), KL", { lossType: "cispo", epsilonHigh: 0.2 }],
+  ["sapo, KL", { lossType: "sapo" }],
+  ["luspo (sequence level), KL", { lossType: "luspo", importanceSamplingLevel: "sequence" }],
+  ["dapo, entropy mask 0.5, off-policy mask, bias-corrected KL", { lossType: "dapo", topEntropyQuantile: 0.5, offPolicyMaskThreshold: 0.01, useBiasCorrectionKl: true }],
+];
+for (const [name, v] of fdVariants) test(`cpu: LoRA gradients against central differences, ${name}`, { skip: !fdModel && "no llama fixture with reference_grpo" }, async () => {
+  await useDevice("cpu");
+  const ref = readSafetensors(join(fdModel!, "reference_grpo.safetensors"));
+  const model = CausalLM.load(fdModel!, { adapter: join(fdModel!, "adapter") });
+  const [B, P] = ref.info("prompt_ids").shape, T = ref.info("completion_ids").shape[1];
+  const batch = { promptIds: ref.int32("prompt_ids"), completionIds: ref.int32("completion_ids"), completionMask: ref.float32("completion_mask"), B, P, T };
+  const p: LossParams = { lossType: "grpo", epsilon: 0.2, epsilonHigh: 0.28, beta: 0.04, temperature: 0.7, maxCompletionLength: T, ...v };
+  const old = ref.float32("old_logps"), refLp = ref.float32("ref_logps"), adv = ref.float32("advantages");
+  const params = model.parameters();
+  const lossAt = () => noGrad(() => scope(() => batchLoss(model, batch, old, refLp, adv, p).loss.item()));
+  scope(() => backward(batchLoss(model, batch, old, refLp, adv, p).loss));
+  const grads = params.map((q) => q.grad!.f32());
+  const rng = new Xoshiro(11);
+  for (let dir = 0; dir < 2; dir++) {
+    const vs = params.map((q) => Float32Array.from({ length: q.numel }, () => rng.next() * 2 - 1));
+    const norm = Math.sqrt(vs.reduce((a, x) => a + x.reduce((b, y) => b + y * y, 0), 0));
+    const base = params.map((q) => q.f32());
+    const at = (h: number) => {
+      params.forEach((q, i) => q.backend.write(q.buf, base[i].map((x, j) => x + (h * vs[i][j]) / norm)));
+      return lossAt();
+    };
+    const h = 1e-3, fd = (at(h) - at(-h)) / (2 * h);
+    params.forEach((q, i) => q.backend.write(q.buf, base[i]));
+    const gv = grads.reduce((a, g, i) => a + g.reduce((b, x, j) => b + (x * vs[i][j]) / norm, 0), 0);
+    assert.ok(Math.abs(gv) > 1e-4, `direction ${dir}: a gradient to compare (${gv})`);
+    assert.ok(Math.abs(fd - gv) <= 1e-2 * Math.abs(gv) + 2e-4, `direction ${dir}: gradient · v ${gv} vs central difference ${fd}`);
+  }
+});

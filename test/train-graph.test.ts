@@ -69,6 +69,36 @@ for (const device of availableDevices()) {
     graphed.params.forEach((p, i) => p.forEach((v, j) => assert.ok(Math.abs(v - plain.params[i][j]) <= paramTol(device), `param ${i}[${j}]: ${v} vs ${plain.params[i][j]}`)));
   });
 
+  // the loss variants whose terms live in the native loss kernel, graphed: rows, sequence ratios, masks and the
+  // entropy quantile computed on the device inside the captured micro-batch (on the CUDA emulator, which is slow,
+  // the first: cispo's and sapo's terms are checked op by op against the CPU in cuda-ops.test.ts)
+  const variants: [string, Record<string, unknown>][] = [
+    ["GSPO + entropy mask + off-policy mask + bias-corrected KL", { importanceSamplingLevel: "sequence", topEntropyQuantile: 0.5, offPolicyMaskThreshold: 0, useBiasCorrectionKl: true }],
+    ["cispo with off-policy steps (steps_per_generation twice the accumulation)", { lossType: "cispo", epsilonHigh: 1.1, stepsPerGeneration: 4, numIterations: 1, maxSteps: 3 }],
+    ["sapo", { lossType: "sapo" }],
+  ];
+  for (const [name, extra] of device === "cuda" ? variants.slice(0, 1) : variants) test(`${device}: training with graphs equals training without, ${name}`, async () => {
+    await useDevice(device);
+    const cfg = { model: modelDir, device, maxCompletionLength: 5, numGenerations: 2, learningRate: 1e-2, lossType: "grpo", rewardFuncs: ["unused"],
+      seed: 3, logCompletions: 0, beta: 0.04, numIterations: 2, maxSteps: 2, perDeviceTrainBatchSize: 2, gradientAccumulationSteps: 2, ...extra };
+    const run = async (graphs: boolean) => {
+      const t = await GRPOTrainer.create({ ...cfg, graphs, outputDir: join(tmp, `${device}-${name.slice(0, 5)}-${graphs}`) } as never, { rows, rewardFuncs: [variety], quiet: true });
+      const metrics = await t.train();
+      return { metrics: metrics.map(({ step_time: _s, ...m }) => m), params: t.model.parameters().map((p) => p.f32()) };
+    };
+    const [plain] = await countingGraphed(() => run(false));
+    const [graphed, runs, replays] = await countingGraphed(() => run(true));
+    assert.ok(runs > 0 && replays === runs, `${replays} of ${runs} micro-batches replayed`);
+    graphed.metrics.forEach((m, i) => {
+      for (const [k, v] of Object.entries(plain.metrics[i])) {
+        const g = (m as Record<string, number>)[k];
+        assert.ok(typeof v !== "number" || Math.abs(g - v) <= 1e-5 * Math.max(1, Math.abs(v)), `step ${i} ${k}: ${g} vs ${v}`);
+      }
+    });
+    graphed.params.forEach((p, i) => p.forEach((v, j) => assert.ok(Math.abs(v - plain.params[i][j]) <= paramTol(device), `param ${i}[${j}]: ${v} vs ${plain.params[i][j]}`)));
+    assert.ok(plain.metrics.every((m) => Number.isFinite(m.loss as number)), "finite losses");
+  });
+
   test(`${device}: with LoRA dropout, graphed training equals training without (masks drawn on the device from one seed per micro-batch)`, async () => {
     await useDevice(device);
     const cfg = { model: modelDir, device, maxCompletionLength: 4, numGenerations: 4, learningRate: 1e-2, rewardFuncs: ["unused"], seed: 3, logCompletions: 0,
