@@ -96,7 +96,9 @@ export const GRPOConfigSchema = z.object({
   delta: z.number().gt(1).optional(),
   /**
    * How per-token losses are formed and normalised (TRL's names and meanings; formulas in src/grpo/loss.ts):
-   * - `dapo` (default): clipped ratio, normalised by the completion tokens of the whole optimiser step (DAPO).
+   * - `dapo` (default): clipped ratio, normalised by the completion tokens of the whole optimiser step (DAPO). TRL
+   *   counts the tokens of the generation batch instead: the same unless steps_per_generation differs from
+   *   gradient_accumulation_steps, where TRL's step loss is scaled by their ratio (we keep the step's own count).
    * - `grpo`: each sequence's mean, then the mean over sequences (length-biased: prefers short right answers).
    * - `bnpo`: normalised by the tokens of each micro-batch. `dr_grpo`: by sequences × max_completion_length.
    * - `cispo` (MiniMax-M1 / ScaleRL): −sg(min(r, epsilon_high))·A·logp, a REINFORCE term with the importance weight

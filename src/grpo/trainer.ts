@@ -76,6 +76,8 @@ export class GRPOTrainer {
   private evalDuring: EvalDuringTraining | null = null;
   /** the generation round being consumed */
   private gen: Generation | null = null;
+  /** the shuffled order of the epoch being drawn from */
+  private order: { epoch: number; idx: Int32Array } | null = null;
 
   private constructor(
     readonly config: GRPOConfig,
@@ -148,7 +150,8 @@ export class GRPOTrainer {
     const out: Row[] = [];
     for (let i = 0; i < n; i++) {
       const pos = start + i, epoch = Math.floor(pos / N);
-      out.push(this.rows[this.config.shuffleDataset ? epochOrder(N, mixSeed(this.config.seed, epoch))[pos % N] : pos % N]);
+      if (this.config.shuffleDataset && this.order?.epoch !== epoch) this.order = { epoch, idx: epochOrder(N, mixSeed(this.config.seed, epoch)) };
+      out.push(this.rows[this.config.shuffleDataset ? this.order!.idx[pos % N] : pos % N]);
     }
     this.state.prompts = start + n;
     return out;
