@@ -3,6 +3,7 @@
 // as training without, with LoRA and with full fine-tuning, old and reference log-probs, and with LoRA dropout (its
 // masks drawn on the device). The loss kernel's on-device output equals its returned value. The CPU's recorded graphs reuse the
 // buffers a capture frees, as CUDA's do.
+import { runMetrics } from "../src/grpo/metrics.ts";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -13,12 +14,12 @@ import { availableDevices, useDevice } from "./devices.ts";
 import { GRPOTrainer } from "../src/grpo/trainer.ts";
 import { fromHost, getBackend, grpoLoss, scale, scope } from "../src/engine/index.ts";
 import { GraphedMicroBatches } from "../src/grpo/graph-step.ts";
-import type { NamedReward } from "../src/rewards/index.ts";
+import { completionText, type NamedReward } from "../src/rewards/index.ts";
 
 const modelDir = fixtureModels().find((d) => d.endsWith("qwen2")) ?? fixtureModels()[0];
 const tmp = mkdtempSync(join(tmpdir(), "aha-train-graph-"));
 process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
-const variety: NamedReward = { name: "variety", fn: ({ completions }) => completions.map((c) => new Set(c).size / 10) };
+const variety: NamedReward = { name: "variety", fn: ({ completions }) => completions.map((c) => new Set(completionText(c)).size / 10) };
 const rows = Array.from({ length: 16 }, (_, i) => ({ prompt: `question ${i}: what is ${i} + ${i}?`, answer: String(2 * i) }));
 
 /** Run fn counting micro-batches run through GraphedMicroBatches, and how many of those replayed a captured graph. */
@@ -51,7 +52,7 @@ async function graphedEqualsPlain(device: string, cfg: Record<string, unknown>, 
   const run = async (graphs: boolean) => {
     const t = await GRPOTrainer.create({ ...cfg, graphs, outputDir: join(tmp, `${device}-${tag}-${graphs}`) } as never, { rows, rewardFuncs: [variety], quiet: true });
     const metrics = await t.train();
-    return { metrics: metrics.map(({ step_time: _s, ...m }) => m), params: t.model.parameters().map((p) => p.f32()) };
+    return { metrics: metrics.map(runMetrics), params: t.model.parameters().map((p) => p.f32()) };
   };
   const [plain, plainRuns] = await countingGraphed(() => run(false));
   const [graphed, runs, replays] = await countingGraphed(() => run(true));

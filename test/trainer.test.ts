@@ -1,6 +1,7 @@
 // The GRPO loop on a fixture model: parameters change after a step, batch 1 × 8 accumulation equals batch 8 × 1,
 // a run killed and resumed logs the same metrics as one that was not, config validation names every bad field,
 // and a throwing reward stops the run with the sample named.
+import { runMetrics } from "../src/grpo/metrics.ts";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -9,14 +10,14 @@ import { join } from "node:path";
 import { fixtureModels } from "./fixtures.ts";
 import { GRPOTrainer } from "../src/grpo/trainer.ts";
 import { ConfigError, loadConfigFile, validateConfig } from "../src/grpo/config.ts";
-import type { NamedReward } from "../src/rewards/index.ts";
+import { completionText, type NamedReward } from "../src/rewards/index.ts";
 
 const modelDir = fixtureModels().find((d) => d.endsWith("llama")) ?? fixtureModels()[0];
 const tmp = mkdtempSync(join(tmpdir(), "aha-train-"));
 process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
 
 // rewards: prefer completions with many distinct characters (any signal with variance will do)
-const variety: NamedReward = { name: "variety", fn: ({ completions }) => completions.map((c) => new Set(c).size / 10) };
+const variety: NamedReward = { name: "variety", fn: ({ completions }) => completions.map((c) => new Set(completionText(c)).size / 10) };
 const rows = Array.from({ length: 16 }, (_, i) => ({ prompt: `question ${i}: what is ${i} + ${i}?`, answer: String(2 * i) }));
 
 const base = {
@@ -67,10 +68,7 @@ test("a run killed after 2 steps and resumed logs the same metrics as an uninter
   await part.train();
   const resumed = await trainer(cfg, join(tmp, "part"), { resume: true });
   await resumed.train();
-  const read = (d: string) => readFileSync(join(tmp, d, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => {
-    const { step_time: _s, ...m } = JSON.parse(l);
-    return m;
-  });
+  const read = (d: string) => readFileSync(join(tmp, d, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => runMetrics(JSON.parse(l)));
   const a = read("full"), b = read("part");
   assert.equal(b.length, 4);
   assert.deepEqual(b, a);

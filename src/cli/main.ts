@@ -4,6 +4,9 @@ import { runLogits } from "./logits.ts";
 import { runGenerate } from "./generate.ts";
 import { runEval, runSft, runTrain } from "./train.ts";
 import { exportModel } from "../export/index.ts";
+import { registerServe } from "./serve.ts";
+import { registerChat } from "./chat.ts";
+import { registerDashboard } from "./dashboard.ts";
 
 const program = new Command();
 program.name("aha").description("GRPO-family reinforcement learning for open LLMs, in TypeScript").showHelpAfterError();
@@ -56,8 +59,16 @@ program.command("train")
   .option("--device <d>", "cpu or cuda (overrides the config)")
   .addOption(new Option("--max-steps <n>", "override max_steps").argParser(int))
   .option("--output-dir <dir>", "override output_dir")
+  .option("--dashboard [port]", "serve a live dashboard of the run (report_to: dashboard; default port 6006)")
+  .option("--example <name>", "an embedded example instead of the default run: calculator (a tiny model learns to call a calculator tool)")
   .action(async (config, o) => {
     if (config) return runTrain(config, o);
+    if (o.example !== undefined) {
+      if (o.example !== "calculator") throw new Error(`unknown example "${o.example}"; examples: calculator`);
+      const { runCalculator } = await import("../defaults/calculator-run.ts");
+      await runCalculator(o);
+      return;
+    }
     const { runDefault } = await import("../defaults/run.ts");
     await runDefault(o);
   });
@@ -100,6 +111,10 @@ program.command("export")
     for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
     for (const f of res.files) process.stdout.write(`${f}\n`);
   });
+
+registerServe(program, int);
+registerChat(program, num, int);
+registerDashboard(program, int);
 
 try {
   await program.parseAsync(process.argv);

@@ -4,22 +4,26 @@ import { join } from "node:path";
 import { loadConfigFile } from "../grpo/config.ts";
 import { configRows, GRPOTrainer, loadForTraining, prepareForTraining } from "../grpo/trainer.ts";
 import { evaluate } from "../grpo/eval.ts";
+import { createAgent } from "../agents/rollout.ts";
 import { sft } from "../grpo/sft.ts";
 import { CausalLM } from "../models/model.ts";
 import { loadTokenizer } from "../tokenize/index.ts";
 import { resolveRewards, type NamedReward } from "../rewards/index.ts";
 import { setDefaultDevice } from "../engine/index.ts";
 import { saveAdapter, saveFullModel } from "../grpo/checkpoint.ts";
+import { dashboardOverrides } from "./dashboard.ts";
 
 export interface TrainArgs {
   resume?: boolean;
   device?: string;
   maxSteps?: number;
   outputDir?: string;
+  /** --dashboard [port] */
+  dashboard?: boolean | string;
 }
 
 function overrides(a: TrainArgs): Record<string, unknown> {
-  const o: Record<string, unknown> = {};
+  const o: Record<string, unknown> = dashboardOverrides(a.dashboard);
   if (a.device) o.device = a.device;
   if (a.maxSteps !== undefined) o.max_steps = a.maxSteps;
   if (a.outputDir) o.output_dir = a.outputDir;
@@ -51,10 +55,12 @@ export async function runEval(configPath: string, a: EvalArgs): Promise<void> {
   const rows = await configRows(cfg, a.split ?? cfg.dataset?.evalSplit ?? "test", a.limit);
   if (!cfg.rewardFuncs) throw new Error(`${configPath}: reward_funcs is required for eval`);
   const funcs = (await resolveRewards(cfg.rewardFuncs as never, { maxCompletionLength: cfg.maxCompletionLength })) as NamedReward[];
-  const r = await evaluate(model, tok, rows, funcs, cfg, { temperature: a.temperature });
+  const agent = await createAgent(cfg, tok, model.config.arch);
+  const r = await evaluate(model, tok, rows, funcs, cfg, { temperature: a.temperature, agent });
   if (a.json) { process.stdout.write(JSON.stringify(r) + "\n"); return; }
   process.stdout.write(`accuracy (${r.accuracyReward} full): ${(r.accuracy * 100).toFixed(1)}% of ${r.n}\n`);
   for (const [n, v] of Object.entries(r.meanReward)) process.stdout.write(`  mean ${n}: ${v.toFixed(3)}\n`);
+  for (const [n, v] of Object.entries(r.metrics ?? {})) process.stdout.write(`  ${n}: ${(v ?? 0).toFixed(3)}\n`);
 }
 
 export async function runSft(configPath: string, a: TrainArgs): Promise<void> {

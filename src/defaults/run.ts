@@ -12,6 +12,8 @@ import { GRPOTrainer } from "../grpo/trainer.ts";
 import { evaluate, type EvalResult } from "../grpo/eval.ts";
 import { validateConfig, type GRPOConfigInput } from "../grpo/config.ts";
 import { arithRows } from "./arith.ts";
+import { dashboardOverrides } from "../cli/dashboard.ts";
+import { completionText, type Completion } from "../rewards/index.ts";
 
 export const DEFAULT_MODEL = fileURLToPath(new URL("../../assets/tiny-arith", import.meta.url));
 
@@ -48,6 +50,8 @@ export interface DefaultRunArgs {
   quiet?: boolean;
   outputDir?: string;
   resume?: boolean;
+  /** serve the live dashboard (true: on the default port) */
+  dashboard?: boolean | string;
 }
 
 function line(label: string, r: EvalResult): string {
@@ -57,7 +61,7 @@ function line(label: string, r: EvalResult): string {
 
 export async function runDefault(a: DefaultRunArgs = {}): Promise<{ before: EvalResult; after: EvalResult; minutes: number }> {
   const t0 = Date.now();
-  const cfg = validateConfig({ ...DEFAULT_CONFIG, ...(a.maxSteps ? { maxSteps: a.maxSteps } : {}), ...(a.outputDir ? { outputDir: a.outputDir } : {}) });
+  const cfg = validateConfig({ ...DEFAULT_CONFIG, ...(a.maxSteps ? { maxSteps: a.maxSteps } : {}), ...(a.outputDir ? { outputDir: a.outputDir } : {}), ...dashboardOverrides(a.dashboard) });
   const seed = cfg.seed;
   const rows = arithRows("train", 20000, seed);
   const nHeld = a.heldOut ?? HELD_OUT;
@@ -79,7 +83,7 @@ export async function runDefault(a: DefaultRunArgs = {}): Promise<{ before: Eval
   out.write(`aha: held-out accuracy ${(before.accuracy * 100).toFixed(1)}% → ${(after.accuracy * 100).toFixed(1)}% (${lift >= 0 ? "+" : ""}${lift.toFixed(1)} points) in ${minutes.toFixed(1)} min; ` +
     `reward curve ${join(cfg.outputDir, "reward.svg")}, trained model ${join(cfg.outputDir, "final")}\n`);
   const sample = after.samples[0];
-  if (sample) out.write(`example completion after training:\n${sample.completion}\n`);
+  if (sample) out.write(`example completion after training:\n${completionText(sample.completion as Completion)}\n`);
   writeFileSync(join(cfg.outputDir, "summary.json"), JSON.stringify({ before: before.accuracy, after: after.accuracy, greedy_before: greedyBefore, greedy_after: greedyAfter, minutes, heldOut: nHeld, steps: cfg.maxSteps, before_rewards: before.meanReward, after_rewards: after.meanReward }, null, 2) + "\n");
   return { before, after, minutes };
 }

@@ -55,6 +55,8 @@ export const GRPOConfigSchema = z.object({
   systemPrompt: z.string().optional(),
   /** Render prompts with the tokenizer's chat template (default true when it has one). */
   chatTemplate: z.boolean().optional(),
+  /** Extra variables for the chat template, e.g. `{enable_thinking: false}` (TRL's chat_template_kwargs). Default none. */
+  chatTemplateKwargs: z.record(z.string(), z.unknown()).optional(),
 
   /** Peak learning rate. TRL default 1e-6 (for full fine-tuning); LoRA usually wants 1e-5 … 1e-4. */
   learningRate: z.number().positive().default(1e-6),
@@ -264,6 +266,36 @@ export const GRPOConfigSchema = z.object({
    * for the CPU, off for CUDA until measured on a GPU; the environment variable AHA_GRAPHS=1 or 0 overrides.
    */
   graphs: z.boolean().optional(),
+  /**
+   * Where the run is reported besides metrics.jsonl and the console (TRL's option name): "none" (default) or
+   * "dashboard", a local web page with live curves, the newest completions, evaluations and the config, served while
+   * the run trains (`aha train --dashboard [port]`; `aha dashboard DIR…` opens finished runs).
+   */
+  reportTo: z.union([z.enum(["none", "dashboard"]), z.array(z.enum(["none", "dashboard"]))]).default("none"),
+  /** Port of the dashboard page (report_to: dashboard; 0 = any free port). Default 6006. */
+  dashboardPort: z.number().int().min(0).max(65535).default(6006),
+
+  // ---- agents (src/agents): tools and environments inside the rollout ----
+  /**
+   * Tools the model may call during its rollout: "./tools.ts#tools" (a list of {name, description, parameters: JSON
+   * schema or zod, execute}, or an object of them by name) or the tools themselves (TS API). Shown to the model through
+   * the chat template's `tools` argument; calls are parsed per model family (tool_call_format), run concurrently with
+   * a timeout, and their results (errors included) prefilled into the live KV cache as `tool` messages. Only the
+   * model's own tokens take loss. Needs a chat template that renders tool calls. Default none.
+   */
+  tools: z.union([z.string(), z.array(z.any()), z.record(z.string(), z.any())]).optional(),
+  /**
+   * "./env.ts#create" (or the function, TS API): create(row) → {reset() → messages, step(assistantMessage) →
+   * {messages, done, reward?}}, one instance per completion. It answers every turn without a tool call until it
+   * says done; step rewards are summed into a reward named "environment" (weight 1). Default none.
+   */
+  environment: z.union([z.string(), z.function()]).optional(),
+  /** Tool-calling turns per episode (TRL's name); a further call ends the episode ("cut"). Default no limit. */
+  maxToolCallingIterations: z.number().int().positive().optional(),
+  /** hermes (Qwen2.5/Qwen3), llama3_json, mistral or phi4_mini; default: read from the chat template. */
+  toolCallFormat: z.enum(["hermes", "llama3_json", "mistral", "phi4_mini"]).optional(),
+  /** Per-call tool timeout in ms (the error goes back to the model). Default 30000. */
+  toolTimeoutMs: z.number().int().positive().default(30000),
 }).strict();
 
 /** Checks across fields, run on whatever parsed (so they are reported together with per-field problems). */
@@ -342,6 +374,17 @@ export function validateConfig(input: unknown, source = "config", yamlNames = fa
   return r.data!;
 }
 
+/** The config as a run folder records it (run_config.json): TRL's snake_case names, reward functions by name. */
+export function configForLog(c: GRPOConfig): Record<string, unknown> {
+  const name = (f: unknown) => (typeof f === "string" ? f : (f as { name?: string })?.name || "function");
+  return Object.fromEntries(Object.entries({ ...c, rewardFuncs: c.rewardFuncs?.map(name) }).map(([k, v]) => [snake(k), v]));
+}
+
+/** Whether report_to asks for the dashboard. */
+export function reportsToDashboard(c: Pick<GRPOConfig, "reportTo">): boolean {
+  return Array.isArray(c.reportTo) ? c.reportTo.includes("dashboard") : c.reportTo === "dashboard";
+}
+
 /** Read a YAML (or JSON) config file; relative paths in it are resolved from the file's folder. */
 export function loadConfigFile(path: string, overrides: Record<string, unknown> = {}): GRPOConfig {
   let raw: unknown;
@@ -358,6 +401,8 @@ export function loadConfigFile(path: string, overrides: Record<string, unknown> 
   if (typeof obj.adapter === "string") obj.adapter = rel(obj.adapter);
   if (typeof obj.outputDir === "string") obj.outputDir = rel(obj.outputDir);
   if (obj.dataset && typeof obj.dataset === "object") (obj.dataset as Record<string, unknown>).path = rel((obj.dataset as Record<string, unknown>).path);
-  if (Array.isArray(obj.rewardFuncs)) obj.rewardFuncs = obj.rewardFuncs.map((f) => (typeof f === "string" && f.startsWith(".") ? rel(f) : f));
+  const relSpec = (f: unknown) => (typeof f === "string" && f.startsWith(".") ? rel(f) : f); // a file, or {type: verifier, path}
+  if (Array.isArray(obj.rewardFuncs)) obj.rewardFuncs = obj.rewardFuncs.map((f) => (f && typeof f === "object" && "path" in f ? { ...f, path: relSpec(f.path) } : relSpec(f)));
+  for (const k of ["tools", "environment"]) if (typeof obj[k] === "string") obj[k] = rel(obj[k]);
   return validateConfig(obj, path, true);
 }

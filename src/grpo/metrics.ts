@@ -1,11 +1,19 @@
 // Run logging: one JSON object per logged step in <output_dir>/metrics.jsonl (TRL's metric names), sampled
 // completions with their rewards in <output_dir>/completions.jsonl, and the console: a progress bar with the live
 // reward on a terminal, a plain line per step otherwise (CI logs).
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import cliProgress from "cli-progress";
 
 export type Metrics = Record<string, number | null>;
+
+/** Metrics that measure the machine (wall time, memory) rather than the run: a resumed or graphed run differs there. */
+export const MACHINE_METRICS = ["step_time", "tokens_per_second", "memory/allocated_gb", "memory/peak_gb", "memory/rss_gb"];
+
+/** A metrics row without MACHINE_METRICS (to compare runs). */
+export function runMetrics(m: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(m).filter(([k]) => !MACHINE_METRICS.includes(k)));
+}
 
 export class RunLog {
   private bar: cliProgress.SingleBar | null = null;
@@ -32,6 +40,13 @@ export class RunLog {
       }, cliProgress.Presets.shades_classic);
       this.bar.start(this.totalSteps, resumeStep, { reward: "-", loss: "-", step_time: "-" });
     }
+  }
+
+  /** Record the run's config as <dir>/run_config.json (the dashboard shows it); written under a temporary name. */
+  writeConfig(config: Record<string, unknown>): void {
+    const path = join(this.dir, "run_config.json"), tmp = `${path}.tmp-${process.pid}`;
+    writeFileSync(tmp, JSON.stringify(config, null, 2) + "\n");
+    renameSync(tmp, path);
   }
 
   step(m: Metrics, completions: Record<string, unknown>[]): void {

@@ -6,21 +6,23 @@
 // completions; a generation round produces generation_batch_size = per_device_train_batch_size × steps_per_generation
 // completions (default: one optimiser step's worth) and feeds steps_per_generation × num_iterations micro-batches.
 import { join } from "node:path";
-import { backward, graphsByDefault, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
+import { backward, graphsByDefault, memory, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
 import { CausalLM } from "../models/model.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
 import { resolveRewards, rewardMetrics, type NamedReward, type RewardSpec } from "../rewards/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
-import { configWarnings, validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
+import { configForLog, configWarnings, reportsToDashboard, validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
 import { batchLoss, completionLogprobs, globalNormaliser, kernelParams, lossWeights, tokenAdvantages, type CompletionBatch, type LossParams } from "./loss.ts";
 import { GraphedMicroBatches } from "./graph-step.ts";
 import { flatOf } from "../engine/flat.ts";
 import { computeAdvantages, type Advantages } from "./advantages.ts";
 import { AdamW, clipGradNorm, scheduledLr } from "./optim.ts";
 import { rollout, sliceBatch, type Rollout } from "./rollout.ts";
+import { agentRollout, createAgent, type Agent } from "../agents/rollout.ts";
 import { RunLog, TokenStats, type Metrics } from "./metrics.ts";
 import { plotMetrics } from "./plot.ts";
+import { startDashboardWorker } from "../dashboard/worker.ts";
 import { listCheckpoints, loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
 import { sampleWithSpread, type SamplingStats } from "./dynamic-sampling.ts";
 import { EvalDuringTraining } from "./eval-during.ts";
@@ -56,6 +58,10 @@ interface Generation {
   used: number;
   /** its reward, length and sampling metrics */
   metrics: Metrics;
+  /** prompt and completion tokens (tokens_per_second of the step that made it) */
+  tokens: number;
+  /** a step's tokens_per_second counted it */
+  counted: boolean;
   /** its completions went to completions.jsonl */
   logged: boolean;
 }
@@ -100,10 +106,11 @@ export class GRPOTrainer {
     const tok = opts.tokenizer ?? loadTokenizer(cfg.model);
     const rows = opts.rows ?? (await configRows(cfg));
     if (rows.length === 0) throw new Error("GRPOTrainer: the dataset is empty");
-    const specs = opts.rewardFuncs ?? cfg.rewardFuncs;
-    if (!specs || specs.length === 0) throw new Error("config: reward_funcs is required for GRPO (at least one reward function)");
+    const specs = opts.rewardFuncs ?? cfg.rewardFuncs ?? [];
+    if (specs.length === 0 && cfg.environment === undefined) throw new Error("config: reward_funcs is required for GRPO (at least one reward function; or an environment that gives rewards)");
     const funcs = (await resolveRewards(specs as never, { maxCompletionLength: cfg.maxCompletionLength })) as NamedReward[];
     const t = new GRPOTrainer(cfg, model, tok, rows, funcs, opts);
+    t.agent = await createAgent(cfg, tok, model.config.arch);
     // the KL reference: the same weights with the adapter off (LoRA), or under full fine-tuning a frozen copy of the
     // starting weights (as TRL keeps a ref_model), loaded again from the model folder in the policy's dtype
     const refModel = cfg.fullFinetune && cfg.beta > 0 ? CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter }) : null;
@@ -115,6 +122,10 @@ export class GRPOTrainer {
     if (!opts.quiet) for (const w of configWarnings(cfg)) process.stderr.write(`aha: warning: ${w}\n`);
     return t;
   }
+  /** the live dashboard's address while train() runs with report_to: dashboard */
+  dashboardUrl: string | null = null;
+  /** tools and/or an environment: rollouts are multi-turn episodes (src/agents) */
+  agent: Agent | null = null;
 
   /** Micro-batches each generation round feeds (TRL's steps_per_generation; default gradient_accumulation_steps). */
   get stepsPerGeneration(): number {
@@ -174,6 +185,10 @@ export class GRPOTrainer {
     }
     this.log = new RunLog(c.outputDir, total, this.opts.quiet);
     this.log.open(this.state.global_step);
+    this.log.writeConfig(configForLog(c));
+    const dashboard = reportsToDashboard(c) ? await startDashboardWorker({ runs: [c.outputDir], port: c.dashboardPort }) : null;
+    this.dashboardUrl = dashboard?.url ?? null;
+    if (dashboard) this.log.note(`aha: dashboard at ${dashboard.url}`);
     const all: Metrics[] = [];
     let done = 0;
     try {
@@ -187,26 +202,44 @@ export class GRPOTrainer {
         done++;
         const step = this.state.global_step;
         if (c.syncRefModel && step % c.refModelSyncSteps === 0) this.reference.sync(c.refModelMixupAlpha);
-        const gens = [...new Set(mbs.map((x) => x.gen))];
-        const metrics: Metrics = { step, ...m, ...averaged(gens.map((g) => g.metrics)), num_tokens: this.state.num_tokens, step_time: (performance.now() - t0) / 1000 };
+        const gens = [...new Set(mbs.map((x) => x.gen))], fresh = gens.filter((g) => !g.counted);
+        for (const g of fresh) g.counted = true;
+        const stepTime = (performance.now() - t0) / 1000;
+        const metrics: Metrics = {
+          step, ...m, ...averaged(gens.map((g) => g.metrics)), num_tokens: this.state.num_tokens, step_time: stepTime,
+          // tokens of the generation rounds made during this step, over its time (null when it made none)
+          tokens_per_second: fresh.length ? fresh.reduce((a, g) => a + g.tokens, 0) / stepTime : null, ...this.memoryMetrics(),
+        };
         if (step % c.loggingSteps === 0 || step === total) {
-          const fresh = gens.filter((g) => !g.logged);
-          for (const g of fresh) g.logged = true;
-          this.log.step(metrics, fresh.flatMap((g) => sampleCompletions(g.ro, g.adv.advantages, step, c.logCompletions)));
+          const unlogged = gens.filter((g) => !g.logged);
+          for (const g of unlogged) g.logged = true;
+          this.log.step(metrics, unlogged.flatMap((g) => sampleCompletions(g.ro, g.adv.advantages, step, c.logCompletions)));
+          this.plotRewards();
           all.push(metrics);
         }
         if (c.saveSteps > 0 && step % c.saveSteps === 0)
           saveCheckpoint(c.outputDir, this.model, this.opt, this.state, c.model, c.saveTotalLimit, c.syncRefModel ? (d) => this.reference.save(d) : undefined);
         if (this.evalDuring?.due(step)) await this.evalDuring.run(step, this.model, this.tokenizer, this.rewardFuncs, this.log);
       }
-      if (this.state.global_step >= total) {
-        this.saveFinal();
-        plotMetrics(this.log.metricsPath, join(c.outputDir, "reward.svg"), { keys: ["reward", ...this.rewardFuncs.map((f) => `rewards/${f.name}/mean`)], title: `reward per step (${c.model.split("/").pop()})` });
-      }
+      if (this.state.global_step >= total) this.saveFinal();
     } finally {
       this.log.close();
+      await dashboard?.stop();
+      this.dashboardUrl = null;
     }
     return all;
+  }
+
+  /** <output_dir>/reward.svg from metrics.jsonl: the total reward and each function's. */
+  private plotRewards(): void {
+    const c = this.config;
+    plotMetrics(this.log!.metricsPath, join(c.outputDir, "reward.svg"), { keys: ["reward", ...this.rewardFuncs.map((f) => `rewards/${f.name}/mean`)], title: `reward per step (${c.model.split("/").pop()})` });
+  }
+
+  /** Bytes the model's device holds now and at its high-water mark, and the process's resident memory, in GiB. */
+  private memoryMetrics(): Metrics {
+    const be = memory(this.model.embed.device), gib = 2 ** 30;
+    return { "memory/allocated_gb": be.allocated / gib, "memory/peak_gb": be.peak / gib, "memory/rss_gb": process.memoryUsage.rss() / gib };
   }
 
   /** Write the trained adapter (or weights) to <output_dir>/final. */
@@ -228,7 +261,10 @@ export class GRPOTrainer {
   /** A generation round: rollouts (with dynamic sampling, until the groups have spread), advantages, log-probs. */
   private async generate(): Promise<Generation> {
     const c = this.config, need = this.promptsPerRound;
-    const draw = (n: number) => rollout(this.model, this.tokenizer, this.drawRows(n), this.rewardFuncs, c, this.state.rounds++);
+    const draw = (n: number) => {
+      const rows = this.drawRows(n), k = this.state.rounds++;
+      return this.agent ? agentRollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, k, this.agent) : rollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, k);
+    };
     let ro: Rollout, sampling: SamplingStats | null = null;
     if (c.dynamicSampling) {
       ({ ro, stats: sampling } = await sampleWithSpread(draw, (r) => computeAdvantages(r.rewards, c).spread, need, c.numGenerations, c.maxResampleRounds));
@@ -240,15 +276,16 @@ export class GRPOTrainer {
     } else ro = await draw(need);
     const adv = computeAdvantages(ro.rewards, c);
     const { old, ref } = this.referenceLogprobs(ro.batch);
-    this.state.num_tokens += ro.promptIds.reduce((a, p) => a + p.length * c.numGenerations, 0) + ro.completionIds.reduce((a, x) => a + x.length, 0);
+    const tokens = ro.promptIds.reduce((a, p) => a + p.length * c.numGenerations, 0) + ro.completionIds.reduce((a, x) => a + x.length, 0);
+    this.state.num_tokens += tokens;
     const metrics: Metrics = {
-      ...rewardMetrics(ro.rewards) as Metrics, reward_std: mean(adv.groupStd), frac_reward_zero_std: adv.fracZeroStd, ...lengthMetrics(ro),
+      ...rewardMetrics(ro.rewards) as Metrics, reward_std: mean(adv.groupStd), frac_reward_zero_std: adv.fracZeroStd, ...lengthMetrics(ro), ...ro.metrics,
       ...(sampling ? {
         "dynamic_sampling/groups_dropped": sampling.groupsDropped, "dynamic_sampling/extra_rounds": sampling.extraRounds,
         "dynamic_sampling/groups_generated": sampling.groupsGenerated, "dynamic_sampling/exhausted": sampling.exhausted ? 1 : 0,
       } : {}),
     };
-    return { ro, adv, old, ref, used: 0, metrics, logged: false };
+    return { ro, adv, old, ref, used: 0, metrics, tokens, counted: false, logged: false };
   }
 
   private lossParams(numItems: number): LossParams {
@@ -404,8 +441,13 @@ function sampleCompletions(ro: Rollout, adv: Float32Array, step: number, n: numb
   const G = ro.texts.length / ro.rows.length;
   for (let i = 0; i < Math.min(n, ro.texts.length); i++) {
     const rewards: Record<string, number | null> = {};
-    for (const name of ro.rewards.names) rewards[name] = ro.rewards.byName[name][i];
-    out.push({ step, prompt: ro.prompts[Math.floor(i / G)], completion: ro.texts[i], rewards, reward: ro.rewards.total[i], advantage: adv[i] });
+    const details: Record<string, unknown> = {};
+    for (const name of ro.rewards.names) {
+      rewards[name] = ro.rewards.byName[name][i];
+      const d = ro.rewards.details[name]?.samples?.[i];
+      if (d) details[name] = d;
+    }
+    out.push({ step, prompt: ro.completionPrompts?.[i] ?? ro.prompts[Math.floor(i / G)], completion: ro.completions[i], rewards, reward: ro.rewards.total[i], advantage: adv[i], ...(Object.keys(details).length ? { details } : {}) });
   }
   return out;
 }
