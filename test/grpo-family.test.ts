@@ -15,13 +15,13 @@ import { ConfigError, configWarnings, loadConfigFile, validateConfig } from "../
 import { sampleWithSpread } from "../src/grpo/dynamic-sampling.ts";
 import { runMetrics } from "../src/grpo/metrics.ts";
 import type { Rollout } from "../src/grpo/rollout.ts";
-import { resolveReward, type NamedReward } from "../src/rewards/index.ts";
+import { completionText, resolveReward, type NamedReward } from "../src/rewards/index.ts";
 
 const modelDir = fixtureModels().find((d) => d.endsWith("llama")) ?? fixtureModels()[0];
 const tmp = mkdtempSync(join(tmpdir(), "aha-family-"));
 process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
 
-const variety: NamedReward = { name: "variety", fn: ({ completions }) => completions.map((c) => new Set(c).size / 10) };
+const variety: NamedReward = { name: "variety", fn: ({ completions }) => completions.map((c) => new Set(completionText(c)).size / 10) };
 const rows = Array.from({ length: 32 }, (_, i) => ({ prompt: `question ${i}: what is ${i} + ${i}?`, answer: String(2 * i), i }));
 const base = { model: modelDir, maxCompletionLength: 8, numGenerations: 4, learningRate: 1e-2, rewardFuncs: ["unused"], seed: 3, logCompletions: 2 };
 let dirs = 0;
@@ -83,7 +83,7 @@ test("steps_per_generation and generation_batch_size: one generation round feeds
 
 test("dynamic sampling: with a reward that makes most groups uniform, every batch is full of groups with spread", async () => {
   // only prompts with i % 4 == 0 get a reward with spread; the others score 1 whatever the completion
-  const mostlyUniform: NamedReward = { name: "mostly_uniform", fn: ({ completions, i }) => completions.map((c, k) => ((i[k] as number) % 4 === 0 ? new Set(c).size / 10 : 1)) };
+  const mostlyUniform: NamedReward = { name: "mostly_uniform", fn: ({ completions, i }) => completions.map((c, k) => ((i[k] as number) % 4 === 0 ? new Set(completionText(c)).size / 10 : 1)) };
   const t = await trainer({ maxSteps: 3, perDeviceTrainBatchSize: 8, dynamicSampling: true }, { rewardFuncs: [mostlyUniform] });
   const ms = await t.train();
   assert.equal(ms.length, 3);
@@ -123,17 +123,31 @@ test("dynamic sampling picks exactly the groups needed, with spread first, askin
     asked.push(n);
     const G = 2, N = n * G;
     const total = Array.from({ length: N }, (_, i) => ((d + Math.floor(i / G)) % 3 === 0 ? i % 2 : 1));
+    // a padded batch whose completion ids say where they came from: [draw, row, 7]; prompts of d + 1 tokens
+    const P = d + 1, T = 3;
+    const batch = {
+      promptIds: Int32Array.from({ length: N * P }, () => 1), promptMask: Int32Array.from({ length: N * P }, () => 1),
+      completionIds: Int32Array.from({ length: N * T }, (_, k) => [d, Math.floor(k / T), 7][k % T]), completionMask: new Float32Array(N * T).fill(1), B: N, P, T,
+    };
     return Promise.resolve({
-      rows: Array.from({ length: n }, (_, g) => ({ d, g })), prompts: Array(n).fill("p"), promptIds: Array(n).fill([1, 2]),
-      completionIds: Array.from({ length: N }, (_, i) => [3, 4, i]), texts: Array(N).fill("x"), truncated: Array(N).fill(false),
-      rewards: { names: ["r"], perFunc: [total], byName: { r: total }, total, skipped: Array(N).fill(false), allNull: [], errors: [] },
-      counts: Array(N).fill(true), pad: 0, batch: null as never,
+      rows: Array.from({ length: n }, (_, g) => ({ d, g })), prompts: Array(n).fill("p"), promptIds: Array(n).fill(Array(P).fill(1)),
+      completionIds: Array.from({ length: N }, (_, i) => [d, i, 7]), texts: Array(N).fill("x"), completions: Array(N).fill("x"), truncated: Array(N).fill(false),
+      rewards: { names: ["r"], perFunc: [total], byName: { r: total }, total, skipped: Array(N).fill(false), allNull: [], errors: [], details: {} },
+      batch,
     });
   };
   const spread = (ro: Rollout) => ro.rows.map((_, g) => ro.rewards.total[2 * g] !== ro.rewards.total[2 * g + 1]);
   const { ro, stats } = await sampleWithSpread(fake, spread, 4, 2, 10);
   assert.equal(ro.rows.length, 4);
   assert.equal(ro.batch.B, 8);
+  // the batch's rows are the picked completions, prompts re-padded on the left (mask 0 where the prompt was shorter)
+  const { P, T } = ro.batch;
+  assert.equal(P, Math.max(...ro.rows.map((r) => (r as { d: number }).d)) + 1);
+  ro.completionIds.forEach((ids, k) => {
+    assert.deepEqual(Array.from(ro.batch.completionIds.subarray(k * T, k * T + 3)), ids);
+    const d = ids[0];
+    assert.equal(ro.batch.promptMask!.subarray(k * P, (k + 1) * P).reduce((a, b) => a + b, 0), d + 1);
+  });
   assert.ok(spread(ro).every(Boolean), "only groups with spread");
   assert.ok(!stats.exhausted && stats.extraRounds >= 1);
   assert.equal(stats.groupsGenerated, asked.reduce((a, b) => a + b, 0));
@@ -153,7 +167,7 @@ test("evaluation during training: eval/ metrics at step 0, every eval_steps and 
   await (await trainer(cfg, { evalRows, stopAfter: 2 }, part)).train();
   assert.ok(existsSync(join(part, "checkpoint-2", "ref_model.safetensors")), "the synced reference is in the checkpoint");
   await (await trainer(cfg, { evalRows, resume: true }, part)).train();
-  const strip = (ls: Record<string, number>[]) => ls.map(({ "eval/runtime": _b, ...l }) => runMetrics(l));
+  const strip = (ls: Record<string, number>[]) => ls.map(runMetrics);
   assert.deepEqual(strip(lines(part)), strip(lines(full)));
 });
 

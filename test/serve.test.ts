@@ -296,3 +296,24 @@ test(`aha serve (${name}): binds 127.0.0.1 by default and a SIGTERM lets the run
 
 /** A ChatML template that renders tools and tool calls the way Qwen2.5/Qwen3 do, short enough for the tiny model's context. */
 const TOOL_TEMPLATE = readFileSync(join(root, "test", "data", "qwen-tools-template.jinja"), "utf8");
+
+test(`aha serve --load-in-4bit (${name}): the greedy answer is \`aha generate --load-in-4bit\`'s, not the 16-bit model's`, async () => {
+  const child = spawn(process.execPath, [bin, "serve", "--model", dir, "--port", "0", "--quiet", "--load-in-4bit"], { stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  child.stderr.on("data", (d) => { err += d; });
+  try {
+    const url = await new Promise<string>((ok, fail) => {
+      let out = "";
+      child.stdout.on("data", (d) => { out += d; const m = /listening on (\S+)/.exec(out); if (m) ok(m[1]); });
+      child.on("exit", (c) => fail(new Error(`aha serve exited ${c}: ${err}`)));
+    });
+    const c = new OpenAI({ baseURL: url, apiKey: "none", maxRetries: 0 });
+    const r = await c.completions.create({ model: name, prompt: [1, 2, 3], max_tokens: 24, temperature: 0 });
+    const cli = spawnSync(process.execPath, [bin, "generate", "--model", dir, "--prompt-ids", "1,2,3", "--temperature", "0", "--max-tokens", "24", "--json", "--load-in-4bit"], { encoding: "utf8" });
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.equal(r.choices[0].text, tok.decode(JSON.parse(cli.stdout.trim()).token_ids, { skipSpecialTokens: true }));
+    assert.notEqual(r.choices[0].text, alone(model, [1, 2, 3], { temperature: 0, maxTokens: 24 })[0].text, "4-bit weights give another answer than the 16-bit model on this random model");
+  } finally {
+    child.kill("SIGKILL");
+  }
+});

@@ -7,6 +7,7 @@ import { exportModel } from "../export/index.ts";
 import { registerServe } from "./serve.ts";
 import { registerChat } from "./chat.ts";
 import { registerDashboard } from "./dashboard.ts";
+import { addQuantOptions, quantizationOf } from "./quant-options.ts";
 
 const program = new Command();
 program.name("aha").description("GRPO-family reinforcement learning for open LLMs, in TypeScript").showHelpAfterError();
@@ -22,15 +23,15 @@ const int = (v: string) => {
   return n;
 };
 
-program.command("logits")
+addQuantOptions(program.command("logits")
   .description("write float32 logits [B, T, V] for input_ids in a safetensors file (parity with transformers)")
   .requiredOption("--model <dir>", "Hugging Face model folder")
   .option("--adapter <dir>", "PEFT LoRA adapter folder")
   .requiredOption("--input <file>", "safetensors with input_ids [B, T] (+ attention_mask, position_ids)")
-  .requiredOption("--output <file>", "where to write logits")
-  .action((o) => runLogits(o));
+  .requiredOption("--output <file>", "where to write logits"))
+  .action((o) => runLogits({ ...o, quantization: quantizationOf(o) }));
 
-program.command("generate")
+addQuantOptions(program.command("generate")
   .description("sample completions; streams text, or one JSON object per completion with --json")
   .requiredOption("--model <dir>", "Hugging Face model folder")
   .option("--adapter <dir>", "PEFT LoRA adapter folder")
@@ -49,8 +50,8 @@ program.command("generate")
   .addOption(new Option("--repetition-penalty <r>").argParser(num).default(1))
   .addOption(new Option("--seed <s>").argParser(int).default(0))
   .option("--stop <text...>", "stop strings")
-  .option("--json", "one JSON object per completion: token_ids, text, finish_reason, logprobs")
-  .action((o) => runGenerate(o));
+  .option("--json", "one JSON object per completion: token_ids, text, finish_reason, logprobs"))
+  .action((o) => runGenerate({ ...o, quantization: quantizationOf(o) }));
 
 program.command("train")
   .description("GRPO training from a YAML config (TRL option names); with no config, the embedded default run")
@@ -60,8 +61,16 @@ program.command("train")
   .addOption(new Option("--max-steps <n>", "override max_steps").argParser(int))
   .option("--output-dir <dir>", "override output_dir")
   .option("--dashboard [port]", "serve a live dashboard of the run (report_to: dashboard; default port 6006)")
+  .option("--dry-run", "print the predicted peak device memory by category (from config.json alone, no weights read) and exit")
+  .option("--gpu-memory <size>", "with --dry-run: the device memory to fit (e.g. 24GiB, 16GB); the largest micro-batch that fits")
+  .option("--gpu <name>", "with --dry-run: a card's memory (t4, a100-40, a100-80, 4090, 3090, l4, h100, h200)")
   .option("--example <name>", "an embedded example instead of the default run: calculator (a tiny model learns to call a calculator tool)")
   .action(async (config, o) => {
+    if (o.dryRun) {
+      if (!config) throw new Error("--dry-run needs a config");
+      const { runDryRun } = await import("./dry-run.ts");
+      return runDryRun(config, o);
+    }
     if (config) return runTrain(config, o);
     if (o.example !== undefined) {
       if (o.example !== "calculator") throw new Error(`unknown example "${o.example}"; examples: calculator`);
@@ -81,7 +90,7 @@ program.command("sft")
   .option("--output-dir <dir>")
   .action((config, o) => runSft(config, o));
 
-program.command("eval")
+addQuantOptions(program.command("eval")
   .description("sample one completion per prompt of a split; accuracy and mean reward per function")
   .argument("<config>", "config.yaml")
   .option("--adapter <dir>", "adapter to evaluate (default: the config's)")
@@ -89,10 +98,10 @@ program.command("eval")
   .addOption(new Option("--limit <n>", "first N rows").argParser(int))
   .addOption(new Option("--temperature <t>", "sampling temperature (default: the config's)").argParser(num))
   .option("--device <d>", "cpu or cuda")
-  .option("--json", "print one JSON object")
-  .action((config, o) => runEval(config, o));
+  .option("--json", "print one JSON object"))
+  .action((config, o) => runEval(config, { ...o, quantization: quantizationOf(o) }));
 
-program.command("export")
+addQuantOptions(program.command("export")
   .description("export a model (+ adapter) as a PEFT adapter, a merged HF checkpoint or GGUF")
   .requiredOption("--model <dir>", "base Hugging Face model folder")
   .option("--adapter <dir>", "PEFT adapter to export or merge")
@@ -100,11 +109,12 @@ program.command("export")
   .option("--type <t>", "gguf: f32|f16|bf16|q8_0|q4_0|q4_k_m|q5_k_m|q6_k; hf/peft: f32|f16|bf16")
   .requiredOption("--out <path>", "output folder (peft, hf) or .gguf file")
   .option("--overwrite", "replace an existing output")
-  .option("--no-merge", "gguf with --adapter: write the base GGUF plus a GGUF LoRA adapter instead of merging")
+  .option("--no-merge", "gguf with --adapter: write the base GGUF plus a GGUF LoRA adapter instead of merging"))
   .action(async (o) => {
     const bar = process.stderr.isTTY;
     const res = await exportModel({
       model: o.model, adapter: o.adapter, format: o.format, type: o.type, out: o.out, overwrite: !!o.overwrite, mergeAdapter: o.merge,
+      quantization: quantizationOf(o),
       onProgress: bar ? (p) => process.stderr.write(`\rexport ${p.phase} ${p.done}/${p.total} ${p.item ?? ""}`.padEnd(80).slice(0, 100)) : undefined,
     });
     if (bar) process.stderr.write("\n");

@@ -3,10 +3,11 @@
 import type { Command } from "commander";
 import { Option } from "commander";
 import { startServer } from "../serve/server.ts";
+import { addQuantOptions, quantizationOf } from "./quant-options.ts";
 import type { Device } from "../engine/index.ts";
 
 export function registerServe(program: Command, int: (v: string) => number): void {
-  program.command("serve")
+  addQuantOptions(program.command("serve")
     .description("serve a model (and LoRA adapters) over OpenAI's HTTP API with continuous batching")
     .requiredOption("--model <dir>", "Hugging Face model folder")
     .option("--adapter <name=dir...>", "LoRA adapter served under a name (requests pick it with `model`); repeatable", collect, [])
@@ -16,7 +17,7 @@ export function registerServe(program: Command, int: (v: string) => number): voi
     .option("--api-key <key>", "require 'Authorization: Bearer <key>' (default: $AHA_API_KEY, else none)")
     .addOption(new Option("--max-batch <n>", "completions decoded together at most").argParser(int).default(32))
     .option("--served-model-name <name>", "the base model's name in /v1/models (default: the folder's name)")
-    .option("--quiet", "no request log")
+    .option("--quiet", "no request log"))
     .action(async (o) => {
       const adapters: Record<string, string> = {};
       for (const a of o.adapter as string[]) {
@@ -27,7 +28,7 @@ export function registerServe(program: Command, int: (v: string) => number): voi
       const log = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
       const srv = await startServer({
         model: o.model, adapters, host: o.host, port: o.port, device: o.device as Device, apiKey: o.apiKey ?? process.env.AHA_API_KEY,
-        maxBatch: o.maxBatch, servedModelName: o.servedModelName, log: o.quiet ? undefined : log,
+        maxBatch: o.maxBatch, servedModelName: o.servedModelName, quantization: quantizationOf(o), log: o.quiet ? undefined : log,
       });
       process.stdout.write(`aha serve: listening on ${srv.url}/v1 (models: ${srv.models.join(", ")})\n`);
       let stopping = false;

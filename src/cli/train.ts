@@ -2,7 +2,8 @@
 // evaluation, from a YAML config (TRL option names). `aha train` with no config runs the embedded default.
 import { join } from "node:path";
 import { loadConfigFile } from "../grpo/config.ts";
-import { configRows, GRPOTrainer, loadForTraining, prepareForTraining } from "../grpo/trainer.ts";
+import { configRows, GRPOTrainer, loadForTraining, prepareForTraining, quantizationOf } from "../grpo/trainer.ts";
+import type { Quant4Settings } from "../models/bnb4.ts";
 import { evaluate } from "../grpo/eval.ts";
 import { createAgent } from "../agents/rollout.ts";
 import { sft } from "../grpo/sft.ts";
@@ -45,12 +46,14 @@ export interface EvalArgs {
   temperature?: number;
   json?: boolean;
   device?: string;
+  /** --load-in-4bit and friends (the config's load_in_4bit otherwise) */
+  quantization?: Quant4Settings | null;
 }
 
 export async function runEval(configPath: string, a: EvalArgs): Promise<void> {
   const cfg = loadConfigFile(configPath, a.device ? { device: a.device } : {});
   setDefaultDevice(cfg.device);
-  const model = CausalLM.load(cfg.model, { adapter: a.adapter ?? cfg.adapter });
+  const model = CausalLM.load(cfg.model, { adapter: a.adapter ?? cfg.adapter, quantization: a.quantization ?? quantizationOf(cfg) });
   const tok = loadTokenizer(cfg.model);
   const rows = await configRows(cfg, a.split ?? cfg.dataset?.evalSplit ?? "test", a.limit);
   if (!cfg.rewardFuncs) throw new Error(`${configPath}: reward_funcs is required for eval`);

@@ -12,6 +12,10 @@ import { saveHfCheckpoint, type HfDtype } from "./hf-checkpoint.js";
 import { modelfileText } from "./modelfile.js";
 import { loadPeftAdapter, savePeftAdapter } from "../models/peft.ts";
 import { loadHfWeights, mergeLora, type WeightSet } from "./weights.js";
+import { isLinearWeight } from "./hf-checkpoint.js";
+import { f32ToBf16, f32ToF16 } from "../models/safetensors.ts";
+import { dequantize4, quantize4 } from "../engine/quant4.ts";
+import type { Quant4Settings } from "../models/bnb4.ts";
 
 export { savePeftAdapter, loadPeftAdapter, peftScaling, type PeftAdapter, type PeftLoraConfig, type LoraTensor } from "../models/peft.ts";
 export { mergeLora, loadHfWeights, loraDelta, type WeightSet } from "./weights.js";
@@ -52,6 +56,12 @@ export interface ExportOptions {
   mergeAdapter?: boolean;
   /** hf: shard size limit in bytes (default 5e9) */
   maxShardBytes?: number;
+  /**
+   * 4-bit (--load-in-4bit). hf: write the checkpoint in bitsandbytes 4-bit (the adapter, if any, merged first), a folder
+   * that loads as stored. gguf: start from the base quantised to 4 bits and dequantised (the base a QLoRA adapter was
+   * trained on), then merge and convert. (A base saved in 4-bit always reads as its dequantised weights.)
+   */
+  quantization?: Quant4Settings | null;
   /** gguf: also write `<out minus .gguf>.Modelfile` for `ollama create` (default true) */
   modelfile?: boolean;
   onProgress?: (p: ExportProgress) => void;
@@ -107,6 +117,15 @@ function writeFolderAtomic(out: string, build: (tmp: string) => void): void {
   } else renameSync(tmp, out);
 }
 
+/** The weights with every linear layer's quantised to 4 bits and dequantised (what a 4-bit load of them computes with). */
+function through4bit(w: WeightSet, q: Quant4Settings): WeightSet {
+  const q4 = (n: string) => {
+    const x = w.get(n), dt = w.dtype(n), opts = { type: q.type, doubleQuant: q.doubleQuant };
+    return dequantize4(dt === "BF16" ? quantize4(f32ToBf16(x), "bf16", w.shape(n), opts) : dt === "F16" ? quantize4(f32ToF16(x), "f16", w.shape(n), opts) : quantize4(x, "f32", w.shape(n), opts));
+  };
+  return { ...w, get: (n) => (isLinearWeight(n) && !w.q4?.(n) ? q4(n) : w.get(n)) };
+}
+
 /** Export a model (and/or adapter) as a PEFT folder, a merged HF checkpoint, or a GGUF file. */
 export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
   const out = resolve(opts.out);
@@ -117,6 +136,7 @@ export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
   const warnings: string[] = [];
 
   if (opts.format === "peft") {
+    if (opts.quantization) throw new Error("export: a PEFT adapter is the same with a 4-bit base; drop --load-in-4bit");
     if (!opts.adapter) throw new Error("export: format 'peft' needs an adapter folder ('adapter')");
     const ad = loadPeftAdapter(opts.adapter);
     const dtype = (opts.type ?? "f32").toUpperCase();
@@ -134,11 +154,11 @@ export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
     if (dtype !== undefined && !["f32", "f16", "bf16"].includes(dtype)) throw new Error(`export: hf type must be f32, f16 or bf16, got ${opts.type}`);
     const base = loadHfWeights(opts.model);
     const weights = opts.adapter ? mergeLora(base, opts.adapter) : base;
-    checkDiskSpace(out, numel(weights) * (dtype === "f32" || dtype === undefined ? 4 : 2));
+    checkDiskSpace(out, numel(weights) * (opts.quantization ? 0.6 : dtype === "f32" || dtype === undefined ? 4 : 2));
     let files: string[] = [];
     writeFolderAtomic(out, (tmp) => {
       files = saveHfCheckpoint(tmp, weights, {
-        dtype, maxShardBytes: opts.maxShardBytes, sourceDir: opts.model,
+        dtype, maxShardBytes: opts.maxShardBytes, sourceDir: opts.model, quantize4: opts.quantization,
         onProgress: (d, t, n) => progress("write", d, t, n),
       });
     });
@@ -149,7 +169,7 @@ export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
   if (opts.format === "gguf") {
     const type = (opts.type ?? "f16").toLowerCase() as GgufExportType;
     if (!GGUF_EXPORT_TYPES.includes(type)) throw new Error(`export: gguf type must be one of ${GGUF_EXPORT_TYPES.join(", ")}, got ${opts.type}`);
-    const base = loadHfWeights(opts.model);
+    const base = opts.quantization ? through4bit(loadHfWeights(opts.model), opts.quantization) : loadHfWeights(opts.model);
     const merge = opts.adapter !== undefined && opts.mergeAdapter !== false;
     const weights = merge ? mergeLora(base, opts.adapter!) : base;
     const stem = out.replace(/\.gguf$/i, "");

@@ -8,7 +8,7 @@ import cliProgress from "cli-progress";
 export type Metrics = Record<string, number | null>;
 
 /** Metrics that measure the machine (wall time, memory) rather than the run: a resumed or graphed run differs there. */
-export const MACHINE_METRICS = ["step_time", "tokens_per_second", "memory/allocated_gb", "memory/peak_gb", "memory/rss_gb"];
+export const MACHINE_METRICS = ["step_time", "tokens_per_second", "memory/allocated_gb", "memory/peak_gb", "memory/rss_gb", "eval/runtime"];
 
 /** A metrics row without MACHINE_METRICS (to compare runs). */
 export function runMetrics(m: Record<string, unknown>): Record<string, unknown> {

@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { backward, graphsByDefault, memory, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
 import { CausalLM } from "../models/model.ts";
+import { dtypeFromTorch, type Quant4Settings } from "../models/bnb4.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
 import { resolveRewards, rewardMetrics, type NamedReward, type RewardSpec } from "../rewards/index.ts";
@@ -389,9 +390,15 @@ function averaged(ms: Metrics[]): Metrics {
   return out;
 }
 
-/** Load config.model for training: f32 weights under full fine-tuning, else as stored; the config's adapter if any. */
+/** Load config.model for training: f32 weights under full fine-tuning, else as stored (4-bit with load_in_4bit); the config's adapter if any. */
 export function loadForTraining(cfg: GRPOConfig): CausalLM {
-  return CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter });
+  return CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter, quantization: quantizationOf(cfg) });
+}
+
+/** The 4-bit loading settings of a config (null without load_in_4bit). */
+export function quantizationOf(cfg: GRPOConfig): Quant4Settings | null {
+  if (!cfg.loadIn4bit) return null;
+  return { type: cfg.bnb4bitQuantType, doubleQuant: cfg.bnb4bitUseDoubleQuant, computeDtype: dtypeFromTorch(cfg.bnb4bitComputeDtype)! };
 }
 
 /** Make a model trainable as the config says: every weight, or a LoRA adapter (a fresh one, PEFT init, if it has none). */

@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { timingSafeEqual } from "node:crypto";
 import { basename, resolve } from "node:path";
 import { CausalLM } from "../models/model.ts";
+import type { Quant4Settings } from "../models/bnb4.ts";
 import { LoraAdapter } from "../models/lora.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { memory, setDefaultDevice, type Device } from "../engine/index.ts";
@@ -35,6 +36,8 @@ export interface ServeOptions {
   device?: Device;
   /** the base model's name in /v1/models (default: the folder's name) */
   servedModelName?: string;
+  /** quantise the linear layers to 4 bits at load (--load-in-4bit; folders saved in 4-bit load as stored anyway) */
+  quantization?: Quant4Settings | null;
   /** a model and tokenizer already loaded from `model` (tests) */
   loaded?: { model: CausalLM; tokenizer: Tokenizer };
   /** one line per request (method, path, status, ms) */
@@ -57,7 +60,7 @@ const MAX_BODY = 32 * 2 ** 20;
 /** Load the model, tokenizer and adapters and start listening; resolves once the port is open. */
 export async function startServer(o: ServeOptions): Promise<RunningServer> {
   if (o.device) setDefaultDevice(o.device);
-  const model = o.loaded?.model ?? CausalLM.load(o.model);
+  const model = o.loaded?.model ?? CausalLM.load(o.model, { quantization: o.quantization });
   const tok = o.loaded?.tokenizer ?? loadTokenizer(o.model);
   const baseName = o.servedModelName ?? basename(resolve(o.model));
   const adapters = new Map<string, LoraAdapter>();
