@@ -23,6 +23,7 @@ const rows = Array.from({ length: 16 }, (_, i) => ({ prompt: `question ${i}: wha
 const base = {
   model: modelDir, maxCompletionLength: 8, numGenerations: 4, learningRate: 1e-2, lossType: "grpo" as const,
   rewardFuncs: ["unused"], seed: 3, logCompletions: 2, beta: 0.04,
+  rewardWorkers: 0, // the reward pool has its own tests (reward-pool.test.ts); these stay on the main thread
 };
 
 async function trainer(extra: Record<string, unknown>, outputDir: string, opts: Record<string, unknown> = {}) {

@@ -131,16 +131,19 @@ export async function runChat(a: ChatArgs, input: NodeJS.ReadStream = process.st
   if (tty) out.write("\n");
 }
 
-export function registerChat(program: import("commander").Command, num: (v: string) => number, int: (v: string) => number): void {
+/** A range-checked number parser for commander (main.ts's `ranged`): integer or not, lower bound (open or closed), upper bound. */
+type Ranged = (isInt: boolean, lo?: number, hi?: number, loOpen?: boolean) => (v: string) => number;
+
+export function registerChat(program: import("commander").Command, ranged: Ranged): void {
   program.command("chat")
     .description("chat with a model in the terminal (streaming, history, /reset, /system, /save); a pipe on stdin: one answer per line")
     .requiredOption("--model <dir>", "Hugging Face model folder")
     .option("--adapter <dir>", "PEFT LoRA adapter folder")
     .option("--system <text>", "system prompt")
-    .addOption(new Option("--temperature <t>", "0 = greedy").argParser(num).default(0.7))
-    .addOption(new Option("--top-p <p>").argParser(num).default(1))
-    .addOption(new Option("--max-tokens <n>", "longest answer in tokens").argParser(int).default(512))
-    .addOption(new Option("--seed <s>", "seed of the first answer (the next ones count up from it)").argParser(int))
+    .addOption(new Option("--temperature <t>", "0 = greedy").argParser(ranged(false, 0)).default(0.7))
+    .addOption(new Option("--top-p <p>").argParser(ranged(false, 0, 1, true)).default(1))
+    .addOption(new Option("--max-tokens <n>", "longest answer in tokens").argParser(ranged(true, 1)).default(512))
+    .addOption(new Option("--seed <s>", "seed of the first answer (the next ones count up from it)").argParser(ranged(true)))
     .addOption(new Option("--device <d>", "cpu or cuda").choices(["cpu", "cuda"]))
     .action((o) => runChat(o));
 }

@@ -16,6 +16,7 @@ import { dashboardOverrides } from "./dashboard.ts";
 
 export interface TrainArgs {
   resume?: boolean;
+  overwrite?: boolean;
   device?: string;
   maxSteps?: number;
   outputDir?: string;
@@ -28,6 +29,7 @@ function overrides(a: TrainArgs): Record<string, unknown> {
   if (a.device) o.device = a.device;
   if (a.maxSteps !== undefined) o.max_steps = a.maxSteps;
   if (a.outputDir) o.output_dir = a.outputDir;
+  if (a.overwrite) o.overwrite_output_dir = true;
   return o;
 }
 
@@ -61,7 +63,7 @@ export async function runEval(configPath: string, a: EvalArgs): Promise<void> {
   const agent = await createAgent(cfg, tok, model.config.arch);
   const r = await evaluate(model, tok, rows, funcs, cfg, { temperature: a.temperature, agent });
   if (a.json) { process.stdout.write(JSON.stringify(r) + "\n"); return; }
-  process.stdout.write(`accuracy (${r.accuracyReward} full): ${(r.accuracy * 100).toFixed(1)}% of ${r.n}\n`);
+  process.stdout.write(`accuracy (${r.accuracyReward} full): ${(r.accuracy * 100).toFixed(1)}% of ${r.n - r.errors}${r.errors ? ` (${r.errors} left out: the reward failed on them)` : ""}\n`);
   for (const [n, v] of Object.entries(r.meanReward)) process.stdout.write(`  mean ${n}: ${v.toFixed(3)}\n`);
   for (const [n, v] of Object.entries(r.metrics ?? {})) process.stdout.write(`  ${n}: ${(v ?? 0).toFixed(3)}\n`);
 }
@@ -72,7 +74,8 @@ export async function runSft(configPath: string, a: TrainArgs): Promise<void> {
   const model = prepareForTraining(loadForTraining(cfg), cfg);
   const tok = loadTokenizer(cfg.model);
   const rows = await configRows(cfg);
-  const res = sft(model, tok, rows, cfg, (s, total, loss) => { if (s % cfg.loggingSteps === 0 || s === total) process.stderr.write(`sft step ${s}/${total} loss ${loss.toFixed(4)}\n`); });
+  const res = sft(model, tok, rows, cfg, (s, total, loss) => { if (s % cfg.loggingSteps === 0 || s === total) process.stderr.write(`sft step ${s}/${total} loss ${loss.toFixed(4)}\n`); },
+    (line) => process.stderr.write(`${line}\n`));
   const out = join(cfg.outputDir, "sft");
   if (cfg.fullFinetune) saveFullModel(model, out);
   else saveAdapter(model, out, cfg.model);

@@ -8,9 +8,11 @@
 // weights already stored in 4-bit with the same settings are copied as stored. Is not: a GPTQ/AWQ writer; lm_head is
 // dropped when the config ties it, as save_pretrained does.
 // Hand-written: the safetensors npm writers buffer whole files (Node buffers stop at 4 GiB) or lack the index.
-import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync } from "node:fs";
+import { copyFileSync, existsSync, fsyncSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { f32ToBf16, f32ToF16, writeAll, writeFileAtomic, type StDType } from "../models/safetensors.js";
+import { f32ToBf16, f32ToF16, type StDType } from "../models/safetensors.js";
+import { ensureDir, namingPath, writeAll, writeFileAtomic, writeFileVia } from "../files/atomic.ts";
+import { assertFinite } from "../engine/finite.ts";
 import type { WeightSet } from "./weights.js";
 import { q4Entries, quantizationConfig, type Quant4Settings } from "../models/bnb4.ts";
 import { quantize4, type Q4Parts } from "../engine/quant4.ts";
@@ -47,7 +49,8 @@ export const HF_SIDE_FILES = [
   "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json",
 ];
 
-function encode(x: Float32Array, dt: HfDtype): Uint8Array {
+function encode(name: string, x: Float32Array, dt: HfDtype): Uint8Array {
+  assertFinite(`tensor '${name}'`, x, "refusing to export values that are not finite");
   const v = dt === "f32" ? x : dt === "bf16" ? f32ToBf16(x) : f32ToF16(x);
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
@@ -69,10 +72,7 @@ function writeShard(path: string, entries: Entry[], onTensor: (n: string) => voi
   const hb = Buffer.from(hjson, "utf8");
   const lenBuf = Buffer.alloc(8);
   lenBuf.writeBigUInt64LE(BigInt(hb.length));
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, "w");
-  let ok = false;
-  try {
+  writeFileVia(path, (fd) => {
     writeAll(fd, lenBuf);
     writeAll(fd, hb);
     for (const e of order) {
@@ -82,12 +82,7 @@ function writeShard(path: string, entries: Entry[], onTensor: (n: string) => voi
       onTensor(e.name);
     }
     fsyncSync(fd);
-    ok = true;
-  } finally {
-    closeSync(fd);
-    if (!ok) try { unlinkSync(tmp); } catch { /* gone */ }
-  }
-  renameSync(tmp, path);
+  });
 }
 
 const asBytes = (d: ArrayBufferView) => new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
@@ -98,7 +93,7 @@ const asBytes = (d: ArrayBufferView) => new Uint8Array(d.buffer, d.byteOffset, d
  */
 function entriesOf(weights: WeightSet, name: string, dt: HfDtype, q: Quant4Settings | null, parts: (n: string) => Q4Parts): Entry[] {
   const shape = weights.shape(name);
-  if (!q || !isLinearWeight(name)) return [{ name, dtype: ST_DTYPE[dt], shape, bytes: shape.reduce((a, b) => a * b, 1) * BYTES[dt], data: () => encode(weights.get(name), dt) }];
+  if (!q || !isLinearWeight(name)) return [{ name, dtype: ST_DTYPE[dt], shape, bytes: shape.reduce((a, b) => a * b, 1) * BYTES[dt], data: () => encode(name, weights.get(name), dt) }];
   return Object.entries(q4Entries(name, parts(name))).map(([n, t]) => ({ name: n, dtype: t.dtype, shape: t.shape, bytes: t.data.byteLength,
     data: () => asBytes(q4Entries(name, parts(name))[n].data) }));
 }
@@ -143,7 +138,7 @@ export function saveHfCheckpoint(outDir: string, weights: WeightSet, opts: SaveH
   const entries = new Map(names.map((n) => [n, entriesOf(weights, n, dt, q, parts)] as const));
   const nbytes = (n: string) => entries.get(n)!.reduce((a, e) => a + e.bytes, 0);
   const shards = planShards(names, nbytes, maxShard);
-  mkdirSync(outDir, { recursive: true });
+  ensureDir(outDir);
   const files: string[] = [];
   const weightMap: Record<string, string> = {};
   const total = names.reduce((a, n) => a + entries.get(n)!.length, 0);
@@ -176,7 +171,7 @@ export function saveHfCheckpoint(outDir: string, weights: WeightSet, opts: SaveH
   if (opts.sourceDir) {
     for (const f of HF_SIDE_FILES) {
       const p = join(opts.sourceDir, f);
-      if (existsSync(p)) { copyFileSync(p, join(outDir, f)); files.push(f); }
+      if (existsSync(p)) { namingPath("copy to", join(outDir, f), () => copyFileSync(p, join(outDir, f))); files.push(f); }
     }
   }
   return files;

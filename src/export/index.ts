@@ -1,9 +1,11 @@
 // `exportModel`: the one entry point the CLI (`aha export`) and `trainer.export()` call. Picks the writer for the
 // format, checks the destination (exists → needs overwrite; free space via fs.statfs) before writing anything, and
 // makes every output appear atomically: files via temp name + rename, folders (peft/hf) built in a temp sibling
-// folder and renamed into place.
+// folder and swapped into place (src/files/atomic.ts); temporary names a killed export left are cleaned first. Every
+// weight is checked finite as it is read (a NaN in the base, the adapter or the merge is refused, naming the tensor).
 // Is not: a trainer hook; a live model exports by saving its adapter (savePeftAdapter) and calling this on folders.
-import { existsSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, statfsSync, statSync } from "node:fs";
+import { checkFolderTarget, cleanStaleTemps, writeFileAtomic, writeFolderAtomic } from "../files/atomic.ts";
 import { basename, dirname, join, resolve } from "node:path";
 import { exportGguf, readHfConfig } from "./gguf-model.js";
 import { exportGgufLora } from "./gguf-lora.js";
@@ -94,27 +96,12 @@ export function checkDiskSpace(path: string, need: number): void {
   }
 }
 
-function checkOverwrite(out: string, overwrite: boolean | undefined): void {
-  if (existsSync(out) && !overwrite) throw new Error(`export: ${out} already exists; pass overwrite: true (aha export --overwrite) to replace it`);
-}
-
-/** Build a folder at a temp sibling path, then swap it in (old copy removed only after the new one is in place). */
-function writeFolderAtomic(out: string, build: (tmp: string) => void): void {
-  const tmp = `${out}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  try {
-    build(tmp);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
-  if (existsSync(out)) {
-    if (!statSync(out).isDirectory()) throw new Error(`export: ${out} exists and is not a folder`);
-    const old = `${out}.old-${process.pid}`;
-    renameSync(out, old);
-    renameSync(tmp, out);
-    rmSync(old, { recursive: true, force: true });
-  } else renameSync(tmp, out);
+/** Refuse an existing output unless asked to replace it, and a folder where a file goes (or the reverse). */
+function checkOverwrite(out: string, overwrite: boolean | undefined, kind: "file" | "folder"): void {
+  if (!existsSync(out)) return;
+  if (!overwrite) throw new Error(`export: ${out} already exists; pass overwrite: true (aha export --overwrite) to replace it`);
+  if (kind === "folder") checkFolderTarget(out);
+  else if (statSync(out).isDirectory()) throw new Error(`export: ${out} is a folder; the ${basename(out)} export is a file: choose another 'out'`);
 }
 
 /** The weights with every linear layer's quantised to 4 bits and dequantised (what a 4-bit load of them computes with). */
@@ -132,7 +119,11 @@ export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
   const progress = (phase: ExportProgress["phase"], done: number, total: number, item?: string) => opts.onProgress?.({ phase, done, total, item });
   progress("check", 0, 1);
   readHfConfig(opts.model); // fail early on a wrong model folder
-  checkOverwrite(out, opts.overwrite);
+  const stem = out.replace(/\.gguf$/i, "");
+  // what a killed export left: temporary names of dead processes, or an old folder set aside mid-swap
+  const ours = new Set([basename(out), `${basename(stem)}-LoRA.gguf`, `${basename(stem)}.Modelfile`]);
+  cleanStaleTemps(dirname(out), (base) => ours.has(base));
+  checkOverwrite(out, opts.overwrite, opts.format === "gguf" ? "file" : "folder");
   const warnings: string[] = [];
 
   if (opts.format === "peft") {
@@ -172,9 +163,8 @@ export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
     const base = opts.quantization ? through4bit(loadHfWeights(opts.model), opts.quantization) : loadHfWeights(opts.model);
     const merge = opts.adapter !== undefined && opts.mergeAdapter !== false;
     const weights = merge ? mergeLora(base, opts.adapter!) : base;
-    const stem = out.replace(/\.gguf$/i, "");
     const loraPath = opts.adapter && !merge ? `${stem}-LoRA.gguf` : undefined;
-    if (loraPath) checkOverwrite(loraPath, opts.overwrite);
+    if (loraPath) checkOverwrite(loraPath, opts.overwrite, "file");
     checkDiskSpace(out, numel(weights) * GGUF_BYTES_PER_WEIGHT[type]);
     const res = exportGguf(opts.model, weights, out, { type, onProgress: (d, t, n) => progress("write", d, t, n) });
     warnings.push(...res.warnings);
@@ -189,9 +179,7 @@ export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
         gguf: basename(out), adapter: loraPath ? basename(loraPath) : undefined,
         chatTemplate: res.chatTemplate, stopTokens: res.stopTokens, modelDir: opts.model,
       });
-      const tmp = `${mf}.tmp-${process.pid}`;
-      writeFileSync(tmp, text);
-      renameSync(tmp, mf);
+      writeFileAtomic(mf, text);
       files.push(mf);
     }
     progress("done", 1, 1);

@@ -76,7 +76,7 @@ export function loadHfWeights(dir: string): WeightSet {
     names,
     shape: (n) => (stored.has(n) ? [...stored.get(n)!.shape] : [...file(n).info(n).shape]),
     dtype: (n) => (stored.has(n) ? ST[stored.get(n)!.dtype] : file(n).info(n).dtype),
-    get: (n) => (stored.has(n) ? dequantize4(stored.get(n)!) : file(n).float32(n).slice()),
+    get: (n) => (stored.has(n) ? dequantize4(stored.get(n)!) : file(n).weight(n)),
     q4: (n) => stored.get(n),
   };
 }

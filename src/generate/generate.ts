@@ -12,7 +12,7 @@ import { noGrad, scope, fromHost, embedding, sampleTokens, graphsByDefault, type
 import { KVCache } from "../models/kvcache.ts";
 import type { CausalLM } from "../models/model.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
-import type { Draw, SamplingParams } from "./sampler.ts";
+import { checkSampling, type Draw, type SamplingParams } from "./sampler.ts";
 import { DecodeStep } from "./decode-step.ts";
 
 export interface GenerateOptions extends SamplingParams {
@@ -54,6 +54,7 @@ export interface Completion {
 
 /** Generate n completions for each token-id prompt. Output order: prompt-major, then completion index. */
 export function generate(model: CausalLM, prompts: number[][], opts: GenerateOptions = {}): Completion[] {
+  checkSampling(opts);
   const run = () => generateAll(model, prompts, opts);
   return opts.useAdapter === false ? model.withoutAdapter(run) : run();
 }

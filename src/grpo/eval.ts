@@ -1,8 +1,9 @@
 // Evaluation: n sampled completions per prompt of a split (default 1), scored by the run's reward functions.
 // Accuracy is the fraction of completions whose correctness reward (the reward named *correctness*, else the first)
-// is full, i.e. positive: correctness rewards are all-or-nothing. Plain prompts go through the generation engine a
-// chunk at a time (batchPrompts; default all at once, the engine splitting by its memory budget); with an agent each
-// prompt is n multi-turn episodes.
+// is full, i.e. positive: correctness rewards are all-or-nothing. A sample on which that reward failed (threw, timed
+// out) is left out of the accuracy — neither a success nor a 0 — and counted in `errors`. Plain prompts go through
+// the generation engine a chunk at a time (batchPrompts; default all at once, the engine splitting by its memory
+// budget); with an agent each prompt is n multi-turn episodes.
 import type { CausalLM } from "../models/model.ts";
 import type { Message, Tokenizer } from "../tokenize/index.ts";
 import type { Row } from "../data/index.ts";
@@ -20,7 +21,10 @@ export interface EvalResult {
   n: number;
   /** completions per prompt */
   generations: number;
+  /** over the completions the accuracy reward scored (those in `errors` are left out) */
   accuracy: number;
+  /** samples on which the accuracy reward failed */
+  errors: number;
   /** which reward decided accuracy */
   accuracyReward: string;
   /** the weighted total reward's mean over completions (NaN samples left out) */
@@ -83,6 +87,8 @@ export async function evaluate(model: CausalLM, tok: Tokenizer, rows: Row[], fun
   const res = await computeRewards(funcs, cfg.rewardWeights, { ...rowsToColumns(perRow), prompts, completions, completionIds: bare }, { timeoutMs: cfg.rewardTimeoutMs, onError: "skip" });
   const accName = res.names.find((x) => /correct/.test(x)) ?? res.names[0];
   const acc = res.byName[accName];
+  const mine = res.errors.filter((e) => e.reward === accName);
+  const failed = new Set(mine.some((e) => e.index === null) ? acc.keys() : mine.map((e) => e.index!));
   const meanReward: Record<string, number> = {}, stdReward: Record<string, number> = {};
   for (const name of res.names) {
     const s = meanStd(res.byName[name]);
@@ -92,7 +98,8 @@ export async function evaluate(model: CausalLM, tok: Tokenizer, rows: Row[], fun
   return {
     n: rows.length,
     generations: n,
-    accuracy: acc.filter((x) => typeof x === "number" && x > 0).length / Math.max(1, completions.length),
+    accuracy: acc.filter((x, i) => !failed.has(i) && typeof x === "number" && x > 0).length / Math.max(1, completions.length - failed.size),
+    errors: failed.size,
     accuracyReward: accName,
     reward: meanStd(res.total).mean,
     meanReward,

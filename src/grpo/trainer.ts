@@ -1,7 +1,8 @@
 // The GRPO trainer: rollouts from the generation engine on the same model object, rewards, group advantages,
 // the GRPO-family loss with gradient accumulation, AdamW with clipping and a schedule, num_iterations > 1 with
 // recorded old log-probs, reference log-probs (ref-sync.ts), metrics, checkpoints, evaluation during training
-// (eval-during.ts) and DAPO's dynamic sampling (dynamic-sampling.ts).
+// (eval-during.ts) and DAPO's dynamic sampling (dynamic-sampling.ts). User rewards run in worker threads
+// (rewards/pool.ts); a step whose numbers are not finite makes no update (guard.ts); one run per output folder (run-dir.ts).
 // Batching is TRL's: an optimiser step is gradient_accumulation_steps micro-batches of per_device_train_batch_size
 // completions; a generation round produces generation_batch_size = per_device_train_batch_size × steps_per_generation
 // completions (default: one optimiser step's worth) and feeds steps_per_generation × num_iterations micro-batches.
@@ -11,7 +12,7 @@ import { CausalLM } from "../models/model.ts";
 import { dtypeFromTorch, type Quant4Settings } from "../models/bnb4.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
-import { resolveRewards, rewardMetrics, type NamedReward, type RewardSpec } from "../rewards/index.ts";
+import { placeRewards, resolveRewards, rewardMetrics, type NamedReward, type RewardPool, type RewardSpec } from "../rewards/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import { configForLog, configWarnings, reportsToDashboard, validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
 import { batchLoss, completionLogprobs, globalNormaliser, kernelParams, lossWeights, tokenAdvantages, type CompletionBatch, type LossParams } from "./loss.ts";
@@ -21,10 +22,12 @@ import { computeAdvantages, type Advantages } from "./advantages.ts";
 import { AdamW, clipGradNorm, scheduledLr } from "./optim.ts";
 import { rollout, sliceBatch, type Rollout } from "./rollout.ts";
 import { agentRollout, createAgent, type Agent } from "../agents/rollout.ts";
-import { RunLog, TokenStats, type Metrics } from "./metrics.ts";
+import { RolloutReport, RunLog, skippedNote, TokenStats, type LogOut, type Metrics } from "./metrics.ts";
 import { plotMetrics } from "./plot.ts";
 import { startDashboardWorker } from "../dashboard/worker.ts";
-import { listCheckpoints, loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
+import { loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
+import { checkRollout, checkStep, NonFiniteGuard, type NonFinite } from "./guard.ts";
+import { checkRunDir, clearRun, startRun } from "./run-dir.ts";
 import { sampleWithSpread, type SamplingStats } from "./dynamic-sampling.ts";
 import { EvalDuringTraining } from "./eval-during.ts";
 import { Reference } from "./ref-sync.ts";
@@ -45,6 +48,8 @@ export interface TrainerOptions {
   quiet?: boolean;
   /** stop after this many optimiser steps in this call (for kill/resume tests) */
   stopAfter?: number;
+  /** where console lines go (default process.stderr) */
+  console?: LogOut;
 }
 
 /** A generation round in hand: its rollout, advantages, old / reference log-probs, and what it logs. */
@@ -55,6 +60,8 @@ interface Generation {
   old: Float32Array | null;
   /** [B*T] reference log-probs (beta > 0) */
   ref: Float32Array | null;
+  /** a non-finite reward total or advantage: the steps that use this round make no update (guard.ts) */
+  bad: NonFinite | null;
   /** micro-batches taken from it so far (of steps_per_generation × num_iterations) */
   used: number;
   /** its reward, length and sampling metrics */
@@ -93,6 +100,10 @@ export class GRPOTrainer {
     readonly rows: Row[],
     readonly rewardFuncs: NamedReward[],
     private readonly opts: TrainerOptions,
+    /** the worker threads of user rewards (null: every reward runs inline) */
+    private readonly rewardPool: RewardPool | null = null,
+    /** why some user rewards stay on the main thread, printed when training starts */
+    private readonly rewardNotes: string[] = [],
   ) {
     const params = model.parameters();
     if (params.length === 0) throw new Error("GRPOTrainer: the model has no trainable parameters");
@@ -102,6 +113,7 @@ export class GRPOTrainer {
 
   static async create(input: GRPOConfigInput | GRPOConfig, opts: TrainerOptions = {}): Promise<GRPOTrainer> {
     const cfg = validateConfig(opts.rewardFuncs && !(input as GRPOConfigInput).rewardFuncs ? { ...input, rewardFuncs: opts.rewardFuncs } : input);
+    checkRunDir(cfg.outputDir, { resume: opts.resume, overwrite: cfg.overwriteOutputDir }); // before any loading
     setDefaultDevice(cfg.device);
     const model = prepareForTraining(opts.model ?? loadForTraining(cfg), cfg);
     const tok = opts.tokenizer ?? loadTokenizer(cfg.model);
@@ -110,7 +122,9 @@ export class GRPOTrainer {
     const specs = opts.rewardFuncs ?? cfg.rewardFuncs ?? [];
     if (specs.length === 0 && cfg.environment === undefined) throw new Error("config: reward_funcs is required for GRPO (at least one reward function; or an environment that gives rewards)");
     const funcs = (await resolveRewards(specs as never, { maxCompletionLength: cfg.maxCompletionLength })) as NamedReward[];
-    const t = new GRPOTrainer(cfg, model, tok, rows, funcs, opts);
+    const placed = await placeRewards(funcs, { workers: cfg.rewardWorkers, groupSize: cfg.numGenerations });
+    placed.pool?.start().catch(() => {}); // the workers load while the first rollout generates (a failure shows at the first call)
+    const t = new GRPOTrainer(cfg, model, tok, rows, placed.rewards, opts, placed.pool, placed.notes);
     t.agent = await createAgent(cfg, tok, model.config.arch);
     // the KL reference: the same weights with the adapter off (LoRA), or under full fine-tuning a frozen copy of the
     // starting weights (as TRL keeps a ref_model), loaded again from the model folder in the policy's dtype
@@ -175,30 +189,40 @@ export class GRPOTrainer {
     const total = this.totalSteps, GA = c.gradientAccumulationSteps, perRound = this.stepsPerGeneration * c.numIterations;
     if (c.saveSteps > 0 && (c.saveSteps * GA) % perRound !== 0)
       throw new Error(`save_steps (${c.saveSteps}) × gradient_accumulation_steps (${GA}) must be a multiple of steps_per_generation × num_iterations (${perRound}) so checkpoints fall between generation rounds`);
-    if (this.opts.resume) {
-      const last = listCheckpoints(c.outputDir).pop();
-      if (last !== undefined) {
-        const dir = join(c.outputDir, `checkpoint-${last}`);
-        this.state = loadCheckpoint(dir, this.model, this.opt);
-        this.reference.load(dir);
-        this.gen = null;
-      }
+    const start = startRun(c.outputDir, { resume: this.opts.resume, overwrite: c.overwriteOutputDir });
+    if (start.checkpoint) {
+      this.state = loadCheckpoint(start.checkpoint, this.model, this.opt);
+      this.reference.load(start.checkpoint);
+      this.gen = null;
     }
-    this.log = new RunLog(c.outputDir, total, this.opts.quiet);
-    this.log.open(this.state.global_step);
-    this.log.writeConfig(configForLog(c));
+    const log = (this.log = new RunLog(c.outputDir, total, this.opts.quiet, this.opts.console));
+    log.open(this.state.global_step);
+    for (const n of [...start.notes, ...this.rewardNotes]) log.note(n);
+    const guard = new NonFiniteGuard(c.maxNonfiniteSteps);
+    this.report = new RolloutReport(log, c.maxPromptLength);
     const dashboard = reportsToDashboard(c) ? await startDashboardWorker({ runs: [c.outputDir], port: c.dashboardPort }) : null;
     this.dashboardUrl = dashboard?.url ?? null;
-    if (dashboard) this.log.note(`aha: dashboard at ${dashboard.url}`);
+    if (dashboard) log.note(`aha: dashboard at ${dashboard.url}`);
     const all: Metrics[] = [];
-    let done = 0;
+    let done = 0, claimed = false;
     try {
-      if (this.state.global_step === 0 && this.evalDuring?.due(0)) await this.evalDuring.run(0, this.model, this.tokenizer, this.rewardFuncs, this.log);
+      if (this.state.global_step === 0 && this.evalDuring?.due(0)) {
+        this.claimOutputDir(log);
+        claimed = true;
+        await this.evalDuring.run(0, this.model, this.tokenizer, this.rewardFuncs, log);
+      }
       while (this.state.global_step < total && (this.opts.stopAfter === undefined || done < this.opts.stopAfter)) {
         const t0 = performance.now();
         const mbs: MicroBatch[] = [];
         for (let a = 0; a < GA; a++) mbs.push(await this.nextMicroBatch());
-        const m = this.optimiserStep(mbs, total);
+        const bad = mbs.find((x) => x.gen.bad)?.gen.bad ?? null;
+        this.stepFinding = null;
+        const m = bad ? { loss: null, grad_norm: null, learning_rate: this.learningRate(this.state.global_step, total) } : this.optimiserStep(mbs, total);
+        const finding = bad ?? this.stepFinding;
+        const skipped = guard.record(this.state.global_step + 1, finding);
+        if (skipped) log.note(skipped);
+        if (!claimed) this.claimOutputDir(log);
+        claimed = true;
         this.state.global_step++;
         done++;
         const step = this.state.global_step;
@@ -207,26 +231,30 @@ export class GRPOTrainer {
         for (const g of fresh) g.counted = true;
         const stepTime = (performance.now() - t0) / 1000;
         const metrics: Metrics = {
-          step, ...m, ...averaged(gens.map((g) => g.metrics)), num_tokens: this.state.num_tokens, step_time: stepTime,
+          step, ...m, ...averaged(gens.map((g) => g.metrics)), num_tokens: this.state.num_tokens, nonfinite: finding ? 1 : 0, step_time: stepTime,
           // tokens of the generation rounds made during this step, over its time (null when it made none)
           tokens_per_second: fresh.length ? fresh.reduce((a, g) => a + g.tokens, 0) / stepTime : null, ...this.memoryMetrics(),
         };
-        if (step % c.loggingSteps === 0 || step === total) {
+        if (step % c.loggingSteps === 0 || step === total || guard.stopped) {
           const unlogged = gens.filter((g) => !g.logged);
           for (const g of unlogged) g.logged = true;
-          this.log.step(metrics, unlogged.flatMap((g) => sampleCompletions(g.ro, g.adv.advantages, step, c.logCompletions)));
+          log.step(metrics, unlogged.flatMap((g) => sampleCompletions(g.ro, g.adv.advantages, step, c.logCompletions)), skippedNote(gens.flatMap((g) => g.ro.rewards.skipped)));
           this.plotRewards();
           all.push(metrics);
         }
+        if (guard.stopped) throw guard.stopped;
+        // evaluation before the checkpoint: a run resumed from checkpoint-N has the eval line of step N
+        if (this.evalDuring?.due(step)) await this.evalDuring.run(step, this.model, this.tokenizer, this.rewardFuncs, log);
         if (c.saveSteps > 0 && step % c.saveSteps === 0)
           saveCheckpoint(c.outputDir, this.model, this.opt, this.state, c.model, c.saveTotalLimit, c.syncRefModel ? (d) => this.reference.save(d) : undefined);
-        if (this.evalDuring?.due(step)) await this.evalDuring.run(step, this.model, this.tokenizer, this.rewardFuncs, this.log);
       }
+      this.report.end();
       if (this.state.global_step >= total) this.saveFinal();
     } finally {
-      this.log.close();
+      log.close();
       await dashboard?.stop();
       this.dashboardUrl = null;
+      await this.rewardPool?.close();
     }
     return all;
   }
@@ -241,6 +269,24 @@ export class GRPOTrainer {
   private memoryMetrics(): Metrics {
     const be = memory(this.model.embed.device), gib = 2 ** 30;
     return { "memory/allocated_gb": be.allocated / gib, "memory/peak_gb": be.peak / gib, "memory/rss_gb": process.memoryUsage.rss() / gib };
+  }
+
+  /** Set by optimiserStep: a non-finite loss or gradient norm (its update was skipped). */
+  private stepFinding: NonFinite | null = null;
+  /** the console notes of each rollout (reward problems, cut prompts) */
+  private report: RolloutReport | null = null;
+
+  /** Before this run's first step (or first evaluation): the output folder is now this run's (an overwritten run's files go, the logs start). */
+  private claimOutputDir(log: RunLog): void {
+    if (this.config.overwriteOutputDir) clearRun(this.config.outputDir);
+    log.prepare();
+    log.writeConfig(configForLog(this.config));
+  }
+
+  private learningRate(step: number, total: number): number {
+    const c = this.config;
+    const warmup = c.warmupSteps > 0 ? c.warmupSteps : Math.ceil(c.warmupRatio * total);
+    return scheduledLr(c.learningRate, c.lrSchedulerType, step, total, warmup);
   }
 
   /** Write the trained adapter (or weights) to <output_dir>/final. */
@@ -262,9 +308,11 @@ export class GRPOTrainer {
   /** A generation round: rollouts (with dynamic sampling, until the groups have spread), advantages, log-probs. */
   private async generate(): Promise<Generation> {
     const c = this.config, need = this.promptsPerRound;
-    const draw = (n: number) => {
+    const draw = async (n: number) => {
       const rows = this.drawRows(n), k = this.state.rounds++;
-      return this.agent ? agentRollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, k, this.agent) : rollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, k);
+      const ro = this.agent ? await agentRollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, k, this.agent) : await rollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, k);
+      this.report?.rollout(this.state.global_step + 1, ro.rewards.errors, ro.promptCut ?? []);
+      return ro;
     };
     let ro: Rollout, sampling: SamplingStats | null = null;
     if (c.dynamicSampling) {
@@ -276,7 +324,8 @@ export class GRPOTrainer {
       }
     } else ro = await draw(need);
     const adv = computeAdvantages(ro.rewards, c);
-    const { old, ref } = this.referenceLogprobs(ro.batch);
+    const bad = checkRollout(ro, adv.advantages, c.numGenerations, c.scaleRewards);
+    const { old, ref } = bad ? { old: null, ref: null } : this.referenceLogprobs(ro.batch);
     const tokens = ro.promptIds.reduce((a, p) => a + p.length * c.numGenerations, 0) + ro.completionIds.reduce((a, x) => a + x.length, 0);
     this.state.num_tokens += tokens;
     const metrics: Metrics = {
@@ -286,7 +335,7 @@ export class GRPOTrainer {
         "dynamic_sampling/groups_generated": sampling.groupsGenerated, "dynamic_sampling/exhausted": sampling.exhausted ? 1 : 0,
       } : {}),
     };
-    return { ro, adv, old, ref, used: 0, metrics, tokens, counted: false, logged: false };
+    return { ro, adv, old, ref, bad, used: 0, metrics, tokens, counted: false, logged: false };
   }
 
   private lossParams(numItems: number): LossParams {
@@ -371,9 +420,9 @@ export class GRPOTrainer {
     graphed?.dispose();
     for (const read of pending) read();
     const gradNorm = clipGradNorm(this.opt.params, c.maxGradNorm);
-    const warmup = c.warmupSteps > 0 ? c.warmupSteps : Math.ceil(c.warmupRatio * total);
-    const lr = scheduledLr(c.learningRate, c.lrSchedulerType, step, total, warmup);
-    this.opt.update(lr);
+    const lr = this.learningRate(step, total);
+    this.stepFinding = checkStep(lossSum, gradNorm, this.opt.params);
+    if (!this.stepFinding) this.opt.update(lr);
     this.opt.zeroGrad();
     return { loss: lossSum, ...stats.metrics(mbs.some((x) => x.gen.ref !== null)), grad_norm: gradNorm, learning_rate: lr };
   }

@@ -64,9 +64,9 @@ export class WeightStore {
       throw new Error(`${f.path}: tensor '${name}' has shape [${info.shape}], expected [${shape}]`);
     let t: Tensor;
     if (keep16 && (info.dtype === "BF16" || info.dtype === "F16")) {
-      t = fromHost(f.uint16(name), shape, (info.dtype === "BF16" ? "bf16" : "f16") as DType);
+      t = fromHost(f.weight16(name), shape, (info.dtype === "BF16" ? "bf16" : "f16") as DType);
     } else {
-      t = fromHost(f.float32(name), shape, "f32");
+      t = fromHost(f.weight(name), shape, "f32");
     }
     t.name = name;
     return t.setCategory("weights").keep();
