@@ -134,7 +134,7 @@ export class GRPOTrainer {
       if (!opts.evalRows && !cfg.dataset) throw new Error("config: eval_strategy steps needs eval rows: a dataset with an eval_split (or evalRows in the API)");
       t.evalDuring = new EvalDuringTraining(cfg, opts.evalRows ?? (await configRows(cfg, cfg.dataset!.evalSplit, cfg.dataset!.evalLimit)), t.totalSteps);
     }
-    if (!opts.quiet) for (const w of configWarnings(cfg)) process.stderr.write(`aha: warning: ${w}\n`);
+    if (!opts.quiet) for (const w of configWarnings(cfg)) (opts.console ?? process.stderr).write(`aha: warning: ${w}\n`);
     return t;
   }
   /** the live dashboard's address while train() runs with report_to: dashboard */
