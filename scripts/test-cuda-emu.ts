@@ -22,14 +22,14 @@ const root = fileURLToPath(new URL("../", import.meta.url));
 const release = join(root, "native", "build", "Release");
 
 /** every file that runs on CUDA */
-const ALL = ["cuda-ops", "models", "grpo-loss", "generate", "decode-step", "flat-params", "train-graph", "gemm-inputs", "kv-cache", "bf16-mode",
+const ALL = ["cuda-ops", "models", "grpo-loss", "grpo-variants", "generate", "decode-step", "flat-params", "train-graph", "gemm-inputs", "kv-cache", "bf16-mode",
   "tensor-core-attention", "fused-layers", "gpu-arch", "quant4", "qlora", "offload", "long-context", "serve-scheduler"];
 /** what differs by architecture: the 16-bit mode on the fixtures, the tensor-core kernels, the device's choices, the
  *  4-bit bases (their products in the device's 16-bit type) (files, and the tests of cuda-ops.test.ts matching ops) */
 interface Sample { files: string[]; ops: string }
 const SAMPLE: Sample = { files: ["bf16-mode", "tensor-core-attention", "gpu-arch", "quant4", "qlora"], ops: "tensor cores|gemm with|skinny|profile" };
 /** the rest, light enough for one of them to join each sample (models, generate and the rest of cuda-ops: AHA_EMU_FULL) */
-const ROTATION = ["decode-step", "fused-layers", "kv-cache", "gemm-inputs", "grpo-loss", "flat-params", "train-graph", "offload", "long-context"];
+const ROTATION = ["decode-step", "fused-layers", "kv-cache", "gemm-inputs", "grpo-loss", "grpo-variants", "flat-params", "train-graph", "offload", "long-context"];
 
 /** sample: what runs where not every file does (rotate: one file of ROTATION joins it) */
 interface Arch { name: string; module: string; env?: Record<string, string>; full?: boolean; sample?: Sample; rotate?: boolean }
