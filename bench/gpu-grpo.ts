@@ -6,7 +6,7 @@
 // Also times real rollouts through generate() (sampling on the device unless repetition_penalty) for 8 prompts × 8 completions.
 // --load-in-4bit: the base quantised to 4 bits at load (QLoRA, nf4 with double quantisation; the torch baseline stays
 // 16-bit, so pair it with --no-torch), for 4-bit against 16-bit decode rates and step times.
-//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--load-in-4bit] [--micro 8] [--steps 3] [--ckpt 1|0] [--ckpt-layers N] [--gen-tokens 256] [--torch-gen-tokens 64] [--no-torch] [--no-profile] [--dir …] [--layers 24] [--host-costs-only] [--memory-only] [--peaks H100|H200]
+//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--load-in-4bit] [--micro 8] [--steps 3] [--ckpt 1|0] [--ckpt-layers N] [--gen-tokens 256] [--torch-gen-tokens 64] [--no-torch] [--no-profile] [--dir …] [--layers 24] [--host-costs-only] [--memory-only] [--peaks H100|H200|A100|4090|3090|L4|T4]
 // --smoke: the whole script on the CPU with a tiny model and short sequences, no torch (test/gpu-bench-smoke.test.ts
 // runs it, so a device call never finds the script broken); its figures mean nothing. --smoke-cuda: the same on CUDA.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -385,8 +385,8 @@ function main(): void {
   const optIns: [string, typeof all][] = [["tuned GEMM algorithms", tuned], ["kv-group attention", grouped], ["the skinny GEMM kernel", skinny],
     ["the skinny GEMM kernel + PDL", pdl], ["the skinny GEMM kernel + PDL + kv-group attention", all]];
   // bound: every weight read once per step (bf16) + the KV cache read at its mean length (aha's: model.kvDtype(),
-  // bf16 in the default GEMM mode; bf16 in torch)
-  const bw = /H200/.test(info.name!) ? 4.8e12 : /H100/.test(info.name!) ? 3.35e12 : NaN;
+  // bf16 in the default GEMM mode, f16 on Turing; bf16 in torch)
+  const bw = peaksOf(info.name ?? "")?.bw ?? NaN;
   // (4-bit: half a byte per linear weight plus its scales, ~0.516 with double quantisation; the embeddings stay bf16)
   const weightBytes = 2 * V * C + (FOUR_BIT ? 0.516 : 2) * LAYERS * (C * (HQ + 2 * HKV) * D + HQ * D * C + 3 * C * I);
   const kvBytes = (f: number) => 2 * LAYERS * NSEQ * (P + T / 2) * HKV * D * f;
@@ -447,8 +447,8 @@ function main(): void {
   const rollS = (NSEQ * T) / genTps, rollGS = (NSEQ * T) / genGTps;
   console.log(`GRPO step estimate (${NSEQ} rollouts of ${T} tokens at generate()'s rate + the train step): ${(rollS + stepS).toFixed(2)} s ` +
     `(${rollS.toFixed(2)} + ${stepS.toFixed(2)}); with graphs ${(rollGS + stepGraphS).toFixed(2)} s (${rollGS.toFixed(2)} + ${stepGraphS.toFixed(2)})`);
-  const kvF = model.kvDtype() === "bf16" ? 2 : 4;
-  console.log(`decode bound at ${(bw / 1e12).toFixed(2)} TB/s: ${bound(4).toFixed(0)} tok/s with an f32 KV cache, ${bound(2).toFixed(0)} with bf16; aha (${kvF === 2 ? "bf16" : "f32"} cache) reaches ${(100 * decodeTps / bound(kvF)).toFixed(1)}% of its bound (${(100 * graphTps / bound(kvF)).toFixed(1)}% with graphs; ` +
+  const kvDt = model.kvDtype(), kvF = kvDt === "f32" ? 4 : 2;  // (f16 on Turing)
+  console.log(`decode bound at ${(bw / 1e12).toFixed(2)} TB/s: ${bound(4).toFixed(0)} tok/s with an f32 KV cache, ${bound(2).toFixed(0)} with a 16-bit one; aha (${kvDt} cache) reaches ${(100 * decodeTps / bound(kvF)).toFixed(1)}% of its bound (${(100 * graphTps / bound(kvF)).toFixed(1)}% with graphs; ` +
     `${(100 * general.tps / bound(kvF)).toFixed(1)}% with graphs and the general layer block, ${(100 * gemmDown.tps / bound(kvF)).toFixed(1)}% ` +
     `with the fused layers' down-projections by GEMM)`);
   // the issue's rollout target: generate() (sampling, stops checked every step) at ≥ 50% of the same bound
@@ -503,6 +503,14 @@ let PEAK: Peaks | null = null;
 function peaksOf(name: string): Peaks | null {
   if (/H200/.test(name)) return { tc16: 989e12, tf32: 494e12, f32: 67e12, bw: 4.8e12 };
   if (/H100/.test(name)) return { tc16: 989e12, tf32: 494e12, f32: 67e12, bw: 3.35e12 };
+  // the cards of docs/sections/25-gpus.md, dense rates with f32 accumulation as their data sheets give them (Turing has
+  // no TF32: its "TF32" GEMMs run in f32)
+  if (/A100.*80/.test(name)) return { tc16: 312e12, tf32: 156e12, f32: 19.5e12, bw: 2.039e12 };
+  if (/A100/.test(name)) return { tc16: 312e12, tf32: 156e12, f32: 19.5e12, bw: 1.555e12 };
+  if (/4090/.test(name)) return { tc16: 165.2e12, tf32: 82.6e12, f32: 82.6e12, bw: 1.008e12 };
+  if (/3090/.test(name)) return { tc16: 71e12, tf32: 35.6e12, f32: 35.6e12, bw: 0.936e12 };
+  if (/\bL4\b/.test(name)) return { tc16: 121e12, tf32: 60e12, f32: 30.3e12, bw: 0.3e12 };
+  if (/\bT4\b/.test(name)) return { tc16: 65e12, tf32: 8.1e12, f32: 8.1e12, bw: 0.32e12 };
   return null;
 }
 /** the floor of a profiled GEMM shape in ms, from its label ("…, A f32, B f32, tf32…") and totals */

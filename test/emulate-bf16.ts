@@ -1,11 +1,15 @@
 // CUDA's default GEMM mode, emulated on the CPU backend (whose GEMMs are exact): a GEMM of f32 activations by
 // 16-bit weights rounds the activations to bf16 first, one of f32 by f32 that asks for speed (LoRA) runs in TF32; with `ask16` the backend also says so
 // (gemmActivationDtype), so the model hands its GEMMs inputs already rounded (rmsNorm16, attention16, glu16).
+// The fp16 mode of Turing GPUs (bf16 weights kept as f16, native/cuda's f16 tensor cores) is emulated with
+// { to: "f16", tf32: false }: GEMM inputs rounded to f16 instead (by the GEMM itself: the CPU's 16-bit copies are
+// bf16 only, so ask16 must be false), and no TF32 (Turing has none: cuBLAS computes such GEMMs in f32).
 // Shared by test/gemm-inputs.test.ts and test/bf16-mode.test.ts.
 import { defaultBackend, type Backend } from "../src/engine/index.ts";
-import { bf16ToF32, f32ToBf16 } from "../src/models/safetensors.ts";
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../src/models/safetensors.ts";
 
-const round16 = (a: Float32Array) => bf16ToF32(f32ToBf16(a));
+const roundBf16 = (a: Float32Array) => bf16ToF32(f32ToBf16(a));
+const roundF16 = (a: Float32Array) => f16ToF32(f32ToF16(a));
 /** to TF32 (10 mantissa bits), round to nearest even, as a copy */
 function roundTf32(a: Float32Array): Float32Array {
   const out = a.slice(), u = new Uint32Array(out.buffer);
@@ -14,9 +18,12 @@ function roundTf32(a: Float32Array): Float32Array {
 }
 
 /** Run fn so on the CPU backend; returns its result and the conversions made (inside GEMMs and by convert). */
-export function emulated<T>(ask16: boolean, fn: () => T): [T, { inGemm: number; convert: number }] {
+export function emulated<T>(ask16: boolean, fn: () => T, { to = "bf16", tf32 = true }: { to?: "bf16" | "f16"; tf32?: boolean } = {}):
+  [T, { inGemm: number; convert: number }] {
   const be = defaultBackend() as Backend & { k: Record<string, (...a: unknown[]) => unknown> };
   if (be.device !== "cpu") throw new Error("emulated: the CPU backend only");
+  if (to === "f16" && ask16) throw new Error("emulated: the CPU's 16-bit copies are bf16; emulate f16 with ask16 false");
+  const round16 = to === "f16" ? roundF16 : roundBf16;
   const k = be.k, n = { inGemm: 0, convert: 0 };
   be.k = new Proxy(k, {
     get: (t, name: string) => {
@@ -25,7 +32,7 @@ export function emulated<T>(ask16: boolean, fn: () => T): [T, { inGemm: number; 
       return (...a: unknown[]) => {
         if (a[3] !== 0 && !a[19]) { n.inGemm++; a = [...a]; a[1] = round16(a[1] as Float32Array); }
         // f32 × f32 asking for speed (the LoRA GEMMs of a 16-bit model): TF32 tensor cores, both inputs rounded
-        else if (a[3] === 0 && a[18] && !a[19]) { a = [...a]; a[1] = roundTf32(a[1] as Float32Array); a[2] = roundTf32(a[2] as Float32Array); }
+        else if (a[3] === 0 && a[18] && !a[19] && tf32) { a = [...a]; a[1] = roundTf32(a[1] as Float32Array); a[2] = roundTf32(a[2] as Float32Array); }
         return t.gemm(...a);
       };
     },

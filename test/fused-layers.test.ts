@@ -66,7 +66,7 @@ function randomAdapter(model: CausalLM, targets: string[] | "all-linear", seed: 
  * many fused q/k/v kernels ran (qkv_rope_cache in the prefill, qkv_attention_decode in decode steps) and how many of
  * them were decode steps'.
  */
-function compare(model: CausalLM, kvDtype: "f32" | "bf16", steps = 4): { diff: number; fusedCalls: number; decodeCalls: number } {
+function compare(model: CausalLM, kvDtype: "f32" | "bf16" | "f16", steps = 4): { diff: number; fusedCalls: number; decodeCalls: number } {
   const V = model.config.vocabSize, B = 3, P = 6, cap = P + 2 * steps;
   const ids = Int32Array.from({ length: B * P }, (_, i) => (i * 29 + 7) % V);
   const mask = Int32Array.from({ length: B * P }, (_, i) => (i % P >= [0, 2, 3][Math.floor(i / P)] ? 1 : 0));
@@ -168,7 +168,7 @@ for (const device of availableDevices())
     }
   });
 
-test("cuda: fused layers in the bf16 GEMM mode (16-bit copies, bf16 cache) match the general block to bf16 precision", { skip: cudaSkip() }, async () => {
+test("cuda: fused layers in the 16-bit GEMM mode (16-bit copies and cache: bf16, or f16 on Turing) match the general block to 16-bit precision", { skip: cudaSkip() }, async () => {
   const { cudaBackend } = await import("../src/engine/cuda.ts");
   const dir = mkdtempSync(join(tmpdir(), "aha-fused-"));
   try {
@@ -177,10 +177,10 @@ test("cuda: fused layers in the bf16 GEMM mode (16-bit copies, bf16 cache) match
     await useDevice("cuda");
     cudaBackend().setGemmMode("bf16");
     try {
-      const model = CausalLM.load(dir);
-      assert.equal(model.kvDtype(), "bf16");
+      const model = CausalLM.load(dir), dt16 = cudaBackend().weightDtype("bf16") as "bf16" | "f16";
+      assert.equal(model.kvDtype(), dt16);
       randomAdapter(model, "all-linear", 9);
-      const { diff, fusedCalls } = compare(model, "bf16");
+      const { diff, fusedCalls } = compare(model, dt16);
       assert.ok(fusedCalls > 0);
       // every base GEMM input is rounded to bf16 in both (2^-9); the fused kernels add the LoRA terms in f32 where the
       // general block's TF32 GEMMs round them (2^-11), and make the down-projections in f32 too: a few bf16 steps

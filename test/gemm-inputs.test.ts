@@ -108,7 +108,7 @@ test("the new entry points refuse what they cannot do, by name", () => {
   assert.throws(() => noGrad(() => linearGroup(x, [{ W: fromHost(new Float32Array(8), [4, 2]), bias: null }])), /input has 3 features/);
   const q = fromHost(new Float32Array(8), [1, 1, 2, 4]), kv = fromHost(new Float32Array(8), [1, 1, 2, 4]);
   const opts = { B: 1, T: 1, Hq: 2, Hkv: 2, D: 4, scale: 0.5 };
-  assert.throws(() => attention(q, kv, fromHost(new Uint16Array(8), [1, 1, 2, 4], "bf16"), opts), /must both be f32 or bf16/);
+  assert.throws(() => attention(q, kv, fromHost(new Uint16Array(8), [1, 1, 2, 4], "bf16"), opts), /must both be f32, bf16 or f16/);
   const be = defaultBackend();
   assert.throws(() => be.k.gemm(new Float32Array(8), new Float32Array(6), new Float32Array(12), 0, 1, 2, 4, 3, false, true, 3, 3, 5, 0, 0, 0, 1, 0, false, 0,
     new Float32Array(4)), /bias needs dense rows of C/);

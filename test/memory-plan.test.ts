@@ -90,6 +90,9 @@ test("aha train --dry-run on a folder with only config.json: categories, the lar
   writeFileSync(cfg, readFileSync(cfg, "utf8").replace("load_in_4bit: true", "load_in_4bit: false"));
   const b16 = spawnSync(process.execPath, [bin, "train", cfg, "--dry-run", "--gpu", "t4"], { encoding: "utf8" });
   assert.match(b16.stdout, /bfloat16 base/);
+  assert.match(b16.stdout, /sm_75 has no bf16 tensor cores: the bf16 weights load as fp16/);
+  const a100 = spawnSync(process.execPath, [bin, "train", cfg, "--dry-run", "--gpu", "a100-80"], { encoding: "utf8" });
+  assert.doesNotMatch(a100.stdout, /no bf16 tensor cores/);
   assert.match(b16.stderr, /try load_in_4bit: true/);
 });
 

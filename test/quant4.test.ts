@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { quantize4, dequantize4, dynamicMap, quantizeAbsmax, NF4_CODE, FP4_CODE, Q4Weight, type Q4Parts, type Q4Type } from "../src/engine/quant4.ts";
+import { quantize4, dequantize4, dynamicMap, quantizeAbsmax, q4Largest, NF4_CODE, FP4_CODE, Q4Weight, type Q4Parts, type Q4Type } from "../src/engine/quant4.ts";
 import { fromHost, getBackend, scope } from "../src/engine/index.ts";
 import { weightProduct, weightProductT } from "../src/engine/ops/weight-gemm.ts";
 import { f32ToBf16, bf16ToF32 } from "../src/models/safetensors.ts";
@@ -122,6 +122,34 @@ test("ties and thresholds: NF4 midpoints to the lower code, FP4 as bitsandbytes'
   const fc = Array.from({ length: 8 }, (_, i) => (i % 2 ? q.packed[i >> 1] & 15 : q.packed[i >> 1] >> 4));
   assert.deepEqual(fc, [3, 7, 15, 5, 2, 8, 0, 0]); // 1; 0.25 both signs (a threshold: the smaller magnitude); 0.5; 0.667; −0; +0; 0
   assert.equal(FP4_CODE[8], 0);
+});
+
+test("q4Largest is the largest |dequantised value|; products in fp16 refuse a weight beyond fp16's range, naming it", () => {
+  for (const type of ["nf4", "fp4"] as const) for (const doubleQuant of [false, true]) for (const dt of ["f32", "bf16"] as const) {
+    // 64 blocks of different scales, so that double quantisation's decoded scales fall between bf16's values
+    const x = randomWeight(4096, 17).map((v, i) => v * 1e3 * (1 + 0.731 * Math.floor(i / 64)));
+    const p = quantize4(dt === "f32" ? x : f32ToBf16(x), dt, [32, 128], { type, doubleQuant });
+    const deq = dequantize4(p);
+    assert.equal(q4Largest(p), Math.max(...deq.map(Math.abs)), `${type}${doubleQuant ? " double-quant" : ""} ${dt}`);
+  }
+  const be = getBackend("cpu");
+  // 65504 is fp16's largest: an f32 weight holding it fits; as bf16 it is 65536 (bf16 keeps 8 bits), beyond
+  const edge = Float32Array.from({ length: 64 }, (_, i) => (i === 3 ? 65504 : i));
+  scope(() => {
+    Q4Weight.fromParts(quantize4(edge, "f32", [1, 64], { doubleQuant: false }), be, "f16").dispose();
+    const p16 = quantize4(f32ToBf16(edge), "bf16", [1, 64], { doubleQuant: false });
+    assert.throws(() => Q4Weight.fromParts(p16, be, "f16", "m.safetensors: tensor 'w'"),
+      /m\.safetensors: tensor 'w': 4-bit values up to \|x\| = 6\.554e\+4, beyond fp16's range \(65504\).*compute dtype f32/);
+    // bf16 and f32 products hold it (the CPU computes in f32 whatever the compute dtype)
+    for (const cd of ["bf16", "f32"] as const) Q4Weight.fromParts(p16, be, cd).dispose();
+    // a double-quantised scale decoding to 65450 (inside fp16's range) whose values round to bf16's 65536 (beyond)
+    const map = dynamicMap();
+    const dq: Q4Parts = { type: "nf4", shape: [1, 64], dtype: "bf16", packed: new Uint8Array(32).fill(0xff), code: NF4_CODE.slice(),
+      absmax: Uint8Array.of(map.indexOf(1)), nested: { absmax: Float32Array.of(65450), code: map, offset: 0 } };
+    assert.equal(Math.max(...dequantize4(dq)), 65536);
+    assert.equal(q4Largest(dq), 65536, "rounded to the weight's dtype as the kernels round");
+    assert.throws(() => Q4Weight.fromParts(dq, be, "f16"), /beyond fp16's range/);
+  });
 });
 
 function nextUp(v: number): number {

@@ -1,10 +1,13 @@
 // The tensor-core attention kernels inside a model: the fixture models' heads are 16 wide, so their tests never reach
 // them (head dims 64/96/128 only; test/cuda-ops.test.ts checks them op by op). A random model with 64-wide heads
 // (GQA, bf16 weights, LoRA with nonzero B's, left padding, gradient checkpointing) runs forward and backward in
-// CUDA's bf16 mode with each kernel pair, WMMA and mma.sync, against the CPU's exact arithmetic on the same weights.
+// CUDA's 16-bit mode with each kernel pair asked for, WMMA and mma.sync, against the CPU's exact arithmetic on the
+// same weights. Where a pair's tiles do not fit the device's shared memory the other runs (Turing: mma.sync for both),
+// so the two runs differ exactly when the device's plans for them differ.
 // bf16 rounds every GEMM input and attention's Q, K, V, P, dO and dS (2^-9 each). Measured on the CUDA emulator:
 // hidden states 4.6e-3 of their scale from exact arithmetic, the loss 0.2 %, the worst LoRA gradient 1.1e-2 in norm,
-// the two pairs' gradients 5e-3 apart. Bounds, about 4x those: 2e-2, 1e-2, 5e-2, 5e-2.
+// the two pairs' gradients 5e-3 apart. Bounds, about 4x those: 2e-2, 1e-2, 5e-2, 5e-2. Turing's fp16 (2^-12) stays
+// well inside them (the emulator compiled as sm_75: 4.7e-4, 0.07 %, 1.3e-3).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -15,7 +18,7 @@ import { CausalLM } from "../src/models/model.ts";
 import { backward, defaultBackend, fromHost, mul, noGrad, scope, sum } from "../src/engine/index.ts";
 import { cudaSkip, useDevice } from "./devices.ts";
 
-test("cuda: a model with 64-wide heads trains through both tensor-core attention kernel pairs as the CPU does, to bf16 precision", { skip: cudaSkip() }, async () => {
+test("cuda: a model with 64-wide heads trains through both tensor-core attention kernel pairs as the CPU does, to 16-bit precision", { skip: cudaSkip() }, async (t) => {
   const { cudaBackend } = await import("../src/engine/cuda.ts");
   const dir = mkdtempSync(join(tmpdir(), "aha-tc-model-"));
   try {
@@ -43,10 +46,11 @@ test("cuda: a model with 64-wide heads trains through both tensor-core attention
     await useDevice("cuda");
     const be = cudaBackend();
     be.setGemmMode("bf16");
-    const got: Record<string, ReturnType<typeof run>> = {};
+    const got: Record<string, ReturnType<typeof run>> = {}, plan: Record<string, string> = {};
     try {
       for (const kernel of ["wmma", "mma"] as const) {
         be.setAttentionKernel(kernel);
+        plan[kernel] = `${be.attentionPlan(64, false)}/${be.attentionPlan(64, true)}`;
         got[kernel] = run();
       }
     } finally {
@@ -72,8 +76,14 @@ test("cuda: a model with 64-wide heads trains through both tensor-core attention
       assert.ok(gErr <= 5e-2, `${kernel}: worst LoRA gradient ${gErr.toExponential(2)} from exact arithmetic in norm`);
     }
     const between = worstGrad(got.mma.grads, got.wmma.grads), hBetween = maxRel(got.mma.h, got.wmma.h);
-    // (the fixture-size f32 kernels would give both runs the same values: a difference shows each pair really ran)
-    assert.ok(hBetween > 0, "the WMMA and mma.sync runs are not the same computation");
+    t.diagnostic(`forward/backward kernels: ${plan.wmma} asking for WMMA, ${plan.mma} asking for mma.sync; from exact: hidden states ` +
+      `${maxRel(got.wmma.h, want.h).toExponential(2)}, loss ${(Math.abs(got.wmma.loss / want.loss - 1) * 100).toFixed(3)} %, ` +
+      `LoRA gradients ${worstGrad(got.wmma.grads, want.grads).toExponential(2)}`);
+    assert.ok(plan.mma === "mma/mma", `mma.sync's tiles fit every device from Turing on (${plan.mma})`);
+    // (the fixture-size f32 kernels would give both runs the same values: a difference shows each pair really ran;
+    // where WMMA does not fit, asking for it runs mma.sync, the same computation)
+    if (plan.wmma === plan.mma) assert.equal(hBetween, 0, "the same kernels give the same values");
+    else assert.ok(hBetween > 0, "the WMMA and mma.sync runs are not the same computation");
     assert.ok(between <= 5e-2, `the two kernel pairs' gradients differ by ${between.toExponential(2)} in norm`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -60,6 +60,25 @@ float h2f(uint16_t h) {
   return u2f(sign | ((e + 112) << 23) | (m << 13));
 }
 
+// ---------------------------------------------------------------- the emulated device
+// A GPU of the architecture the kernels are compiled as (__CUDA_ARCH__), or of AHA_EMU_CC (e.g. 86: an RTX 30's
+// shared-memory limit for the sm_80 module; 61: a Pascal GPU, which the backend must refuse): compute capability and
+// the shared memory a block may opt into, which the launches enforce. Two SMs (grids split by SM count stay small).
+namespace {
+int device_cc() {
+  static const int cc = getenv("AHA_EMU_CC") ? atoi(getenv("AHA_EMU_CC")) : __CUDA_ARCH__ / 10;
+  return cc;
+}
+// bytes of shared memory a block may have on sm_<cc> (the CUDA programming guide's table)
+size_t smem_optin(int cc) {
+  if (cc == 75) return 64 << 10;
+  if (cc == 80 || cc == 87) return 163 << 10;
+  if (cc == 86 || cc == 89 || cc >= 120) return 99 << 10;
+  if (cc >= 90) return 227 << 10;
+  return 48 << 10;
+}
+}  // namespace
+
 // ---------------------------------------------------------------- errors
 namespace {
 cudaError_t g_last = cudaSuccess;
@@ -211,7 +230,8 @@ void install_fault_handler() {
 }
 
 std::unordered_map<const void*, int> g_max_smem;  // cudaFuncSetAttribute(MaxDynamicSharedMemorySize)
-constexpr size_t SMEM_DEFAULT = 48 << 10, SMEM_OPTIN = 227 << 10;
+constexpr size_t SMEM_DEFAULT = 48 << 10;
+const size_t SMEM_OPTIN = smem_optin(device_cc());
 
 uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 void shuffle_order(std::vector<long>& o) {
@@ -321,35 +341,66 @@ uint64_t exchange(unsigned mask, uint64_t mine, int src) {
   return r;
 }
 
-void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
-  // every lane deposits its fragments; each then rebuilds A (16×16) and B (16×8) and computes its own four outputs
+namespace {
+// the warp's fragments of an mma.sync: every lane deposits its registers (n of them), then each rebuilds the operands
+// from all lanes'; the caller computes its own outputs
+const uint32_t (*warp_fragments(const uint32_t* mine, int n))[6] {
   Warp& w = B.warps[cur->warp];
   if (w.exists != 0xffffffffu) die(std::string("kernel ") + B.kernel + ": mma.sync needs a full warp, " + where());
-  uint32_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
-  memcpy(w.frag[cur->lane], mine, sizeof mine);
+  memcpy(w.frag[cur->lane], mine, n * sizeof(uint32_t));
   syncwarp(0xffffffffu);
-  float A[16][16], Bm[16][8];
-  const auto lo = [](uint32_t x) { return bf2f((uint16_t)(x & 0xffff)); };
-  const auto hi = [](uint32_t x) { return bf2f((uint16_t)(x >> 16)); };
-  for (int l = 0; l < 32; l++) {
-    const uint32_t* f = w.frag[l];
-    const int g = l >> 2, t = l & 3;
-    A[g][2 * t] = lo(f[0]); A[g][2 * t + 1] = hi(f[0]);
-    A[g + 8][2 * t] = lo(f[1]); A[g + 8][2 * t + 1] = hi(f[1]);
-    A[g][2 * t + 8] = lo(f[2]); A[g][2 * t + 9] = hi(f[2]);
-    A[g + 8][2 * t + 8] = lo(f[3]); A[g + 8][2 * t + 9] = hi(f[3]);
-    Bm[2 * t][g] = lo(f[4]); Bm[2 * t + 1][g] = hi(f[4]);
-    Bm[2 * t + 8][g] = lo(f[5]); Bm[2 * t + 9][g] = hi(f[5]);
-  }
-  syncwarp(0xffffffffu);  // nobody overwrites its fragments before every lane has read them
+  return w.frag;
+}
+void fragments_read() { syncwarp(0xffffffffu); }  // nobody overwrites its fragments before every lane has read them
+float lo16(uint32_t x, int dt) { return dt == 1 ? bf2f((uint16_t)(x & 0xffff)) : h2f((uint16_t)(x & 0xffff)); }
+float hi16(uint32_t x, int dt) { return dt == 1 ? bf2f((uint16_t)(x >> 16)) : h2f((uint16_t)(x >> 16)); }
+// this lane's four outputs of D += A (16×K) · B (K×8)
+template <int K> void mma_out(float d[4], const float (&A)[16][16], const float (&Bm)[16][8]) {
   const int g = cur->lane >> 2, t = cur->lane & 3;
   for (int e = 0; e < 4; e++) {
     const int r = g + (e >= 2 ? 8 : 0), c = 2 * t + (e & 1);
     float acc = d[e];
-    for (int k = 0; k < 16; k++) acc += A[r][k] * Bm[k][c];
+    for (int k = 0; k < K; k++) acc += A[r][k] * Bm[k][c];
     d[e] = acc;
   }
 }
+}  // namespace
+
+void mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2], int dt) {
+  if (dt == 1 && __CUDA_ARCH__ < 800) die(std::string("kernel ") + B.kernel + ": bf16 mma.sync needs sm_80, " + where());
+  const uint32_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+  const uint32_t (*frag)[6] = warp_fragments(mine, 6);
+  float A[16][16], Bm[16][8];
+  for (int l = 0; l < 32; l++) {
+    const uint32_t* f = frag[l];
+    const int g = l >> 2, t = l & 3;
+    A[g][2 * t] = lo16(f[0], dt); A[g][2 * t + 1] = hi16(f[0], dt);
+    A[g + 8][2 * t] = lo16(f[1], dt); A[g + 8][2 * t + 1] = hi16(f[1], dt);
+    A[g][2 * t + 8] = lo16(f[2], dt); A[g][2 * t + 9] = hi16(f[2], dt);
+    A[g + 8][2 * t + 8] = lo16(f[3], dt); A[g + 8][2 * t + 9] = hi16(f[3], dt);
+    Bm[2 * t][g] = lo16(f[4], dt); Bm[2 * t + 1][g] = hi16(f[4], dt);
+    Bm[2 * t + 8][g] = lo16(f[5], dt); Bm[2 * t + 9][g] = hi16(f[5], dt);
+  }
+  fragments_read();
+  mma_out<16>(d, A, Bm);
+}
+
+void mma_f16_1688(float d[4], const uint32_t a[2], const uint32_t b[1]) {
+  const uint32_t mine[3] = {a[0], a[1], b[0]};
+  const uint32_t (*frag)[6] = warp_fragments(mine, 3);
+  float A[16][16], Bm[16][8];
+  for (int l = 0; l < 32; l++) {
+    const uint32_t* f = frag[l];
+    const int g = l >> 2, t = l & 3;
+    A[g][2 * t] = lo16(f[0], 2); A[g][2 * t + 1] = hi16(f[0], 2);
+    A[g + 8][2 * t] = lo16(f[1], 2); A[g + 8][2 * t + 1] = hi16(f[1], 2);
+    Bm[2 * t][g] = lo16(f[2], 2); Bm[2 * t + 1][g] = hi16(f[2], 2);
+  }
+  fragments_read();
+  mma_out<8>(d, A, Bm);
+}
+
+void trap() { die(std::string("kernel ") + (B.kernel ? B.kernel : "?") + ": __trap() (a kernel launched where it has no code), " + where()); }
 
 unsigned ballot(unsigned mask, bool pred) {
   Warp& w = B.warps[cur->warp];
@@ -433,14 +484,23 @@ cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : fail(cudaErrorI
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   if (d != 0) return fail(cudaErrorInvalidDevice);
   memset(p, 0, sizeof *p);
-  snprintf(p->name, sizeof p->name, "aha CUDA emulator (CPU)");
+  snprintf(p->name, sizeof p->name, "aha CUDA emulator (CPU) as sm_%d", device_cc());
   p->totalGlobalMem = TOTAL;
-  p->major = 9;
-  p->minor = 0;
+  p->major = device_cc() / 10;
+  p->minor = device_cc() % 10;
   p->multiProcessorCount = 2;
-  p->sharedMemPerBlockOptin = 227 << 10;
+  p->sharedMemPerBlockOptin = smem_optin(device_cc());
   return cudaSuccess;
 }
+namespace emu {
+cudaError_t func_attributes(cudaFuncAttributes* a) {
+  // the module holds code for its one architecture (and, as PTX, newer ones): an older device has none
+  if (device_cc() < __CUDA_ARCH__ / 10) return fail(cudaErrorNoKernelImageForDevice);
+  a->binaryVersion = __CUDA_ARCH__ / 10;
+  a->ptxVersion = __CUDA_ARCH__ / 10;
+  return cudaSuccess;
+}
+}  // namespace emu
 cudaError_t cudaGetLastError() { cudaError_t e = g_last; g_last = cudaSuccess; return e; }
 cudaError_t cudaPeekAtLastError() { return g_last; }
 const char* cudaGetErrorString(cudaError_t e) {
@@ -454,6 +514,7 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
     case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorNoKernelImageForDevice: return "no kernel image is available for execution on the device";
     default: return "unknown error";
   }
 }
@@ -589,7 +650,7 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSucce
 // The column-major contracts of cublasGemmStridedBatchedEx and cublasLtMatmul (with the bias epilogue and strided
 // batches), with the argument checks that make the real ones return CUBLAS_STATUS_INVALID_VALUE (7) or
 // NOT_SUPPORTED (15). beta = 0 never reads C (as cuBLAS: C may hold NaN). Products accumulate in double; TF32
-// compute rounds its inputs to TF32 first.
+// compute rounds its inputs to TF32 first (from sm_80: before it has no TF32 and computes in f32).
 namespace {
 enum { OK = 0, INVALID = 7, NOT_SUPPORTED = 15 };
 enum { R32F = 0, R16F = 2, R16BF = 14 };
@@ -615,7 +676,7 @@ int gemm_cm(int opA, int opB, long m, long n, long k, float alpha, const void* A
   if (compute == C32F_TF32 && ta != R32F) return NOT_SUPPORTED;
   if (m < 0 || n < 0 || k < 0 || batch < 1) return INVALID;
   if (lda < std::max(1L, opA ? k : m) || ldb < std::max(1L, opB ? n : k) || ldc < std::max(1L, m) || ldd < std::max(1L, m)) return INVALID;
-  const bool tf = compute == C32F_TF32;
+  const bool tf = compute == C32F_TF32 && device_cc() >= 80;  // (before Ampere a TF32 request computes in f32)
   std::vector<float> a((size_t)m * k), b((size_t)n * k);  // a: row i of op(A); b: column j of op(B)
   for (long bt = 0; bt < batch; bt++) {
     for (long i = 0; i < m; i++)

@@ -28,6 +28,11 @@
 // blocks run one at a time, so a block's shared variables are the function's statics
 #define __shared__ static
 #define __CUDACC_EMU__ 1
+// The architecture the kernels are compiled as (native/cuda-emu/CMakeLists.txt builds one module per value: 750,
+// 800, 900). Unlike nvcc there is one pass, so host code sees it too: native/cuda tests it only in device code.
+#ifndef __CUDA_ARCH__
+#error "the CUDA emulator is compiled as one architecture: define __CUDA_ARCH__ (750, 800, 900)"
+#endif
 
 struct uint3 { unsigned x, y, z; };
 struct dim3 {
@@ -92,6 +97,9 @@ struct __half {
 };
 typedef __half half;
 struct alignas(4) __nv_bfloat162 { __nv_bfloat16 x, y; };
+struct alignas(4) __half2 { __half x, y; };
+inline __half2 __floats2half2_rn(float a, float b) { return {__half(a), __half(b)}; }
+inline float2 __half22float2(__half2 v) { return {(float)v.x, (float)v.y}; }
 inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16(f); }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
 inline float __bfloat162float(__nv_bfloat16 h) { return (float)h; }
@@ -104,6 +112,8 @@ inline float2 __bfloat1622float2(__nv_bfloat162 v) { return {(float)v.x, (float)
 inline void __syncthreads() { emu::syncthreads(); }
 inline void __syncwarp(unsigned mask = 0xffffffffu) { emu::syncwarp(mask); }
 inline void __threadfence() {}
+namespace emu { [[noreturn]] void trap(); }
+inline void __trap() { emu::trap(); }
 inline void __threadfence_block() {}
 
 template <class T> inline T emu_shfl(unsigned mask, T v, int src) {
@@ -177,6 +187,8 @@ struct col_major {};
 enum layout_t { mem_row_major, mem_col_major };
 template <class Use, int M, int N, int K, class T, class Layout = void>
 struct fragment {
+  // as CUDA's mma.h, which declares no bf16 fragments below sm_80
+  static_assert(!(std::is_same<T, __nv_bfloat16>::value && __CUDA_ARCH__ < 800), "bf16 WMMA fragments need sm_80");
   static constexpr int R = std::is_same<Use, matrix_b>::value ? K : M;
   static constexpr int C = std::is_same<Use, matrix_a>::value ? K : N;
   static constexpr int num_elements = R * C;
@@ -227,6 +239,7 @@ enum cudaError_t {
   cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidDevice = 101, cudaErrorNoDevice = 100, cudaErrorStreamCaptureUnsupported = 900,
   cudaErrorStreamCaptureInvalidated = 901, cudaErrorIllegalState = 401, cudaErrorLaunchFailure = 719,
+  cudaErrorNoKernelImageForDevice = 209,
 };
 typedef cudaError_t cudaError;
 enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3, cudaMemcpyDefault = 4 };
@@ -247,10 +260,14 @@ struct cudaDeviceProp {
   int major, minor, multiProcessorCount;
   size_t sharedMemPerBlockOptin;
 };
+struct cudaFuncAttributes { int binaryVersion, ptxVersion; };
 
 cudaError_t cudaGetDeviceCount(int* n);
 cudaError_t cudaSetDevice(int d);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d);
+namespace emu { cudaError_t func_attributes(cudaFuncAttributes* a); }
+// which of the module's code the device runs: the emulator's one architecture, where the device is at least that
+template <class F> inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, F*) { return emu::func_attributes(a); }
 cudaError_t cudaGetLastError();
 cudaError_t cudaPeekAtLastError();
 const char* cudaGetErrorString(cudaError_t e);
@@ -285,9 +302,12 @@ cudaError_t cudaGraphDestroy(cudaGraph_t g);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
 namespace emu {
 cudaError_t set_func_attribute(const void* f, int attr, int value);
-// PTX mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, warp-collective: d += A · B with every lane's
-// fragments in the PTX ISA's layout (common.cuh's mma_bf16_16816 describes it)
-void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]);
+// PTX mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32 (dt: 1 bf16, 2 f16), warp-collective:
+// d += A · B with every lane's fragments in the PTX ISA's layout (common.cuh's mma_16816 describes it)
+void mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2], int dt);
+// PTX mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 (Turing's shape): A 16×8 in a[0] (row g), a[1] (row g + 8),
+// B 8×8 in b[0] (column g), each register two k (2t, 2t + 1); D as m16n8k16's
+void mma_f16_1688(float d[4], const uint32_t a[2], const uint32_t b[1]);
 // fill with NaN bytes in stream order (runtime.cu poisons the blocks it frees: a kernel reading an output it never
 // wrote, from a reused block, then reads NaN instead of a previous tensor's values)
 void poison(void* p, size_t n);

@@ -81,7 +81,17 @@ FN(init) {
   o.Set("totalMemory", (double)mem);
   o.Set("computeCapability", cc);
   o.Set("sms", num_sms());
+  o.Set("smemPerBlock", (double)device_caps().smem_optin);
+  o.Set("bf16", tc_runs(BF16));
+  o.Set("summary", device_summary());
   return o;
+}
+// the tensor-core attention pair a head dim runs (forward, or backward) on this device, or with smemOptin bytes of
+// shared memory a block when given: "wmma", "mma" or "f32"
+FN(attention_plan) {
+  const size_t smem = a.Length() > 2 && a[2].IsNumber() ? (size_t)L(a[2]) : device_caps().smem_optin;
+  const int pair = attention_tc_pair(L(a[0]), Bo(a[1]), smem, attention_kernel());
+  return Napi::String::New(a.Env(), pair == TC_WMMA ? "wmma" : pair == TC_MMA ? "mma" : "f32");
 }
 FN(alloc) { TRY(alloc) size_t n = (size_t)L(a[0]); void* p = raw_alloc(n); if (a.Length() < 2 || a[1].ToBoolean().Value()) zero(p, n); else poison(p, n); return Napi::Number::New(a.Env(), (double)(uintptr_t)p); CATCH(alloc) }
 FN(free) { TRY(free) raw_free(P<void>(a[0])); UNDEF CATCH(free) }
@@ -182,17 +192,23 @@ FN(sum_rows) { TRY(sum_rows) COST(0, 4.0 * L(a[2]) * L(a[3]) + 4.0 * L(a[3])) su
 FN(copy2d) { TRY(copy2d) COST(0, (Bo(a[6]) ? 12.0 : 8.0) * L(a[2]) * L(a[3])) copy2d(P(a[0]), P(a[1]), L(a[2]), L(a[3]), L(a[4]), L(a[5]), Bo(a[6])); UNDEF CATCH(copy2d) }
 FN(adamw) { TRY(adamw) COST(0, 28.0 * L(a[4])) adamw(P(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), F(a[5]), F(a[6]), F(a[7]), F(a[8]), F(a[9]), L(a[10])); UNDEF CATCH(adamw) }
 FN(sum_squares) { TRY(sum_squares) return Napi::Number::New(a.Env(), sum_squares(P(a[0]), L(a[1]))); CATCH(sum_squares) }
+// attention's lowp argument: false/0 (f32 kernels), true (bf16 tensor cores) or a 16-bit dtype code (BF16, F16)
+int lowp_arg(const Napi::CallbackInfo& a, size_t i) {
+  if (a.Length() <= i || a[i].IsNull() || a[i].IsUndefined()) return 0;
+  if (a[i].IsBoolean()) return a[i].ToBoolean().Value() ? BF16 : 0;
+  return (int)L(a[i]);
+}
 FN(attention_forward) { TRY(attention_forward)
   COST(attention_flops(L(a[6]), L(a[7]), L(a[8]), L(a[9]), L(a[11]), L(a[14])), 0)
   attention_forward(P(a[0]), P(a[1]), P(a[2]), P<void>(a[3]), P<void>(a[4]), P<int32_t>(a[5]), L(a[6]), L(a[7]), L(a[8]), L(a[9]), L(a[10]),
-                    L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]), a.Length() > 16 && a[16].ToBoolean().Value(),
+                    L(a[11]), L(a[12]), F(a[13]), L(a[14]), F(a[15]), lowp_arg(a, 16),
                     a.Length() > 17 ? P<void>(a[17]) : nullptr, a.Length() > 18 && a[18].IsNumber() ? (int)L(a[18]) : BF16,
                     a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32);
   UNDEF CATCH(attention_forward) }
 FN(attention_backward) { TRY(attention_backward)
   COST(2.5 * attention_flops(L(a[10]), L(a[11]), L(a[12]), L(a[13]), L(a[15]), L(a[17])), 0)
   attention_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), P(a[6]), P(a[7]), P(a[8]), P<int32_t>(a[9]), L(a[10]),
-                     L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), L(a[17]), F(a[18]), a.Length() > 19 && a[19].ToBoolean().Value());
+                     L(a[11]), L(a[12]), L(a[13]), L(a[14]), L(a[15]), F(a[16]), L(a[17]), F(a[18]), lowp_arg(a, 19));
   UNDEF CATCH(attention_backward) }
 FN(lm_logp_forward) { TRY(lm_logp_forward)
   COST(2.0 * L(a[7]) * L(a[8]) * L(a[9]), 0)
@@ -253,7 +269,7 @@ FN(offload_release) { TRY(offload_release) offload_release((int)L(a[0])); UNDEF 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
   REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(read_async); REG(read_wait); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
-  REG(set_gemm_mode); REG(set_gemm_tuning); REG(set_skinny_gemm); REG(set_pdl); REG(set_decode_group); REG(gemm_stats); REG(set_attention_kernel); REG(num_threads); REG(profile); REG(profile_gemm_shapes); REG(set_profile);
+  REG(set_gemm_mode); REG(set_gemm_tuning); REG(set_skinny_gemm); REG(set_pdl); REG(set_decode_group); REG(gemm_stats); REG(set_attention_kernel); REG(attention_plan); REG(num_threads); REG(profile); REG(profile_gemm_shapes); REG(set_profile);
   REG(graph_begin); REG(graph_end); REG(graph_abort); REG(graph_launch); REG(graph_destroy);
   REG(gemm); REG(rms_norm_forward); REG(rms_norm_backward); REG(rope_forward); REG(glu_forward); REG(glu_backward);
   REG(embedding_forward); REG(embedding_backward); REG(binary); REG(scale); REG(sum_rows); REG(copy2d); REG(adamw);

@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(THREADS) attention_forward_kernel(float* o, fl
 #pragma unroll
   for (int rr = 0; rr < RPW; rr++) { m[rr] = -INFINITY; l[rr] = 0.f; for (int e = 0; e < NDL; e++) acc[rr][e] = 0.f; }
   long jend = min(S, i0 + BQ + off), jbeg = window > 0 ? max(0L, i0 + off - window + 1) : 0;
-  const long kv0 = b * kvStrideB;  // this batch row's first key/value element (k, v: f32, or bf16 in a KV cache)
+  const long kv0 = b * kvStrideB;  // this batch row's first key/value element (k, v: f32, or bf16/f16 in a KV cache)
   for (long j0 = (jbeg / BK) * BK; j0 < jend; j0 += BK) {
     __syncthreads();
     for (int idx = tid; idx < BK * DP; idx += THREADS) {
@@ -268,25 +268,25 @@ void launch_backward(float* dq, float* dk, float* dv, const float* dout, const f
 }  // namespace
 
 void attention_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* keyMask,
-                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, bool lowp,
+                       long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap, int lowp,
                        void* o16, int dt16, int dtKV) {
   if (B * T * Hq == 0) return;
-  if (dtKV != F32 && dtKV != BF16) throw std::runtime_error("aha cuda attention: keys and values must be f32 or bf16");
+  if (dtKV != F32 && dtKV != BF16 && dtKV != F16) throw std::runtime_error("aha cuda attention: keys and values must be f32, bf16 or f16");
   if (lowp && T > 1 && gemm_mode() == 0 &&
-      attention_tc_forward(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16, dtKV)) return;
+      attention_tc_forward(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16, dtKV, lowp)) return;
   AHA_DISPATCH_D(D, (launch_forward<N_>(o, lse, q, k, v, keyMask, B, T, S, Hq, Hkv, D, kvStrideB, scale, window, softcap, o16, dt16, dtKV)));
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
                         const float* q, const float* k, const float* v, const int32_t* keyMask,
-                        long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap, bool lowp) {
+                        long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap, int lowp) {
   if (B * T * Hq == 0) return;
   Scratch di((size_t)B * Hq * T * 4);
   long rows = B * T * Hq;
   attention_di_kernel<<<blocks_for(rows * 32, 256, 1L << 30), 256, 0, stream()>>>(di.as<float>(), dout, o, B, T, Hq, D);
   check_launch("attention_di");
   if (lowp && gemm_mode() == 0 &&
-      attention_tc_backward(dq, dk, dv, dout, lse, di.as<float>(), q, k, v, keyMask, B, T, S, Hq, Hkv, D, scale, window, softcap)) return;
+      attention_tc_backward(dq, dk, dv, dout, lse, di.as<float>(), q, k, v, keyMask, B, T, S, Hq, Hkv, D, scale, window, softcap, lowp)) return;
   AHA_DISPATCH_D(D, (launch_backward<N_>(dq, dk, dv, dout, lse, di.as<float>(), q, k, v, keyMask, B, T, S, Hq, Hkv, D, scale, window, softcap)));
 }
 

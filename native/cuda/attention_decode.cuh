@@ -19,7 +19,7 @@ constexpr int DEC_WARPS = 8;
   else if ((D) <= 256) { constexpr int N_ = 8; CALL; }           \
   else throw std::runtime_error("aha cuda attention: head dim " + std::to_string(D) + " > 256 is not supported");
 
-// What both decode attentions first work out: f32 key/value bases (null for bf16), whether 4-value loads fit (every
+// What both decode attentions first work out: f32 key/value bases (null for 16-bit), whether 4-value loads fit (every
 // key row aligned for them), the first key in the window, and whether this step's new key (kn, slot jnew) is seen,
 // by the rules of its slot (in a decode step it always is: it is the query's own position)
 struct DecodeKeys {
@@ -39,7 +39,7 @@ __device__ __forceinline__ DecodeKeys decode_keys(const void* k, const void* v, 
 }
 
 // Output row `row` (o[row·D + d], o16 the same in dt16, lse[row]) of the query qs (shared memory, DP = 32·NDL floats,
-// pre-scaled, zero beyond D) over keys/values k, v (f32 or bf16 as dtKV): key j of this row at element kv0 + j·rs,
+// pre-scaled, zero beyond D) over keys/values k, v (f32, bf16 or f16 as dtKV): key j of this row at element kv0 + j·rs,
 // visible where km[j] != 0 (km null: all) and j ≥ S - window (window > 0). strideOk: every key row of the cache is
 // 4-value aligned relative to the base (the 4-value loads are then taken where the base pointers allow).
 // kn, vn (shared memory, D floats, already rounded as the cache would hold them) with jnew: this step's key and value,
@@ -66,17 +66,16 @@ __device__ __forceinline__ void decode_attend(float* o, float* lse, void* o16, i
     const long j = j0 + lane;
     const bool ok = j < S && (!km || km[j] != 0) && j != jnew;
     float s = -INFINITY;
-    if (ok && !kb) {  // bf16 keys: 4 per 8-byte load where the head dim allows
-      const __nv_bfloat16* kr = (const __nv_bfloat16*)k + kv0 + j * rs;
+    if (ok && !kb) {  // 16-bit keys: 4 per 8-byte load where the head dim allows
+      const long kr = kv0 + j * rs;
       float a = 0.f;
       if (vec) {
         for (int d = 0; d < D; d += 4) {
-          const uint2 kw = *(const uint2*)(kr + d);
-          const float2 x01 = __bfloat1622float2(*(const __nv_bfloat162*)&kw.x), x23 = __bfloat1622float2(*(const __nv_bfloat162*)&kw.y);
-          a += qs[d] * x01.x + qs[d + 1] * x01.y + qs[d + 2] * x23.x + qs[d + 3] * x23.y;
+          const float4 x = load4_16(k, dtKV, kr + d);
+          a += qs[d] * x.x + qs[d + 1] * x.y + qs[d + 2] * x.z + qs[d + 3] * x.w;
         }
       } else {
-        for (int d = 0; d < D; d++) a += qs[d] * __bfloat162float(kr[d]);
+        for (int d = 0; d < D; d++) a += qs[d] * load_f(k, dtKV, kr + d);
       }
       s = softcap > 0 ? softcap * tanhf(a / softcap) : a;
     } else if (ok) {
@@ -108,7 +107,7 @@ __device__ __forceinline__ void decode_attend(float* o, float* lse, void* o16, i
 #pragma unroll
       for (int e = 0; e < NDL; e++) {
         const int d = lane + 32 * e;
-        if (d < D) acc[e] += pj * (vb ? vb[vr - kv0 + d] : __bfloat162float(((const __nv_bfloat16*)v)[vr + d]));
+        if (d < D) acc[e] += pj * (vb ? vb[vr - kv0 + d] : load_f(v, dtKV, vr + d));
       }
     }
   }
@@ -167,19 +166,18 @@ __device__ __forceinline__ void decode_attend_group(float* o, void* o16, int dt1
     float s[DEC_GMAX];
 #pragma unroll
     for (int g = 0; g < DEC_GMAX; g++) s[g] = 0.f;
-    if (ok && !kb) {  // bf16 keys: 4 per 8-byte load where the head dim allows
-      const __nv_bfloat16* kr = (const __nv_bfloat16*)k + kv0 + j * rs;
+    if (ok && !kb) {  // 16-bit keys: 4 per 8-byte load where the head dim allows
+      const long kr = kv0 + j * rs;
       if (vec) {
         for (int d = 0; d < D; d += 4) {
-          const uint2 kw = *(const uint2*)(kr + d);
-          const float2 x01 = __bfloat1622float2(*(const __nv_bfloat162*)&kw.x), x23 = __bfloat1622float2(*(const __nv_bfloat162*)&kw.y);
+          const float4 x = load4_16(k, dtKV, kr + d);
 #pragma unroll
           for (int g = 0; g < DEC_GMAX; g++)
-            if (g < G) s[g] += qs[g * DP + d] * x01.x + qs[g * DP + d + 1] * x01.y + qs[g * DP + d + 2] * x23.x + qs[g * DP + d + 3] * x23.y;
+            if (g < G) s[g] += qs[g * DP + d] * x.x + qs[g * DP + d + 1] * x.y + qs[g * DP + d + 2] * x.z + qs[g * DP + d + 3] * x.w;
         }
       } else {
         for (int d = 0; d < D; d++) {
-          const float x = __bfloat162float(kr[d]);
+          const float x = load_f(k, dtKV, kr + d);
 #pragma unroll
           for (int g = 0; g < DEC_GMAX; g++)
             if (g < G) s[g] += qs[g * DP + d] * x;
@@ -232,7 +230,7 @@ __device__ __forceinline__ void decode_attend_group(float* o, void* o16, int dt1
       for (int e = 0; e < NDL; e++) {
         const int d = lane + 32 * e;
         if (d < D) {
-          const float x = vb ? vb[vr - kv0 + d] : __bfloat162float(((const __nv_bfloat16*)v)[vr + d]);
+          const float x = vb ? vb[vr - kv0 + d] : load_f(v, dtKV, vr + d);
 #pragma unroll
           for (int g = 0; g < DEC_GMAX; g++)
             if (g < G) acc[g][e] += pj[g] * x;

@@ -12,6 +12,7 @@
 #include <string>
 #include <stdexcept>
 #include <algorithm>
+#include <type_traits>
 #include "kernels.h"
 
 namespace aha_cuda {
@@ -22,6 +23,15 @@ __device__ __forceinline__ float load_f(const void* p, int dt, long i) {
   if (dt == F16) return __half2float(((const __half*)p)[i]);
   if (dt == I32) return (float)((const int32_t*)p)[i];
   return ((const float*)p)[i];
+}
+
+// elements i .. i + 3 of a 16-bit buffer (bf16 or f16 as dt) as floats, in one 8-byte load (i a multiple of 4)
+__device__ __forceinline__ float4 load4_16(const void* p, int dt, long i) {
+  const uint2 w = *(const uint2*)((const uint16_t*)p + i);
+  float2 a, b;
+  if (dt == BF16) { a = __bfloat1622float2(*(const __nv_bfloat162*)&w.x); b = __bfloat1622float2(*(const __nv_bfloat162*)&w.y); }
+  else { a = __half22float2(*(const __half2*)&w.x); b = __half22float2(*(const __half2*)&w.y); }
+  return make_float4(a.x, a.y, b.x, b.y);
 }
 
 // element i of a 16-bit buffer (bf16 or f16) set to v, rounded to nearest even (the 16-bit copies of outputs that
@@ -124,35 +134,74 @@ __device__ __forceinline__ bool attention_visible(long i, long j, long T, long S
   return !km || km[j] != 0;
 }
 
-// D (16×8, f32) += A (16×16, bf16) · B (16×8, bf16) on tensor cores: PTX mma.sync m16n8k16, one warp. Fragments as
-// the PTX ISA lays them out, with g = lane / 4, t = lane % 4 and each 32-bit register two bf16 (lower index in the
-// low half): a[0] = A[g][2t, 2t+1], a[1] = A[g+8][2t, 2t+1], a[2] = A[g][2t+8, 2t+9], a[3] = A[g+8][2t+8, 2t+9];
-// b[0] = B[2t, 2t+1][g], b[1] = B[2t+8, 2t+9][g]; d[0], d[1] = D[g][2t, 2t+1], d[2], d[3] = D[g+8][2t, 2t+1].
-// (The CUDA emulator computes the same from every lane's fragments.)
-__device__ __forceinline__ void mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
-#ifdef __CUDACC_EMU__
-  ::emu::mma_bf16_16816(d, a, b);
+// ---- tensor cores: the 16-bit type T16 of a kernel's operands is bf16 (sm_80+) or f16 (sm_75+: Turing has no bf16
+// tensor-core instructions). A kernel templated on T16 compiles its body only in the passes that have T16's
+// instructions (tc_compiled) and traps elsewhere; the host launches it only where tc_runs(T16) (runtime.cu).
+template <class T16> __host__ __device__ constexpr bool is_bf16() { return std::is_same<T16, __nv_bfloat16>::value; }
+template <class T16> __host__ __device__ constexpr bool tc_compiled() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  return !is_bf16<T16>();
 #else
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  return true;
 #endif
 }
-// two floats as bf16 in one register (lo in the low half), rounded to nearest even
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+template <class T16> __host__ __device__ constexpr int dtype_of() { return is_bf16<T16>() ? BF16 : F16; }
+// v rounded to T16 (nearest even)
+template <class T16> __device__ __forceinline__ T16 to16(float v) {
+  if constexpr (is_bf16<T16>()) return __float2bfloat16(v);
+  else return __float2half(v);
+}
+// two floats as T16 in one register (lo in the low half), rounded to nearest even
+template <class T16> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
   uint32_t r;
-  memcpy(&r, &v, 4);
+  if constexpr (is_bf16<T16>()) { __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); memcpy(&r, &v, 4); }
+  else { __half2 v = __floats2half2_rn(lo, hi); memcpy(&r, &v, 4); }
   return r;
 }
-// two bf16 as one register
-__device__ __forceinline__ uint32_t pack_bf16(__nv_bfloat16 lo, __nv_bfloat16 hi) {
-  __nv_bfloat162 v;
-  v.x = lo;
-  v.y = hi;
-  uint32_t r;
-  memcpy(&r, &v, 4);
-  return r;
+// two T16 as one register
+template <class T16> __device__ __forceinline__ uint32_t pack2(T16 lo, T16 hi) {
+  uint16_t l, h;
+  memcpy(&l, &lo, 2);
+  memcpy(&h, &hi, 2);
+  return (uint32_t)l | ((uint32_t)h << 16);
+}
+
+// D (16×8, f32) += A (16×16, T16) · B (16×8, T16) on tensor cores: PTX mma.sync m16n8k16, one warp. Fragments as
+// the PTX ISA lays them out, with g = lane / 4, t = lane % 4 and each 32-bit register two T16 (lower index in the
+// low half): a[0] = A[g][2t, 2t+1], a[1] = A[g+8][2t, 2t+1], a[2] = A[g][2t+8, 2t+9], a[3] = A[g+8][2t+8, 2t+9];
+// b[0] = B[2t, 2t+1][g], b[1] = B[2t+8, 2t+9][g]; d[0], d[1] = D[g][2t, 2t+1], d[2], d[3] = D[g+8][2t, 2t+1].
+// Turing (sm_75) has m16n8k16 for neither type; f16 there is two m16n8k8, whose A fragment is a[0], a[1] (k 0..7)
+// then a[2], a[3] (k 8..15) and whose B fragment is b[0], then b[1]. (The CUDA emulator computes the same from every
+// lane's fragments, with Turing's two steps where it is compiled as sm_75.)
+template <class T16> __device__ __forceinline__ void mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  if constexpr (is_bf16<T16>()) {
+    __trap();  // (never launched: tc_compiled)
+  } else {
+#ifdef __CUDACC_EMU__
+    ::emu::mma_f16_1688(d, a, b);
+    ::emu::mma_f16_1688(d, a + 2, b + 1);
+#else
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(b[0]));
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[2]), "r"(a[3]), "r"(b[1]));
+#endif
+  }
+#elif defined(__CUDACC_EMU__)
+  ::emu::mma_16816(d, a, b, dtype_of<T16>());
+#else
+  if constexpr (is_bf16<T16>())
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 // gated activations: 0 = silu, 1 = gelu (tanh approximation), and their derivatives

@@ -380,7 +380,7 @@ void qkv_attention_decode(float* o, void* o16, int dt16, void* kc, void* vc, int
                           const float* kNorm, float eps, float offset, const float* cs, const float* sn, long rot, long B, long Hq,
                           long Hkv, long D, const int32_t* keyMask, long S, long kvStrideB, float scale, long window, float softcap) {
   if (B * Hq == 0) return;
-  if (dtKV != F32 && dtKV != BF16) throw std::runtime_error("qkv_attention_decode: keys and values must be f32 or bf16");
+  if (dtKV != F32 && dtKV != BF16 && dtKV != F16) throw std::runtime_error("qkv_attention_decode: keys and values must be f32, bf16 or f16");
   if (Hkv < 1 || Hq % Hkv || kvStrideB % (Hkv * D)) throw std::runtime_error("qkv_attention_decode: bad heads or cache stride");
   const long r = qkv_rank(lq, lk, lv, "qkv_attention_decode");
   const long G = Hq / Hkv, rpad = (r + 3) / 4 * 4;

@@ -283,6 +283,11 @@ bool gemm_product(float* C, const void* A, int dtA, const void* B, int dtB, long
     { Scratch t((size_t)eA * 4); convert_in_gemm(t.p, F32, A, ta, eA); std::swap(sa.p, t.p); pa = sa.p; ta = F32; }
     { Scratch t((size_t)eB * 4); convert_in_gemm(t.p, F32, B, tb, eB); std::swap(sb.p, t.p); pb = sb.p; tb = F32; }
   }
+  // cuBLAS would run bf16 on Turing without tensor cores, many times slower: a bf16 operand there is a path that
+  // should have been f16 (models load bf16 weights as f16 on such GPUs), so it is an error rather than a slow GEMM
+  if (ta == BF16 && !tc_runs(BF16))
+    throw std::runtime_error("aha cuda gemm: bf16 operands on " + device_caps().name + " (sm_" + std::to_string(device_caps().cc) +
+                             "), which has no bf16 tensor cores: keep 16-bit weights in f16 there (the model loader does), or use the exact GEMM mode");
   int compute = (ta == F32 && (g_mode == 2 || (g_mode == 0 && fast))) ? COMPUTE_32F_FAST_TF32 : COMPUTE_32F;
   // column-major: C' (N × M, ld ldc) = op(B)' (N × K) · op(A)' (K × M)
   const auto aligned = [](const void* p) { return ((uintptr_t)p & 255) == 0; };  // what Lt's heuristic assumes by default

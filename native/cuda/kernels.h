@@ -16,6 +16,19 @@ inline int bytes_of(int dt) { return dt == F32 || dt == I32 ? 4 : 2; }  // bytes
 // device runtime (runtime.cu)
 std::string init_device(std::string* name, size_t* total_mem, int* cc);
 bool ready();
+// what init_device read from the device: the kernels' choices follow it (tile sizes by the shared memory a block may
+// have, tensor-core types by compute capability, K splits by SM count)
+struct DeviceCaps {
+  std::string name;
+  int cc = 0;             // compute capability, major · 10 + minor
+  int sms = 0;
+  size_t mem = 0;         // bytes of device memory
+  size_t smem_optin = 0;  // bytes of shared memory a block may have (opted in)
+  int code_arch = 0;      // the architecture of the module's code the device runs (sm_XX of the fat binary; 0: unknown)
+};
+const DeviceCaps& device_caps();
+bool tc_runs(int dt16);  // tensor-core instructions for this 16-bit type on the device: f16 from sm_75, bf16 from sm_80
+std::string device_summary();  // one line: the device and what the backend chose for it
 void* raw_alloc(size_t n);
 void raw_free(void* p);
 void memory_report(double* out /* allocated, peak, buffers, reserved, peak_reserved, largest block since reset_peak */);
@@ -98,21 +111,26 @@ double grpo_loss(float* dlogp, const float* logp, const float* old, const float*
 // o16: o rounded to dt16 as well (o_proj's input); dtKV: k and v's dtype (f32, or bf16 in a KV cache)
 void attention_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* keyMask,
                        long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
-                       bool lowp = false, void* o16 = nullptr, int dt16 = BF16, int dtKV = F32);
+                       int lowp = 0, void* o16 = nullptr, int dt16 = BF16, int dtKV = F32);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
                         const float* q, const float* k, const float* v, const int32_t* keyMask,
-                        long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap, bool lowp = false);
-// lowp: bf16 tensor cores (attention_tc.cu) when the GEMM mode is the default one and the head dim allows; these two
-// return false when they cannot run (the caller then runs the f32 kernels)
+                        long B, long T, long S, long Hq, long Hkv, long D, float scale, long window, float softcap, int lowp = 0);
+// lowp: 0, or BF16 / F16: tensor cores in that type (attention_tc.cu) when the GEMM mode is the default one, the device
+// has them, and the head dim and the device's shared memory allow; these two return false when they cannot run (the
+// caller then runs the f32 kernels)
 // the tensor-core attention kernels: 0 WMMA (default), 1 mma.sync (attention_tc.cu; AHA_ATTENTION=mma)
 void set_attention_kernel(int which);
 int attention_kernel();
+enum TcPair : int { TC_NONE = 0, TC_WMMA = 1, TC_MMA = 2 };
+// the pair a head dim's forward or backward runs with smemOptin bytes of shared memory a block (preferred: 0 WMMA, 1 mma.sync)
+int attention_tc_pair(long D, bool backward, size_t smemOptin, int preferred);
+std::string attention_tc_summary();  // what each head dim runs on this device
 bool attention_tc_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* keyMask,
                           long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
-                          void* o16 = nullptr, int dt16 = BF16, int dtKV = F32);
+                          void* o16, int dt16, int dtKV, int t16);
 bool attention_tc_backward(float* dq, float* dk, float* dv, const float* dout, const float* lse, const float* di, const float* q,
                            const float* k, const float* v, const int32_t* keyMask, long B, long T, long S, long Hq, long Hkv, long D,
-                           float scale, long window, float softcap);
+                           float scale, long window, float softcap, int t16);
 void lm_logp_forward(float* logp, float* lse, float* entropy, const float* h, const void* W, int dtW,
                      const int32_t* targets, long N, long C, long V, float invTemp, float softcap);
 void lm_logp_backward(float* dh, float* dW, const float* dlogp, const float* lse, const float* h, const void* W, int dtW,

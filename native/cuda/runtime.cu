@@ -16,7 +16,6 @@ namespace aha_cuda {
 
 namespace {
 cudaStream_t g_stream = nullptr;
-int g_sms = 0;
 bool g_ready = false;
 std::string g_error = "CUDA backend not initialised";
 
@@ -58,16 +57,33 @@ void check(cudaError_t e, const char* what) {
 }
 
 cudaStream_t stream() { return g_stream; }
-int num_sms() { return g_sms; }
+namespace {
+DeviceCaps g_caps;
+__global__ void probe_kernel() {}  // its attributes say which of the module's architectures the device runs
+}  // namespace
+const DeviceCaps& device_caps() { return g_caps; }
+int num_sms() { return g_caps.sms; }
+bool tc_runs(int dt16) { return dt16 == F16 ? g_caps.cc >= 75 : dt16 == BF16 && g_caps.cc >= 80; }
 // programmatic dependent launch (launch_pdl in common.cuh): asked for with AHA_PDL=1 or set_pdl, used on sm_90+
 bool g_pdl = env_is("AHA_PDL", "1");
-int g_cc = 0;
-bool pdl_enabled() { return g_pdl && g_cc >= 90; }
+bool pdl_enabled() { return g_pdl && g_caps.cc >= 90; }
 void set_pdl(bool on) { g_pdl = on; }
 
-// Returns "" on success, else why the backend cannot run (no device, old driver, ...).
+// the oldest architecture the kernels are written for: Turing (f16 tensor cores, mma.sync m16n8k8)
+constexpr int MIN_CC = 75;
+// the architectures the module was built for (native/cuda/CMakeLists.txt defines it; the emulator has one)
+#ifdef __CUDACC_EMU__
+#define AHA_STR_(x) #x
+#define AHA_STR(x) AHA_STR_(x)
+#define AHA_CUDA_ARCHS_BUILT "__CUDA_ARCH__ " AHA_STR(__CUDA_ARCH__) " (the emulator)"
+#elif !defined(AHA_CUDA_ARCHS_BUILT)
+#define AHA_CUDA_ARCHS_BUILT "unknown architectures"
+#endif
+
+// Returns "" on success, else why the backend cannot run (no device, a GPU older than Turing, a module without code
+// for it, ...).
 std::string init_device(std::string* name, size_t* total_mem, int* cc) {
-  if (g_ready) { cudaDeviceProp p; cudaGetDeviceProperties(&p, 0); *name = p.name; *total_mem = p.totalGlobalMem; *cc = p.major * 10 + p.minor; return ""; }
+  if (g_ready) { *name = g_caps.name; *total_mem = g_caps.mem; *cc = g_caps.cc; return ""; }
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {
@@ -80,14 +96,44 @@ std::string init_device(std::string* name, size_t* total_mem, int* cc) {
   if ((e = cudaSetDevice(dev)) != cudaSuccess) { g_error = std::string("cudaSetDevice: ") + cudaGetErrorString(e); return g_error; }
   cudaDeviceProp p;
   cudaGetDeviceProperties(&p, dev);
-  if (p.major < 8) { g_error = std::string("device ") + p.name + " is older than sm_80"; return g_error; }
+  const int c = p.major * 10 + p.minor;
+  const std::string sm = "sm_" + std::to_string(c);
+  if (c < MIN_CC) {
+    g_error = std::string(p.name) + " (compute capability " + std::to_string(p.major) + "." + std::to_string(p.minor) + ", " + sm +
+              ") is older than Turing (sm_75): aha's CUDA kernels need a T4, an RTX 20 series or a newer GPU";
+    return g_error;
+  }
+  // a module built without code this device can run (AHA_CUDA_ARCH left it out, and no PTX it can compile) fails here
+  cudaFuncAttributes fa{};
+  if ((e = cudaFuncGetAttributes(&fa, probe_kernel)) != cudaSuccess) {
+    cudaGetLastError();
+    g_error = std::string("aha_cuda.node has no code for ") + p.name + " (" + sm + "): it was built for " AHA_CUDA_ARCHS_BUILT
+              " (" + cudaGetErrorString(e) + "); rebuild with AHA_CUDA_ARCH unset (every architecture) or including " + std::to_string(c);
+    return g_error;
+  }
   if ((e = cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking)) != cudaSuccess) { g_error = std::string("stream: ") + cudaGetErrorString(e); return g_error; }
-  g_sms = p.multiProcessorCount;
-  g_cc = p.major * 10 + p.minor;
-  *name = p.name; *total_mem = p.totalGlobalMem; *cc = p.major * 10 + p.minor;
+  g_caps.name = p.name;
+  g_caps.cc = c;
+  g_caps.sms = p.multiProcessorCount;
+  g_caps.mem = p.totalGlobalMem;
+  g_caps.smem_optin = p.sharedMemPerBlockOptin;
+  g_caps.code_arch = fa.binaryVersion;
+  *name = p.name; *total_mem = p.totalGlobalMem; *cc = c;
   g_ready = true;
   g_error = "";
   return "";
+}
+
+std::string device_summary() {
+  const DeviceCaps& d = g_caps;
+  char mem[32];
+  snprintf(mem, sizeof mem, "%.1f GiB", d.mem / 1073741824.0);
+  std::string s = d.name + ": sm_" + std::to_string(d.cc) + " (running the module's sm_" + std::to_string(d.code_arch) + " code), " +
+                  std::to_string(d.sms) + " SMs, " + mem + ", " + std::to_string(d.smem_optin >> 10) + " KiB shared memory a block; ";
+  s += tc_runs(BF16) ? "bf16 and f16 tensor cores" : "f16 tensor cores, no bf16 (bf16 weights load as f16, range-checked)";
+  s += "; attention on tensor cores by head dim (forward / backward) " + attention_tc_summary();
+  s += pdl_enabled() ? "; PDL on" : g_caps.cc >= 90 ? "; PDL available (AHA_PDL=1)" : "; no PDL (sm_90+)";
+  return s;
 }
 bool ready() { return g_ready; }
 const std::string& last_error() { return g_error; }

@@ -33,10 +33,12 @@ export function runDryRun(configPath: string, a: DryRunArgs, out: NodeJS.Writabl
   const cfg = loadConfigFile(configPath, a.device ? { device: a.device } : {});
   const x = planInputOf(cfg), p = planMemory(x), m = x.cfg;
   const GiB = 2 ** 30, g = (b: number) => (b / GiB).toFixed(2).padStart(7);
-  let budget: number | null = null, budgetName = "";
+  let budget: number | null = null, budgetName = "", cc = 0;
   if (a.gpuMemory) { budget = parseMemorySize(a.gpuMemory); budgetName = `--gpu-memory ${a.gpuMemory}`; }
-  else if (a.gpu) { const card = gpuByName(a.gpu); budget = card.memory; budgetName = card.name; }
-  else if (cfg.device === "cuda" && cudaInfo().ok && cudaInfo().totalMemory) { budget = cudaInfo().totalMemory!; budgetName = `this machine's ${cudaInfo().name}`; }
+  else if (a.gpu) { const card = gpuByName(a.gpu); budget = card.memory; budgetName = card.name; cc = card.cc; }
+  else if (cfg.device === "cuda" && cudaInfo().ok && cudaInfo().totalMemory) {
+    budget = cudaInfo().totalMemory!; budgetName = `this machine's ${cudaInfo().name}`; cc = cudaInfo().computeCapability ?? 0;
+  }
   const w = (s: string) => out.write(s + "\n");
   const q = x.fourBit ? `4-bit base (${x.fourBit.type}${x.fourBit.doubleQuant ? ", double quant" : ""})` : `${String(m.raw.torch_dtype ?? m.raw.dtype ?? "float32")} base`;
   const trained = x.lora ? `LoRA r=${x.lora.r} on ${JSON.stringify(x.lora.targetModules)} (${(loraParams(m, x.lora.r, x.lora.targetModules) / 1e6).toFixed(1)}M parameters)` : "full fine-tuning";
@@ -56,6 +58,10 @@ export function runDryRun(configPath: string, a: DryRunArgs, out: NodeJS.Writabl
   }
   const need = p.peak * HEADROOM.factor + HEADROOM.bytes;
   w(`budget: ${(budget / GiB).toFixed(2)} GiB (${budgetName}); the peak needs about ${(need / GiB).toFixed(2)} GiB with the CUDA context and allocator slack`);
+  // the card's 16-bit mode (native/cuda: bf16 tensor cores from sm_80; Turing computes in fp16, same bytes a value)
+  const bf16Base = !x.fourBit && /^(bfloat16|bf16)$/.test(String(m.raw.torch_dtype ?? m.raw.dtype ?? ""));
+  if (cc && cc < 80 && (bf16Base || x.fourBit?.computeDtype === "bf16"))
+    w(`sm_${cc} has no bf16 tensor cores: ${bf16Base ? "the bf16 weights load as fp16 (the same memory, range-checked) and " : ""}the products run in fp16`);
   const best = largestMicroBatch(x, budget);
   if (best > 0) w(`largest micro-batch that fits: per_device_train_batch_size ${best} (the config has ${x.micro})`);
   if (!fits(p.peak, budget)) {

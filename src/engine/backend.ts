@@ -49,6 +49,12 @@ export interface Backend {
    */
   gemmActivationDtype?(weight: DType): DType;
   /**
+   * The dtype weights stored as `stored` (a 16-bit type) are kept in on this device: CUDA on a GPU without bf16
+   * tensor cores (Turing, sm_75) keeps bf16 checkpoints as f16 (models/weights.ts converts them, range-checked).
+   * Absent: as stored.
+   */
+  weightDtype?(stored: DType): DType;
+  /**
    * Graphs, where the device has them (CUDA): run fn once capturing every kernel it enqueues instead of running
    * them, and return a graph that replays them on the same buffers. fn must not write, read or synchronise.
    * discard: called with fn's result when the capture fails after fn returned (its tensors are then nobody's).

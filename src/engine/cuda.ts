@@ -16,8 +16,15 @@ export interface CudaInfo {
   error?: string;
   name?: string;
   totalMemory?: number;
+  /** major · 10 + minor (75 for a T4, 90 for an H100) */
   computeCapability?: number;
   sms?: number;
+  /** bytes of shared memory a block may have (tile sizes follow it) */
+  smemPerBlock?: number;
+  /** bf16 tensor cores (sm_80+); false on Turing, whose 16-bit mode is f16 */
+  bf16?: boolean;
+  /** one line: the device and what the backend chose for it (printed once when the backend registers) */
+  summary?: string;
 }
 
 /** Memory report of the CUDA backend: the Backend fields plus what the allocator holds from the driver. */
@@ -46,6 +53,7 @@ interface CudaAddon extends Kernels {
   set_decode_group(on: boolean): void;
   gemm_stats(): { tuned: number; changed: number; skinny: number };
   set_attention_kernel(which: number): void;
+  attention_plan(D: number, backward: boolean, smemPerBlock?: number): "wmma" | "mma" | "f32";
   profile(): Record<string, [number, number, number, number]>;
   profile_gemm_shapes(): Record<string, [number, number, number, number]>;
   set_profile(on: boolean): void;
@@ -243,6 +251,18 @@ class CudaBackend implements Backend {
   setAttentionKernel(which: "wmma" | "mma"): void {
     this.m.set_attention_kernel(which === "mma" ? 1 : 0);
   }
+  /**
+   * Which tensor-core attention kernels a head dim's forward or backward runs in the 16-bit modes on this device:
+   * the chosen pair ("wmma" by default) where its tiles fit the shared memory a block may have (smemPerBlock: this
+   * device's, or another's to see its choice), else the other pair, else "f32" (native/cuda/attention_tc.cu).
+   */
+  attentionPlan(D: number, backward: boolean, smemPerBlock?: number): "wmma" | "mma" | "f32" {
+    return this.m.attention_plan(D, backward, smemPerBlock);
+  }
+  /** bf16 weights are kept as f16 where the GPU has no bf16 tensor cores (Turing) */
+  weightDtype(stored: DType): DType {
+    return stored === "bf16" && info?.bf16 === false ? "f16" : stored;
+  }
   /** in the default mode a GEMM of f32 activations by 16-bit weights runs on the weights' type (native/cuda/gemm.cu) */
   gemmActivationDtype(weight: DType): DType {
     return this.gemmMode === "bf16" && (weight === "bf16" || weight === "f16") ? weight : "f32";
@@ -257,6 +277,8 @@ export function registerCudaBackend(): boolean {
   if (!cudaInfo().ok) return false;
   backend = new CudaBackend(addon!);
   registerBackend(backend);
+  // what the backend chose for this GPU, once per process (AHA_QUIET=1: not at all)
+  if (info?.summary && process.env.AHA_QUIET !== "1") process.stderr.write(`aha cuda: ${info.summary}\n`);
   return true;
 }
 

@@ -40,10 +40,10 @@ export interface CpuAddon {
   adamw(p: F32, m: F32, v: F32, g: F32, n: number, lr: number, b1: number, b2: number, eps: number, wd: number, step: number): void;
   sum_squares(x: F32, n: number): number;
   attention_forward(o: F32, lse: F32 | null, q: F32, k: F32 | Uint16Array, v: F32 | Uint16Array, keyMask: I32 | null, B: number, T: number, S: number,
-    Hq: number, Hkv: number, D: number, kvStrideB: number, scale: number, window: number, softcap: number, lowp?: boolean,
+    Hq: number, Hkv: number, D: number, kvStrideB: number, scale: number, window: number, softcap: number, lowp?: boolean | number,
     o16?: Uint16Array | null, dt16?: number, dtKV?: number): void;
   attention_backward(dq: F32, dk: F32, dv: F32, dout: F32, o: F32, lse: F32, q: F32, k: F32, v: F32, keyMask: I32 | null,
-    B: number, T: number, S: number, Hq: number, Hkv: number, D: number, scale: number, window: number, softcap: number, lowp?: boolean): void;
+    B: number, T: number, S: number, Hq: number, Hkv: number, D: number, scale: number, window: number, softcap: number, lowp?: boolean | number): void;
   lm_logp_forward(logp: F32, lse: F32, entropy: F32 | null, h: F32, W: Any, dtW: number, targets: I32, N: number, C: number,
     V: number, invTemp: number, softcap: number): void;
   lm_logp_backward(dh: F32, dW: F32 | null, dlogp: F32, lse: F32, h: F32, W: Any, dtW: number, targets: I32, N: number,

@@ -144,9 +144,20 @@ export class Q4Weight extends Tensor {
     super(shape, "q4", buf, backend);
   }
 
-  /** Upload host parts to a backend. */
-  static fromParts(p: Q4Parts, backend: Backend, computeDtype: "f32" | "bf16" | "f16"): Q4Weight {
-    checkQ4Parts(p, "Q4Weight");
+  /**
+   * Upload host parts to a backend. computeDtype is what the products should run in; the device may keep another
+   * (deviceComputeDtype: bf16 becomes f16 on a GPU without bf16 tensor cores). Products in f16 need every dequantised
+   * value inside f16's range: a weight beyond it is an error naming `what`, never an Inf.
+   */
+  static fromParts(p: Q4Parts, backend: Backend, computeDtype: "f32" | "bf16" | "f16", what = "Q4Weight"): Q4Weight {
+    checkQ4Parts(p, what);
+    const cd = deviceComputeDtype(computeDtype, backend);
+    if (cd === "f16") {
+      const largest = q4Largest(p);
+      if (!(largest <= F16_MAX))
+        throw new Error(`${what}: 4-bit values up to |x| = ${largest.toExponential(3)}, beyond fp16's range (65504), and the products run in fp16` +
+          `${cd !== computeDtype ? " (this GPU has no bf16 tensor cores: Turing)" : ""}; use compute dtype f32 (bnb_4bit_compute_dtype: float32)`);
+    }
     const side = (t: Tensor) => t.setCategory("weights").keep();
     const buf = backend.alloc("q4", numelOf(p.shape), false);
     backend.write(buf, p.packed);
@@ -154,7 +165,7 @@ export class Q4Weight extends Tensor {
     const code = side(fromHost(p.code, [16], "f32", backend));
     const nested = p.nested ? { absmax: side(fromHost(p.nested.absmax, [p.nested.absmax.length], "f32", backend)),
       code: side(fromHost(p.nested.code, [256], "f32", backend)), offset: p.nested.offset } : null;
-    return new Q4Weight(p.shape, buf, backend, p.type, p.dtype, absmax, code, nested, computeDtype);
+    return new Q4Weight(p.shape, buf, backend, p.type, p.dtype, absmax, code, nested, cd);
   }
 
   /** A weight of this shape and settings whose values are undefined: memory planning without weights (models/weights.ts ShapeOnlyWeights). */
@@ -162,7 +173,8 @@ export class Q4Weight extends Tensor {
     const nb = Math.ceil(numelOf(shape) / Q4_BLOCK), side = (t: Tensor) => t.setCategory("weights").keep();
     const absmax = side(empty([nb], doubleQuant ? "u8" : "f32", backend)), code = side(empty([16], "f32", backend));
     const nested = doubleQuant ? { absmax: side(empty([Math.ceil(nb / Q4_NESTED_BLOCK)], "f32", backend)), code: side(empty([256], "f32", backend)), offset: 0 } : null;
-    return new Q4Weight(shape, backend.alloc("q4", numelOf(shape), false), backend, type, wdtype, absmax, code, nested, computeDtype);
+    return new Q4Weight(shape, backend.alloc("q4", numelOf(shape), false), backend, type, wdtype, absmax, code, nested,
+      deviceComputeDtype(computeDtype, backend));
   }
 
   /** The seven kernel arguments of this weight (native/cpu/q4.h's Q4): packed, absmax, nested, code, ncode, offset, dtype. */
@@ -190,6 +202,30 @@ export class Q4Weight extends Tensor {
     this.nested?.absmax.dispose();
     this.nested?.code.dispose();
   }
+}
+
+const F16_MAX = 65504;
+
+/** The type a device runs a 4-bit weight's products in: bf16 becomes f16 where it has no bf16 tensor cores (Backend.weightDtype). */
+function deviceComputeDtype(dt: "f32" | "bf16" | "f16", backend: Backend): "f32" | "bf16" | "f16" {
+  return (backend.weightDtype?.(dt) ?? dt) as "f32" | "bf16" | "f16";
+}
+
+/** The largest |value| a weight dequantises to, rounded to its dtype: its largest block scale times its largest |code|. */
+export function q4Largest(p: Q4Parts): number {
+  let amax = 0;
+  if (p.nested) {
+    const { absmax, code, offset } = p.nested, f = Math.fround;
+    for (let b = 0; b < p.absmax.length; b++) amax = Math.max(amax, Math.abs(f(f(code[p.absmax[b]] * absmax[(b / Q4_NESTED_BLOCK) | 0]) + offset)));
+  } else for (const a of p.absmax) amax = Math.max(amax, Math.abs(a));
+  let cmax = 0;
+  for (const c of p.code) cmax = Math.max(cmax, Math.abs(c));
+  const v = Math.fround(amax * cmax);
+  if (p.dtype === "f32" || v === 0 || !Number.isFinite(v)) return v;
+  // round to the weight's 16-bit type as the kernels do (to nearest even): bf16 keeps 8 significant bits, f16 11
+  const bits = p.dtype === "bf16" ? 8 : 11, e = Math.floor(Math.log2(v)), ulp = 2 ** (e - bits + 1);
+  const q = v / ulp, r = Math.floor(q), frac = q - r;
+  return (frac > 0.5 || (frac === 0.5 && r % 2 === 1) ? r + 1 : r) * ulp;
 }
 
 /** A u8 tensor [n] holding these bytes. */

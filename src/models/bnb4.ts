@@ -155,7 +155,7 @@ export function loadLinearWeight(ws: WeightStore | ShapeOnlyWeights, name: strin
     const { x, dtype } = hostValues(f, name);
     parts = quantize4(x, dtype, shape, { type: q!.type, doubleQuant: q!.doubleQuant });
   }
-  const w = Q4Weight.fromParts(parts, defaultBackend(), q?.computeDtype ?? "bf16");
+  const w = Q4Weight.fromParts(parts, defaultBackend(), q?.computeDtype ?? "bf16", `${f.path}: tensor '${name}'`);
   w.name = name;
   return w.setCategory("weights").keep();
 }

@@ -148,7 +148,7 @@ export interface FusedStep {
   fold: boolean;
   rope(l: number): { cos: Tensor; sin: Tensor };
   keys(l: number): { mask: Tensor | null; window: number };
-  lowPrecision: boolean;
+  lowPrecision: false | "bf16" | "f16";
 }
 
 /** The rows [r0, r0 + n) of a LoRA term's output (its B's rows): one section of a fused projection. */

@@ -1,7 +1,8 @@
 // Key/value cache for generation: per layer, keys and values [B, capacity, Hkv, D], the first `length`
 // positions valid, plus the key padding mask [B, capacity] (1 = real token). Sequences can be dropped
-// (compaction) when they finish, so they stop costing compute. Values are f32, or bf16 (half the memory and the
-// bandwidth decode attention reads) where the model's GEMMs take bf16 activations anyway (CausalLM.kvDtype).
+// (compaction) when they finish, so they stop costing compute. Values are f32, or bf16 / f16 (half the memory and the
+// bandwidth decode attention reads) where the model's GEMMs take such activations anyway (CausalLM.kvDtype; f16 on
+// Turing GPUs, which keep bf16 weights as f16).
 import { fromHost, zeros, type DType, type Tensor } from "../engine/index.ts";
 import { DTYPE_BYTES, DTYPE_CODE } from "../engine/dtype.ts";
 import type { ModelConfig } from "./config.ts";
@@ -13,7 +14,7 @@ export class KVCache {
   mask: Int32Array;
   length = 0;
 
-  constructor(readonly cfg: ModelConfig, public batch: number, readonly capacity: number, readonly dtype: "f32" | "bf16" = "f32") {
+  constructor(readonly cfg: ModelConfig, public batch: number, readonly capacity: number, readonly dtype: "f32" | "bf16" | "f16" = "f32") {
     for (let l = 0; l < cfg.layers; l++) {
       this.k.push(zeros([batch, capacity, cfg.kvHeads, cfg.headDim], dtype).setCategory("kv_cache").keep());
       this.v.push(zeros([batch, capacity, cfg.kvHeads, cfg.headDim], dtype).setCategory("kv_cache").keep());

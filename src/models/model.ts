@@ -94,6 +94,9 @@ export class CausalLM {
    *  rather than by GEMMs (9 kernels per layer instead of 13); AHA_FOLD_LORA_DOWN=0 turns that off (to compare) */
   foldLoraDown = process.env.AHA_FOLD_LORA_DOWN !== "0";
   dropoutRng: () => number = Math.random;
+  /** bf16 weights kept as f16 for the device (Turing has no bf16 tensor cores): tensors converted at load, and their
+   *  values below f16's smallest subnormal that became 0 (models/weights.ts; a value beyond f16's range is an error) */
+  weightsToF16 = { tensors: 0, flushed: 0 };
 
   private constructor(readonly config: ModelConfig) {}
 
@@ -160,15 +163,18 @@ export class CausalLM {
       m.layers.push(layer);
     }
     if (opts.adapter) m.adapter = LoraAdapter.load(opts.adapter, m.linearShapes());
+    if (ws instanceof WeightStore) m.weightsToF16 = ws.toF16;
     return m;
   }
 
   /**
-   * The dtype a KV cache for this model should hold: bf16 where the backend's GEMMs round activations to bf16 anyway
-   * (CUDA's default with bf16 weights; keys and values then come from such GEMMs), f32 otherwise (the CPU, exact mode).
+   * The dtype a KV cache for this model should hold: the weights' 16-bit type where the backend's GEMMs round
+   * activations to it anyway (CUDA's default with bf16 weights, or f16 ones: Turing keeps bf16 weights as f16; keys
+   * and values then come from such GEMMs), f32 otherwise (the CPU, exact mode).
    */
-  kvDtype(): "f32" | "bf16" {
-    return this.lowInputs() === "bf16" ? "bf16" : "f32";
+  kvDtype(): "f32" | "bf16" | "f16" {
+    const dt = this.lowInputs();
+    return dt === "bf16" || dt === "f16" ? dt : "f32";
   }
 
   /** The next forward's dropout seed, [1] i32 on the device, from `dropoutRng`. */
@@ -185,6 +191,12 @@ export class CausalLM {
     const W = this.layers[0]?.linears.values().next().value?.W;
     const wdt = W ? gemmDtypeOf(W) : "f32";
     return gemmTakes16(this.embed.backend, wdt) ? wdt : null;
+  }
+
+  /** The 16-bit type attention may compute in on tensor cores: the weights' (false for an f32 model). */
+  private attention16(): false | "bf16" | "f16" {
+    const dt = this.embed.dtype;
+    return dt === "bf16" || dt === "f16" ? dt : false;
   }
 
   /** Every linear module: name → [in, out]. */
@@ -317,7 +329,7 @@ export class CausalLM {
     const plan = kv && this.fusedDecode && !isGradEnabled() ? fusedPlan(cfg, this.layers, adapter) : null;
     if (plan)
       return fusedLayers(x, this.layers, plan, this.finalNorm, { cfg, low: this.lowInputs(), B, T, S, cache: kv!.cache, rows: kv!.rows, fold: this.foldLoraDown,
-        rope: (l) => inputs.rope(cfg.ropeByLayer[l]), keys: (l) => inputs.keys(cfg.windowByLayer[l]), lowPrecision: this.embed.dtype !== "f32" });
+        rope: (l) => inputs.rope(cfg.ropeByLayer[l]), keys: (l) => inputs.keys(cfg.windowByLayer[l]), lowPrecision: this.attention16() });
     // LoRA dropout while training: one device seed per forward, one salt per (layer, module)
     const seed = this.dropout > 0 && isGradEnabled() ? (inputs.dropoutSeed ?? this.drawDropoutSeed()) : null;
     const low = this.lowInputs(); // the projections' inputs get 16-bit copies where their GEMMs take those
@@ -360,7 +372,7 @@ export class CausalLM {
         [q, k] = ropePair(reshape(q, [N, Hq, D]), reshape(k, [N, Hkv, D]), cos, sin, cfg.rotaryDim);
         v = reshape(v, [N, Hkv, D]);
         const aOpts = { B, T, Hq, Hkv, D, scale: cfg.attnScale, window: keys.window, softcap: cfg.attnSoftcap, keyMask: keys.mask,
-          lowPrecision: this.embed.dtype !== "f32" };
+          lowPrecision: this.attention16() };
         const attend = (k: Tensor, v: Tensor, opts: AttentionOpts): [Tensor, Tensor | null] =>
           low ? attention16(q, k, v, opts, low) : [attention(q, k, v, opts), null];
         let a: Tensor, a16: Tensor | null;
