@@ -1,4 +1,4 @@
-// CUDA's default GEMM mode, emulated on the CPU backend (whose GEMMs are exact): a GEMM of f32 activations by
+// CUDA's default GEMM mode, emulated on the CPU backend (its GEMMs in their exact mode): a GEMM of f32 activations by
 // 16-bit weights rounds the activations to bf16 first, one of f32 by f32 that asks for speed (LoRA) runs in TF32; with `ask16` the backend also says so
 // (gemmActivationDtype), so the model hands its GEMMs inputs already rounded (rmsNorm16, attention16, glu16).
 // Shared by test/gemm-inputs.test.ts and test/bf16-mode.test.ts.
@@ -13,10 +13,30 @@ function roundTf32(a: Float32Array): Float32Array {
   return out;
 }
 
-/** Run fn so on the CPU backend; returns its result and the conversions made (inside GEMMs and by convert). */
+type CpuBe = Backend & { k: Record<string, (...a: unknown[]) => unknown>; getGemmMode(): "bf16" | "exact"; setGemmMode(m: "bf16" | "exact"): void };
+
+/** Run fn with the CPU backend's GEMMs exact (its GEMM mode "exact"), restoring the mode after. */
+export function exactCpu<T>(fn: () => T): T {
+  const be = defaultBackend() as CpuBe;
+  if (be.device !== "cpu") throw new Error("exactCpu: the CPU backend only");
+  const mode = be.getGemmMode();
+  be.setGemmMode("exact");
+  try {
+    return fn();
+  } finally {
+    be.setGemmMode(mode);
+  }
+}
+
+/** Run fn so on the CPU backend (its GEMMs exact, the wrapper rounding); returns its result and the conversions made
+ *  (inside GEMMs and by convert). */
 export function emulated<T>(ask16: boolean, fn: () => T): [T, { inGemm: number; convert: number }] {
-  const be = defaultBackend() as Backend & { k: Record<string, (...a: unknown[]) => unknown> };
+  const be = defaultBackend() as CpuBe;
   if (be.device !== "cpu") throw new Error("emulated: the CPU backend only");
+  return exactCpu(() => emulatedExact(be, ask16, fn));
+}
+
+function emulatedExact<T>(be: CpuBe, ask16: boolean, fn: () => T): [T, { inGemm: number; convert: number }] {
   const k = be.k, n = { inGemm: 0, convert: 0 };
   be.k = new Proxy(k, {
     get: (t, name: string) => {
@@ -30,11 +50,13 @@ export function emulated<T>(ask16: boolean, fn: () => T): [T, { inGemm: number; 
       };
     },
   }) as typeof be.k;
+  const own = Object.getOwnPropertyDescriptor(be, "gemmActivationDtype");
   if (ask16) be.gemmActivationDtype = (w) => (w === "f32" ? "f32" : w);
   try {
     return [fn(), n];
   } finally {
     be.k = k;
-    delete be.gemmActivationDtype;
+    if (own) Object.defineProperty(be, "gemmActivationDtype", own);
+    else delete be.gemmActivationDtype;
   }
 }
