@@ -15,18 +15,20 @@ function roundTf32(a: Float32Array): Float32Array {
 
 type CpuBe = Backend & { k: Record<string, (...a: unknown[]) => unknown>; getGemmMode(): "bf16" | "exact"; setGemmMode(m: "bf16" | "exact"): void };
 
-/** Run fn with the CPU backend's GEMMs exact (its GEMM mode "exact"), restoring the mode after. */
-export function exactCpu<T>(fn: () => T): T {
+/** Run fn with the CPU backend's GEMMs in `mode`, restoring the mode after. */
+export function withCpuGemmMode<T>(mode: "bf16" | "exact", fn: () => T): T {
   const be = defaultBackend() as CpuBe;
-  if (be.device !== "cpu") throw new Error("exactCpu: the CPU backend only");
-  const mode = be.getGemmMode();
-  be.setGemmMode("exact");
+  if (be.device !== "cpu") throw new Error("withCpuGemmMode: the CPU backend only");
+  const before = be.getGemmMode();
+  be.setGemmMode(mode);
   try {
     return fn();
   } finally {
-    be.setGemmMode(mode);
+    be.setGemmMode(before);
   }
 }
+/** Run fn with the CPU backend's GEMMs exact (its GEMM mode "exact"). */
+export const exactCpu = <T>(fn: () => T): T => withCpuGemmMode("exact", fn);
 
 /** Run fn so on the CPU backend (its GEMMs exact, the wrapper rounding); returns its result and the conversions made
  *  (inside GEMMs and by convert). */

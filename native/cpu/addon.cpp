@@ -230,12 +230,23 @@ FN(qkv_attention_decode) {
 Q4 q4_arg(const Napi::CallbackInfo& a, size_t i) {
   return Q4{ptr<uint8_t>(a[i]), ptr<void>(a[i + 1]), ptr(a[i + 2]), ptr(a[i + 3]), ptr(a[i + 4]), F(a[i + 5]), (int)L(a[i + 6])};
 }
-FN(q4_gemm) {  // (C, A, dtA, weight…, M, R, K, trans, alpha, beta, bias, dtCompute): A f32 on the CPU, the compute dtype only matters on CUDA
-  if (L(a[2]) != F32) {
-    Napi::Error::New(a.Env(), "aha cpu q4_gemm: A must be f32").ThrowAsJavaScriptException();
+FN(q4_gemm) {  // (C, A, dtA, weight…, M, R, K, trans, alpha, beta, bias, dtCompute): the compute dtype only matters on CUDA
+  // A f32, or bf16 (the bf16 GEMM mode's rounded activations, kernels.h): widened here, so the product is that of the
+  // same values in f32
+  const int dtA = (int)L(a[2]);
+  if (dtA != F32 && dtA != BF16) {
+    Napi::Error::New(a.Env(), "aha cpu q4_gemm: A must be f32 or bf16").ThrowAsJavaScriptException();
     return a.Env().Undefined();
   }
-  q4_gemm(ptr(a[0]), ptr(a[1]), q4_arg(a, 3), L(a[10]), L(a[11]), L(a[12]), Bo(a[13]), F(a[14]), F(a[15]), ptr(a[16]));
+  const float* A = ptr(a[1]);
+  thread_local std::vector<float> wide;
+  if (dtA == BF16) {
+    const long n = L(a[10]) * (Bo(a[13]) ? L(a[12]) : L(a[11]));  // [M, K] (trans) or [M, R]
+    wide.resize(n);
+    convert_row(wide.data(), ptr<uint16_t>(a[1]), BF16, 0, n);
+    A = wide.data();
+  }
+  q4_gemm(ptr(a[0]), A, q4_arg(a, 3), L(a[10]), L(a[11]), L(a[12]), Bo(a[13]), F(a[14]), F(a[15]), ptr(a[16]));
   return a.Env().Undefined();
 }
 FN(q4_dequantize) {  // (out, dtOut, weight…, i0, count): out f32 or bf16

@@ -7,6 +7,7 @@
 // Not a BLAS: row-major only, the dtypes of kernels.h, f32 accumulation everywhere.
 #pragma once
 #include <cstdint>
+#include "q4.h"
 
 namespace aha {
 
@@ -42,6 +43,11 @@ struct IsaKernels {
   // softcap > 0). Writes o [D] and returns the log-sum-exp (-inf when no key is allowed: o is zeros). sc: [hi] scratch.
   float (*attn_row)(float* o, const float* q, const void* k, const void* v, int dtKV, long kvStride, long D, long lo, long hi,
                     const int32_t* mask, float scale, float softcap, float* sc);
+  // bitsandbytes 4-bit weights W [R, K] (q4.h), K a multiple of the block (64): C[m, n] = alpha · Σ_k A[m, k] W[n, k] +
+  // beta · C[m, n] for m < M, n in [n0, n1), each row of codes decoded once in registers for every row of A; and
+  // out [(r1 − r0), K] = rows [r0, r1) of W dequantised (f32, each value as q4_dequantize gives it).
+  void (*q4_gemv)(float* C, long ldc, const float* A, long lda, long M, const Q4& w, long K, long n0, long n1, float alpha, float beta);
+  void (*q4_rows)(float* out, const Q4& w, long K, long r0, long r1);
 };
 
 // The table of each build (null where that build is not compiled in, or the CPU lacks its instructions).
