@@ -2,7 +2,7 @@
 // of the trials just before a file-system call picked at random among those the run makes in its output folder (inside
 // checkpoint, final and export saves, between the renames of a folder swap, mid-file between writes, around log
 // appends: test/fs-kill.mjs), half after a random delay. After each kill: every file under a final name parses
-// completely; a resumed train run reproduces the uninterrupted run's metrics.jsonl (all but step_time),
+// completely; a resumed train run reproduces the uninterrupted run's metrics.jsonl (all but the machine's measurements: step_time, tokens/s, memory),
 // completions.jsonl and final weights bit for bit; an export run again replaces what the killed one left and writes
 // the same bytes as an uninterrupted export, leaving no temporary name behind.
 // AHA_FAULT_TRIALS (train trials; exports get half as many, split over the formats; default 16 → 24 in all) and

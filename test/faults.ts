@@ -10,6 +10,7 @@ import { gguf } from "@huggingface/gguf";
 import { readSafetensors } from "../src/models/safetensors.ts";
 import { ggmlNbytes, type GgmlType } from "../src/export/gguf-types.ts";
 import { fixtureModels } from "./fixtures.ts";
+import { runMetrics } from "../src/grpo/metrics.ts";
 
 export const root = fileURLToPath(new URL("..", import.meta.url));
 export const bin = join(root, "bin", "aha.js");
@@ -122,12 +123,9 @@ export async function checkFinalNames(dir: string): Promise<number> {
   return n;
 }
 
-/** metrics.jsonl rows without step_time (the one field a resumed run may not reproduce). */
+/** metrics.jsonl rows without the machine's measurements (step_time, tokens/s, memory: what a resumed run may not reproduce). */
 export function metricsOf(dir: string): Record<string, unknown>[] {
-  return readFileSync(join(dir, "metrics.jsonl"), "utf8").split("\n").filter(Boolean).map((l) => {
-    const { step_time: _t, ...m } = JSON.parse(l);
-    return m;
-  });
+  return readFileSync(join(dir, "metrics.jsonl"), "utf8").split("\n").filter(Boolean).map((l) => runMetrics(JSON.parse(l)));
 }
 
 /** Content hash of a file or of a folder (every file's relative name and bytes). */
