@@ -1,9 +1,11 @@
-// `npm run bench [-- gemm|generate|agents|sandbox|reward-pool]`: the CPU benchmarks, each printing figures beside a baseline of the same run.
+// `npm run bench [-- gemm|generate|agents|sandbox|reward-pool|cpu-vs-llamacpp]`: the CPU benchmarks, each printing figures beside a
+// baseline of the same run. cpu-vs-llamacpp (several minutes, a 1 GB model) runs only when named.
 import { benchGemm } from "./gemm.ts";
 import { benchGenerate } from "./generate.ts";
 import { benchAgents } from "./agents.ts";
 import { benchSandbox } from "./sandbox.ts";
 import { benchRewardPool } from "./reward-pool.ts";
+import { benchCpuVsLlamacpp } from "./cpu-vs-llamacpp.ts";
 
 const which = process.argv[2];
 if (!which || which === "gemm") benchGemm();
@@ -11,3 +13,4 @@ if (!which || which === "generate") benchGenerate();
 if (!which || which === "agents") await benchAgents();
 if (!which || which === "sandbox") await benchSandbox();
 if (!which || which === "reward-pool") await benchRewardPool();
+if (which === "cpu-vs-llamacpp") await benchCpuVsLlamacpp();
