@@ -13,6 +13,7 @@ import { cudaSkip } from "./devices.ts";
 const skip = cudaSkip();
 const emulated = !skip && cudaEmulated();
 const cpu = cpuAddon() as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+cpu.set_gemm_mode(1); // the reference: the CPU's GEMMs exact (its default bf16 mode rounds activations by bf16 weights)
 let seed = 12345;
 const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
 const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rand() + rand() + rand() - 1.5) * 2 * s);
