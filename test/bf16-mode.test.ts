@@ -7,6 +7,8 @@
 //   - the CPU emulating the bf16 mode (test/emulate-bf16.ts: every GEMM input rounded to bf16, 2^-9 relative, and
 //     the LoRA GEMMs' inputs to TF32) against the CPU exact: at most 2e-2 (these models show about 6e-3), and above
 //     1e-4 (the rounding really happened);
+//   - the CPU's own bf16 GEMM mode (its default) against that emulation: at most 1e-2, for the reason given for CUDA
+//     below (the same roundings, the sums in another order);
 //   - CUDA's bf16 mode against the CPU exact: the same 2e-2 (it makes the same roundings);
 //   - CUDA's bf16 mode against the emulation: at most 1e-2. The two round at the same places but do not agree to
 //     f32 precision: the f32 values before a rounding differ in their last bits (summation order, rsqrt), and where
@@ -23,7 +25,7 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { fixtureModels } from "./fixtures.ts";
 import { cudaSkip, useDevice } from "./devices.ts";
-import { emulated } from "./emulate-bf16.ts";
+import { emulated, exactCpu, withCpuGemmMode } from "./emulate-bf16.ts";
 import { CausalLM } from "../src/models/model.ts";
 import { f32ToBf16, readSafetensors, writeSafetensors, type StWriteTensor } from "../src/models/safetensors.ts";
 import { noGrad, scope } from "../src/engine/index.ts";
@@ -72,15 +74,19 @@ for (const dir of fixtureModels()) for (const withAdapter of [false, true]) {
   const rel = (d: number, s: number) => (d / s).toExponential(2);
 
   for (const [mode, m] of Object.entries(MODES))
-    test(`cpu ${name}: bf16 weights, the ${mode} mode emulated, within ${m.exact} of exact arithmetic`, async (t) => {
+    test(`cpu ${name}: bf16 weights, the ${mode} mode emulated, within ${m.exact} of exact arithmetic${mode === "bf16" ? "; the CPU's own bf16 mode within 1e-2 of the emulation" : ""}`, async (t) => {
       await useDevice("cpu");
       const { tmp, mask, logits, load } = setup();
       try {
         const model = load();
-        const exact = logits(model), low = m.emulate(() => logits(model));
+        const exact = exactCpu(() => logits(model)), low = m.emulate(() => logits(model));
         const [d, s] = maskedDiff(low, exact, mask, model.config.vocabSize);
         t.diagnostic(`${mode}: ${rel(d, s)} from exact arithmetic`);
         assert.ok(d <= m.exact * s && d > m.rounded * s, `${name}: max |Δlogit| ${d} of scale ${s} (${rel(d, s)})`);
+        if (mode !== "bf16") return;
+        // the CPU's default GEMM mode makes the same roundings (bf16 pairs on AVX512-BF16: sums in another order)
+        const native = withCpuGemmMode("bf16", () => logits(model)), [dn, sn] = maskedDiff(native, low, mask, model.config.vocabSize);
+        assert.ok(dn <= m.vsEmulation * sn, `${name}: max |Δlogit| ${dn} of the CPU's bf16 mode from the emulation, scale ${sn} (${rel(dn, sn)})`);
       } finally {
         rmSync(tmp, { recursive: true, force: true });
       }
@@ -94,7 +100,7 @@ for (const dir of fixtureModels()) for (const withAdapter of [false, true]) {
       t.diagnostic(`mode ${mode}`);
       await useDevice("cpu");
       const cpuModel = load();
-      const exact = logits(cpuModel), want = m.emulate(() => logits(cpuModel));
+      const exact = exactCpu(() => logits(cpuModel)), want = m.emulate(() => logits(cpuModel));
       await useDevice("cuda");
       cudaBackend().setGemmMode("bf16");
       const gpuModel = load();

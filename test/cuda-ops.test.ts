@@ -20,6 +20,7 @@ const T16S = ([[1, "bf16", f32ToBf16], [2, "f16", f32ToF16]] as const).filter(([
 /** the 16-bit type of the device's 16-bit mode (bf16, or f16 on Turing) */
 const [D16, D16_NAME, toD16] = T16S[0];
 const cpu = cpuAddon() as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+cpu.set_gemm_mode(1); // the reference: the CPU's GEMMs exact (its default bf16 mode rounds activations by bf16 weights)
 let seed = 12345;
 const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
 const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rand() + rand() + rand() - 1.5) * 2 * s);

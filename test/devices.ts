@@ -15,12 +15,13 @@ export function cudaSkip(): false | string {
   return cudaAvailable() ? false : `no CUDA: ${cudaInfo().error}`;
 }
 
-/** Make `d` the device new tensors (and models loaded next) live on; CUDA GEMMs in exact f32 for parity tests. */
+/** Make `d` the device new tensors (and models loaded next) live on; its GEMMs in exact f32 for parity tests (both
+ * backends default to the bf16 mode: bf16 activations by bf16 weights). */
 export async function useDevice(d: Device): Promise<void> {
-  const { setDefaultDevice } = await import("../src/engine/index.ts");
+  const { setDefaultDevice, getBackend } = await import("../src/engine/index.ts");
   if (d === "cuda") {
     const { cudaBackend } = await import("../src/engine/cuda.ts");
     cudaBackend().setGemmMode("exact");
-  }
+  } else (getBackend("cpu") as unknown as { setGemmMode(m: "exact"): void }).setGemmMode("exact");
   setDefaultDevice(d);
 }

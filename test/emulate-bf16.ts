@@ -1,4 +1,4 @@
-// CUDA's default GEMM mode, emulated on the CPU backend (whose GEMMs are exact): a GEMM of f32 activations by
+// CUDA's default GEMM mode, emulated on the CPU backend (its GEMMs in their exact mode): a GEMM of f32 activations by
 // 16-bit weights rounds the activations to bf16 first, one of f32 by f32 that asks for speed (LoRA) runs in TF32; with `ask16` the backend also says so
 // (gemmActivationDtype), so the model hands its GEMMs inputs already rounded (rmsNorm16, attention16, glu16).
 // The fp16 mode of Turing GPUs (bf16 weights kept as f16, native/cuda's f16 tensor cores) is emulated with
@@ -17,12 +17,35 @@ function roundTf32(a: Float32Array): Float32Array {
   return out;
 }
 
-/** Run fn so on the CPU backend; returns its result and the conversions made (inside GEMMs and by convert). */
-export function emulated<T>(ask16: boolean, fn: () => T, { to = "bf16", tf32 = true }: { to?: "bf16" | "f16"; tf32?: boolean } = {}):
-  [T, { inGemm: number; convert: number }] {
-  const be = defaultBackend() as Backend & { k: Record<string, (...a: unknown[]) => unknown> };
+type CpuBe = Backend & { k: Record<string, (...a: unknown[]) => unknown>; getGemmMode(): "bf16" | "exact"; setGemmMode(m: "bf16" | "exact"): void };
+
+/** Run fn with the CPU backend's GEMMs in `mode`, restoring the mode after. */
+export function withCpuGemmMode<T>(mode: "bf16" | "exact", fn: () => T): T {
+  const be = defaultBackend() as CpuBe;
+  if (be.device !== "cpu") throw new Error("withCpuGemmMode: the CPU backend only");
+  const before = be.getGemmMode();
+  be.setGemmMode(mode);
+  try {
+    return fn();
+  } finally {
+    be.setGemmMode(before);
+  }
+}
+/** Run fn with the CPU backend's GEMMs exact (its GEMM mode "exact"). */
+export const exactCpu = <T>(fn: () => T): T => withCpuGemmMode("exact", fn);
+
+type Emulation = { to?: "bf16" | "f16"; tf32?: boolean };
+/** Run fn so on the CPU backend (its GEMMs exact, the wrapper rounding); returns its result and the conversions made
+ *  (inside GEMMs and by convert). */
+export function emulated<T>(ask16: boolean, fn: () => T, how: Emulation = {}): [T, { inGemm: number; convert: number }] {
+  const be = defaultBackend() as CpuBe;
   if (be.device !== "cpu") throw new Error("emulated: the CPU backend only");
-  if (to === "f16" && ask16) throw new Error("emulated: the CPU's 16-bit copies are bf16; emulate f16 with ask16 false");
+  if (how.to === "f16" && ask16) throw new Error("emulated: the CPU's 16-bit copies are bf16; emulate f16 with ask16 false");
+  return exactCpu(() => emulatedExact(be, ask16, fn, how));
+}
+
+function emulatedExact<T>(be: CpuBe, ask16: boolean, fn: () => T, { to = "bf16", tf32 = true }: Emulation):
+  [T, { inGemm: number; convert: number }] {
   const round16 = to === "f16" ? roundF16 : roundBf16;
   const k = be.k, n = { inGemm: 0, convert: 0 };
   be.k = new Proxy(k, {
@@ -37,11 +60,13 @@ export function emulated<T>(ask16: boolean, fn: () => T, { to = "bf16", tf32 = t
       };
     },
   }) as typeof be.k;
+  const own = Object.getOwnPropertyDescriptor(be, "gemmActivationDtype");
   if (ask16) be.gemmActivationDtype = (w) => (w === "f32" ? "f32" : w);
   try {
     return [fn(), n];
   } finally {
     be.k = k;
-    delete be.gemmActivationDtype;
+    if (own) Object.defineProperty(be, "gemmActivationDtype", own);
+    else delete be.gemmActivationDtype;
   }
 }

@@ -12,7 +12,7 @@ import { basename, join } from "node:path";
 import { fixtureModels } from "./fixtures.ts";
 import { readSafetensors, writeSafetensors, type StWriteTensor } from "../src/models/safetensors.ts";
 import { CausalLM } from "../src/models/model.ts";
-import { backward, noGrad, scale, scope, sum } from "../src/engine/index.ts";
+import { backward, getBackend, noGrad, scale, scope, sum } from "../src/engine/index.ts";
 import { Q4Weight } from "../src/engine/quant4.ts";
 import { generate } from "../src/generate/generate.ts";
 import type { Quant4Settings } from "../src/models/bnb4.ts";
@@ -118,28 +118,30 @@ for (const device of availableDevices()) {
 }
 
 
-// CUDA's default GEMM mode with a 4-bit base: the products run in the compute dtype (bf16 panels, the activations'
-// bf16 copies into the GEMV of decode steps; f16 on Turing), the KV cache is bf16 (f16), and the logits stay within bf16 rounding of the
-// exact mode's (test/bf16-mode.test.ts explains the 2e-2 of the logits' scale)
-if (availableDevices().includes("cuda")) test("cuda bf16 mode, 4-bit base: logits within bf16 rounding of exact, bf16 KV cache, graphed decode", async () => {
-  await useDevice("cuda");
-  const { cudaBackend } = await import("../src/engine/cuda.ts");
-  const dir = models.find((d) => basename(d) === "qwen2") ?? models[0];
-  const ref = readSafetensors(join(dir, "reference.safetensors"));
-  const m4 = CausalLM.load(dir, { quantization: COMBOS[0] });
-  // bnb_4bit_compute_dtype bf16 runs in f16 on a GPU without bf16 tensor cores (Turing; gpu-arch.test.ts)
-  const dt16 = cudaBackend().weightDtype("bf16");
-  for (const l of m4.layers) for (const { W } of l.linears.values()) assert.equal((W as Q4Weight).computeDtype, dt16);
-  const exact = logitsOf(m4, ref);
-  cudaBackend().setGemmMode("bf16");
-  try {
-    assert.equal(m4.kvDtype(), dt16);
-    const rel = relDiff(logitsOf(m4, ref), exact);
-    assert.ok(rel <= 2e-2 && rel > 1e-5, `bf16 mode vs exact: ${rel} of the logits' scale`);
-    const out = generate(m4, [[3, 14, 15, 92], [65, 35]], { n: 2, temperature: 0.7, seed: 3, maxTokens: 5, graphs: true });
-    assert.equal(out.length, 4);
-    for (const c of out) assert.equal(c.tokenIds.length, 5);
-  } finally {
-    cudaBackend().setGemmMode("exact");
-  }
-});
+// Each backend's default GEMM mode with a 4-bit base: the products run in the compute dtype (CUDA: bf16 panels and the
+// activations' bf16 copies into the GEMV of decode steps, f16 on Turing; the CPU: the bf16 copies widened into its
+// 4-bit kernels), the KV cache is bf16 (f16 on Turing), and the logits stay within bf16 rounding of the exact mode's
+// (test/bf16-mode.test.ts explains the 2e-2 of the logits' scale)
+for (const device of availableDevices())
+  test(`${device} bf16 mode, 4-bit base: logits within bf16 rounding of exact, bf16 KV cache, graphed decode`, async () => {
+    await useDevice(device);
+    const be = getBackend(device) as unknown as { setGemmMode(m: "bf16" | "exact"): void; weightDtype?(d: string): string };
+    const dir = models.find((d) => basename(d) === "qwen2") ?? models[0];
+    const ref = readSafetensors(join(dir, "reference.safetensors"));
+    const m4 = CausalLM.load(dir, { quantization: COMBOS[0] });
+    // bnb_4bit_compute_dtype bf16 runs in f16 on a GPU without bf16 tensor cores (Turing; gpu-arch.test.ts)
+    const dt16 = device === "cuda" ? be.weightDtype!("bf16") : "bf16";
+    if (device === "cuda") for (const l of m4.layers) for (const { W } of l.linears.values()) assert.equal((W as Q4Weight).computeDtype, dt16);
+    const exact = logitsOf(m4, ref);
+    be.setGemmMode("bf16");
+    try {
+      assert.equal(m4.kvDtype(), dt16);
+      const rel = relDiff(logitsOf(m4, ref), exact);
+      assert.ok(rel <= 2e-2 && rel > 1e-5, `bf16 mode vs exact: ${rel} of the logits' scale`);
+      const out = generate(m4, [[3, 14, 15, 92], [65, 35]], { n: 2, temperature: 0.7, seed: 3, maxTokens: 5, graphs: true });
+      assert.equal(out.length, 4);
+      for (const c of out) assert.equal(c.tokenIds.length, 5);
+    } finally {
+      be.setGemmMode("exact");
+    }
+  });

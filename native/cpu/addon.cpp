@@ -26,10 +26,10 @@ bool Bo(const Napi::Value& v) { return v.ToBoolean().Value(); }
 #define FN(name) Napi::Value name##_js(const Napi::CallbackInfo& a)
 
 FN(gemm) {
-  // a[18] (fast) only matters on CUDA. a[19] is A's dtype: a 16-bit A is widened to f32 first (exact, as the
-  // kernel's f32 arithmetic then is). a[20] is a bias [N] added to every row of C afterwards (CUDA folds it into the
-  // GEMM), for dense rows of C (ldc = N); a[21]: elements between the biases of consecutive batches (0: one bias).
-  const long batch = L(a[4]), M = L(a[5]), N = L(a[6]), K = L(a[7]), lda = L(a[10]), ldc = L(a[12]), sA = L(a[13]);
+  // a[18] (fast) only matters on CUDA. a[19] is A's dtype (a 16-bit A: gemm.cpp). a[20] is a bias [N] added to every
+  // row of C afterwards (CUDA folds it into the GEMM), for dense rows of C (ldc = N); a[21]: elements between the
+  // biases of consecutive batches (0: one bias).
+  const long batch = L(a[4]), M = L(a[5]), N = L(a[6]), ldc = L(a[12]);
   const int dtA = a.Length() > 19 && a[19].IsNumber() ? (int)L(a[19]) : F32;
   const float* bias = a.Length() > 20 ? ptr(a[20]) : nullptr;
   const long biasStride = a.Length() > 21 && a[21].IsNumber() ? L(a[21]) : 0;
@@ -37,21 +37,27 @@ FN(gemm) {
     Napi::Error::New(a.Env(), "aha cpu gemm: a bias needs dense rows of C (ldc = N)").ThrowAsJavaScriptException();
     return a.Env().Undefined();
   }
-  const float* A = ptr(a[1]);
-  std::vector<float> wide;
-  if (dtA != F32) {
-    const bool tA = Bo(a[8]);
-    const long n = (sA ? batch - 1 : 0) * sA + ((tA ? K : M) - 1) * lda + (tA ? M : K);  // elements spanned by A
-    wide.resize(n);
-    convert_row(wide.data(), ptr<void>(a[1]), dtA, 0, n);
-    A = wide.data();
-  }
-  gemm(ptr(a[0]), A, ptr<void>(a[2]), (int)L(a[3]), batch, M, N, K, Bo(a[8]), Bo(a[9]), lda, L(a[11]), ldc, sA, L(a[14]), L(a[15]),
-       F(a[16]), F(a[17]));
+  gemm(ptr(a[0]), ptr<void>(a[1]), dtA, ptr<void>(a[2]), (int)L(a[3]), batch, M, N, L(a[7]), Bo(a[8]), Bo(a[9]), L(a[10]), L(a[11]), ldc,
+       L(a[13]), L(a[14]), L(a[15]), F(a[16]), F(a[17]));
   const long sC = L(a[15]);
   if (bias) for (long b = 0; b < batch; b++) binary(ptr(a[0]) + b * sC, ptr(a[0]) + b * sC, bias + b * biasStride, M * N, N, 0);
   return a.Env().Undefined();
 }
+// the GEMM mode (kernels.h: 0 bf16, 1 exact)
+FN(set_gemm_mode) {
+  set_gemm_mode((int)L(a[0]));
+  return a.Env().Undefined();
+}
+// the kernel set in use (isa.h), the ones this CPU runs, and a switch to another (false: not one of them)
+FN(cpu_isa) { return Napi::String::New(a.Env(), isa().name); }
+FN(cpu_isas) {
+  const IsaKernels* all[8];
+  const int n = isa_all(all, 8);
+  auto out = Napi::Array::New(a.Env(), n);
+  for (int i = 0; i < n; i++) out.Set(i, Napi::String::New(a.Env(), all[i]->name));
+  return out;
+}
+FN(set_cpu_isa) { return Napi::Boolean::New(a.Env(), isa_use(a[0].As<Napi::String>().Utf8Value().c_str())); }
 FN(copy_rows) {
   const int es = (int)L(a[5]);
   if (es != 2 && es != 4) {
@@ -226,12 +232,23 @@ FN(qkv_attention_decode) {
 Q4 q4_arg(const Napi::CallbackInfo& a, size_t i) {
   return Q4{ptr<uint8_t>(a[i]), ptr<void>(a[i + 1]), ptr(a[i + 2]), ptr(a[i + 3]), ptr(a[i + 4]), F(a[i + 5]), (int)L(a[i + 6])};
 }
-FN(q4_gemm) {  // (C, A, dtA, weight…, M, R, K, trans, alpha, beta, bias, dtCompute): A f32 on the CPU, the compute dtype only matters on CUDA
-  if (L(a[2]) != F32) {
-    Napi::Error::New(a.Env(), "aha cpu q4_gemm: A must be f32").ThrowAsJavaScriptException();
+FN(q4_gemm) {  // (C, A, dtA, weight…, M, R, K, trans, alpha, beta, bias, dtCompute): the compute dtype only matters on CUDA
+  // A f32, or bf16 (the bf16 GEMM mode's rounded activations, kernels.h): widened here, so the product is that of the
+  // same values in f32
+  const int dtA = (int)L(a[2]);
+  if (dtA != F32 && dtA != BF16) {
+    Napi::Error::New(a.Env(), "aha cpu q4_gemm: A must be f32 or bf16").ThrowAsJavaScriptException();
     return a.Env().Undefined();
   }
-  q4_gemm(ptr(a[0]), ptr(a[1]), q4_arg(a, 3), L(a[10]), L(a[11]), L(a[12]), Bo(a[13]), F(a[14]), F(a[15]), ptr(a[16]));
+  const float* A = ptr(a[1]);
+  thread_local std::vector<float> wide;
+  if (dtA == BF16) {
+    const long n = L(a[10]) * (Bo(a[13]) ? L(a[12]) : L(a[11]));  // [M, K] (trans) or [M, R]
+    wide.resize(n);
+    convert_row(wide.data(), ptr<uint16_t>(a[1]), BF16, 0, n);
+    A = wide.data();
+  }
+  q4_gemm(ptr(a[0]), A, q4_arg(a, 3), L(a[10]), L(a[11]), L(a[12]), Bo(a[13]), F(a[14]), F(a[15]), ptr(a[16]));
   return a.Env().Undefined();
 }
 FN(q4_dequantize) {  // (out, dtOut, weight…, i0, count): out f32 or bf16
@@ -262,6 +279,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward);
   REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows); REG(copy_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
   REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache); REG(qkv_attention_decode);
+  REG(set_gemm_mode); REG(cpu_isa); REG(cpu_isas); REG(set_cpu_isa);
   REG(q4_gemm); REG(q4_dequantize); REG(q4_quantize); REG(q8_quantize_blockwise);
   return exports;
 }

@@ -9,60 +9,23 @@
 
 namespace aha {
 
-namespace {
-inline bool allowed(long qi, long j, long off, long window, const int32_t* km) {
-  long pos = qi + off;
-  if (j > pos) return false;
-  if (window > 0 && pos - j >= window) return false;
-  if (km && km[j] == 0) return false;
-  return true;
-}
-}  // namespace
-
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v, const int32_t* keyMask,
                        long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,
                        uint16_t* o16, int dtKV) {
-  std::vector<float> k32, v32;  // a bf16 cache's keys and values, widened (exactly) to f32 first
-  if (dtKV != F32) {
-    const long n = (B - 1) * kvStrideB + S * Hkv * D;
-    k32.resize(n); v32.resize(n);
-    convert_row(k32.data(), k, dtKV, 0, n);
-    convert_row(v32.data(), v, dtKV, 0, n);
-    k = k32.data(); v = v32.data();
-  }
-  const long group = Hq / Hkv, off = S - T;
+  const IsaKernels& ik = isa();
+  const long group = Hq / Hkv, off = S - T, es = dtKV == F32 ? 4 : 2;  // (a bf16 cache's rows are widened as read)
   parallel_for(B * Hq, [&](long bh) {
     long b = bh / Hq, h = bh % Hq, hk = h / group;
     thread_local std::vector<float> sc;
     sc.resize(S);
     const int32_t* km = keyMask ? keyMask + b * S : nullptr;
-    const float* kb = k + b * kvStrideB;
-    const float* vb = v + b * kvStrideB;
+    const char* kb = (const char*)k + (b * kvStrideB + hk * D) * es;
+    const char* vb = (const char*)v + (b * kvStrideB + hk * D) * es;
     for (long i = 0; i < T; i++) {
-      const float* qr = q + ((b * T + i) * Hq + h) * D;
-      float* orow = o + ((b * T + i) * Hq + h) * D;
-      float mx = -INFINITY;
-      long lo = window > 0 ? std::max(0L, i + off - window + 1) : 0, hi = std::min(S, i + off + 1);
-      for (long j = lo; j < hi; j++) {
-        if (km && km[j] == 0) { sc[j] = -INFINITY; continue; }
-        float s = dot(qr, kb + (j * Hkv + hk) * D, D) * scale;
-        if (softcap > 0) s = softcap * std::tanh(s / softcap);
-        sc[j] = s;
-        mx = std::max(mx, s);
-      }
-      std::fill(orow, orow + D, 0.f);
-      if (mx == -INFINITY) { if (lse) lse[(b * Hq + h) * T + i] = -INFINITY; continue; }
-      double sum = 0;
-      for (long j = lo; j < hi; j++) {
-        if (sc[j] == -INFINITY) continue;
-        float p = std::exp(sc[j] - mx);
-        sum += p;
-        const float* vr = vb + (j * Hkv + hk) * D;
-        for (long d = 0; d < D; d++) orow[d] += p * vr[d];
-      }
-      float inv = (float)(1.0 / sum);
-      for (long d = 0; d < D; d++) orow[d] *= inv;
-      if (lse) lse[(b * Hq + h) * T + i] = mx + (float)std::log(sum);
+      const long lo = window > 0 ? std::max(0L, i + off - window + 1) : 0, hi = std::min(S, i + off + 1);
+      const float L = ik.attn_row(o + ((b * T + i) * Hq + h) * D, q + ((b * T + i) * Hq + h) * D, kb, vb, dtKV, Hkv * D, D, lo, hi, km, scale,
+                                  softcap, sc.data());
+      if (lse) lse[(b * Hq + h) * T + i] = L;
     }
   });
   if (o16) for (long i = 0; i < B * T * Hq * D; i++) o16[i] = f32_to_bf16(o[i]);

@@ -6,10 +6,9 @@
 #include <cstring>
 #include <cmath>
 #include "../common/grpo_loss.h"
+#include "isa.h"
 
 namespace aha {
-
-enum DType : int { F32 = 0, BF16 = 1, F16 = 2, I32 = 3 };
 
 inline float bf16_to_f32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; std::memcpy(&f, &u, 4); return f; }
 inline float f16_to_f32(uint16_t h) {
@@ -26,11 +25,14 @@ inline uint16_t f32_to_bf16(float f) {
   if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
   return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
 }
-// Σ a[i] · b[i] over n floats
+// Σ a[i] · b[i] over n floats, in 8 partial sums (a fixed order the compiler can keep in one vector)
 inline float dot(const float* a, const float* b, long n) {
-  float s = 0.f;
-  for (long i = 0; i < n; i++) s += a[i] * b[i];
-  return s;
+  float s[8] = {};
+  long i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
+  for (; i < n; i++) s[0] += a[i] * b[i];
+  return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
 }
 // gated activations: 0 = silu, 1 = gelu (tanh approximation)
 constexpr float GELU_K = 0.7978845608028654f;  // sqrt(2/pi)
@@ -53,11 +55,20 @@ void convert_row(float* dst, const void* src, int dt, long i0, long n);
 // dst[0:n] = src[0:n] converted from dtSrc to dtDst (dtDst f32, or bf16 rounded to nearest even)
 void convert(void* dst, int dtDst, const void* src, int dtSrc, long n);
 
-// C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b]; op = transpose when trans*. A f32, B f32/bf16/f16, C f32.
-// Row-major; lda/ldb/ldc are the row strides of the stored matrices; stride* the batch strides (0 = broadcast).
+// C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b] (beta 0: C is not read); op = transpose when trans*. A f32 (or
+// bf16/f16), B f32/bf16/f16, C f32. Row-major; lda/ldb/ldc are the row strides of the stored matrices; stride* the
+// batch strides (0 = broadcast). The GEMM mode (below) says how f32 A meets bf16 B. gemm.cpp.
+void gemm(float* C, const void* A, int dtA, const void* B, int dtB, long batch, long M, long N, long K,
+          bool transA, bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC,
+          float alpha, float beta);
 void gemm(float* C, const float* A, const void* B, int dtB, long batch, long M, long N, long K,
           bool transA, bool transB, long lda, long ldb, long ldc, long strideA, long strideB, long strideC,
           float alpha, float beta);
+// GEMM modes, numbered as CUDA's: GEMM_BF16 (default) rounds f32 activations multiplied by bf16 weights to bf16 (the
+// products are then exact in f32; vdpbf16ps where the CPU has it); GEMM_EXACT multiplies them in f32.
+enum GemmMode : int { GEMM_BF16 = 0, GEMM_EXACT = 1 };
+void set_gemm_mode(int mode);
+int gemm_mode();
 
 }  // namespace aha
 

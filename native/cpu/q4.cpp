@@ -13,7 +13,8 @@
 //     two f32 roundings, as bitsandbytes' dequantize_blockwise then `absmax += offset`.
 // The products: a panel of rows of W is dequantised (f32, rounded to the weight's dtype) into a buffer of at most
 // kPanelFloats and multiplied by the CPU GEMM; a whole f32 or 16-bit copy of W never exists. Few rows (decode): one
-// row of W at a time, dotted with every row of A, so each 4-bit code is read once.
+// row of W at a time, decoded in registers and dotted with every row of A (isa.h's q4_gemv), so each 4-bit code is
+// read once and the product runs at the speed memory delivers the codes.
 #include "q4.h"
 #include "kernels.h"
 #include "threadpool.h"
@@ -25,7 +26,7 @@ namespace aha {
 
 namespace {
 constexpr long kPanelFloats = 1L << 20;  // a dequantised panel: 4 MiB
-constexpr long kGemvRows = 4;            // M up to this: one W row at a time (each code read once)
+constexpr long kGemvRows = 16;           // M up to this: one W row at a time (each code read once)
 
 const float kNF4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f,
                         -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,
@@ -95,7 +96,9 @@ float q4_absmax(const Q4& w, long b) {
   return scaled + w.offset;
 }
 
-void q4_dequantize(float* out, const Q4& w, long i0, long count) {
+namespace {
+// one value at a time: the reference the vector kernels (isa.h's q4_rows) equal bit for bit
+void dequantize_scalar(float* out, const Q4& w, long i0, long count) {
   long i = i0, end = i0 + count;
   while (i < end) {
     const long b = i / kQ4Block, stop = std::min(end, (b + 1) * kQ4Block);
@@ -106,6 +109,17 @@ void q4_dequantize(float* out, const Q4& w, long i0, long count) {
       out[i - i0] = round_to(w.code[nib] * am, w.dtype);
     }
   }
+}
+}  // namespace
+
+void q4_dequantize(float* out, const Q4& w, long i0, long count) {
+  // the whole blocks inside [i0, i0 + count) decoded in registers (a block is a row of 64 for q4_rows), the edges one
+  // value at a time
+  const long end = i0 + count, b0 = (i0 + kQ4Block - 1) / kQ4Block, b1 = end / kQ4Block;
+  if (b1 <= b0) return dequantize_scalar(out, w, i0, count);
+  dequantize_scalar(out, w, i0, b0 * kQ4Block - i0);
+  isa().q4_rows(out + (b0 * kQ4Block - i0), w, kQ4Block, b0, b1);
+  dequantize_scalar(out + (b1 * kQ4Block - i0), w, b1 * kQ4Block, end - b1 * kQ4Block);
 }
 
 void q4_quantize(uint8_t* packed, float* absmax, const void* x, int dtX, long n, int type) {
@@ -151,8 +165,18 @@ void q4_gemm(float* C, const float* A, const Q4& w, long M, long R, long K, bool
     for (long i = 0; i < M * cols; i++) C[i] = (beta == 0.f ? 0.f : beta * C[i]) + (bias && trans ? bias[i % R] : 0.f);
     return;
   }
-  if (trans && M <= kGemvRows) {
-    // each row of W decoded once and dotted with every row of A
+  if (trans && K % kQ4Block == 0 && M <= kGemvRows) {
+    // each row of codes decoded once, in registers, for every row of A; threads split W's rows
+    const long chunks = std::max(1L, std::min(R / 16, (long)pool_threads() * 8)), per = (R + chunks - 1) / chunks;
+    parallel_for((R + per - 1) / per, [&](long t) {
+      const long r0 = t * per, r1 = std::min(R, r0 + per);
+      isa().q4_gemv(C, R, A, K, M, w, K, r0, r1, alpha, beta);
+      if (bias) for (long m = 0; m < M; m++) for (long r = r0; r < r1; r++) C[m * R + r] += bias[r];
+    });
+    return;
+  }
+  if (trans && M <= 4) {
+    // (rows that are not whole blocks) each row of W decoded once and dotted with every row of A
     const long per = 16;
     parallel_for((R + per - 1) / per, [&](long t) {
       thread_local std::vector<float> row;
@@ -173,7 +197,10 @@ void q4_gemm(float* C, const float* A, const Q4& w, long M, long R, long K, bool
   std::vector<float> panel((size_t)P * K);  // [P, K]
   for (long r0 = 0; r0 < R; r0 += P) {
     const long p = std::min(P, R - r0);
-    parallel_for(p, [&](long r) { q4_dequantize(panel.data() + r * K, w, (r0 + r) * K, K); });
+    parallel_for((p + 7) / 8, [&](long t) {
+      const long a = t * 8, b = std::min(p, a + 8);
+      q4_dequantize(panel.data() + a * K, w, (r0 + a) * K, (b - a) * K);
+    });
     if (trans)  // C[:, r0 : r0 + p] = alpha A panelᵀ + beta C
       gemm(C + r0, A, panel.data(), F32, 1, M, p, K, false, true, K, K, R, 0, 0, 0, alpha, beta);
     else  // C += alpha A[:, r0 : r0 + p] panel (beta on the first panel only)

@@ -7,7 +7,18 @@ import { registerBackend, type Backend, type Buf, type Kernels, type MemoryRepor
 import { byteSize, hostArray, type DType, type HostArray } from "./dtype.ts";
 
 /** Kernels whose result comes back to the host (a device sync on CUDA): not capturable. */
-const RETURNS_TO_HOST = new Set(["sum_squares", "grpo_loss", "num_threads"]);
+const RETURNS_TO_HOST = new Set(["sum_squares", "grpo_loss", "num_threads", "cpu_isa", "cpu_isas", "set_cpu_isa"]);
+
+/**
+ * How the CPU's GEMMs multiply f32 activations by bf16 weights (AHA_CPU_GEMM at start-up, or setGemmMode):
+ *  - "bf16" (default, as CUDA's default and llama.cpp): the activations are rounded to bf16 (the model hands its
+ *    GEMMs bf16 copies it makes anyway, and keeps its KV cache in bf16), and the products of the pairs run on
+ *    AVX512-BF16 where the CPU has it (about twice the f32 rate); elsewhere the same products in f32.
+ *  - "exact": every product in f32 (the weights widened), as before; half the speed of "bf16" on AVX512-BF16 CPUs.
+ * f32 and f16 weights are multiplied in f32 in either mode.
+ */
+export type CpuGemmMode = "bf16" | "exact";
+const CPU_GEMM_MODES: Record<CpuGemmMode, number> = { bf16: 0, exact: 1 };
 type Call = [(...args: unknown[]) => unknown, unknown[]];
 const fill0 = (a: unknown) => (a as HostArray).fill(0);
 // AHA_POISON=1 (the test suite): buffers allocated without zeroing hold all-ones bytes (NaN in f32/bf16, -1 in i32),
@@ -29,6 +40,25 @@ class CpuBackend implements Backend {
   private peak = 0;
   private buffers = 0;
   private largest = 0;
+  private gemmMode: CpuGemmMode = "bf16";
+
+  constructor() {
+    const mode = process.env.AHA_CPU_GEMM;
+    if (mode) this.setGemmMode(mode as CpuGemmMode);
+  }
+
+  /** See CpuGemmMode. */
+  setGemmMode(mode: CpuGemmMode): void {
+    if (!(mode in CPU_GEMM_MODES)) throw new Error(`AHA_CPU_GEMM / setGemmMode: '${mode}' is not one of ${Object.keys(CPU_GEMM_MODES).join(", ")}`);
+    this.addon.set_gemm_mode(CPU_GEMM_MODES[mode]);
+    this.gemmMode = mode;
+  }
+  getGemmMode(): CpuGemmMode {
+    return this.gemmMode;
+  }
+  gemmActivationDtype(weight: DType): DType {
+    return this.gemmMode === "bf16" && weight === "bf16" ? "bf16" : "f32";
+  }
 
   alloc(dtype: DType, numel: number, zero = true): Buf {
     // while capturing, a buffer the capture itself allocated and freed is handed out again, as CUDA's allocator does:

@@ -63,6 +63,14 @@ export interface CpuAddon {
     ...rest: (F32 | number | null)[]): void;
   qkv_attention_decode(o: F32, o16: Uint16Array | null, dt16: number, kc: Any, vc: Any, dtKV: number, rows: I32, ...rest: (F32 | I32 | number | null)[]): void;
   num_threads(): number;
+  /** the GEMM mode: 0 bf16 (f32 activations by bf16 weights rounded to bf16), 1 exact (native/cpu/kernels.h) */
+  set_gemm_mode(mode: number): void;
+  /** the kernel set in use (native/cpu/isa.h: avx512bf16, avx512, avx2, neon, base) */
+  cpu_isa(): string;
+  /** every kernel set this CPU runs, widest first */
+  cpu_isas(): string[];
+  /** use this kernel set from now on (false: unknown, or not one this CPU runs) */
+  set_cpu_isa(name: string): boolean;
   // bitsandbytes 4-bit weights (native/cpu/q4.cpp). A weight is seven arguments: packed [⌈n/2⌉] u8, absmax (f32 [nb], or
   // u8 [nb] codes with double quantisation), nested absmax f32 (or null), code [16], nested code [256] (or null),
   // offset, dtype code (the weight's own dtype: dequantised values are rounded to it)
