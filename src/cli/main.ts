@@ -1,12 +1,19 @@
 // The `aha` command line: argument parsing into the same typed option objects the API takes.
+// Paths given as flags are taken from the working directory; paths inside a config file from the config's folder.
+// A --model that is no local folder may be a Hugging Face hub id in the local hub cache (--revision picks a ref).
 import { Command, Option } from "commander";
 import { runLogits } from "./logits.ts";
 import { runGenerate } from "./generate.ts";
 import { runEval, runSft, runTrain } from "./train.ts";
 import { exportModel } from "../export/index.ts";
+import { packageVersion } from "../package.ts";
+
+const MODEL = "Hugging Face model folder, or hub id in the local hub cache";
+const REVISION = "with a hub id: the ref or commit of the cached snapshot (default main)";
 
 const program = new Command();
-program.name("aha").description("GRPO-family reinforcement learning for open LLMs, in TypeScript").showHelpAfterError();
+program.name("aha").description("GRPO-family reinforcement learning for open LLMs, in TypeScript").version(packageVersion())
+  .showHelpAfterError();
 
 const num = (v: string) => {
   const n = Number(v);
@@ -21,7 +28,8 @@ const int = (v: string) => {
 
 program.command("logits")
   .description("write float32 logits [B, T, V] for input_ids in a safetensors file (parity with transformers)")
-  .requiredOption("--model <dir>", "Hugging Face model folder")
+  .requiredOption("--model <dir>", MODEL)
+  .option("--revision <rev>", REVISION)
   .option("--adapter <dir>", "PEFT LoRA adapter folder")
   .requiredOption("--input <file>", "safetensors with input_ids [B, T] (+ attention_mask, position_ids)")
   .requiredOption("--output <file>", "where to write logits")
@@ -29,7 +37,8 @@ program.command("logits")
 
 program.command("generate")
   .description("sample completions; streams text, or one JSON object per completion with --json")
-  .requiredOption("--model <dir>", "Hugging Face model folder")
+  .requiredOption("--model <dir>", MODEL)
+  .option("--revision <rev>", REVISION)
   .option("--adapter <dir>", "PEFT LoRA adapter folder")
   .option("--prompt <text>", "one prompt")
   .option("--prompts <file>", "JSONL with a 'prompt' (text or messages) per line")
@@ -56,6 +65,8 @@ program.command("train")
   .option("--device <d>", "cpu or cuda (overrides the config)")
   .addOption(new Option("--max-steps <n>", "override max_steps").argParser(int))
   .option("--output-dir <dir>", "override output_dir")
+  .addHelpText("after", "\nRelative paths inside CONFIG are taken from its folder; flags' paths from the working directory.\n" +
+    "Every config option, with its default: src/grpo/config.ts (TRL's names in snake_case).")
   .action(async (config, o) => {
     if (config) return runTrain(config, o);
     const { runDefault } = await import("../defaults/run.ts");
@@ -83,7 +94,8 @@ program.command("eval")
 
 program.command("export")
   .description("export a model (+ adapter) as a PEFT adapter, a merged HF checkpoint or GGUF")
-  .requiredOption("--model <dir>", "base Hugging Face model folder")
+  .requiredOption("--model <dir>", `base model: ${MODEL}`)
+  .option("--revision <rev>", REVISION)
   .option("--adapter <dir>", "PEFT adapter to export or merge")
   .addOption(new Option("--format <f>", "output format").choices(["peft", "hf", "gguf"]).makeOptionMandatory())
   .option("--type <t>", "gguf: f32|f16|bf16|q8_0|q4_0|q4_k_m|q5_k_m|q6_k; hf/peft: f32|f16|bf16")
@@ -93,7 +105,7 @@ program.command("export")
   .action(async (o) => {
     const bar = process.stderr.isTTY;
     const res = await exportModel({
-      model: o.model, adapter: o.adapter, format: o.format, type: o.type, out: o.out, overwrite: !!o.overwrite, mergeAdapter: o.merge,
+      model: o.model, revision: o.revision, adapter: o.adapter, format: o.format, type: o.type, out: o.out, overwrite: !!o.overwrite, mergeAdapter: o.merge,
       onProgress: bar ? (p) => process.stderr.write(`\rexport ${p.phase} ${p.done}/${p.total} ${p.item ?? ""}`.padEnd(80).slice(0, 100)) : undefined,
     });
     if (bar) process.stderr.write("\n");

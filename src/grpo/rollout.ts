@@ -23,14 +23,17 @@ export interface Rollout {
   batch: CompletionBatch;
 }
 
-/** Prompt ids for a row: chat-templated (with the system prompt) or plain, cut from the left to maxLen. */
-export function encodeRow(tok: Tokenizer, row: Row, cfg: Pick<GRPOConfig, "systemPrompt" | "chatTemplate" | "maxPromptLength">): { prompt: string | Message[]; ids: number[] } {
+/**
+ * Prompt ids for a row: chat-templated (with the system prompt and chat_template_kwargs) or plain, cut from the left
+ * to maxLen. A chat_template of the config's own (a string) is already the tokenizer's (trainer.loadConfigTokenizer).
+ */
+export function encodeRow(tok: Tokenizer, row: Row, cfg: Pick<GRPOConfig, "systemPrompt" | "chatTemplate" | "chatTemplateKwargs" | "maxPromptLength">): { prompt: string | Message[]; ids: number[] } {
   const prompt = rowPrompt(row, { systemPrompt: cfg.systemPrompt });
-  const chat = cfg.chatTemplate ?? tok.hasChatTemplate;
+  const chat = cfg.chatTemplate === undefined ? tok.hasChatTemplate : cfg.chatTemplate !== false;
   let ids: number[];
   if (Array.isArray(prompt) || chat) {
     const messages: Message[] = Array.isArray(prompt) ? prompt : [...(cfg.systemPrompt ? [{ role: "system", content: cfg.systemPrompt }] : []), { role: "user", content: prompt }];
-    ids = tok.encodeChat(messages, { addGenerationPrompt: true });
+    ids = tok.encodeChat(messages, { addGenerationPrompt: true, kwargs: cfg.chatTemplateKwargs });
   } else ids = tok.encode(cfg.systemPrompt ? `${cfg.systemPrompt}\n\n${prompt}` : prompt);
   if (ids.length > cfg.maxPromptLength) ids = ids.slice(ids.length - cfg.maxPromptLength);
   return { prompt, ids };

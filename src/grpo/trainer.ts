@@ -4,7 +4,8 @@
 // frozen copy of the starting weights), metrics and checkpoints.
 // One optimiser step = gradient_accumulation_steps micro-batches of per_device_train_batch_size completions;
 // a generation round produces those completions and feeds num_iterations optimiser steps.
-import { join } from "node:path";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { backward, graphsByDefault, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
 import { CausalLM } from "../models/model.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
@@ -61,7 +62,7 @@ export class GRPOTrainer {
     const cfg = validateConfig(opts.rewardFuncs && !(input as GRPOConfigInput).rewardFuncs ? { ...input, rewardFuncs: opts.rewardFuncs } : input);
     setDefaultDevice(cfg.device);
     const model = prepareForTraining(opts.model ?? loadForTraining(cfg), cfg);
-    const tok = opts.tokenizer ?? loadTokenizer(cfg.model);
+    const tok = opts.tokenizer ?? loadConfigTokenizer(cfg);
     const rows = opts.rows ?? (await configRows(cfg));
     if (rows.length === 0) throw new Error("GRPOTrainer: the dataset is empty");
     const specs = opts.rewardFuncs ?? cfg.rewardFuncs;
@@ -70,7 +71,7 @@ export class GRPOTrainer {
     const t = new GRPOTrainer(cfg, model, tok, rows, funcs, opts);
     // the KL reference: the same weights with the adapter off (LoRA), or under full fine-tuning a frozen copy of the
     // starting weights (as TRL keeps a ref_model), loaded again from the model folder in the policy's dtype
-    if (cfg.fullFinetune && cfg.beta > 0) t.refModel = CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter });
+    if (cfg.fullFinetune && cfg.beta > 0) t.refModel = CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter, revision: cfg.revision });
     return t;
   }
   /** full fine-tuning with beta > 0: the starting weights, frozen (the KL reference) */
@@ -241,7 +242,19 @@ export class GRPOTrainer {
 
 /** Load config.model for training: f32 weights under full fine-tuning, else as stored; the config's adapter if any. */
 export function loadForTraining(cfg: GRPOConfig): CausalLM {
-  return CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter });
+  return CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter, revision: cfg.revision });
+}
+
+/** The tokenizer of config.model, with the config's own chat template where `chat_template` is Jinja text or a file. */
+export function loadConfigTokenizer(cfg: GRPOConfig): Tokenizer {
+  const t = cfg.chatTemplate;
+  let text: string | undefined;
+  if (typeof t === "string") {
+    if (/\{[{%]/.test(t)) text = t;
+    else if (existsSync(t) && statSync(t).isFile()) text = readFileSync(t, "utf8");
+    else throw new Error(`chat_template: "${t}" is neither Jinja text (it has no {{ or {%) nor a file (${resolve(t)} does not exist)`);
+  }
+  return loadTokenizer(cfg.model, { revision: cfg.revision, chatTemplate: text });
 }
 
 /** Make a model trainable as the config says: every weight, or a LoRA adapter (a fresh one, PEFT init, if it has none). */
@@ -259,7 +272,8 @@ export function prepareForTraining(model: CausalLM, cfg: GRPOConfig): CausalLM {
 /** The rows of a split of config.dataset (default its train split), prepared by its preset and cut to its limit. */
 export async function configRows(cfg: GRPOConfig, split?: string, limit = cfg.dataset?.limit): Promise<Row[]> {
   if (!cfg.dataset) throw new Error("config: `dataset` is required (or pass rows to GRPOTrainer.create)");
-  let rows = await loadDataset({ path: cfg.dataset.path, split: split ?? cfg.dataset.split });
+  const { path, name, revision } = cfg.dataset;
+  let rows = await loadDataset({ path, name, revision, split: split ?? cfg.dataset.split });
   if (cfg.dataset.preset) rows = applyPreset(cfg.dataset.preset, rows, {});
   return limit ? rows.slice(0, limit) : rows;
 }

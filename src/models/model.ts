@@ -13,6 +13,7 @@ import { gemmTakes16 } from "../engine/backend.ts";
 import { ropeFrequencies, ropeTables as ropeTablesOf } from "./rope.ts";
 import type { KVCache } from "./kvcache.ts";
 import { fusedPlan, fusedLayers } from "./fused-layers.ts";
+import { resolveHubPath } from "../hub/cache.ts";
 
 /** A projection's LoRA dropout: the forward's seed [1] i32 on the device and the module's salt. */
 interface Dropout { seed: Tensor; salt: number }
@@ -58,6 +59,8 @@ export interface LoadOpts {
   /** keep bf16/f16 weights as stored (default) or convert everything to f32 */
   dtype?: "auto" | "f32";
   adapter?: string;
+  /** where `dir` is a hub id: the ref or commit of the cached snapshot (default "main"; hub/cache.ts) */
+  revision?: string;
 }
 
 export class CausalLM {
@@ -83,7 +86,9 @@ export class CausalLM {
 
   private constructor(readonly config: ModelConfig) {}
 
+  /** Load a local Hugging Face model folder, or a hub id ("Qwen/Qwen2.5-0.5B-Instruct") from the local hub cache. */
   static load(dir: string, opts: LoadOpts = {}): CausalLM {
+    dir = resolveHubPath(dir, { revision: opts.revision });
     const cfg = readModelConfig(dir);
     const m = new CausalLM(cfg);
     const ws = new WeightStore(dir);

@@ -1,9 +1,8 @@
 // Reward registry and resolveReward: turn a config entry into a named reward function.
 // Is: built-in names ("gsm8k/correctness", …), parameterised built-ins ({type: "length_penalty", target: 200, …}, YAML
-// snake_case keys), and user files "./path/rewards.ts#exportName" loaded with dynamic import (tsx is the loader at
-// run time, so .ts files work). Is not: a sandbox — a user file runs with the trainer's full rights.
-import { isAbsolute, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+// snake_case keys), and user files "./path/rewards.ts#exportName" (any of .ts .mts .cts .js .mjs .cjs, in any package
+// type: modules/user-module.ts). Is not: a sandbox — a user file runs with the trainer's full rights.
+import { loadUserExport, looksLikeFile } from "../modules/user-module.ts";
 import { gsm8k } from "./builtins/gsm8k.ts";
 import { lengthPenalty } from "./builtins/length.ts";
 import { numericProximity } from "./builtins/numeric.ts";
@@ -61,29 +60,12 @@ export interface ResolveRewardOptions {
   baseDir?: string;
 }
 
-function looksLikeFile(spec: string): boolean {
-  return spec.includes("#") || /\.(m?[jt]s|cjs|cts|mts)$/.test(spec) || spec.startsWith(".") || isAbsolute(spec);
-}
-
 /** Load `path#exportName` (default export when no #). */
-async function loadFromFile(spec: string, baseDir: string): Promise<NamedReward> {
-  const hash = spec.lastIndexOf("#");
-  const file = hash >= 0 ? spec.slice(0, hash) : spec;
-  const exportName = hash >= 0 ? spec.slice(hash + 1) : "default";
-  const abs = resolve(baseDir, file);
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`reward "${spec}": cannot import ${abs} (${(e as Error).message})`);
-  }
-  const v = mod[exportName];
-  if (v === undefined) {
-    throw new Error(`reward "${spec}": ${abs} has no export "${exportName}" (exports: ${Object.keys(mod).join(", ") || "none"})`);
-  }
+async function loadFromFile(spec: string, baseDir: string | undefined): Promise<NamedReward> {
+  const { value: v, ref } = await loadUserExport(spec, `reward "${spec}"`, baseDir);
   if (isNamedReward(v)) return v;
-  if (typeof v === "function") return { name: v.name && v.name !== "default" ? v.name : exportName, fn: v as NamedReward["fn"] };
-  throw new Error(`reward "${spec}": export "${exportName}" is ${typeof v}, expected a reward function or {name, fn}`);
+  if (typeof v === "function") return { name: v.name && v.name !== "default" ? v.name : ref.name, fn: v as NamedReward["fn"] };
+  throw new Error(`reward "${spec}": export "${ref.name}" of ${ref.abs} is ${typeof v}, expected a reward function or {name, fn}`);
 }
 
 /** Resolve one reward spec to {name, fn}. */
@@ -98,7 +80,7 @@ export async function resolveReward(spec: RewardSpec, opts: ResolveRewardOptions
   if (typeof spec !== "string") throw new Error(`reward spec must be a name, "file.ts#export", {type, ...} or a function; got ${JSON.stringify(spec)}`);
   const builtin = REWARD_REGISTRY[spec];
   if (builtin) return builtin;
-  if (looksLikeFile(spec)) return loadFromFile(spec, opts.baseDir ?? process.cwd());
+  if (looksLikeFile(spec)) return loadFromFile(spec, opts.baseDir);
   throw new Error(`unknown reward "${spec}"; built-ins: ${Object.keys(REWARD_REGISTRY).join(", ")}; or give a file as ./rewards.ts#exportName`);
 }
 
