@@ -108,7 +108,7 @@ function buildPrebuilds() {
     for (const level of levels) {
       const dir = join("native", "build-prebuild", level || "generic");
       console.error(`aha: prebuilding the CPU module for ${plat}${level ? ` ${level}` : ""} (${dir})…`);
-      cmakeJs(dir, level ? [`--CDCMAKE_CXX_FLAGS=-march=${level} -Wno-psabi`] : [], { AHA_PORTABLE: "1", AHA_NO_CUDA: "1", AHA_NO_CUDA_EMU: "1" });
+      cmakeJs(dir, [], { ...(level ? { AHA_MARCH: level } : { AHA_PORTABLE: "1" }), AHA_NO_CUDA: "1", AHA_NO_CUDA_EMU: "1" });
       copyFileSync(join(root, dir, "Release", "aha_cpu.node"), join(tmp, level ? `aha_cpu.${level}.node` : "aha_cpu.node"));
     }
     if (hasNvcc()) {

@@ -6,6 +6,7 @@
 //     `./rewards.ts#brevity` reward that sits in this CommonJS project;
 //   - `npx tsc --noEmit` passes under `tsc --init`'s settings on app.ts (import = require) and app.mts (import);
 //   - `npx aha --version` and `npx aha train --help` work, and nothing is compiled (no native/build appears);
+//   - back in the checkout, `prepare` (which npm runs when the first `npx aha` there links the package) is a no-op;
 //   - the module matrix (test/module-matrix.ts) loads in a plain node process (no tsx hooks of the suite's);
 //   - with the prebuilt modules taken away, loading says it builds from source and fails naming what to install.
 // Offline: npm 11 resolves a new dependency with full packuments, which the cache of a lockfile install (CI's
@@ -14,7 +15,7 @@
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync, type SpawnSyncOptions } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -77,6 +78,15 @@ test("the tarball is lean and carries the built package and a prebuilt CPU modul
     assert.ok(files.includes(f), `${f} missing`);
   assert.ok(files.some((f) => /^prebuilds\/[^/]+\/aha_cpu(\.[^/]+)?\.node$/.test(f)), "no prebuilt CPU module");
   for (const f of files) assert.doesNotMatch(f, /^(test|datasets|bench|native\/build|native\/cuda-emu|scripts)\/|\.build-stamp$/, `${f} should not be packed`);
+});
+
+test("after the pack, `prepare` (what npm runs when the first `npx aha` in a checkout links it) rebuilds nothing", () => {
+  const stamps = ["dist/.build-stamp", "native/build/.build-stamp"].map((f) => join(ROOT, f));
+  const before = stamps.map((f) => statSync(f).mtimeMs);
+  const r = spawnSync("npm", ["run", "prepare"], { cwd: ROOT, encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stderr + r.stdout, /aha: build/);
+  assert.deepEqual(stamps.map((f) => statSync(f).mtimeMs), before);
 });
 
 test("install: no compiler on the PATH, offline, and no install script of aha's runs", () => {

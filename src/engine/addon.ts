@@ -1,5 +1,5 @@
 // Finds and loads aha's native modules (aha_cpu.node, aha_cuda.node).
-// Is: the search order, the same for both modules:
+// Is: the search order, the same for both modules (AHA_CPU_ADDON / AHA_CUDA_ADDON name a file instead):
 //   1. native/build/Release/<name>.node — built here from source (a checkout's `npm install`, or step 3 below);
 //      tuned for this machine's CPU (-march=native), so it wins over a prebuilt one;
 //   2. prebuilds/<platform>-<arch>/<name>[.<level>].node — shipped in the npm package (prebuildify's folder layout;
@@ -11,7 +11,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { packageRoot } from "../package.ts";
 
 export type AddonName = "aha_cpu" | "aha_cuda";
@@ -48,6 +48,9 @@ function cpuFlags(): Set<string> {
 
 /** The module file the search order picks, or null when there is none (nothing is built here). */
 export function findAddon(name: AddonName): string | null {
+  // AHA_CPU_ADDON: another build of the CPU module (e.g. a prebuilt level, to compare); a relative path is taken
+  // from the working directory. (AHA_CUDA_ADDON is read by engine/cuda.ts.)
+  if (name === "aha_cpu" && process.env.AHA_CPU_ADDON) return resolve(process.env.AHA_CPU_ADDON);
   const built = join(packageRoot(), "native", "build", "Release", `${name}.node`);
   if (existsSync(built)) return built;
   for (const f of prebuildNames(name)) if (existsSync(join(prebuildDir(), f))) return join(prebuildDir(), f);
