@@ -8,14 +8,7 @@ import { f32ToBf16 } from "../src/models/safetensors.ts";
 import { prebuildDir, prebuildNames, requireAddon } from "../src/engine/addon.ts";
 import { packageRoot } from "../src/package.ts";
 import type { CpuAddon } from "../src/engine/native.ts";
-
-function time(fn: () => void, minMs = 1500): number {
-  fn();
-  let n = 0;
-  const t0 = performance.now();
-  while (performance.now() - t0 < minMs) { fn(); n++; }
-  return (performance.now() - t0) / 1000 / n;
-}
+import { time } from "./gemm.ts";
 
 const cases: [string, number, number, number, "f32" | "bf16"][] = [
   ["1024³ f32", 1024, 1024, 1024, "f32"],

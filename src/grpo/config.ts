@@ -184,6 +184,9 @@ export type GRPOConfig = z.output<typeof GRPOConfigSchema>;
 const snake = (k: string) => k.replace(/[A-Z]/g, (m) => `_${m.toLowerCase()}`);
 const camel = (k: string) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
 
+/** Whether a chat_template string is Jinja text (rather than the path of a template file). */
+export const isJinja = (s: string): boolean => /\{[{%]/.test(s);
+
 /** Options whose values are the user's own mappings, passed on as written (not renamed to camelCase). */
 const FREE_FORM = new Set(["chatTemplateKwargs"]);
 
@@ -265,7 +268,7 @@ export function loadConfigFile(path: string, overrides: Record<string, unknown> 
   if (typeof obj.model === "string") obj.model = rel(obj.model, true);
   if (typeof obj.adapter === "string") obj.adapter = rel(obj.adapter);
   if (typeof obj.outputDir === "string") obj.outputDir = rel(obj.outputDir);
-  if (typeof obj.chatTemplate === "string" && !/\{[{%]/.test(obj.chatTemplate)) obj.chatTemplate = rel(obj.chatTemplate);
+  if (typeof obj.chatTemplate === "string" && !isJinja(obj.chatTemplate)) obj.chatTemplate = rel(obj.chatTemplate);
   const ds = obj.dataset as Record<string, unknown> | undefined;
   if (ds && typeof ds === "object") ds.path = rel(ds.path, true);
   if (Array.isArray(obj.rewardFuncs)) obj.rewardFuncs = obj.rewardFuncs.map((f) => (typeof f === "string" && looksLikeFile(f) ? rel(f) : f));

@@ -12,7 +12,7 @@ import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
 import { resolveRewards, rewardMetrics, type NamedReward, type RewardSpec } from "../rewards/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
-import { validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
+import { isJinja, validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
 import { batchLoss, completionLogprobs, kernelParams, lossWeights, tokenAdvantages, type CompletionBatch, type LossParams } from "./loss.ts";
 import { GraphedMicroBatches } from "./graph-step.ts";
 import { flatOf } from "../engine/flat.ts";
@@ -250,7 +250,7 @@ export function loadConfigTokenizer(cfg: GRPOConfig): Tokenizer {
   const t = cfg.chatTemplate;
   let text: string | undefined;
   if (typeof t === "string") {
-    if (/\{[{%]/.test(t)) text = t;
+    if (isJinja(t)) text = t;
     else if (existsSync(t) && statSync(t).isFile()) text = readFileSync(t, "utf8");
     else throw new Error(`chat_template: "${t}" is neither Jinja text (it has no {{ or {%) nor a file (${resolve(t)} does not exist)`);
   }
