@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, statSync, lstatSync } from "node:fs";
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -70,7 +70,7 @@ test("a model id resolves through HF_HOME's hub cache (symlinked snapshot) and l
   const home = join(tmp, "hf-home");
   const snap = cacheRepo(join(home, "hub"), "models--tiny--model", COMMIT, modelFiles(), ["main"]);
   assert.ok(lstatSync(join(snap, "config.json")).isSymbolicLink());
-  // a second revision, tagged v2, whose config differs (one layer fewer would not load the same logits)
+  // a second revision, tagged v2 (one more file, so its snapshot is its own)
   const files = { ...modelFiles(), "README.md": Buffer.from("revision 2\n") };
   cacheRepo(join(home, "hub"), "models--tiny--model", V2, files, ["v2"]);
   withEnv({ HF_HOME: home, HF_HUB_CACHE: undefined }, () => {

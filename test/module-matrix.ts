@@ -1,10 +1,11 @@
-// The user-module matrix: a reward file `r_<ext>.<ext>` (distinct names: tsx maps an import of x.js to a sibling x.ts) for each extension users write (.ts .mts .cts .js .mjs .cjs) in
-// three folders: one with no package.json, one under "type": "commonjs" (what `npm init -y` writes) and one under
-// "type": "module". Each file is written the way its folder expects: TypeScript with ES syntax and a type annotation
-// (tsx compiles it as its folder says), .js with CommonJS syntax under "commonjs" and ES syntax elsewhere (with no
-// package.json Node detects the syntax), .mjs ES, .cjs CommonJS. Each returns its own constant, so a test sees which
-// file answered. Used by test/user-modules.test.ts (in the suite's process) and test/package.test.ts (in a plain
-// `node` process on the installed package, where no tsx hooks are registered).
+// The user-module matrix: a reward file `r_<ext>.<ext>` for each extension users write (.ts .mts .cts .js .mjs .cjs;
+// distinct names, since tsx maps an import of x.js to a sibling x.ts) in three folders: one with no package.json, one
+// under "type": "commonjs" (what `npm init -y` writes) and one under "type": "module". Each file is written the way
+// its folder expects: TypeScript with ES syntax and a type annotation (tsx compiles it as its folder says), .js with
+// CommonJS syntax under "commonjs" and ES syntax elsewhere (with no package.json, Node detects the syntax), .mjs ES,
+// .cjs CommonJS. Each returns its own constant, so a test sees which file answered. Used by test/user-modules.test.ts
+// (in the suite's process) and test/package.test.ts (in a plain `node` process on the installed package, where no tsx
+// hooks are registered).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
