@@ -14,8 +14,8 @@ const UNK = "<unk>";
 export const PRETOKEN_REGEX = "</?[a-z]+>| ?[A-Za-z]+|[0-9]| ?[^\\sA-Za-z0-9]|\\s";
 
 /** Every pre-token of the texts longer than one character, sorted, once. */
-function wordsOf(texts: string[]): string[] {
-  const re = new RegExp(PRETOKEN_REGEX, "g");
+function wordsOf(texts: string[], regex: string): string[] {
+  const re = new RegExp(regex, "g");
   const set = new Set<string>();
   for (const t of texts) for (const m of t.matchAll(re)) if (m[0].length > 1) set.add(m[0]);
   return [...set].sort();
@@ -36,7 +36,15 @@ export interface TokenizerFiles {
   config: Record<string, unknown>;
 }
 
-export function buildTokenizer(texts: string[] = corpusTexts()): TokenizerFiles {
+export interface TokenizerOptions {
+  /** the pre-tokenizer's regex (default PRETOKEN_REGEX) */
+  regex?: string;
+  /** the chat template (default CHATML_TEMPLATE) */
+  chatTemplate?: string;
+}
+
+export function buildTokenizer(texts: string[] = corpusTexts(), opts: TokenizerOptions = {}): TokenizerFiles {
+  const regex = opts.regex ?? PRETOKEN_REGEX;
   const vocab: Record<string, number> = {};
   let id = 0;
   for (const s of SPECIALS) vocab[s] = id++;
@@ -44,7 +52,7 @@ export function buildTokenizer(texts: string[] = corpusTexts()): TokenizerFiles 
   vocab["\n"] = id++;
   vocab["\t"] = id++;
   for (let c = 0x20; c < 0x7f; c++) vocab[String.fromCharCode(c)] = id++;
-  for (const w of wordsOf(texts)) if (!(w in vocab)) vocab[w] = id++;
+  for (const w of wordsOf(texts, regex)) if (!(w in vocab)) vocab[w] = id++;
   const added = SPECIALS.map((content, i) => ({ id: i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
   const tokenizer = {
     version: "1.0",
@@ -52,7 +60,7 @@ export function buildTokenizer(texts: string[] = corpusTexts()): TokenizerFiles 
     padding: null,
     added_tokens: added,
     normalizer: null,
-    pre_tokenizer: { type: "Split", pattern: { Regex: PRETOKEN_REGEX }, behavior: "Isolated", invert: false },
+    pre_tokenizer: { type: "Split", pattern: { Regex: regex }, behavior: "Isolated", invert: false },
     post_processor: null,
     decoder: { type: "Fuse" },
     model: {
@@ -67,7 +75,7 @@ export function buildTokenizer(texts: string[] = corpusTexts()): TokenizerFiles 
     pad_token: "<|endoftext|>",
     unk_token: UNK,
     additional_special_tokens: ["<|im_start|>", "<|im_end|>"],
-    chat_template: CHATML_TEMPLATE,
+    chat_template: opts.chatTemplate ?? CHATML_TEMPLATE,
     clean_up_tokenization_spaces: false,
     model_max_length: 256,
     tokenizer_class: "PreTrainedTokenizerFast",

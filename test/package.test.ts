@@ -7,7 +7,8 @@
 //   - `npx tsc --noEmit` passes under `tsc --init`'s settings on app.ts (import = require) and app.mts (import);
 //   - `npx aha --version` and `npx aha train --help` work, and nothing is compiled (no native/build appears);
 //   - back in the checkout, `prepare` (which npm runs when the first `npx aha` there links the package) is a no-op;
-//   - the module matrix (test/module-matrix.ts) loads in a plain node process (no tsx hooks of the suite's);
+//   - the module matrix (test/module-matrix.ts) loads in a plain node process (no tsx hooks of the suite's), and
+//     code_tests starts its sandbox workers (separate entry files) from both builds;
 //   - with the prebuilt modules taken away, loading says it builds from source and fails naming what to install.
 // Offline: npm 11 resolves a new dependency with full packuments, which the cache of a lockfile install (CI's
 // `npm install`) does not hold, so the project's package-lock.json is seeded with this repository's locked production
@@ -174,6 +175,24 @@ const cases = ${JSON.stringify(cases)};
 `);
   const got = JSON.parse(sh("node", ["matrix.cjs"]).stdout) as number[];
   assert.deepEqual(got, cases.map((c) => c.want));
+});
+
+test("code_tests runs its sandbox workers from the installed package, by import and by require", () => {
+  // the workers are separate entry files (dist/rewards/sandbox/*.js): found from dist/ and from the CommonJS bundle
+  const body = `const r = await rewards.resolveReward({ type: "code_tests", language: "javascript", tests_column: "tests" });
+  const add = (op) => "\\u0060\\u0060\\u0060js\\nfunction add(a, b) { return a " + op + " b; }\\n\\u0060\\u0060\\u0060";
+  const got = await r.fn({ prompts: ["p", "p"], completions: [add("+"), add("-")], completionIds: [[1], [2]], tests: ["assert.equal(add(1, 2), 3)", "assert.equal(add(1, 2), 3)"] });
+  await rewards.closeSandboxes();
+  console.log(JSON.stringify(got));`;
+  writeFileSync(join(app, "sandbox.mjs"), `import { rewards } from "aha";
+${body}
+`);
+  writeFileSync(join(app, "sandbox.cjs"), `const { rewards } = require("aha");
+(async () => {
+${body}
+})().catch((e) => { console.error(e); process.exit(1); });
+`);
+  for (const f of ["sandbox.mjs", "sandbox.cjs"]) assert.deepEqual(JSON.parse(sh("node", [f]).stdout.trim().split("\n").pop()!), [1, 0], f);
 });
 
 test("with no prebuilt module for this machine, aha says it builds from source and names what is missing", () => {

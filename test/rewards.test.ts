@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  completionText,
   computeRewards, correctness, fromVerifier, intAnswer, lengthPenalty, numericProximity, regexReward, resolveReward,
   REWARD_REGISTRY, RewardError, rewardMetrics, softFormat, strictFormat, xmlCount, extractXmlAnswer, parseNumber,
   type RewardArgs, type RewardFunc,
@@ -170,12 +171,12 @@ test("computeRewards: async functions run concurrently", async () => {
 
 const boom: RewardFunc = function boom({ completions }) {
   return completions.map((c) => {
-    if (c.includes("boom")) throw new Error("cannot parse");
+    if (completionText(c).includes("boom")) throw new Error("cannot parse");
     return 1;
   });
 };
 const nanny: RewardFunc = function nanny({ completions }) {
-  return completions.map((c) => (c.includes("nan") ? NaN : 1));
+  return completions.map((c) => (completionText(c).includes("nan") ? NaN : 1));
 };
 
 test("a throwing reward is reported with its sample: stop and skip", async () => {

@@ -13,12 +13,12 @@ import { availableDevices, useDevice } from "./devices.ts";
 import { GRPOTrainer } from "../src/grpo/trainer.ts";
 import { fromHost, getBackend, grpoLoss, scale, scope } from "../src/engine/index.ts";
 import { GraphedMicroBatches } from "../src/grpo/graph-step.ts";
-import type { NamedReward } from "../src/rewards/index.ts";
+import { completionText, type NamedReward } from "../src/rewards/index.ts";
 
 const modelDir = fixtureModels().find((d) => d.endsWith("qwen2")) ?? fixtureModels()[0];
 const tmp = mkdtempSync(join(tmpdir(), "aha-train-graph-"));
 process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
-const variety: NamedReward = { name: "variety", fn: ({ completions }) => completions.map((c) => new Set(c).size / 10) };
+const variety: NamedReward = { name: "variety", fn: ({ completions }) => completions.map((c) => new Set(completionText(c)).size / 10) };
 const rows = Array.from({ length: 16 }, (_, i) => ({ prompt: `question ${i}: what is ${i} + ${i}?`, answer: String(2 * i) }));
 
 /** Run fn counting micro-batches run through GraphedMicroBatches, and how many of those replayed a captured graph. */

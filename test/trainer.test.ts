@@ -9,14 +9,14 @@ import { join } from "node:path";
 import { fixtureModels } from "./fixtures.ts";
 import { GRPOTrainer } from "../src/grpo/trainer.ts";
 import { ConfigError, loadConfigFile, validateConfig } from "../src/grpo/config.ts";
-import type { NamedReward } from "../src/rewards/index.ts";
+import { completionText, type NamedReward } from "../src/rewards/index.ts";
 
 const modelDir = fixtureModels().find((d) => d.endsWith("llama")) ?? fixtureModels()[0];
 const tmp = mkdtempSync(join(tmpdir(), "aha-train-"));
 process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
 
 // rewards: prefer completions with many distinct characters (any signal with variance will do)
-const variety: NamedReward = { name: "variety", fn: ({ completions }) => completions.map((c) => new Set(c).size / 10) };
+const variety: NamedReward = { name: "variety", fn: ({ completions }) => completions.map((c) => new Set(completionText(c)).size / 10) };
 const rows = Array.from({ length: 16 }, (_, i) => ({ prompt: `question ${i}: what is ${i} + ${i}?`, answer: String(2 * i) }));
 
 const base = {

@@ -65,10 +65,17 @@ program.command("train")
   .option("--device <d>", "cpu or cuda (overrides the config)")
   .addOption(new Option("--max-steps <n>", "override max_steps").argParser(int))
   .option("--output-dir <dir>", "override output_dir")
+  .option("--example <name>", "an embedded example instead of the default run: calculator (a tiny model learns to call a calculator tool)")
   .addHelpText("after", "\nRelative paths inside CONFIG are taken from its folder; flags' paths from the working directory.\n" +
     "Every config option, with its default: src/grpo/config.ts (TRL's names in snake_case).")
   .action(async (config, o) => {
     if (config) return runTrain(config, o);
+    if (o.example !== undefined) {
+      if (o.example !== "calculator") throw new Error(`unknown example "${o.example}"; examples: calculator`);
+      const { runCalculator } = await import("../defaults/calculator-run.ts");
+      await runCalculator(o);
+      return;
+    }
     const { runDefault } = await import("../defaults/run.ts");
     await runDefault(o);
   });

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { loadConfigFile } from "../grpo/config.ts";
 import { configRows, GRPOTrainer, loadConfigTokenizer, loadForTraining, prepareForTraining } from "../grpo/trainer.ts";
 import { evaluate } from "../grpo/eval.ts";
+import { createAgent } from "../agents/rollout.ts";
 import { sft } from "../grpo/sft.ts";
 import { CausalLM } from "../models/model.ts";
 import { resolveRewards, type NamedReward } from "../rewards/index.ts";
@@ -50,10 +51,12 @@ export async function runEval(configPath: string, a: EvalArgs): Promise<void> {
   const rows = await configRows(cfg, a.split ?? cfg.dataset?.evalSplit ?? "test", a.limit);
   if (!cfg.rewardFuncs) throw new Error(`${configPath}: reward_funcs is required for eval`);
   const funcs = (await resolveRewards(cfg.rewardFuncs as never)) as NamedReward[];
-  const r = await evaluate(model, tok, rows, funcs, cfg, { temperature: a.temperature });
+  const agent = await createAgent(cfg, tok, model.config.arch);
+  const r = await evaluate(model, tok, rows, funcs, cfg, { temperature: a.temperature, agent });
   if (a.json) { process.stdout.write(JSON.stringify(r) + "\n"); return; }
   process.stdout.write(`accuracy (${r.accuracyReward} full): ${(r.accuracy * 100).toFixed(1)}% of ${r.n}\n`);
   for (const [n, v] of Object.entries(r.meanReward)) process.stdout.write(`  mean ${n}: ${v.toFixed(3)}\n`);
+  for (const [n, v] of Object.entries(r.metrics ?? {})) process.stdout.write(`  ${n}: ${(v ?? 0).toFixed(3)}\n`);
 }
 
 export async function runSft(configPath: string, a: TrainArgs): Promise<void> {

@@ -27,7 +27,7 @@ function isMessage(v: unknown): v is Message {
 
 /** True when the row's prompt is a list of messages. */
 export function isConversational(row: Row): boolean {
-  return Array.isArray(row.prompt);
+  return Array.isArray(row.prompt) || (row.prompt === undefined && Array.isArray(row.messages));
 }
 
 /**
@@ -35,7 +35,9 @@ export function isConversational(row: Row): boolean {
  * (TRL passes conversational prompts to rewards as message lists).
  */
 export function rowPrompt(row: Row, opts: { systemPrompt?: string; where?: string } = {}): string | Message[] {
-  const p = row.prompt;
+  // TRL's conversational `messages` column: the conversation up to its trailing assistant turn (the reference, which
+  // reward functions still get in the `messages` column)
+  const p = row.prompt === undefined && Array.isArray(row.messages) ? withoutTrailingAssistant(row.messages as Message[]) : row.prompt;
   const where = opts.where ?? "row";
   if (typeof p === "string") return p;
   if (Array.isArray(p)) {
@@ -52,9 +54,13 @@ export function rowPrompt(row: Row, opts: { systemPrompt?: string; where?: strin
     "dataset",
     where,
     p === undefined
-      ? `no "prompt" column (columns: ${Object.keys(row).join(", ")}); map your data to a prompt column or use a preset`
+      ? `no "prompt" column (nor a "messages" column; columns: ${Object.keys(row).join(", ")}); map your data to a prompt column or use a preset`
       : `"prompt" must be a string or a list of {role, content} messages, got ${typeof p}`,
   );
+}
+
+function withoutTrailingAssistant(msgs: Message[]): Message[] {
+  return msgs.length > 0 && msgs[msgs.length - 1]?.role === "assistant" ? msgs.slice(0, -1) : msgs;
 }
 
 /** The prompt text to generate from. */

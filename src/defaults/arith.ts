@@ -23,14 +23,14 @@ export interface ArithProblem {
 }
 
 /** Names with their subject and object pronouns. */
-const PEOPLE: [string, string][] = [
+export const PEOPLE: [string, string][] = [
   ["Mia", "she"], ["Tom", "he"], ["Ana", "she"], ["Leo", "he"], ["Sara", "she"], ["Ben", "he"],
   ["Lily", "she"], ["Sam", "he"], ["Emma", "she"], ["Jack", "he"], ["Zoe", "she"], ["Max", "he"],
 ];
-const OBJECTS = ["marbles", "apples", "stickers", "cards", "pencils", "cookies", "books", "shells", "coins", "toys", "eggs", "balloons"];
-const CONTAINERS = ["box", "bag", "basket", "jar"];
+export const OBJECTS = ["marbles", "apples", "stickers", "cards", "pencils", "cookies", "books", "shells", "coins", "toys", "eggs", "balloons"];
+export const CONTAINERS = ["box", "bag", "basket", "jar"];
 
-const cap = (s: string) => s[0].toUpperCase() + s.slice(1);
+export const cap = (s: string) => s[0].toUpperCase() + s.slice(1);
 
 /** The think line(s) and the answer, formatted as the model must write them. */
 export function formatTarget(steps: string[], answer: string): string {

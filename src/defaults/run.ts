@@ -12,6 +12,7 @@ import { evaluate, type EvalResult } from "../grpo/eval.ts";
 import { validateConfig, type GRPOConfigInput } from "../grpo/config.ts";
 import { arithRows } from "./arith.ts";
 import { packageRoot } from "../package.ts";
+import { completionText, type Completion } from "../rewards/index.ts";
 
 export const DEFAULT_MODEL = join(packageRoot(), "assets", "tiny-arith");
 
@@ -79,7 +80,7 @@ export async function runDefault(a: DefaultRunArgs = {}): Promise<{ before: Eval
   out.write(`aha: held-out accuracy ${(before.accuracy * 100).toFixed(1)}% → ${(after.accuracy * 100).toFixed(1)}% (${lift >= 0 ? "+" : ""}${lift.toFixed(1)} points) in ${minutes.toFixed(1)} min; ` +
     `reward curve ${join(cfg.outputDir, "reward.svg")}, trained model ${join(cfg.outputDir, "final")}\n`);
   const sample = after.samples[0];
-  if (sample) out.write(`example completion after training:\n${sample.completion}\n`);
+  if (sample) out.write(`example completion after training:\n${completionText(sample.completion as Completion)}\n`);
   writeFileSync(join(cfg.outputDir, "summary.json"), JSON.stringify({ before: before.accuracy, after: after.accuracy, greedy_before: greedyBefore, greedy_after: greedyAfter, minutes, heldOut: nHeld, steps: cfg.maxSteps, before_rewards: before.meanReward, after_rewards: after.meanReward }, null, 2) + "\n");
   return { before, after, minutes };
 }

@@ -239,7 +239,7 @@ function decodeSampled(model: CausalLM, cache: KVCache, active: Live[], maxToken
 }
 
 /** One draw per live sequence s (row logitRows[r] of logits [*, V]), its uniform from its own stream. */
-function drawTokens(logits: Tensor, logitRows: number[], active: Live[], params: SamplingParams): Draw[] {
+export function drawTokens(logits: Tensor, logitRows: number[], active: Pick<Live, "rng" | "seen">[], params: SamplingParams): Draw[] {
   const u = active.map((s) => s.rng.next());
   const penalty = params.repetitionPenalty !== undefined && params.repetitionPenalty !== 1;
   // the kernel takes f32 uniforms; a draw that rounds up to 1 takes the last kept token, as sampleRow does
@@ -252,7 +252,7 @@ function drawTokens(logits: Tensor, logitRows: number[], active: Live[], params:
 }
 
 /** Logits [B, V] of the last position of each row of hidden [B*T, C], left on the device. */
-function lastRowLogits(model: CausalLM, h: Tensor, B: number, T: number): Tensor {
+export function lastRowLogits(model: CausalLM, h: Tensor, B: number, T: number): Tensor {
   const rows = Int32Array.from({ length: B }, (_, b) => b * T + T - 1);
   const last = T === 1 ? h : embedding(fromHost(rows, [B], "i32"), h);
   return model.logits(last);

@@ -70,7 +70,8 @@ export const GRPOConfigSchema = z.object({
    * its own, given as Jinja text (it has `{{` or `{%`) or as the path of a .jinja file, used instead of the tokenizer's.
    */
   chatTemplate: z.union([z.boolean(), z.string().min(1)]).optional(),
-  /** Extra variables for the chat template, e.g. Qwen3's `{ enable_thinking: false }`. Default none. */
+  /** Extra variables for the chat template (TRL's chat_template_kwargs), e.g. Qwen3's `{enable_thinking: false}`; passed
+   *  as written (YAML keys are not renamed). Default none. */
   chatTemplateKwargs: z.record(z.string(), z.unknown()).optional(),
 
   /** Peak learning rate. TRL default 1e-6 (for full fine-tuning); LoRA usually wants 1e-5 … 1e-4. */
@@ -162,6 +163,28 @@ export const GRPOConfigSchema = z.object({
    * for the CPU, off for CUDA until measured on a GPU; the environment variable AHA_GRAPHS=1 or 0 overrides.
    */
   graphs: z.boolean().optional(),
+
+  // ---- agents (src/agents): tools and environments inside the rollout ----
+  /**
+   * Tools the model may call during its rollout: "./tools.ts#tools" (a list of {name, description, parameters: JSON
+   * schema or zod, execute}, or an object of them by name) or the tools themselves (TS API). Shown to the model through
+   * the chat template's `tools` argument; calls are parsed per model family (tool_call_format), run concurrently with
+   * a timeout, and their results (errors included) prefilled into the live KV cache as `tool` messages. Only the
+   * model's own tokens take loss. Needs a chat template that renders tool calls. Default none.
+   */
+  tools: z.union([z.string(), z.array(z.any()), z.record(z.string(), z.any())]).optional(),
+  /**
+   * "./env.ts#create" (or the function, TS API): create(row) → {reset() → messages, step(assistantMessage) →
+   * {messages, done, reward?}}, one instance per completion. It answers every turn without a tool call until it
+   * says done; step rewards are summed into a reward named "environment" (weight 1). Default none.
+   */
+  environment: z.union([z.string(), z.function()]).optional(),
+  /** Tool-calling turns per episode (TRL's name); a further call ends the episode ("cut"). Default no limit. */
+  maxToolCallingIterations: z.number().int().positive().optional(),
+  /** hermes (Qwen2.5/Qwen3), llama3_json, mistral or phi4_mini; default: read from the chat template. */
+  toolCallFormat: z.enum(["hermes", "llama3_json", "mistral", "phi4_mini"]).optional(),
+  /** Per-call tool timeout in ms (the error goes back to the model). Default 30000. */
+  toolTimeoutMs: z.number().int().positive().default(30000),
 }).strict();
 
 /** Checks across fields, run on whatever parsed (so they are reported together with per-field problems). */
@@ -271,6 +294,8 @@ export function loadConfigFile(path: string, overrides: Record<string, unknown> 
   if (typeof obj.chatTemplate === "string" && !isJinja(obj.chatTemplate)) obj.chatTemplate = rel(obj.chatTemplate);
   const ds = obj.dataset as Record<string, unknown> | undefined;
   if (ds && typeof ds === "object") ds.path = rel(ds.path, true);
-  if (Array.isArray(obj.rewardFuncs)) obj.rewardFuncs = obj.rewardFuncs.map((f) => (typeof f === "string" && looksLikeFile(f) ? rel(f) : f));
+  const relSpec = (f: unknown) => (typeof f === "string" && looksLikeFile(f) ? rel(f) : f); // a file, or {type: verifier, path}
+  if (Array.isArray(obj.rewardFuncs)) obj.rewardFuncs = obj.rewardFuncs.map((f) => (f && typeof f === "object" && "path" in f ? { ...f, path: relSpec(f.path) } : relSpec(f)));
+  for (const k of ["tools", "environment"]) if (typeof obj[k] === "string") obj[k] = rel(obj[k]);
   return validateConfig({ ...obj, ...(camelKeys(overrides) as object) }, path, true);
 }

@@ -2,13 +2,15 @@
 // fraction of prompts whose correctness reward (the reward named *correctness*, else the first) is full, i.e.
 // positive: correctness rewards are all-or-nothing.
 import type { CausalLM } from "../models/model.ts";
-import type { Tokenizer } from "../tokenize/index.ts";
+import type { Message, Tokenizer } from "../tokenize/index.ts";
 import type { Row } from "../data/index.ts";
-import { computeRewards, meanStd, type NamedReward } from "../rewards/index.ts";
+import { computeRewards, meanStd, type Completion, type NamedReward } from "../rewards/index.ts";
 import { rowsToColumns } from "../data/index.ts";
 import { generate } from "../generate/generate.ts";
 import { encodeRow, stopIds, withoutStop } from "./rollout.ts";
 import type { GRPOConfig } from "./config.ts";
+import type { Metrics } from "./metrics.ts";
+import { bareIds, episodeMetrics, runEpisodes, type Agent } from "../agents/rollout.ts";
 
 export interface EvalResult {
   n: number;
@@ -16,7 +18,9 @@ export interface EvalResult {
   /** which reward decided accuracy */
   accuracyReward: string;
   meanReward: Record<string, number>;
-  samples: { prompt: unknown; completion: string; rewards: Record<string, number | null> }[];
+  samples: { prompt: unknown; completion: unknown; rewards: Record<string, number | null> }[];
+  /** with an agent: turns, tool calls and errors, episodes cut (episodeMetrics) */
+  metrics?: Metrics;
 }
 
 export interface EvalOptions {
@@ -25,19 +29,31 @@ export interface EvalOptions {
   seed?: number;
   /** samples to return (default 4) */
   keep?: number;
+  /** tools and/or an environment: each prompt is one multi-turn episode */
+  agent?: Agent | null;
 }
 
 export async function evaluate(model: CausalLM, tok: Tokenizer, rows: Row[], funcs: NamedReward[], cfg: GRPOConfig, o: EvalOptions = {}): Promise<EvalResult> {
-  const enc = rows.map((r) => encodeRow(tok, r, cfg));
+  const temperature = o.temperature ?? cfg.temperature, seed = o.seed ?? cfg.seed + 7919, maxTokens = o.maxTokens ?? cfg.maxCompletionLength;
   const eos = stopIds(model, tok);
-  const temperature = o.temperature ?? cfg.temperature;
-  const out = generate(model, enc.map((e) => e.ids), {
-    n: 1, maxTokens: o.maxTokens ?? cfg.maxCompletionLength, temperature, topP: cfg.topP, topK: cfg.topK, minP: cfg.minP,
-    stopTokenIds: eos, seed: o.seed ?? cfg.seed + 7919, memoryBudget: cfg.generationMemoryBudget, graphs: cfg.graphs, logprobs: false,
-  });
-  const bare = out.map(withoutStop);
-  const texts = bare.map((ids) => tok.decode(ids, { skipSpecialTokens: true }));
-  const res = await computeRewards(funcs, cfg.rewardWeights, { ...rowsToColumns(rows), prompts: enc.map((e) => e.prompt), completions: texts, completionIds: bare }, { timeoutMs: cfg.rewardTimeoutMs, onError: "skip" });
+  let prompts: (string | Message[])[], completions: Completion[], bare: number[][], metrics: Metrics | undefined;
+  if (o.agent) {
+    const eps = await runEpisodes(model, tok, rows, o.agent, { ...cfg, temperature, maxCompletionLength: maxTokens, n: 1, seed });
+    prompts = eps.map((e) => e.prompt);
+    completions = eps.map((e) => e.messages);
+    bare = eps.map((e) => bareIds(e, new Set(eos)));
+    metrics = episodeMetrics(eps);
+  } else {
+    const enc = rows.map((r) => encodeRow(tok, r, cfg));
+    const out = generate(model, enc.map((e) => e.ids), {
+      n: 1, maxTokens, temperature, topP: cfg.topP, topK: cfg.topK, minP: cfg.minP,
+      stopTokenIds: eos, seed, memoryBudget: cfg.generationMemoryBudget, graphs: cfg.graphs, logprobs: false,
+    });
+    bare = out.map(withoutStop);
+    prompts = enc.map((e) => e.prompt);
+    completions = bare.map((ids, i) => { const t = tok.decode(ids, { skipSpecialTokens: true }); return Array.isArray(prompts[i]) ? [{ role: "assistant", content: t }] : t; });
+  }
+  const res = await computeRewards(funcs, cfg.rewardWeights, { ...rowsToColumns(rows), prompts, completions, completionIds: bare }, { timeoutMs: cfg.rewardTimeoutMs, onError: "skip" });
   const accName = res.names.find((n) => /correct/.test(n)) ?? res.names[0];
   const acc = res.byName[accName];
   const meanReward: Record<string, number> = {};
@@ -47,6 +63,7 @@ export async function evaluate(model: CausalLM, tok: Tokenizer, rows: Row[], fun
     accuracy: acc.filter((x) => typeof x === "number" && x > 0).length / rows.length,
     accuracyReward: accName,
     meanReward,
-    samples: texts.slice(0, o.keep ?? 4).map((t, i) => ({ prompt: enc[i].prompt, completion: t, rewards: Object.fromEntries(res.names.map((n) => [n, res.byName[n][i]])) })),
+    samples: completions.slice(0, o.keep ?? 4).map((c, i) => ({ prompt: prompts[i], completion: c, rewards: Object.fromEntries(res.names.map((n) => [n, res.byName[n][i]])) })),
+    metrics,
   };
 }

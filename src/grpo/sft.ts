@@ -3,7 +3,7 @@
 // (mean negative log-likelihood over them); same model object, adapter, optimiser and config style as GRPO.
 import { backward, fromHost, scope, sum, scale, mul } from "../engine/index.ts";
 import type { CausalLM } from "../models/model.ts";
-import type { Tokenizer } from "../tokenize/index.ts";
+import type { Message, Tokenizer } from "../tokenize/index.ts";
 import type { Row } from "../data/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
 import type { GRPOConfig } from "./config.ts";
@@ -24,8 +24,10 @@ export function sft(model: CausalLM, tok: Tokenizer, rows: Row[], cfg: GRPOConfi
   const col = cfg.completionColumn;
   const eos = tok.eosTokenIds[0] ?? model.config.eosTokenIds[0];
   const examples = rows.map((r, i) => {
-    const c = r[col];
-    if (typeof c !== "string") throw new Error(`sft: row ${i + 1} has no string '${col}' column`);
+    // (a `messages` row's trailing assistant turn is its completion)
+    const last = Array.isArray(r.messages) ? (r.messages as Message[])[r.messages.length - 1] : undefined;
+    const c = r[col] ?? (last?.role === "assistant" ? last.content : undefined);
+    if (typeof c !== "string") throw new Error(`sft: row ${i + 1} has no string '${col}' column (nor a messages column ending with an assistant turn)`);
     const prompt = encodeRow(tok, r, cfg).ids;
     const completion = [...tok.encode(c, { addSpecialTokens: false }), ...(eos !== undefined ? [eos] : [])].slice(0, cfg.maxCompletionLength);
     return { prompt, completion };

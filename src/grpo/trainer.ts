@@ -19,6 +19,7 @@ import { flatOf } from "../engine/flat.ts";
 import { groupAdvantages } from "./advantages.ts";
 import { AdamW, clipGradNorm, scheduledLr } from "./optim.ts";
 import { rollout, sliceBatch, type Rollout } from "./rollout.ts";
+import { agentRollout, createAgent, type Agent } from "../agents/rollout.ts";
 import { RunLog, TokenStats, type Metrics } from "./metrics.ts";
 import { plotMetrics } from "./plot.ts";
 import { listCheckpoints, loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
@@ -65,10 +66,11 @@ export class GRPOTrainer {
     const tok = opts.tokenizer ?? loadConfigTokenizer(cfg);
     const rows = opts.rows ?? (await configRows(cfg));
     if (rows.length === 0) throw new Error("GRPOTrainer: the dataset is empty");
-    const specs = opts.rewardFuncs ?? cfg.rewardFuncs;
-    if (!specs || specs.length === 0) throw new Error("config: reward_funcs is required for GRPO (at least one reward function)");
+    const specs = opts.rewardFuncs ?? cfg.rewardFuncs ?? [];
+    if (specs.length === 0 && cfg.environment === undefined) throw new Error("config: reward_funcs is required for GRPO (at least one reward function; or an environment that gives rewards)");
     const funcs = (await resolveRewards(specs as never)) as NamedReward[];
     const t = new GRPOTrainer(cfg, model, tok, rows, funcs, opts);
+    t.agent = await createAgent(cfg, tok, model.config.arch);
     // the KL reference: the same weights with the adapter off (LoRA), or under full fine-tuning a frozen copy of the
     // starting weights (as TRL keeps a ref_model), loaded again from the model folder in the policy's dtype
     if (cfg.fullFinetune && cfg.beta > 0) t.refModel = CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter, revision: cfg.revision });
@@ -76,6 +78,8 @@ export class GRPOTrainer {
   }
   /** full fine-tuning with beta > 0: the starting weights, frozen (the KL reference) */
   private refModel: CausalLM | null = null;
+  /** tools and/or an environment: rollouts are multi-turn episodes (src/agents) */
+  agent: Agent | null = null;
 
   get promptsPerRound(): number {
     const c = this.config;
@@ -116,7 +120,9 @@ export class GRPOTrainer {
     try {
       while (this.state.global_step < total && (this.opts.stopAfter === undefined || done < this.opts.stopAfter)) {
         const t0 = performance.now();
-        const ro = await rollout(this.model, this.tokenizer, this.roundRows(this.state.rounds), this.rewardFuncs, c, this.state.rounds);
+        const rows = this.roundRows(this.state.rounds);
+        const ro = this.agent ? await agentRollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, this.state.rounds, this.agent)
+          : await rollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, this.state.rounds);
         const adv = groupAdvantages(ro.rewards.total, c.numGenerations, c.scaleRewards);
         const { old, ref } = this.referenceLogprobs(ro.batch);
         this.state.rounds++;
@@ -129,7 +135,7 @@ export class GRPOTrainer {
           const stepTime = (performance.now() - t0) / 1000;
           const metrics: Metrics = {
             step: this.state.global_step, ...m, ...rewardMetrics(ro.rewards) as Metrics,
-            reward_std: mean(adv.groupStd), frac_reward_zero_std: adv.fracZeroStd, ...lengthMetrics(ro),
+            reward_std: mean(adv.groupStd), frac_reward_zero_std: adv.fracZeroStd, ...lengthMetrics(ro), ...ro.metrics,
             num_tokens: this.state.num_tokens, step_time: stepTime,
           };
           if (this.state.global_step % c.loggingSteps === 0 || this.state.global_step === total) {
@@ -305,8 +311,13 @@ function sampleCompletions(ro: Rollout, adv: Float32Array, step: number, n: numb
   const G = ro.texts.length / ro.rows.length;
   for (let i = 0; i < Math.min(n, ro.texts.length); i++) {
     const rewards: Record<string, number | null> = {};
-    for (const name of ro.rewards.names) rewards[name] = ro.rewards.byName[name][i];
-    out.push({ step, prompt: ro.prompts[Math.floor(i / G)], completion: ro.texts[i], rewards, reward: ro.rewards.total[i], advantage: adv[i] });
+    const details: Record<string, unknown> = {};
+    for (const name of ro.rewards.names) {
+      rewards[name] = ro.rewards.byName[name][i];
+      const d = ro.rewards.details[name]?.samples?.[i];
+      if (d) details[name] = d;
+    }
+    out.push({ step, prompt: ro.completionPrompts?.[i] ?? ro.prompts[Math.floor(i / G)], completion: ro.completions[i], rewards, reward: ro.rewards.total[i], advantage: adv[i], ...(Object.keys(details).length ? { details } : {}) });
   }
   return out;
 }

@@ -5,8 +5,8 @@
 // running in the background (its result is ignored). Run untrusted or heavy code in a worker/sandbox reward.
 // Differs from TRL on purpose: a sample where every function returned null gets NaN (TRL's nansum gives 0) and is
 // listed in `allNull`, so it is never trained on as a silent zero.
-import { makeProblem, RewardError, type RewardProblem } from "./errors.ts";
-import { type NamedReward, type RewardArgs, type RewardInput, type RewardValues, toNamedReward } from "./types.ts";
+import { makeProblem, RewardError, RewardSampleErrors, type RewardProblem } from "./errors.ts";
+import { detailsOf, type NamedReward, type RewardArgs, type RewardDetails, type RewardInput, type RewardValues, toNamedReward } from "./types.ts";
 
 export interface ComputeRewardsOptions {
   /** Limit for one call of one reward function, in ms. Default 60000. */
@@ -38,6 +38,8 @@ export interface RewardResult {
   allNull: number[];
   /** Every problem met (onError "skip"). */
   errors: RewardProblem[];
+  /** What each function attached to its values (withDetails), by name; absent for functions that attached none. */
+  details: Record<string, RewardDetails>;
 }
 
 class Timeout extends Error {}
@@ -81,6 +83,7 @@ function describe(v: unknown): string {
 interface Outcome {
   values: RewardValues;
   problems: RewardProblem[];
+  details?: RewardDetails;
 }
 
 /** Check one returned list; bad entries become problems and null values. */
@@ -108,10 +111,14 @@ function validate(name: string, out: unknown, args: RewardArgs, n: number, offse
 async function runOne(r: NamedReward, args: RewardArgs, n: number, opts: Required<ComputeRewardsOptions>): Promise<Outcome> {
   try {
     const out = await call(r.fn, args, opts.timeoutMs);
-    return validate(r.name, out, args, n, (i) => i);
+    return { ...validate(r.name, out, args, n, (i) => i), details: detailsOf(out) };
   } catch (e) {
     if (e instanceof Timeout) {
       return { values: new Array(n).fill(null), problems: [makeProblem(r.name, "timeout", e.message, null, args.prompts[0], args.completions[0])] };
+    }
+    if (e instanceof RewardSampleErrors && e.values.length === n) {
+      const problems = e.failures.map((f) => makeProblem(r.name, "threw", f.message, f.index, args.prompts[f.index], args.completions[f.index]));
+      return { values: e.values.map((v, i) => (e.failures.some((f) => f.index === i) ? null : v)), problems, details: detailsOf(e.values) };
     }
     const msg = `threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
     if (!opts.isolateErrors || n === 1) {
@@ -202,6 +209,10 @@ export async function computeRewards(
     total.push(any ? sum : NaN);
   }
   const byName: Record<string, RewardValues> = {};
-  names.forEach((nm, f) => (byName[nm] = perFunc[f]!));
-  return { names, perFunc, byName, total, skipped, allNull, errors };
+  const details: Record<string, RewardDetails> = {};
+  names.forEach((nm, f) => {
+    byName[nm] = perFunc[f]!;
+    if (outcomes[f]!.details) details[nm] = outcomes[f]!.details!;
+  });
+  return { names, perFunc, byName, total, skipped, allNull, errors, details };
 }

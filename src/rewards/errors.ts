@@ -26,6 +26,17 @@ export class RewardError extends Error {
   }
 }
 
+/**
+ * Thrown by a reward that scored some samples and failed on others (a judge's unparseable reply): the runner keeps
+ * `values` and reports each failure on its own sample, under the reward_errors policy, without calling again.
+ */
+export class RewardSampleErrors extends Error {
+  constructor(readonly values: (number | null)[], readonly failures: { index: number; message: string }[]) {
+    super(failures.map((f) => `sample ${f.index}: ${f.message}`).join("; "));
+    this.name = "RewardSampleErrors";
+  }
+}
+
 /** Start…end of a long text, on one line. */
 export function excerpt(text: string, max = 160): string {
   const flat = text.replace(/\n/g, "\\n");
@@ -46,11 +57,11 @@ export function makeProblem(
   detail: string,
   index: number | null,
   prompt: string | Message[] | undefined,
-  completion: string | undefined,
+  completion: string | Message[] | undefined,
   value?: unknown,
 ): RewardProblem {
   const p = excerpt(promptText(prompt));
-  const c = excerpt(completion ?? "");
+  const c = excerpt(promptText(completion));
   const where = index === null ? "on the whole batch" : `on sample ${index}`;
   const message = `reward "${reward}" ${detail} ${where}${index === null ? " (sample 0 shown)" : ""}\n  prompt: "${p}"\n  completion: "${c}"`;
   return { reward, kind, index, prompt: p, completion: c, ...(value !== undefined ? { value } : {}), message };

@@ -1,8 +1,11 @@
 // Public API of src/rewards: the reward contract, the runner, metrics, built-ins and the registry.
-export type { NamedReward, RewardArgs, RewardFunc, RewardInput, RewardValues } from "./types.ts";
-export { isNamedReward, toNamedReward } from "./types.ts";
+export type { Completion, NamedReward, RewardArgs, RewardDetails, RewardFunc, RewardInput, RewardValues } from "./types.ts";
+export { completionText, detailsOf, isNamedReward, toNamedReward, withDetails } from "./types.ts";
 export { computeRewards, type ComputeRewardsOptions, type RewardResult } from "./compute.ts";
-export { RewardError, type RewardProblem, type RewardProblemKind } from "./errors.ts";
+export { RewardError, RewardSampleErrors, type RewardProblem, type RewardProblemKind } from "./errors.ts";
 export { meanStd, rewardMetrics } from "./stats.ts";
 export { REWARD_REGISTRY, REWARD_FACTORIES, resolveReward, resolveRewards, type RewardSpec, type ResolveRewardOptions } from "./registry.ts";
 export * from "./builtins/index.ts";
+export { Endpoint, endpoint, type EndpointOptions } from "./endpoint.ts";
+export { SandboxPool, sandboxPool, closeSandboxes, type SandboxPoolOptions } from "./sandbox/pool.ts";
+export type { JobResult, SandboxLanguage, SandboxOutcome } from "./sandbox/protocol.ts";

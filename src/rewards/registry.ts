@@ -1,12 +1,20 @@
 // Reward registry and resolveReward: turn a config entry into a named reward function.
-// Is: built-in names ("gsm8k/correctness", …), parameterised built-ins ({type: "length_penalty", target: 200, …}, YAML
-// snake_case keys), and user files "./path/rewards.ts#exportName" (any of .ts .mts .cts .js .mjs .cjs, in any package
-// type: modules/user-module.ts). Is not: a sandbox — a user file runs with the trainer's full rights.
+// Is: built-in names ("gsm8k/correctness", …), parameterised built-ins ({type: "length_penalty", target: 200, …},
+// {type: code_tests | judge | judge_group | embedding_similarity | rubric | verifier, …}; YAML snake_case keys), and
+// user files "./path/rewards.ts#exportName" (any of .ts .mts .cts .js .mjs .cjs, in any package type:
+// modules/user-module.ts). Is not: a sandbox — a user file runs with the trainer's full rights (code_tests is the
+// sandbox for model-written code).
 import { loadUserExport, looksLikeFile } from "../modules/user-module.ts";
 import { gsm8k } from "./builtins/gsm8k.ts";
 import { lengthPenalty } from "./builtins/length.ts";
 import { numericProximity } from "./builtins/numeric.ts";
 import { regexReward } from "./builtins/regex.ts";
+import { codeTests } from "./builtins/code-tests.ts";
+import { judgeGroupReward, judgeReward } from "./builtins/judge.ts";
+import { embeddingSimilarity } from "./builtins/embedding.ts";
+import { rubricReward, type RubricItem } from "./builtins/rubric.ts";
+import { fromVerifier, type Verifier } from "./builtins/verifier.ts";
+import { bool, judgeOptions, num, str, endpointOptions, type Params } from "./params.ts";
 import { isNamedReward, type NamedReward, type RewardInput, toNamedReward } from "./types.ts";
 
 /** Built-in rewards by name. */
@@ -19,25 +27,8 @@ export const REWARD_REGISTRY: Record<string, NamedReward> = {
   numeric_proximity: numericProximity(),
 };
 
-type Params = Record<string, unknown>;
-
-function num(p: Params, key: string, type: string, required = false): number | undefined {
-  const v = p[key];
-  if (v === undefined) {
-    if (required) throw new Error(`reward "${type}" needs "${key}" (a number)`);
-    return undefined;
-  }
-  if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`reward "${type}": "${key}" must be a number, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function str(p: Params, key: string): string | undefined {
-  const v = p[key];
-  return typeof v === "string" ? v : undefined;
-}
-
 /** Parameterised built-ins, for object specs `{type, ...params}` (snake_case as in YAML). */
-export const REWARD_FACTORIES: Record<string, (p: Params) => NamedReward> = {
+export const REWARD_FACTORIES: Record<string, (p: Params, ctx: { baseDir: string }) => NamedReward | Promise<NamedReward>> = {
   numeric_proximity: (p) =>
     numericProximity({ maxReward: num(p, "max_reward", "numeric_proximity"), minScale: num(p, "min_scale", "numeric_proximity"), column: str(p, "column"), name: str(p, "name") }),
   regex: (p) => {
@@ -50,6 +41,29 @@ export const REWARD_FACTORIES: Record<string, (p: Params) => NamedReward> = {
     if (unit !== undefined && unit !== "chars" && unit !== "tokens") throw new Error(`reward "length_penalty": unit must be "chars" or "tokens", got "${unit}"`);
     return lengthPenalty({ target: num(p, "target", "length_penalty", true)!, penaltyPer: num(p, "penalty_per", "length_penalty", true)!, unit, name: str(p, "name") });
   },
+  code_tests: (p) => {
+    const language = str(p, "language");
+    if (language !== "python" && language !== "javascript") throw new Error(`reward "code_tests" needs "language": python or javascript (got ${JSON.stringify(p.language)})`);
+    return codeTests({
+      language, testsColumn: str(p, "tests_column"), timeoutMs: num(p, "timeout_ms", "code_tests"), memoryMb: num(p, "memory_mb", "code_tests"),
+      partial: bool(p, "partial", "code_tests"), name: str(p, "name"),
+    });
+  },
+  judge: (p) => judgeReward(judgeOptions(p, "judge")),
+  judge_group: (p) => judgeGroupReward(judgeOptions(p, "judge_group")),
+  embedding_similarity: (p) => embeddingSimilarity({ ...endpointOptions(p, "embedding_similarity"), column: str(p, "column"), name: str(p, "name") }),
+  rubric: (p) => {
+    if (!Array.isArray(p.items)) throw new Error(`reward "rubric" needs "items" (a list of {name, check, weight, …})`);
+    return rubricReward({ items: p.items as RubricItem[], name: str(p, "name") });
+  },
+  verifier: async (p, ctx) => {
+    const path = str(p, "path");
+    if (!path) throw new Error(`reward "verifier" needs "path" ("./verify.ts#exportName": a function (prompt, completion, row) → true | false | null)`);
+    const { value, exportName, where } = await importExport(path, ctx.baseDir);
+    if (typeof value !== "function") throw new Error(`reward "verifier": ${where} is ${typeof value}, expected a function (prompt, completion, row) → true | false | null`);
+    const name = str(p, "name") ?? (value.name && value.name !== "default" ? value.name : exportName);
+    return fromVerifier(name, value as Verifier, { correct: num(p, "correct", "verifier"), incorrect: num(p, "incorrect", "verifier") });
+  },
 };
 
 /** What a config may name: a built-in, a file export, a parameterised built-in, or a function. */
@@ -60,12 +74,18 @@ export interface ResolveRewardOptions {
   baseDir?: string;
 }
 
-/** Load `path#exportName` (default export when no #). */
-async function loadFromFile(spec: string, baseDir: string | undefined): Promise<NamedReward> {
-  const { value: v, ref } = await loadUserExport(spec, `reward "${spec}"`, baseDir);
+/** Import `path#exportName` (default export when no #): the exported value, and where it came from for messages. */
+async function importExport(spec: string, baseDir: string): Promise<{ value: unknown; exportName: string; where: string }> {
+  const { value, ref } = await loadUserExport(spec, `reward "${spec}"`, baseDir);
+  return { value, exportName: ref.name, where: `export "${ref.name}" of ${ref.abs}` };
+}
+
+/** Load `path#exportName` as a reward function. */
+async function loadFromFile(spec: string, baseDir: string): Promise<NamedReward> {
+  const { value: v, exportName, where } = await importExport(spec, baseDir);
   if (isNamedReward(v)) return v;
-  if (typeof v === "function") return { name: v.name && v.name !== "default" ? v.name : ref.name, fn: v as NamedReward["fn"] };
-  throw new Error(`reward "${spec}": export "${ref.name}" of ${ref.abs} is ${typeof v}, expected a reward function or {name, fn}`);
+  if (typeof v === "function") return { name: v.name && v.name !== "default" ? v.name : exportName, fn: v as NamedReward["fn"] };
+  throw new Error(`reward "${spec}": ${where} is ${typeof v}, expected a reward function or {name, fn}`);
 }
 
 /** Resolve one reward spec to {name, fn}. */
@@ -75,12 +95,12 @@ export async function resolveReward(spec: RewardSpec, opts: ResolveRewardOptions
     const { type, ...params } = spec as { type: string; [k: string]: unknown };
     const f = REWARD_FACTORIES[type];
     if (!f) throw new Error(`unknown parameterised reward "${type}"; known: ${Object.keys(REWARD_FACTORIES).join(", ")}`);
-    return f(params);
+    return f(params, { baseDir: opts.baseDir ?? process.cwd() });
   }
   if (typeof spec !== "string") throw new Error(`reward spec must be a name, "file.ts#export", {type, ...} or a function; got ${JSON.stringify(spec)}`);
   const builtin = REWARD_REGISTRY[spec];
   if (builtin) return builtin;
-  if (looksLikeFile(spec)) return loadFromFile(spec, opts.baseDir);
+  if (looksLikeFile(spec)) return loadFromFile(spec, opts.baseDir ?? process.cwd());
   throw new Error(`unknown reward "${spec}"; built-ins: ${Object.keys(REWARD_REGISTRY).join(", ")}; or give a file as ./rewards.ts#exportName`);
 }
 

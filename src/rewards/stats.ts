@@ -1,7 +1,9 @@
 // Reward metrics with TRL's names: rewards/<name>/mean and rewards/<name>/std per function (nulls ignored),
-// reward and reward_std for the weighted total (NaN entries ignored).
+// reward and reward_std for the weighted total (NaN entries ignored); what rewards attached with withDetails:
+// rewards/<name>/<part>/mean per sub-score and rewards/<name>/<count> per count.
 // Is: plain statistics over one batch. Is not: logging. std is TRL's nanstd (sample std, Bessel-corrected): NaN with
 // fewer than two values, as is the mean with none.
+import type { RewardDetails } from "./types.ts";
 
 export function meanStd(values: readonly (number | null)[]): { mean: number; std: number; count: number } {
   const xs = values.filter((v): v is number => v !== null && !Number.isNaN(v));
@@ -14,12 +16,15 @@ export function meanStd(values: readonly (number | null)[]): { mean: number; std
 }
 
 /** Metrics for a RewardResult-like object. */
-export function rewardMetrics(result: { names: string[]; perFunc: (number | null)[][]; total?: number[] }): Record<string, number> {
+export function rewardMetrics(result: { names: string[]; perFunc: (number | null)[][]; total?: number[]; details?: Record<string, RewardDetails> }): Record<string, number> {
   const out: Record<string, number> = {};
   result.names.forEach((name, f) => {
     const s = meanStd(result.perFunc[f]!);
     out[`rewards/${name}/mean`] = s.mean;
     out[`rewards/${name}/std`] = s.std;
+    const d = result.details?.[name];
+    for (const [part, values] of Object.entries(d?.parts ?? {})) out[`rewards/${name}/${part}/mean`] = meanStd(values).mean;
+    for (const [key, count] of Object.entries(d?.counts ?? {})) out[`rewards/${name}/${key}`] = count;
   });
   if (result.total) {
     const s = meanStd(result.total);

@@ -5,7 +5,7 @@
 // reasoning and answer span lines (the recipe's `.` stops at newlines, so multi-line reasoning never matched);
 // (3) correctness compares numerically ("1,000" = "1000" = "1000.0"), the recipe compared strings.
 // Is not: a math grader for non-numeric answers (those compare as trimmed strings).
-import type { NamedReward, RewardArgs, RewardValues } from "../types.ts";
+import { completionText, type NamedReward, type RewardArgs, type RewardValues } from "../types.ts";
 import { extractXmlAnswer, numbersEqual, parseNumber } from "./extract.ts";
 
 /**
@@ -29,7 +29,7 @@ export function correctness(args: RewardArgs): RewardValues {
   return args.completions.map((c, i) => {
     const want = answers[i];
     if (want === null || want === undefined) return null;
-    const got = extractXmlAnswer(c);
+    const got = extractXmlAnswer(completionText(c));
     const a = parseNumber(got);
     const b = parseNumber(want);
     if (a !== null && b !== null) return numbersEqual(a, b) ? 2.0 : 0.0;
@@ -39,17 +39,17 @@ export function correctness(args: RewardArgs): RewardValues {
 
 /** 0.5 when the extracted answer is an integer written with digits only (an optional leading minus allowed), else 0. */
 export function intAnswer(args: RewardArgs): RewardValues {
-  return args.completions.map((c) => (/^-?\d+$/.test(extractXmlAnswer(c)) ? 0.5 : 0.0));
+  return args.completions.map((c) => (/^-?\d+$/.test(extractXmlAnswer(completionText(c))) ? 0.5 : 0.0));
 }
 
 /** 0.5 when the completion matches STRICT_FORMAT, else 0. */
 export function strictFormat(args: RewardArgs): RewardValues {
-  return args.completions.map((c) => (STRICT_FORMAT.test(c) ? 0.5 : 0.0));
+  return args.completions.map((c) => (STRICT_FORMAT.test(completionText(c)) ? 0.5 : 0.0));
 }
 
 /** 0.5 when the completion matches SOFT_FORMAT, else 0. */
 export function softFormat(args: RewardArgs): RewardValues {
-  return args.completions.map((c) => (SOFT_FORMAT.test(c) ? 0.5 : 0.0));
+  return args.completions.map((c) => (SOFT_FORMAT.test(completionText(c)) ? 0.5 : 0.0));
 }
 
 function count(text: string, sub: string): number {
@@ -79,7 +79,7 @@ export function xmlCountScore(text: string): number {
 }
 
 export function xmlCount(args: RewardArgs): RewardValues {
-  return args.completions.map(xmlCountScore);
+  return args.completions.map((c) => xmlCountScore(completionText(c)));
 }
 
 export const gsm8k = {

@@ -1,7 +1,7 @@
 // Length penalty factory: −penalty for each character or token beyond a target length.
 // Is: −penaltyPer · max(0, length − target), 0 at or under the target. Tokens are counted from completionIds (the
 // ids the model generated), so no tokenizer is needed. Is not: DAPO's soft overlong punishment (that lives in grpo).
-import type { NamedReward, RewardArgs, RewardValues } from "../types.ts";
+import { completionText, type NamedReward, type RewardArgs, type RewardValues } from "../types.ts";
 
 export interface LengthPenaltyOptions {
   /** Length allowed without penalty. */
@@ -20,7 +20,7 @@ export function lengthPenalty(opts: LengthPenaltyOptions): NamedReward {
     name,
     fn: (args: RewardArgs): RewardValues =>
       args.completions.map((c, i) => {
-        const len = unit === "chars" ? [...c].length : (args.completionIds[i]?.length ?? 0);
+        const len = unit === "chars" ? [...completionText(c)].length : (args.completionIds[i]?.length ?? 0);
         const over = Math.max(0, len - target);
         return over === 0 ? 0 : -penaltyPer * over;
       }),

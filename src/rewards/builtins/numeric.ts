@@ -1,7 +1,7 @@
 // Numeric proximity reward: partial credit for answers close to the reference number.
 // Is: maxReward · max(0, 1 − |pred − answer| / max(|answer|, minScale)) — full at equal, linear in the relative
 // error, 0 from 100 % off. Is not: a parser of expressions; the prediction is the recipe's extracted <answer>.
-import type { NamedReward, RewardArgs, RewardValues } from "../types.ts";
+import { completionText, type NamedReward, type RewardArgs, type RewardValues } from "../types.ts";
 import { extractXmlAnswer, parseNumber } from "./extract.ts";
 
 export interface NumericProximityOptions {
@@ -24,7 +24,7 @@ export function numericProximity(opts: NumericProximityOptions = {}): NamedRewar
     return args.completions.map((c, i) => {
       const want = parseNumber(col[i]);
       if (want === null) return null; // no numeric reference: does not apply
-      const got = parseNumber(extract(c));
+      const got = parseNumber(extract(completionText(c)));
       if (got === null) return 0;
       const rel = Math.abs(got - want) / Math.max(Math.abs(want), minScale);
       return maxReward * Math.max(0, 1 - rel);

@@ -1,7 +1,7 @@
 // Regex reward factory: a fixed reward when the completion matches a pattern.
 // Is: `pattern.test(completion)` → reward, else otherwise. A string pattern is compiled with the "s" flag (dot
 // matches newlines); pass a RegExp for other flags. Is not: a scorer of capture groups.
-import type { NamedReward, RewardArgs, RewardValues } from "../types.ts";
+import { completionText, type NamedReward, type RewardArgs, type RewardValues } from "../types.ts";
 
 export interface RegexRewardOptions {
   /** Reward on a match. Default 1. */
@@ -14,5 +14,5 @@ export interface RegexRewardOptions {
 export function regexReward(pattern: RegExp | string, opts: RegexRewardOptions = {}): NamedReward {
   const re = typeof pattern === "string" ? new RegExp(pattern, "s") : new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ""));
   const { reward = 1, otherwise = 0, name = `regex:${re.source.slice(0, 40)}` } = opts;
-  return { name, fn: (args: RewardArgs): RewardValues => args.completions.map((c) => (re.test(c) ? reward : otherwise)) };
+  return { name, fn: (args: RewardArgs): RewardValues => args.completions.map((c) => (re.test(completionText(c)) ? reward : otherwise)) };
 }

@@ -2,7 +2,7 @@
 // Is: runs the verifier on every sample concurrently; true → correct, false → incorrect. The row holds the sample's
 // other dataset columns (answer, …). Is not: a sandbox — verify untrusted code elsewhere.
 import type { Message } from "../../tokenize/index.ts";
-import type { NamedReward, RewardArgs, RewardValues } from "../types.ts";
+import { completionText, type NamedReward, type RewardArgs, type RewardValues } from "../types.ts";
 
 export type Verifier = (
   prompt: string | Message[],
@@ -25,7 +25,7 @@ export function fromVerifier(name: string, verify: Verifier, opts: VerifierRewar
       args.completions.map(async (c, i) => {
         const row: Record<string, unknown> = {};
         for (const [k, v] of cols) row[k] = v[i];
-        const ok = await verify(args.prompts[i]!, c, row);
+        const ok = await verify(args.prompts[i]!, completionText(c), row);
         if (ok === null) return null;
         if (typeof ok !== "boolean") throw new Error(`verifier returned ${typeof ok}, expected true, false or null`);
         return ok ? correct : incorrect;
