@@ -274,7 +274,7 @@ test("resolveReward: built-ins, factories, user TypeScript files", async () => {
     assert.equal((await resolveReward(join(dir, "rewards.ts"))).name, "custom");
     await assert.rejects(resolveReward("./rewards.ts#missing", { baseDir: dir }), /no export "missing" \(exports: .*brevity/);
     await assert.rejects(resolveReward("./rewards.ts#notAFunction", { baseDir: dir }), /is number, expected a reward function/);
-    await assert.rejects(resolveReward("./nothere.ts#x", { baseDir: dir }), /does not exist/);
+    await assert.rejects(resolveReward("./nothere.ts#x", { baseDir: dir }), /cannot import/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -35,7 +35,7 @@ const TS = /\.[cm]?ts$/;
 
 /** Import a user's module by absolute path; `what` names it in errors ("reward \"./r.ts#fn\""). */
 export async function importUserModule(abs: string, what: string): Promise<Record<string, unknown>> {
-  if (!existsSync(abs)) throw new Error(`${what}: ${abs} does not exist`);
+  if (!existsSync(abs)) throw new Error(`${what}: cannot import ${abs}: the file does not exist`);
   const url = pathToFileURL(abs).href;
   try {
     if (TS.test(abs)) {
@@ -44,7 +44,7 @@ export async function importUserModule(abs: string, what: string): Promise<Recor
     }
     return (await import(url)) as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${what}: cannot load ${abs}: ${(e as Error).message}`);
+    throw new Error(`${what}: cannot import ${abs} (${(e as Error).message})`);
   }
 }
 
