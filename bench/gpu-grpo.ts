@@ -4,7 +4,9 @@
 // (bench/torch_baseline.py, same folder of weights) in the same run, printed side by side. Decode is teacher-forced
 // (forward + lm-head logits per token, no sampling) and shown beside the memory-bandwidth bound.
 // Also times real rollouts through generate() (sampling on the device unless repetition_penalty) for 8 prompts × 8 completions.
-//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--micro 8] [--steps 3] [--ckpt 1|0] [--ckpt-layers N] [--gen-tokens 256] [--torch-gen-tokens 64] [--no-torch] [--no-profile] [--dir …] [--layers 24] [--host-costs-only] [--memory-only] [--peaks H100|H200]
+// --load-in-4bit: the base quantised to 4 bits at load (QLoRA, nf4 with double quantisation; the torch baseline stays
+// 16-bit, so pair it with --no-torch), for 4-bit against 16-bit decode rates and step times.
+//   node --import tsx bench/gpu-grpo.ts [--shape 0.5b|1.5b] [--load-in-4bit] [--micro 8] [--steps 3] [--ckpt 1|0] [--ckpt-layers N] [--gen-tokens 256] [--torch-gen-tokens 64] [--no-torch] [--no-profile] [--dir …] [--layers 24] [--host-costs-only] [--memory-only] [--peaks H100|H200]
 // --smoke: the whole script on the CPU with a tiny model and short sequences, no torch (test/gpu-bench-smoke.test.ts
 // runs it, so a device call never finds the script broken); its figures mean nothing. --smoke-cuda: the same on CUDA.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -32,6 +34,7 @@ const SMOKE = process.argv.includes("--smoke") || SMOKE_CUDA, SMOKE_CPU = SMOKE 
 // shape's peak as the GPU's allocator would report it, on any machine: the allocator and the kernels' scratch
 // buffers are CUDA's own code, only the arithmetic is skipped (the times and losses printed then mean nothing).
 const MEMORY_ONLY = process.argv.includes("--memory-only");
+const FOUR_BIT = process.argv.includes("--load-in-4bit");
 // Qwen2.5 shapes: hidden, intermediate, query heads, kv heads, head dim, layers (vocabulary 151,936, tied embeddings)
 const SHAPES = { "0.5b": [896, 4864, 14, 2, 64, 24], "1.5b": [1536, 8960, 12, 2, 128, 28], tiny: [64, 96, 4, 2, 16, 2] } as const;
 const SHAPE = arg("shape", SMOKE ? "tiny" : "0.5b") as keyof typeof SHAPES;
@@ -103,7 +106,8 @@ function main(): void {
   // what was profiled since the last call (and clears it): GPU time by op, and the GEMMs by shape
   const takeProfile = (): Profile => ({ ops: be.profile(), gemms: be.profileGemmShapes() });
   t0 = performance.now();
-  const model = CausalLM.load(DIR);
+  const model = CausalLM.load(DIR, { quantization: FOUR_BIT ? { type: "nf4", doubleQuant: true, computeDtype: "bf16" } : null });
+  if (FOUR_BIT) console.log("base weights: 4-bit (nf4, double quantisation), products in bf16");
   let rs = 1;
   const rng = () => ((rs = (rs * 16807) % 2147483647) / 2147483647);
   model.addAdapter({ r: 16, lora_alpha: 32, target_modules: "all-linear" }, rng);
@@ -235,7 +239,7 @@ function main(): void {
   }
   const stepGraphS = median(gtimes) / 1000;
   if (MEMORY_ONLY) {
-    console.log("MEMORY " + JSON.stringify({ shape: SHAPE, micro: MICRO, checkpointing: CKPT, peak_gib: +(peak / GB).toFixed(3), peak_reserved_gib: +(peakReserved / GB).toFixed(3),
+    console.log("MEMORY " + JSON.stringify({ shape: SHAPE, four_bit: FOUR_BIT, micro: MICRO, checkpointing: CKPT, peak_gib: +(peak / GB).toFixed(3), peak_reserved_gib: +(peakReserved / GB).toFixed(3),
       peak_graph_reserved_gib: +(gpeak / GB).toFixed(3) }));
     return;
   }
@@ -383,10 +387,11 @@ function main(): void {
   // bound: every weight read once per step (bf16) + the KV cache read at its mean length (aha's: model.kvDtype(),
   // bf16 in the default GEMM mode; bf16 in torch)
   const bw = /H200/.test(info.name!) ? 4.8e12 : /H100/.test(info.name!) ? 3.35e12 : NaN;
-  const weightBytes = 2 * (V * C + LAYERS * (C * (HQ + 2 * HKV) * D + HQ * D * C + 3 * C * I));
+  // (4-bit: half a byte per linear weight plus its scales, ~0.516 with double quantisation; the embeddings stay bf16)
+  const weightBytes = 2 * V * C + (FOUR_BIT ? 0.516 : 2) * LAYERS * (C * (HQ + 2 * HKV) * D + HQ * D * C + 3 * C * I);
   const kvBytes = (f: number) => 2 * LAYERS * NSEQ * (P + T / 2) * HKV * D * f;
   const bound = (f: number) => NSEQ / ((weightBytes + kvBytes(f)) / bw);
-  const aha = { grpo_step_estimate_s: (NSEQ * T) / genTps + stepS, grpo_step_estimate_graph_s: (NSEQ * T) / genGTps + stepGraphS, step_s: stepS, step_graph_s: stepGraphS, peak_graph_reserved_gib: gpeak / GB, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps, decode_graph_general_tok_s: general.tps, decode_graph_gemm_down_tok_s: gemmDown.tps,
+  const aha = { four_bit: FOUR_BIT, grpo_step_estimate_s: (NSEQ * T) / genTps + stepS, grpo_step_estimate_graph_s: (NSEQ * T) / genGTps + stepGraphS, step_s: stepS, step_graph_s: stepGraphS, peak_graph_reserved_gib: gpeak / GB, peak_gib: peak / GB, peak_reserved_gib: peakReserved / GB, prefill_s: prefillS, decode_tok_s: decodeTps, decode_graph_tok_s: graphTps, decode_graph_general_tok_s: general.tps, decode_graph_gemm_down_tok_s: gemmDown.tps,
     generate_tok_s: genTps, generate_graph_tok_s: genGTps, checkpointing: CKPT, loss: lastLoss, step_mma_attention_s: stepMmaS,
     step_partial_ckpt_s: partialCkpt.s, peak_partial_ckpt_gib: partialCkpt.peak, peak_reserved_partial_ckpt_gib: partialCkpt.peakReserved,
     step_tuned_gemm_s: stepTunedS, decode_graph_tuned_gemm_tok_s: tuned.decode, generate_graph_tuned_gemm_tok_s: tuned.gen,
@@ -407,7 +412,7 @@ function main(): void {
   }
   const row = (name: string, a: number, b: number | undefined, unit: string, lowerBetter: boolean) =>
     console.log(`| ${name} | ${a.toFixed(3)} ${unit} | ${b === undefined ? "—" : `${b.toFixed(3)} ${unit}`} | ${b === undefined ? "—" : lowerBetter ? `${(a / b).toFixed(2)}×` : `${(a / b).toFixed(2)}×`} |`);
-  console.log(`\n${info.name}, Qwen2.5-${SHAPE.toUpperCase()} shape (${LAYERS} layers), LoRA r=16 all-linear, ${PROMPTS}×${GENS} sequences of ${P}+${T} tokens, micro-batch ${MICRO}`);
+  console.log(`\n${info.name}, Qwen2.5-${SHAPE.toUpperCase()} shape (${LAYERS} layers)${FOUR_BIT ? ", 4-bit base (QLoRA)" : ""}, LoRA r=16 all-linear, ${PROMPTS}×${GENS} sequences of ${P}+${T} tokens, micro-batch ${MICRO}`);
   console.log("| metric | aha | torch+transformers+peft | aha / torch |\n| --- | --- | --- | --- |");
   row("train step", aha.step_s, torch?.step_s, "s", true);
   row("train step, micro-batches from a CUDA graph", aha.step_graph_s, torch?.step_s, "s", true);

@@ -8,7 +8,7 @@
 # [".device", ".devnm", "native/build-dev"] (Node, tsx, and the addons built with
 # `AHA_PORTABLE=1 AHA_NO_CUDA_EMU=1 npx cmake-js compile --directory native --out native/build-dev`); the fixtures travel
 # with the working tree (test/fixtures). Logs go to $OUT.
-#   bash bench/gpu-run.sh [ops] [models] [variants] [bench] [bench15] [profile]   (default: ops models bench)
+#   bash bench/gpu-run.sh [ops] [models] [variants] [bench] [bench15] [profile] [qlora] [bench4] [memory]   (default: ops models bench)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 what=${*:-ops models bench}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -27,6 +27,12 @@ for w in $what; do
     bench) timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts $BENCH_ARGS 2>&1 | tee "$OUT/bench.log" ;;
     # the 1.5B shape at micro-batch 16 (5.89 GiB predicted by the emulator), torch at the same micro-batch
     bench15) timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts --shape 1.5b --micro 16 $BENCH15_ARGS 2>&1 | tee "$OUT/bench15.log" ;;
+    # 4-bit bases (issue 23): the 4-bit and offload tests on the GPU (exact GEMMs, and the bf16 mode's test)
+    qlora) AHA_POISON=1 AHA_TEST_DEVICES=cuda timeout ${QLORA_TIMEOUT:-240} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/quant4.test.ts test/qlora.test.ts test/offload.test.ts test/long-context.test.ts 2>&1 | tee "$OUT/qlora.log" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
+    # decode tokens/s and the train step at the 1.5B shape, 16-bit then 4-bit base, in one call (no torch)
+    bench4) for fb in "" "--load-in-4bit"; do timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts --shape 1.5b --no-torch --no-profile $fb $BENCH4_ARGS; done 2>&1 | tee "$OUT/bench4.log" ;;
+    # the memory table's GRPO steps measured by the GPU's own allocator (beside the emulator's predictions in docs/sections/23-memory.md)
+    memory) timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/memory-table.ts --json "$OUT/memory.json" 2>&1 | tee "$OUT/memory.log" ;;
     # GPU time by op (GEMMs split by weight type and shape), without torch: where a step's time goes
     profile) AHA_CUDA_PROFILE=1 timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts --steps 2 --no-torch $BENCH_ARGS 2>&1 | tee "$OUT/profile.log" ;;
   esac

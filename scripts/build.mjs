@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds what the package runs, in a checkout: `node scripts/build.mjs [--if-stale] TARGET…`
 //   dist       src/ → dist/: tsc (tsconfig.build.json: ESM JavaScript, .d.ts, source maps), then dist/cjs/index.cjs,
-//              one CommonJS file bundled from the same sources by esbuild (dependencies stay external), for require().
+//              one CommonJS file bundled from the same sources by esbuild (dependencies stay external), for require();
+//              src/'s plain .mjs modules (worker entries) are copied as they are.
 //              Built in a temporary folder and renamed over dist/.
 //   native     native/ → native/build/Release/*.node (cmake-js; incremental): the CPU module tuned for this CPU, the
 //              CUDA module where nvcc is, the CUDA emulator.
@@ -63,13 +64,19 @@ function buildDist() {
   rmSync(tmp, { recursive: true, force: true });
   try {
     run(process.execPath, [require.resolve("typescript/bin/tsc"), "-p", "tsconfig.build.json", "--outDir", tmp]);
+    // plain-JavaScript modules of src/ (worker entries such as rewards/worker-entry.mjs), which tsc does not emit
+    for (const rel of readdirSync(join(root, "src"), { recursive: true })) {
+      if (rel.endsWith(".mjs")) copyFileSync(join(root, "src", rel), join(tmp, rel));
+    }
     // the CommonJS entry: one bundle of src/ (import.meta.url is the bundle's own URL; src/package.ts finds the
     // package root from it), with its types the ESM build's
     require("esbuild").buildSync({
       entryPoints: [join(root, "src", "index.ts")], outfile: join(tmp, "cjs", "index.cjs"), bundle: true, format: "cjs",
       platform: "node", target: "node20", packages: "external", sourcemap: true, logLevel: "warning",
-      define: { "import.meta.url": "__aha_bundle_url" },
-      banner: { js: `const __aha_bundle_url = require("node:url").pathToFileURL(__filename).href;` },
+      // import.meta.resolve is only used on the paths taken from the TypeScript sources; defined so that it exists
+      define: { "import.meta.url": "__aha_bundle_url", "import.meta.resolve": "__aha_bundle_resolve" },
+      banner: { js: `const __aha_bundle_url = require("node:url").pathToFileURL(__filename).href;\n` +
+        `const __aha_bundle_resolve = (s) => require("node:url").pathToFileURL(require.resolve(s)).href;` },
     });
     writeFileSync(join(tmp, "cjs", "index.d.cts"), `// The CommonJS entry has the same API as the ESM one.\nexport * from "../index.js";\n`);
     writeFileSync(join(tmp, ".build-stamp"), "");

@@ -15,3 +15,6 @@ export * as rewards from "./rewards/index.ts";
 export type { NamedReward, RewardFunc, RewardArgs } from "./rewards/index.ts";
 export { exportModel, type ExportOptions } from "./export/index.ts";
 export * as engine from "./engine/index.ts";
+export { startServer, type ServeOptions, type RunningServer } from "./serve/server.ts";
+export { Scheduler, type SequenceRequest, type SequenceResult, type SchedulerOptions } from "./serve/scheduler.ts";
+export { startDashboard, type DashboardOptions, type RunningDashboard } from "./dashboard/server.ts";

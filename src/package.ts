@@ -4,7 +4,7 @@
 // build defines import.meta.url as the bundle's own URL). Is not: a lookup of the user's project.
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 let root: string | null = null;
 
@@ -24,4 +24,14 @@ export function packageRoot(): string {
 /** aha's version, from its package.json. */
 export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
+}
+
+/**
+ * One of aha's own module files that a worker thread loads by URL, `rel` under src/ ("rewards/worker-entry.mjs"):
+ * from the sources (the caller's `from` — its import.meta.url — ends in .ts) the file in src/, from a build (dist/, or
+ * the CommonJS bundle dist/cjs/index.cjs, whose import.meta.url is the bundle's) the one in dist/ (.ts becomes .js).
+ */
+export function ownModule(rel: string, from: string): URL {
+  if (from.endsWith(".ts")) return pathToFileURL(join(packageRoot(), "src", rel));
+  return pathToFileURL(join(packageRoot(), "dist", rel.replace(/\.ts$/, ".js")));
 }

@@ -1,13 +1,18 @@
 // Bad input gets a clear error naming the file, tensor or field: truncated safetensors, header offsets out of
-// range, missing or misshaped tensors, unknown architectures, configs missing a field, bad adapters.
+// range, missing or misshaped tensors, unknown architectures, configs missing a field, bad adapters, integer dtypes
+// and non-finite values where weights are expected, sampling settings out of range, prompts that max_prompt_length
+// cuts, and file-system errors (each names its path).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fixtureModels } from "./fixtures.ts";
-import { readSafetensors, serializeSafetensors } from "../src/models/safetensors.ts";
+import { f32ToBf16, readSafetensors, serializeSafetensors, type StWriteTensor } from "../src/models/safetensors.ts";
 import { CausalLM } from "../src/models/model.ts";
+import { generate } from "../src/generate/generate.ts";
+import { GRPOTrainer } from "../src/grpo/trainer.ts";
 
 const src = fixtureModels()[0];
 const tmp = mkdtempSync(join(tmpdir(), "aha-bad-"));
@@ -84,4 +89,87 @@ test("an adapter that does not fit the model is named", () => {
   tensors[key] = { dtype: "F32", shape: [tensors[key].shape[0] + 1, tensors[key].shape[1]], data: new Float32Array((tensors[key].shape[0] + 1) * tensors[key].shape[1]) };
   writeFileSync(ap, serializeSafetensors(tensors));
   assert.throws(() => CausalLM.load(d, { adapter: join(d, "adapter") }), (e: Error) => e.message.includes(key) && e.message.includes("shape"));
+});
+
+/** Rewrite a copy's model.safetensors with `edit` applied to its tensors (written as given, NaN included). */
+function rewriteWeights(d: string, edit: (t: Record<string, StWriteTensor>) => void): string {
+  const p = join(d, "model.safetensors");
+  const st = readSafetensors(p);
+  const tensors: Record<string, StWriteTensor> = {};
+  for (const name of st.tensors.keys()) tensors[name] = { dtype: "F32", shape: st.info(name).shape, data: st.float32(name) };
+  edit(tensors);
+  writeFileSync(p, serializeSafetensors(tensors, { format: "pt" }, { allowNonFinite: true }));
+  return p;
+}
+
+test("integer data where floats are expected is refused, naming the tensor and the file", () => {
+  const d = modelCopy("i32-label");
+  const victim = "model.layers.0.mlp.up_proj.weight";
+  const p = rewriteWeights(d, (t) => { t[victim] = { ...t[victim], dtype: "I32", data: new Int32Array((t[victim].data as Float32Array).buffer) }; });
+  assert.throws(() => CausalLM.load(d), (e: Error) => e.message.includes(p) && e.message.includes(`'${victim}'`) && /dtype I32, expected a floating type/.test(e.message));
+});
+
+test("weights that are not finite are refused at load, naming the tensor (f32, bf16, and an adapter's)", () => {
+  const d = modelCopy("nan-f32");
+  const p = rewriteWeights(d, (t) => { (t["model.norm.weight"].data as Float32Array)[7] = NaN; });
+  assert.throws(() => CausalLM.load(d), (e: Error) => e.message.includes(p) && e.message.includes("'model.norm.weight'") && /NaN at index 7/.test(e.message));
+
+  const b = modelCopy("inf-bf16");
+  const pb = rewriteWeights(b, (t) => {
+    for (const [n, x] of Object.entries(t)) t[n] = { ...x, dtype: "BF16", data: f32ToBf16(x.data as Float32Array) };
+    (t["model.embed_tokens.weight"].data as Uint16Array)[3] = 0xff80; // bf16 −Infinity
+  });
+  assert.throws(() => CausalLM.load(b), (e: Error) => e.message.includes(pb) && e.message.includes("'model.embed_tokens.weight'") && /-Infinity at index 3/.test(e.message));
+
+  const a = modelCopy("nan-adapter");
+  const ap = join(a, "adapter", "adapter_model.safetensors");
+  const st = readSafetensors(ap);
+  const tensors: Record<string, StWriteTensor> = {};
+  for (const name of st.tensors.keys()) tensors[name] = { dtype: "F32", shape: st.info(name).shape, data: st.float32(name) };
+  const key = [...st.tensors.keys()].find((k) => k.includes("lora_A"))!;
+  (tensors[key].data as Float32Array)[0] = Infinity;
+  writeFileSync(ap, serializeSafetensors(tensors, { format: "pt" }, { allowNonFinite: true }));
+  assert.throws(() => CausalLM.load(a, { adapter: join(a, "adapter") }), (e: Error) => e.message.includes(ap) && e.message.includes(`'${key}'`) && /Infinity/.test(e.message));
+});
+
+test("sampling settings out of range are refused: the CLI names the flag, the API the option", () => {
+  const bin = join(import.meta.dirname, "..", "bin", "aha.js");
+  const gen = (...flags: string[]) => spawnSync(process.execPath, [bin, "generate", "--model", src, "--prompt-ids", "1,2,3", "--max-tokens", "2", ...flags], { encoding: "utf8" });
+  for (const [flag, value] of [["--temperature", "-1"], ["-n", "-3"], ["--top-p", "0"]]) {
+    const r = gen(flag, value);
+    assert.notEqual(r.status, 0, `${flag} ${value} was accepted`);
+    assert.ok(r.stderr.includes(flag.startsWith("--") ? flag : "--n") && r.stderr.includes(`'${value}'`), `${flag} ${value}: ${r.stderr}`);
+  }
+  assert.equal(gen("--temperature", "0").status, 0, "temperature 0 (greedy) is fine");
+  const m = CausalLM.load(src);
+  assert.throws(() => generate(m, [[1, 2]], { temperature: -1, maxTokens: 2 }), /temperature is -1; it must be ≥ 0/);
+  assert.throws(() => generate(m, [[1, 2]], { n: -3, topP: 0 }), (e: Error) => /n is -3/.test(e.message) && /topP is 0/.test(e.message));
+});
+
+test("a max_prompt_length that cuts prompts is reported with the count", async () => {
+  let log = "";
+  const rows = Array.from({ length: 8 }, (_, i) => ({ prompt: `question ${i}: what is ${i} + ${i}?` }));
+  const t = await GRPOTrainer.create({ model: src, maxPromptLength: 1, maxCompletionLength: 4, numGenerations: 4, perDeviceTrainBatchSize: 8, maxSteps: 2, rewardWorkers: 0, outputDir: join(tmp, "cut") } as never,
+    { rows, rewardFuncs: [{ name: "len", fn: ({ completions }) => completions.map((c) => c.length) }], console: { write: (s: string) => (log += s) } });
+  await t.train();
+  assert.match(log, /step 1: max_prompt_length \(1\) cut 2 of 2 prompts, by up to \d+ tokens/);
+  assert.match(log, /max_prompt_length \(1\) cut 4 of 4 prompts in this run/);
+});
+
+test("file-system errors name their path: an output_dir that is a file or under one, a GGUF export onto a folder", () => {
+  const bin = join(import.meta.dirname, "..", "bin", "aha.js");
+  const file = join(tmp, "a-file");
+  writeFileSync(file, "x");
+  const cfg = join(tmp, "fs.yaml");
+  const train = (out: string) => {
+    writeFileSync(cfg, `model: ${src}\nreward_funcs: [numeric_proximity]\nnum_generations: 2\nper_device_train_batch_size: 2\nmax_steps: 1\ndataset: { path: ${join(tmp, "rows.jsonl")} }\noutput_dir: ${out}\n`);
+    writeFileSync(join(tmp, "rows.jsonl"), '{"prompt": "1 + 1", "answer": "2"}\n');
+    return spawnSync(process.execPath, [bin, "train", cfg], { encoding: "utf8" });
+  };
+  assert.match(train(file).stderr, new RegExp(`output_dir ${file} exists and is not a folder`));
+  assert.match(train(join(file, "run")).stderr, new RegExp(`cannot create folder ${join(file, "run")}: .* \\((ENOTDIR|EEXIST)\\)`));
+  const dir = join(tmp, "gguf-is-a-folder");
+  mkdirSync(dir);
+  const r = spawnSync(process.execPath, [bin, "export", "--model", src, "--format", "gguf", "--out", dir, "--overwrite"], { encoding: "utf8" });
+  assert.match(r.stderr, new RegExp(`export: ${dir} is a folder`));
 });

@@ -6,6 +6,8 @@
 //     `./rewards.ts#brevity` reward that sits in this CommonJS project;
 //   - `npx tsc --noEmit` passes under `tsc --init`'s settings on app.ts (import = require) and app.mts (import);
 //   - `npx aha --version` and `npx aha train --help` work, and nothing is compiled (no native/build appears);
+//   - `aha generate` gives the checkout's tokens, `aha serve` answers with them, and `aha dashboard` shows the run
+//     app.mjs wrote (uPlot inlined from the package's dependency);
 //   - back in the checkout, `prepare` (which npm runs when the first `npx aha` there links the package) is a no-op;
 //   - the module matrix (test/module-matrix.ts) loads in a plain node process (no tsx hooks of the suite's), and
 //     code_tests starts its sandbox workers (separate entry files) from both builds;
@@ -15,10 +17,10 @@
 // packages (and typescript): `npm install --offline` then takes every tarball from the npm cache.
 import { before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync, type SpawnSyncOptions } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncOptions } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { prebuildNames } from "../src/engine/addon.ts";
 import { fixtureModels } from "./fixtures.ts";
@@ -75,7 +77,8 @@ before(() => {
 
 test("the tarball is lean and carries the built package and a prebuilt CPU module", () => {
   const files = spawnSync("tar", ["tzf", tarball], { encoding: "utf8" }).stdout.split("\n").map((f) => f.replace(/^package\//, ""));
-  for (const f of ["bin/aha.js", "dist/index.js", "dist/index.d.ts", "dist/index.js.map", "dist/cjs/index.cjs", "dist/cjs/index.d.cts", "native/CMakeLists.txt"])
+  for (const f of ["bin/aha.js", "dist/index.js", "dist/index.d.ts", "dist/index.js.map", "dist/cjs/index.cjs", "dist/cjs/index.d.cts",
+    "dist/rewards/worker-entry.mjs", "dist/rewards/sandbox/js-worker.js", "dist/dashboard/worker.js", "assets/tiny-arith/config.json", "native/CMakeLists.txt"])
     assert.ok(files.includes(f), `${f} missing`);
   assert.ok(files.some((f) => /^prebuilds\/[^/]+\/aha_cpu(\.[^/]+)?\.node$/.test(f)), "no prebuilt CPU module");
   for (const f of files) assert.doesNotMatch(f, /^(test|datasets|bench|native\/build|native\/cuda-emu|scripts)\/|\.build-stamp$/, `${f} should not be packed`);
@@ -193,6 +196,51 @@ ${body}
 })().catch((e) => { console.error(e); process.exit(1); });
 `);
   for (const f of ["sandbox.mjs", "sandbox.cjs"]) assert.deepEqual(JSON.parse(sh("node", [f]).stdout.trim().split("\n").pop()!), [1, 0], f);
+});
+
+/** Start a long-running `aha` command of the installed package; resolves with the URL its first stdout line names. */
+async function startAha(args: string[]): Promise<{ url: string; child: ChildProcess; err: () => string }> {
+  const child = spawn(join(tools, "node"), [join(app, "node_modules", ".bin", "aha"), ...args], { cwd: app, env: { ...process.env, PATH: tools, NODE_OPTIONS: "" }, stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  child.stderr!.on("data", (d) => { err += d; });
+  const url = await new Promise<string>((ok, fail) => {
+    let out = "";
+    child.stdout!.on("data", (d) => { out += d; const m = /(http:\/\/\S+)/.exec(out); if (m) ok(m[1]); });
+    child.on("exit", (c) => fail(new Error(`aha ${args[0]} exited ${c}: ${err}`)));
+  });
+  return { url, child, err: () => err };
+}
+
+test("aha generate, serve and dashboard run from the installed package (the same tokens as the checkout's)", async () => {
+  const args = ["generate", "--model", model, "--prompt-ids", "1,2,3", "--max-tokens", "6", "--temperature", "0", "--json"];
+  const installed = JSON.parse(sh("npx", ["aha", ...args]).stdout.trim()) as { token_ids: number[]; text: string };
+  const checkout = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "src", "cli", "main.ts"), ...args], { cwd: ROOT, encoding: "utf8" });
+  assert.equal(checkout.status, 0, checkout.stderr);
+  assert.deepEqual(installed, JSON.parse(checkout.stdout.trim()), "the built package and the sources generate alike");
+  assert.ok(installed.token_ids.length > 0);
+
+  const srv = await startAha(["serve", "--model", model, "--port", "0", "--quiet"]);
+  try {
+    const r = await fetch(`${srv.url}/completions`, { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: basename(model), prompt: [1, 2, 3], max_tokens: 6, temperature: 0 }) });
+    assert.equal(r.status, 200, srv.err());
+    assert.equal(((await r.json()) as { choices: { text: string }[] }).choices[0].text, installed.text);
+  } finally {
+    srv.child.kill("SIGTERM");
+  }
+
+  // the run folder app.mjs wrote, in the dashboard: its page carries uPlot (from the package's dependency) inlined
+  const dash = await startAha(["dashboard", join(app, "runs", "app.mjs"), "--port", "0"]);
+  try {
+    const page = await (await fetch(dash.url)).text();
+    assert.match(page, /uPlot/);
+    assert.match(page, /Newest completions/);
+    const run = (await (await fetch(`${dash.url}api/run/0`)).json()) as { rows: unknown[]; config: unknown };
+    assert.equal(run.rows.length, 2, "both steps of app.mjs's run");
+    assert.ok(run.config, "run_config.json read");
+  } finally {
+    dash.child.kill("SIGTERM");
+  }
 });
 
 test("with no prebuilt module for this machine, aha says it builds from source and names what is missing", () => {

@@ -3,6 +3,7 @@
 // as training without, with LoRA and with full fine-tuning, old and reference log-probs, and with LoRA dropout (its
 // masks drawn on the device). The loss kernel's on-device output equals its returned value. The CPU's recorded graphs reuse the
 // buffers a capture frees, as CUDA's do.
+import { runMetrics } from "../src/grpo/metrics.ts";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -51,7 +52,7 @@ for (const device of availableDevices()) {
     const run = async (graphs: boolean) => {
       const t = await GRPOTrainer.create({ ...cfg, graphs, outputDir: join(tmp, `${device}-${full}-${graphs}`) } as never, { rows, rewardFuncs: [variety], quiet: true });
       const metrics = await t.train();
-      return { metrics: metrics.map(({ step_time: _s, ...m }) => m), params: t.model.parameters().map((p) => p.f32()) };
+      return { metrics: metrics.map(runMetrics), params: t.model.parameters().map((p) => p.f32()) };
     };
     const [plain, plainRuns] = await countingGraphed(() => run(false));
     const [graphed, runs, replays] = await countingGraphed(() => run(true));
@@ -76,7 +77,7 @@ for (const device of availableDevices()) {
     const run = async (graphs: boolean) => {
       const t = await GRPOTrainer.create({ ...cfg, graphs, outputDir: join(tmp, `${device}-dropout-${graphs}`) } as never, { rows, rewardFuncs: [variety], quiet: true });
       const metrics = await t.train();
-      return { metrics: metrics.map(({ step_time: _s, ...m }) => m), params: t.model.parameters().map((p) => p.f32()) };
+      return { metrics: metrics.map(runMetrics), params: t.model.parameters().map((p) => p.f32()) };
     };
     const [plain] = await countingGraphed(() => run(false));
     const [graphed, runs, replays] = await countingGraphed(() => run(true));

@@ -1,5 +1,6 @@
 // A training process killed with SIGKILL after its first checkpoint, then resumed with --resume, ends with the same
 // metrics.jsonl as a run that was never interrupted (step_time aside).
+import { runMetrics } from "../src/grpo/metrics.ts";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
@@ -26,10 +27,7 @@ function config(out: string): string {
   return p;
 }
 
-const metrics = (dir: string) => readFileSync(join(tmp, dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => {
-  const { step_time: _t, ...m } = JSON.parse(l);
-  return m;
-});
+const metrics = (dir: string) => readFileSync(join(tmp, dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => runMetrics(JSON.parse(l)));
 
 test("kill -9 after a checkpoint, resume: same metrics as an uninterrupted run", async () => {
   const full = spawnSync(process.execPath, [bin, "train", config("full")], { encoding: "utf8" });

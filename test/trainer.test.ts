@@ -1,6 +1,7 @@
 // The GRPO loop on a fixture model: parameters change after a step, batch 1 × 8 accumulation equals batch 8 × 1,
 // a run killed and resumed logs the same metrics as one that was not, config validation names every bad field,
 // and a throwing reward stops the run with the sample named.
+import { runMetrics } from "../src/grpo/metrics.ts";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -22,6 +23,7 @@ const rows = Array.from({ length: 16 }, (_, i) => ({ prompt: `question ${i}: wha
 const base = {
   model: modelDir, maxCompletionLength: 8, numGenerations: 4, learningRate: 1e-2, lossType: "grpo" as const,
   rewardFuncs: ["unused"], seed: 3, logCompletions: 2, beta: 0.04,
+  rewardWorkers: 0, // the reward pool has its own tests (reward-pool.test.ts); these stay on the main thread
 };
 
 async function trainer(extra: Record<string, unknown>, outputDir: string, opts: Record<string, unknown> = {}) {
@@ -67,10 +69,7 @@ test("a run killed after 2 steps and resumed logs the same metrics as an uninter
   await part.train();
   const resumed = await trainer(cfg, join(tmp, "part"), { resume: true });
   await resumed.train();
-  const read = (d: string) => readFileSync(join(tmp, d, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => {
-    const { step_time: _s, ...m } = JSON.parse(l);
-    return m;
-  });
+  const read = (d: string) => readFileSync(join(tmp, d, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => runMetrics(JSON.parse(l)));
   const a = read("full"), b = read("part");
   assert.equal(b.length, 4);
   assert.deepEqual(b, a);

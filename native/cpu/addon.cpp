@@ -2,6 +2,7 @@
 // argument order (kernels.h), and runs synchronously on the calling thread plus the kernel thread pool.
 #include <napi.h>
 #include "kernels.h"
+#include "q4.h"
 #include "threadpool.h"
 #include <vector>
 
@@ -219,6 +220,37 @@ FN(qkv_attention_decode) {
                        F(a[41]), L(a[42]), F(a[43]));
   return a.Env().Undefined();
 }
+// bitsandbytes 4-bit weights (q4.cpp): a weight is seven arguments from i (packed, absmax, nested, code, ncode, offset, dtype)
+Q4 q4_arg(const Napi::CallbackInfo& a, size_t i) {
+  return Q4{ptr<uint8_t>(a[i]), ptr<void>(a[i + 1]), ptr(a[i + 2]), ptr(a[i + 3]), ptr(a[i + 4]), F(a[i + 5]), (int)L(a[i + 6])};
+}
+FN(q4_gemm) {  // (C, A, dtA, weight…, M, R, K, trans, alpha, beta, bias, dtCompute): A f32 on the CPU, the compute dtype only matters on CUDA
+  if (L(a[2]) != F32) {
+    Napi::Error::New(a.Env(), "aha cpu q4_gemm: A must be f32").ThrowAsJavaScriptException();
+    return a.Env().Undefined();
+  }
+  q4_gemm(ptr(a[0]), ptr(a[1]), q4_arg(a, 3), L(a[10]), L(a[11]), L(a[12]), Bo(a[13]), F(a[14]), F(a[15]), ptr(a[16]));
+  return a.Env().Undefined();
+}
+FN(q4_dequantize) {  // (out, dtOut, weight…, i0, count): out f32 or bf16
+  const int dt = (int)L(a[1]);
+  const long i0 = L(a[9]), n = L(a[10]);
+  if (dt == F32) q4_dequantize(ptr(a[0]), q4_arg(a, 2), i0, n);
+  else {
+    std::vector<float> tmp(n);
+    q4_dequantize(tmp.data(), q4_arg(a, 2), i0, n);
+    convert(ptr<void>(a[0]), dt, tmp.data(), F32, n);
+  }
+  return a.Env().Undefined();
+}
+FN(q4_quantize) {
+  q4_quantize(ptr<uint8_t>(a[0]), ptr(a[1]), ptr<void>(a[2]), (int)L(a[3]), L(a[4]), (int)L(a[5]));
+  return a.Env().Undefined();
+}
+FN(q8_quantize_blockwise) {
+  q8_quantize_blockwise(ptr<uint8_t>(a[0]), ptr(a[1]), ptr(a[2]), L(a[3]), L(a[4]), ptr(a[5]));
+  return a.Env().Undefined();
+}
 FN(num_threads) { return Napi::Number::New(a.Env(), ThreadPool::get().size()); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -228,6 +260,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward);
   REG(grpo_loss); REG(sample_rows); REG(num_threads); REG(convert); REG(scatter_rows); REG(copy_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
   REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache); REG(qkv_attention_decode);
+  REG(q4_gemm); REG(q4_dequantize); REG(q4_quantize); REG(q8_quantize_blockwise);
   return exports;
 }
 }  // namespace

@@ -414,7 +414,8 @@ struct EmuGraphExec { std::vector<std::function<void()>> ops; };
 
 namespace {
 EmuStream g_stream_obj{1};
-constexpr size_t TOTAL = 24ull << 30;
+// the device's memory: 24 GiB, or AHA_EMU_MEMORY_GIB (memory planning of shapes larger than that, without arithmetic)
+const size_t TOTAL = (getenv("AHA_EMU_MEMORY_GIB") ? std::stoull(getenv("AHA_EMU_MEMORY_GIB")) : 24ull) << 30;
 size_t g_used = 0;
 // device allocations: start → (mapping base, mapping length, size asked)
 struct Map { char* base; size_t len; size_t size; };
@@ -533,6 +534,8 @@ cudaError_t cudaStreamSynchronize(cudaStream_t) {
   if (capturing_illegal("cudaStreamSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
   return cudaSuccess;
 }
+// one stream underneath every stream: work already runs in the order it was enqueued, so a wait has nothing to do
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned) { return e ? cudaSuccess : fail(cudaErrorInvalidValue); }
 cudaError_t cudaEventCreate(cudaEvent_t* e) { *e = new EmuEvent{std::chrono::steady_clock::now(), true}; return cudaSuccess; }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags) {
   *e = new EmuEvent{std::chrono::steady_clock::now(), !(flags & cudaEventDisableTiming)};

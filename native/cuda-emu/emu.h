@@ -152,6 +152,9 @@ inline float __fdividef(float a, float b) { return a / b; }
 inline float __saturatef(float x) { return x < 0.f ? 0.f : x > 1.f ? 1.f : x; }
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 inline float __frcp_rn(float x) { return 1.f / x; }
+// one rounding each, never fused into a multiply-add (volatile keeps the host compiler from contracting them)
+inline float __fmul_rn(float a, float b) { volatile float p = a * b; return p; }
+inline float __fadd_rn(float a, float b) { volatile float s = a + b; return s; }
 inline float __int_as_float(int x) { float f; std::memcpy(&f, &x, 4); return f; }
 inline float __uint_as_float(unsigned x) { return emu::u2f(x); }
 inline int __float_as_int(float f) { int x; std::memcpy(&x, &f, 4); return x; }
@@ -266,6 +269,7 @@ cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t st = nullptr)
 cudaError_t cudaMemset2DAsync(void* d, size_t pitch, int v, size_t width, size_t height, cudaStream_t st = nullptr);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 0);
 cudaError_t cudaEventCreate(cudaEvent_t* e);
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr);

@@ -5,6 +5,8 @@
 #include <napi.h>
 #include <algorithm>
 #include "kernels.h"
+#include "q4.h"
+#include "offload.h"
 #include <stdexcept>
 
 using namespace aha_cuda;
@@ -88,10 +90,10 @@ FN(read_async) { TRY(read_async) return Napi::Number::New(a.Env(), download_asyn
 FN(read_wait) { TRY(read_wait) size_t n; void* h = host_ptr(a[1], &n); download_wait((int)L(a[0]), h, n); UNDEF CATCH(read_wait) }
 FN(synchronize) { TRY(synchronize) synchronize(); UNDEF CATCH(synchronize) }
 FN(memory) {
-  double m[5];
+  double m[6];
   memory_report(m);
   Napi::Object o = Napi::Object::New(a.Env());
-  o.Set("allocated", m[0]); o.Set("peak", m[1]); o.Set("buffers", m[2]); o.Set("reserved", m[3]); o.Set("peakReserved", m[4]);
+  o.Set("allocated", m[0]); o.Set("peak", m[1]); o.Set("buffers", m[2]); o.Set("reserved", m[3]); o.Set("peakReserved", m[4]); o.Set("largest", m[5]);
   return o;
 }
 FN(reset_peak) { reset_peak(); UNDEF }
@@ -230,6 +232,22 @@ FN(qkv_attention_decode) { TRY(qkv_attention_decode)
                        L(a[42]), F(a[43]));
   UNDEF CATCH(qkv_attention_decode) }
 
+// bitsandbytes 4-bit weights (q4.cu): a weight is seven arguments from i (packed, absmax, nested, code, ncode, offset, dtype)
+Q4 q4_arg(const Napi::CallbackInfo& a, size_t i) {
+  return Q4{P<uint8_t>(a[i]), P<void>(a[i + 1]), P(a[i + 2]), P(a[i + 3]), P(a[i + 4]), F(a[i + 5]), (int)L(a[i + 6])};
+}
+FN(q4_gemm) { TRY(q4_gemm)  // (C, A, dtA, weight…, M, R, K, trans, alpha, beta, bias, dtCompute)
+  const long M = L(a[10]), R = L(a[11]), K = L(a[12]);
+  COST(2.0 * M * R * K, R * (double)K / 2 + M * (double)(R + K) * 4)
+  q4_gemm(P(a[0]), P<void>(a[1]), (int)L(a[2]), q4_arg(a, 3), M, R, K, Bo(a[13]), F(a[14]), F(a[15]), P(a[16]), (int)L(a[17]));
+  UNDEF CATCH(q4_gemm) }
+FN(q4_dequantize) { TRY(q4_dequantize) q4_dequantize(P<void>(a[0]), (int)L(a[1]), q4_arg(a, 2), L(a[9]), L(a[10])); UNDEF CATCH(q4_dequantize) }
+// offloaded checkpointing's copies (offload.cu)
+FN(offload_to_host) { TRY(offload_to_host) return Napi::Number::New(a.Env(), offload_to_host(P<void>(a[0]), (size_t)L(a[1]))); CATCH(offload_to_host) }
+FN(offload_wait) { TRY(offload_wait) offload_wait((int)L(a[0])); UNDEF CATCH(offload_wait) }
+FN(offload_to_device) { TRY(offload_to_device) offload_to_device((int)L(a[0]), P<void>(a[1])); UNDEF CATCH(offload_to_device) }
+FN(offload_release) { TRY(offload_release) offload_release((int)L(a[0])); UNDEF CATCH(offload_release) }
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name##_js, #name))
   REG(init); REG(alloc); REG(free); REG(write); REG(read); REG(read_async); REG(read_wait); REG(synchronize); REG(memory); REG(reset_peak); REG(empty_cache);
@@ -240,6 +258,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(sum_squares); REG(attention_forward); REG(attention_backward); REG(lm_logp_forward); REG(lm_logp_backward); REG(grpo_loss);
   REG(sample_rows); REG(convert); REG(scatter_rows); REG(copy_rows); REG(dropout_mask); REG(softcap); REG(repetition_penalty);
   REG(add_rms_norm); REG(glu_lora); REG(qkv_rope_cache); REG(qkv_attention_decode);
+  REG(q4_gemm); REG(q4_dequantize); REG(offload_to_host); REG(offload_wait); REG(offload_to_device); REG(offload_release);
   return exports;
 }
 }  // namespace

@@ -17,7 +17,7 @@ std::string init_device(std::string* name, size_t* total_mem, int* cc);
 bool ready();
 void* raw_alloc(size_t n);
 void raw_free(void* p);
-void memory_report(double* out /* allocated, peak, buffers, reserved, peak_reserved */);
+void memory_report(double* out /* allocated, peak, buffers, reserved, peak_reserved, largest block since reset_peak */);
 void reset_peak();
 void empty_cache();
 int num_sms();

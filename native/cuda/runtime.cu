@@ -23,7 +23,7 @@ std::string g_error = "CUDA backend not initialised";
 struct Pool {
   std::multimap<size_t, void*> free_blocks;   // size → pointer
   std::unordered_map<void*, size_t> live;      // pointer → block size
-  size_t allocated = 0, peak = 0, reserved = 0, peak_reserved = 0;
+  size_t allocated = 0, peak = 0, reserved = 0, peak_reserved = 0, largest = 0;  // largest: one block, since reset_peak
   long buffers = 0;
 } pool;
 
@@ -112,6 +112,7 @@ void* raw_alloc(size_t n) {
       pool.allocated += sz;
       pool.buffers++;
       if (pool.allocated > pool.peak) pool.peak = pool.allocated;
+      if (sz > pool.largest) pool.largest = sz;
       return p;
     }
   }
@@ -141,6 +142,7 @@ void* raw_alloc(size_t n) {
   pool.allocated += sz;
   pool.buffers++;
   if (pool.allocated > pool.peak) pool.peak = pool.allocated;
+  if (sz > pool.largest) pool.largest = sz;
   if (g_capture) g_capture->owned[p] = sz;
   return p;
 }
@@ -398,11 +400,12 @@ void* scratch_alloc(size_t bytes) {
 }
 void scratch_free(void* p) { raw_free(p); }
 
-void memory_report(double* out /* allocated, peak, buffers, reserved, peak_reserved */) {
+void memory_report(double* out /* allocated, peak, buffers, reserved, peak_reserved, largest */) {
+  out[5] = (double)pool.largest;
   out[0] = (double)pool.allocated; out[1] = (double)pool.peak; out[2] = (double)pool.buffers;
   out[3] = (double)pool.reserved; out[4] = (double)pool.peak_reserved;
 }
-void reset_peak() { pool.peak = pool.allocated; pool.peak_reserved = pool.reserved; }
+void reset_peak() { pool.peak = pool.allocated; pool.peak_reserved = pool.reserved; pool.largest = 0; }
 void empty_cache() { if (g_ready) release_cache(); }
 
 }  // namespace aha_cuda

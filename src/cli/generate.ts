@@ -5,6 +5,7 @@ import { CausalLM } from "../models/model.ts";
 import { loadTokenizer, type Message } from "../tokenize/index.ts";
 import { generateText } from "../text/generate-text.ts";
 import { generate } from "../generate/generate.ts";
+import type { Quant4Settings } from "../models/bnb4.ts";
 
 export interface GenerateArgs {
   model: string;
@@ -25,12 +26,14 @@ export interface GenerateArgs {
   seed: number;
   stop?: string[];
   json?: boolean;
+  /** quantise the linear layers to 4 bits at load (--load-in-4bit) */
+  quantization?: Quant4Settings | null;
 }
 
 export function runGenerate(a: GenerateArgs, out: NodeJS.WritableStream = process.stdout): void {
   const given = [a.prompt, a.prompts, a.promptIds].filter((x) => x !== undefined).length;
   if (given !== 1) throw new Error("give exactly one of --prompt, --prompts or --prompt-ids");
-  const model = CausalLM.load(a.model, { adapter: a.adapter, revision: a.revision });
+  const model = CausalLM.load(a.model, { adapter: a.adapter, revision: a.revision, quantization: a.quantization });
   const sampling = { n: a.n, maxTokens: a.maxTokens, temperature: a.temperature, topP: a.topP, topK: a.topK, minP: a.minP, repetitionPenalty: a.repetitionPenalty, seed: a.seed };
   if (a.promptIds !== undefined) {
     const ids = a.promptIds.split(",").map((s, i) => {

@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { readSafetensors, writeSafetensors } from "../models/safetensors.ts";
 import { CausalLM } from "../models/model.ts";
 import { noGrad, scope } from "../engine/index.ts";
+import type { Quant4Settings } from "../models/bnb4.ts";
 
 export interface LogitsArgs {
   model: string;
@@ -11,6 +12,8 @@ export interface LogitsArgs {
   adapter?: string;
   input: string;
   output: string;
+  /** quantise the linear layers to 4 bits at load (--load-in-4bit) */
+  quantization?: Quant4Settings | null;
 }
 
 export function runLogits(a: LogitsArgs): void {
@@ -26,7 +29,7 @@ export function runLogits(a: LogitsArgs): void {
     if (s.length !== 2 || s[0] !== B || s[1] !== T) throw new Error(`${a.input}: tensor '${name}' must be [${B}, ${T}], got [${s}]`);
     return inp.int32(name);
   };
-  const model = CausalLM.load(a.model, { adapter: a.adapter, revision: a.revision });
+  const model = CausalLM.load(a.model, { adapter: a.adapter, revision: a.revision, quantization: a.quantization });
   const V = model.config.vocabSize;
   const ids = inp.int32("input_ids");
   for (const id of ids) if (id < 0 || id >= V) throw new Error(`${a.input}: input_ids holds ${id}, outside the vocabulary [0, ${V})`);

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { GRPOTrainer } from "../grpo/trainer.ts";
 import { evaluate, type EvalResult } from "../grpo/eval.ts";
 import { validateConfig, type GRPOConfigInput } from "../grpo/config.ts";
-import { completionText, type Completion } from "../rewards/index.ts";
+import type { Message } from "../tokenize/index.ts";
 import { calcRows, calculatorTool } from "./calculator.ts";
 import { packageRoot } from "../package.ts";
 
@@ -62,6 +62,13 @@ export interface CalcRunResult {
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const calls = (r: EvalResult) => (r.metrics?.["tools/call_frequency"] ?? 0).toFixed(2);
 
+/** One message of an episode on one line: a tool call as name(arguments), text with its newlines shown as spaces. */
+function episodeLine(m: Message): string {
+  const tc = (m.tool_calls ?? []) as { function: { name: string; arguments: unknown } }[];
+  const text = tc.length > 0 ? tc.map((c) => `${c.function.name}(${JSON.stringify(c.function.arguments)})`).join(" ") : String(m.content ?? "");
+  return `  [${m.role}] ${text.replace(/\s*\n\s*/g, " ").trim()}`;
+}
+
 export async function runCalculator(a: CalcRunArgs = {}): Promise<CalcRunResult> {
   const t0 = Date.now();
   const cfg = validateConfig({ ...CALC_CONFIG, ...(a.maxSteps ? { maxSteps: a.maxSteps } : {}), ...(a.outputDir ? { outputDir: a.outputDir } : {}), ...(a.model ? { model: a.model } : {}) });
@@ -91,7 +98,7 @@ export async function runCalculator(a: CalcRunArgs = {}): Promise<CalcRunResult>
   out.write(`aha: held-out accuracy ${pct(before.sampled.accuracy)} → ${pct(after.sampled.accuracy)} (${lift >= 0 ? "+" : ""}${lift.toFixed(1)} points) in ${minutes.toFixed(1)} min; ` +
     `reward curve ${join(cfg.outputDir, "reward.svg")}, trained model ${join(cfg.outputDir, "final")}\n`);
   const sample = after.sampled.samples[0];
-  if (sample) out.write(`example episode after training:\n${(sample.completion as Exclude<Completion, string>).map((m) => `  [${m.role}] ${m.tool_calls ? JSON.stringify(m.tool_calls) : completionText([m])}${m.role === "tool" ? m.content : ""}`).join("\n")}\n`);
+  if (sample) out.write(`example episode after training:\n${episodeLine((sample.prompt as Message[]).at(-1)!)}\n${(sample.completion as Message[]).map(episodeLine).join("\n")}\n`);
   writeFileSync(join(cfg.outputDir, "summary.json"), JSON.stringify({
     before: before.sampled.accuracy, after: after.sampled.accuracy, greedy_before: before.greedy.accuracy, greedy_after: after.greedy.accuracy,
     tool_calls_before: before.sampled.metrics, tool_calls_after: after.sampled.metrics, minutes, heldOut: nHeld, steps: cfg.maxSteps,

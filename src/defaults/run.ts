@@ -5,13 +5,14 @@
 // The model was pretrained on a "careless teacher" corpus (half the worked solutions slip by ±1 or ±10 in the last
 // step): it knows the right calculation as the most likely one but samples slips, which is the room RL has to work
 // in — rewarding correct answers teaches it to stop slipping.
-import { writeFileSync } from "node:fs";
+import { writeFileAtomic } from "../files/atomic.ts";
 import { join } from "node:path";
 import { GRPOTrainer } from "../grpo/trainer.ts";
 import { evaluate, type EvalResult } from "../grpo/eval.ts";
 import { validateConfig, type GRPOConfigInput } from "../grpo/config.ts";
 import { arithRows } from "./arith.ts";
 import { packageRoot } from "../package.ts";
+import { dashboardOverrides } from "../cli/dashboard.ts";
 import { completionText, type Completion } from "../rewards/index.ts";
 
 export const DEFAULT_MODEL = join(packageRoot(), "assets", "tiny-arith");
@@ -49,6 +50,10 @@ export interface DefaultRunArgs {
   quiet?: boolean;
   outputDir?: string;
   resume?: boolean;
+  /** serve the live dashboard (true: on the default port) */
+  dashboard?: boolean | string;
+  /** replace the run in outputDir */
+  overwrite?: boolean;
 }
 
 function line(label: string, r: EvalResult): string {
@@ -58,7 +63,7 @@ function line(label: string, r: EvalResult): string {
 
 export async function runDefault(a: DefaultRunArgs = {}): Promise<{ before: EvalResult; after: EvalResult; minutes: number }> {
   const t0 = Date.now();
-  const cfg = validateConfig({ ...DEFAULT_CONFIG, ...(a.maxSteps ? { maxSteps: a.maxSteps } : {}), ...(a.outputDir ? { outputDir: a.outputDir } : {}) });
+  const cfg = validateConfig({ ...DEFAULT_CONFIG, ...(a.maxSteps ? { maxSteps: a.maxSteps } : {}), ...(a.outputDir ? { outputDir: a.outputDir } : {}), ...dashboardOverrides(a.dashboard), overwriteOutputDir: !!a.overwrite });
   const seed = cfg.seed;
   const rows = arithRows("train", 20000, seed);
   const nHeld = a.heldOut ?? HELD_OUT;
@@ -81,6 +86,6 @@ export async function runDefault(a: DefaultRunArgs = {}): Promise<{ before: Eval
     `reward curve ${join(cfg.outputDir, "reward.svg")}, trained model ${join(cfg.outputDir, "final")}\n`);
   const sample = after.samples[0];
   if (sample) out.write(`example completion after training:\n${completionText(sample.completion as Completion)}\n`);
-  writeFileSync(join(cfg.outputDir, "summary.json"), JSON.stringify({ before: before.accuracy, after: after.accuracy, greedy_before: greedyBefore, greedy_after: greedyAfter, minutes, heldOut: nHeld, steps: cfg.maxSteps, before_rewards: before.meanReward, after_rewards: after.meanReward }, null, 2) + "\n");
+  writeFileAtomic(join(cfg.outputDir, "summary.json"), JSON.stringify({ before: before.accuracy, after: after.accuracy, greedy_before: greedyBefore, greedy_after: greedyAfter, minutes, heldOut: nHeld, steps: cfg.maxSteps, before_rewards: before.meanReward, after_rewards: after.meanReward }, null, 2) + "\n");
   return { before, after, minutes };
 }

@@ -19,6 +19,8 @@ export interface MemoryReport {
   peak: number;
   /** live buffer count */
   buffers: number;
+  /** the largest single buffer allocated since the last resetPeak() (CUDA: the kernels' scratch included) */
+  largest?: number;
 }
 
 export interface Backend {
@@ -52,8 +54,25 @@ export interface Backend {
    * discard: called with fn's result when the capture fails after fn returned (its tensors are then nobody's).
    */
   captureGraph?<T>(fn: () => T, discard?: (result: T) => void): { graph: number; result: T };
+  /** Copies to host memory and back for offloaded checkpointing (engine/offload.ts). */
+  offload?: OffloadCopies;
   launchGraph?(graph: number): void;
   destroyGraph?(graph: number): void;
+}
+
+/**
+ * A device buffer's copy in host memory and back (offloaded checkpointing). CUDA: pinned memory, transfers on a copy
+ * stream of their own that overlap the compute; the CPU: another array, copied by a kernel (so graphs record it).
+ */
+export interface OffloadCopies {
+  /** start copying numel f32 elements of buf to host memory, after the work enqueued so far; returns the copy's id */
+  toHost(buf: Buf, numel: number): number;
+  /** later work waits for copy id's latest transfer (after toHost its source may be freed; after toDevice, read) */
+  wait(id: number): void;
+  /** start copying copy id back into buf (a buffer of its size), after the work enqueued so far */
+  toDevice(id: number, buf: Buf): void;
+  /** copy id's host memory may be reused */
+  release(id: number): void;
 }
 
 /** Whether be's GEMMs round f32 activations by `weight`-typed matrices to that 16-bit type anyway, so they may be

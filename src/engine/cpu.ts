@@ -3,8 +3,8 @@
 // run, and a launch replays them. Host transfers and kernels that return a value to the host are refused while
 // capturing, as CUDA refuses them, so code that captures steps (generate/decode-step.ts) is checked here too.
 import { cpuAddon, type CpuAddon } from "./native.ts";
-import { registerBackend, type Backend, type Buf, type Kernels, type MemoryReport } from "./backend.ts";
-import { DTYPE_BYTES, hostArray, type DType, type HostArray } from "./dtype.ts";
+import { registerBackend, type Backend, type Buf, type Kernels, type MemoryReport, type OffloadCopies } from "./backend.ts";
+import { byteSize, hostArray, type DType, type HostArray } from "./dtype.ts";
 
 /** Kernels whose result comes back to the host (a device sync on CUDA): not capturable. */
 const RETURNS_TO_HOST = new Set(["sum_squares", "grpo_loss", "num_threads"]);
@@ -28,6 +28,7 @@ class CpuBackend implements Backend {
   private allocated = 0;
   private peak = 0;
   private buffers = 0;
+  private largest = 0;
 
   alloc(dtype: DType, numel: number, zero = true): Buf {
     // while capturing, a buffer the capture itself allocated and freed is handed out again, as CUDA's allocator does:
@@ -39,13 +40,14 @@ class CpuBackend implements Backend {
       if (zero) this.capture.push([fill0, [a]]); // as on CUDA, where the zero-fill is a node of the graph
       else if (POISON) this.capture.push([poison, [a]]);
     } else if (!zero && POISON) poison(a);
-    this.allocated += numel * DTYPE_BYTES[dtype];
+    this.allocated += byteSize(dtype, numel);
     this.buffers++;
     if (this.allocated > this.peak) this.peak = this.allocated;
+    if (byteSize(dtype, numel) > this.largest) this.largest = byteSize(dtype, numel);
     return a;
   }
   free(buf: Buf, dtype: DType, numel: number): void {
-    this.allocated -= numel * DTYPE_BYTES[dtype];
+    this.allocated -= byteSize(dtype, numel);
     this.buffers--;
     if (this.captureFree && this.captured.has(buf as HostArray)) {
       const key = `${dtype}:${numel}`;
@@ -105,6 +107,23 @@ class CpuBackend implements Backend {
   destroyGraph(graph: number): void {
     this.graphs.delete(graph);
   }
+  /** offloaded checkpointing: the "host" copy is another array (not counted as device memory), copied by copy2d through
+   *  `k` so that a captured graph replays the copies; synchronous, so waiting has nothing to do */
+  readonly offload: OffloadCopies = (() => {
+    const copies = new Map<number, Float32Array>();
+    let next = 0;
+    return {
+      toHost: (buf: Buf, numel: number) => {
+        const host = new Float32Array(numel);
+        this.k.copy2d(host, buf, 1, numel, 0, 0, false);
+        copies.set(next, host);
+        return next++;
+      },
+      wait: () => {},
+      toDevice: (id: number, buf: Buf) => { const h = copies.get(id)!; this.k.copy2d(buf, h, 1, h.length, 0, 0, false); },
+      release: (id: number) => { copies.delete(id); },
+    };
+  })();
   supports(_op: string, _dtype: DType): boolean {
     return true;
   }
@@ -112,10 +131,11 @@ class CpuBackend implements Backend {
     if (this.capture) throw new Error("aha cpu: synchronize while capturing a graph");
   }
   memory(): MemoryReport {
-    return { allocated: this.allocated, peak: this.peak, buffers: this.buffers };
+    return { allocated: this.allocated, peak: this.peak, buffers: this.buffers, largest: this.largest };
   }
   resetPeak(): void {
     this.peak = this.allocated;
+    this.largest = 0;
   }
 }
 

@@ -6,8 +6,8 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { findAddon, requireAddon } from "./addon.ts";
-import { registerBackend, type Backend, type Buf, type Kernels, type MemoryReport } from "./backend.ts";
-import { DTYPE_BYTES, hostArray, type DType, type HostArray } from "./dtype.ts";
+import { registerBackend, type Backend, type Buf, type Kernels, type MemoryReport, type OffloadCopies } from "./backend.ts";
+import { byteSize, DTYPE_BYTES, hostArray, type DType, type HostArray } from "./dtype.ts";
 
 /** What init() of the native module says about the device. */
 export interface CudaInfo {
@@ -53,6 +53,10 @@ interface CudaAddon extends Kernels {
   graph_abort(): void;
   graph_launch(id: number): void;
   graph_destroy(id: number): void;
+  offload_to_host(ptr: number, bytes: number): number;
+  offload_wait(id: number): void;
+  offload_to_device(id: number, ptr: number): void;
+  offload_release(id: number): void;
 }
 
 /** GEMM operand precision for 16-bit weights: "bf16" (tensor cores, activations rounded; default), "exact" (f32). */
@@ -101,7 +105,7 @@ class CudaBackend implements Backend {
     if (mode) this.setGemmMode(mode);
   }
   alloc(dtype: DType, numel: number, zero = true): Buf {
-    return this.m.alloc(numel * DTYPE_BYTES[dtype], zero);
+    return this.m.alloc(byteSize(dtype, numel), zero);
   }
   free(buf: Buf, _dtype: DType, _numel: number): void {
     this.m.free(buf as number);
@@ -118,13 +122,20 @@ class CudaBackend implements Backend {
     return out;
   }
   readAsync(buf: Buf, dtype: DType, numel: number): () => HostArray {
-    const id = this.m.read_async(buf as number, numel * DTYPE_BYTES[dtype]);
+    const id = this.m.read_async(buf as number, byteSize(dtype, numel));
     return () => {
       const out = hostArray(dtype, numel);
       this.m.read_wait(id, out);
       return out;
     };
   }
+  /** offloaded checkpointing: pinned host memory, a copy stream of its own (native/cuda/offload.cu) */
+  readonly offload: OffloadCopies = {
+    toHost: (buf, numel) => this.m.offload_to_host(buf as number, numel * 4),
+    wait: (id) => this.m.offload_wait(id),
+    toDevice: (id, buf) => this.m.offload_to_device(id, buf as number),
+    release: (id) => this.m.offload_release(id),
+  };
   supports(op: string, dtype: DType): boolean {
     return op in this.m && (dtype !== "i32" || op === "embedding_forward");
   }

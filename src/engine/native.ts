@@ -3,7 +3,8 @@
 import { buildFromSource, findAddon, noPrebuildReason, requireAddon } from "./addon.ts";
 
 type F32 = Float32Array;
-type Any = Float32Array | Uint16Array | Int32Array;
+type Any = Float32Array | Uint16Array | Int32Array | Uint8Array;
+type U8 = Uint8Array;
 type I32 = Int32Array;
 
 export interface CpuAddon {
@@ -58,6 +59,19 @@ export interface CpuAddon {
     ...rest: (F32 | number | null)[]): void;
   qkv_attention_decode(o: F32, o16: Uint16Array | null, dt16: number, kc: Any, vc: Any, dtKV: number, rows: I32, ...rest: (F32 | I32 | number | null)[]): void;
   num_threads(): number;
+  // bitsandbytes 4-bit weights (native/cpu/q4.cpp). A weight is seven arguments: packed [⌈n/2⌉] u8, absmax (f32 [nb], or
+  // u8 [nb] codes with double quantisation), nested absmax f32 (or null), code [16], nested code [256] (or null),
+  // offset, dtype code (the weight's own dtype: dequantised values are rounded to it)
+  /** trans: C [M, R] = alpha A [M, K] Wᵀ + beta C (+ bias [R]); else C [M, K] = alpha A [M, R] W + beta C; W [R, K] */
+  q4_gemm(C: F32, A: F32, dtA: number, packed: U8, absmax: F32 | U8, nested: F32 | null, code: F32, ncode: F32 | null, offset: number,
+    dtW: number, M: number, R: number, K: number, trans: boolean, alpha: number, beta: number, bias: F32 | null, dtCompute: number): void;
+  /** out [count] (f32 or bf16) = values [i0, i0 + count) of the weight */
+  q4_dequantize(out: F32 | Uint16Array, dtOut: number, packed: U8, absmax: F32 | U8, nested: F32 | null, code: F32, ncode: F32 | null,
+    offset: number, dtW: number, i0: number, count: number): void;
+  /** bitsandbytes' quantize_4bit of x [n] (dtype dtX): packed [⌈n/2⌉], absmax [⌈n/64⌉]; type 0 nf4, 1 fp4 */
+  q4_quantize(packed: U8, absmax: F32, x: Any, dtX: number, n: number, type: number): void;
+  /** quantize_blockwise of x [n] against code [256] (sorted): q [n] codes, absmax [⌈n/block⌉] */
+  q8_quantize_blockwise(q: U8, absmax: F32, x: F32, n: number, block: number, code: F32): void;
 }
 
 let addon: CpuAddon | null = null;

@@ -19,7 +19,7 @@ export function packedOf(W: Tensor): { storage: Tensor; offset: number } | undef
 export function packWeights(ws: Tensor[]): { storage: Tensor; views: Tensor[] } | null {
   if (ws.length < 2) return null;
   const dt = ws[0].dtype, be = ws[0].backend;
-  if (ws.some((w) => w.dtype !== dt || w.backend !== be)) return null;
+  if (dt === "q4" || ws.some((w) => w.dtype !== dt || w.backend !== be)) return null; // (4-bit weights keep their own buffers)
   const offsets: number[] = [];
   let end = 0;
   for (const w of ws) {

@@ -2,7 +2,7 @@
 // disposed when fn returns, except what it returns or what is `keep()`-ed; long-lived tensors (weights, LoRA,
 // optimiser state) are created outside scopes or kept, and freed by dispose().
 import { defaultBackend, getBackend, registerLazyBackend, type Backend, type Buf, type Device } from "./backend.ts";
-import { DTYPE_BYTES, type DType, type HostArray } from "./dtype.ts";
+import { byteSize, type DType, type HostArray } from "./dtype.ts";
 import { registerCpuBackend } from "./cpu.ts";
 import { registerCudaBackend, cudaInfo } from "./cuda.ts";
 import type { FlatParams } from "./flat.ts";
@@ -84,7 +84,7 @@ export class Tensor {
   }
   /** File this tensor's bytes under another category of the memory report. */
   setCategory(c: MemoryCategory): this {
-    if (this.owner && !this.disposed && c !== this.cat) {
+    if (this.owner && !this.disposed && !this.released && c !== this.cat) {
       account(this.backend.device, this.cat, -this.bytes);
       account(this.backend.device, c, this.bytes);
     }
@@ -96,7 +96,7 @@ export class Tensor {
     return this.backend.device;
   }
   get bytes(): number {
-    return this.numel * DTYPE_BYTES[this.dtype];
+    return byteSize(this.dtype, this.numel);
   }
   get isDisposed(): boolean {
     return this.disposed;
@@ -147,10 +147,23 @@ export class Tensor {
     return this;
   }
 
+  /**
+   * Free the buffer now but keep the tensor's shape and autograd links: offloaded checkpointing (engine/offload.ts)
+   * keeps its values in host memory until its layer's backward. Reading it afterwards is an error.
+   */
+  releaseBuffer(): void {
+    this.check();
+    if (!this.owner) throw new Error(`releaseBuffer: ${this.describe()} does not own its buffer`);
+    this.backend.free(this.buf, this.dtype, this.numel);
+    account(this.backend.device, this.cat, -this.bytes);
+    this.released = true;
+  }
+  private released = false;
+
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    if (this.owner) {
+    if (this.owner && !this.released) {
       this.backend.free(this.buf, this.dtype, this.numel);
       account(this.backend.device, this.cat, -this.bytes);
     }
@@ -163,6 +176,7 @@ export class Tensor {
 
   check(): void {
     if (this.disposed) throw new Error(`use of disposed tensor ${this.describe()}`);
+    if (this.released) throw new Error(`use of ${this.describe()}, whose values were offloaded to host memory`);
   }
   describe(): string {
     return `${this.name ?? "tensor"}[${this.shape.join(",")}] ${this.dtype}`;

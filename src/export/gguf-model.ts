@@ -10,6 +10,7 @@ import { vocabKVs } from "./gguf-vocab.js";
 import { writeGguf, type GgufKV, type GgufTensorPlan } from "./gguf-writer.js";
 import { chooseGgmlType, encodeGgml } from "./quant-mix.js";
 import type { WeightSet } from "./weights.js";
+import { assertFinite } from "../engine/finite.ts";
 
 export interface GgufExportOptions {
   /** tensor type mix (default f16) */
@@ -56,7 +57,11 @@ export function exportGguf(srcDir: string, weights: WeightSet, outPath: string, 
     const ne = [...shape].reverse();
     const t: GgmlType = chooseGgmlType(type, name, ne, ctx);
     types[name] = GGML_BLOCK[t].name;
-    plans.push({ name, ne, type: t, data: () => encodeGgml(t, produce()) });
+    plans.push({ name, ne, type: t, data: () => {
+      const x = produce();
+      assertFinite(`tensor '${name}'`, x, "refusing to export values that are not finite");
+      return encodeGgml(t, x);
+    } });
   };
   for (const { name, data } of extraTensors(arch, cfg)) add(name, [data.length], () => data);
   for (const hf of weights.names) {

@@ -3,10 +3,9 @@
 // Is not: a reader (tests use @huggingface/gguf) nor a converter (gguf-model.ts decides names, types and values).
 // Hand-written: @huggingface/gguf can serialise a header but not tensor data, and no npm package writes whole GGUF
 // files; the format is a few dozen lines.
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync } from "node:fs";
-import { dirname } from "node:path";
+import { fsyncSync } from "node:fs";
 import { ggmlNbytes, type GgmlType } from "./gguf-types.js";
-import { writeAll } from "../models/safetensors.js";
+import { writeAll, writeFileVia } from "../files/atomic.ts";
 
 /** A metadata value with its GGUF type (llama.cpp reads each key with an exact-type getter, §3.1). */
 export type GgufValue =
@@ -116,13 +115,9 @@ export interface WriteGgufOptions {
 /** Write a GGUF file at `path` via `<path>.tmp-<pid>` + rename. Returns the byte size. */
 export function writeGguf(path: string, kvs: GgufKV[], tensors: GgufTensorPlan[], opts: WriteGgufOptions = {}): number {
   const alignment = opts.alignment ?? 32;
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, "w");
-  let ok = false;
+  const header = ggufHeader(kvs, tensors, alignment);
   let pos = 0;
-  try {
-    const header = ggufHeader(kvs, tensors, alignment);
+  writeFileVia(path, (fd) => {
     pos += writeAll(fd, header);
     const zeros = Buffer.alloc(alignment);
     tensors.forEach((t, k) => {
@@ -135,12 +130,7 @@ export function writeGguf(path: string, kvs: GgufKV[], tensors: GgufTensorPlan[]
       opts.onTensor?.(k + 1, tensors.length, t.name);
     });
     fsyncSync(fd);
-    ok = true;
-  } finally {
-    closeSync(fd);
-    if (!ok) try { unlinkSync(tmp); } catch { /* already gone */ }
-  }
-  renameSync(tmp, path);
+  });
   return pos;
 }
 

@@ -1,9 +1,11 @@
 // `exportModel`: the one entry point the CLI (`aha export`) and `trainer.export()` call. Picks the writer for the
 // format, checks the destination (exists → needs overwrite; free space via fs.statfs) before writing anything, and
 // makes every output appear atomically: files via temp name + rename, folders (peft/hf) built in a temp sibling
-// folder and renamed into place.
+// folder and swapped into place (src/files/atomic.ts); temporary names a killed export left are cleaned first. Every
+// weight is checked finite as it is read (a NaN in the base, the adapter or the merge is refused, naming the tensor).
 // Is not: a trainer hook; a live model exports by saving its adapter (savePeftAdapter) and calling this on folders.
-import { existsSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, statfsSync, statSync } from "node:fs";
+import { checkFolderTarget, cleanStaleTemps, writeFileAtomic, writeFolderAtomic } from "../files/atomic.ts";
 import { basename, dirname, join, resolve } from "node:path";
 import { exportGguf, readHfConfig } from "./gguf-model.js";
 import { exportGgufLora } from "./gguf-lora.js";
@@ -13,6 +15,10 @@ import { modelfileText } from "./modelfile.js";
 import { loadPeftAdapter, savePeftAdapter } from "../models/peft.ts";
 import { loadHfWeights, mergeLora, type WeightSet } from "./weights.js";
 import { resolveHubPath } from "../hub/cache.ts";
+import { isLinearWeight } from "./hf-checkpoint.js";
+import { f32ToBf16, f32ToF16 } from "../models/safetensors.ts";
+import { dequantize4, quantize4 } from "../engine/quant4.ts";
+import type { Quant4Settings } from "../models/bnb4.ts";
 
 export { savePeftAdapter, loadPeftAdapter, peftScaling, type PeftAdapter, type PeftLoraConfig, type LoraTensor } from "../models/peft.ts";
 export { mergeLora, loadHfWeights, loraDelta, type WeightSet } from "./weights.js";
@@ -55,6 +61,12 @@ export interface ExportOptions {
   mergeAdapter?: boolean;
   /** hf: shard size limit in bytes (default 5e9) */
   maxShardBytes?: number;
+  /**
+   * 4-bit (--load-in-4bit). hf: write the checkpoint in bitsandbytes 4-bit (the adapter, if any, merged first), a folder
+   * that loads as stored. gguf: start from the base quantised to 4 bits and dequantised (the base a QLoRA adapter was
+   * trained on), then merge and convert. (A base saved in 4-bit always reads as its dequantised weights.)
+   */
+  quantization?: Quant4Settings | null;
   /** gguf: also write `<out minus .gguf>.Modelfile` for `ollama create` (default true) */
   modelfile?: boolean;
   onProgress?: (p: ExportProgress) => void;
@@ -87,27 +99,21 @@ export function checkDiskSpace(path: string, need: number): void {
   }
 }
 
-function checkOverwrite(out: string, overwrite: boolean | undefined): void {
-  if (existsSync(out) && !overwrite) throw new Error(`export: ${out} already exists; pass overwrite: true (aha export --overwrite) to replace it`);
+/** Refuse an existing output unless asked to replace it, and a folder where a file goes (or the reverse). */
+function checkOverwrite(out: string, overwrite: boolean | undefined, kind: "file" | "folder"): void {
+  if (!existsSync(out)) return;
+  if (!overwrite) throw new Error(`export: ${out} already exists; pass overwrite: true (aha export --overwrite) to replace it`);
+  if (kind === "folder") checkFolderTarget(out);
+  else if (statSync(out).isDirectory()) throw new Error(`export: ${out} is a folder; the ${basename(out)} export is a file: choose another 'out'`);
 }
 
-/** Build a folder at a temp sibling path, then swap it in (old copy removed only after the new one is in place). */
-function writeFolderAtomic(out: string, build: (tmp: string) => void): void {
-  const tmp = `${out}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  try {
-    build(tmp);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
-  if (existsSync(out)) {
-    if (!statSync(out).isDirectory()) throw new Error(`export: ${out} exists and is not a folder`);
-    const old = `${out}.old-${process.pid}`;
-    renameSync(out, old);
-    renameSync(tmp, out);
-    rmSync(old, { recursive: true, force: true });
-  } else renameSync(tmp, out);
+/** The weights with every linear layer's quantised to 4 bits and dequantised (what a 4-bit load of them computes with). */
+function through4bit(w: WeightSet, q: Quant4Settings): WeightSet {
+  const q4 = (n: string) => {
+    const x = w.get(n), dt = w.dtype(n), opts = { type: q.type, doubleQuant: q.doubleQuant };
+    return dequantize4(dt === "BF16" ? quantize4(f32ToBf16(x), "bf16", w.shape(n), opts) : dt === "F16" ? quantize4(f32ToF16(x), "f16", w.shape(n), opts) : quantize4(x, "f32", w.shape(n), opts));
+  };
+  return { ...w, get: (n) => (isLinearWeight(n) && !w.q4?.(n) ? q4(n) : w.get(n)) };
 }
 
 /** Export a model (and/or adapter) as a PEFT folder, a merged HF checkpoint, or a GGUF file. */
@@ -118,10 +124,15 @@ export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
   const id = opts.model;
   opts = { ...opts, model: resolveHubPath(opts.model, { revision: opts.revision }) };
   readHfConfig(opts.model); // fail early on a wrong model folder
-  checkOverwrite(out, opts.overwrite);
+  const stem = out.replace(/\.gguf$/i, "");
+  // what a killed export left: temporary names of dead processes, or an old folder set aside mid-swap
+  const ours = new Set([basename(out), `${basename(stem)}-LoRA.gguf`, `${basename(stem)}.Modelfile`]);
+  cleanStaleTemps(dirname(out), (base) => ours.has(base));
+  checkOverwrite(out, opts.overwrite, opts.format === "gguf" ? "file" : "folder");
   const warnings: string[] = [];
 
   if (opts.format === "peft") {
+    if (opts.quantization) throw new Error("export: a PEFT adapter is the same with a 4-bit base; drop --load-in-4bit");
     if (!opts.adapter) throw new Error("export: format 'peft' needs an adapter folder ('adapter')");
     const ad = loadPeftAdapter(opts.adapter);
     const dtype = (opts.type ?? "f32").toUpperCase();
@@ -139,11 +150,11 @@ export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
     if (dtype !== undefined && !["f32", "f16", "bf16"].includes(dtype)) throw new Error(`export: hf type must be f32, f16 or bf16, got ${opts.type}`);
     const base = loadHfWeights(opts.model);
     const weights = opts.adapter ? mergeLora(base, opts.adapter) : base;
-    checkDiskSpace(out, numel(weights) * (dtype === "f32" || dtype === undefined ? 4 : 2));
+    checkDiskSpace(out, numel(weights) * (opts.quantization ? 0.6 : dtype === "f32" || dtype === undefined ? 4 : 2));
     let files: string[] = [];
     writeFolderAtomic(out, (tmp) => {
       files = saveHfCheckpoint(tmp, weights, {
-        dtype, maxShardBytes: opts.maxShardBytes, sourceDir: opts.model,
+        dtype, maxShardBytes: opts.maxShardBytes, sourceDir: opts.model, quantize4: opts.quantization,
         onProgress: (d, t, n) => progress("write", d, t, n),
       });
     });
@@ -154,12 +165,11 @@ export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
   if (opts.format === "gguf") {
     const type = (opts.type ?? "f16").toLowerCase() as GgufExportType;
     if (!GGUF_EXPORT_TYPES.includes(type)) throw new Error(`export: gguf type must be one of ${GGUF_EXPORT_TYPES.join(", ")}, got ${opts.type}`);
-    const base = loadHfWeights(opts.model);
+    const base = opts.quantization ? through4bit(loadHfWeights(opts.model), opts.quantization) : loadHfWeights(opts.model);
     const merge = opts.adapter !== undefined && opts.mergeAdapter !== false;
     const weights = merge ? mergeLora(base, opts.adapter!) : base;
-    const stem = out.replace(/\.gguf$/i, "");
     const loraPath = opts.adapter && !merge ? `${stem}-LoRA.gguf` : undefined;
-    if (loraPath) checkOverwrite(loraPath, opts.overwrite);
+    if (loraPath) checkOverwrite(loraPath, opts.overwrite, "file");
     checkDiskSpace(out, numel(weights) * GGUF_BYTES_PER_WEIGHT[type]);
     const res = exportGguf(opts.model, weights, out, { type, onProgress: (d, t, n) => progress("write", d, t, n) });
     warnings.push(...res.warnings);
@@ -174,9 +184,7 @@ export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
         gguf: basename(out), adapter: loraPath ? basename(loraPath) : undefined,
         chatTemplate: res.chatTemplate, stopTokens: res.stopTokens, modelDir: opts.model,
       });
-      const tmp = `${mf}.tmp-${process.pid}`;
-      writeFileSync(tmp, text);
-      renameSync(tmp, mf);
+      writeFileAtomic(mf, text);
       files.push(mf);
     }
     progress("done", 1, 1);

@@ -4,11 +4,15 @@
 // never holds more than the loaded shard files plus one converted tensor.
 // Is not: the training model's weights (models/ owns those); a live model can hand its tensors in by implementing
 // WeightSet itself.
+// A folder saved in bitsandbytes 4-bit (models/bnb4.ts) reads as its dequantised weights: each 4-bit weight is one
+// tensor of its logical shape and stored dtype, whose values are the dequantised ones, and `q4` gives its stored form.
 // Simplifies: shards are parsed on first use and kept (the safetensors reader loads whole files).
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readSafetensors, type SafetensorsFile, type StDType } from "../models/safetensors.js";
 import { loadPeftAdapter, loraModules, peftScaling, type PeftAdapter } from "../models/peft.ts";
+import { Q4_SUFFIXES, readStoredQ4 } from "../models/bnb4.ts";
+import { dequantize4, type Q4Parts } from "../engine/quant4.ts";
 
 /** Named tensors of an HF-layout model, float32 on demand. */
 export interface WeightSet {
@@ -19,6 +23,8 @@ export interface WeightSet {
   dtype(name: string): StDType;
   /** a float32 copy of the tensor, [shape] row-major */
   get(name: string): Float32Array;
+  /** a weight stored in 4-bit: its stored parts (get() gives their dequantised values); undefined otherwise */
+  q4?(name: string): Q4Parts | undefined;
 }
 
 /** Open the safetensors weights of an HF model folder (single file or sharded with an index). */
@@ -56,11 +62,22 @@ export function loadHfWeights(dir: string): WeightSet {
     if (!p) throw new Error(`${dir}: tensor ${n} not in the checkpoint`);
     return open(p);
   };
+  // 4-bit weights: the names with a quant_state, read once (their stored parts), their companions hidden
+  const stored = new Map<string, Q4Parts>();
+  for (const n of names) {
+    const m = /^(.*)\.quant_state\.bitsandbytes__(nf4|fp4)$/.exec(n);
+    if (!m) continue;
+    const st = JSON.parse(new TextDecoder().decode(file(n).bytes(n))) as { shape?: number[] };
+    stored.set(m[1], readStoredQ4(file(m[1]), m[1], st.shape ?? [])!);
+  }
+  if (stored.size) names = names.filter((n) => !Q4_SUFFIXES.some((s) => n.endsWith(s) && stored.has(n.slice(0, -s.length))));
+  const ST: Record<Q4Parts["dtype"], StDType> = { f32: "F32", bf16: "BF16", f16: "F16" };
   return {
     names,
-    shape: (n) => [...file(n).info(n).shape],
-    dtype: (n) => file(n).info(n).dtype,
-    get: (n) => file(n).float32(n).slice(),
+    shape: (n) => (stored.has(n) ? [...stored.get(n)!.shape] : [...file(n).info(n).shape]),
+    dtype: (n) => (stored.has(n) ? ST[stored.get(n)!.dtype] : file(n).info(n).dtype),
+    get: (n) => (stored.has(n) ? dequantize4(stored.get(n)!) : file(n).weight(n)),
+    q4: (n) => stored.get(n),
   };
 }
 
@@ -112,6 +129,7 @@ export function mergeLora(base: string | WeightSet, adapter: string | PeftAdapte
     names: w.names,
     shape: (n) => w.shape(n),
     dtype: (n) => (target.has(n) ? "F32" : w.dtype(n)),
+    q4: (n) => (target.has(n) ? undefined : w.q4?.(n)),
     get(n) {
       const W = w.get(n);
       const t = target.get(n);

@@ -5,13 +5,14 @@
 // Deterministic for a given seed: every completion draws from its own stream, seeded by (seed, prompt, index).
 // Sampling runs on the logits' device (sampleTokens: B ids and log-probs come back, not [B, V] logits), a repetition
 // penalty included (each row's distinct prompt and completion tokens go to the device with the step's uniforms).
+// When one prompt's n completions need more KV cache than the budget (long contexts), they run in groups that fit.
 // With graphs (and no repetition penalty) the decode steps draw their tokens themselves and feed them to the next
 // step on the device, so a step is enqueued before the previous one's tokens are read (decodeSampled).
 import { noGrad, scope, fromHost, embedding, sampleTokens, graphsByDefault, type Tensor } from "../engine/index.ts";
 import { KVCache } from "../models/kvcache.ts";
 import type { CausalLM } from "../models/model.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
-import type { Draw, SamplingParams } from "./sampler.ts";
+import { checkSampling, type Draw, type SamplingParams } from "./sampler.ts";
 import { DecodeStep } from "./decode-step.ts";
 
 export interface GenerateOptions extends SamplingParams {
@@ -53,6 +54,7 @@ export interface Completion {
 
 /** Generate n completions for each token-id prompt. Output order: prompt-major, then completion index. */
 export function generate(model: CausalLM, prompts: number[][], opts: GenerateOptions = {}): Completion[] {
+  checkSampling(opts);
   const run = () => generateAll(model, prompts, opts);
   return opts.useAdapter === false ? model.withoutAdapter(run) : run();
 }
@@ -66,6 +68,14 @@ function generateAll(model: CausalLM, prompts: number[][], opts: GenerateOptions
   const maxP = Math.max(...prompts.map((p) => p.length));
   const perSeq = KVCache.bytes(model.config, 1, maxP + maxTokens, model.kvDtype());
   const promptsPerChunk = Math.max(1, Math.floor(budget / (perSeq * n)));
+  if (perSeq * n > budget && n > 1) {
+    // one prompt's group does not fit the budget (long contexts): its completions in groups that do, the prompt
+    // prefilled again for each group; every completion draws from its own stream as before
+    const per = Math.max(1, Math.floor(budget / perSeq));
+    for (let p = 0; p < prompts.length; p++)
+      for (let i = 0; i < n; i += per) out.push(...generateChunk(model, [prompts[p]], p, n, maxTokens, opts, i, Math.min(per, n - i)));
+    return out;
+  }
   for (let c = 0; c < prompts.length; c += promptsPerChunk) {
     const chunk = prompts.slice(c, c + promptsPerChunk);
     out.push(...generateChunk(model, chunk, c, n, maxTokens, opts));
@@ -84,7 +94,8 @@ interface Live {
   row: number;
 }
 
-function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: number, maxTokens: number, opts: GenerateOptions): Completion[] {
+/** The completions first … first + count − 1 (of n per prompt) of prompts (prompt indices from offset). */
+function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: number, maxTokens: number, opts: GenerateOptions, first = 0, count = n): Completion[] {
   const P = Math.max(...prompts.map((p) => p.length));
   const Bp = prompts.length;
   const stop = new Set(opts.stopTokenIds ?? []);
@@ -105,7 +116,7 @@ function generateChunk(model: CausalLM, prompts: number[][], offset: number, n: 
   const rows: number[] = [];
   const results: Completion[] = [];
   for (let b = 0; b < Bp; b++) {
-    for (let i = 0; i < n; i++) {
+    for (let i = first; i < first + count; i++) {
       const completion: Completion = { prompt: offset + b, index: i, tokenIds: [], finishReason: "length", logprobs: [] };
       results.push(completion);
       live.push({ completion, rng: new Xoshiro(mixSeed(opts.seed ?? 0, offset + b, i)), seen: new Set(prompts[b]), id: (offset + b) * n + i, row: live.length });

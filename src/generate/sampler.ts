@@ -15,6 +15,22 @@ export interface SamplingParams {
   repetitionPenalty?: number;
 }
 
+/** Throw, naming the option, unless every sampling setting is in range (temperature ≥ 0, top_p in (0, 1], …). */
+export function checkSampling(p: SamplingParams & { n?: number; maxTokens?: number }): void {
+  const bad: string[] = [];
+  const check = (name: string, v: number | undefined, ok: (x: number) => boolean, want: string, int = false) => {
+    if (v !== undefined && (!Number.isFinite(v) || (int && !Number.isInteger(v)) || !ok(v))) bad.push(`${name} is ${v}; it must be ${want}`);
+  };
+  check("temperature", p.temperature, (x) => x >= 0, "≥ 0 (0 = greedy)");
+  check("topP", p.topP, (x) => x > 0 && x <= 1, "in (0, 1]");
+  check("topK", p.topK, (x) => x >= 0, "an integer ≥ 0 (0 = off)", true);
+  check("minP", p.minP, (x) => x >= 0 && x <= 1, "in [0, 1]");
+  check("repetitionPenalty", p.repetitionPenalty, (x) => x > 0, "> 0 (1 = off)");
+  check("n", p.n, (x) => x >= 1, "an integer ≥ 1", true);
+  check("maxTokens", p.maxTokens, (x) => x >= 1, "an integer ≥ 1", true);
+  if (bad.length) throw new RangeError(`generate: ${bad.join("; ")}`);
+}
+
 /** HF RepetitionPenaltyLogitsProcessor: seen tokens' logits divided by p if positive, multiplied if negative. */
 export function applyRepetitionPenalty(z: Float64Array, seen: Iterable<number>, penalty: number): void {
   if (penalty === 1) return;

@@ -1,12 +1,14 @@
 // Checkpoints: checkpoint-<step>/ holds the trainable weights (a PEFT adapter, or model.safetensors under full
 // fine-tuning), the AdamW moments (optimizer.safetensors) and trainer_state.json (step, data position, seed).
-// The folder is written under a temporary name and renamed, so a crash never leaves a half checkpoint under the
-// real name; save_total_limit prunes the oldest.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+// Every folder here (checkpoint-N/, final/) is built under a temporary name and swapped in (src/files/atomic.ts), so
+// a kill leaves the old folder or the new one, whole; save_total_limit prunes the oldest the same way. Weights and
+// moments that are not finite are refused on save and on load, naming the tensor.
+import { copyFileSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readSafetensors, writeSafetensors, type StWriteTensor } from "../models/safetensors.ts";
 import type { CausalLM } from "../models/model.ts";
 import { savePeftAdapter } from "../models/peft.ts";
+import { namingPath, removeFolder, writeFileAtomic, writeFolderAtomic } from "../files/atomic.ts";
 import type { AdamW } from "./optim.ts";
 
 export interface TrainerState {
@@ -17,8 +19,12 @@ export interface TrainerState {
   num_tokens: number;
 }
 
-/** Save the adapter (PEFT layout) of a model into dir. */
+/** Save the adapter (PEFT layout) of a model as the folder dir (written whole or not at all). */
 export function saveAdapter(model: CausalLM, dir: string, baseModel: string): void {
+  writeFolderAtomic(dir, (tmp) => writeAdapterFiles(model, tmp, baseModel));
+}
+
+function writeAdapterFiles(model: CausalLM, dir: string, baseModel: string): void {
   const ad = model.adapter;
   if (!ad) throw new Error("saveAdapter: the model has no LoRA adapter");
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
@@ -29,26 +35,23 @@ export function saveAdapter(model: CausalLM, dir: string, baseModel: string): vo
 
 export function saveCheckpoint(outputDir: string, model: CausalLM, opt: AdamW, state: TrainerState, baseModel: string, limit?: number): string {
   const final = join(outputDir, `checkpoint-${state.global_step}`);
-  const tmp = `${final}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  const params = model.parameters();
-  if (!model.isFullFinetune) saveAdapter(model, tmp, baseModel);
-  else {
-    const w: Record<string, StWriteTensor> = {};
-    for (const t of params) w[t.name!] = { dtype: "F32", shape: t.shape, data: t.f32() };
-    writeSafetensors(join(tmp, "model.safetensors"), w);
-  }
-  const o: Record<string, StWriteTensor> = {};
-  params.forEach((p, i) => {
-    o[`m.${p.name}`] = { dtype: "F32", shape: p.shape, data: opt.m[i].f32() };
-    o[`v.${p.name}`] = { dtype: "F32", shape: p.shape, data: opt.v[i].f32() };
+  writeFolderAtomic(final, (tmp) => {
+    const params = model.parameters();
+    if (!model.isFullFinetune) writeAdapterFiles(model, tmp, baseModel);
+    else {
+      const w: Record<string, StWriteTensor> = {};
+      for (const t of params) w[t.name!] = { dtype: "F32", shape: t.shape, data: t.f32() };
+      writeSafetensors(join(tmp, "model.safetensors"), w);
+    }
+    const o: Record<string, StWriteTensor> = {};
+    params.forEach((p, i) => {
+      o[`m.${p.name}`] = { dtype: "F32", shape: p.shape, data: opt.m[i].f32() };
+      o[`v.${p.name}`] = { dtype: "F32", shape: p.shape, data: opt.v[i].f32() };
+    });
+    writeSafetensors(join(tmp, "optimizer.safetensors"), o, { format: "pt", step: String(opt.step) });
+    writeFileAtomic(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2) + "\n");
   });
-  writeSafetensors(join(tmp, "optimizer.safetensors"), o, { format: "pt", step: String(opt.step) });
-  writeFileSync(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2) + "\n");
-  rmSync(final, { recursive: true, force: true });
-  renameSync(tmp, final);
-  if (limit) for (const old of listCheckpoints(outputDir).slice(0, -limit)) rmSync(join(outputDir, `checkpoint-${old}`), { recursive: true, force: true });
+  if (limit) for (const old of listCheckpoints(outputDir).slice(0, -limit)) removeFolder(join(outputDir, `checkpoint-${old}`));
   return final;
 }
 
@@ -64,20 +67,26 @@ export function listCheckpoints(outputDir: string): number[] {
 
 /** Restore weights and optimiser state from a checkpoint folder; returns its trainer state. */
 export function loadCheckpoint(dir: string, model: CausalLM, opt: AdamW): TrainerState {
-  const state = JSON.parse(readFileSync(join(dir, "trainer_state.json"), "utf8")) as TrainerState;
+  const statePath = join(dir, "trainer_state.json");
+  const state = namingPath("read", statePath, () => {
+    try {
+      return JSON.parse(readFileSync(statePath, "utf8")) as TrainerState;
+    } catch (e) {
+      if (e instanceof SyntaxError) throw new Error(`${statePath}: not valid JSON (${e.message})`);
+      throw e;
+    }
+  });
   const params = model.parameters();
-  const weights = !model.isFullFinetune
-    ? readSafetensors(join(dir, "adapter_model.safetensors"))
-    : readSafetensors(join(dir, "model.safetensors"));
+  const weights = readSafetensors(join(dir, !model.isFullFinetune ? "adapter_model.safetensors" : "model.safetensors"));
   const optSt = readSafetensors(join(dir, "optimizer.safetensors"));
   params.forEach((p, i) => {
     const put = (t: { buf: unknown; backend: { write: (b: unknown, d: Float32Array) => void } }, data: Float32Array, what: string) => {
       if (data.length !== p.numel) throw new Error(`${dir}: ${what} has ${data.length} values, parameter ${p.name} needs ${p.numel}`);
       t.backend.write(t.buf, data);
     };
-    put(p, weights.float32(p.name!), p.name!);
-    put(opt.m[i], optSt.float32(`m.${p.name}`), `m.${p.name}`);
-    put(opt.v[i], optSt.float32(`v.${p.name}`), `v.${p.name}`);
+    put(p, weights.weight(p.name!), p.name!);
+    put(opt.m[i], optSt.weight(`m.${p.name}`), `m.${p.name}`);
+    put(opt.v[i], optSt.weight(`v.${p.name}`), `v.${p.name}`);
   });
   opt.step = Number(optSt.metadata.step ?? state.global_step);
   return state;
@@ -87,10 +96,11 @@ export function loadCheckpoint(dir: string, model: CausalLM, opt: AdamW): Traine
 export function saveFullModel(model: CausalLM, dir: string): void {
   const w: Record<string, StWriteTensor> = {};
   for (const t of model.allWeights()) if (t.name) w[t.name] = { dtype: "F32", shape: t.shape, data: t.f32() };
-  mkdirSync(dir, { recursive: true });
-  writeSafetensors(join(dir, "model.safetensors"), w);
-  for (const f of ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"]) {
-    const src = join(model.config.dir, f);
-    if (existsSync(src)) copyFileSync(src, join(dir, f));
-  }
+  writeFolderAtomic(dir, (tmp) => {
+    writeSafetensors(join(tmp, "model.safetensors"), w);
+    for (const f of ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"]) {
+      const src = join(model.config.dir, f);
+      if (existsSync(src)) namingPath("copy to", join(tmp, f), () => copyFileSync(src, join(tmp, f)));
+    }
+  });
 }

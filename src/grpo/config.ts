@@ -56,8 +56,23 @@ export const GRPOConfigSchema = z.object({
   /**
    * Recompute each layer's activations in the backward pass: far less memory, about one more forward of time. Default
    * true. A number checkpoints that many of the first layers and keeps the others' activations (between the two).
+   * "offload": every layer, and each layer's input waits in host memory (pinned, copied on a stream of its own while
+   * the next layers compute) instead of on the GPU, which then holds one layer's input at a time beyond the current
+   * one: the long-context setting (8B at 20K tokens: 10 GiB less), for the copies' PCIe traffic, mostly hidden.
    */
-  gradientCheckpointing: z.union([z.boolean(), z.number().int().min(0)], { error: "true, false, or how many of the first layers to checkpoint (an integer ≥ 0)" }).default(true),
+  gradientCheckpointing: z.union([z.boolean(), z.number().int().min(0), z.literal("offload")], { error: "true, false, or how many of the first layers to checkpoint (an integer ≥ 0), or \"offload\"" }).default(true),
+  /**
+   * QLoRA: the base model's linear layers in 4 bits (bitsandbytes' format, quantised at load): about 3.6× less weight
+   * memory than bf16 for slightly less exact base weights. Embeddings, norms, biases and the lm head stay as stored.
+   * Folders saved in 4-bit (e.g. unsloth/*-bnb-4bit) load as stored either way. Default false.
+   */
+  loadIn4bit: z.boolean().default(false),
+  /** 4-bit codes: nf4 (QLoRA's normal-float levels; default) or fp4. */
+  bnb4bitQuantType: z.enum(["nf4", "fp4"]).default("nf4"),
+  /** Quantise the 4-bit blocks' scales too (double quantisation): 0.5 → 0.127 bits of scale per weight. Default true. */
+  bnb4bitUseDoubleQuant: z.boolean().default(true),
+  /** The type CUDA's 4-bit products compute in: bfloat16 (default), float16 (cards without bf16, e.g. T4) or float32. The CPU computes in f32. */
+  bnb4bitComputeDtype: z.enum(["bfloat16", "float16", "float32"]).default("bfloat16"),
   /** Train all weights instead of a LoRA adapter. Default false. */
   fullFinetune: z.boolean().default(false),
   /** Start from an existing PEFT adapter folder. */
@@ -134,8 +149,15 @@ export const GRPOConfigSchema = z.object({
   rewardWeights: z.array(z.number()).optional(),
   /** What a reward failure (throw, timeout, NaN) does: skip the sample, or stop the run (default). */
   rewardErrors: z.enum(["skip", "stop"]).default("stop"),
-  /** Per-call reward timeout in ms. Default 60000. */
+  /** Per-call reward timeout in ms; a call in a worker thread that runs past it is cut (the worker is replaced). Default 60000. */
   rewardTimeoutMs: z.number().int().positive().default(60000),
+  /**
+   * Worker threads for user reward functions (files, and functions that use nothing from around them). Default: the
+   * cores. Each batch is split between the workers at prompt-group boundaries, so a function sees whole groups but not
+   * necessarily the whole batch: set 1 for a function whose values depend on the whole batch. 0 runs every reward
+   * inline on the main thread (no thread start-up, ~0.1 ms less per call, but a synchronous loop cannot be cut).
+   */
+  rewardWorkers: z.number().int().min(0).optional(),
 
   /** Optimiser steps (overrides numTrainEpochs when > 0). */
   maxSteps: z.number().int().default(-1),
@@ -151,8 +173,15 @@ export const GRPOConfigSchema = z.object({
   seed: z.number().int().default(42),
   /** SFT (`aha sft`): the dataset column holding the target completion. Default "completion". */
   completionColumn: z.string().default("completion"),
-  /** Where metrics, completions and checkpoints go. */
+  /** Where metrics, completions and checkpoints go. One run per folder: a fresh run refuses a folder that holds
+   *  another run's metrics or checkpoints (use `--resume` to continue it, or overwriteOutputDir to replace it). */
   outputDir: z.string().default("runs/aha"),
+  /** Replace the run in outputDir (TRL's overwrite_output_dir). Its files are removed only once the new run's first
+   *  step has run, so a config error loses nothing. Default false. */
+  overwriteOutputDir: z.boolean().default(false),
+  /** A step whose rewards, advantages, loss or gradient norm is not finite is skipped (no update); after this many
+   *  such steps in a row the run stops with an error naming the first bad quantity. Default 3. */
+  maxNonfiniteSteps: z.number().int().positive().default(3),
   /** KV-cache bytes generation may use at once. Default 1 GiB. */
   generationMemoryBudget: z.number().positive().default(2 ** 30),
   /**
@@ -163,6 +192,14 @@ export const GRPOConfigSchema = z.object({
    * for the CPU, off for CUDA until measured on a GPU; the environment variable AHA_GRAPHS=1 or 0 overrides.
    */
   graphs: z.boolean().optional(),
+  /**
+   * Where the run is reported besides metrics.jsonl and the console (TRL's option name): "none" (default) or
+   * "dashboard", a local web page with live curves, the newest completions, evaluations and the config, served while
+   * the run trains (`aha train --dashboard [port]`; `aha dashboard DIR…` opens finished runs).
+   */
+  reportTo: z.union([z.enum(["none", "dashboard"]), z.array(z.enum(["none", "dashboard"]))]).default("none"),
+  /** Port of the dashboard page (report_to: dashboard; 0 = any free port). Default 6006. */
+  dashboardPort: z.number().int().min(0).max(65535).default(6006),
 
   // ---- agents (src/agents): tools and environments inside the rollout ----
   /**
@@ -194,6 +231,7 @@ function crossFieldProblems(c: Record<string, unknown>): [string, string][] {
   const perStep = n("perDeviceTrainBatchSize", 8) * n("gradientAccumulationSteps", 1), G = n("numGenerations", 8);
   if (G > 0 && perStep % G !== 0)
     out.push(["perDeviceTrainBatchSize", `per_device_train_batch_size × gradient_accumulation_steps (${perStep}) must be a multiple of num_generations (${G})`]);
+  if (c.fullFinetune === true && c.loadIn4bit === true) out.push(["loadIn4bit", "4-bit base weights are frozen: use LoRA (full_fine_tune: false) with load_in_4bit"]);
   const w = c.rewardWeights, f = c.rewardFuncs;
   if (Array.isArray(w) && Array.isArray(f) && w.length !== f.length) out.push(["rewardWeights", `${w.length} weights for ${f.length} reward functions`]);
   return out;
@@ -204,7 +242,8 @@ export type GRPOConfigInput = z.input<typeof GRPOConfigSchema>;
 /** The validated config with every default filled in. */
 export type GRPOConfig = z.output<typeof GRPOConfigSchema>;
 
-const snake = (k: string) => k.replace(/[A-Z]/g, (m) => `_${m.toLowerCase()}`);
+// (a digit run that starts a word gets its underscore: loadIn4bit ↔ load_in_4bit, bnb4bitQuantType ↔ bnb_4bit_quant_type)
+const snake = (k: string) => k.replace(/[A-Z]/g, (m) => `_${m.toLowerCase()}`).replace(/(?<=[a-z])(?=\d+[a-z])/g, "_");
 const camel = (k: string) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
 
 /** Whether a chat_template string is Jinja text (rather than the path of a template file). */
@@ -268,6 +307,17 @@ export function validateConfig(input: unknown, source = "config", yamlNames = fa
   if (obj && typeof obj === "object") for (const [k, m] of crossFieldProblems(obj)) problems.push(`${name(k)}: ${m}`);
   if (problems.length) throw new ConfigError(source, problems);
   return r.data!;
+}
+
+/** The config as a run folder records it (run_config.json): TRL's snake_case names, reward functions by name. */
+export function configForLog(c: GRPOConfig): Record<string, unknown> {
+  const name = (f: unknown) => (typeof f === "string" ? f : (f as { name?: string })?.name || "function");
+  return Object.fromEntries(Object.entries({ ...c, rewardFuncs: c.rewardFuncs?.map(name) }).map(([k, v]) => [snake(k), v]));
+}
+
+/** Whether report_to asks for the dashboard. */
+export function reportsToDashboard(c: Pick<GRPOConfig, "reportTo">): boolean {
+  return Array.isArray(c.reportTo) ? c.reportTo.includes("dashboard") : c.reportTo === "dashboard";
 }
 
 /**

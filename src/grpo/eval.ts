@@ -1,6 +1,7 @@
 // Evaluation: one sampled completion per prompt of a split, scored by the run's reward functions. Accuracy is the
 // fraction of prompts whose correctness reward (the reward named *correctness*, else the first) is full, i.e.
-// positive: correctness rewards are all-or-nothing.
+// positive: correctness rewards are all-or-nothing. A sample on which that reward failed (threw, timed out) is left out
+// of the accuracy — neither a success nor a 0 — and counted in `errors`.
 import type { CausalLM } from "../models/model.ts";
 import type { Message, Tokenizer } from "../tokenize/index.ts";
 import type { Row } from "../data/index.ts";
@@ -14,7 +15,10 @@ import { bareIds, episodeMetrics, runEpisodes, type Agent } from "../agents/roll
 
 export interface EvalResult {
   n: number;
+  /** over the samples the accuracy reward scored (those in `errors` are left out) */
   accuracy: number;
+  /** samples on which the accuracy reward failed */
+  errors: number;
   /** which reward decided accuracy */
   accuracyReward: string;
   meanReward: Record<string, number>;
@@ -56,11 +60,14 @@ export async function evaluate(model: CausalLM, tok: Tokenizer, rows: Row[], fun
   const res = await computeRewards(funcs, cfg.rewardWeights, { ...rowsToColumns(rows), prompts, completions, completionIds: bare }, { timeoutMs: cfg.rewardTimeoutMs, onError: "skip" });
   const accName = res.names.find((n) => /correct/.test(n)) ?? res.names[0];
   const acc = res.byName[accName];
+  const mine = res.errors.filter((e) => e.reward === accName);
+  const failed = new Set(mine.some((e) => e.index === null) ? acc.keys() : mine.map((e) => e.index!));
   const meanReward: Record<string, number> = {};
   for (const n of res.names) meanReward[n] = meanStd(res.byName[n]).mean;
   return {
     n: rows.length,
-    accuracy: acc.filter((x) => typeof x === "number" && x > 0).length / rows.length,
+    accuracy: acc.filter((x, i) => !failed.has(i) && typeof x === "number" && x > 0).length / Math.max(1, rows.length - failed.size),
+    errors: failed.size,
     accuracyReward: accName,
     meanReward,
     samples: completions.slice(0, o.keep ?? 4).map((c, i) => ({ prompt: prompts[i], completion: c, rewards: Object.fromEntries(res.names.map((n) => [n, res.byName[n][i]])) })),

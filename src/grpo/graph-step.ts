@@ -41,7 +41,9 @@ export class GraphedMicroBatches {
   constructor(private readonly model: CausalLM, readonly B: number, readonly P: number, readonly T: number, private readonly temperature: number,
     private readonly loss: GrpoLossParams, hasOld: boolean, hasRef: boolean) {
     const be = model.embed.backend, cfg = model.config, L = (this.L = P + T), N = B * T;
-    this.replay = new ReplayedStep(be, () => this.step(), true, "train");
+    // (offloaded checkpointing's pinned copies are not captured in CUDA graphs: offload.cu)
+    const offloadCuda = model.gradientCheckpointing === "offload" && be.device === "cuda";
+    this.replay = new ReplayedStep(be, () => this.step(), !offloadCuda, offloadCuda ? "train-offload" : "train");
     this.ids = empty([B * L], "i32", be).keep();
     this.mask = empty([B, L], "i32", be).keep();
     this.rows = empty([N], "i32", be).keep();

@@ -1,6 +1,8 @@
 // A reward curve as a self-contained SVG (no plotting library needed for one line chart): the mean reward per
-// step, a moving average, and optional extra series, from a run's metrics.jsonl. Written at the end of a run.
-import { readFileSync, writeFileSync } from "node:fs";
+// step, a moving average, and optional extra series, from a run's metrics.jsonl. Rewritten at every logged step
+// (under a temporary name, then renamed, so a viewer never reads half a file).
+import { readFileSync } from "node:fs";
+import { writeFileAtomic } from "../files/atomic.ts";
 
 export interface PlotOptions {
   /** metric names to draw (default ["reward"]) */
@@ -45,5 +47,5 @@ export function plotMetrics(metricsPath: string, outSvg: string, o: PlotOptions 
     parts.push(`<line x1="${W - R + 10}" x2="${W - R + 30}" y1="${T + 16 * i}" y2="${T + 16 * i}" stroke="${c}" stroke-width="2"/><text x="${W - R + 34}" y="${T + 16 * i + 4}">${keys[i]}</text>`);
   });
   parts.push("</svg>");
-  writeFileSync(outSvg, parts.join("\n") + "\n");
+  writeFileAtomic(outSvg, parts.join("\n") + "\n");
 }

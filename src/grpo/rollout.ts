@@ -16,6 +16,8 @@ export interface Rollout {
   /** each row's prompt (with an environment: the first episode's) */
   prompts: (string | Message[])[];
   promptIds: number[][];
+  /** per prompt: tokens max_prompt_length cut from its left (0: whole); absent where not counted (agents) */
+  promptCut?: number[];
   completionIds: number[][];
   texts: string[];
   /** what the rewards saw: the text, or for conversational prompts the messages after the prompt (whole trajectories with tools) */
@@ -38,24 +40,32 @@ export function promptMessages(prompt: string | Message[], systemPrompt?: string
 
 /**
  * Prompt ids for a row: chat-templated (with the system prompt, chat_template_kwargs and tools) or plain, cut from the
- * left to maxLen. A chat_template of the config's own (a string) is already the tokenizer's (trainer.loadConfigTokenizer).
+ * left to maxLen (`cut` tokens). A chat_template of the config's own (a string) is already the tokenizer's
+ * (trainer.loadConfigTokenizer).
  */
-export function encodeRow(tok: Tokenizer, row: Row, cfg: Pick<GRPOConfig, "systemPrompt" | "chatTemplate" | "maxPromptLength" | "chatTemplateKwargs">, tools?: unknown[]): { prompt: string | Message[]; ids: number[] } {
+export function encodeRow(tok: Tokenizer, row: Row, cfg: Pick<GRPOConfig, "systemPrompt" | "chatTemplate" | "maxPromptLength" | "chatTemplateKwargs">, tools?: unknown[]): { prompt: string | Message[]; ids: number[]; cut: number } {
   const prompt = rowPrompt(row, { systemPrompt: cfg.systemPrompt });
   const chat = cfg.chatTemplate === undefined ? tok.hasChatTemplate : cfg.chatTemplate !== false;
-  let ids: number[];
-  if (Array.isArray(prompt) || chat || tools) ids = encodePrompt(tok, promptMessages(prompt, cfg.systemPrompt), cfg, tools);
-  else {
-    ids = tok.encode(cfg.systemPrompt ? `${cfg.systemPrompt}\n\n${prompt}` : prompt);
-    if (ids.length > cfg.maxPromptLength) ids = ids.slice(ids.length - cfg.maxPromptLength);
-  }
-  return { prompt, ids };
+  const ids = Array.isArray(prompt) || chat || tools
+    ? chatIds(tok, promptMessages(prompt, cfg.systemPrompt), cfg, tools)
+    : tok.encode(cfg.systemPrompt ? `${cfg.systemPrompt}\n\n${prompt}` : prompt);
+  return { prompt, ...cutLeft(ids, cfg.maxPromptLength) };
+}
+
+/** Ids cut from the left to `max`; `cut`: how many tokens went. */
+function cutLeft(ids: number[], max: number): { ids: number[]; cut: number } {
+  const cut = Math.max(0, ids.length - max);
+  return { ids: cut ? ids.slice(cut) : ids, cut };
+}
+
+/** A conversation's prompt ids, whole (generation prompt added; the tools and chat_template_kwargs to the template). */
+function chatIds(tok: Tokenizer, messages: Message[], cfg: Pick<GRPOConfig, "chatTemplateKwargs">, tools?: unknown[]): number[] {
+  return tok.encodeChat(messages, { addGenerationPrompt: true, tools, kwargs: cfg.chatTemplateKwargs });
 }
 
 /** A conversation's prompt ids (generation prompt added; the tools and chat_template_kwargs to the template), cut from the left to max_prompt_length. */
 export function encodePrompt(tok: Tokenizer, messages: Message[], cfg: Pick<GRPOConfig, "maxPromptLength" | "chatTemplateKwargs">, tools?: unknown[]): number[] {
-  const ids = tok.encodeChat(messages, { addGenerationPrompt: true, tools, kwargs: cfg.chatTemplateKwargs });
-  return ids.length > cfg.maxPromptLength ? ids.slice(ids.length - cfg.maxPromptLength) : ids;
+  return cutLeft(chatIds(tok, messages, cfg, tools), cfg.maxPromptLength).ids;
 }
 
 /**
@@ -114,7 +124,7 @@ export async function rollout(model: CausalLM, tok: Tokenizer, rows: Row[], rewa
   }, { timeoutMs: cfg.rewardTimeoutMs, onError: cfg.rewardErrors });
   const counts = out.map((_, i) => !(cfg.maskTruncatedCompletions && truncated[i]) && !rewards.skipped[i]);
   const batch = padBatch(out.map((c) => enc[c.prompt].ids), completionIds, out.map(() => null), counts, tok.padTokenId ?? eos[0] ?? 0);
-  return { rows, prompts: enc.map((e) => e.prompt), promptIds: enc.map((e) => e.ids), completionIds, texts, completions, truncated, rewards, batch };
+  return { rows, prompts: enc.map((e) => e.prompt), promptIds: enc.map((e) => e.ids), promptCut: enc.map((e) => e.cut), completionIds, texts, completions, truncated, rewards, batch };
 }
 
 /** Rows [b0, b1) of a padded batch (a micro-batch). */

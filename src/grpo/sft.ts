@@ -1,6 +1,7 @@
 // Supervised fine-tuning on (prompt, completion) rows before GRPO, as the Unsloth guide recommends: a short pass
 // that teaches the output format, so that GRPO spends its samples on correctness. Loss on completion tokens only
-// (mean negative log-likelihood over them); same model object, adapter, optimiser and config style as GRPO.
+// (mean negative log-likelihood over them); same model object, adapter, optimiser and config style as GRPO, and the
+// same non-finite guard (guard.ts: a step whose loss or gradient is not finite makes no update).
 import { backward, fromHost, scope, sum, scale, mul } from "../engine/index.ts";
 import type { CausalLM } from "../models/model.ts";
 import type { Message, Tokenizer } from "../tokenize/index.ts";
@@ -10,6 +11,7 @@ import type { GRPOConfig } from "./config.ts";
 import { completionLogprobs } from "./loss.ts";
 import { encodeRow } from "./rollout.ts";
 import { AdamW, clipGradNorm, scheduledLr } from "./optim.ts";
+import { checkStep, NonFiniteGuard } from "./guard.ts";
 
 export interface SftResult {
   steps: number;
@@ -17,8 +19,8 @@ export interface SftResult {
   losses: number[];
 }
 
-/** Train on rows with a prompt and a completion column; returns per-step losses. */
-export function sft(model: CausalLM, tok: Tokenizer, rows: Row[], cfg: GRPOConfig, onStep?: (step: number, total: number, loss: number) => void): SftResult {
+/** Train on rows with a prompt and a completion column; returns per-step losses. `onNote` hears of skipped steps. */
+export function sft(model: CausalLM, tok: Tokenizer, rows: Row[], cfg: GRPOConfig, onStep?: (step: number, total: number, loss: number) => void, onNote?: (line: string) => void): SftResult {
   const params = model.parameters();
   if (params.length === 0) throw new Error("sft: the model has no trainable parameters");
   const col = cfg.completionColumn;
@@ -38,6 +40,7 @@ export function sft(model: CausalLM, tok: Tokenizer, rows: Row[], cfg: GRPOConfi
   const opt = new AdamW(params, { lr: cfg.learningRate, beta1: cfg.adamBeta1, beta2: cfg.adamBeta2, eps: cfg.adamEpsilon, weightDecay: cfg.weightDecay });
   const warmup = cfg.warmupSteps > 0 ? cfg.warmupSteps : Math.ceil(cfg.warmupRatio * total);
   const losses: number[] = [];
+  const guard = new NonFiniteGuard(cfg.maxNonfiniteSteps);
   let order: number[] = [];
   for (let step = 0; step < total; step++) {
     const pos = (step % stepsPerEpoch) * bs;
@@ -63,9 +66,12 @@ export function sft(model: CausalLM, tok: Tokenizer, rows: Row[], cfg: GRPOConfi
       backward(l);
       return l.item();
     });
-    clipGradNorm(params, cfg.maxGradNorm);
-    opt.update(scheduledLr(cfg.learningRate, cfg.lrSchedulerType, step, total, warmup));
+    const bad = checkStep(loss, clipGradNorm(params, cfg.maxGradNorm), params);
+    if (!bad) opt.update(scheduledLr(cfg.learningRate, cfg.lrSchedulerType, step, total, warmup));
     opt.zeroGrad();
+    const skipped = guard.record(step + 1, bad);
+    if (skipped) onNote?.(`sft ${skipped}`);
+    if (guard.stopped) throw guard.stopped;
     losses.push(loss);
     onStep?.(step + 1, total, loss);
   }

@@ -1,18 +1,20 @@
 // The GRPO trainer: rollouts from the generation engine on the same model object, rewards, group advantages,
 // the GRPO-family loss with gradient accumulation, AdamW with clipping and a schedule, num_iterations > 1 with
 // recorded old log-probs, reference log-probs from the same weights with the adapter off (full fine-tuning: from a
-// frozen copy of the starting weights), metrics and checkpoints.
+// frozen copy of the starting weights), metrics and checkpoints. User rewards run in worker threads (rewards/pool.ts);
+// a step whose numbers are not finite makes no update (guard.ts); one run per output folder (run-dir.ts).
 // One optimiser step = gradient_accumulation_steps micro-batches of per_device_train_batch_size completions;
 // a generation round produces those completions and feeds num_iterations optimiser steps.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { backward, graphsByDefault, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
+import { backward, graphsByDefault, memory, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
 import { CausalLM } from "../models/model.ts";
+import { dtypeFromTorch, type Quant4Settings } from "../models/bnb4.ts";
 import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
-import { resolveRewards, rewardMetrics, type NamedReward, type RewardSpec } from "../rewards/index.ts";
+import { placeRewards, resolveRewards, rewardMetrics, type NamedReward, type RewardPool, type RewardSpec } from "../rewards/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
-import { isJinja, validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
+import { configForLog, isJinja, reportsToDashboard, validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
 import { batchLoss, completionLogprobs, kernelParams, lossWeights, tokenAdvantages, type CompletionBatch, type LossParams } from "./loss.ts";
 import { GraphedMicroBatches } from "./graph-step.ts";
 import { flatOf } from "../engine/flat.ts";
@@ -20,9 +22,12 @@ import { groupAdvantages } from "./advantages.ts";
 import { AdamW, clipGradNorm, scheduledLr } from "./optim.ts";
 import { rollout, sliceBatch, type Rollout } from "./rollout.ts";
 import { agentRollout, createAgent, type Agent } from "../agents/rollout.ts";
-import { RunLog, TokenStats, type Metrics } from "./metrics.ts";
+import { RolloutReport, RunLog, skippedNote, TokenStats, type LogOut, type Metrics } from "./metrics.ts";
 import { plotMetrics } from "./plot.ts";
-import { listCheckpoints, loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
+import { startDashboardWorker } from "../dashboard/worker.ts";
+import { loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
+import { checkRollout, checkStep, NonFiniteGuard, type NonFinite } from "./guard.ts";
+import { checkRunDir, clearRun, startRun } from "./run-dir.ts";
 
 export interface TrainerOptions {
   /** rows to train on instead of config.dataset */
@@ -36,6 +41,8 @@ export interface TrainerOptions {
   resume?: boolean;
   /** no console output */
   quiet?: boolean;
+  /** where console lines go (default process.stderr) */
+  console?: LogOut;
   /** stop after this many optimiser steps in this call (for kill/resume tests) */
   stopAfter?: number;
 }
@@ -52,6 +59,10 @@ export class GRPOTrainer {
     readonly rows: Row[],
     readonly rewardFuncs: NamedReward[],
     private readonly opts: TrainerOptions,
+    /** the worker threads of user rewards (null: every reward runs inline) */
+    private readonly rewardPool: RewardPool | null = null,
+    /** why some user rewards stay on the main thread, printed when training starts */
+    private readonly rewardNotes: string[] = [],
   ) {
     const params = model.parameters();
     if (params.length === 0) throw new Error("GRPOTrainer: the model has no trainable parameters");
@@ -61,6 +72,7 @@ export class GRPOTrainer {
 
   static async create(input: GRPOConfigInput | GRPOConfig, opts: TrainerOptions = {}): Promise<GRPOTrainer> {
     const cfg = validateConfig(opts.rewardFuncs && !(input as GRPOConfigInput).rewardFuncs ? { ...input, rewardFuncs: opts.rewardFuncs } : input);
+    checkRunDir(cfg.outputDir, { resume: opts.resume, overwrite: cfg.overwriteOutputDir }); // before any loading
     setDefaultDevice(cfg.device);
     const model = prepareForTraining(opts.model ?? loadForTraining(cfg), cfg);
     const tok = opts.tokenizer ?? loadConfigTokenizer(cfg);
@@ -68,14 +80,17 @@ export class GRPOTrainer {
     if (rows.length === 0) throw new Error("GRPOTrainer: the dataset is empty");
     const specs = opts.rewardFuncs ?? cfg.rewardFuncs ?? [];
     if (specs.length === 0 && cfg.environment === undefined) throw new Error("config: reward_funcs is required for GRPO (at least one reward function; or an environment that gives rewards)");
-    const funcs = (await resolveRewards(specs as never)) as NamedReward[];
-    const t = new GRPOTrainer(cfg, model, tok, rows, funcs, opts);
+    const placed = await placeRewards((await resolveRewards(specs as never)) as NamedReward[], { workers: cfg.rewardWorkers, groupSize: cfg.numGenerations });
+    placed.pool?.start().catch(() => {}); // the workers load while the first rollout generates (a failure shows at the first call)
+    const t = new GRPOTrainer(cfg, model, tok, rows, placed.rewards, opts, placed.pool, placed.notes);
     t.agent = await createAgent(cfg, tok, model.config.arch);
     // the KL reference: the same weights with the adapter off (LoRA), or under full fine-tuning a frozen copy of the
     // starting weights (as TRL keeps a ref_model), loaded again from the model folder in the policy's dtype
     if (cfg.fullFinetune && cfg.beta > 0) t.refModel = CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter, revision: cfg.revision });
     return t;
   }
+  /** the live dashboard's address while train() runs with report_to: dashboard */
+  dashboardUrl: string | null = null;
   /** full fine-tuning with beta > 0: the starting weights, frozen (the KL reference) */
   private refModel: CausalLM | null = null;
   /** tools and/or an environment: rollouts are multi-turn episodes (src/agents) */
@@ -109,12 +124,16 @@ export class GRPOTrainer {
     const total = this.totalSteps;
     if (c.numIterations > 1 && c.saveSteps % c.numIterations !== 0 && c.saveSteps > 0)
       throw new Error(`save_steps (${c.saveSteps}) must be a multiple of num_iterations (${c.numIterations}) so checkpoints fall between generation rounds`);
-    if (this.opts.resume) {
-      const last = listCheckpoints(c.outputDir).pop();
-      if (last !== undefined) this.state = loadCheckpoint(join(c.outputDir, `checkpoint-${last}`), this.model, this.opt);
-    }
-    this.log = new RunLog(c.outputDir, total, this.opts.quiet);
-    this.log.open(this.state.global_step);
+    const start = startRun(c.outputDir, { resume: this.opts.resume, overwrite: c.overwriteOutputDir });
+    if (start.checkpoint) this.state = loadCheckpoint(start.checkpoint, this.model, this.opt);
+    const log = (this.log = new RunLog(c.outputDir, total, this.opts.quiet, this.opts.console));
+    log.open(this.state.global_step);
+    for (const n of [...start.notes, ...this.rewardNotes]) log.note(n);
+    const guard = new NonFiniteGuard(c.maxNonfiniteSteps);
+    const report = new RolloutReport(log, c.maxPromptLength);
+    const dashboard = reportsToDashboard(c) ? await startDashboardWorker({ runs: [c.outputDir], port: c.dashboardPort }) : null;
+    this.dashboardUrl = dashboard?.url ?? null;
+    if (dashboard) log.note(`aha: dashboard at ${dashboard.url}`);
     const all: Metrics[] = [];
     let done = 0;
     try {
@@ -124,35 +143,74 @@ export class GRPOTrainer {
         const ro = this.agent ? await agentRollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, this.state.rounds, this.agent)
           : await rollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, this.state.rounds);
         const adv = groupAdvantages(ro.rewards.total, c.numGenerations, c.scaleRewards);
-        const { old, ref } = this.referenceLogprobs(ro.batch);
+        report.rollout(this.state.global_step + 1, ro.rewards.errors, ro.promptCut ?? []);
+        const badRollout = checkRollout(ro, adv.advantages, c.numGenerations, c.scaleRewards);
+        const { old, ref } = badRollout ? { old: null, ref: null } : this.referenceLogprobs(ro.batch);
         this.state.rounds++;
         const tokens = ro.promptIds.reduce((a, p) => a + p.length * c.numGenerations, 0) + ro.completionIds.reduce((a, x) => a + x.length, 0);
         this.state.num_tokens += tokens;
         for (let it = 0; it < c.numIterations && this.state.global_step < total; it++) {
-          const m = this.optimiserStep(ro, adv.advantages, old, ref, total);
+          this.stepFinding = null;
+          const m = badRollout ? { loss: null, grad_norm: null, learning_rate: this.learningRate(this.state.global_step, total) } : this.optimiserStep(ro, adv.advantages, old, ref, total);
+          const bad = badRollout ?? this.stepFinding;
+          const skipped = guard.record(this.state.global_step + 1, bad);
+          if (skipped) log.note(skipped);
+          if (done === 0) this.claimOutputDir(log);
           this.state.global_step++;
           done++;
           const stepTime = (performance.now() - t0) / 1000;
           const metrics: Metrics = {
             step: this.state.global_step, ...m, ...rewardMetrics(ro.rewards) as Metrics,
             reward_std: mean(adv.groupStd), frac_reward_zero_std: adv.fracZeroStd, ...lengthMetrics(ro), ...ro.metrics,
-            num_tokens: this.state.num_tokens, step_time: stepTime,
+            num_tokens: this.state.num_tokens, nonfinite: bad ? 1 : 0, step_time: stepTime,
+            tokens_per_second: it === 0 ? tokens / stepTime : null, ...this.memoryMetrics(),
           };
-          if (this.state.global_step % c.loggingSteps === 0 || this.state.global_step === total) {
-            this.log.step(metrics, it === 0 ? sampleCompletions(ro, adv.advantages, this.state.global_step, c.logCompletions) : []);
+          if (this.state.global_step % c.loggingSteps === 0 || this.state.global_step === total || guard.stopped) {
+            log.step(metrics, it === 0 ? sampleCompletions(ro, adv.advantages, this.state.global_step, c.logCompletions) : [], skippedNote(ro.rewards.skipped));
+            this.plotRewards();
             all.push(metrics);
           }
+          if (guard.stopped) throw guard.stopped;
           if (c.saveSteps > 0 && this.state.global_step % c.saveSteps === 0) saveCheckpoint(c.outputDir, this.model, this.opt, this.state, c.model, c.saveTotalLimit);
         }
       }
-      if (this.state.global_step >= total) {
-        this.saveFinal();
-        plotMetrics(this.log.metricsPath, join(c.outputDir, "reward.svg"), { keys: ["reward", ...this.rewardFuncs.map((f) => `rewards/${f.name}/mean`)], title: `reward per step (${c.model.split("/").pop()})` });
-      }
+      report.end();
+      if (this.state.global_step >= total) this.saveFinal();
     } finally {
-      this.log.close();
+      log.close();
+      await dashboard?.stop();
+      this.dashboardUrl = null;
+      await this.rewardPool?.close();
     }
     return all;
+  }
+
+  /** <output_dir>/reward.svg from metrics.jsonl: the total reward and each function's. */
+  private plotRewards(): void {
+    const c = this.config;
+    plotMetrics(this.log!.metricsPath, join(c.outputDir, "reward.svg"), { keys: ["reward", ...this.rewardFuncs.map((f) => `rewards/${f.name}/mean`)], title: `reward per step (${c.model.split("/").pop()})` });
+  }
+
+  /** Bytes the model's device holds now and at its high-water mark, and the process's resident memory, in GiB. */
+  private memoryMetrics(): Metrics {
+    const be = memory(this.model.embed.device), gib = 2 ** 30;
+    return { "memory/allocated_gb": be.allocated / gib, "memory/peak_gb": be.peak / gib, "memory/rss_gb": process.memoryUsage.rss() / gib };
+  }
+
+  /** Set by optimiserStep: a non-finite loss or gradient norm (its update was skipped). */
+  private stepFinding: NonFinite | null = null;
+
+  /** After this run's first step: the output folder is now this run's (an overwritten run's files go, the logs start). */
+  private claimOutputDir(log: RunLog): void {
+    if (this.config.overwriteOutputDir) clearRun(this.config.outputDir);
+    log.prepare();
+    log.writeConfig(configForLog(this.config));
+  }
+
+  private learningRate(step: number, total: number): number {
+    const c = this.config;
+    const warmup = c.warmupSteps > 0 ? c.warmupSteps : Math.ceil(c.warmupRatio * total);
+    return scheduledLr(c.learningRate, c.lrSchedulerType, step, total, warmup);
   }
 
   /** Write the trained adapter (or weights) to <output_dir>/final. */
@@ -238,17 +296,17 @@ export class GRPOTrainer {
     graphed?.dispose();
     for (const read of pending) read();
     const gradNorm = clipGradNorm(this.opt.params, c.maxGradNorm);
-    const warmup = c.warmupSteps > 0 ? c.warmupSteps : Math.ceil(c.warmupRatio * total);
-    const lr = scheduledLr(c.learningRate, c.lrSchedulerType, step, total, warmup);
-    this.opt.update(lr);
+    const lr = this.learningRate(step, total);
+    this.stepFinding = checkStep(lossSum, gradNorm, this.opt.params);
+    if (!this.stepFinding) this.opt.update(lr);
     this.opt.zeroGrad();
     return { loss: lossSum, ...stats.metrics(ref !== null), grad_norm: gradNorm, learning_rate: lr };
   }
 }
 
-/** Load config.model for training: f32 weights under full fine-tuning, else as stored; the config's adapter if any. */
+/** Load config.model for training: f32 weights under full fine-tuning, else as stored (4-bit with load_in_4bit); the config's adapter if any. */
 export function loadForTraining(cfg: GRPOConfig): CausalLM {
-  return CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter, revision: cfg.revision });
+  return CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter, revision: cfg.revision, quantization: quantizationOf(cfg) });
 }
 
 /** The tokenizer of config.model, with the config's own chat template where `chat_template` is Jinja text or a file. */
@@ -261,6 +319,12 @@ export function loadConfigTokenizer(cfg: GRPOConfig): Tokenizer {
     else throw new Error(`chat_template: "${t}" is neither Jinja text (it has no {{ or {%) nor a file (${resolve(t)} does not exist)`);
   }
   return loadTokenizer(cfg.model, { revision: cfg.revision, chatTemplate: text });
+}
+
+/** The 4-bit loading settings of a config (null without load_in_4bit). */
+export function quantizationOf(cfg: GRPOConfig): Quant4Settings | null {
+  if (!cfg.loadIn4bit) return null;
+  return { type: cfg.bnb4bitQuantType, doubleQuant: cfg.bnb4bitUseDoubleQuant, computeDtype: dtypeFromTorch(cfg.bnb4bitComputeDtype)! };
 }
 
 /** Make a model trainable as the config says: every weight, or a LoRA adapter (a fresh one, PEFT init, if it has none). */

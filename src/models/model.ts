@@ -4,10 +4,14 @@
 // (the GRPO reference) from the same weights.
 import { fromHost, empty, add, scale, rmsNorm, rmsNorm16, ropePair, glu, glu16, embedding, dropoutMask, attention, attention16, type AttentionOpts, reshape, sliceCols, tokenLogprobs, matmul, loraLinear, loraLinearGroup, linearGroup, groupable, type LoraPart, type LinearPart, checkpoint,
   isGradEnabled, type Backend, type DType, type Tensor, type TokenLogprobs } from "../engine/index.ts";
+import { join } from "node:path";
 import { readModelConfig, type ModelConfig, type RopeParams } from "./config.ts";
-import { WeightStore } from "./weights.ts";
+import { ShapeOnlyWeights, WeightStore } from "./weights.ts";
+import { loadLinearWeight, storedQuant4, type Quant4Settings } from "./bnb4.ts";
+import { gemmDtypeOf } from "../engine/quant4.ts";
 import { LoraAdapter, type LoraConfig, type LoraPair } from "./lora.ts";
 import { FlatParams } from "../engine/flat.ts";
+import { ActivationOffload } from "../engine/offload.ts";
 import { packWeights } from "../engine/packed.ts";
 import { gemmTakes16 } from "../engine/backend.ts";
 import { ropeFrequencies, ropeTables as ropeTablesOf } from "./rope.ts";
@@ -61,6 +65,15 @@ export interface LoadOpts {
   adapter?: string;
   /** where `dir` is a hub id: the ref or commit of the cached snapshot (default "main"; hub/cache.ts) */
   revision?: string;
+  /**
+   * 4-bit base weights (QLoRA): every linear layer's weight quantised at load to bitsandbytes' format (models/bnb4.ts;
+   * embeddings, norms, biases and the lm head stay as stored). A folder saved in 4-bit loads as stored whatever this
+   * says (these settings then only choose the compute dtype).
+   */
+  quantization?: Quant4Settings | null;
+  /** allocate every weight without reading the folder's safetensors (values undefined): memory planning on the CUDA
+   *  emulator without arithmetic (bench/memory-table.ts); only config.json is read */
+  shapeOnly?: boolean;
 }
 
 export class CausalLM {
@@ -73,9 +86,10 @@ export class CausalLM {
   dropout = 0;
   /**
    * recompute each layer in the backward pass instead of keeping its activations: true for every layer, a number for
-   * that many of the first layers (the rest keep theirs: less recomputing for more memory)
+   * that many of the first layers (the rest keep theirs: less recomputing for more memory); "offload": every layer,
+   * with each layer's input kept in host memory until its backward (engine/offload.ts)
    */
-  gradientCheckpointing: boolean | number = false;
+  gradientCheckpointing: boolean | number | "offload" = false;
   /** forwards without autograd through a KV cache run the fused layers (models/fused-layers.ts) where they cover the
    *  model; AHA_FUSED_DECODE=0 turns them off (the general block then runs, e.g. to compare) */
   fusedDecode = process.env.AHA_FUSED_DECODE !== "0";
@@ -91,8 +105,11 @@ export class CausalLM {
     dir = resolveHubPath(dir, { revision: opts.revision });
     const cfg = readModelConfig(dir);
     const m = new CausalLM(cfg);
-    const ws = new WeightStore(dir);
+    const ws = opts.shapeOnly ? new ShapeOnlyWeights(cfg) : new WeightStore(dir);
     const keep16 = opts.dtype !== "f32";
+    const stored = storedQuant4(cfg.raw, join(dir, "config.json"));
+    const q4 = opts.quantization ?? stored;
+    if (q4 && opts.dtype === "f32" && !stored) throw new Error(`${dir}: 4-bit weights (load_in_4bit) and f32 weights (dtype f32, full fine-tuning) exclude each other`);
     const { hidden: C, headDim: D, heads: Hq, kvHeads: Hkv, intermediate: I, vocabSize: V } = cfg;
     m.embed = ws.load("model.embed_tokens.weight", [V, C], keep16);
     m.finalNorm = ws.load("model.norm.weight", [C], false);
@@ -105,7 +122,7 @@ export class CausalLM {
       const lin = new Map<string, { W: Tensor; b?: Tensor }>();
       const addLin = (name: string, out: number, inF: number, bias: boolean) => {
         const full = `${p}.${name}`;
-        lin.set(full, { W: ws.load(`${full}.weight`, [out, inF], keep16), b: bias ? ws.load(`${full}.bias`, [out], false) : undefined });
+        lin.set(full, { W: loadLinearWeight(ws, `${full}.weight`, [out, inF], keep16, q4), b: bias ? ws.load(`${full}.bias`, [out], false) : undefined });
       };
       if (cfg.fused) addLin("self_attn.qkv_proj", (Hq + 2 * Hkv) * D, C, cfg.attentionBias);
       else {
@@ -170,7 +187,8 @@ export class CausalLM {
 
   /** The 16-bit type the projections' GEMMs round their inputs to (CUDA's default with 16-bit weights), or null. */
   private lowInputs(): DType | null {
-    const wdt = this.layers[0]?.linears.values().next().value?.W.dtype ?? "f32";
+    const W = this.layers[0]?.linears.values().next().value?.W;
+    const wdt = W ? gemmDtypeOf(W) : "f32";
     return gemmTakes16(this.embed.backend, wdt) ? wdt : null;
   }
 
@@ -308,6 +326,7 @@ export class CausalLM {
     // LoRA dropout while training: one device seed per forward, one salt per (layer, module)
     const seed = this.dropout > 0 && isGradEnabled() ? (inputs.dropoutSeed ?? this.drawDropoutSeed()) : null;
     const low = this.lowInputs(); // the projections' inputs get 16-bit copies where their GEMMs take those
+    let offload: ActivationOffload | undefined; // offloaded checkpointing's chain of layer inputs (engine/offload.ts)
     for (let l = 0; l < cfg.layers; l++) {
       const L = this.layers[l];
       const p = `model.layers.${l}`;
@@ -379,8 +398,10 @@ export class CausalLM {
         return add(x, m);
       };
       // (without autograd checkpoint would only run the block: run it directly, in place)
-      const ckpt = this.gradientCheckpointing === true || l < Number(this.gradientCheckpointing);
-      x = ckpt && !cache && isGradEnabled() ? checkpoint(block, x, this.layerParameters(l)) : block(x, !isGradEnabled());
+      const gc = this.gradientCheckpointing, ckpt = gc === true || gc === "offload" || l < Number(gc);
+      if (gc === "offload" && !cache && isGradEnabled()) offload ??= new ActivationOffload(x.backend);
+      x = ckpt && !cache && isGradEnabled() ? checkpoint(block, x, this.layerParameters(l), offload && { chain: offload, last: l === cfg.layers - 1 })
+        : block(x, !isGradEnabled());
     }
     return rmsNorm(x, this.finalNorm, cfg.eps, cfg.normOffset);
   }

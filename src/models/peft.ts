@@ -5,9 +5,10 @@
 // beyond passing such tensors through unchanged.
 // Simplifies: tensors are float32 in memory; the file may store F32 (default), BF16 or F16.
 // Hand-written: PEFT is Python; its format is a JSON file and a safetensors file.
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { f32ToBf16, f32ToF16, readSafetensors, serializeSafetensors, writeFileAtomic, type StWriteTensor } from "./safetensors.ts";
+import { f32ToBf16, f32ToF16, readSafetensors, writeSafetensors, type StWriteTensor } from "./safetensors.ts";
+import { ensureDir, writeFileAtomic } from "../files/atomic.ts";
 
 /** LoRA hyper-parameters, with PEFT's key names. Unset fields get PEFT's defaults. */
 export interface PeftLoraConfig {
@@ -141,8 +142,8 @@ export function savePeftAdapter(dir: string, config: PeftLoraConfig, tensors: Ma
     byKey.set(key, t);
   }
   loraModules({ config: full, tensors: byKey }); // every A has its B, ranks agree
-  mkdirSync(dir, { recursive: true });
-  writeFileAtomic(join(dir, "adapter_model.safetensors"), serializeSafetensors(st, { format: "pt" }));
+  ensureDir(dir);
+  writeSafetensors(join(dir, "adapter_model.safetensors"), st, { format: "pt" });
   writeFileAtomic(join(dir, "adapter_config.json"), JSON.stringify(sortKeys(full), null, 2) + "\n");
 }
 
@@ -158,6 +159,6 @@ export function loadPeftAdapter(dir: string): PeftAdapter {
     throw new Error(`${dir}: no adapter_model.safetensors${existsSync(join(dir, "adapter_model.bin")) ? " (adapter_model.bin is a pickle; re-save with safe_serialization=True)" : ""}`);
   const f = readSafetensors(stPath);
   const tensors = new Map<string, LoraTensor>();
-  for (const [name, info] of f.tensors) tensors.set(peftKey(name), { shape: [...info.shape], data: f.float32(name) });
+  for (const [name, info] of f.tensors) tensors.set(peftKey(name), { shape: [...info.shape], data: f.weight(name) });
   return { config, tensors };
 }

@@ -2,8 +2,11 @@
 // Written by hand: the format is an 8-byte length, a JSON header and a flat buffer, and no maintained npm reader
 // validates the header the way the Rust reference does (tiling, sizes, trailing bytes) with errors naming the file.
 // Reads whole files into memory (weights are needed whole anyway); views are copied into aligned typed arrays.
-import { openSync, readSync, closeSync, fstatSync, writeSync, renameSync, mkdirSync, rmSync } from "node:fs";
-import { dirname } from "node:path";
+// Weights are checked as they are read (weight(): a floating dtype, every value finite) and float tensors as they are
+// written (NaN / Infinity refused unless asked for), each error naming the file and the tensor.
+import { openSync, readSync, closeSync, fstatSync } from "node:fs";
+import { assertFinite, type FloatKind } from "../engine/finite.ts";
+import { writeFileAtomic } from "../files/atomic.ts";
 
 export type StDType = "F32" | "F16" | "BF16" | "I32" | "I64" | "U8" | "I8" | "F64" | "BOOL" | "I16" | "U16" | "U32" | "U64";
 
@@ -11,6 +14,8 @@ const ELEM_BYTES: Record<string, number> = {
   BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, I16: 2, U16: 2, F16: 2, BF16: 2,
   I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8,
 };
+
+const FLOAT_DTYPES = new Set<string>(["F32", "F16", "BF16", "F64"]);
 
 export interface StTensorInfo {
   dtype: StDType;
@@ -49,6 +54,31 @@ export class SafetensorsFile {
   float32(name: string): Float32Array {
     const t = this.info(name);
     return toFloat32(this.bytes(name), t.dtype, `${this.path}: tensor '${name}'`);
+  }
+
+  /**
+   * A weight as float32: its dtype must be a floating one (integer data where floats are expected is refused) and
+   * every value finite; errors name the file and the tensor.
+   */
+  weight(name: string): Float32Array {
+    this.floatInfo(name);
+    const data = this.float32(name);
+    assertFinite(`${this.path}: tensor '${name}'`, data, "refusing to load a weight that is not finite");
+    return data;
+  }
+
+  /** A bf16/f16 weight as its raw 16-bit words, checked finite like weight(). */
+  weight16(name: string): Uint16Array {
+    const t = this.floatInfo(name);
+    const words = this.uint16(name);
+    assertFinite(`${this.path}: tensor '${name}'`, words, "refusing to load a weight that is not finite", t.dtype === "BF16" ? "bf16" : "f16");
+    return words;
+  }
+
+  private floatInfo(name: string): StTensorInfo {
+    const t = this.info(name);
+    if (!FLOAT_DTYPES.has(t.dtype)) throw new Error(`${this.path}: tensor '${name}' has dtype ${t.dtype}, expected a floating type (F32, F16, BF16 or F64)`);
+    return t;
   }
 
   /** The tensor as int32 (from I32 or I64; I64 values must fit in 32 bits). */
@@ -233,8 +263,23 @@ export interface StWriteTensor {
   data: ArrayBufferView;
 }
 
+export interface StWriteOptions {
+  /** write NaN / ±Infinity in float tensors instead of refusing them (default false: weights are never written so) */
+  allowNonFinite?: boolean;
+}
+
+/** Words of a float tensor to check, with their kind; null for integer tensors. */
+function floatWords(t: StWriteTensor): { data: ArrayLike<number>; kind: FloatKind } | null {
+  const d = t.data;
+  const bytes = (size: number) => (d.byteOffset % size === 0 ? d.buffer : new Uint8Array(d.buffer, d.byteOffset, d.byteLength).slice().buffer);
+  const at = (size: number) => (d.byteOffset % size === 0 ? d.byteOffset : 0);
+  if (t.dtype === "F32") return { data: d instanceof Float32Array ? d : new Float32Array(bytes(4), at(4), d.byteLength / 4), kind: "f32" };
+  if (t.dtype === "BF16" || t.dtype === "F16") return { data: new Uint16Array(bytes(2), at(2), d.byteLength / 2), kind: t.dtype === "BF16" ? "bf16" : "f16" };
+  return null;
+}
+
 /** Header and data pieces of a safetensors file (tensors sorted by alignment then name, header padded to 8 bytes). */
-function safetensorsParts(tensors: Record<string, StWriteTensor>, metadata: Record<string, string>): Uint8Array[] {
+function safetensorsParts(tensors: Record<string, StWriteTensor>, metadata: Record<string, string>, where: string, o: StWriteOptions): Uint8Array[] {
   const names = Object.keys(tensors).sort((a, b) => (ELEM_BYTES[tensors[b].dtype] - ELEM_BYTES[tensors[a].dtype]) || (a < b ? -1 : a > b ? 1 : 0));
   const header: Record<string, unknown> = { __metadata__: metadata };
   let off = 0;
@@ -243,6 +288,8 @@ function safetensorsParts(tensors: Record<string, StWriteTensor>, metadata: Reco
     const len = t.data.byteLength;
     const numel = t.shape.reduce((a, b) => a * b, 1);
     if (len !== numel * ELEM_BYTES[t.dtype]) throw new Error(`tensor '${name}': ${len} bytes for shape [${t.shape}] of ${t.dtype}`);
+    const w = o.allowNonFinite ? null : floatWords(t);
+    if (w) assertFinite(`${where}tensor '${name}'`, w.data, "refusing to write values that are not finite", w.kind);
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + len] };
     off += len;
   }
@@ -256,37 +303,11 @@ function safetensorsParts(tensors: Record<string, StWriteTensor>, metadata: Reco
 }
 
 /** Serialise tensors with {"format":"pt"} metadata into one buffer (small files: adapters, tests). */
-export function serializeSafetensors(tensors: Record<string, StWriteTensor>, metadata: Record<string, string> = { format: "pt" }): Buffer {
-  return Buffer.concat(safetensorsParts(tensors, metadata));
-}
-
-/** Write all of `b` at the file's position, in slices of at most 1 GiB (one write call takes at most 2 GiB); returns its length. */
-export function writeAll(fd: number, b: Uint8Array): number {
-  for (let o = 0; o < b.byteLength;) o += writeSync(fd, b, o, Math.min(b.byteLength - o, 1 << 30));
-  return b.byteLength;
-}
-
-/**
- * Write atomically: to `<path>.tmp-<pid>` then rename, so a crash never leaves a partial file under the real name.
- * Pieces go through writeAll, so files of any size work.
- */
-export function writeFileAtomic(path: string, data: Buffer | string | Uint8Array[]): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  const parts = typeof data === "string" ? [Buffer.from(data, "utf8")] : Array.isArray(data) ? data : [data];
-  const fd = openSync(tmp, "w");
-  try {
-    for (const p of parts) writeAll(fd, p);
-  } catch (e) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-  closeSync(fd);
-  renameSync(tmp, path);
+export function serializeSafetensors(tensors: Record<string, StWriteTensor>, metadata: Record<string, string> = { format: "pt" }, o: StWriteOptions = {}): Buffer {
+  return Buffer.concat(safetensorsParts(tensors, metadata, "", o));
 }
 
 /** Write a safetensors file of any size, atomically, without first joining it into one buffer. */
-export function writeSafetensors(path: string, tensors: Record<string, StWriteTensor>, metadata: Record<string, string> = { format: "pt" }): void {
-  writeFileAtomic(path, safetensorsParts(tensors, metadata));
+export function writeSafetensors(path: string, tensors: Record<string, StWriteTensor>, metadata: Record<string, string> = { format: "pt" }, o: StWriteOptions = {}): void {
+  writeFileAtomic(path, safetensorsParts(tensors, metadata, `${path}: `, o));
 }

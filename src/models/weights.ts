@@ -4,7 +4,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readSafetensors, type SafetensorsFile } from "./safetensors.ts";
-import { fromHost, type Tensor } from "../engine/index.ts";
+import { empty, fromHost, type Tensor } from "../engine/index.ts";
+import type { ModelConfig } from "./config.ts";
 import type { DType } from "../engine/dtype.ts";
 
 export class WeightStore {
@@ -63,10 +64,31 @@ export class WeightStore {
       throw new Error(`${f.path}: tensor '${name}' has shape [${info.shape}], expected [${shape}]`);
     let t: Tensor;
     if (keep16 && (info.dtype === "BF16" || info.dtype === "F16")) {
-      t = fromHost(f.uint16(name), shape, (info.dtype === "BF16" ? "bf16" : "f16") as DType);
+      t = fromHost(f.weight16(name), shape, (info.dtype === "BF16" ? "bf16" : "f16") as DType);
     } else {
-      t = fromHost(f.float32(name), shape, "f32");
+      t = fromHost(f.weight(name), shape, "f32");
     }
+    t.name = name;
+    return t.setCategory("weights").keep();
+  }
+}
+
+/**
+ * A model's weights allocated in the config's dtype but never read from a file, their values undefined: memory
+ * planning on the CUDA emulator without arithmetic (AHA_EMU_NO_COMPUTE=1; bench/memory-table.ts), where no kernel
+ * reads them. `has` follows the config (lm_head present unless tied).
+ */
+export class ShapeOnlyWeights {
+  readonly dtype: DType;
+  constructor(readonly cfg: ModelConfig) {
+    const dt = String(cfg.raw.torch_dtype ?? cfg.raw.dtype ?? "bfloat16");
+    this.dtype = dt === "float32" ? "f32" : dt === "float16" ? "f16" : "bf16";
+  }
+  has(name: string): boolean {
+    return name !== "lm_head.weight" || !this.cfg.tieEmbeddings;
+  }
+  load(name: string, shape: number[], keep16 = true): Tensor {
+    const t = empty(shape, keep16 ? this.dtype : "f32");
     t.name = name;
     return t.setCategory("weights").keep();
   }

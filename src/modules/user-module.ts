@@ -3,7 +3,8 @@
 // (tsx/esm/api), which compiles the file as its folder says (a .ts under "type": "commonjs" or with no package.json is
 // CommonJS, under "module" ESM) without hooking aha's own imports; JavaScript (.js, .mjs, .cjs) through Node's own
 // import(), which follows the same rules. Both work from aha's ESM and CommonJS builds, so a reward file in a
-// project made by `npm init -y` loads the same as one in an ESM project.
+// project made by `npm init -y` loads the same as one in an ESM project. tsImport also works in a worker thread, where
+// the parent's loader does not reach (the reward pool's workers load user files through this module too).
 // Is not: a sandbox (the file runs with the trainer's rights) or a resolver of bare package names.
 import { existsSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
@@ -31,18 +32,21 @@ export function parseExportRef(spec: string, baseDir = process.cwd()): ExportRef
   return { file, abs: resolve(baseDir, file), name: hash >= 0 ? spec.slice(hash + 1) || "default" : "default" };
 }
 
-const TS = /\.[cm]?ts$/;
+const TS = /\.[cm]?tsx?$/;
 
-/** Import a user's module by absolute path; `what` names it in errors ("reward \"./r.ts#fn\""). */
+/**
+ * Import a user's module by absolute path: its exports as the author wrote them (authoredExports). `what` names it in
+ * errors ("reward \"./r.ts#fn\"").
+ */
 export async function importUserModule(abs: string, what: string): Promise<Record<string, unknown>> {
   if (!existsSync(abs)) throw new Error(`${what}: cannot import ${abs}: the file does not exist`);
   const url = pathToFileURL(abs).href;
   try {
     if (TS.test(abs)) {
       const { tsImport } = await import("tsx/esm/api");
-      return (await tsImport(url, import.meta.url)) as Record<string, unknown>;
+      return authoredExports((await tsImport(url, import.meta.url)) as Record<string, unknown>);
     }
-    return (await import(url)) as Record<string, unknown>;
+    return authoredExports((await import(url)) as Record<string, unknown>);
   } catch (e) {
     throw new Error(`${what}: cannot import ${abs} (${(e as Error).message})`);
   }
@@ -62,7 +66,7 @@ function authoredExports(mod: Record<string, unknown>): Record<string, unknown> 
 /** Load one export of a user's module; a missing export is an error naming the file and the exports it has. */
 export async function loadUserExport(spec: string, what: string, baseDir?: string): Promise<{ value: unknown; ref: ExportRef }> {
   const ref = parseExportRef(spec, baseDir);
-  const mod = authoredExports(await importUserModule(ref.abs, what));
+  const mod = await importUserModule(ref.abs, what);
   const value = mod[ref.name];
   if (value === undefined)
     throw new Error(`${what}: ${ref.abs} has no export "${ref.name}" (exports: ${Object.keys(mod).join(", ") || "none"})`);

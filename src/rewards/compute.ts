@@ -1,12 +1,14 @@
 // computeRewards: run every reward function on a batch, concurrently, and combine them as TRL does.
 // Is: the runner — per-call timeout, validation of what each function returns, the weighted sum over functions
 // (nulls ignored), and problem reporting ("stop" throws a RewardError, "skip" marks samples for the trainer to drop).
-// Is not: a sandbox — a synchronous function that never returns blocks the process; a timed-out async call keeps
-// running in the background (its result is ignored). Run untrusted or heavy code in a worker/sandbox reward.
+// Is not: a sandbox, nor where a function runs — a function wrapped by placeRewards (pool.ts) runs in a worker thread,
+// which the timeout terminates (cutting a synchronous loop); an inline synchronous function that never returns
+// blocks the process, and a timed-out inline async call keeps running in the background (its result is ignored; its
+// `signal` is aborted).
 // Differs from TRL on purpose: a sample where every function returned null gets NaN (TRL's nansum gives 0) and is
 // listed in `allNull`, so it is never trained on as a silent zero.
-import { makeProblem, RewardError, RewardSampleErrors, type RewardProblem } from "./errors.ts";
-import { detailsOf, type NamedReward, type RewardArgs, type RewardDetails, type RewardInput, type RewardValues, toNamedReward } from "./types.ts";
+import { makeProblem, RewardError, RewardSampleErrors, RewardTimeout, type RewardProblem } from "./errors.ts";
+import { detailsOf, type NamedReward, type RewardArgs, type RewardDetails, type RewardInput, type RewardValues, TIMES_ITSELF, toNamedReward } from "./types.ts";
 
 export interface ComputeRewardsOptions {
   /** Limit for one call of one reward function, in ms. Default 60000. */
@@ -42,25 +44,24 @@ export interface RewardResult {
   details: Record<string, RewardDetails>;
 }
 
-class Timeout extends Error {}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Timeout(`timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
-/** Call fn on args, turning sync throws into rejections, with a deadline. */
+/** Call fn on args, turning sync throws into rejections, with a deadline that also aborts the call's signal. */
 function call(fn: NamedReward["fn"], args: RewardArgs, ms: number): Promise<unknown> {
+  const abort = new AbortController();
   let p: Promise<unknown>;
   try {
-    p = Promise.resolve(fn({ ...args }));
+    p = Promise.resolve(fn({ ...args }, { signal: abort.signal, timeoutMs: ms }));
   } catch (e) {
     p = Promise.reject(e);
   }
-  return withTimeout(p, ms);
+  if ((fn as { [TIMES_ITSELF]?: boolean })[TIMES_ITSELF]) return p; // a worker-pool call: timed from when it runs
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new RewardTimeout(ms));
+      abort.abort();
+    }, ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
 }
 
 function sliceArgs(args: RewardArgs, n: number, i: number): RewardArgs {
@@ -113,7 +114,7 @@ async function runOne(r: NamedReward, args: RewardArgs, n: number, opts: Require
     const out = await call(r.fn, args, opts.timeoutMs);
     return { ...validate(r.name, out, args, n, (i) => i), details: detailsOf(out) };
   } catch (e) {
-    if (e instanceof Timeout) {
+    if (e instanceof RewardTimeout) {
       return { values: new Array(n).fill(null), problems: [makeProblem(r.name, "timeout", e.message, null, args.prompts[0], args.completions[0])] };
     }
     if (e instanceof RewardSampleErrors && e.values.length === n) {
@@ -131,8 +132,8 @@ async function runOne(r: NamedReward, args: RewardArgs, n: number, opts: Require
         try {
           return validate(r.name, await call(r.fn, one, opts.timeoutMs), one, 1, () => i);
         } catch (e2) {
-          const kind = e2 instanceof Timeout ? "timeout" : "threw";
-          const m = e2 instanceof Timeout ? e2.message : `threw ${e2 instanceof Error ? `${e2.name}: ${e2.message}` : String(e2)}`;
+          const kind = e2 instanceof RewardTimeout ? "timeout" : "threw";
+          const m = e2 instanceof RewardTimeout ? e2.message : `threw ${e2 instanceof Error ? `${e2.name}: ${e2.message}` : String(e2)}`;
           return { values: [null], problems: [makeProblem(r.name, kind, m, i, args.prompts[i], args.completions[i])] };
         }
       }),

@@ -15,8 +15,35 @@ export interface RewardProblem {
   completion: string;
   /** The offending returned value (for not_a_number / not_an_array / wrong_length). */
   value?: unknown;
+  /** What went wrong, on one line ("threw Error: …", "timed out after 100 ms"). */
+  detail: string;
   /** Full message: reward, problem, sample and excerpts. */
   message: string;
+}
+
+/**
+ * One line per distinct problem of a batch, for the console ("reward \"x\" threw on samples 1, 3: Error: …"):
+ * problems of the same reward, kind and first message line are listed once with their sample indices.
+ */
+export function problemLines(problems: RewardProblem[]): string[] {
+  const groups = new Map<string, { p: RewardProblem; at: (number | null)[] }>();
+  for (const p of problems) {
+    const key = `${p.reward}\u0000${p.kind}\u0000${p.detail}`;
+    const g = groups.get(key) ?? groups.set(key, { p, at: [] }).get(key)!;
+    g.at.push(p.index);
+  }
+  return [...groups.values()].map(({ p, at }) => {
+    const where = at.includes(null) ? "on the whole batch" : `on sample${at.length > 1 ? "s" : ""} ${at.join(", ")}`;
+    return `reward "${p.reward}" ${p.kind} ${where}: ${p.detail}`;
+  });
+}
+
+/** A reward call that ran past reward_timeout_ms. */
+export class RewardTimeout extends Error {
+  constructor(ms: number, why = `timed out after ${ms} ms`) {
+    super(why);
+    this.name = "RewardTimeout";
+  }
 }
 
 export class RewardError extends Error {
@@ -64,5 +91,5 @@ export function makeProblem(
   const c = excerpt(promptText(completion));
   const where = index === null ? "on the whole batch" : `on sample ${index}`;
   const message = `reward "${reward}" ${detail} ${where}${index === null ? " (sample 0 shown)" : ""}\n  prompt: "${p}"\n  completion: "${c}"`;
-  return { reward, kind, index, prompt: p, completion: c, ...(value !== undefined ? { value } : {}), message };
+  return { reward, kind, index, prompt: p, completion: c, ...(value !== undefined ? { value } : {}), detail: detail.split("\n")[0], message };
 }

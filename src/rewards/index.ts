@@ -1,8 +1,9 @@
 // Public API of src/rewards: the reward contract, the runner, metrics, built-ins and the registry.
-export type { Completion, NamedReward, RewardArgs, RewardDetails, RewardFunc, RewardInput, RewardValues } from "./types.ts";
+export type { Completion, NamedReward, RewardArgs, RewardCallContext, RewardDetails, RewardFunc, RewardInput, RewardValues } from "./types.ts";
 export { completionText, detailsOf, isNamedReward, toNamedReward, withDetails } from "./types.ts";
 export { computeRewards, type ComputeRewardsOptions, type RewardResult } from "./compute.ts";
-export { RewardError, RewardSampleErrors, type RewardProblem, type RewardProblemKind } from "./errors.ts";
+export { RewardError, RewardSampleErrors, problemLines, type RewardProblem, type RewardProblemKind } from "./errors.ts";
+export { placeRewards, RewardPool, type PlacedRewards, type PlaceOptions } from "./pool.ts";
 export { meanStd, rewardMetrics } from "./stats.ts";
 export { REWARD_REGISTRY, REWARD_FACTORIES, resolveReward, resolveRewards, type RewardSpec, type ResolveRewardOptions } from "./registry.ts";
 export * from "./builtins/index.ts";

@@ -2,8 +2,9 @@
 // Is: built-in names ("gsm8k/correctness", …), parameterised built-ins ({type: "length_penalty", target: 200, …},
 // {type: code_tests | judge | judge_group | embedding_similarity | rubric | verifier, …}; YAML snake_case keys), and
 // user files "./path/rewards.ts#exportName" (any of .ts .mts .cts .js .mjs .cjs, in any package type:
-// modules/user-module.ts). Is not: a sandbox — a user file runs with the trainer's full rights (code_tests is the
-// sandbox for model-written code).
+// modules/user-module.ts). A file's reward remembers where it came from (`file`), so that a worker thread can load it
+// too (pool.ts). Is not: a sandbox — a user file runs with the trainer's full rights (code_tests is the sandbox for
+// model-written code).
 import { loadUserExport, looksLikeFile } from "../modules/user-module.ts";
 import { gsm8k } from "./builtins/gsm8k.ts";
 import { lengthPenalty } from "./builtins/length.ts";
@@ -75,18 +76,24 @@ export interface ResolveRewardOptions {
 }
 
 /** Import `path#exportName` (default export when no #): the exported value, and where it came from for messages. */
-async function importExport(spec: string, baseDir: string): Promise<{ value: unknown; exportName: string; where: string }> {
+async function importExport(spec: string, baseDir: string): Promise<{ value: unknown; exportName: string; path: string; where: string }> {
   const { value, ref } = await loadUserExport(spec, `reward "${spec}"`, baseDir);
-  return { value, exportName: ref.name, where: `export "${ref.name}" of ${ref.abs}` };
+  return { value, exportName: ref.name, path: ref.abs, where: `export "${ref.name}" of ${ref.abs}` };
 }
 
-/** Load `path#exportName` as a reward function. */
+/** Load `path#exportName` as a reward function (remembering where it came from, for the worker threads). */
 async function loadFromFile(spec: string, baseDir: string): Promise<NamedReward> {
-  const { value: v, exportName, where } = await importExport(spec, baseDir);
-  if (isNamedReward(v)) return v;
-  if (typeof v === "function") return { name: v.name && v.name !== "default" ? v.name : exportName, fn: v as NamedReward["fn"] };
+  const { value: v, exportName, path, where } = await importExport(spec, baseDir);
+  const file = { path, export: exportName };
+  if (isNamedReward(v)) return { ...v, file };
+  if (typeof v === "function") return { name: v.name && v.name !== "default" ? v.name : exportName, fn: v as NamedReward["fn"], file };
   throw new Error(`reward "${spec}": ${where} is ${typeof v}, expected a reward function or {name, fn}`);
 }
+
+/** Rewards of the registry or made by a factory: they run inline (fast, trusted), never in a worker. */
+const builtins = new WeakSet<NamedReward>(Object.values(REWARD_REGISTRY));
+const builtin = (r: NamedReward): NamedReward => (builtins.add(r), r);
+export const isBuiltinReward = (r: NamedReward): boolean => builtins.has(r);
 
 /** Resolve one reward spec to {name, fn}. */
 export async function resolveReward(spec: RewardSpec, opts: ResolveRewardOptions = {}): Promise<NamedReward> {
@@ -95,11 +102,10 @@ export async function resolveReward(spec: RewardSpec, opts: ResolveRewardOptions
     const { type, ...params } = spec as { type: string; [k: string]: unknown };
     const f = REWARD_FACTORIES[type];
     if (!f) throw new Error(`unknown parameterised reward "${type}"; known: ${Object.keys(REWARD_FACTORIES).join(", ")}`);
-    return f(params, { baseDir: opts.baseDir ?? process.cwd() });
+    return builtin(await f(params, { baseDir: opts.baseDir ?? process.cwd() }));
   }
   if (typeof spec !== "string") throw new Error(`reward spec must be a name, "file.ts#export", {type, ...} or a function; got ${JSON.stringify(spec)}`);
-  const builtin = REWARD_REGISTRY[spec];
-  if (builtin) return builtin;
+  if (REWARD_REGISTRY[spec]) return builtin(REWARD_REGISTRY[spec]);
   if (looksLikeFile(spec)) return loadFromFile(spec, opts.baseDir ?? process.cwd());
   throw new Error(`unknown reward "${spec}"; built-ins: ${Object.keys(REWARD_REGISTRY).join(", ")}; or give a file as ./rewards.ts#exportName`);
 }

@@ -15,8 +15,11 @@ export function meanStd(values: readonly (number | null)[]): { mean: number; std
   return { mean, std: Math.sqrt(variance), count };
 }
 
-/** Metrics for a RewardResult-like object. */
-export function rewardMetrics(result: { names: string[]; perFunc: (number | null)[][]; total?: number[]; details?: Record<string, RewardDetails> }): Record<string, number> {
+/**
+ * Metrics for a RewardResult-like object; with `errors`, also rewards/<name>/errors: the samples that function failed
+ * on (left out of its mean, as skipped samples are left out of `reward` and of the advantages).
+ */
+export function rewardMetrics(result: { names: string[]; perFunc: (number | null)[][]; total?: number[]; details?: Record<string, RewardDetails>; errors?: { reward: string; index: number | null }[] }): Record<string, number> {
   const out: Record<string, number> = {};
   result.names.forEach((name, f) => {
     const s = meanStd(result.perFunc[f]!);
@@ -25,6 +28,10 @@ export function rewardMetrics(result: { names: string[]; perFunc: (number | null
     const d = result.details?.[name];
     for (const [part, values] of Object.entries(d?.parts ?? {})) out[`rewards/${name}/${part}/mean`] = meanStd(values).mean;
     for (const [key, count] of Object.entries(d?.counts ?? {})) out[`rewards/${name}/${key}`] = count;
+    if (result.errors) {
+      const mine = result.errors.filter((e) => e.reward === name);
+      out[`rewards/${name}/errors`] = mine.some((e) => e.index === null) ? result.perFunc[f]!.length : new Set(mine.map((e) => e.index)).size;
+    }
   });
   if (result.total) {
     const s = meanStd(result.total);

@@ -33,7 +33,19 @@ export function completionText(c: Completion): string {
 /** One reward per completion; null = this function does not apply to that sample (ignored in the weighted sum). */
 export type RewardValues = (number | null)[];
 
-export type RewardFunc = (args: RewardArgs) => RewardValues | Promise<RewardValues>;
+/** What the runner passes beside the batch: `signal` aborts at reward_timeout_ms (an async function may stop early). */
+export interface RewardCallContext {
+  signal: AbortSignal;
+  timeoutMs: number;
+}
+
+/**
+ * Marks a RewardFunc that applies ctx.timeoutMs itself (rejecting with RewardTimeout), counted from when it starts
+ * running rather than from the call: a call waiting for a free (or restarting) worker thread is not yet timed.
+ */
+export const TIMES_ITSELF = Symbol("aha.rewardTimesItself");
+
+export type RewardFunc = (args: RewardArgs, ctx?: RewardCallContext) => RewardValues | Promise<RewardValues>;
 
 /**
  * What a reward may say beside its values (attach with withDetails): per-sample records, sub-scores and counts.
@@ -66,6 +78,8 @@ export function detailsOf(values: unknown): RewardDetails | undefined {
 export interface NamedReward {
   name: string;
   fn: RewardFunc;
+  /** the module file and export it was loaded from ("./rewards.ts#name" specs): a worker thread loads it from there */
+  file?: { path: string; export: string };
 }
 
 /** Either form is accepted; a plain function is named by its `.name` (const arrow functions have one). */

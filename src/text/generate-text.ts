@@ -3,6 +3,7 @@
 import type { CausalLM } from "../models/model.ts";
 import type { Tokenizer, Message } from "../tokenize/index.ts";
 import { generate, type GenerateOptions } from "../generate/generate.ts";
+import { CompletionText } from "./completion-text.ts";
 
 export interface TextGenerateOptions extends Omit<GenerateOptions, "onToken"> {
   /** render prompts with the chat template (default: true when the tokenizer has one) */
@@ -37,41 +38,22 @@ export function encodePrompt(tok: Tokenizer, prompt: string | Message[], opts: {
 
 export function generateText(model: CausalLM, tok: Tokenizer, prompts: (string | Message[])[], opts: TextGenerateOptions = {}): TextCompletion[] {
   const ids = prompts.map((p) => encodePrompt(tok, p, opts));
-  const stops = opts.stop ?? [];
-  const decoders = new Map<number, ReturnType<Tokenizer["createStreamDecoder"]>>();
-  const texts = new Map<number, string>();
-  const emitted = new Map<number, number>();
-  const holdBack = Math.max(0, ...stops.map((s) => s.length - 1));
   const eos = opts.stopTokenIds ?? tok.eosTokenIds;
+  const texts = new Map<number, CompletionText>();
+  const textOf = (c: number) => {
+    let t = texts.get(c);
+    if (!t) texts.set(c, (t = new CompletionText(tok, opts.stop ?? [], eos)));
+    return t;
+  };
   const onToken = (c: number, token: number): boolean => {
-    let d = decoders.get(c);
-    if (!d) { d = tok.createStreamDecoder({ skipSpecialTokens: true }); decoders.set(c, d); }
-    if (eos.includes(token)) return false;
-    const text = (texts.get(c) ?? "") + d.push(token);
-    texts.set(c, text);
-    const hit = firstStop(text, stops);
-    const safe = hit >= 0 ? hit : Math.max(0, text.length - holdBack);
-    const done = emitted.get(c) ?? 0;
-    if (opts.onText && safe > done) opts.onText(c, text.slice(done, safe));
-    emitted.set(c, Math.max(done, safe));
-    return hit >= 0;
+    const t = textOf(c), piece = t.push(token);
+    if (opts.onText && piece) opts.onText(c, piece);
+    return t.stopped;
   };
   const out = generate(model, ids, { ...opts, stopTokenIds: eos, onToken });
   return out.map((c, i) => {
-    let text = tok.decode(c.tokenIds, { skipSpecialTokens: true });
-    const hit = firstStop(text, stops);
-    if (hit >= 0) text = text.slice(0, hit);
-    const done = emitted.get(i) ?? 0;
-    if (opts.onText && text.length > done) opts.onText(i, text.slice(done));
+    const { text, rest } = textOf(i).finish(c.tokenIds);
+    if (opts.onText && rest) opts.onText(i, rest);
     return { prompt: c.prompt, index: c.index, text, tokenIds: c.tokenIds, finishReason: c.finishReason, logprobs: c.logprobs };
   });
-}
-
-function firstStop(text: string, stops: string[]): number {
-  let best = -1;
-  for (const s of stops) {
-    const i = text.indexOf(s);
-    if (i >= 0 && (best < 0 || i < best)) best = i;
-  }
-  return best;
 }

@@ -13,6 +13,8 @@ import { gradSink, isGradEnabled, recordMulti } from "../autograd.ts";
 import { assertF32, dtypeCode, like, likeZero, sameBackend } from "./util.ts";
 import { packedOf } from "../packed.ts";
 import { gemmTakes16 } from "../backend.ts";
+import { gemmDtypeOf } from "../quant4.ts";
+import { weightProduct, weightProductT } from "./weight-gemm.ts";
 
 export interface LinearPart {
   /** [out, in] */
@@ -81,8 +83,8 @@ function runsOf(parts: (LinearPart & Partial<LoraPart>)[]): Run[] {
  * the caller has it, else x converted once (xw, for the caller to dispose); otherwise x. dtX: the kernels' A dtype.
  */
 function gemmInput(x: Tensor, parts: LinearPart[], x16: Tensor | null): { xb: unknown; dtX: number; xw: Tensor | null } {
-  const dtW = parts[0].W.dtype;
-  const low = gemmTakes16(x.backend, dtW) && parts.every((p) => p.W.dtype === dtW);
+  const dtW = gemmDtypeOf(parts[0].W);
+  const low = gemmTakes16(x.backend, dtW) && parts.every((p) => gemmDtypeOf(p.W) === dtW);
   if (!low) return { xb: x.buf, dtX: 0, xw: null };
   if (x16?.dtype === dtW) return { xb: x16.buf, dtX: dtypeCode(dtW), xw: null };
   const xw = like(x, x.shape, dtW);
@@ -156,7 +158,7 @@ function baseProducts(x: Tensor, parts: LinearPart[], x16: Tensor | null, runs: 
       k.gemm(Ys[r].buf, xb, Ws, dtypeCode(dtW), n, N, outF, inF, false, true, inF, inF, outF, 0, run.wStride, N * outF, 1, beta, false, dtX, bs, run.biasStride);
     } else for (let j = 0; j < n; j++) {
       const p = parts[i0 + j];
-      k.gemm(ys[i0 + j].buf, xb, p.W.buf, dtypeCode(p.W.dtype), 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, beta, false, dtX, p.bias?.buf ?? null);
+      weightProduct(p.W, ys[i0 + j].buf, xb, dtX, N, 1, beta, p.bias?.buf ?? null);
     }
   }
   xw?.dispose();
@@ -189,7 +191,7 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[], x16: Tensor | null
   const f = parts[0].A.flat!;
   const Ag = be.view(f.params.data.buf, "f32", f.offset, R * inF); // [Σr, in]
   const fast: boolean[] = [];
-  for (const p of parts) fast.push(p.W.dtype !== "f32");
+  for (const p of parts) fast.push(gemmDtypeOf(p.W) !== "f32");
   const rows = (t: Tensor, i: number) => be.view(t.buf, "f32", row0[i] * N, rs[i] * N); // part i's rows of a [Σr, N]
   const tT = like(x, [R, N]);
   k.gemm(tT.buf, Ag, x.buf, 0, 1, R, N, inF, false, true, inF, inF, N, 0, 0, 0, 1, 0, fast[0]);
@@ -233,7 +235,7 @@ export function loraLinearGroup(x: Tensor, parts: LoraPart[], x16: Tensor | null
       const dx = like(x);
       k.gemm(dx.buf, uT!.buf, Ag, 0, 1, N, inF, R, true, false, N, inF, inF, 0, 0, 0, 1, 0, fast[0]);
       parts.forEach((p, i) => {
-        if (gs[i]) k.gemm(dx.buf, gs[i]!.buf, p.W.buf, dtypeCode(p.W.dtype), 1, N, inF, p.W.shape[0], false, false, p.W.shape[0], inF, inF, 0, 0, 0, 1, 1);
+        if (gs[i]) weightProductT(p.W, dx.buf, gs[i]!.buf, N, 1);
       });
       grads.set(x, dx);
     }

@@ -3,12 +3,15 @@
 // t = drop(x) Aᵀ [N, r] alive instead of four [N, out] intermediates.
 //   backward (u = dy B [N, r]):  dx = s · (u A) ⊙ mask + dy W,   dA = s · uᵀ drop(x),   dB = s · dyᵀ t
 //   (dW = dyᵀ x and db = Σ dy when the base weights are trained).
-// W may be bf16/f16 (converted in the GEMM); everything else is f32. With 16-bit W the LoRA GEMMs are marked `fast`
-// (CUDA runs them on TF32 tensor cores, 10-bit mantissa, like the bf16 base GEMM they add to; the CPU ignores it).
+// W may be bf16/f16 (converted in the GEMM) or 4-bit (ops/weight-gemm.ts); everything else is f32. With 16-bit (or
+// 4-bit) W the LoRA GEMMs are marked `fast` (CUDA runs them on TF32 tensor cores, 10-bit mantissa, like the bf16 base
+// GEMM they add to; the CPU ignores it).
 import { Tensor } from "../tensor.ts";
 import { gradSink, isGradEnabled, record } from "../autograd.ts";
 import { gemmTakes16 } from "../backend.ts";
 import { assertF32, dtypeCode, like, likeZero, sameBackend } from "./util.ts";
+import { weightProduct, weightProductT } from "./weight-gemm.ts";
+import { gemmDtypeOf } from "../quant4.ts";
 
 export interface LoraBranch {
   /** [r, in] */
@@ -30,16 +33,16 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
   sameBackend("loraLinear", x, W);
   const inF = x.shape[x.shape.length - 1], N = x.numel / inF, outF = W.shape[0];
   if (W.shape[1] !== inF) throw new Error(`linear: input has ${inF} features, ${W.describe()} expects ${W.shape[1]}`);
-  const k = x.backend.k, dtW = dtypeCode(W.dtype);
-  // the LoRA GEMMs of a model with 16-bit weights may use faster, less exact arithmetic (CUDA: TF32 tensor cores)
-  const fast = W.dtype !== "f32";
+  const k = x.backend.k, cdt = gemmDtypeOf(W);
+  // the LoRA GEMMs of a model with 16-bit (or 4-bit) weights may use faster, less exact arithmetic (CUDA: TF32 tensor cores)
+  const fast = cdt !== "f32";
   if (into) {
     if (isGradEnabled()) throw new Error("loraLinear: adding into a tensor is only for code without autograd (noGrad)");
     assertF32("loraLinear", into);
     if (into.numel !== N * outF) throw new Error(`loraLinear: cannot add [${N}, ${outF}] into ${into.describe()}`);
   }
   const y = into ?? like(x, [...x.shape.slice(0, -1), outF]);
-  const low = x16?.dtype === W.dtype && gemmTakes16(x.backend, W.dtype);
+  const low = x16?.dtype === cdt && gemmTakes16(x.backend, cdt);
   let xd: Tensor | null = null, t: Tensor | null = null, r = 0;
   if (lora) {
     r = lora.A.shape[0];
@@ -53,7 +56,7 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
     // output's extra read and write go to the base GEMM's epilogue, not to a rank-r GEMM that only streams them
     k.gemm(y.buf, t.buf, lora.B.buf, 0, 1, N, outF, r, false, true, r, r, outF, 0, 0, 0, lora.scale, into ? 1 : 0, fast);
   }
-  k.gemm(y.buf, low ? x16!.buf : x.buf, W.buf, dtW, 1, N, outF, inF, false, true, inF, inF, outF, 0, 0, 0, 1, into || lora ? 1 : 0, false, low ? dtW : 0, bias?.buf ?? null);
+  weightProduct(W, y.buf, low ? x16!.buf : x.buf, low ? dtypeCode(cdt) : 0, N, 1, into || lora ? 1 : 0, bias?.buf ?? null);
   const inputs = [x, W, ...(bias ? [bias] : []), ...(lora ? [lora.A, lora.B] : [])];
   return record(y, "lora_linear", inputs, (dy) => {
     const grads: (Tensor | null)[] = inputs.map(() => null);
@@ -69,7 +72,7 @@ export function loraLinear(x: Tensor, W: Tensor, bias: Tensor | null, lora: Lora
         k.gemm(dx.buf, u.buf, lora.A.buf, 0, 1, N, inF, r, false, false, r, inF, inF, 0, 0, 0, lora.scale, 0, fast);
         if (lora.mask) k.binary(dx.buf, dx.buf, lora.mask.buf, x.numel, x.numel, 2);
       }
-      k.gemm(dx.buf, dy.buf, W.buf, dtW, 1, N, inF, outF, false, false, outF, inF, inF, 0, 0, 0, 1, lora && u ? 1 : 0);
+      weightProductT(W, dx.buf, dy.buf, N, lora && u ? 1 : 0);
       grads[0] = dx;
     }
     if (W.requiresGrad) {

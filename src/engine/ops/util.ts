@@ -1,6 +1,6 @@
 // Helpers shared by the op files: output allocation on the inputs' backend, and argument checks.
 import { Tensor, empty, zeros } from "../tensor.ts";
-import type { DType } from "../dtype.ts";
+import { DTYPE_CODE, type DType } from "../dtype.ts";
 
 /** An uninitialised output on t's backend, for kernels that write every element. */
 export function like(t: Tensor, shape: number[] = t.shape, dtype: DType = "f32"): Tensor {
@@ -24,4 +24,8 @@ export function sameBackend(op: string, ...ts: Tensor[]): void {
   for (const t of ts) if (t.backend !== b) throw new Error(`${op}: tensors on different devices (${ts.map((x) => x.device)})`);
 }
 
-export const dtypeCode = (d: DType): number => ({ f32: 0, bf16: 1, f16: 2, i32: 3 })[d];
+/** The native kernels' dtype code of an f32/bf16/f16/i32 buffer (4-bit weights go through q4 kernels: ops/weight-gemm.ts). */
+export function dtypeCode(d: DType): number {
+  if (d === "q4" || d === "u8") throw new Error(`a ${d} buffer given to a kernel that reads f32/bf16/f16/i32 (4-bit weights multiply through q4_gemm)`);
+  return DTYPE_CODE[d];
+}

@@ -8,9 +8,7 @@
 // Idle workers are unref'd, so a pool never keeps the process alive; closeSandboxes() ends them all.
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
-import { packageRoot } from "../../package.ts";
+import { ownModule } from "../../package.ts";
 import { shorten, type Job, type JobResult, type SandboxLanguage, type WorkerMessage, type WorkerSetup } from "./protocol.ts";
 
 /** Time a worker gets past the deadline to answer after its interrupt before it is terminated. */
@@ -26,10 +24,8 @@ export interface SandboxPoolOptions {
   recycleAfter?: number;
 }
 
-/** A worker's entry: the .ts beside this file when running from source (a checkout), else the built .js in dist/
- *  (from dist/ itself, or from the CommonJS bundle dist/cjs/index.cjs, whose import.meta.url is the bundle's). */
-const entry = (name: string): URL =>
-  import.meta.url.endsWith(".ts") ? new URL(`./${name}.ts`, import.meta.url) : pathToFileURL(join(packageRoot(), "dist", "rewards", "sandbox", `${name}.js`));
+/** A worker's entry: the .ts in src/ when running from source (a checkout), else the built .js in dist/. */
+const entry = (name: string): URL => ownModule(`rewards/sandbox/${name}.ts`, import.meta.url);
 
 const ENTRIES: Record<SandboxLanguage, URL> = { python: entry("python-worker"), javascript: entry("js-worker") };
 
