@@ -2,11 +2,11 @@
 // copied into blobs/ (named by content hash) and linked from snapshots/<commit>/ by relative symlinks, refs/main
 // holding the commit. Checks: the id loads the same weights and tokenizer as the folder (logits equal), through
 // HF_HOME and HF_HUB_CACHE (which wins), `revision` as a tag, a full commit hash and a prefix, `aha generate --model
-// <id>`, a dataset by id with its configuration sub-folder and Parquet files, and the error when the id is absent: it
+// <id>`, `aha serve --model <id> --revision` (served under the id's name), a dataset by id with its configuration sub-folder and Parquet files, and the error when the id is absent: it
 // lists every place looked in and says that aha never downloads.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -98,6 +98,30 @@ test("aha generate --model <hub id> with HF_HOME set", () => {
     { encoding: "utf8", env: { ...process.env, HF_HOME: home, HF_HUB_CACHE: "" } });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout.trim().split("\n")[0]).token_ids.length > 0, true);
+});
+
+test("aha serve --model <hub id> --revision v2 serves that snapshot under the id's name", async () => {
+  const home = join(tmp, "hf-home");
+  const child = spawn(process.execPath, [bin, "serve", "--model", "tiny/model", "--revision", "v2", "--port", "0", "--quiet"],
+    { env: { ...process.env, HF_HOME: home, HF_HUB_CACHE: "" }, stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  child.stderr.on("data", (d) => { err += d; });
+  try {
+    const url = await new Promise<string>((ok, fail) => {
+      let out = "";
+      child.stdout.on("data", (d) => { out += d; const m = /listening on (\S+)/.exec(out); if (m) ok(m[1]); });
+      child.on("exit", (c) => fail(new Error(`aha serve exited ${c}: ${err}`)));
+    });
+    const models = (await (await fetch(`${url}/models`)).json()) as { data: { id: string }[] };
+    assert.deepEqual(models.data.map((m) => m.id), ["tiny/model"]);
+  } finally {
+    child.kill("SIGTERM");
+  }
+  // a revision that is not in the cache is the resolver's error, before any loading
+  const r = spawnSync(process.execPath, [bin, "serve", "--model", "tiny/model", "--revision", "v3", "--port", "0"],
+    { encoding: "utf8", env: { ...process.env, HF_HOME: home, HF_HUB_CACHE: "" } });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /no revision "v3"/);
 });
 
 test("an absent id is an error listing every place looked in, and saying that aha never downloads", () => {

@@ -32,7 +32,8 @@ export function registerServe(program: Command, int: (v: string) => number): voi
       const model = resolveHubPath(o.model, { revision: o.revision });
       const srv = await startServer({
         model, adapters, host: o.host, port: o.port, device: o.device as Device, apiKey: o.apiKey ?? process.env.AHA_API_KEY,
-        maxBatch: o.maxBatch, servedModelName: o.servedModelName ?? (model === o.model ? undefined : o.model), quantization: quantizationOf(o), log: o.quiet ? undefined : log,
+        maxBatch: o.maxBatch, quantization: quantizationOf(o), log: o.quiet ? undefined : log,
+        servedModelName: o.servedModelName ?? (model === o.model ? undefined : o.model), // a hub id is the name
       });
       process.stdout.write(`aha serve: listening on ${srv.url}/v1 (models: ${srv.models.join(", ")})\n`);
       let stopping = false;

@@ -25,9 +25,9 @@ export interface WorkerTask {
   started: Float64Array;
 }
 
-// a plain-JavaScript entry that loads worker.ts through tsx's tsImport (see worker-entry.mjs); the process's own flags
-// (--import tsx, --test, …) are not repeated in the workers
-// (copied into dist/ by the build; found from the CommonJS bundle too)
+// a plain-JavaScript entry that loads worker.ts through tsx's tsImport (see worker-entry.mjs; the build copies it into
+// dist/, where the CommonJS bundle finds it too); the process's own flags (--import tsx, --test, …) are not repeated
+// in the workers
 const workerFile = ownModule("rewards/worker-entry.mjs", import.meta.url).href;
 
 /** A lazily started pool of `threads` reward workers. */
