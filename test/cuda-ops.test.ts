@@ -19,7 +19,7 @@ const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rand
 const randi = (n: number, hi: number) => Int32Array.from({ length: n }, () => Math.floor(rand() * hi));
 
 /** Arguments are host arrays (copied to the GPU for the CUDA call), numbers, booleans or null. */
-type Arg = HostArray | number | boolean | null;
+type Arg = HostArray | number | boolean | null | object;
 
 /** minRel > 0: the worst output must also differ by at least that much (shows a rounding path really ran). */
 function both(op: string, args: Arg[], outs: number[], tol = 1e-4, label = op, minRel = 0): (number | undefined)[] {
@@ -358,14 +358,26 @@ test("cuda: binary, scale, sum_rows, copy2d", { skip }, () => {
   }
 });
 
-test("cuda: adamw, sum_squares, grpo_loss (clip, delta, beta)", { skip }, () => {
+test("cuda: adamw, sum_squares, grpo_loss (every kind, token and sequence level, masks, KL)", { skip }, () => {
   const n = 5000;
   both("adamw", [randn(n), randn(n, 0.1), Float32Array.from(randn(n), (x) => x * x), randn(n), n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3], [0, 1, 2]);
   both("sum_squares", [randn(n), n], []);
-  const logp = randn(n, 0.5), old = randn(n, 0.5), ref = randn(n, 0.5), adv = randn(n), w = Float32Array.from(randn(n), (x) => (x > -0.3 ? 0.01 : 0));
-  for (const [delta, beta] of [[0, 0], [1.5, 0.04]]) {
-    both("grpo_loss", [new Float32Array(n), logp, old, ref, adv, w, n, 0.2, 0.28, delta, beta, 0.5], [0], 1e-4, `grpo_loss delta=${delta} beta=${beta}`);
-    both("grpo_loss", [null, logp, old, ref, adv, w, n, 0.2, 0.28, delta, beta, 1], [], 1e-4, `grpo_loss value delta=${delta}`);
+  // 20 rows of 250 tokens, the row's advantage on each of its tokens, padding (w = 0) at the ends of rows
+  const rows = 20, T = n / rows;
+  const logp = randn(n, 0.5), old = Float32Array.from(logp, (x) => x + 0.3 * Math.sin(x * 17)), ref = randn(n, 0.5);
+  const rowAdv = randn(rows), adv = Float32Array.from({ length: n }, (_, i) => rowAdv[Math.floor(i / T)]);
+  const w = Float32Array.from({ length: n }, (_, i) => (i % T < T - (Math.floor(i / T) * 7) % 60 ? 0.01 : 0));
+  const entropy = Float32Array.from(randn(n), (x) => Math.abs(x) * 2);
+  const base = { epsilonLow: 0.2, epsilonHigh: 0.28, delta: 0, beta: 0 };
+  const variants: [string, object][] = [
+    ["clip", base], ["clip delta beta", { ...base, delta: 1.5, beta: 0.04 }], ["gspo", { ...base, seq: 1 }],
+    ["gspo bias-corrected KL", { ...base, seq: 1, beta: 0.04, biasKl: 1 }], ["cispo", { ...base, kind: 1, epsilonHigh: 1.1, beta: 0.04 }],
+    ["cispo seq", { ...base, kind: 1, seq: 1, epsilonHigh: 1.05 }], ["sapo", { ...base, kind: 2, sapoPos: 1, sapoNeg: 1.05 }],
+    ["entropy mask", { ...base, entropyQuantile: 0.2 }], ["off-policy mask", { ...base, offPolicy: 1, offThreshold: 0.01, beta: 0.04 }],
+  ];
+  for (const [name, v] of variants) {
+    both("grpo_loss", [new Float32Array(n), logp, old, ref, adv, w, entropy, rows, T, v, 0.5], [0], 1e-4, `grpo_loss ${name}`);
+    both("grpo_loss", [null, logp, old, ref, adv, w, entropy, rows, T, v, 1], [], 1e-4, `grpo_loss value ${name}`);
   }
 });
 

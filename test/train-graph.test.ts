@@ -44,51 +44,64 @@ async function countingGraphed<T>(fn: () => Promise<T>): Promise<[T, number, num
 // seen on the CUDA emulator, which reorders them too). The CPU is deterministic.
 const paramTol = (device: string) => (device === "cuda" ? 1e-4 : 1e-5);
 
+/**
+ * Train with cfg without graphs and with them; assert the same metrics (1e-5) and parameters (paramTol). Returns how
+ * many micro-batches went through GraphedMicroBatches without graphs (none) and with them, and how many replayed.
+ */
+async function graphedEqualsPlain(device: string, cfg: Record<string, unknown>, tag: string): Promise<{ plainRuns: number; runs: number; replays: number; losses: number[] }> {
+  const run = async (graphs: boolean) => {
+    const t = await GRPOTrainer.create({ ...cfg, graphs, outputDir: join(tmp, `${device}-${tag}-${graphs}`) } as never, { rows, rewardFuncs: [variety], quiet: true });
+    const metrics = await t.train();
+    return { metrics: metrics.map(runMetrics), params: t.model.parameters().map((p) => p.f32()) };
+  };
+  const [plain, plainRuns] = await countingGraphed(() => run(false));
+  const [graphed, runs, replays] = await countingGraphed(() => run(true));
+  assert.equal(graphed.metrics.length, plain.metrics.length);
+  graphed.metrics.forEach((m, i) => {
+    for (const [k, v] of Object.entries(plain.metrics[i])) {
+      const g = (m as Record<string, number>)[k];
+      assert.ok(typeof v !== "number" || Math.abs(g - v) <= 1e-5 * Math.max(1, Math.abs(v)), `step ${i} ${k}: ${g} vs ${v}`);
+    }
+  });
+  graphed.params.forEach((p, i) => p.forEach((v, j) => assert.ok(Math.abs(v - plain.params[i][j]) <= paramTol(device), `param ${i}[${j}]: ${v} vs ${plain.params[i][j]}`)));
+  return { plainRuns, runs, replays, losses: plain.metrics.map((m) => m.loss as number) };
+}
+
 for (const device of availableDevices()) {
   for (const full of [false, true]) test(`${device}: training with graphs equals training without (${full ? "full fine-tuning" : "LoRA"}, old + ref log-probs)`, async () => {
     await useDevice(device);
     const cfg = { model: modelDir, device, maxCompletionLength: 6, numGenerations: 4, learningRate: 1e-2, lossType: "grpo" as const, rewardFuncs: ["unused"],
       seed: 3, logCompletions: 0, beta: 0.04, numIterations: 2, maxSteps: 2, perDeviceTrainBatchSize: 3, gradientAccumulationSteps: 4, fullFinetune: full };
-    const run = async (graphs: boolean) => {
-      const t = await GRPOTrainer.create({ ...cfg, graphs, outputDir: join(tmp, `${device}-${full}-${graphs}`) } as never, { rows, rewardFuncs: [variety], quiet: true });
-      const metrics = await t.train();
-      return { metrics: metrics.map(runMetrics), params: t.model.parameters().map((p) => p.f32()) };
-    };
-    const [plain, plainRuns] = await countingGraphed(() => run(false));
-    const [graphed, runs, replays] = await countingGraphed(() => run(true));
+    const { plainRuns, runs, replays } = await graphedEqualsPlain(device, cfg, String(full));
     assert.equal(plainRuns, 0);
     // 2 optimiser steps (one rollout, 2 iterations), each 12 completions in 4 micro-batches of 3, every one replayed
     assert.equal(runs, 8);
     assert.equal(replays, 8);
-    assert.equal(graphed.metrics.length, plain.metrics.length);
-    graphed.metrics.forEach((m, i) => {
-      for (const [k, v] of Object.entries(plain.metrics[i])) {
-        const g = (m as Record<string, number>)[k];
-        assert.ok(typeof v !== "number" || Math.abs(g - v) <= 1e-5 * Math.max(1, Math.abs(v)), `step ${i} ${k}: ${g} vs ${v}`);
-      }
-    });
-    graphed.params.forEach((p, i) => p.forEach((v, j) => assert.ok(Math.abs(v - plain.params[i][j]) <= paramTol(device), `param ${i}[${j}]: ${v} vs ${plain.params[i][j]}`)));
+  });
+
+  // the loss variants whose terms live in the native loss kernel, graphed: rows, sequence ratios, masks and the
+  // entropy quantile computed on the device inside the captured micro-batch (on the CUDA emulator, which is slow,
+  // the first: cispo's and sapo's terms are checked op by op against the CPU in cuda-ops.test.ts)
+  const variants: [string, Record<string, unknown>][] = [
+    ["GSPO + entropy mask + off-policy mask + bias-corrected KL", { importanceSamplingLevel: "sequence", topEntropyQuantile: 0.5, offPolicyMaskThreshold: 0, useBiasCorrectionKl: true }],
+    ["cispo with off-policy steps (steps_per_generation twice the accumulation)", { lossType: "cispo", epsilonHigh: 1.1, stepsPerGeneration: 4, numIterations: 1, maxSteps: 3 }],
+    ["sapo", { lossType: "sapo" }],
+  ];
+  for (const [name, extra] of device === "cuda" ? variants.slice(0, 1) : variants) test(`${device}: training with graphs equals training without, ${name}`, async () => {
+    await useDevice(device);
+    const cfg = { model: modelDir, device, maxCompletionLength: 5, numGenerations: 2, learningRate: 1e-2, lossType: "grpo", rewardFuncs: ["unused"],
+      seed: 3, logCompletions: 0, beta: 0.04, numIterations: 2, maxSteps: 2, perDeviceTrainBatchSize: 2, gradientAccumulationSteps: 2, ...extra };
+    const { runs, replays, losses } = await graphedEqualsPlain(device, cfg, name.slice(0, 5));
+    assert.ok(runs > 0 && replays === runs, `${replays} of ${runs} micro-batches replayed`);
+    assert.ok(losses.every(Number.isFinite), "finite losses");
   });
 
   test(`${device}: with LoRA dropout, graphed training equals training without (masks drawn on the device from one seed per micro-batch)`, async () => {
     await useDevice(device);
     const cfg = { model: modelDir, device, maxCompletionLength: 4, numGenerations: 4, learningRate: 1e-2, rewardFuncs: ["unused"], seed: 3, logCompletions: 0,
       maxSteps: 2, perDeviceTrainBatchSize: 2, gradientAccumulationSteps: 2, lora: { r: 4, loraAlpha: 8, loraDropout: 0.3 } };
-    const run = async (graphs: boolean) => {
-      const t = await GRPOTrainer.create({ ...cfg, graphs, outputDir: join(tmp, `${device}-dropout-${graphs}`) } as never, { rows, rewardFuncs: [variety], quiet: true });
-      const metrics = await t.train();
-      return { metrics: metrics.map(runMetrics), params: t.model.parameters().map((p) => p.f32()) };
-    };
-    const [plain] = await countingGraphed(() => run(false));
-    const [graphed, runs, replays] = await countingGraphed(() => run(true));
+    const { runs, replays } = await graphedEqualsPlain(device, cfg, "dropout");
     assert.ok(runs > 0 && replays === runs, `${replays} of ${runs} micro-batches replayed`);
-    graphed.metrics.forEach((m, i) => {
-      for (const [k, v] of Object.entries(plain.metrics[i])) {
-        const g = (m as Record<string, number>)[k];
-        assert.ok(typeof v !== "number" || Math.abs(g - v) <= 1e-5 * Math.max(1, Math.abs(v)), `step ${i} ${k}: ${g} vs ${v}`);
-      }
-    });
-    graphed.params.forEach((p, i) => p.forEach((v, j) => assert.ok(Math.abs(v - plain.params[i][j]) <= paramTol(device), `param ${i}[${j}]: ${v} vs ${plain.params[i][j]}`)));
   });
 
   test(`${device}: grpo_loss writes the same loss to a device buffer as it returns`, async () => {

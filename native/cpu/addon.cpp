@@ -4,6 +4,7 @@
 #include "kernels.h"
 #include "q4.h"
 #include "threadpool.h"
+#include "../common/grpo_loss_napi.h"
 #include <vector>
 
 using namespace aha;
@@ -179,9 +180,10 @@ FN(lm_logp_backward) {
                    L(a[8]), L(a[9]), L(a[10]), F(a[11]), F(a[12]));
   return a.Env().Undefined();
 }
+// grpo_loss(dlogp, logp, old, ref, adv, w, entropy, rows, T, variant, gout, out)
 FN(grpo_loss) {
-  return Napi::Number::New(a.Env(), grpo_loss(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr(a[4]), ptr(a[5]), L(a[6]),
-                                              F(a[7]), F(a[8]), F(a[9]), F(a[10]), F(a[11]), ptr(a[12])));
+  return Napi::Number::New(a.Env(), grpo_loss(ptr(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), ptr(a[4]), ptr(a[5]), ptr(a[6]), L(a[7]),
+                                              L(a[8]), aha_common::grpo_variant(a[9]), F(a[10]), ptr(a[11])));
 }
 FN(sample_rows) {
   sample_rows(ptr<int32_t>(a[0]), ptr(a[1]), ptr(a[2]), ptr(a[3]), L(a[4]), L(a[5]), F(a[6]), L(a[7]), F(a[8]), F(a[9]));

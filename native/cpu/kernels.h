@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <cmath>
+#include "../common/grpo_loss.h"
 
 namespace aha {
 
@@ -120,11 +121,12 @@ void lm_logp_forward(float* logp, float* lse, float* entropy, const float* h, co
 // dh[N,C] += sum_v dz W, dz = dlogp (1[v=y] - p) (* softcap'), dW[V,C] += dz^T h (may be null)
 void lm_logp_backward(float* dh, float* dW, const float* dlogp, const float* lse, const float* h, const void* W, int dtW,
                       const int32_t* targets, long N, long C, long V, float invTemp, float softcap);
-// GRPO per-token loss: loss = sum_i w_i * l_i, l_i = -min(c1 A, c2 A) + beta * k3; dlogp_i = gout * w_i * dl_i/dlogp.
-// Returns the loss; writes dlogp when non-null.
+// The GRPO-family loss over `rows` rows of T tokens (grpo_loss.cpp, terms in native/common/grpo_loss.h):
+// loss = Σ w·(policy term, masked by the off-policy and entropy masks) + β·w·KL; dlogp = gout · ∂loss/∂logp.
+// w carries the completion mask (0 = padding) and the loss type's normaliser; entropy may be null (no entropy mask).
+// Returns the loss; writes dlogp when non-null; out: also store the total there (as f32), for a caller that reads it later.
 double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
-                 long n, float epsLow, float epsHigh, float delta, float beta, float gout,
-                 float* out = nullptr);  // out: also store the total there (as f32), for a caller that reads it later
+                 const float* entropy, long rows, long T, const aha_common::GrpoVariant& p, float gout, float* out = nullptr);
 // One token per row of logits [B, V] with uniforms [B] in [0, 1): temperature (0 = greedy), then top-k (0 = off),
 // top-p (1 = off), min-p (0 = off) as one threshold on p; inverse-CDF draw in index order (sample.cpp).
 // tokens [B], logprobs [B] = log-prob of the token under the filtered distribution (greedy: raw log-softmax).

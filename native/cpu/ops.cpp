@@ -1,4 +1,4 @@
-// Small CPU kernels: norms, rotary, gated activations, embedding, elementwise, copies, AdamW, GRPO token loss.
+// Small CPU kernels: norms, rotary, gated activations, embedding, elementwise, copies, AdamW.
 // Rows are split across the thread pool where the work is large enough to pay for it.
 #include "kernels.h"
 #include "../common/dropout_hash.h"
@@ -206,31 +206,6 @@ double sum_squares(const float* x, long n) {
   double s = 0;
   for (long i = 0; i < n; i++) s += (double)x[i] * x[i];
   return s;
-}
-
-double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
-                 long n, float epsLow, float epsHigh, float delta, float beta, float gout, float* out) {
-  double total = 0;
-  for (long i = 0; i < n; i++) {
-    if (w[i] == 0.f) { if (dlogp) dlogp[i] = 0.f; continue; }
-    double r = std::exp((double)logp[i] - old[i]), A = adv[i];
-    double c1 = (delta > 0 && r > delta) ? delta : r;
-    double c2 = std::min(std::max(r, 1.0 - epsLow), 1.0 + epsHigh);
-    double l1 = c1 * A, l2 = c2 * A;
-    double l = -std::min(l1, l2), d;
-    double d1 = (delta > 0 && r > delta) ? 0.0 : r * A;
-    double d2 = (r >= 1.0 - epsLow && r <= 1.0 + epsHigh) ? r * A : 0.0;
-    d = -(l1 < l2 ? d1 : l2 < l1 ? d2 : 0.5 * (d1 + d2));
-    if (beta != 0.f) {
-      double x = (double)ref[i] - logp[i];
-      l += beta * (std::exp(x) - x - 1.0);
-      d += beta * (1.0 - std::exp(x));
-    }
-    total += w[i] * l;
-    if (dlogp) dlogp[i] = (float)(gout * w[i] * d);
-  }
-  if (out) *out = (float)total;
-  return total;
 }
 
 }  // namespace aha

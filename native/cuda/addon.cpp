@@ -5,6 +5,7 @@
 #include <napi.h>
 #include <algorithm>
 #include "kernels.h"
+#include "../common/grpo_loss_napi.h"
 #include "q4.h"
 #include "offload.h"
 #include <stdexcept>
@@ -202,9 +203,10 @@ FN(lm_logp_backward) { TRY(lm_logp_backward)
   lm_logp_backward(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P<void>(a[5]), (int)L(a[6]), P<int32_t>(a[7]), L(a[8]), L(a[9]), L(a[10]),
                    F(a[11]), F(a[12]));
   UNDEF CATCH(lm_logp_backward) }
+// grpo_loss(dlogp, logp, old, ref, adv, w, entropy, rows, T, variant, gout, out), as the CPU addon
 FN(grpo_loss) { TRY(grpo_loss)
-  return Napi::Number::New(a.Env(), grpo_loss(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), L(a[6]), F(a[7]), F(a[8]), F(a[9]),
-                                              F(a[10]), F(a[11]), P(a[12])));
+  return Napi::Number::New(a.Env(), grpo_loss(P(a[0]), P(a[1]), P(a[2]), P(a[3]), P(a[4]), P(a[5]), P(a[6]), L(a[7]), L(a[8]),
+                                              aha_common::grpo_variant(a[9]), F(a[10]), P(a[11])));
   CATCH(grpo_loss) }
 FN(sample_rows) { TRY(sample_rows)
   sample_rows(P<int32_t>(a[0]), P(a[1]), P(a[2]), P(a[3]), L(a[4]), L(a[5]), F(a[6]), L(a[7]), F(a[8]), F(a[9]));

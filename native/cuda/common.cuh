@@ -59,6 +59,14 @@ struct Scratch {
   template <class T> T* as() const { return (T*)p; }
 };
 
+// a double on the device, read back (a sync)
+inline double fetch_double(double* d) {
+  double h = 0;
+  CK(cudaMemcpyAsync(&h, d, 8, cudaMemcpyDeviceToHost, stream()));
+  CK(cudaStreamSynchronize(stream()));
+  return h;
+}
+
 // Programmatic dependent launch (sm_90+): a kernel started by launch_pdl may be scheduled while the kernel before
 // it in the stream is still running, once every block of that one has called pdl_trigger(); pdl_wait() then holds it
 // until that kernel has finished and its writes are visible. So a kernel launched this way must call pdl_wait()

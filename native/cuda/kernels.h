@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <map>
 #include <string>
+#include "../common/grpo_loss.h"
 
 namespace aha_cuda {
 
@@ -91,9 +92,9 @@ void sum_rows(float* out, const float* x, long R, long C, bool accumulate);
 void copy2d(float* dst, const float* src, long rows, long width, long dStride, long sStride, bool accumulate);
 void adamw(float* p, float* m, float* v, const float* g, long n, float lr, float b1, float b2, float eps, float wd, long step);
 double sum_squares(const float* x, long n);
+// The GRPO-family loss over `rows` rows of T tokens (grpo_loss.cu; as native/cpu/kernels.h says)
 double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
-                 long n, float epsLow, float epsHigh, float delta, float beta, float gout,
-                 float* out = nullptr);  // out: store the total there (f32) instead of returning it (no sync; returns 0)
+                 const float* entropy, long rows, long T, const aha_common::GrpoVariant& p, float gout, float* out = nullptr);
 // o16: o rounded to dt16 as well (o_proj's input); dtKV: k and v's dtype (f32, or bf16 in a KV cache)
 void attention_forward(float* o, float* lse, const float* q, const void* k, const void* v, const int32_t* keyMask,
                        long B, long T, long S, long Hq, long Hkv, long D, long kvStrideB, float scale, long window, float softcap,

@@ -1,5 +1,5 @@
-// Small CUDA kernels: RMSNorm, rotary, gated activations, embedding, elementwise, copies, reductions, AdamW and the
-// GRPO token loss. Same semantics as native/cpu/ops.cpp (accumulating outputs accumulate; buffers come zeroed).
+// Small CUDA kernels: RMSNorm, rotary, gated activations, embedding, elementwise, copies, reductions and AdamW.
+// Same semantics as native/cpu/ops.cpp (accumulating outputs accumulate; buffers come zeroed).
 // Column sums (dw, sum_rows, embedding backward) use f32 atomics: the order of additions is not fixed.
 #include "common.cuh"
 #include "../common/dropout_hash.h"
@@ -278,12 +278,6 @@ __global__ void sum_squares_kernel(double* out, const float* x, long n) {
   s = block_sum(s, sh);
   if (threadIdx.x == 0) atomicAdd(out, (double)s);
 }
-static double fetch_double(double* d) {
-  double h = 0;
-  CK(cudaMemcpyAsync(&h, d, 8, cudaMemcpyDeviceToHost, stream()));
-  CK(cudaStreamSynchronize(stream()));
-  return h;
-}
 double sum_squares(const float* x, long n) {
   Scratch acc(8);
   CK(cudaMemsetAsync(acc.p, 0, 8, stream()));
@@ -291,41 +285,5 @@ double sum_squares(const float* x, long n) {
   return fetch_double(acc.as<double>());
 }
 
-__global__ void grpo_loss_kernel(double* total, float* dlogp, const float* logp, const float* old, const float* ref, const float* adv,
-                                 const float* w, long n, float epsLow, float epsHigh, float delta, float beta, float gout) {
-  __shared__ float sh[32];
-  float acc = 0.f;
-  GRID_LOOP(i, n) {
-    if (w[i] == 0.f) { if (dlogp) dlogp[i] = 0.f; continue; }
-    float r = expf(logp[i] - old[i]), A = adv[i];
-    bool capped = delta > 0 && r > delta;
-    float c1 = capped ? delta : r;
-    float c2 = fminf(fmaxf(r, 1.f - epsLow), 1.f + epsHigh);
-    float l1 = c1 * A, l2 = c2 * A, l = -fminf(l1, l2);
-    float d1 = capped ? 0.f : r * A, d2 = (r >= 1.f - epsLow && r <= 1.f + epsHigh) ? r * A : 0.f;
-    float d = -(l1 < l2 ? d1 : l2 < l1 ? d2 : 0.5f * (d1 + d2));
-    if (beta != 0.f) { float x = ref[i] - logp[i], e = expf(x); l += beta * (e - x - 1.f); d += beta * (1.f - e); }
-    acc += w[i] * l;
-    if (dlogp) dlogp[i] = gout * w[i] * d;
-  }
-  acc = block_sum(acc, sh);
-  if (threadIdx.x == 0) atomicAdd(total, (double)acc);
-}
-__global__ void store_f32_kernel(float* out, const double* v) { *out = (float)*v; }
-double grpo_loss(float* dlogp, const float* logp, const float* old, const float* ref, const float* adv, const float* w,
-                 long n, float epsLow, float epsHigh, float delta, float beta, float gout, float* out) {
-  Scratch acc(8);
-  CK(cudaMemsetAsync(acc.p, 0, 8, stream()));
-  if (n > 0) {
-    grpo_loss_kernel<<<blocks_for(n, 256, 4L * num_sms()), 256, 0, stream()>>>(acc.as<double>(), dlogp, logp, old, ref, adv, w, n, epsLow, epsHigh, delta, beta, gout);
-    check_launch("grpo_loss");
-  }
-  if (out) {  // the total stays on the device: no sync (a captured graph cannot have one)
-    store_f32_kernel<<<1, 1, 0, stream()>>>(out, acc.as<double>());
-    check_launch("grpo_loss store");
-    return 0;
-  }
-  return fetch_double(acc.as<double>());
-}
 
 }  // namespace aha_cuda

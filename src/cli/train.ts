@@ -58,7 +58,7 @@ export async function runEval(configPath: string, a: EvalArgs): Promise<void> {
   const tok = loadConfigTokenizer(cfg);
   const rows = await configRows(cfg, a.split ?? cfg.dataset?.evalSplit ?? "test", a.limit);
   if (!cfg.rewardFuncs) throw new Error(`${configPath}: reward_funcs is required for eval`);
-  const funcs = (await resolveRewards(cfg.rewardFuncs as never)) as NamedReward[];
+  const funcs = (await resolveRewards(cfg.rewardFuncs as never, { maxCompletionLength: cfg.maxCompletionLength })) as NamedReward[];
   const agent = await createAgent(cfg, tok, model.config.arch);
   const r = await evaluate(model, tok, rows, funcs, cfg, { temperature: a.temperature, agent });
   if (a.json) { process.stdout.write(JSON.stringify(r) + "\n"); return; }

@@ -82,8 +82,8 @@ class CpuBackend implements Backend {
         const f = t[name];
         if (typeof f !== "function") return f;
         return (...args: unknown[]) => {
-          // grpo_loss with an output buffer (its 13th argument) keeps the value on the device
-          if (RETURNS_TO_HOST.has(name) && !(name === "grpo_loss" && args[12])) throw new Error(`aha cpu: ${name} returns a value to the host: not capturable`);
+          // grpo_loss with an output buffer (its 12th argument) keeps the value on the device
+          if (RETURNS_TO_HOST.has(name) && !(name === "grpo_loss" && args[11])) throw new Error(`aha cpu: ${name} returns a value to the host: not capturable`);
           calls.push([f, args]);
         };
       },

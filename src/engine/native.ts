@@ -45,8 +45,9 @@ export interface CpuAddon {
     V: number, invTemp: number, softcap: number): void;
   lm_logp_backward(dh: F32, dW: F32 | null, dlogp: F32, lse: F32, h: F32, W: Any, dtW: number, targets: I32, N: number,
     C: number, V: number, invTemp: number, softcap: number): void;
-  grpo_loss(dlogp: F32 | null, logp: F32, old: F32, ref: F32, adv: F32, w: F32, n: number, epsLow: number, epsHigh: number,
-    delta: number, beta: number, gout: number, out?: F32 | null): number;
+  /** the GRPO-family loss over rows × T tokens (native/cpu/grpo_loss.cpp); `variant` is a GrpoLossParams object */
+  grpo_loss(dlogp: F32 | null, logp: F32, old: F32, ref: F32, adv: F32, w: F32, entropy: F32 | null, rows: number, T: number,
+    variant: object, gout: number, out?: F32 | null): number;
   /** in place on logits [B, V]: z / penalty where z > 0, else z · penalty, for the distinct tokens in each row of ids [B, L] (-1 pads) */
   repetition_penalty(logits: F32, ids: I32, B: number, V: number, L: number, penalty: number): void;
   sample_rows(tokens: I32, logprobs: F32, logits: F32, uniforms: F32, B: number, V: number, temperature: number, topK: number,

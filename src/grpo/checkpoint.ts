@@ -13,8 +13,10 @@ import type { AdamW } from "./optim.ts";
 
 export interface TrainerState {
   global_step: number;
-  /** generation rounds done (each feeds num_iterations optimiser steps) */
+  /** rollouts generated (each generation round one, and one per extra round of dynamic sampling): their seeds */
   rounds: number;
+  /** prompts drawn from the dataset so far (absent in older checkpoints: rounds × prompts per round) */
+  prompts?: number;
   seed: number;
   num_tokens: number;
 }
@@ -33,7 +35,8 @@ function writeAdapterFiles(model: CausalLM, dir: string, baseModel: string): voi
   savePeftAdapter(dir, { r: c.r, lora_alpha: c.lora_alpha, target_modules: c.target_modules, use_rslora: !!c.use_rslora, lora_dropout: c.lora_dropout ?? 0, base_model_name_or_path: baseModel, task_type: "CAUSAL_LM" }, tensors);
 }
 
-export function saveCheckpoint(outputDir: string, model: CausalLM, opt: AdamW, state: TrainerState, baseModel: string, limit?: number): string {
+/** extra: writes more files into the checkpoint folder before it gets its name (the kept KL reference). */
+export function saveCheckpoint(outputDir: string, model: CausalLM, opt: AdamW, state: TrainerState, baseModel: string, limit?: number, extra?: (dir: string) => void): string {
   const final = join(outputDir, `checkpoint-${state.global_step}`);
   writeFolderAtomic(final, (tmp) => {
     const params = model.parameters();
@@ -50,6 +53,7 @@ export function saveCheckpoint(outputDir: string, model: CausalLM, opt: AdamW, s
     });
     writeSafetensors(join(tmp, "optimizer.safetensors"), o, { format: "pt", step: String(opt.step) });
     writeFileAtomic(join(tmp, "trainer_state.json"), JSON.stringify(state, null, 2) + "\n");
+    extra?.(tmp);
   });
   if (limit) for (const old of listCheckpoints(outputDir).slice(0, -limit)) removeFolder(join(outputDir, `checkpoint-${old}`));
   return final;

@@ -41,6 +41,8 @@ const dataset = z.object({
   preset: z.string().optional(),
   /** Use only the first N rows (default all). */
   limit: z.number().int().positive().optional(),
+  /** Use only the first N rows of the eval split for evaluation during training (default all; TRL evaluates all). */
+  evalLimit: z.number().int().positive().optional(),
 }).strict();
 
 export const GRPOConfigSchema = z.object({
@@ -127,12 +129,92 @@ export const GRPOConfigSchema = z.object({
   epsilonHigh: z.number().positive().optional(),
   /** Two-sided clipping: ratios above delta contribute no gradient (INTELLECT-2). Off by default. */
   delta: z.number().gt(1).optional(),
-  /** grpo, bnpo, dr_grpo or dapo (TRL's current default). */
-  lossType: z.enum(["grpo", "bnpo", "dr_grpo", "dapo"]).default("dapo"),
-  /** Advantage scaling: by group std (default), batch std, or none (Dr. GRPO). As in TRL, true means "group" and false "none". */
-  scaleRewards: z.union([z.enum(["group", "batch", "none"]), z.boolean()]).default("group").transform((v) => (v === true ? "group" : v === false ? "none" : v)),
+  /**
+   * How per-token losses are formed and normalised (TRL's names and meanings; formulas in src/grpo/loss.ts):
+   * - `dapo` (default): clipped ratio, normalised by the completion tokens of the whole optimiser step (DAPO). TRL
+   *   counts the tokens of the generation batch instead: the same unless steps_per_generation differs from
+   *   gradient_accumulation_steps, where TRL's step loss is scaled by their ratio (we keep the step's own count).
+   * - `grpo`: each sequence's mean, then the mean over sequences (length-biased: prefers short right answers).
+   * - `bnpo`: normalised by the tokens of each micro-batch. `dr_grpo`: by sequences × max_completion_length.
+   * - `cispo` (MiniMax-M1 / ScaleRL): −sg(min(r, epsilon_high))·A·logp, a REINFORCE term with the importance weight
+   *   capped and detached, normalised as dapo. The cap is epsilon_high itself, not 1 + epsilon_high: left unset it
+   *   falls back to epsilon (0.2) and caps every weight at 0.2, as TRL does (the trainer warns); ScaleRL uses 5.0.
+   * - `sapo` (Soft Adaptive Policy Optimization): the hard clip replaced by the gate σ(τ(r − 1))·4/τ, τ =
+   *   sapo_temperature_pos for A > 0 else sapo_temperature_neg; normalised as grpo.
+   * - `luspo` (Length-Unbiased Sequence Policy Optimization): GSPO with each sequence's loss weighted by its length;
+   *   use importance_sampling_level: sequence (the trainer warns otherwise, as TRL). Differs from TRL on purpose: the
+   *   sum runs over the completion tokens only, (1/B)·Σ_b Σ_t mask·per_token_loss. TRL takes mean(per_token_loss ·
+   *   length) over the whole padded [B, T] once the per-token loss has a token axis (beta > 0, top_entropy_quantile <
+   *   1, or token level), so the KL at padded positions enters the loss and pushes on pad tokens' log-probs, and an
+   *   entropy mask also rescales each row by (kept tokens)/T. Without those the two are the same.
+   */
+  lossType: z.enum(["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo"]).default("dapo"),
+  /**
+   * "token" (default): one importance ratio per token. "sequence" (GSPO): one per sequence, the exp of the mean of its
+   * token log-ratios (gradient through every token of it), steadier with sequence-level rewards. With bnpo, dr_grpo,
+   * dapo or cispo the token sum then weights each sequence by its length (the trainer warns, as TRL); GSPO proper is
+   * loss_type grpo.
+   */
+  importanceSamplingLevel: z.enum(["token", "sequence"]).default("token"),
+  /** SAPO's gate temperature for tokens with positive advantage. Default 1.0. */
+  sapoTemperaturePos: z.number().positive().default(1.0),
+  /** SAPO's gate temperature for tokens with zero or negative advantage. Default 1.05. */
+  sapoTemperatureNeg: z.number().positive().default(1.05),
+  /**
+   * ρ of "Beyond the 80/20 rule": only the tokens at or above the (1 − ρ) entropy quantile of each micro-batch's
+   * completion tokens take policy loss (0.2 in the paper; 0 keeps only the highest; 1, the default, keeps all). The
+   * entropies come from the same fused lm-head pass as the log-probs; the KL term is not masked (TRL).
+   */
+  topEntropyQuantile: z.number().min(0).max(1).default(1.0),
+  /**
+   * DeepSeek-V3.2's off-policy sequence masking: a completion with negative advantage whose mean log-ratio of sampling
+   * to current policy, mean(old − logp), exceeds this drops out of the policy loss (not the KL). Only matters when the
+   * policy has moved since sampling (num_iterations > 1, steps_per_generation > gradient_accumulation_steps). Off by
+   * default; 0.5 is a typical value.
+   */
+  offPolicyMaskThreshold: z.number().min(0).optional(),
+  /** Multiply the k3 KL by the importance ratio (DeepSeek-V3.2's unbiased KL under off-policy samples). Default false. */
+  useBiasCorrectionKl: z.boolean().default(false),
+  /**
+   * Advantage scaling: by group std (default), batch std (Lite PPO), none (Dr. GRPO), or `mean`: (r − mean)/mean of
+   * the group (MaxRL; meant for binary rewards, as its paper says; we divide by |mean| + 1e-4 so that a negative group
+   * mean, which binary rewards never give, cannot flip the advantages' signs). Not a TRL value: its MaxRL pull request
+   * was not merged. As in TRL, true means "group" and false "none".
+   */
+  scaleRewards: z.union([z.enum(["group", "batch", "none", "mean"]), z.boolean()]).default("group").transform((v) => (v === true ? "group" : v === false ? "none" : v)),
+  /**
+   * How several reward functions make one advantage. `sum_then_normalize` (default): the weighted sum, then
+   * scale_rewards. `normalize_then_sum` (GDPO): each function normalised within its group ((r − mean)/(std + 1e-4)),
+   * the weighted sum of those, then normalised over the batch; scale_rewards is not used.
+   */
+  multiObjectiveAggregation: z.enum(["sum_then_normalize", "normalize_then_sum"]).default("sum_then_normalize"),
   /** Truncated completions (no EOS) get no loss. Default false. */
   maskTruncatedCompletions: z.boolean().default(false),
+
+  /**
+   * DAPO's dynamic sampling: groups whose rewards have no spread (every completion scored the same: advantage 0, no
+   * learning signal) are dropped and more prompts are generated until the generation batch is full of groups with
+   * spread. Logged: dynamic_sampling/groups_dropped, dynamic_sampling/extra_rounds, frac_reward_zero_std (after
+   * filling: 0 unless the rounds ran out). Default false.
+   */
+  dynamicSampling: z.boolean().default(false),
+  /**
+   * Extra generation rounds dynamic sampling may take per generation batch. When they run out the run says so and
+   * trains on what it has: the groups with spread, topped up with zero-spread ones (which carry no policy gradient)
+   * so the batch keeps its size. Default 10.
+   */
+  maxResampleRounds: z.number().int().min(0).default(10),
+  /**
+   * Micro-batches each generation round feeds (TRL). Default gradient_accumulation_steps: one generation per optimiser
+   * step. Larger: one bigger generation batch (better batched decoding) is split over several optimiser steps, the
+   * later ones off-policy (old log-probs are then recorded and the ratio clips). Exclusive with generation_batch_size.
+   */
+  stepsPerGeneration: z.number().int().positive().optional(),
+  /**
+   * Completions per generation round: per_device_train_batch_size × steps_per_generation (TRL). Must be a multiple of
+   * per_device_train_batch_size and of num_generations. Exclusive with steps_per_generation.
+   */
+  generationBatchSize: z.number().int().positive().optional(),
 
   /** Sampling temperature for rollouts (and the log-prob temperature). Default 1. */
   temperature: z.number().positive().default(1.0),
@@ -168,6 +250,45 @@ export const GRPOConfigSchema = z.object({
   saveSteps: z.number().int().min(0).default(0),
   /** Keep at most N checkpoints (oldest deleted). Default all. */
   saveTotalLimit: z.number().int().positive().optional(),
+  /**
+   * Evaluation during training on the eval split (dataset.eval_split, or the eval rows given to the API): "no"
+   * (default) or "steps" (every eval_steps optimiser steps, and at the end). Logs eval/accuracy, eval/reward,
+   * eval/rewards/<name>/mean and std, eval/completions/mean_length to metrics.jsonl (a line of its own, with the step)
+   * and to the console.
+   */
+  evalStrategy: z.enum(["no", "steps"]).default("no"),
+  /** Evaluate every N optimiser steps (default logging_steps, as transformers does). */
+  evalSteps: z.number().int().positive().optional(),
+  /** Also evaluate before the first step (transformers' eval_on_start). Default false. */
+  evalOnStart: z.boolean().default(false),
+  /** Completions per eval prompt (default num_generations). */
+  numGenerationsEval: z.number().int().positive().optional(),
+  /** Completions generated per eval batch; a multiple of num_generations_eval. Default 8 (transformers). */
+  perDeviceEvalBatchSize: z.number().int().positive().default(8),
+
+  /**
+   * TR-DPO's reference refresh: every ref_model_sync_steps optimiser steps the KL reference becomes
+   * ref_model_mixup_alpha · policy + (1 − alpha) · reference. Needs beta > 0. Under full fine-tuning every weight of
+   * the kept reference copy is mixed. Under LoRA (where TRL refuses it) the reference is a kept reference adapter:
+   * the base model with the adapter off until the first sync, then a second set of LoRA weights mixed the same way
+   * (A and B each mixed, so the reference's update is a mix of the factors, not of their product); it is saved with
+   * each checkpoint. Default false.
+   */
+  syncRefModel: z.boolean().default(false),
+  /** alpha of the reference mixup. Default 0.6. */
+  refModelMixupAlpha: z.number().min(0).max(1).default(0.6),
+  /** Steps between reference syncs (τ). Default 512. */
+  refModelSyncSteps: z.number().int().positive().default(512),
+  /** Train with LoRA dropout off (the only dropout aha's models have). Default false. */
+  disableDropout: z.boolean().default(false),
+  /** Visit the prompts in a seeded shuffled order each epoch (default true), or in dataset order. */
+  shuffleDataset: z.boolean().default(true),
+  /**
+   * Accepted for TRL recipes and changes nothing: aha's fused lm-head already computes the logits, log-softmax and
+   * entropies in f32 (bf16/f16 weights widened in the kernel), which is what this option buys in TRL (ScaleRL).
+   */
+  castLmHeadToFp32: z.boolean().default(false),
+
   /** Completions per logged step written to completions.jsonl. Default 8; TRL's true / false mean 8 / 0. */
   logCompletions: z.union([z.number().int().min(0), z.boolean()]).default(8).transform((v) => (v === true ? 8 : v === false ? 0 : v)),
   seed: z.number().int().default(42),
@@ -228,12 +349,39 @@ export const GRPOConfigSchema = z.object({
 function crossFieldProblems(c: Record<string, unknown>): [string, string][] {
   const out: [string, string][] = [];
   const n = (k: string, d: number) => (typeof c[k] === "number" ? (c[k] as number) : d);
-  const perStep = n("perDeviceTrainBatchSize", 8) * n("gradientAccumulationSteps", 1), G = n("numGenerations", 8);
-  if (G > 0 && perStep % G !== 0)
-    out.push(["perDeviceTrainBatchSize", `per_device_train_batch_size × gradient_accumulation_steps (${perStep}) must be a multiple of num_generations (${G})`]);
+  const per = n("perDeviceTrainBatchSize", 8), G = n("numGenerations", 8);
+  // TRL's checks on the generation batch (GRPOConfig.__post_init__)
+  if (c.generationBatchSize !== undefined && c.stepsPerGeneration !== undefined)
+    out.push(["generationBatchSize", "generation_batch_size and steps_per_generation cannot both be set"]);
+  else if (typeof c.generationBatchSize === "number" && c.generationBatchSize % per !== 0)
+    out.push(["generationBatchSize", `generation_batch_size (${c.generationBatchSize}) must be a multiple of per_device_train_batch_size (${per})`]);
+  else {
+    const gbs = typeof c.generationBatchSize === "number" ? c.generationBatchSize : per * n("stepsPerGeneration", n("gradientAccumulationSteps", 1));
+    const how = c.generationBatchSize !== undefined ? "generation_batch_size" : c.stepsPerGeneration !== undefined ? "per_device_train_batch_size × steps_per_generation" : "per_device_train_batch_size × gradient_accumulation_steps";
+    if (G > 0 && gbs % G !== 0)
+      out.push([c.generationBatchSize !== undefined ? "generationBatchSize" : "perDeviceTrainBatchSize", `the generation batch (${how} = ${gbs}) must be a multiple of num_generations (${G})`]);
+  }
+  if (c.evalStrategy === "steps") {
+    const Ge = n("numGenerationsEval", G), eb = n("perDeviceEvalBatchSize", 8);
+    if (eb % Ge !== 0) out.push(["perDeviceEvalBatchSize", `per_device_eval_batch_size (${eb}) must be a multiple of the eval generations per prompt (num_generations_eval or num_generations: ${Ge})`]);
+  }
+  if (c.syncRefModel === true && !(n("beta", 0) > 0))
+    out.push(["syncRefModel", "sync_ref_model needs beta > 0 (with beta 0 there is no reference model to refresh)"]);
   if (c.fullFinetune === true && c.loadIn4bit === true) out.push(["loadIn4bit", "4-bit base weights are frozen: use LoRA (full_fine_tune: false) with load_in_4bit"]);
   const w = c.rewardWeights, f = c.rewardFuncs;
   if (Array.isArray(w) && Array.isArray(f) && w.length !== f.length) out.push(["rewardWeights", `${w.length} weights for ${f.length} reward functions`]);
+  return out;
+}
+
+/** Combinations TRL runs but warns about (the trainer prints these at the start). */
+export function configWarnings(c: GRPOConfig): string[] {
+  const out: string[] = [];
+  if (c.lossType === "luspo" && c.importanceSamplingLevel !== "sequence")
+    out.push("loss_type luspo with importance_sampling_level token: LUSPO is defined on sequence-level ratios (set importance_sampling_level: sequence)");
+  if (c.importanceSamplingLevel === "sequence" && ["bnpo", "dr_grpo", "dapo", "cispo"].includes(c.lossType))
+    out.push(`importance_sampling_level sequence with loss_type ${c.lossType}: the token sum weights each sequence by its length; GSPO proper is loss_type grpo`);
+  if (c.lossType === "cispo" && c.epsilonHigh === undefined)
+    out.push(`loss_type cispo caps the importance weight at epsilon_high itself; unset, it falls back to epsilon (${c.epsilon}), so every weight near 1 is capped at ${c.epsilon} (set epsilon_high, e.g. 5.0 as ScaleRL)`);
   return out;
 }
 

@@ -105,7 +105,7 @@ export class GraphedMicroBatches {
       const h = model.forwardWith(inputs, B, L);
       const { logp, entropy } = tokenLogprobs(embedding(this.rows, h), model.lmHead, this.targets, this.temperature, model.config.finalSoftcap);
       const oldT = this.old ?? logp; // the kernel reads values only: no gradient through old
-      const loss = grpoLoss(logp, oldT, this.ref ?? oldT, this.adv, this.w, this.loss, true);
+      const loss = grpoLoss(logp, oldT, this.ref ?? oldT, this.adv, this.w, this.loss, true, { rows: this.B, entropy });
       backward(loss, this.one);
       logp.node = entropy.node = loss.node = null; // values only from here on
       return { loss, logp, entropy };

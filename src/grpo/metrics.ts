@@ -13,7 +13,7 @@ import { problemLines, type RewardProblem } from "../rewards/index.ts";
 export type Metrics = Record<string, number | null>;
 
 /** Metrics that measure the machine (wall time, memory) rather than the run: a resumed or graphed run differs there. */
-export const MACHINE_METRICS = ["step_time", "tokens_per_second", "memory/allocated_gb", "memory/peak_gb", "memory/rss_gb"];
+export const MACHINE_METRICS = ["step_time", "tokens_per_second", "memory/allocated_gb", "memory/peak_gb", "memory/rss_gb", "eval/runtime"];
 
 /** A metrics row without MACHINE_METRICS (to compare runs). */
 export function runMetrics(m: Record<string, unknown>): Record<string, unknown> {
@@ -61,7 +61,7 @@ export class RunLog {
     if (this.prepared) return;
     ensureDir(this.dir);
     for (const p of [this.metricsPath, this.completionsPath]) {
-      const warning = cutLog(p, this.resumeStep);
+      const warning = cutLog(p, this.resumeStep > 0 ? this.resumeStep : -1); // a fresh run keeps nothing (not an eval line of step 0)
       if (warning) this.note(`warning: ${warning}`);
     }
     this.prepared = true;
@@ -75,6 +75,13 @@ export class RunLog {
     const f = (k: string, d = 3) => (typeof m[k] === "number" ? (m[k] as number).toFixed(d) : "-");
     if (this.bar) this.bar.update(m.step as number, { reward: f("reward"), loss: f("loss", 4), step_time: f("step_time", 1) });
     else if (!this.quiet) this.out.write(`step ${m.step}/${this.totalSteps} reward ${f("reward")} (±${f("reward_std")})${extra} loss ${f("loss", 4)} kl ${f("kl", 4)} len ${f("completions/mean_length", 1)} lr ${m.learning_rate?.toExponential(2)} ${f("step_time", 2)}s\n`);
+  }
+
+  /** Evaluation during training: its metrics as a line of their own, and a console line. */
+  eval(m: Metrics, text: string): void {
+    this.prepare();
+    namingPath("append to", this.metricsPath, () => appendFileSync(this.metricsPath, JSON.stringify(m) + "\n"));
+    this.note(text);
   }
 
   /** A progress line for side phases (evaluation, SFT). */
@@ -118,38 +125,65 @@ export function skippedNote(skipped: boolean[]): string {
   return n ? ` over ${skipped.length - n} of ${skipped.length} samples (${n} skipped)` : "";
 }
 
-/** Masked statistics of one micro-batch, accumulated over a step. */
+/** What the clip metrics depend on: the loss type, the ratio's level, the clip range, bias-corrected KL. */
+export interface StatsParams {
+  lossType: string;
+  sequence: boolean;
+  epsLow: number;
+  epsHigh: number;
+  biasKl: boolean;
+}
+
+/**
+ * Masked statistics of micro-batches, accumulated over a step, as TRL logs them: entropy and KL per completion token;
+ * clip_ratio/* for the clipped-ratio losses (low: r < 1 − ε_low with A < 0, high: r > 1 + ε_high with A > 0), or
+ * cispo_clip_ratio (r > ε_high with A > 0) for cispo, none for sapo; per token, or per sequence at sequence level.
+ */
 export class TokenStats {
   tokens = 0;
   entropy = 0;
   kl = 0;
+  /** clip counts and what they are averaged over (tokens, or sequences at sequence level) */
   low = 0;
   high = 0;
   region = 0;
+  clipCount = 0;
 
-  /** logp/old/ref [N], adv per token [N], mask [N] */
-  add(logp: Float32Array, entropy: Float32Array, old: Float32Array | null, ref: Float32Array | null, adv: Float32Array, mask: Float32Array, epsLow: number, epsHigh: number): void {
-    for (let i = 0; i < logp.length; i++) {
-      if (!mask[i]) continue;
-      this.tokens++;
-      this.entropy += entropy[i];
-      if (ref) { const x = ref[i] - logp[i]; this.kl += Math.exp(x) - x - 1; }
-      const r = old ? Math.exp(logp[i] - old[i]) : 1;
-      const lo = r < 1 - epsLow && adv[i] < 0, hi = r > 1 + epsHigh && adv[i] > 0;
+  constructor(private readonly p: StatsParams) {}
+
+  /** logp/old/ref [B*T], adv per token [B*T], mask [B*T] */
+  add(logp: Float32Array, entropy: Float32Array, old: Float32Array | null, ref: Float32Array | null, adv: Float32Array, mask: Float32Array, B: number, T: number): void {
+    const p = this.p;
+    const clip = (r: number, a: number) => {
+      if (p.lossType === "sapo") return;
+      this.clipCount++;
+      if (p.lossType === "cispo") { if (r > p.epsHigh && a > 0) this.high++; return; }
+      const lo = r < 1 - p.epsLow && a < 0, hi = r > 1 + p.epsHigh && a > 0;
       if (lo) this.low++;
       if (hi) this.high++;
       if (lo || hi) this.region++;
+    };
+    for (let b = 0; b < B; b++) {
+      let n = 0, s = 0;
+      for (let t = 0; t < T; t++) if (mask[b * T + t]) { n++; s += old ? logp[b * T + t] - old[b * T + t] : 0; }
+      const rSeq = Math.exp(s / Math.max(n, 1));
+      if (p.sequence) clip(rSeq, adv[b * T]);
+      for (let t = 0; t < T; t++) {
+        const i = b * T + t;
+        if (!mask[i]) continue;
+        this.tokens++;
+        this.entropy += entropy[i];
+        const r = p.sequence ? rSeq : old ? Math.exp(logp[i] - old[i]) : 1;
+        if (ref) { const x = ref[i] - logp[i]; this.kl += (Math.exp(x) - x - 1) * (p.biasKl ? r : 1); }
+        if (!p.sequence) clip(r, adv[i]);
+      }
     }
   }
 
   metrics(withKl: boolean): Metrics {
-    const d = Math.max(1, this.tokens);
-    return {
-      kl: withKl ? this.kl / d : null,
-      entropy: this.entropy / d,
-      "clip_ratio/low_mean": this.low / d,
-      "clip_ratio/high_mean": this.high / d,
-      "clip_ratio/region_mean": this.region / d,
-    };
+    const d = Math.max(1, this.tokens), c = Math.max(1, this.clipCount);
+    const clip: Metrics = this.p.lossType === "sapo" ? {} : this.p.lossType === "cispo" ? { cispo_clip_ratio: this.high / c }
+      : { "clip_ratio/low_mean": this.low / c, "clip_ratio/high_mean": this.high / c, "clip_ratio/region_mean": this.region / c };
+    return { kl: withKl ? this.kl / d : null, entropy: this.entropy / d, ...clip };
   }
 }

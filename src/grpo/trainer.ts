@@ -1,10 +1,11 @@
 // The GRPO trainer: rollouts from the generation engine on the same model object, rewards, group advantages,
 // the GRPO-family loss with gradient accumulation, AdamW with clipping and a schedule, num_iterations > 1 with
-// recorded old log-probs, reference log-probs from the same weights with the adapter off (full fine-tuning: from a
-// frozen copy of the starting weights), metrics and checkpoints. User rewards run in worker threads (rewards/pool.ts);
-// a step whose numbers are not finite makes no update (guard.ts); one run per output folder (run-dir.ts).
-// One optimiser step = gradient_accumulation_steps micro-batches of per_device_train_batch_size completions;
-// a generation round produces those completions and feeds num_iterations optimiser steps.
+// recorded old log-probs, reference log-probs (ref-sync.ts), metrics, checkpoints, evaluation during training
+// (eval-during.ts) and DAPO's dynamic sampling (dynamic-sampling.ts). User rewards run in worker threads
+// (rewards/pool.ts); a step whose numbers are not finite makes no update (guard.ts); one run per output folder (run-dir.ts).
+// Batching is TRL's: an optimiser step is gradient_accumulation_steps micro-batches of per_device_train_batch_size
+// completions; a generation round produces generation_batch_size = per_device_train_batch_size × steps_per_generation
+// completions (default: one optimiser step's worth) and feeds steps_per_generation × num_iterations micro-batches.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { backward, graphsByDefault, memory, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
@@ -14,11 +15,11 @@ import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
 import { placeRewards, resolveRewards, rewardMetrics, type NamedReward, type RewardPool, type RewardSpec } from "../rewards/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
-import { configForLog, isJinja, reportsToDashboard, validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
-import { batchLoss, completionLogprobs, kernelParams, lossWeights, tokenAdvantages, type CompletionBatch, type LossParams } from "./loss.ts";
+import { configForLog, configWarnings, isJinja, reportsToDashboard, validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
+import { batchLoss, completionLogprobs, globalNormaliser, kernelParams, lossWeights, tokenAdvantages, type CompletionBatch, type LossParams } from "./loss.ts";
 import { GraphedMicroBatches } from "./graph-step.ts";
 import { flatOf } from "../engine/flat.ts";
-import { groupAdvantages } from "./advantages.ts";
+import { computeAdvantages, type Advantages } from "./advantages.ts";
 import { AdamW, clipGradNorm, scheduledLr } from "./optim.ts";
 import { rollout, sliceBatch, type Rollout } from "./rollout.ts";
 import { agentRollout, createAgent, type Agent } from "../agents/rollout.ts";
@@ -28,10 +29,15 @@ import { startDashboardWorker } from "../dashboard/worker.ts";
 import { loadCheckpoint, saveAdapter, saveCheckpoint, saveFullModel, type TrainerState } from "./checkpoint.ts";
 import { checkRollout, checkStep, NonFiniteGuard, type NonFinite } from "./guard.ts";
 import { checkRunDir, clearRun, startRun } from "./run-dir.ts";
+import { sampleWithSpread, type SamplingStats } from "./dynamic-sampling.ts";
+import { EvalDuringTraining } from "./eval-during.ts";
+import { Reference } from "./ref-sync.ts";
 
 export interface TrainerOptions {
   /** rows to train on instead of config.dataset */
   rows?: Row[];
+  /** rows for evaluation during training instead of config.dataset's eval split */
+  evalRows?: Row[];
   /** reward functions: objects or functions (the TS API), built-in names or "./file.ts#export"; default config.rewardFuncs */
   rewardFuncs?: RewardSpec[];
   /** a loaded model / tokenizer to use instead of config.model */
@@ -41,16 +47,52 @@ export interface TrainerOptions {
   resume?: boolean;
   /** no console output */
   quiet?: boolean;
-  /** where console lines go (default process.stderr) */
-  console?: LogOut;
   /** stop after this many optimiser steps in this call (for kill/resume tests) */
   stopAfter?: number;
+  /** where console lines go (default process.stderr) */
+  console?: LogOut;
+}
+
+/** A generation round in hand: its rollout, advantages, old / reference log-probs, and what it logs. */
+interface Generation {
+  ro: Rollout;
+  adv: Advantages;
+  /** [B*T] log-probs at generation time (when a later micro-batch may see moved weights), else null */
+  old: Float32Array | null;
+  /** [B*T] reference log-probs (beta > 0) */
+  ref: Float32Array | null;
+  /** a non-finite reward total or advantage: the steps that use this round make no update (guard.ts) */
+  bad: NonFinite | null;
+  /** micro-batches taken from it so far (of steps_per_generation × num_iterations) */
+  used: number;
+  /** its reward, length and sampling metrics */
+  metrics: Metrics;
+  /** prompt and completion tokens (tokens_per_second of the step that made it) */
+  tokens: number;
+  /** a step's tokens_per_second counted it */
+  counted: boolean;
+  /** its completions went to completions.jsonl */
+  logged: boolean;
+}
+
+/** One micro-batch of an optimiser step: rows [b0, b1) of a generation. */
+interface MicroBatch {
+  gen: Generation;
+  b0: number;
+  b1: number;
 }
 
 export class GRPOTrainer {
   readonly opt: AdamW;
   state: TrainerState;
   private log: RunLog | null = null;
+  /** the KL reference (adapter off, a kept reference adapter, or the frozen starting weights) */
+  private reference!: Reference;
+  private evalDuring: EvalDuringTraining | null = null;
+  /** the generation round being consumed */
+  private gen: Generation | null = null;
+  /** the shuffled order of the epoch being drawn from */
+  private order: { epoch: number; idx: Int32Array } | null = null;
 
   private constructor(
     readonly config: GRPOConfig,
@@ -67,7 +109,7 @@ export class GRPOTrainer {
     const params = model.parameters();
     if (params.length === 0) throw new Error("GRPOTrainer: the model has no trainable parameters");
     this.opt = new AdamW(params, { lr: config.learningRate, beta1: config.adamBeta1, beta2: config.adamBeta2, eps: config.adamEpsilon, weightDecay: config.weightDecay });
-    this.state = { global_step: 0, rounds: 0, seed: config.seed, num_tokens: 0 };
+    this.state = { global_step: 0, rounds: 0, prompts: 0, seed: config.seed, num_tokens: 0 };
   }
 
   static async create(input: GRPOConfigInput | GRPOConfig, opts: TrainerOptions = {}): Promise<GRPOTrainer> {
@@ -80,101 +122,134 @@ export class GRPOTrainer {
     if (rows.length === 0) throw new Error("GRPOTrainer: the dataset is empty");
     const specs = opts.rewardFuncs ?? cfg.rewardFuncs ?? [];
     if (specs.length === 0 && cfg.environment === undefined) throw new Error("config: reward_funcs is required for GRPO (at least one reward function; or an environment that gives rewards)");
-    const placed = await placeRewards((await resolveRewards(specs as never)) as NamedReward[], { workers: cfg.rewardWorkers, groupSize: cfg.numGenerations });
+    const funcs = (await resolveRewards(specs as never, { maxCompletionLength: cfg.maxCompletionLength })) as NamedReward[];
+    const placed = await placeRewards(funcs, { workers: cfg.rewardWorkers, groupSize: cfg.numGenerations });
     placed.pool?.start().catch(() => {}); // the workers load while the first rollout generates (a failure shows at the first call)
     const t = new GRPOTrainer(cfg, model, tok, rows, placed.rewards, opts, placed.pool, placed.notes);
     t.agent = await createAgent(cfg, tok, model.config.arch);
     // the KL reference: the same weights with the adapter off (LoRA), or under full fine-tuning a frozen copy of the
     // starting weights (as TRL keeps a ref_model), loaded again from the model folder in the policy's dtype
-    if (cfg.fullFinetune && cfg.beta > 0) t.refModel = CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter, revision: cfg.revision });
+    const refModel = cfg.fullFinetune && cfg.beta > 0 ? CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter, revision: cfg.revision }) : null;
+    t.reference = new Reference(model, refModel, cfg.syncRefModel);
+    if (cfg.evalStrategy === "steps") {
+      if (!opts.evalRows && !cfg.dataset) throw new Error("config: eval_strategy steps needs eval rows: a dataset with an eval_split (or evalRows in the API)");
+      t.evalDuring = new EvalDuringTraining(cfg, opts.evalRows ?? (await configRows(cfg, cfg.dataset!.evalSplit, cfg.dataset!.evalLimit)), t.totalSteps);
+    }
+    if (!opts.quiet) for (const w of configWarnings(cfg)) (opts.console ?? process.stderr).write(`aha: warning: ${w}\n`);
     return t;
   }
   /** the live dashboard's address while train() runs with report_to: dashboard */
   dashboardUrl: string | null = null;
-  /** full fine-tuning with beta > 0: the starting weights, frozen (the KL reference) */
-  private refModel: CausalLM | null = null;
   /** tools and/or an environment: rollouts are multi-turn episodes (src/agents) */
   agent: Agent | null = null;
 
+  /** Micro-batches each generation round feeds (TRL's steps_per_generation; default gradient_accumulation_steps). */
+  get stepsPerGeneration(): number {
+    const c = this.config;
+    return c.stepsPerGeneration ?? (c.generationBatchSize ? c.generationBatchSize / c.perDeviceTrainBatchSize : c.gradientAccumulationSteps);
+  }
+
+  /** Prompts per generation round. */
   get promptsPerRound(): number {
     const c = this.config;
-    return (c.perDeviceTrainBatchSize * c.gradientAccumulationSteps) / c.numGenerations;
+    return (c.perDeviceTrainBatchSize * this.stepsPerGeneration) / c.numGenerations;
   }
 
   get totalSteps(): number {
     const c = this.config;
     if (c.maxSteps > 0) return c.maxSteps;
-    return Math.max(1, Math.ceil((c.numTrainEpochs * this.rows.length) / this.promptsPerRound) * c.numIterations);
+    const rounds = Math.ceil((c.numTrainEpochs * this.rows.length) / this.promptsPerRound);
+    return Math.max(1, Math.ceil((rounds * this.stepsPerGeneration * c.numIterations) / c.gradientAccumulationSteps));
   }
 
-  /** Rows of generation round k: consecutive slices of per-epoch seeded shuffles of the dataset. */
-  roundRows(k: number): Row[] {
-    const n = this.rows.length, per = this.promptsPerRound;
+  /**
+   * Old log-probs are recorded at generation time unless every micro-batch of a round runs inside one optimiser step
+   * (TRL: gradient_accumulation_steps % (steps_per_generation × num_iterations) == 0); else the ratio is 1 (on-policy).
+   */
+  get recordsOldLogprobs(): boolean {
+    const c = this.config;
+    return c.gradientAccumulationSteps % (this.stepsPerGeneration * c.numIterations) !== 0;
+  }
+
+  /** The next n prompts: consecutive positions of per-epoch seeded shuffles of the dataset (or its order). */
+  private drawRows(n: number): Row[] {
+    const N = this.rows.length, start = this.state.prompts ?? this.state.rounds * this.promptsPerRound;
     const out: Row[] = [];
-    for (let i = 0; i < per; i++) {
-      const pos = k * per + i, epoch = Math.floor(pos / n);
-      out.push(this.rows[epochOrder(n, mixSeed(this.config.seed, epoch))[pos % n]]);
+    for (let i = 0; i < n; i++) {
+      const pos = start + i, epoch = Math.floor(pos / N);
+      if (this.config.shuffleDataset && this.order?.epoch !== epoch) this.order = { epoch, idx: epochOrder(N, mixSeed(this.config.seed, epoch)) };
+      out.push(this.rows[this.config.shuffleDataset ? this.order!.idx[pos % N] : pos % N]);
     }
+    this.state.prompts = start + n;
     return out;
   }
 
   /** Train to the configured number of steps; returns the metrics of every logged step. */
   async train(): Promise<Metrics[]> {
     const c = this.config;
-    const total = this.totalSteps;
-    if (c.numIterations > 1 && c.saveSteps % c.numIterations !== 0 && c.saveSteps > 0)
-      throw new Error(`save_steps (${c.saveSteps}) must be a multiple of num_iterations (${c.numIterations}) so checkpoints fall between generation rounds`);
+    const total = this.totalSteps, GA = c.gradientAccumulationSteps, perRound = this.stepsPerGeneration * c.numIterations;
+    if (c.saveSteps > 0 && (c.saveSteps * GA) % perRound !== 0)
+      throw new Error(`save_steps (${c.saveSteps}) × gradient_accumulation_steps (${GA}) must be a multiple of steps_per_generation × num_iterations (${perRound}) so checkpoints fall between generation rounds`);
     const start = startRun(c.outputDir, { resume: this.opts.resume, overwrite: c.overwriteOutputDir });
-    if (start.checkpoint) this.state = loadCheckpoint(start.checkpoint, this.model, this.opt);
+    if (start.checkpoint) {
+      this.state = loadCheckpoint(start.checkpoint, this.model, this.opt);
+      this.reference.load(start.checkpoint);
+      this.gen = null;
+    }
     const log = (this.log = new RunLog(c.outputDir, total, this.opts.quiet, this.opts.console));
     log.open(this.state.global_step);
     for (const n of [...start.notes, ...this.rewardNotes]) log.note(n);
     const guard = new NonFiniteGuard(c.maxNonfiniteSteps);
-    const report = new RolloutReport(log, c.maxPromptLength);
+    this.report = new RolloutReport(log, c.maxPromptLength);
     const dashboard = reportsToDashboard(c) ? await startDashboardWorker({ runs: [c.outputDir], port: c.dashboardPort }) : null;
     this.dashboardUrl = dashboard?.url ?? null;
     if (dashboard) log.note(`aha: dashboard at ${dashboard.url}`);
     const all: Metrics[] = [];
-    let done = 0;
+    let done = 0, claimed = false;
     try {
+      if (this.state.global_step === 0 && this.evalDuring?.due(0)) {
+        this.claimOutputDir(log);
+        claimed = true;
+        await this.evalDuring.run(0, this.model, this.tokenizer, this.rewardFuncs, log);
+      }
       while (this.state.global_step < total && (this.opts.stopAfter === undefined || done < this.opts.stopAfter)) {
         const t0 = performance.now();
-        const rows = this.roundRows(this.state.rounds);
-        const ro = this.agent ? await agentRollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, this.state.rounds, this.agent)
-          : await rollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, this.state.rounds);
-        const adv = groupAdvantages(ro.rewards.total, c.numGenerations, c.scaleRewards);
-        report.rollout(this.state.global_step + 1, ro.rewards.errors, ro.promptCut ?? []);
-        const badRollout = checkRollout(ro, adv.advantages, c.numGenerations, c.scaleRewards);
-        const { old, ref } = badRollout ? { old: null, ref: null } : this.referenceLogprobs(ro.batch);
-        this.state.rounds++;
-        const tokens = ro.promptIds.reduce((a, p) => a + p.length * c.numGenerations, 0) + ro.completionIds.reduce((a, x) => a + x.length, 0);
-        this.state.num_tokens += tokens;
-        for (let it = 0; it < c.numIterations && this.state.global_step < total; it++) {
-          this.stepFinding = null;
-          const m = badRollout ? { loss: null, grad_norm: null, learning_rate: this.learningRate(this.state.global_step, total) } : this.optimiserStep(ro, adv.advantages, old, ref, total);
-          const bad = badRollout ?? this.stepFinding;
-          const skipped = guard.record(this.state.global_step + 1, bad);
-          if (skipped) log.note(skipped);
-          if (done === 0) this.claimOutputDir(log);
-          this.state.global_step++;
-          done++;
-          const stepTime = (performance.now() - t0) / 1000;
-          const metrics: Metrics = {
-            step: this.state.global_step, ...m, ...rewardMetrics(ro.rewards) as Metrics,
-            reward_std: mean(adv.groupStd), frac_reward_zero_std: adv.fracZeroStd, ...lengthMetrics(ro), ...ro.metrics,
-            num_tokens: this.state.num_tokens, nonfinite: bad ? 1 : 0, step_time: stepTime,
-            tokens_per_second: it === 0 ? tokens / stepTime : null, ...this.memoryMetrics(),
-          };
-          if (this.state.global_step % c.loggingSteps === 0 || this.state.global_step === total || guard.stopped) {
-            log.step(metrics, it === 0 ? sampleCompletions(ro, adv.advantages, this.state.global_step, c.logCompletions) : [], skippedNote(ro.rewards.skipped));
-            this.plotRewards();
-            all.push(metrics);
-          }
-          if (guard.stopped) throw guard.stopped;
-          if (c.saveSteps > 0 && this.state.global_step % c.saveSteps === 0) saveCheckpoint(c.outputDir, this.model, this.opt, this.state, c.model, c.saveTotalLimit);
+        const mbs: MicroBatch[] = [];
+        for (let a = 0; a < GA; a++) mbs.push(await this.nextMicroBatch());
+        const bad = mbs.find((x) => x.gen.bad)?.gen.bad ?? null;
+        this.stepFinding = null;
+        const m = bad ? { loss: null, grad_norm: null, learning_rate: this.learningRate(this.state.global_step, total) } : this.optimiserStep(mbs, total);
+        const finding = bad ?? this.stepFinding;
+        const skipped = guard.record(this.state.global_step + 1, finding);
+        if (skipped) log.note(skipped);
+        if (!claimed) this.claimOutputDir(log);
+        claimed = true;
+        this.state.global_step++;
+        done++;
+        const step = this.state.global_step;
+        if (c.syncRefModel && step % c.refModelSyncSteps === 0) this.reference.sync(c.refModelMixupAlpha);
+        const gens = [...new Set(mbs.map((x) => x.gen))], fresh = gens.filter((g) => !g.counted);
+        for (const g of fresh) g.counted = true;
+        const stepTime = (performance.now() - t0) / 1000;
+        const metrics: Metrics = {
+          step, ...m, ...averaged(gens.map((g) => g.metrics)), num_tokens: this.state.num_tokens, nonfinite: finding ? 1 : 0, step_time: stepTime,
+          // tokens of the generation rounds made during this step, over its time (null when it made none)
+          tokens_per_second: fresh.length ? fresh.reduce((a, g) => a + g.tokens, 0) / stepTime : null, ...this.memoryMetrics(),
+        };
+        if (step % c.loggingSteps === 0 || step === total || guard.stopped) {
+          const unlogged = gens.filter((g) => !g.logged);
+          for (const g of unlogged) g.logged = true;
+          log.step(metrics, unlogged.flatMap((g) => sampleCompletions(g.ro, g.adv.advantages, step, c.logCompletions)), skippedNote(gens.flatMap((g) => g.ro.rewards.skipped)));
+          this.plotRewards();
+          all.push(metrics);
         }
+        if (guard.stopped) throw guard.stopped;
+        // evaluation before the checkpoint: a run resumed from checkpoint-N has the eval line of step N
+        if (this.evalDuring?.due(step)) await this.evalDuring.run(step, this.model, this.tokenizer, this.rewardFuncs, log);
+        if (c.saveSteps > 0 && step % c.saveSteps === 0)
+          saveCheckpoint(c.outputDir, this.model, this.opt, this.state, c.model, c.saveTotalLimit, c.syncRefModel ? (d) => this.reference.save(d) : undefined);
       }
-      report.end();
+      this.report.end();
       if (this.state.global_step >= total) this.saveFinal();
     } finally {
       log.close();
@@ -199,8 +274,10 @@ export class GRPOTrainer {
 
   /** Set by optimiserStep: a non-finite loss or gradient norm (its update was skipped). */
   private stepFinding: NonFinite | null = null;
+  /** the console notes of each rollout (reward problems, cut prompts) */
+  private report: RolloutReport | null = null;
 
-  /** After this run's first step: the output folder is now this run's (an overwritten run's files go, the logs start). */
+  /** Before this run's first step (or first evaluation): the output folder is now this run's (an overwritten run's files go, the logs start). */
   private claimOutputDir(log: RunLog): void {
     if (this.config.overwriteOutputDir) clearRun(this.config.outputDir);
     log.prepare();
@@ -221,12 +298,58 @@ export class GRPOTrainer {
     return dir;
   }
 
-  private lossParams(numItems: number): LossParams {
-    const c = this.config;
-    return { lossType: c.lossType, epsilon: c.epsilon, epsilonHigh: c.epsilonHigh ?? c.epsilon, delta: c.delta, beta: c.beta, temperature: c.temperature, maxCompletionLength: c.maxCompletionLength, numItemsInBatch: numItems };
+  /** The next micro-batch, from the generation round in hand or a new one. */
+  private async nextMicroBatch(): Promise<MicroBatch> {
+    const spg = this.stepsPerGeneration, per = this.config.perDeviceTrainBatchSize;
+    if (!this.gen || this.gen.used === spg * this.config.numIterations) this.gen = await this.generate();
+    const k = this.gen.used++ % spg;
+    return { gen: this.gen, b0: k * per, b1: (k + 1) * per };
   }
 
-  /** Old log-probs (only needed when a rollout feeds several updates) and reference log-probs (beta > 0). */
+  /** A generation round: rollouts (with dynamic sampling, until the groups have spread), advantages, log-probs. */
+  private async generate(): Promise<Generation> {
+    const c = this.config, need = this.promptsPerRound;
+    const draw = async (n: number) => {
+      const rows = this.drawRows(n), k = this.state.rounds++;
+      const ro = this.agent ? await agentRollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, k, this.agent) : await rollout(this.model, this.tokenizer, rows, this.rewardFuncs, c, k);
+      this.report?.rollout(this.state.global_step + 1, ro.rewards.errors, ro.promptCut ?? []);
+      return ro;
+    };
+    let ro: Rollout, sampling: SamplingStats | null = null;
+    if (c.dynamicSampling) {
+      ({ ro, stats: sampling } = await sampleWithSpread(draw, (r) => computeAdvantages(r.rewards, c).spread, need, c.numGenerations, c.maxResampleRounds));
+      if (sampling.exhausted) {
+        const without = computeAdvantages(ro.rewards, c).spread.filter((x) => !x).length;
+        this.log?.note(`aha: dynamic sampling: ${c.maxResampleRounds} extra rounds found ${need - without} of ${need} groups with reward spread; ` +
+          `training on what it has (the other ${without} groups carry no policy gradient)`);
+      }
+    } else ro = await draw(need);
+    const adv = computeAdvantages(ro.rewards, c);
+    const bad = checkRollout(ro, adv.advantages, c.numGenerations, c.scaleRewards);
+    const { old, ref } = bad ? { old: null, ref: null } : this.referenceLogprobs(ro.batch);
+    const tokens = ro.promptIds.reduce((a, p) => a + p.length * c.numGenerations, 0) + ro.completionIds.reduce((a, x) => a + x.length, 0);
+    this.state.num_tokens += tokens;
+    const metrics: Metrics = {
+      ...rewardMetrics(ro.rewards) as Metrics, reward_std: mean(adv.groupStd), frac_reward_zero_std: adv.fracZeroStd, ...lengthMetrics(ro), ...ro.metrics,
+      ...(sampling ? {
+        "dynamic_sampling/groups_dropped": sampling.groupsDropped, "dynamic_sampling/extra_rounds": sampling.extraRounds,
+        "dynamic_sampling/groups_generated": sampling.groupsGenerated, "dynamic_sampling/exhausted": sampling.exhausted ? 1 : 0,
+      } : {}),
+    };
+    return { ro, adv, old, ref, bad, used: 0, metrics, tokens, counted: false, logged: false };
+  }
+
+  private lossParams(numItems: number): LossParams {
+    const c = this.config;
+    return {
+      lossType: c.lossType, importanceSamplingLevel: c.importanceSamplingLevel, epsilon: c.epsilon, epsilonHigh: c.epsilonHigh ?? c.epsilon,
+      delta: c.delta, beta: c.beta, useBiasCorrectionKl: c.useBiasCorrectionKl, sapoTemperaturePos: c.sapoTemperaturePos,
+      sapoTemperatureNeg: c.sapoTemperatureNeg, topEntropyQuantile: c.topEntropyQuantile, offPolicyMaskThreshold: c.offPolicyMaskThreshold,
+      temperature: c.temperature, maxCompletionLength: c.maxCompletionLength, numItemsInBatch: numItems,
+    };
+  }
+
+  /** Old log-probs (when a later micro-batch may see moved weights) and reference log-probs (beta > 0). */
   private referenceLogprobs(batch: CompletionBatch): { old: Float32Array | null; ref: Float32Array | null } {
     const c = this.config;
     const per = c.perDeviceTrainBatchSize;
@@ -234,28 +357,28 @@ export class GRPOTrainer {
       const out = new Float32Array(batch.B * batch.T);
       for (let b0 = 0; b0 < batch.B; b0 += per) {
         const mb = sliceBatch(batch, b0, Math.min(batch.B, b0 + per));
-        const run = (m: CausalLM) => () => noGrad(() => scope(() => completionLogprobs(m, mb, c.temperature).logp.f32()));
-        out.set(!base ? run(this.model)() : this.refModel ? run(this.refModel)() : this.model.withoutAdapter(run(this.model)), b0 * batch.T);
+        const run = (m: CausalLM) => noGrad(() => scope(() => completionLogprobs(m, mb, c.temperature).logp.f32()));
+        out.set(base ? this.reference.run(run) : run(this.model), b0 * batch.T);
       }
       return out;
     };
     const savedDropout = this.model.dropout;
     this.model.dropout = 0;
     try {
-      return { old: c.numIterations > 1 ? pass(false) : null, ref: c.beta > 0 ? pass(true) : null };
+      return { old: this.recordsOldLogprobs ? pass(false) : null, ref: c.beta > 0 ? pass(true) : null };
     } finally {
       this.model.dropout = savedDropout;
     }
   }
 
-  private optimiserStep(ro: Rollout, advantages: Float32Array, old: Float32Array | null, ref: Float32Array | null, total: number): Metrics {
+  private optimiserStep(mbs: MicroBatch[], total: number): Metrics {
     const c = this.config;
-    const batch = ro.batch;
-    const per = c.perDeviceTrainBatchSize, T = batch.T;
+    // dapo / cispo: normalised by the completion tokens of the whole step (TRL: of the generation batch; the same
+    // unless steps_per_generation differs from gradient_accumulation_steps, where TRL's scales the step's loss by their ratio)
     let numItems = 0;
-    for (const m of batch.completionMask) numItems += m;
+    for (const { gen, b0, b1 } of mbs) for (const m of gen.ro.batch.completionMask.subarray(b0 * gen.ro.batch.T, b1 * gen.ro.batch.T)) numItems += m;
     const params = this.lossParams(numItems);
-    const stats = new TokenStats();
+    const stats = new TokenStats({ lossType: c.lossType, sequence: c.importanceSamplingLevel === "sequence", epsLow: c.epsilon, epsHigh: c.epsilonHigh ?? c.epsilon, biasKl: c.useBiasCorrectionKl });
     let lossSum = 0;
     const pending: (() => void)[] = [];
     const step = this.state.global_step;
@@ -266,22 +389,24 @@ export class GRPOTrainer {
     const graphs = (c.graphs ?? graphsByDefault(this.model.embed.device)) && flat !== null;
     if (graphs) flat!.zeroGradsForAccumulation(); // every micro-batch (graphed or not) then adds its gradients
     let graphed: GraphedMicroBatches | null = null;
-    for (let b0 = 0; b0 < batch.B; b0 += per) {
-      const b1 = Math.min(batch.B, b0 + per);
+    // non-global losses are means per micro-batch: divide by the accumulation count (as TRL does)
+    const accum = globalNormaliser(c.lossType) ? 1 : mbs.length;
+    for (const { gen, b0, b1 } of mbs) {
+      const batch = gen.ro.batch, T = batch.T;
       const mb = sliceBatch(batch, b0, b1);
-      const o = old?.subarray(b0 * T, b1 * T) ?? null, r = ref?.subarray(b0 * T, b1 * T) ?? null;
-      // non-dapo losses are means per micro-batch: divide by the accumulation count (as TRL does)
-      const accum = c.lossType === "dapo" ? 1 : Math.ceil(batch.B / per);
-      const advTok = tokenAdvantages(advantages.subarray(b0, b1), mb.B, T);
+      const o = gen.old?.subarray(b0 * T, b1 * T) ?? null, r = gen.ref?.subarray(b0 * T, b1 * T) ?? null;
+      const advantages = gen.adv.advantages.subarray(b0, b1);
+      const advTok = tokenAdvantages(advantages, mb.B, T);
       // the loss and token stats are read after the last micro-batch: a read here would make the host wait for this
       // micro-batch's backward before it could queue the next one
       let kept: { loss?: Tensor; lossValue?: number; logp: Tensor; entropy: Tensor };
-      if (graphs && mb.B === per) {
-        graphed ??= new GraphedMicroBatches(this.model, per, mb.P, T, c.temperature, kernelParams(params, r !== null), o !== null, r !== null);
+      if (graphs && mb.B === c.perDeviceTrainBatchSize) {
+        if (graphed && (graphed.P !== mb.P || graphed.T !== T)) { graphed.dispose(); graphed = null; } // a new round's shape
+        graphed ??= new GraphedMicroBatches(this.model, mb.B, mb.P, T, c.temperature, kernelParams(params, r !== null), o !== null, r !== null);
         kept = graphed.run(mb, o, r, advTok, lossWeights(mb.completionMask, mb.B, T, { ...params, accumulation: accum }));
       } else {
         kept = scope(() => {
-          const { loss, logp, entropy } = batchLoss(this.model, mb, o, r, advantages.subarray(b0, b1), { ...params, accumulation: accum });
+          const { loss, logp, entropy } = batchLoss(this.model, mb, o, r, advantages, { ...params, accumulation: accum });
           backward(loss);
           logp.node = entropy.node = null; // values only from here on
           return { lossValue: loss.item(), logp, entropy }; // (item() needs no device read)
@@ -289,7 +414,7 @@ export class GRPOTrainer {
       }
       pending.push(() => {
         lossSum += kept.lossValue ?? kept.loss!.item();
-        stats.add(kept.logp.f32(), kept.entropy.f32(), o, r, advTok, mb.completionMask, c.epsilon, c.epsilonHigh ?? c.epsilon);
+        stats.add(kept.logp.f32(), kept.entropy.f32(), o, r, advTok, mb.completionMask, mb.B, T);
         for (const t of [kept.loss, kept.logp, kept.entropy]) t?.dispose();
       });
     }
@@ -300,8 +425,19 @@ export class GRPOTrainer {
     this.stepFinding = checkStep(lossSum, gradNorm, this.opt.params);
     if (!this.stepFinding) this.opt.update(lr);
     this.opt.zeroGrad();
-    return { loss: lossSum, ...stats.metrics(ref !== null), grad_norm: gradNorm, learning_rate: lr };
+    return { loss: lossSum, ...stats.metrics(mbs.some((x) => x.gen.ref !== null)), grad_norm: gradNorm, learning_rate: lr };
   }
+}
+
+/** The mean of each metric over several generations' metrics (one generation: its own). */
+function averaged(ms: Metrics[]): Metrics {
+  if (ms.length === 1) return ms[0];
+  const out: Metrics = {};
+  for (const k of Object.keys(ms[0])) {
+    const vs = ms.map((m) => m[k]).filter((v): v is number => typeof v === "number");
+    out[k] = vs.length ? vs.reduce((a, b) => a + b, 0) / vs.length : null;
+  }
+  return out;
 }
 
 /** Load config.model for training: f32 weights under full fine-tuning, else as stored (4-bit with load_in_4bit); the config's adapter if any. */
@@ -334,7 +470,7 @@ export function prepareForTraining(model: CausalLM, cfg: GRPOConfig): CausalLM {
     const { r, loraAlpha, targetModules, loraDropout, useRslora } = cfg.lora;
     model.addAdapter({ r, lora_alpha: loraAlpha, target_modules: targetModules, lora_dropout: loraDropout, use_rslora: useRslora }, new Xoshiro(mixSeed(cfg.seed, 0x10a)).fn);
   }
-  model.dropout = cfg.fullFinetune ? 0 : cfg.lora.loraDropout;
+  model.dropout = cfg.fullFinetune || cfg.disableDropout ? 0 : cfg.lora.loraDropout;
   model.gradientCheckpointing = cfg.gradientCheckpointing;
   return model;
 }

@@ -8,6 +8,7 @@
 import { loadUserExport, looksLikeFile } from "../modules/user-module.ts";
 import { gsm8k } from "./builtins/gsm8k.ts";
 import { lengthPenalty } from "./builtins/length.ts";
+import { overlongPenalty } from "./builtins/overlong.ts";
 import { numericProximity } from "./builtins/numeric.ts";
 import { regexReward } from "./builtins/regex.ts";
 import { codeTests } from "./builtins/code-tests.ts";
@@ -29,7 +30,8 @@ export const REWARD_REGISTRY: Record<string, NamedReward> = {
 };
 
 /** Parameterised built-ins, for object specs `{type, ...params}` (snake_case as in YAML). */
-export const REWARD_FACTORIES: Record<string, (p: Params, ctx: { baseDir: string }) => NamedReward | Promise<NamedReward>> = {
+/** ctx: the config file's folder, and the run's max_completion_length (overlong_penalty's default max_length). */
+export const REWARD_FACTORIES: Record<string, (p: Params, ctx: { baseDir: string; maxCompletionLength?: number }) => NamedReward | Promise<NamedReward>> = {
   numeric_proximity: (p) =>
     numericProximity({ maxReward: num(p, "max_reward", "numeric_proximity"), minScale: num(p, "min_scale", "numeric_proximity"), column: str(p, "column"), name: str(p, "name") }),
   regex: (p) => {
@@ -41,6 +43,11 @@ export const REWARD_FACTORIES: Record<string, (p: Params, ctx: { baseDir: string
     const unit = str(p, "unit");
     if (unit !== undefined && unit !== "chars" && unit !== "tokens") throw new Error(`reward "length_penalty": unit must be "chars" or "tokens", got "${unit}"`);
     return lengthPenalty({ target: num(p, "target", "length_penalty", true)!, penaltyPer: num(p, "penalty_per", "length_penalty", true)!, unit, name: str(p, "name") });
+  },
+  overlong_penalty: (p, ctx) => {
+    const maxLength = num(p, "max_length", "overlong_penalty") ?? ctx.maxCompletionLength;
+    if (maxLength === undefined) throw new Error(`reward "overlong_penalty" needs "max_length" (the trainer fills it from max_completion_length)`);
+    return overlongPenalty({ maxLength, bufferLength: num(p, "buffer_length", "overlong_penalty", true)!, penalty: num(p, "penalty", "overlong_penalty"), name: str(p, "name") });
   },
   code_tests: (p) => {
     const language = str(p, "language");
@@ -73,6 +80,8 @@ export type RewardSpec = string | { type: string; [param: string]: unknown } | R
 export interface ResolveRewardOptions {
   /** Folder that relative file paths are resolved against (the config file's folder). Default process.cwd(). */
   baseDir?: string;
+  /** The run's max_completion_length (overlong_penalty's default max_length). */
+  maxCompletionLength?: number;
 }
 
 /** Import `path#exportName` (default export when no #): the exported value, and where it came from for messages. */
@@ -102,7 +111,7 @@ export async function resolveReward(spec: RewardSpec, opts: ResolveRewardOptions
     const { type, ...params } = spec as { type: string; [k: string]: unknown };
     const f = REWARD_FACTORIES[type];
     if (!f) throw new Error(`unknown parameterised reward "${type}"; known: ${Object.keys(REWARD_FACTORIES).join(", ")}`);
-    return builtin(await f(params, { baseDir: opts.baseDir ?? process.cwd() }));
+    return builtin(await f(params, { baseDir: opts.baseDir ?? process.cwd(), maxCompletionLength: opts.maxCompletionLength }));
   }
   if (typeof spec !== "string") throw new Error(`reward spec must be a name, "file.ts#export", {type, ...} or a function; got ${JSON.stringify(spec)}`);
   if (REWARD_REGISTRY[spec]) return builtin(REWARD_REGISTRY[spec]);

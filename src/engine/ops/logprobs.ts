@@ -30,35 +30,61 @@ export function tokenLogprobs(h: Tensor, W: Tensor, targets: Tensor, temperature
   return { logp, entropy };
 }
 
+/** The GRPO-family loss variant (native/common/grpo_loss.h reads these fields). */
 export interface GrpoLossParams {
+  /** 0 the clipped ratio (grpo, bnpo, dr_grpo, dapo, luspo), 1 cispo, 2 sapo (default 0) */
+  kind?: 0 | 1 | 2;
+  /** 1: one ratio per row, the exp of its masked mean log-ratio (GSPO; default 0) */
+  seq?: 0 | 1;
   epsilonLow: number;
+  /** the clip's upper range; cispo's cap on the ratio itself */
   epsilonHigh: number;
   /** two-sided clipping bound on the ratio (0 = off) */
   delta: number;
   beta: number;
+  /** 1: KL × ratio (DeepSeek-V3.2's unbiased KL) */
+  biasKl?: 0 | 1;
+  sapoPos?: number;
+  sapoNeg?: number;
+  /** 1: drop the policy term of rows with A < 0 whose mean(old − logp) exceeds offThreshold */
+  offPolicy?: 0 | 1;
+  offThreshold?: number;
+  /** policy term only on tokens at or above the (1 − q) entropy quantile of the batch's valid tokens (1 = all) */
+  entropyQuantile?: number;
+}
+
+/** Row layout and the entropies the entropy mask reads (needed when entropyQuantile < 1). */
+export interface GrpoLossRows {
+  /** rows of T tokens (default 1 row: sequence-level options then treat the whole batch as one sequence) */
+  rows?: number;
+  /** [N] token entropies (no gradient) */
+  entropy?: Tensor | null;
 }
 
 /**
- * sum_i w_i * ( -min(r_i A_i, clip(r_i) A_i) + beta * k3_i ), r_i = exp(logp_i - old_i),
- * k3 = exp(ref - logp) - (ref - logp) - 1. All inputs [N]; w carries the mask and the loss type's normaliser.
+ * The GRPO-family loss over rows of completion tokens: Σ w · (policy term · off-policy mask · entropy mask)
+ * + β · Σ w · KL, per token, with the ratio exp(logp − old) per token or per row (GSPO). All inputs [N]; w carries
+ * the mask (0 = padding) and the loss type's normaliser. Gradient to logp only.
  */
-export function grpoLoss(logp: Tensor, old: Tensor, ref: Tensor, adv: Tensor, w: Tensor, p: GrpoLossParams, onDevice = false): Tensor {
+export function grpoLoss(logp: Tensor, old: Tensor, ref: Tensor, adv: Tensor, w: Tensor, p: GrpoLossParams, onDevice = false, layout: GrpoLossRows = {}): Tensor {
   assertF32("grpoLoss", logp, old, ref, adv, w);
-  const n = logp.numel;
+  const n = logp.numel, rows = layout.rows ?? 1, T = n / rows, ent = layout.entropy ?? null;
   for (const t of [old, ref, adv, w]) if (t.numel !== n) throw new Error(`grpoLoss: ${t.describe()} vs logp [${n}]`);
-  const k = logp.backend.k;
+  if (!Number.isInteger(T)) throw new Error(`grpoLoss: ${n} tokens are not ${rows} rows`);
+  if ((p.entropyQuantile ?? 1) < 1 && (!ent || ent.numel !== n)) throw new Error(`grpoLoss: entropyQuantile < 1 needs the [${n}] token entropies`);
+  const k = logp.backend.k, entBuf = ent?.buf ?? null;
   const out = like(logp, [1]);
   if (onDevice) {
     // the value stays on the device (no sync: a captured graph's loss); item() reads it
-    k.grpo_loss(null, logp.buf, old.buf, ref.buf, adv.buf, w.buf, n, p.epsilonLow, p.epsilonHigh, p.delta, p.beta, 1, out.buf);
+    k.grpo_loss(null, logp.buf, old.buf, ref.buf, adv.buf, w.buf, entBuf, rows, T, p, 1, out.buf);
   } else {
-    const value = k.grpo_loss(null, logp.buf, old.buf, ref.buf, adv.buf, w.buf, n, p.epsilonLow, p.epsilonHigh, p.delta, p.beta, 1);
+    const value = k.grpo_loss(null, logp.buf, old.buf, ref.buf, adv.buf, w.buf, entBuf, rows, T, p, 1);
     logp.backend.write(out.buf, Float32Array.of(value));
     out.knownScalar(value); // loss.item() and the backward's seed need no device read
   }
   return record(out, "grpo_loss", [logp], (g) => {
     const d = like(logp), unused = like(logp, [1]); // the total goes to `unused`, so the kernel returns without a sync
-    k.grpo_loss(d.buf, logp.buf, old.buf, ref.buf, adv.buf, w.buf, n, p.epsilonLow, p.epsilonHigh, p.delta, p.beta, g.item(), unused.buf);
+    k.grpo_loss(d.buf, logp.buf, old.buf, ref.buf, adv.buf, w.buf, entBuf, rows, T, p, g.item(), unused.buf);
     unused.dispose();
     return [d];
   });

@@ -3,6 +3,7 @@ export { correctness, intAnswer, strictFormat, softFormat, xmlCount, xmlCountSco
 export { numericProximity, type NumericProximityOptions } from "./numeric.ts";
 export { regexReward, type RegexRewardOptions } from "./regex.ts";
 export { lengthPenalty, type LengthPenaltyOptions } from "./length.ts";
+export { overlongPenalty, type OverlongPenaltyOptions } from "./overlong.ts";
 export { fromVerifier, type Verifier, type VerifierRewardOptions } from "./verifier.ts";
 export { extractXmlAnswer, parseNumber, numbersEqual } from "./extract.ts";
 export { codeTests, extractCode, testList, type CodeTestsOptions } from "./code-tests.ts";

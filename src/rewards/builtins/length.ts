@@ -1,6 +1,6 @@
 // Length penalty factory: −penalty for each character or token beyond a target length.
 // Is: −penaltyPer · max(0, length − target), 0 at or under the target. Tokens are counted from completionIds (the
-// ids the model generated), so no tokenizer is needed. Is not: DAPO's soft overlong punishment (that lives in grpo).
+// ids the model generated), so no tokenizer is needed. Is not: DAPO's soft overlong punishment (builtins/overlong.ts).
 import { completionText, type NamedReward, type RewardArgs, type RewardValues } from "../types.ts";
 
 export interface LengthPenaltyOptions {
