@@ -6,7 +6,7 @@ import { f32ToBf16 } from "../src/models/safetensors.ts";
 
 const k = cpuAddon();
 
-function time(fn: () => void, minMs = 1500): number {
+export function time(fn: () => void, minMs = 1500): number {
   fn();
   let n = 0;
   const t0 = performance.now();

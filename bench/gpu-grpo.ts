@@ -503,7 +503,7 @@ let PEAK: Peaks | null = null;
 function peaksOf(name: string): Peaks | null {
   if (/H200/.test(name)) return { tc16: 989e12, tf32: 494e12, f32: 67e12, bw: 4.8e12 };
   if (/H100/.test(name)) return { tc16: 989e12, tf32: 494e12, f32: 67e12, bw: 3.35e12 };
-  // the cards of docs/sections/25-gpus.md, dense rates with f32 accumulation as their data sheets give them (Turing has
+  // the cards of docs/gpus.md, dense rates with f32 accumulation as their data sheets give them (Turing has
   // no TF32: its "TF32" GEMMs run in f32)
   if (/A100.*80/.test(name)) return { tc16: 312e12, tf32: 156e12, f32: 19.5e12, bw: 2.039e12 };
   if (/A100/.test(name)) return { tc16: 312e12, tf32: 156e12, f32: 19.5e12, bw: 1.555e12 };

@@ -6,7 +6,7 @@
 # 10-minute limit.
 # On your own GPU machine: `npm install` (it builds the CUDA module where nvcc is), then from the repository root
 # `OUT=bench/results/gpu-<card> bash bench/gpu-run.sh ops models archs qlora bench` (a slower card than an H100 may need
-# the *_TIMEOUT variables raised: MODELS_TIMEOUT=1200 …). docs/sections/25-gpus.md lists each card's command.
+# the *_TIMEOUT variables raised: MODELS_TIMEOUT=1200 …). docs/gpus.md lists each card's command.
 # On the device tool: run from the repository root on the GPU machine after `source .device/use-node.sh`, with carry
 # [".device", ".devnm", "native/build-dev"] (Node, tsx, and the addons built with
 # `AHA_PORTABLE=1 AHA_NO_CUDA_EMU=1 npx cmake-js compile --directory native --out native/build-dev`: the fat module,
@@ -45,7 +45,7 @@ for w in $what; do
     qlora) AHA_POISON=1 AHA_TEST_DEVICES=cuda timeout ${QLORA_TIMEOUT:-240} node --import tsx --test --test-concurrency=1 --test-reporter=spec test/quant4.test.ts test/qlora.test.ts test/offload.test.ts test/long-context.test.ts 2>&1 | tee -a "$(log qlora.log)" | grep -vE "^\s*(duration_ms|\.\.\.|---)" ;;
     # decode tokens/s and the train step at the 1.5B shape, 16-bit then 4-bit base, in one call (no torch)
     bench4) for fb in "" "--load-in-4bit"; do timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts --shape 1.5b --no-torch --no-profile $fb $BENCH4_ARGS; done 2>&1 | tee -a "$(log bench4.log)" ;;
-    # the memory table's GRPO steps measured by the GPU's own allocator (beside the emulator's predictions in docs/sections/23-memory.md)
+    # the memory table's GRPO steps measured by the GPU's own allocator (beside the emulator's predictions in docs/memory.md)
     memory) timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/memory-table.ts --json "$OUT/memory.json" 2>&1 | tee -a "$(log memory.log)" ;;
     # GPU time by op (GEMMs split by weight type and shape), without torch: where a step's time goes
     profile) AHA_CUDA_PROFILE=1 timeout ${BENCH_TIMEOUT:-300} node --import tsx bench/gpu-grpo.ts --steps 2 --no-torch $BENCH_ARGS 2>&1 | tee -a "$(log profile.log)" ;;

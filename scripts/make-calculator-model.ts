@@ -18,7 +18,7 @@
 // start), direct answers right 0%; whole episodes sampled at temperature 1 call the tool 24% of the time and are right
 // 20% (83% of those that call it); greedy ones never call it. The copying appears between steps 300 and 500. 700
 // steps took 43 min at one thread while the 2-core machine was shared with eight other builds (load average ~20);
-// see docs/sections/21-agents.md for the CPU time.
+// see docs/agents.md for the CPU time.
 //
 //   node --import tsx scripts/make-calculator-model.ts [--out assets/tiny-calc] [--steps 700] [--tool-rate 0.7]
 //     [--call-rate 0.25] [--save-every 100 [--checkpoints DIR]] [--resume]

@@ -10,6 +10,7 @@ export { generate, type GenerateOptions, type Completion } from "./generate/gene
 export { generateText, type TextGenerateOptions } from "./text/generate-text.ts";
 export { loadTokenizer, Tokenizer, type Message } from "./tokenize/index.ts";
 export { loadDataset, applyPreset, prepareGsm8k, type Row } from "./data/index.ts";
+export { resolveHubPath, hubCacheDirs } from "./hub/cache.ts";
 export * as rewards from "./rewards/index.ts";
 export type { NamedReward, RewardFunc, RewardArgs } from "./rewards/index.ts";
 export { exportModel, type ExportOptions } from "./export/index.ts";

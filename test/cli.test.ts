@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, existsSync } from "node:fs";
+import { mkdtempSync, rmSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, basename } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,4 +54,19 @@ test("CLI errors are one line naming the problem", () => {
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /--prompt-ids: item 2 '99999999' is not a token id/);
   assert.ok(!existsSync(join(tmp, "x")));
+});
+
+test("aha --version; an unknown option, on the command line or in a config, names the nearest known one", () => {
+  const pkg = JSON.parse(readFileSync(join(fileURLToPath(new URL("..", import.meta.url)), "package.json"), "utf8"));
+  let r = aha("--version");
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), pkg.version);
+  r = aha("train", "--max-step", "3");
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /unknown option '--max-step'[\s\S]*Did you mean --max-steps\?/);
+  const cfg = join(tmp, "typo.yaml");
+  writeFileSync(cfg, `model: ${dir}\nreward_funcs: [gsm8k/correctness]\nlearning_rte: 1.0e-5\n`);
+  r = aha("train", cfg);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /learning_rte: unknown option \(did you mean learning_rate\?\)/);
 });

@@ -4,8 +4,7 @@
 // ("./env.ts#create", as reward and tool files load). Is not: the loop that drives it (rollout.ts).
 // Simplifies: one environment instance per completion (episodes never share state), created and reset before the
 // episode's first turn.
-import { isAbsolute, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { loadUserExport } from "../modules/user-module.ts";
 import type { Message } from "../tokenize/index.ts";
 import type { Row } from "../data/index.ts";
 
@@ -35,18 +34,8 @@ export type EnvironmentFactory = (row: Row) => Environment | Promise<Environment
 
 /** Load "./file.ts#exportName" (default export without #), relative to baseDir. */
 export async function loadEnvironment(spec: string, baseDir = process.cwd()): Promise<EnvironmentFactory> {
-  const hash = spec.lastIndexOf("#");
-  const file = hash >= 0 ? spec.slice(0, hash) : spec;
-  const name = hash >= 0 ? spec.slice(hash + 1) : "default";
-  const abs = isAbsolute(file) ? file : resolve(baseDir, file);
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`environment "${spec}": cannot import ${abs} (${(e as Error).message})`);
-  }
-  const f = mod[name];
-  if (typeof f !== "function") throw new Error(`environment "${spec}": export "${name}" of ${abs} is ${f === undefined ? "missing" : typeof f}; expected a function create(row) → {reset, step}`);
+  const { value: f, ref } = await loadUserExport(spec, `environment "${spec}"`, baseDir);
+  if (typeof f !== "function") throw new Error(`environment "${spec}": export "${ref.name}" of ${ref.abs} is ${typeof f}; expected a function create(row) → {reset, step}`);
   return f as EnvironmentFactory;
 }
 

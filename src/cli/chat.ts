@@ -15,6 +15,8 @@ import { loadTokenizer, type Message } from "../tokenize/index.ts";
 import { setDefaultDevice, type Device } from "../engine/index.ts";
 import { Scheduler } from "../serve/scheduler.ts";
 import { runText } from "../serve/text-run.ts";
+import { resolveHubPath } from "../hub/cache.ts";
+import { MODEL_HELP, REVISION_HELP } from "./model-options.ts";
 
 export interface ChatArgs {
   model: string;
@@ -137,7 +139,8 @@ type Ranged = (isInt: boolean, lo?: number, hi?: number, loOpen?: boolean) => (v
 export function registerChat(program: import("commander").Command, ranged: Ranged): void {
   program.command("chat")
     .description("chat with a model in the terminal (streaming, history, /reset, /system, /save); a pipe on stdin: one answer per line")
-    .requiredOption("--model <dir>", "Hugging Face model folder")
+    .requiredOption("--model <dir>", MODEL_HELP)
+    .option("--revision <rev>", REVISION_HELP)
     .option("--adapter <dir>", "PEFT LoRA adapter folder")
     .option("--system <text>", "system prompt")
     .addOption(new Option("--temperature <t>", "0 = greedy").argParser(ranged(false, 0)).default(0.7))
@@ -145,5 +148,5 @@ export function registerChat(program: import("commander").Command, ranged: Range
     .addOption(new Option("--max-tokens <n>", "longest answer in tokens").argParser(ranged(true, 1)).default(512))
     .addOption(new Option("--seed <s>", "seed of the first answer (the next ones count up from it)").argParser(ranged(true)))
     .addOption(new Option("--device <d>", "cpu or cuda").choices(["cpu", "cuda"]))
-    .action((o) => runChat(o));
+    .action((o) => runChat({ ...o, model: resolveHubPath(o.model, { revision: o.revision }) }));
 }

@@ -9,6 +9,7 @@ import type { Quant4Settings } from "../models/bnb4.ts";
 
 export interface GenerateArgs {
   model: string;
+  revision?: string;
   adapter?: string;
   prompt?: string;
   prompts?: string;
@@ -32,7 +33,7 @@ export interface GenerateArgs {
 export function runGenerate(a: GenerateArgs, out: NodeJS.WritableStream = process.stdout): void {
   const given = [a.prompt, a.prompts, a.promptIds].filter((x) => x !== undefined).length;
   if (given !== 1) throw new Error("give exactly one of --prompt, --prompts or --prompt-ids");
-  const model = CausalLM.load(a.model, { adapter: a.adapter, quantization: a.quantization });
+  const model = CausalLM.load(a.model, { adapter: a.adapter, revision: a.revision, quantization: a.quantization });
   const sampling = { n: a.n, maxTokens: a.maxTokens, temperature: a.temperature, topP: a.topP, topK: a.topK, minP: a.minP, repetitionPenalty: a.repetitionPenalty, seed: a.seed };
   if (a.promptIds !== undefined) {
     const ids = a.promptIds.split(",").map((s, i) => {
@@ -45,7 +46,7 @@ export function runGenerate(a: GenerateArgs, out: NodeJS.WritableStream = proces
     }
     return;
   }
-  const tok = loadTokenizer(a.model);
+  const tok = loadTokenizer(a.model, { revision: a.revision });
   let prompts: (string | Message[])[];
   if (a.prompts !== undefined) {
     prompts = readFileSync(a.prompts, "utf8").split("\n").filter((l) => l.trim()).map((l, i) => {

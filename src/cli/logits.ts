@@ -8,6 +8,7 @@ import type { Quant4Settings } from "../models/bnb4.ts";
 
 export interface LogitsArgs {
   model: string;
+  revision?: string;
   adapter?: string;
   input: string;
   output: string;
@@ -28,7 +29,7 @@ export function runLogits(a: LogitsArgs): void {
     if (s.length !== 2 || s[0] !== B || s[1] !== T) throw new Error(`${a.input}: tensor '${name}' must be [${B}, ${T}], got [${s}]`);
     return inp.int32(name);
   };
-  const model = CausalLM.load(a.model, { adapter: a.adapter, quantization: a.quantization });
+  const model = CausalLM.load(a.model, { adapter: a.adapter, revision: a.revision, quantization: a.quantization });
   const V = model.config.vocabSize;
   const ids = inp.int32("input_ids");
   for (const id of ids) if (id < 0 || id >= V) throw new Error(`${a.input}: input_ids holds ${id}, outside the vocabulary [0, ${V})`);

@@ -1,4 +1,6 @@
 // The `aha` command line: argument parsing into the same typed option objects the API takes.
+// Paths given as flags are taken from the working directory; paths inside a config file from the config's folder.
+// A --model that is no local folder may be a Hugging Face hub id in the local hub cache (--revision picks a ref).
 import { Command, InvalidArgumentError, Option } from "commander";
 import { runLogits } from "./logits.ts";
 import { runGenerate } from "./generate.ts";
@@ -8,9 +10,12 @@ import { registerServe } from "./serve.ts";
 import { registerChat } from "./chat.ts";
 import { registerDashboard } from "./dashboard.ts";
 import { addQuantOptions, quantizationOf } from "./quant-options.ts";
+import { MODEL_HELP as MODEL, REVISION_HELP as REVISION } from "./model-options.ts";
+import { packageVersion } from "../package.ts";
 
 const program = new Command();
-program.name("aha").description("GRPO-family reinforcement learning for open LLMs, in TypeScript").showHelpAfterError();
+program.name("aha").description("GRPO-family reinforcement learning for open LLMs, in TypeScript").version(packageVersion())
+  .showHelpAfterError();
 
 // argument parsers with ranges (commander names the option in its error: "option '--temperature <t>' argument '-1'
 // is invalid. must be ≥ 0")
@@ -26,7 +31,8 @@ const int = ranged(true);
 
 addQuantOptions(program.command("logits")
   .description("write float32 logits [B, T, V] for input_ids in a safetensors file (parity with transformers)")
-  .requiredOption("--model <dir>", "Hugging Face model folder")
+  .requiredOption("--model <dir>", MODEL)
+  .option("--revision <rev>", REVISION)
   .option("--adapter <dir>", "PEFT LoRA adapter folder")
   .requiredOption("--input <file>", "safetensors with input_ids [B, T] (+ attention_mask, position_ids)")
   .requiredOption("--output <file>", "where to write logits"))
@@ -34,7 +40,8 @@ addQuantOptions(program.command("logits")
 
 addQuantOptions(program.command("generate")
   .description("sample completions; streams text, or one JSON object per completion with --json")
-  .requiredOption("--model <dir>", "Hugging Face model folder")
+  .requiredOption("--model <dir>", MODEL)
+  .option("--revision <rev>", REVISION)
   .option("--adapter <dir>", "PEFT LoRA adapter folder")
   .option("--prompt <text>", "one prompt")
   .option("--prompts <file>", "JSONL with a 'prompt' (text or messages) per line")
@@ -67,6 +74,8 @@ program.command("train")
   .option("--gpu-memory <size>", "with --dry-run: the device memory to fit (e.g. 24GiB, 16GB); the largest micro-batch that fits")
   .option("--gpu <name>", "with --dry-run: a card's memory (t4, a100-40, a100-80, 4090, 3090, l4, h100, h200)")
   .option("--example <name>", "an embedded example instead of the default run: calculator (a tiny model learns to call a calculator tool)")
+  .addHelpText("after", "\nRelative paths inside CONFIG are taken from its folder; flags' paths from the working directory.\n" +
+    "Every config option, with its default: src/grpo/config.ts (TRL's names in snake_case).")
   .action(async (config, o) => {
     if (o.dryRun) {
       if (!config) throw new Error("--dry-run needs a config");
@@ -105,7 +114,8 @@ addQuantOptions(program.command("eval")
 
 addQuantOptions(program.command("export")
   .description("export a model (+ adapter) as a PEFT adapter, a merged HF checkpoint or GGUF")
-  .requiredOption("--model <dir>", "base Hugging Face model folder")
+  .requiredOption("--model <dir>", `base model: ${MODEL}`)
+  .option("--revision <rev>", REVISION)
   .option("--adapter <dir>", "PEFT adapter to export or merge")
   .addOption(new Option("--format <f>", "output format").choices(["peft", "hf", "gguf"]).makeOptionMandatory())
   .option("--type <t>", "gguf: f32|f16|bf16|q8_0|q4_0|q4_k_m|q5_k_m|q6_k; hf/peft: f32|f16|bf16")
@@ -115,7 +125,7 @@ addQuantOptions(program.command("export")
   .action(async (o) => {
     const bar = process.stderr.isTTY;
     const res = await exportModel({
-      model: o.model, adapter: o.adapter, format: o.format, type: o.type, out: o.out, overwrite: !!o.overwrite, mergeAdapter: o.merge,
+      model: o.model, revision: o.revision, adapter: o.adapter, format: o.format, type: o.type, out: o.out, overwrite: !!o.overwrite, mergeAdapter: o.merge,
       quantization: quantizationOf(o),
       onProgress: bar ? (p) => process.stderr.write(`\rexport ${p.phase} ${p.done}/${p.total} ${p.item ?? ""}`.padEnd(80).slice(0, 100)) : undefined,
     });

@@ -5,18 +5,21 @@ import { Option } from "commander";
 import { startServer } from "../serve/server.ts";
 import { addQuantOptions, quantizationOf } from "./quant-options.ts";
 import type { Device } from "../engine/index.ts";
+import { resolveHubPath } from "../hub/cache.ts";
+import { MODEL_HELP, REVISION_HELP } from "./model-options.ts";
 
 export function registerServe(program: Command, int: (v: string) => number): void {
   addQuantOptions(program.command("serve")
     .description("serve a model (and LoRA adapters) over OpenAI's HTTP API with continuous batching")
-    .requiredOption("--model <dir>", "Hugging Face model folder")
+    .requiredOption("--model <dir>", MODEL_HELP)
+    .option("--revision <rev>", REVISION_HELP)
     .option("--adapter <name=dir...>", "LoRA adapter served under a name (requests pick it with `model`); repeatable", collect, [])
     .option("--host <host>", "address to bind (127.0.0.1: this machine only; 0.0.0.0: every interface)", "127.0.0.1")
     .addOption(new Option("--port <port>", "port (0: any free port)").argParser(int).default(8000))
     .addOption(new Option("--device <d>", "cpu or cuda").choices(["cpu", "cuda"]).default("cpu"))
     .option("--api-key <key>", "require 'Authorization: Bearer <key>' (default: $AHA_API_KEY, else none)")
     .addOption(new Option("--max-batch <n>", "completions decoded together at most").argParser(int).default(32))
-    .option("--served-model-name <name>", "the base model's name in /v1/models (default: the folder's name)")
+    .option("--served-model-name <name>", "the base model's name in /v1/models (default: the hub id, or the folder's name)")
     .option("--quiet", "no request log"))
     .action(async (o) => {
       const adapters: Record<string, string> = {};
@@ -26,9 +29,11 @@ export function registerServe(program: Command, int: (v: string) => number): voi
         adapters[a.slice(0, eq)] = a.slice(eq + 1);
       }
       const log = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
+      const model = resolveHubPath(o.model, { revision: o.revision });
       const srv = await startServer({
-        model: o.model, adapters, host: o.host, port: o.port, device: o.device as Device, apiKey: o.apiKey ?? process.env.AHA_API_KEY,
-        maxBatch: o.maxBatch, servedModelName: o.servedModelName, quantization: quantizationOf(o), log: o.quiet ? undefined : log,
+        model, adapters, host: o.host, port: o.port, device: o.device as Device, apiKey: o.apiKey ?? process.env.AHA_API_KEY,
+        maxBatch: o.maxBatch, quantization: quantizationOf(o), log: o.quiet ? undefined : log,
+        servedModelName: o.servedModelName ?? (model === o.model ? undefined : o.model), // a hub id is the name
       });
       process.stdout.write(`aha serve: listening on ${srv.url}/v1 (models: ${srv.models.join(", ")})\n`);
       let stopping = false;

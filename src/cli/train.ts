@@ -2,13 +2,12 @@
 // evaluation, from a YAML config (TRL option names). `aha train` with no config runs the embedded default.
 import { join } from "node:path";
 import { loadConfigFile } from "../grpo/config.ts";
-import { configRows, GRPOTrainer, loadForTraining, prepareForTraining, quantizationOf } from "../grpo/trainer.ts";
+import { configRows, GRPOTrainer, loadConfigTokenizer, loadForTraining, prepareForTraining, quantizationOf } from "../grpo/trainer.ts";
 import type { Quant4Settings } from "../models/bnb4.ts";
 import { evaluate } from "../grpo/eval.ts";
 import { createAgent } from "../agents/rollout.ts";
 import { sft } from "../grpo/sft.ts";
 import { CausalLM } from "../models/model.ts";
-import { loadTokenizer } from "../tokenize/index.ts";
 import { resolveRewards, type NamedReward } from "../rewards/index.ts";
 import { setDefaultDevice } from "../engine/index.ts";
 import { saveAdapter, saveFullModel } from "../grpo/checkpoint.ts";
@@ -55,8 +54,8 @@ export interface EvalArgs {
 export async function runEval(configPath: string, a: EvalArgs): Promise<void> {
   const cfg = loadConfigFile(configPath, a.device ? { device: a.device } : {});
   setDefaultDevice(cfg.device);
-  const model = CausalLM.load(cfg.model, { adapter: a.adapter ?? cfg.adapter, quantization: a.quantization ?? quantizationOf(cfg) });
-  const tok = loadTokenizer(cfg.model);
+  const model = CausalLM.load(cfg.model, { adapter: a.adapter ?? cfg.adapter, revision: cfg.revision, quantization: a.quantization ?? quantizationOf(cfg) });
+  const tok = loadConfigTokenizer(cfg);
   const rows = await configRows(cfg, a.split ?? cfg.dataset?.evalSplit ?? "test", a.limit);
   if (!cfg.rewardFuncs) throw new Error(`${configPath}: reward_funcs is required for eval`);
   const funcs = (await resolveRewards(cfg.rewardFuncs as never, { maxCompletionLength: cfg.maxCompletionLength })) as NamedReward[];
@@ -72,7 +71,7 @@ export async function runSft(configPath: string, a: TrainArgs): Promise<void> {
   const cfg = loadConfigFile(configPath, overrides(a));
   setDefaultDevice(cfg.device);
   const model = prepareForTraining(loadForTraining(cfg), cfg);
-  const tok = loadTokenizer(cfg.model);
+  const tok = loadConfigTokenizer(cfg);
   const rows = await configRows(cfg);
   const res = sft(model, tok, rows, cfg, (s, total, loss) => { if (s % cfg.loggingSteps === 0 || s === total) process.stderr.write(`sft step ${s}/${total} loss ${loss.toFixed(4)}\n`); },
     (line) => process.stderr.write(`${line}\n`));

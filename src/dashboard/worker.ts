@@ -3,6 +3,7 @@
 // with its URL; stop() ends the worker.
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import { startDashboard, type DashboardOptions } from "./server.ts";
+import { ownModule } from "../package.ts";
 
 if (!isMainThread && workerData?.ahaDashboard) {
   startDashboard(workerData.ahaDashboard as DashboardOptions)
@@ -11,7 +12,7 @@ if (!isMainThread && workerData?.ahaDashboard) {
 }
 
 export async function startDashboardWorker(o: DashboardOptions): Promise<{ url: string; stop: () => Promise<void> }> {
-  const self = new URL(import.meta.url);
+  const self = ownModule("dashboard/worker.ts", import.meta.url); // this file (the ESM build's from the CommonJS bundle)
   // from the TypeScript sources the worker needs tsx's loader too; from compiled JavaScript it does not
   const code = self.pathname.endsWith(".ts")
     ? `import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))}).then((m) => m.register()).then(() => import(${JSON.stringify(self.href)}))`

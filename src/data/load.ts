@@ -3,7 +3,8 @@
 // Is not: a Hub downloader, a dataset-script runner, or lazy — all rows are returned in memory.
 // Simplifies: folder layouts are the ones `datasets` writes or reads by convention (see LoadDatasetOptions.path).
 import { existsSync, readdirSync, statSync } from "node:fs";
-import { extname, join } from "node:path";
+import { extname, join, relative } from "node:path";
+import { HubNotFoundError, resolveHubPath } from "../hub/cache.ts";
 import { readCsv } from "./csv.ts";
 import { DatasetError } from "./errors.ts";
 import { readJson, readJsonl } from "./json.ts";
@@ -33,14 +34,15 @@ export async function readDataFile(file: string): Promise<Row[]> {
 }
 
 /**
- * The files that hold `split` in a dataset folder, in order: `<dir>/data/` first, then `<dir>/`; in each, files
- * named `<split>.<ext>` or `<split>-<anything>.<ext>` (shards like `train-00000-of-00002.parquet`).
+ * The files that hold `split` in a dataset folder, in order: `<dir>/data/` first, then `<dir>/` (with a configuration
+ * `name`: `<dir>/<name>/`, then `<dir>/data/<name>/`); in each, files named `<split>.<ext>` or
+ * `<split>-<anything>.<ext>` (shards like `train-00000-of-00002.parquet`).
  */
-export function resolveSplitFiles(dir: string, split: string): string[] {
+export function resolveSplitFiles(dir: string, split: string, name?: string): string[] {
   const escaped = split.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   const re = new RegExp(`^${escaped}(-[^/]*)?(${EXTENSIONS.map((e) => e.replace(".", "\\.")).join("|")})$`, "i");
   const searched: string[] = [];
-  for (const base of [join(dir, "data"), dir]) {
+  for (const base of name ? [join(dir, name), join(dir, "data", name)] : [join(dir, "data"), dir]) {
     if (!existsSync(base) || !statSync(base).isDirectory()) continue;
     searched.push(base);
     const files = readdirSync(base)
@@ -53,20 +55,29 @@ export function resolveSplitFiles(dir: string, split: string): string[] {
     }
     return files.map((f) => join(base, f));
   }
-  const present = searched.flatMap((b) => readdirSync(b).map((n) => (b === dir ? n : `data/${n}`)));
+  const present = searched.flatMap((b) => readdirSync(b).map((n) => relative(dir, join(b, n))));
+  const where = name ? `${name}/ and data/${name}/` : "data/ and the folder itself";
+  // a dataset with configurations keeps each in a sub-folder (openai/gsm8k: main/, socratic/)
+  const configs = name ? [] : readdirSync(dir).filter((n) => statSync(join(dir, n)).isDirectory() && n !== "data" && readdirSync(join(dir, n)).some((f) => re.test(f)));
   throw new DatasetError(
     dir,
     "",
-    `no files for split "${split}" (looked for data/${split}-*.parquet, ${split}-*.parquet, ${split}.{jsonl,json,csv,parquet}); the folder holds: ${present.slice(0, 20).join(", ") || "nothing"}`,
+    `no files for split "${split}" in ${where} (looked for ${split}-*.parquet, ${split}.{jsonl,json,csv,parquet}); ` +
+      (configs.length ? `the dataset has configurations ${configs.join(", ")}: pick one with dataset.name` : `found: ${present.slice(0, 20).join(", ") || "nothing"}`),
   );
 }
 
 /** Load a dataset: a single file, or one split of a Hugging Face dataset folder. */
 export async function loadDataset(opts: LoadDatasetOptions): Promise<Row[]> {
-  const { path } = opts;
-  if (!existsSync(path)) throw new DatasetError(path, "", "no such file or folder");
+  let path: string;
+  try {
+    path = resolveHubPath(opts.path, { type: "dataset", revision: opts.revision, what: "dataset" });
+  } catch (e) {
+    if (e instanceof HubNotFoundError) throw new DatasetError(opts.path, "", e.message);
+    throw e;
+  }
   if (statSync(path).isDirectory()) {
-    const files = resolveSplitFiles(path, opts.split ?? "train");
+    const files = resolveSplitFiles(path, opts.split ?? "train", opts.name);
     const parts = await Promise.all(files.map(readDataFile));
     return parts.flat();
   }

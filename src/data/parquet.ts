@@ -2,8 +2,8 @@
 // Is: whole-file read into row objects, with int64 BigInt values turned into numbers where they are safe integers.
 // Is not: a streaming or column-selective reader. Simplifies: unsafe int64 stay BigInt; nested lists/structs are kept
 // as hyparquet returns them (arrays / objects), with the same BigInt conversion inside.
-import { asyncBufferFromFile, parquetReadObjects } from "hyparquet";
-import { compressors } from "hyparquet-compressors";
+// hyparquet ships only ES modules: it is imported when a Parquet file is read, so that aha's CommonJS build loads
+// with require() on every Node 20 (which cannot require() an ES module before 20.19).
 import { DatasetError } from "./errors.ts";
 import type { Row } from "./types.ts";
 
@@ -24,6 +24,7 @@ export function normalizeParquetValue(v: unknown): unknown {
 export async function readParquet(file: string): Promise<Row[]> {
   let rows: Record<string, unknown>[];
   try {
+    const [{ asyncBufferFromFile, parquetReadObjects }, { compressors }] = await Promise.all([import("hyparquet"), import("hyparquet-compressors")]);
     const buf = await asyncBufferFromFile(file);
     rows = await parquetReadObjects({ file: buf, compressors });
   } catch (e) {

@@ -7,14 +7,14 @@
 // <output_dir>/summary.json.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { GRPOTrainer } from "../grpo/trainer.ts";
 import { evaluate, type EvalResult } from "../grpo/eval.ts";
 import { validateConfig, type GRPOConfigInput } from "../grpo/config.ts";
 import type { Message } from "../tokenize/index.ts";
 import { calcRows, calculatorTool } from "./calculator.ts";
+import { packageRoot } from "../package.ts";
 
-export const CALC_MODEL = fileURLToPath(new URL("../../assets/tiny-calc", import.meta.url));
+export const CALC_MODEL = join(packageRoot(), "assets", "tiny-calc");
 
 /** The example's config: ordinary GRPO options, the calculator as a tool. */
 export const CALC_CONFIG: GRPOConfigInput = {

@@ -7,15 +7,15 @@
 // in — rewarding correct answers teaches it to stop slipping.
 import { writeFileAtomic } from "../files/atomic.ts";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { GRPOTrainer } from "../grpo/trainer.ts";
 import { evaluate, type EvalResult } from "../grpo/eval.ts";
 import { validateConfig, type GRPOConfigInput } from "../grpo/config.ts";
 import { arithRows } from "./arith.ts";
+import { packageRoot } from "../package.ts";
 import { dashboardOverrides } from "../cli/dashboard.ts";
 import { completionText, type Completion } from "../rewards/index.ts";
 
-export const DEFAULT_MODEL = fileURLToPath(new URL("../../assets/tiny-arith", import.meta.url));
+export const DEFAULT_MODEL = join(packageRoot(), "assets", "tiny-arith");
 
 /** The default run's config: every option is an ordinary GRPO option (see src/grpo/config.ts). */
 export const DEFAULT_CONFIG: GRPOConfigInput = {

@@ -3,10 +3,9 @@
 // Registered only when aha_cuda.node loads and init() finds a device and cuBLAS; there is no fallback to the CPU:
 // an op the module lacks is an error naming it. Reads synchronise the stream (readAsync waits only for the work
 // enqueued before it); writes are enqueued on it.
-import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
+import { findAddon, requireAddon } from "./addon.ts";
 import { registerBackend, type Backend, type Buf, type Kernels, type MemoryReport, type OffloadCopies } from "./backend.ts";
 import { byteSize, DTYPE_BYTES, hostArray, type DType, type HostArray } from "./dtype.ts";
 
@@ -75,20 +74,20 @@ const GEMM_MODES: Record<GemmMode, number> = { bf16: 0, exact: 1, tf32: 2 };
 let addon: CudaAddon | null = null;
 let info: CudaInfo | null = null;
 
-function addonPath(): string {
-  const root = fileURLToPath(new URL("../../", import.meta.url));
+function addonPath(): string | null {
   // AHA_CUDA_ADDON: another build of the module (a relative path is taken from the working directory), e.g. the
   // emulator's, native/build/Release/aha_cuda_emu.node (npm run test:cuda-emu)
-  return process.env.AHA_CUDA_ADDON ? resolve(process.env.AHA_CUDA_ADDON) : join(root, "native", "build", "Release", "aha_cuda.node");
+  return process.env.AHA_CUDA_ADDON ? resolve(process.env.AHA_CUDA_ADDON) : findAddon("aha_cuda");
 }
 
 /** Load the module and ask it for a device (once). Never throws: the reason is in `error`. */
 export function cudaInfo(): CudaInfo {
   if (info) return info;
   const path = addonPath();
-  if (!existsSync(path)) return (info = { ok: false, error: `CUDA backend not built (${path} missing; needs nvcc at install)` });
+  if (!path || !existsSync(path))
+    return (info = { ok: false, error: `CUDA backend not built (${path ?? "no aha_cuda.node built or prebuilt"}; needs nvcc at install or pack time)` });
   try {
-    addon = createRequire(import.meta.url)(path) as CudaAddon;
+    addon = requireAddon<CudaAddon>(path);
     info = addon.init();
   } catch (e) {
     info = { ok: false, error: `cannot load ${path}: ${(e as Error).message}` };

@@ -1,9 +1,6 @@
-// Loads the native CPU addon built at install (native/build/Release/aha_cpu.node) and types its exports.
-// Every function runs synchronously; argument order follows native/cpu/kernels.h.
-import { createRequire } from "node:module";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { join } from "node:path";
+// Loads the native CPU addon (found as engine/addon.ts says: a local build, a prebuilt module, or a build from source)
+// and types its exports. Every function runs synchronously; argument order follows native/cpu/kernels.h.
+import { buildFromSource, findAddon, noPrebuildReason, requireAddon } from "./addon.ts";
 
 type F32 = Float32Array;
 type Any = Float32Array | Uint16Array | Int32Array | Uint8Array;
@@ -90,10 +87,12 @@ let addon: CpuAddon | null = null;
 
 export function cpuAddon(): CpuAddon {
   if (addon) return addon;
-  const root = fileURLToPath(new URL("../../", import.meta.url));
-  const path = join(root, "native", "build", "Release", "aha_cpu.node");
-  if (!existsSync(path))
-    throw new Error(`aha: native CPU backend not built (${path} missing). Run \`npm install\` or \`npm run build:native\`.`);
-  addon = createRequire(import.meta.url)(path) as CpuAddon;
+  let path = findAddon("aha_cpu");
+  if (!path) {
+    buildFromSource(noPrebuildReason("aha_cpu"));
+    path = findAddon("aha_cpu");
+    if (!path) throw new Error("aha: the build from source finished without native/build/Release/aha_cpu.node");
+  }
+  addon = requireAddon<CpuAddon>(path);
   return addon;
 }

@@ -14,6 +14,7 @@ import { saveHfCheckpoint, type HfDtype } from "./hf-checkpoint.js";
 import { modelfileText } from "./modelfile.js";
 import { loadPeftAdapter, savePeftAdapter } from "../models/peft.ts";
 import { loadHfWeights, mergeLora, type WeightSet } from "./weights.js";
+import { resolveHubPath } from "../hub/cache.ts";
 import { isLinearWeight } from "./hf-checkpoint.js";
 import { f32ToBf16, f32ToF16 } from "../models/safetensors.ts";
 import { dequantize4, quantize4 } from "../engine/quant4.ts";
@@ -36,8 +37,10 @@ export interface ExportProgress {
 }
 
 export interface ExportOptions {
-  /** base model: a local Hugging Face folder (config.json + safetensors + tokenizer files) */
+  /** base model: a local Hugging Face folder (config.json + safetensors + tokenizer files), or a hub id in the local hub cache */
   model: string;
+  /** where `model` is a hub id: the ref or commit of the cached snapshot (default "main") */
+  revision?: string;
   /** PEFT LoRA adapter folder. 'peft' needs it; 'hf' and 'gguf' merge it into the weights (see `mergeAdapter`) */
   adapter?: string;
   /** 'peft': adapter folder; 'hf': merged safetensors checkpoint folder; 'gguf': one llama.cpp file (+ Modelfile) */
@@ -118,6 +121,8 @@ export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
   const out = resolve(opts.out);
   const progress = (phase: ExportProgress["phase"], done: number, total: number, item?: string) => opts.onProgress?.({ phase, done, total, item });
   progress("check", 0, 1);
+  const id = opts.model;
+  opts = { ...opts, model: resolveHubPath(opts.model, { revision: opts.revision }) };
   readHfConfig(opts.model); // fail early on a wrong model folder
   const stem = out.replace(/\.gguf$/i, "");
   // what a killed export left: temporary names of dead processes, or an old folder set aside mid-swap
@@ -134,7 +139,7 @@ export async function exportModel(opts: ExportOptions): Promise<ExportResult> {
     if (dtype !== "F32" && dtype !== "BF16" && dtype !== "F16") throw new Error(`export: peft type must be f32, bf16 or f16, got ${opts.type}`);
     const bytes = [...ad.tensors.values()].reduce((a, t) => a + t.data.length * (dtype === "F32" ? 4 : 2), 0);
     checkDiskSpace(out, bytes);
-    const config = { ...ad.config, base_model_name_or_path: ad.config.base_model_name_or_path ?? resolve(opts.model) };
+    const config = { ...ad.config, base_model_name_or_path: ad.config.base_model_name_or_path ?? (id === opts.model ? resolve(id) : id) };
     writeFolderAtomic(out, (tmp) => savePeftAdapter(tmp, config, ad.tensors, { dtype: dtype as "F32" | "BF16" | "F16" }));
     progress("done", 1, 1);
     return { files: [join(out, "adapter_config.json"), join(out, "adapter_model.safetensors")], warnings };

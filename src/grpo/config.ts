@@ -1,8 +1,15 @@
 // The GRPO training config: TRL's GRPOConfig option names (snake_case in YAML, camelCase in the TS API), each
 // documented once here with its default and trade-off, validated with zod so that every bad field is reported
-// at once with what to change. Defaults follow TRL's current GRPOConfig unless noted.
-import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+// at once with what to change (an unknown name with the nearest known one). Defaults follow TRL's current GRPOConfig
+// unless noted.
+// Paths: in a config file, relative paths (model, adapter, output_dir, dataset.path, chat_template files, reward
+// files) are taken from the config file's folder; on the command line (--output-dir, --adapter, …) and in the TS API,
+// from the working directory. A model or dataset that is no local path may be a Hugging Face hub id in the local hub
+// cache (hub/cache.ts).
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { looksLikeFile } from "../modules/user-module.ts";
+import { isHubId } from "../hub/cache.ts";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 
@@ -20,8 +27,12 @@ const lora = z.object({
 }).strict();
 
 const dataset = z.object({
-  /** A JSONL/JSON/CSV/Parquet file or a Hugging Face dataset folder. */
+  /** A JSONL/JSON/CSV/Parquet file, a Hugging Face dataset folder, or a hub id ("openai/gsm8k") in the local hub cache. */
   path: z.string().min(1),
+  /** The dataset's configuration (subset), as `load_dataset(path, name)`: "main" for openai/gsm8k. Default none. */
+  name: z.string().optional(),
+  /** Where `path` is a hub id: a ref (branch, tag) or commit hash of the cached snapshot. Default "main". */
+  revision: z.string().optional(),
   /** Split to train on (default "train"). */
   split: z.string().default("train"),
   /** Split for `aha eval` (default "test"). */
@@ -35,8 +46,11 @@ const dataset = z.object({
 }).strict();
 
 export const GRPOConfigSchema = z.object({
-  /** Hugging Face model folder (loaded offline). Required. */
+  /** A Hugging Face model folder, or a hub id ("Qwen/Qwen2.5-0.5B-Instruct") found in the local hub cache (never
+   *  downloaded). Required. */
   model: z.string().min(1),
+  /** Where `model` is a hub id: a ref (branch, tag) or commit hash of the cached snapshot. Default "main". */
+  revision: z.string().optional(),
   /** "cpu" (default) or "cuda". */
   device: z.enum(["cpu", "cuda"]).default("cpu"),
   /** LoRA settings; set `fullFinetune: true` instead to train every weight (f32, much more memory). */
@@ -68,9 +82,13 @@ export const GRPOConfigSchema = z.object({
   dataset: dataset.optional(),
   /** System prompt prepended to every conversation. */
   systemPrompt: z.string().optional(),
-  /** Render prompts with the tokenizer's chat template (default true when it has one). */
-  chatTemplate: z.boolean().optional(),
-  /** Extra variables for the chat template, e.g. `{enable_thinking: false}` (TRL's chat_template_kwargs). Default none. */
+  /**
+   * Render prompts with a chat template: true / false (default: true when the tokenizer has one), or a template of
+   * its own, given as Jinja text (it has `{{` or `{%`) or as the path of a .jinja file, used instead of the tokenizer's.
+   */
+  chatTemplate: z.union([z.boolean(), z.string().min(1)]).optional(),
+  /** Extra variables for the chat template (TRL's chat_template_kwargs), e.g. Qwen3's `{enable_thinking: false}`; passed
+   *  as written (YAML keys are not renamed). Default none. */
   chatTemplateKwargs: z.record(z.string(), z.unknown()).optional(),
 
   /** Peak learning rate. TRL default 1e-6 (for full fine-tuning); LoRA usually wants 1e-5 … 1e-4. */
@@ -161,9 +179,9 @@ export const GRPOConfigSchema = z.object({
    * Advantage scaling: by group std (default), batch std (Lite PPO), none (Dr. GRPO), or `mean`: (r − mean)/mean of
    * the group (MaxRL; meant for binary rewards, as its paper says; we divide by |mean| + 1e-4 so that a negative group
    * mean, which binary rewards never give, cannot flip the advantages' signs). Not a TRL value: its MaxRL pull request
-   * was not merged.
+   * was not merged. As in TRL, true means "group" and false "none".
    */
-  scaleRewards: z.enum(["group", "batch", "none", "mean"]).default("group"),
+  scaleRewards: z.union([z.enum(["group", "batch", "none", "mean"]), z.boolean()]).default("group").transform((v) => (v === true ? "group" : v === false ? "none" : v)),
   /**
    * How several reward functions make one advantage. `sum_then_normalize` (default): the weighted sum, then
    * scale_rewards. `normalize_then_sum` (GDPO): each function normalised within its group ((r − mean)/(std + 1e-4)),
@@ -271,8 +289,8 @@ export const GRPOConfigSchema = z.object({
    */
   castLmHeadToFp32: z.boolean().default(false),
 
-  /** Completions per logged step written to completions.jsonl. Default 8. */
-  logCompletions: z.number().int().min(0).default(8),
+  /** Completions per logged step written to completions.jsonl. Default 8; TRL's true / false mean 8 / 0. */
+  logCompletions: z.union([z.number().int().min(0), z.boolean()]).default(8).transform((v) => (v === true ? 8 : v === false ? 0 : v)),
   seed: z.number().int().default(42),
   /** SFT (`aha sft`): the dataset column holding the target completion. Default "completion". */
   completionColumn: z.string().default("completion"),
@@ -376,10 +394,40 @@ export type GRPOConfig = z.output<typeof GRPOConfigSchema>;
 const snake = (k: string) => k.replace(/[A-Z]/g, (m) => `_${m.toLowerCase()}`).replace(/(?<=[a-z])(?=\d+[a-z])/g, "_");
 const camel = (k: string) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
 
+/** Whether a chat_template string is Jinja text (rather than the path of a template file). */
+export const isJinja = (s: string): boolean => /\{[{%]/.test(s);
+
+/** Options whose values are the user's own mappings, passed on as written (not renamed to camelCase). */
+const FREE_FORM = new Set(["chatTemplateKwargs"]);
+
 function camelKeys(v: unknown, depth = 0): unknown {
   if (depth > 1 || !v || typeof v !== "object" || Array.isArray(v)) return v;
-  return Object.fromEntries(Object.entries(v as object).map(([k, x]) => [camel(k), camelKeys(x, depth + 1)]));
+  return Object.fromEntries(Object.entries(v as object).map(([k, x]) => [camel(k), FREE_FORM.has(camel(k)) ? x : camelKeys(x, depth + 1)]));
 }
+
+/** Levenshtein distance (insertions, deletions, substitutions), for "did you mean". */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/** The known name nearest to an unknown one, when it is near enough to be a typo (a third of its length, at least 2). */
+export function nearestName(name: string, known: Iterable<string>): string | undefined {
+  let best: string | undefined, bestD = Infinity;
+  for (const k of known) {
+    const d = editDistance(name.toLowerCase(), k.toLowerCase());
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+/** The option names of each level of the config, by path ("" for the top level). */
+const KNOWN_KEYS: Record<string, string[]> = { "": Object.keys(GRPOConfigSchema.shape), lora: Object.keys(lora.shape), dataset: Object.keys(dataset.shape) };
 
 export class ConfigError extends Error {
   constructor(readonly source: string, readonly problems: string[]) {
@@ -395,7 +443,11 @@ export function validateConfig(input: unknown, source = "config", yamlNames = fa
   if (!r.success) {
     for (const i of r.error.issues) {
       const path = i.path.map(name).join(".");
-      if (i.code === "unrecognized_keys") for (const k of i.keys) problems.push(`${path ? path + "." : ""}${name(k)}: unknown option`);
+      if (i.code === "unrecognized_keys")
+        for (const k of i.keys) {
+          const near = nearestName(name(k), (KNOWN_KEYS[i.path.join(".")] ?? []).map(name));
+          problems.push(`${path ? path + "." : ""}${name(k)}: unknown option${near ? ` (did you mean ${near}?)` : ""}`);
+        }
       else problems.push(`${path || "(top level)"}: ${i.message}`);
     }
   }
@@ -416,7 +468,10 @@ export function reportsToDashboard(c: Pick<GRPOConfig, "reportTo">): boolean {
   return Array.isArray(c.reportTo) ? c.reportTo.includes("dashboard") : c.reportTo === "dashboard";
 }
 
-/** Read a YAML (or JSON) config file; relative paths in it are resolved from the file's folder. */
+/**
+ * Read a YAML (or JSON) config file; relative paths in it are resolved from the file's folder. `overrides` (command-line
+ * flags, snake_case or camelCase) replace the file's values; their paths stay relative to the working directory.
+ */
 export function loadConfigFile(path: string, overrides: Record<string, unknown> = {}): GRPOConfig {
   let raw: unknown;
   try {
@@ -425,15 +480,20 @@ export function loadConfigFile(path: string, overrides: Record<string, unknown> 
     throw new Error(`${path}: cannot read config (${(e as Error).message})`);
   }
   if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new Error(`${path}: a config must be a mapping of option names to values`);
-  const obj = camelKeys({ ...(raw as object), ...overrides }) as Record<string, unknown>;
+  const obj = camelKeys(raw) as Record<string, unknown>;
   const base = dirname(resolve(path));
-  const rel = (p: unknown) => (typeof p === "string" && !p.startsWith("/") ? resolve(base, p) : p);
-  if (typeof obj.model === "string") obj.model = rel(obj.model);
+  // a path relative to the config file; a model or dataset that is no path there and has a hub id's shape stays as
+  // written (hub/cache.ts looks it up)
+  const rel = (p: unknown, orHubId = false) =>
+    typeof p === "string" && !isAbsolute(p) && !(orHubId && isHubId(p) && !existsSync(resolve(base, p))) ? resolve(base, p) : p;
+  if (typeof obj.model === "string") obj.model = rel(obj.model, true);
   if (typeof obj.adapter === "string") obj.adapter = rel(obj.adapter);
   if (typeof obj.outputDir === "string") obj.outputDir = rel(obj.outputDir);
-  if (obj.dataset && typeof obj.dataset === "object") (obj.dataset as Record<string, unknown>).path = rel((obj.dataset as Record<string, unknown>).path);
-  const relSpec = (f: unknown) => (typeof f === "string" && f.startsWith(".") ? rel(f) : f); // a file, or {type: verifier, path}
+  if (typeof obj.chatTemplate === "string" && !isJinja(obj.chatTemplate)) obj.chatTemplate = rel(obj.chatTemplate);
+  const ds = obj.dataset as Record<string, unknown> | undefined;
+  if (ds && typeof ds === "object") ds.path = rel(ds.path, true);
+  const relSpec = (f: unknown) => (typeof f === "string" && looksLikeFile(f) ? rel(f) : f); // a file, or {type: verifier, path}
   if (Array.isArray(obj.rewardFuncs)) obj.rewardFuncs = obj.rewardFuncs.map((f) => (f && typeof f === "object" && "path" in f ? { ...f, path: relSpec(f.path) } : relSpec(f)));
   for (const k of ["tools", "environment"]) if (typeof obj[k] === "string") obj[k] = rel(obj[k]);
-  return validateConfig(obj, path, true);
+  return validateConfig({ ...obj, ...(camelKeys(overrides) as object) }, path, true);
 }

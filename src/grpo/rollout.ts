@@ -38,10 +38,14 @@ export function promptMessages(prompt: string | Message[], systemPrompt?: string
   return Array.isArray(prompt) ? prompt : [...(systemPrompt ? [{ role: "system", content: systemPrompt }] : []), { role: "user", content: prompt }];
 }
 
-/** Prompt ids for a row: chat-templated (with the system prompt) or plain, cut from the left to maxLen (`cut` tokens). */
+/**
+ * Prompt ids for a row: chat-templated (with the system prompt, chat_template_kwargs and tools) or plain, cut from the
+ * left to maxLen (`cut` tokens). A chat_template of the config's own (a string) is already the tokenizer's
+ * (trainer.loadConfigTokenizer).
+ */
 export function encodeRow(tok: Tokenizer, row: Row, cfg: Pick<GRPOConfig, "systemPrompt" | "chatTemplate" | "maxPromptLength" | "chatTemplateKwargs">, tools?: unknown[]): { prompt: string | Message[]; ids: number[]; cut: number } {
   const prompt = rowPrompt(row, { systemPrompt: cfg.systemPrompt });
-  const chat = cfg.chatTemplate ?? tok.hasChatTemplate;
+  const chat = cfg.chatTemplate === undefined ? tok.hasChatTemplate : cfg.chatTemplate !== false;
   const ids = Array.isArray(prompt) || chat || tools
     ? chatIds(tok, promptMessages(prompt, cfg.systemPrompt), cfg, tools)
     : tok.encode(cfg.systemPrompt ? `${cfg.systemPrompt}\n\n${prompt}` : prompt);

@@ -6,7 +6,8 @@
 // Batching is TRL's: an optimiser step is gradient_accumulation_steps micro-batches of per_device_train_batch_size
 // completions; a generation round produces generation_batch_size = per_device_train_batch_size × steps_per_generation
 // completions (default: one optimiser step's worth) and feeds steps_per_generation × num_iterations micro-batches.
-import { join } from "node:path";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { backward, graphsByDefault, memory, noGrad, scope, setDefaultDevice, type Tensor } from "../engine/index.ts";
 import { CausalLM } from "../models/model.ts";
 import { dtypeFromTorch, type Quant4Settings } from "../models/bnb4.ts";
@@ -14,7 +15,7 @@ import { loadTokenizer, type Tokenizer } from "../tokenize/index.ts";
 import { applyPreset, loadDataset, type Row } from "../data/index.ts";
 import { placeRewards, resolveRewards, rewardMetrics, type NamedReward, type RewardPool, type RewardSpec } from "../rewards/index.ts";
 import { mixSeed, Xoshiro } from "../engine/rng.ts";
-import { configForLog, configWarnings, reportsToDashboard, validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
+import { configForLog, configWarnings, isJinja, reportsToDashboard, validateConfig, type GRPOConfig, type GRPOConfigInput } from "./config.ts";
 import { batchLoss, completionLogprobs, globalNormaliser, kernelParams, lossWeights, tokenAdvantages, type CompletionBatch, type LossParams } from "./loss.ts";
 import { GraphedMicroBatches } from "./graph-step.ts";
 import { flatOf } from "../engine/flat.ts";
@@ -116,7 +117,7 @@ export class GRPOTrainer {
     checkRunDir(cfg.outputDir, { resume: opts.resume, overwrite: cfg.overwriteOutputDir }); // before any loading
     setDefaultDevice(cfg.device);
     const model = prepareForTraining(opts.model ?? loadForTraining(cfg), cfg);
-    const tok = opts.tokenizer ?? loadTokenizer(cfg.model);
+    const tok = opts.tokenizer ?? loadConfigTokenizer(cfg);
     const rows = opts.rows ?? (await configRows(cfg));
     if (rows.length === 0) throw new Error("GRPOTrainer: the dataset is empty");
     const specs = opts.rewardFuncs ?? cfg.rewardFuncs ?? [];
@@ -128,7 +129,7 @@ export class GRPOTrainer {
     t.agent = await createAgent(cfg, tok, model.config.arch);
     // the KL reference: the same weights with the adapter off (LoRA), or under full fine-tuning a frozen copy of the
     // starting weights (as TRL keeps a ref_model), loaded again from the model folder in the policy's dtype
-    const refModel = cfg.fullFinetune && cfg.beta > 0 ? CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter }) : null;
+    const refModel = cfg.fullFinetune && cfg.beta > 0 ? CausalLM.load(cfg.model, { dtype: "f32", adapter: cfg.adapter, revision: cfg.revision }) : null;
     t.reference = new Reference(model, refModel, cfg.syncRefModel);
     if (cfg.evalStrategy === "steps") {
       if (!opts.evalRows && !cfg.dataset) throw new Error("config: eval_strategy steps needs eval rows: a dataset with an eval_split (or evalRows in the API)");
@@ -441,7 +442,19 @@ function averaged(ms: Metrics[]): Metrics {
 
 /** Load config.model for training: f32 weights under full fine-tuning, else as stored (4-bit with load_in_4bit); the config's adapter if any. */
 export function loadForTraining(cfg: GRPOConfig): CausalLM {
-  return CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter, quantization: quantizationOf(cfg) });
+  return CausalLM.load(cfg.model, { dtype: cfg.fullFinetune ? "f32" : "auto", adapter: cfg.adapter, revision: cfg.revision, quantization: quantizationOf(cfg) });
+}
+
+/** The tokenizer of config.model, with the config's own chat template where `chat_template` is Jinja text or a file. */
+export function loadConfigTokenizer(cfg: GRPOConfig): Tokenizer {
+  const t = cfg.chatTemplate;
+  let text: string | undefined;
+  if (typeof t === "string") {
+    if (isJinja(t)) text = t;
+    else if (existsSync(t) && statSync(t).isFile()) text = readFileSync(t, "utf8");
+    else throw new Error(`chat_template: "${t}" is neither Jinja text (it has no {{ or {%) nor a file (${resolve(t)} does not exist)`);
+  }
+  return loadTokenizer(cfg.model, { revision: cfg.revision, chatTemplate: text });
 }
 
 /** The 4-bit loading settings of a config (null without load_in_4bit). */
@@ -465,7 +478,8 @@ export function prepareForTraining(model: CausalLM, cfg: GRPOConfig): CausalLM {
 /** The rows of a split of config.dataset (default its train split), prepared by its preset and cut to its limit. */
 export async function configRows(cfg: GRPOConfig, split?: string, limit = cfg.dataset?.limit): Promise<Row[]> {
   if (!cfg.dataset) throw new Error("config: `dataset` is required (or pass rows to GRPOTrainer.create)");
-  let rows = await loadDataset({ path: cfg.dataset.path, split: split ?? cfg.dataset.split });
+  const { path, name, revision } = cfg.dataset;
+  let rows = await loadDataset({ path, name, revision, split: split ?? cfg.dataset.split });
   if (cfg.dataset.preset) rows = applyPreset(cfg.dataset.preset, rows, {});
   return limit ? rows.slice(0, limit) : rows;
 }

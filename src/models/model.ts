@@ -17,6 +17,7 @@ import { gemmTakes16 } from "../engine/backend.ts";
 import { ropeFrequencies, ropeTables as ropeTablesOf } from "./rope.ts";
 import type { KVCache } from "./kvcache.ts";
 import { fusedPlan, fusedLayers } from "./fused-layers.ts";
+import { resolveHubPath } from "../hub/cache.ts";
 
 /** A projection's LoRA dropout: the forward's seed [1] i32 on the device and the module's salt. */
 interface Dropout { seed: Tensor; salt: number }
@@ -62,6 +63,8 @@ export interface LoadOpts {
   /** keep bf16/f16 weights as stored (default) or convert everything to f32 */
   dtype?: "auto" | "f32";
   adapter?: string;
+  /** where `dir` is a hub id: the ref or commit of the cached snapshot (default "main"; hub/cache.ts) */
+  revision?: string;
   /**
    * 4-bit base weights (QLoRA): every linear layer's weight quantised at load to bitsandbytes' format (models/bnb4.ts;
    * embeddings, norms, biases and the lm head stay as stored). A folder saved in 4-bit loads as stored whatever this
@@ -100,7 +103,9 @@ export class CausalLM {
 
   private constructor(readonly config: ModelConfig) {}
 
+  /** Load a local Hugging Face model folder, or a hub id ("Qwen/Qwen2.5-0.5B-Instruct") from the local hub cache. */
   static load(dir: string, opts: LoadOpts = {}): CausalLM {
+    dir = resolveHubPath(dir, { revision: opts.revision });
     const cfg = readModelConfig(dir);
     const m = new CausalLM(cfg);
     const ws = opts.shapeOnly ? new ShapeOnlyWeights(cfg) : new WeightStore(dir);

@@ -12,6 +12,7 @@ import { availableParallelism } from "node:os";
 import type { Piscina } from "piscina";
 import { isBuiltinReward } from "./registry.ts";
 import { RewardTimeout } from "./errors.ts";
+import { ownModule } from "../package.ts";
 import { TIMES_ITSELF, type NamedReward, type RewardArgs, type RewardCallContext, type RewardFunc } from "./types.ts";
 
 /** What a worker loads: an export of a module file, or the code of a self-contained function. */
@@ -24,9 +25,10 @@ export interface WorkerTask {
   started: Float64Array;
 }
 
-// a plain-JavaScript entry that loads worker.ts through tsx's tsImport (see worker-entry.mjs); the process's own flags
-// (--import tsx, --test, …) are not repeated in the workers
-const workerFile = new URL("./worker-entry.mjs", import.meta.url).href;
+// a plain-JavaScript entry that loads worker.ts through tsx's tsImport (see worker-entry.mjs; the build copies it into
+// dist/, where the CommonJS bundle finds it too); the process's own flags (--import tsx, --test, …) are not repeated
+// in the workers
+const workerFile = ownModule("rewards/worker-entry.mjs", import.meta.url).href;
 
 /** A lazily started pool of `threads` reward workers. */
 export class RewardPool {

@@ -1,12 +1,11 @@
 // Reward registry and resolveReward: turn a config entry into a named reward function.
 // Is: built-in names ("gsm8k/correctness", …), parameterised built-ins ({type: "length_penalty", target: 200, …},
 // {type: code_tests | judge | judge_group | embedding_similarity | rubric | verifier, …}; YAML snake_case keys), and
-// user files "./path/rewards.ts#exportName" loaded with dynamic import (tsx is the loader at run time, so .ts files
-// work; load-module.ts). A file's reward remembers where it came from (`file`), so that a worker thread can load it
+// user files "./path/rewards.ts#exportName" (any of .ts .mts .cts .js .mjs .cjs, in any package type:
+// modules/user-module.ts). A file's reward remembers where it came from (`file`), so that a worker thread can load it
 // too (pool.ts). Is not: a sandbox — a user file runs with the trainer's full rights (code_tests is the sandbox for
 // model-written code).
-import { isAbsolute, resolve } from "node:path";
-import { importUserModule } from "./load-module.ts";
+import { loadUserExport, looksLikeFile } from "../modules/user-module.ts";
 import { gsm8k } from "./builtins/gsm8k.ts";
 import { lengthPenalty } from "./builtins/length.ts";
 import { overlongPenalty } from "./builtins/overlong.ts";
@@ -85,36 +84,19 @@ export interface ResolveRewardOptions {
   maxCompletionLength?: number;
 }
 
-function looksLikeFile(spec: string): boolean {
-  return spec.includes("#") || /\.(m?[jt]s|cjs|cts|mts)$/.test(spec) || spec.startsWith(".") || isAbsolute(spec);
-}
-
 /** Import `path#exportName` (default export when no #): the exported value, and where it came from for messages. */
 async function importExport(spec: string, baseDir: string): Promise<{ value: unknown; exportName: string; path: string; where: string }> {
-  const hash = spec.lastIndexOf("#");
-  const file = hash >= 0 ? spec.slice(0, hash) : spec;
-  const exportName = hash >= 0 ? spec.slice(hash + 1) : "default";
-  const abs = resolve(baseDir, file);
-  let mod: Record<string, unknown>;
-  try {
-    mod = await importUserModule(abs);
-  } catch (e) {
-    throw new Error(`reward "${spec}": cannot import ${abs} (${(e as Error).message})`);
-  }
-  const v = mod[exportName];
-  if (v === undefined) {
-    throw new Error(`reward "${spec}": ${abs} has no export "${exportName}" (exports: ${Object.keys(mod).join(", ") || "none"})`);
-  }
-  return { value: v, exportName, path: abs, where: `export "${exportName}" of ${abs}` };
+  const { value, ref } = await loadUserExport(spec, `reward "${spec}"`, baseDir);
+  return { value, exportName: ref.name, path: ref.abs, where: `export "${ref.name}" of ${ref.abs}` };
 }
 
 /** Load `path#exportName` as a reward function (remembering where it came from, for the worker threads). */
 async function loadFromFile(spec: string, baseDir: string): Promise<NamedReward> {
-  const { value: v, exportName, path } = await importExport(spec, baseDir);
+  const { value: v, exportName, path, where } = await importExport(spec, baseDir);
   const file = { path, export: exportName };
   if (isNamedReward(v)) return { ...v, file };
   if (typeof v === "function") return { name: v.name && v.name !== "default" ? v.name : exportName, fn: v as NamedReward["fn"], file };
-  throw new Error(`reward "${spec}": export "${exportName}" is ${typeof v}, expected a reward function or {name, fn}`);
+  throw new Error(`reward "${spec}": ${where} is ${typeof v}, expected a reward function or {name, fn}`);
 }
 
 /** Rewards of the registry or made by a factory: they run inline (fast, trusted), never in a worker. */

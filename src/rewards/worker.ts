@@ -2,7 +2,7 @@
 // user's module, or the source of a self-contained function (movable.ts) compiled again here — and calls it on the
 // batch slice it is sent. What it returns goes back as is; the main thread checks it.
 // Is not: a sandbox. A module's top-level state is per thread.
-import { importUserModule } from "./load-module.ts";
+import { importUserModule } from "../modules/user-module.ts";
 import { isNamedReward, type RewardFunc } from "./types.ts";
 import type { WorkerTask, WorkerRef } from "./pool.ts";
 
@@ -13,7 +13,7 @@ const __name = <T extends object>(f: T, value: string): T => Object.defineProper
 
 async function load(ref: WorkerRef): Promise<RewardFunc> {
   if ("code" in ref) return new Function("__name", `"use strict"; return (${ref.code});`)(__name) as RewardFunc;
-  const v = (await importUserModule(ref.module))[ref.export];
+  const v = (await importUserModule(ref.module, `reward "${ref.module}#${ref.export}"`))[ref.export];
   if (typeof v === "function") return v as RewardFunc;
   if (isNamedReward(v)) return v.fn;
   throw new Error(`${ref.module}: export "${ref.export}" is not a reward function`);

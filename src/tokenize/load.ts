@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Tokenizer as HFTokenizer } from "@huggingface/tokenizers";
 import { ChatTemplates, type ChatTemplateSource } from "./chat-template.ts";
+import { resolveHubPath } from "../hub/cache.ts";
 import { type SpecialTokens, Tokenizer } from "./tokenizer.ts";
 
 type Json = Record<string, unknown>;
@@ -36,10 +37,13 @@ function idList(v: unknown): number[] {
 export interface LoadTokenizerOptions {
   /** Use this chat template text instead of the folder's (e.g. to give a base model a ChatML template). */
   chatTemplate?: string;
+  /** where `dir` is a hub id: the ref or commit of the cached snapshot (default "main"; hub/cache.ts) */
+  revision?: string;
 }
 
-/** Load the tokenizer of a local Hugging Face model folder (needs tokenizer.json). */
+/** Load the tokenizer of a local Hugging Face model folder, or of a hub id from the local hub cache (needs tokenizer.json). */
 export function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}): Tokenizer {
+  dir = resolveHubPath(dir, { revision: opts.revision });
   const tokPath = join(dir, "tokenizer.json");
   const tokJson = readJson(tokPath);
   if (!tokJson) {

@@ -1,13 +1,12 @@
 // Tools a model may call in a rollout: TypeScript functions with a JSON schema (or a zod schema) of their parameters.
-// Is: the Tool type, `resolveTools` (objects from the TS API, or "./tools.ts#tools" loaded with dynamic import as reward
+// Is: the Tool type, `resolveTools` (objects from the TS API, or "./tools.ts#tools" loaded by modules/user-module.ts as reward
 // files are), `toolSchemas` (what the chat template's `tools` argument gets: OpenAI's {type: "function", function:
 // {name, description, parameters}}) and `runToolCall` (arguments checked, the function awaited under a timeout, any
 // failure turned into an error message for the model). Is not: a sandbox — a tool runs with the trainer's rights, and
 // a synchronous tool that never returns blocks the process (the timeout only cuts async work).
 // Simplifies: arguments are checked against a zod schema fully, against a JSON schema only for required keys and the
 // JSON types of declared properties.
-import { isAbsolute, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { loadUserExport } from "../modules/user-module.ts";
 import { z } from "zod";
 import type { ToolCall } from "./parse.ts";
 
@@ -53,18 +52,7 @@ export function checkTools(input: unknown, where = "tools"): Tool[] {
 
 /** Load "./file.ts#exportName" (default export without #), relative to baseDir. */
 export async function loadTools(spec: string, baseDir = process.cwd()): Promise<Tool[]> {
-  const hash = spec.lastIndexOf("#");
-  const file = hash >= 0 ? spec.slice(0, hash) : spec;
-  const name = hash >= 0 ? spec.slice(hash + 1) : "default";
-  const abs = isAbsolute(file) ? file : resolve(baseDir, file);
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(pathToFileURL(abs).href)) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`tools "${spec}": cannot import ${abs} (${(e as Error).message})`);
-  }
-  if (!(name in mod)) throw new Error(`tools "${spec}": ${abs} has no export "${name}" (exports: ${Object.keys(mod).join(", ") || "none"})`);
-  return checkTools(mod[name], `tools "${spec}"`);
+  return checkTools((await loadUserExport(spec, `tools "${spec}"`, baseDir)).value, `tools "${spec}"`);
 }
 
 /** Tools from a config value: a "file.ts#export" string, or tools (TS API). */

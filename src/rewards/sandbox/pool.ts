@@ -8,6 +8,7 @@
 // Idle workers are unref'd, so a pool never keeps the process alive; closeSandboxes() ends them all.
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import { ownModule } from "../../package.ts";
 import { shorten, type Job, type JobResult, type SandboxLanguage, type WorkerMessage, type WorkerSetup } from "./protocol.ts";
 
 /** Time a worker gets past the deadline to answer after its interrupt before it is terminated. */
@@ -23,10 +24,10 @@ export interface SandboxPoolOptions {
   recycleAfter?: number;
 }
 
-const ENTRIES: Record<SandboxLanguage, URL> = {
-  python: new URL("./python-worker.ts", import.meta.url),
-  javascript: new URL("./js-worker.ts", import.meta.url),
-};
+/** A worker's entry: the .ts in src/ when running from source (a checkout), else the built .js in dist/. */
+const entry = (name: string): URL => ownModule(`rewards/sandbox/${name}.ts`, import.meta.url);
+
+const ENTRIES: Record<SandboxLanguage, URL> = { python: entry("python-worker"), javascript: entry("js-worker") };
 
 /** Start a worker on a .ts entry (through tsx's loader) or a compiled .js one. */
 function spawn(entry: URL, options: ConstructorParameters<typeof Worker>[1]): Worker {
