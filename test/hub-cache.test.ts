@@ -6,7 +6,7 @@
 // lists every place looked in and says that aha never downloads.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +19,7 @@ import { loadDataset } from "../src/data/index.ts";
 import { hubCacheDirs, resolveHubPath } from "../src/hub/cache.ts";
 import { noGrad, scope } from "../src/engine/index.ts";
 import { fixtureModels } from "./fixtures.ts";
+import { spawnServe } from "./serve-process.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "aha-hub-"));
 process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
@@ -102,16 +103,8 @@ test("aha generate --model <hub id> with HF_HOME set", () => {
 
 test("aha serve --model <hub id> --revision v2 serves that snapshot under the id's name", async () => {
   const home = join(tmp, "hf-home");
-  const child = spawn(process.execPath, [bin, "serve", "--model", "tiny/model", "--revision", "v2", "--port", "0", "--quiet"],
-    { env: { ...process.env, HF_HOME: home, HF_HUB_CACHE: "" }, stdio: ["ignore", "pipe", "pipe"] });
-  let err = "";
-  child.stderr.on("data", (d) => { err += d; });
+  const { child, url } = await spawnServe(["--model", "tiny/model", "--revision", "v2"], { ...process.env, HF_HOME: home, HF_HUB_CACHE: "" });
   try {
-    const url = await new Promise<string>((ok, fail) => {
-      let out = "";
-      child.stdout.on("data", (d) => { out += d; const m = /listening on (\S+)/.exec(out); if (m) ok(m[1]); });
-      child.on("exit", (c) => fail(new Error(`aha serve exited ${c}: ${err}`)));
-    });
     const models = (await (await fetch(`${url}/models`)).json()) as { data: { id: string }[] };
     assert.deepEqual(models.data.map((m) => m.id), ["tiny/model"]);
   } finally {

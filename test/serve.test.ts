@@ -4,13 +4,14 @@
 // for a streamed one, a full forward for log-probs and embeddings.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, basename } from "node:path";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
 import { fixtureModels } from "./fixtures.ts";
+import { spawnServe } from "./serve-process.ts";
 import { CausalLM } from "../src/models/model.ts";
 import { loadTokenizer, type Tokenizer } from "../src/tokenize/index.ts";
 import { generate } from "../src/generate/generate.ts";
@@ -270,14 +271,7 @@ test(`serve: tools are rendered by the template and the model's calls come back 
 });
 
 test(`aha serve (${name}): binds 127.0.0.1 by default and a SIGTERM lets the running stream finish, then exits 0`, async () => {
-  const child = spawn(process.execPath, [bin, "serve", "--model", dir, "--port", "0", "--quiet"], { stdio: ["ignore", "pipe", "pipe"] });
-  let err = "";
-  child.stderr.on("data", (d) => { err += d; });
-  const url = await new Promise<string>((ok, fail) => {
-    let out = "";
-    child.stdout.on("data", (d) => { out += d; const m = /listening on (\S+)/.exec(out); if (m) ok(m[1]); });
-    child.on("exit", (c) => fail(new Error(`aha serve exited ${c}: ${err}`)));
-  });
+  const { child, url, stderr } = await spawnServe(["--model", dir]);
   assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/v1$/);
   const exited = new Promise<number | null>((ok) => child.on("exit", (c) => ok(c)));
   const c = new OpenAI({ baseURL: url, apiKey: "none", maxRetries: 0 });
@@ -290,23 +284,16 @@ test(`aha serve (${name}): binds 127.0.0.1 by default and a SIGTERM lets the run
   }
   assert.ok(finish === "length" || finish === "stop", `finish ${finish}`);
   assert.equal(text, alone(model, [1, 2, 3], { temperature: 0, maxTokens: 200 })[0].text);
-  assert.equal(await exited, 0, err);
-  assert.match(err, /SIGTERM/);
+  assert.equal(await exited, 0, stderr());
+  assert.match(stderr(), /SIGTERM/);
 });
 
 /** A ChatML template that renders tools and tool calls the way Qwen2.5/Qwen3 do, short enough for the tiny model's context. */
 const TOOL_TEMPLATE = readFileSync(join(root, "test", "data", "qwen-tools-template.jinja"), "utf8");
 
 test(`aha serve --load-in-4bit (${name}): the greedy answer is \`aha generate --load-in-4bit\`'s, not the 16-bit model's`, async () => {
-  const child = spawn(process.execPath, [bin, "serve", "--model", dir, "--port", "0", "--quiet", "--load-in-4bit"], { stdio: ["ignore", "pipe", "pipe"] });
-  let err = "";
-  child.stderr.on("data", (d) => { err += d; });
+  const { child, url } = await spawnServe(["--model", dir, "--load-in-4bit"]);
   try {
-    const url = await new Promise<string>((ok, fail) => {
-      let out = "";
-      child.stdout.on("data", (d) => { out += d; const m = /listening on (\S+)/.exec(out); if (m) ok(m[1]); });
-      child.on("exit", (c) => fail(new Error(`aha serve exited ${c}: ${err}`)));
-    });
     const c = new OpenAI({ baseURL: url, apiKey: "none", maxRetries: 0 });
     const r = await c.completions.create({ model: name, prompt: [1, 2, 3], max_tokens: 24, temperature: 0 });
     const cli = spawnSync(process.execPath, [bin, "generate", "--model", dir, "--prompt-ids", "1,2,3", "--temperature", "0", "--max-tokens", "24", "--json", "--load-in-4bit"], { encoding: "utf8" });
