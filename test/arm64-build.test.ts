@@ -1,19 +1,19 @@
 // The CPU module builds for arm64: every source of native/cpu (the addon, the drivers and the per-instruction-set
 // kernels: NEON, and the scalar set with Advanced SIMD switched off, as native/CMakeLists.txt compiles it there) is
-// cross-compiled with Debian's g++-aarch64-linux-gnu and linked into one shared module, whose kernel tables are then
-// looked up by name. A Mac or Graviton user builds from these sources; no arm64 machine runs in CI, so this is the
+// cross-compiled with Debian's g++-aarch64-linux-gnu and linked into one shared module; the NEON and scalar objects
+// must hold real kernels, not the stubs the x86 sets compile to there. A Mac or Graviton user builds from these sources; no arm64 machine runs in CI, so this is the
 // check that they still compile. .ci/run installs the cross compiler; without it (a developer's machine) the test is
 // skipped and says so.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, execFileSync, spawnSync } from "node:child_process";
-import { availableParallelism } from "node:os";
 import { promisify } from "node:util";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
+import pLimit from "p-limit";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const CPU = join(ROOT, "native", "cpu");
@@ -37,9 +37,8 @@ test("the CPU module cross-compiles and links for arm64 (NEON and the scalar fal
         .catch((e: { stderr?: string }) => assert.fail(`${src} does not compile for arm64:\n${e.stderr}`));
       return obj;
     };
-    // (as many compilers at once as there are cores)
-    const objects: string[] = [], queue = [...sources];
-    await Promise.all(Array.from({ length: availableParallelism() }, async () => { for (let s: string | undefined; (s = queue.shift()); ) objects.push(await compile(s)); }));
+    const limit = pLimit(availableParallelism()); // (as many compilers at once as there are cores)
+    const objects = await Promise.all(sources.map((src) => limit(() => compile(src))));
     const lib = join(out, "aha_cpu.node");
     execFileSync(CXX, ["-shared", "-o", lib, ...objects, "-lpthread"]);
     // both arm64 kernel sets hold real kernels there (the x86 files compile to stubs that return null)
